@@ -1,0 +1,43 @@
+# make test : create .venv, install the project with every extra, run the whole suite.
+# make demo : run the main job on the embedded local model (no network, no API key).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test demo install lint typecheck bench bench-env clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install --disable-pip-version-check -q -e '.[all,dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check src tests bench examples
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests bench examples
+	$(PY) -m ruff format --check src tests bench examples
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+# A separate environment for reference measurements (DSPy), never mixed with ours.
+bench-env: bench/.venv-dspy/.stamp
+bench/.venv-dspy/.stamp:
+	$(PYTHON) -m venv bench/.venv-dspy
+	bench/.venv-dspy/bin/pip install --disable-pip-version-check -q dspy==3.4.1 aiohttp
+	touch $@
+
+bench: $(STAMP) bench-env
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""ElixirML: declarative language-model programs that optimize every parameter.
+
+Quick start::
+
+    import elixirml as em
+
+    em.configure(lm=em.LM("local"))
+    qa = em.ChainOfThought("question -> answer")
+    print(qa(question="What is the capital of France?").answer)
+
+Public names are listed in ``__all__``; everything else is private.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from .adapters import Adapter, ChatAdapter, JSONAdapter
+from .lm import LM, DummyLM, FunctionLM, LMResponse, Usage, track_usage
+from .program import ChainOfThought, Module, Predict, TraceEntry, load, trace
+from .schema import Example, InputField, OutputField, Prediction, Schema, Signature
+from .settings import Settings, configure, context
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LM",
+    "Adapter",
+    "ChainOfThought",
+    "ChatAdapter",
+    "DummyLM",
+    "Example",
+    "FunctionLM",
+    "InputField",
+    "JSONAdapter",
+    "LMResponse",
+    "Module",
+    "OutputField",
+    "Predict",
+    "Prediction",
+    "Schema",
+    "Settings",
+    "Signature",
+    "TraceEntry",
+    "Usage",
+    "__version__",
+    "configure",
+    "context",
+    "errors",
+    "inspect_history",
+    "load",
+    "trace",
+    "track_usage",
+]
+
+
+def inspect_history(n: int = 1, lm: LM | None = None) -> str:
+    """Print and return the last ``n`` prompts and answers of ``lm`` (default: the configured LM)."""
+    from .settings import current
+
+    target = lm or current().lm
+    if target is None:
+        raise errors.ConfigurationError("No LM configured; pass lm=... or call em.configure(lm=...)")
+    return target.inspect_history(n)

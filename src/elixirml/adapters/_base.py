@@ -1,0 +1,207 @@
+"""The adapter protocol: a signature and inputs become messages; a completion becomes outputs.
+
+An adapter owns the prompt format. It never sends a second LM request on its own: a parse
+failure raises :class:`~elixirml.errors.AdapterParseError` (with the raw completion) unless the
+user configured a ``fallback`` adapter.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import pydantic
+
+from ..errors import AdapterParseError, OutputError
+from ..lm import LM, LMResponse
+from ..lm._types import Message
+from ..schema import Example, FieldSpec, Signature, literal_values, type_to_str
+from ..schema._types import field_marker
+
+_FENCE_RE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def strip_fences(text: str) -> str:
+    """Remove one surrounding markdown code fence, if present."""
+    match = _FENCE_RE.match(text)
+    return match.group(1) if match else text
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert Pydantic models, enums, sets and tuples into JSON-ready values."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def format_value(value: Any) -> str:
+    """Render an input value as prompt text: strings as they are, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
+
+
+def type_hint(spec: FieldSpec) -> str:
+    """Words telling the LM what a field's value must look like."""
+    allowed = literal_values(spec.annotation)
+    if allowed is not None and spec.annotation is not bool:
+        return "must be exactly one of: " + ", ".join(str(a) for a in allowed)
+    if spec.annotation is str:
+        return ""
+    rules = []
+    for key, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if key in spec.constraints:
+            rules.append(f"{word} {spec.constraints[key]}")
+    text = f"must be a value of type {type_to_str(spec.annotation)}"
+    if rules:
+        text += " (" + ", ".join(rules) + ")"
+    return text
+
+
+def describe_fields(fields: dict[str, FieldSpec]) -> str:
+    """A numbered list of fields with types and descriptions."""
+    lines = []
+    for i, (name, spec) in enumerate(fields.items(), 1):
+        line = f"{i}. `{name}` ({type_to_str(spec.annotation)})"
+        if spec.desc:
+            line += f": {spec.desc}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _normalise_literal(text: Any, allowed: tuple[Any, ...]) -> Any:
+    if not isinstance(text, str):
+        return text
+    cleaned = text.strip().strip("'\"`*.").strip()
+    for option in allowed:
+        if isinstance(option, str) and option.lower() == cleaned.lower():
+            return option
+        if not isinstance(option, str) and str(option).lower() == cleaned.lower():
+            return option
+    return cleaned
+
+
+def coerce_text(text: str, spec: FieldSpec) -> Any:
+    """Turn a field's text from a completion into a value ready for validation."""
+    annotation = spec.annotation
+    text = text.strip()
+    if annotation is str:
+        return text
+    allowed = literal_values(annotation)
+    if allowed is not None:
+        return _normalise_literal(text, allowed)
+    origin = typing.get_origin(annotation)
+    structured = origin in (list, dict, tuple, set) or (
+        isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
+    )
+    if structured:
+        return parse_json_like(strip_fences(text))
+    if annotation in (int, float):
+        match = re.search(r"-?\d+(?:\.\d+)?(?:[eE]-?\d+)?", text.replace(",", ""))
+        return match.group(0) if match else text
+    return text
+
+
+def parse_json_like(text: str) -> Any:
+    """Parse JSON, repairing near-JSON (single quotes, trailing commas, cut-off endings)."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        import json_repair
+
+        return json_repair.loads(text)
+
+
+class Adapter:
+    """Base class of adapters. Subclasses implement :meth:`format` and :meth:`parse`.
+
+    Args:
+        fallback: another adapter to try, with a second LM request, when parsing fails.
+            Off by default: no hidden second call.
+    """
+
+    name = "Adapter"
+
+    def __init__(self, fallback: Adapter | None = None) -> None:
+        self.fallback = fallback
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # -- to implement
+    def format(
+        self,
+        signature: type[Signature],
+        demos: Sequence[Example],
+        inputs: dict[str, Any],
+    ) -> list[Message]:
+        """Build the chat messages for one call."""
+        raise NotImplementedError
+
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
+        """Parse a completion into validated output values."""
+        raise NotImplementedError
+
+    def request_settings(self, signature: type[Signature], lm: LM) -> dict[str, Any]:
+        """Extra request settings this adapter needs (for example ``response_format``)."""
+        return {}
+
+    # -- shared
+    def parse_all(self, signature: type[Signature], response: LMResponse) -> list[dict[str, Any]]:
+        """Parse every completion of a response (the first failure raises)."""
+        if not response.completions:
+            raise AdapterParseError(self.name, signature.__name__, "", "the LM returned no completions")
+        return [self.parse(signature, c.text) for c in response.completions]
+
+    async def acall(
+        self,
+        lm: LM,
+        signature: type[Signature],
+        demos: Sequence[Example],
+        inputs: dict[str, Any],
+        settings: dict[str, Any],
+    ) -> tuple[list[dict[str, Any]], LMResponse, list[Message]]:
+        """Format, send, parse and validate. Returns (outputs per completion, response, messages)."""
+        messages = self.format(signature, demos, inputs)
+        request = {**self.request_settings(signature, lm), **settings}
+        parsed: list[list[dict[str, Any]]] = []
+
+        def validate(response: LMResponse) -> None:
+            parsed.append(self.parse_all(signature, response))
+
+        try:
+            response = await lm.arequest(messages, validate=validate, **request)
+        except OutputError:
+            if self.fallback is None:
+                raise
+            return await self.fallback.acall(lm, signature, demos, inputs, settings)
+        return parsed[-1], response, messages
+
+    def _demo_pairs(
+        self, signature: type[Signature], demos: Sequence[Example]
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        pairs = []
+        for demo in demos:
+            ins = {k: demo[k] for k in signature.input_fields if k in demo}
+            outs = {k: demo[k] for k in signature.output_fields if k in demo}
+            if ins and outs:
+                pairs.append((ins, outs))
+        return pairs
+
+    @staticmethod
+    def _format_inputs(signature: type[Signature], inputs: dict[str, Any]) -> str:
+        parts = []
+        for name in signature.input_fields:
+            if name in inputs and inputs[name] is not None:
+                parts.append(f"{field_marker(name)}\n{format_value(inputs[name])}")
+        return "\n\n".join(parts)

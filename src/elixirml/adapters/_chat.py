@@ -1,0 +1,92 @@
+"""ChatAdapter: fields delimited by ``[[ ## name ## ]]`` markers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import AdapterParseError
+from ..lm._types import Message
+from ..schema import Example, Signature
+from ..schema._types import field_marker
+from ._base import Adapter, coerce_text, describe_fields, format_value, strip_fences, type_hint
+
+_MARKER_RE = re.compile(r"\[\[\s*#+\s*([A-Za-z_][\w ]*?)\s*#+\s*\]\]", re.IGNORECASE)
+
+
+class ChatAdapter(Adapter):
+    """Prompts with one ``[[ ## field ## ]]`` marker per field; demos are alternating turns.
+
+    Parsing is tolerant: marker case and spacing, a surrounding markdown fence, and a missing
+    ``[[ ## completed ## ]]`` marker are all accepted. When the signature has a single output
+    field and the answer has no markers at all, the whole answer is that field's value.
+    """
+
+    name = "ChatAdapter"
+
+    def system_message(self, signature: type[Signature]) -> str:
+        """The system prompt: fields, the answer structure, and the instructions."""
+        structure = []
+        for name in signature.input_fields:
+            structure.append(f"{field_marker(name)}\n{{{name}}}")
+        for name, spec in signature.output_fields.items():
+            hint = type_hint(spec)
+            structure.append(
+                f"{field_marker(name)}\n{{{name}}}" + (f"        # note: the value you produce {hint}" if hint else "")
+            )
+        structure.append(field_marker("completed"))
+        return (
+            f"Your input fields are:\n{describe_fields(signature.input_fields)}\n"
+            f"Your output fields are:\n{describe_fields(signature.output_fields)}\n"
+            "All interactions will be structured in the following way, with the appropriate values filled in.\n\n"
+            + "\n\n".join(structure)
+            + f"\n\nIn adhering to this structure, your objective is: {signature.instructions}"
+        )
+
+    def _user_turn(self, signature: type[Signature], inputs: dict[str, Any], with_reminder: bool) -> str:
+        text = self._format_inputs(signature, inputs)
+        if with_reminder:
+            outputs = ", then ".join(f"`{field_marker(n)}`" for n in signature.output_fields)
+            text += (
+                f"\n\nRespond with the corresponding output fields, starting with the field {outputs}, "
+                f"and then ending with the marker for `{field_marker('completed')}`."
+            )
+        return text
+
+    def format_outputs(self, signature: type[Signature], outputs: dict[str, Any]) -> str:
+        """Render output values the way the LM is asked to answer."""
+        parts = [f"{field_marker(n)}\n{format_value(outputs[n])}" for n in signature.output_fields if n in outputs]
+        parts.append(field_marker("completed"))
+        return "\n\n".join(parts)
+
+    def format(
+        self,
+        signature: type[Signature],
+        demos: Sequence[Example],
+        inputs: dict[str, Any],
+    ) -> list[Message]:
+        messages: list[Message] = [{"role": "system", "content": self.system_message(signature)}]
+        for demo_in, demo_out in self._demo_pairs(signature, demos):
+            messages.append({"role": "user", "content": self._user_turn(signature, demo_in, False)})
+            messages.append({"role": "assistant", "content": self.format_outputs(signature, demo_out)})
+        messages.append({"role": "user", "content": self._user_turn(signature, inputs, True)})
+        return messages
+
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
+        text = strip_fences(completion.strip())
+        names = {n.lower(): n for n in signature.output_fields}
+        matches = list(_MARKER_RE.finditer(text))
+        sections: dict[str, str] = {}
+        for i, match in enumerate(matches):
+            key = match.group(1).strip().lower().replace(" ", "_")
+            end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+            if key in names and names[key] not in sections:
+                sections[names[key]] = strip_fences(text[match.end() : end].strip())
+        if not matches and len(signature.output_fields) == 1:
+            sections[next(iter(signature.output_fields))] = text
+        missing = [n for n, spec in signature.output_fields.items() if n not in sections and spec.required]
+        if missing:
+            raise AdapterParseError(self.name, signature.__name__, completion, f"missing output field(s) {missing}")
+        values = {n: coerce_text(t, signature.output_fields[n]) for n, t in sections.items()}
+        return signature.validate_outputs(values)

@@ -1,0 +1,91 @@
+"""JSONAdapter: the LM answers with one JSON object holding the output fields."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import AdapterParseError
+from ..lm import LM
+from ..lm._types import Message
+from ..schema import Example, Signature, literal_values
+from ._base import Adapter, _normalise_literal, describe_fields, parse_json_like, strip_fences, to_jsonable, type_hint
+
+_OBJECT_RE = re.compile(r"\{.*\}", re.DOTALL)
+
+
+class JSONAdapter(Adapter):
+    """Asks for a JSON object with the output fields.
+
+    When the LM says it supports JSON-schema output (``lm.supports_json_schema``), the output
+    schema is sent as ``response_format`` so the provider constrains decoding to it. Answers
+    that are *almost* JSON (fences, single quotes, trailing commas, a cut-off end) are repaired
+    with the ``json-repair`` library before validation.
+    """
+
+    name = "JSONAdapter"
+
+    def system_message(self, signature: type[Signature]) -> str:
+        """The system prompt: fields, the JSON answer shape, and the instructions."""
+        keys = []
+        for name, spec in signature.output_fields.items():
+            hint = type_hint(spec)
+            keys.append(f'"{name}"' + (f" ({hint})" if hint else ""))
+        return (
+            f"Your input fields are:\n{describe_fields(signature.input_fields)}\n"
+            f"Your output fields are:\n{describe_fields(signature.output_fields)}\n"
+            "Inputs are given between [[ ## field ## ]] markers. Answer with a single JSON object "
+            f"whose keys are: {', '.join(keys)}. Write nothing outside the JSON object.\n\n"
+            f"Your objective is: {signature.instructions}"
+        )
+
+    def format(
+        self,
+        signature: type[Signature],
+        demos: Sequence[Example],
+        inputs: dict[str, Any],
+    ) -> list[Message]:
+        messages: list[Message] = [{"role": "system", "content": self.system_message(signature)}]
+        for demo_in, demo_out in self._demo_pairs(signature, demos):
+            messages.append({"role": "user", "content": self._format_inputs(signature, demo_in)})
+            messages.append({"role": "assistant", "content": json.dumps(to_jsonable(demo_out), ensure_ascii=False)})
+        messages.append({"role": "user", "content": self._format_inputs(signature, inputs)})
+        return messages
+
+    def request_settings(self, signature: type[Signature], lm: LM) -> dict[str, Any]:
+        if lm.supports_json_schema:
+            return {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": signature.__name__, "schema": signature.output_schema()},
+                }
+            }
+        return {}
+
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
+        text = strip_fences(completion.strip())
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, ValueError):
+            match = _OBJECT_RE.search(text)
+            data = parse_json_like(match.group(0) if match else text)
+        if not isinstance(data, dict):
+            if len(signature.output_fields) == 1 and data not in ("", None):
+                data = {next(iter(signature.output_fields)): data}
+            else:
+                raise AdapterParseError(self.name, signature.__name__, completion, "the answer is not a JSON object")
+        missing = [n for n, spec in signature.output_fields.items() if n not in data and spec.required]
+        if missing:
+            raise AdapterParseError(self.name, signature.__name__, completion, f"missing output field(s) {missing}")
+        values: dict[str, Any] = {}
+        for name, spec in signature.output_fields.items():
+            if name not in data:
+                continue
+            value = data[name]
+            allowed = literal_values(spec.annotation)
+            if allowed is not None and spec.annotation is not bool:
+                value = _normalise_literal(value, allowed)
+            values[name] = value
+        return signature.validate_outputs(values)

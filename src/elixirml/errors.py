@@ -1,0 +1,206 @@
+"""The one error hierarchy of ElixirML.
+
+Every exception the framework raises on purpose derives from :class:`ElixirMLError`.
+The hierarchy separates three families, so callers can decide what to do:
+
+```
+ElixirMLError
+├── UserError                  the caller did something wrong; fix the code or input
+│   ├── ConfigurationError     missing/invalid settings (no LM configured, bad option)
+│   ├── SignatureError         a signature that cannot be built (syntax, unknown type)
+│   ├── MissingDependencyError an optional extra is not installed
+│   ├── LoadError              a saved program or state cannot be loaded
+│   └── VariableError          a variable or configuration is invalid
+├── ProviderError              the LM provider failed; often transient
+│   ├── ProviderTimeoutError   a request exceeded its timeout
+│   ├── RateLimitError         the provider said 429
+│   ├── ProviderResponseError  a malformed or empty response
+│   └── CircuitOpenError       the endpoint's circuit breaker is open (fail fast)
+└── OutputError                the LM answered, but the answer is not usable
+    ├── ValidationError        a value broke a schema rule (field, value, rule named)
+    ├── AdapterParseError      a completion could not be parsed (raw text attached)
+    └── AssertionFailed        a hard output assertion still failed after its retries
+```
+
+Messages say what was wrong, where, and what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AdapterParseError",
+    "AssertionFailed",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "ElixirMLError",
+    "LoadError",
+    "MissingDependencyError",
+    "OutputError",
+    "ProviderError",
+    "ProviderResponseError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "SignatureError",
+    "UserError",
+    "ValidationError",
+    "VariableError",
+]
+
+_MAX_VALUE_CHARS = 200
+
+
+def truncate(value: Any, limit: int = _MAX_VALUE_CHARS) -> str:
+    """Return ``repr(value)`` cut to ``limit`` characters, for error messages."""
+    text = repr(value)
+    if len(text) > limit:
+        return text[: limit - 15] + f"... ({len(text)} chars)"
+    return text
+
+
+class ElixirMLError(Exception):
+    """Base class of every error ElixirML raises on purpose."""
+
+
+class UserError(ElixirMLError):
+    """The caller's code or input is wrong; retrying will not help."""
+
+
+class ConfigurationError(UserError):
+    """A setting is missing or invalid (for example no LM is configured)."""
+
+
+class SignatureError(UserError):
+    """A signature cannot be built from what was given."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional dependency is not installed.
+
+    Attributes:
+        package: the missing import name.
+        extra: the ``elixirml`` extra that installs it.
+    """
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the optional package {package!r}, which is not installed. "
+            f"Install it with: pip install 'elixirml[{extra}]'"
+        )
+
+
+class LoadError(UserError):
+    """A saved program, state or file cannot be loaded."""
+
+
+class VariableError(UserError):
+    """A variable declaration or a configuration of variables is invalid."""
+
+
+class ProviderError(ElixirMLError):
+    """The LM provider failed to answer.
+
+    Attributes:
+        status: the HTTP status when there was one.
+        retryable: whether trying again may succeed.
+        retry_after: seconds the provider asked us to wait, if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class ProviderTimeoutError(ProviderError):
+    """A request to the provider exceeded its timeout."""
+
+
+class RateLimitError(ProviderError):
+    """The provider refused the request for rate limiting (HTTP 429)."""
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered with something that is not a usable response."""
+
+
+class CircuitOpenError(ProviderError):
+    """The endpoint's circuit breaker is open; the request was not sent."""
+
+    def __init__(self, endpoint: str, reopens_in: float) -> None:
+        super().__init__(
+            f"Circuit breaker for {endpoint} is open after repeated failures; "
+            f"not sending requests for another {reopens_in:.1f}s. "
+            "Check the provider, or pass fallbacks=[...] to the LM.",
+            retryable=False,
+        )
+        self.endpoint = endpoint
+        self.reopens_in = reopens_in
+
+
+class OutputError(ElixirMLError):
+    """The LM answered, but its answer cannot be used as it is."""
+
+
+class ValidationError(OutputError, ValueError):
+    """A value broke a schema rule.
+
+    Attributes:
+        schema: name of the signature or schema.
+        field: the field that failed (``None`` for a whole-object rule).
+        value: the offending value.
+        rule: the rule that was broken, in words.
+    """
+
+    def __init__(self, schema: str, field: str | None, value: Any, rule: str) -> None:
+        self.schema = schema
+        self.field = field
+        self.value = value
+        self.rule = rule
+        where = f"field {field!r} of {schema}" if field else schema
+        super().__init__(f"Invalid value for {where}: {truncate(value)} ({rule})")
+
+
+class AdapterParseError(OutputError):
+    """A completion could not be parsed into the signature's output fields.
+
+    Attributes:
+        adapter: the adapter's name.
+        signature: the signature's name.
+        completion: the raw completion text.
+    """
+
+    def __init__(self, adapter: str, signature: str, completion: str, reason: str) -> None:
+        self.adapter = adapter
+        self.signature = signature
+        self.completion = completion
+        self.reason = reason
+        super().__init__(
+            f"{adapter} could not parse the LM's answer for {signature}: {reason}. "
+            f"Raw completion: {truncate(completion, 400)}"
+        )
+
+
+class AssertionFailed(OutputError):
+    """A hard output assertion still failed after all its retries.
+
+    Attributes:
+        message: the assertion's message.
+        attempts: every attempt's output, oldest first.
+    """
+
+    def __init__(self, message: str, attempts: list[Any] | None = None) -> None:
+        self.message = message
+        self.attempts = list(attempts or [])
+        super().__init__(f"Output assertion failed after {len(self.attempts)} attempt(s): {message}")

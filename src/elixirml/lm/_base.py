@@ -1,0 +1,353 @@
+"""The LM base class: one async request method, with cache, limits, retries and history.
+
+``em.LM("provider/model", ...)`` builds the right subclass: ``"local"`` (embedded
+llama.cpp), ``"openai/<model>"`` (any OpenAI-compatible server), ``"anthropic/<model>"``,
+``"litellm/<provider>/<model>"``. Subclasses implement only the transport, :meth:`LM._send`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from .. import settings as _settings
+from ..errors import CircuitOpenError, ConfigurationError, ProviderError, ProviderTimeoutError
+from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, run_sync
+from ._types import Completion, LMResponse, Message, Usage, estimate_tokens, messages_text
+from ._usage import price_for
+
+# Settings that change what the model answers: they are part of the cache key.
+_UNSENT_KEYS = frozenset({"cache", "rollout_id"})
+
+
+def _resolve_class(model: str) -> type[LM]:
+    if model == "local" or model.startswith("local/"):
+        from ._local import LocalLM
+
+        return LocalLM
+    provider, sep, _ = model.partition("/")
+    if not sep:
+        raise ConfigurationError(
+            f"LM model {model!r} names no provider. Use 'local', 'openai/<model>', "
+            "'anthropic/<model>' or 'litellm/<provider>/<model>'."
+        )
+    if provider == "openai":
+        from ._openai import OpenAILM
+
+        return OpenAILM
+    if provider == "anthropic":
+        from ._anthropic import AnthropicLM
+
+        return AnthropicLM
+    if provider == "litellm":
+        from ._litellm import LiteLLMLM
+
+        return LiteLLMLM
+    raise ConfigurationError(
+        f"Unknown LM provider {provider!r} in {model!r}. Known: local, openai, anthropic, litellm. "
+        "For other OpenAI-compatible servers use 'openai/<model>' with base_url=..."
+    )
+
+
+class LM:
+    """A language model client.
+
+    Args:
+        model: ``"local"``, ``"openai/<model>"``, ``"anthropic/<model>"`` or
+            ``"litellm/<provider>/<model>"``.
+        temperature: default sampling temperature.
+        max_tokens: default cap on generated tokens (every request carries one).
+        cache: ``None`` follows ``em.configure(cache=...)``; ``False`` disables; ``True`` uses
+            the default location; a path or a :class:`~elixirml.lm.Cache` selects one.
+        max_concurrency: most requests in flight at once (per event loop).
+        rpm: requests-per-minute limit.
+        tpm: tokens-per-minute limit (prompt estimate plus ``max_tokens``).
+        num_retries: retries of a failed request (exponential backoff with jitter).
+        retry: a :class:`~elixirml.runtime.RetryPolicy` (overrides ``num_retries``).
+        timeout: seconds before one attempt is abandoned.
+        fallbacks: LMs to try, in order, when this one fails after its retries.
+        price: ``(input, output)`` price in dollars per million tokens; overrides the table.
+        circuit_breaker: ``False`` to disable, or a :class:`~elixirml.runtime.CircuitBreaker`.
+        history_size: recent calls kept in :attr:`history` (default from settings).
+        **defaults: more default request settings (``top_p``, ``stop``, ``seed``, ...).
+    """
+
+    provider = "base"
+    supports_json_schema = False
+    supports_tools = False
+    supports_logprobs = False
+    default_adapter = "chat"
+    default_cache = True
+
+    def __new__(cls, model: str | None = None, *args: Any, **kwargs: Any) -> LM:
+        if cls is LM:
+            if not isinstance(model, str):
+                raise ConfigurationError("em.LM(model) needs a model name such as 'local' or 'openai/gpt-4o-mini'")
+            return object.__new__(_resolve_class(model))
+        return object.__new__(cls)
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        cache: Any = None,
+        max_concurrency: int | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        num_retries: int = 5,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        fallbacks: list[LM] | None = None,
+        price: tuple[float, float] | None = None,
+        circuit_breaker: CircuitBreaker | bool = True,
+        history_size: int | None = None,
+        **defaults: Any,
+    ) -> None:
+        self.model = model
+        self.defaults: dict[str, Any] = {k: v for k, v in defaults.items() if v is not None}
+        if temperature is not None:
+            self.defaults["temperature"] = temperature
+        if max_tokens is not None:
+            if max_tokens < 1:
+                raise ConfigurationError(f"max_tokens must be >= 1, got {max_tokens}")
+            self.defaults["max_tokens"] = max_tokens
+        self.cache = cache
+        self.timeout = timeout
+        self.fallbacks = list(fallbacks or [])
+        self.price = price
+        self.retry = retry if retry is not None else RetryPolicy(num_retries)
+        self.limiter = ConcurrencyLimiter(max_concurrency)
+        self.rate_limiter = RateLimiter(rpm, tpm)
+        if circuit_breaker is True:
+            self.breaker: CircuitBreaker | None = CircuitBreaker(self.endpoint_label)
+        elif circuit_breaker is False:
+            self.breaker = None
+        else:
+            self.breaker = circuit_breaker
+        size = history_size if history_size is not None else _settings.current().history_size
+        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
+        self.usage = Usage()
+        self._caches: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def endpoint_label(self) -> str:
+        """A label for the endpoint (no secrets), used by the circuit breaker and logs."""
+        return self.model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r})"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LM:
+        return self  # clients hold connections and locks; copies of a program share them
+
+    def dump_state(self) -> dict[str, Any]:
+        """A JSON-ready description: the model and non-secret defaults (never keys or URLs)."""
+        return {"model": self.model, "defaults": dict(self.defaults)}
+
+    # ------------------------------------------------------------------ settings and cache
+    def effective_settings(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Defaults of the process, then of this LM, then ``overrides``; ``None`` values dropped."""
+        merged: dict[str, Any] = {"max_tokens": _settings.current().max_tokens}
+        merged.update(self.defaults)
+        for key, value in overrides.items():
+            if value is not None:
+                merged[key] = value
+        return merged
+
+    def _resolve_cache(self, choice: Any) -> Any:
+        if choice is None:
+            choice = self.cache
+        if choice is None:
+            choice = _settings.current().cache if self.default_cache else False
+        if choice is False or choice is None:
+            return None
+        from ._cache import Cache
+
+        if isinstance(choice, Cache):
+            return choice
+        key = "" if choice is True else str(choice)
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = Cache(None if choice is True else choice)
+            self._caches[key] = cache
+        return cache
+
+    # ------------------------------------------------------------------ requests
+    async def arequest(
+        self,
+        messages: list[Message],
+        *,
+        validate: Callable[[LMResponse], Any] | None = None,
+        **overrides: Any,
+    ) -> LMResponse:
+        """Send a chat request and return the response.
+
+        Args:
+            messages: OpenAI-style chat messages.
+            validate: called on the response before it is cached; if it raises, nothing is
+                cached and the exception propagates (adapters pass their parser).
+            **overrides: request settings for this call (``temperature``, ``max_tokens``,
+                ``n``, ``response_format``, ``tools``, ``logprobs``, ``rollout_id``, ``cache``).
+        """
+        settings = self.effective_settings(overrides)
+        cache = self._resolve_cache(settings.pop("cache", None))
+        key = None
+        if cache is not None:
+            key = cache.key(self.model, messages, settings)
+            hit: LMResponse | None = cache.get(key)
+            if hit is not None:
+                if validate is not None:
+                    validate(hit)
+                self._record(messages, settings, hit)
+                return hit
+        send_settings = {k: v for k, v in settings.items() if k not in _UNSENT_KEYS}
+        try:
+            response = await self._send_with_policies(messages, send_settings)
+        except ProviderError:
+            if not self.fallbacks:
+                raise
+            response = await self._try_fallbacks(messages, overrides, validate)
+            return response
+        self._price(response)
+        self._record(messages, settings, response)
+        if validate is not None:
+            validate(response)
+        if cache is not None and key is not None:
+            cache.put(key, response)
+        return response
+
+    def request(self, messages: list[Message], **overrides: Any) -> LMResponse:
+        """Synchronous :meth:`arequest`."""
+        return run_sync(self.arequest(messages, **overrides))
+
+    def __call__(
+        self, prompt: str | None = None, *, messages: list[Message] | None = None, **overrides: Any
+    ) -> list[str]:
+        """Ask with a prompt (or messages); returns the completion texts (DSPy's ``lm(...)``)."""
+        if messages is None:
+            if prompt is None:
+                raise ConfigurationError("Pass a prompt or messages=[...]")
+            messages = [{"role": "user", "content": prompt}]
+        return [c.text for c in self.request(messages, **overrides).completions]
+
+    async def _try_fallbacks(
+        self,
+        messages: list[Message],
+        overrides: dict[str, Any],
+        validate: Callable[[LMResponse], Any] | None,
+    ) -> LMResponse:
+        last: ProviderError | None = None
+        for fallback in self.fallbacks:
+            try:
+                return await fallback.arequest(messages, validate=validate, **overrides)
+            except ProviderError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def _send_with_policies(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        attempt = 0
+        while True:
+            if self.breaker is not None:
+                self.breaker.before_request()
+            try:
+                return await self._send_limited(messages, settings)
+            except CircuitOpenError:
+                raise
+            except ProviderError as exc:
+                if self.breaker is not None and exc.status != 429:
+                    self.breaker.record_failure()
+                if not exc.retryable or attempt >= self.retry.retries:
+                    raise
+                await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
+                attempt += 1
+
+    async def _send_limited(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        if self.rate_limiter.active:
+            tokens = estimate_tokens(messages_text(messages)) + int(settings.get("max_tokens", 0))
+            await self.rate_limiter.acquire(tokens)
+        sem = self.limiter.semaphore()
+        start = time.perf_counter()
+        async with sem if sem is not None else contextlib.nullcontext():
+            if self.timeout is None:
+                response = await self._send(messages, settings)
+            else:
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        response = await self._send(messages, settings)
+                except TimeoutError:
+                    raise ProviderTimeoutError(
+                        f"{self.endpoint_label}: no answer within {self.timeout}s (timeout=...)"
+                    ) from None
+        response.latency = time.perf_counter() - start
+        if self.breaker is not None:
+            self.breaker.record_success()
+        return response
+
+    async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        """Transport: send one request and return the response. Subclasses implement this."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _send")
+
+    async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
+        """Yield the completion text in chunks as the model produces it.
+
+        LMs without native streaming yield the whole text as one chunk.
+        """
+        response = await self.arequest(messages, **overrides)
+        yield response.text
+
+    # ------------------------------------------------------------------ accounting
+    def _price(self, response: LMResponse) -> None:
+        price = self.price or price_for(self.model)
+        if price is not None:
+            response.usage.cost = (
+                response.usage.prompt_tokens * price[0] + response.usage.completion_tokens * price[1]
+            ) / 1_000_000
+
+    def _record(self, messages: list[Message], settings: dict[str, Any], response: LMResponse) -> None:
+        self.usage.add(response.usage)
+        if self.history.maxlen:
+            self.history.append(
+                {
+                    "model": self.model,
+                    "messages": messages,
+                    "settings": settings,
+                    "outputs": [c.text for c in response.completions],
+                    "usage": response.usage.as_dict(),
+                    "cached": response.cached,
+                    "latency": response.latency,
+                    "timestamp": time.time(),
+                }
+            )
+        from ._usage import record_usage
+
+        record_usage(response.usage)
+
+    def inspect_history(self, n: int = 1) -> str:
+        """Print and return the last ``n`` prompts and answers of this LM."""
+        from ._usage import format_history
+
+        text = format_history(list(self.history)[-n:])
+        print(text)
+        return text
+
+
+def completion_response(texts: list[str], messages: list[Message], model: str) -> LMResponse:
+    """Build a response from plain texts, with estimated usage (for LMs that count no tokens)."""
+    prompt_tokens = estimate_tokens(messages_text(messages))
+    return LMResponse(
+        completions=[Completion(text=t, finish_reason="stop") for t in texts],
+        usage=Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=sum(estimate_tokens(t) for t in texts),
+            calls=1,
+        ),
+        model=model,
+    )

@@ -1,0 +1,183 @@
+"""Public test doubles: :class:`DummyLM` (scripted answers) and :class:`FunctionLM` (a function answers)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..schema._types import field_marker
+from ._base import LM, completion_response
+from ._types import LMResponse, Message
+
+_MARKER_RE = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
+
+
+def render_answer(answer: Any, settings: dict[str, Any]) -> str:
+    """Render a scripted answer as completion text.
+
+    A string is returned as it is. A dict of output values becomes a JSON object when the
+    request asked for JSON (``response_format``), else text with ``[[ ## field ## ]]`` markers.
+    """
+    if isinstance(answer, str):
+        return answer
+    if not isinstance(answer, Mapping):
+        raise ConfigurationError(f"A scripted answer must be a str or a dict of output values, got {answer!r}")
+    if settings.get("response_format"):
+        return json.dumps(dict(answer), default=str)
+    parts = []
+    for key, value in answer.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        parts.append(f"{field_marker(key)}\n{text}")
+    parts.append(field_marker("completed"))
+    return "\n\n".join(parts)
+
+
+def input_field_values(messages: list[Message]) -> dict[str, str]:
+    """The ``[[ ## field ## ]]`` sections of the last user message, as a dict of texts."""
+    for message in reversed(messages):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            content: str = message["content"]
+            found = list(_MARKER_RE.finditer(content))
+            values: dict[str, str] = {}
+            for i, match in enumerate(found):
+                end = found[i + 1].start() if i + 1 < len(found) else len(content)
+                values[match.group(1)] = content[match.end() : end].strip()
+            return values
+    return {}
+
+
+class DummyLM(LM):
+    """An LM that answers from a script, for tests.
+
+    Args:
+        answers: a list of answers used in order, or a mapping from an input value to its
+            answer. Each answer is a dict of output values (rendered to suit the adapter) or a
+            raw completion string.
+        field: with a mapping, the input field whose value selects the answer; without it,
+            the first key found in the last user message is used.
+        default: the answer when a mapping has no match (else an error is raised).
+        supports_json_schema: whether adapters may ask for JSON-schema output.
+        **kwargs: passed to :class:`~elixirml.lm.LM` (for example ``max_concurrency``).
+
+    Attributes:
+        requests: every request received, as ``{"messages": ..., "settings": ...}``.
+    """
+
+    provider = "dummy"
+    default_cache = False
+
+    def __init__(
+        self,
+        answers: Sequence[Any] | Mapping[str, Any],
+        *,
+        field: str | None = None,
+        default: Any = None,
+        supports_json_schema: bool = True,
+        model: str = "dummy",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("circuit_breaker", False)
+        kwargs.setdefault("num_retries", 0)
+        super().__init__(model, **kwargs)
+        if isinstance(answers, Mapping):
+            self._mapping: dict[str, Any] | None = dict(answers)
+            self._answers: list[Any] = []
+        else:
+            self._mapping = None
+            self._answers = list(answers)
+        self.field = field
+        self.default_answer = default
+        self.supports_json_schema = supports_json_schema
+        self.requests: list[dict[str, Any]] = []
+        self._index = 0
+
+    def _pick(self, messages: list[Message]) -> Any:
+        if self._mapping is None:
+            if self._index >= len(self._answers):
+                raise ConfigurationError(
+                    f"DummyLM ran out of scripted answers after {len(self._answers)} call(s); add more answers."
+                )
+            answer = self._answers[self._index]
+            self._index += 1
+            return answer
+        if self.field is not None:
+            value = input_field_values(messages).get(self.field)
+            if value is not None:
+                # the last section may be followed by the adapter's closing reminder paragraph
+                for key in (value, value.split("\n\n", 1)[0]):
+                    if key in self._mapping:
+                        return self._mapping[key]
+        else:
+            text = next(
+                (
+                    m["content"]
+                    for m in reversed(messages)
+                    if m.get("role") == "user" and isinstance(m.get("content"), str)
+                ),
+                "",
+            )
+            for key in sorted(self._mapping, key=len, reverse=True):
+                if key in text:
+                    return self._mapping[key]
+        if self.default_answer is not None:
+            return self.default_answer
+        raise ConfigurationError("DummyLM has no scripted answer matching this request (pass default=...)")
+
+    async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        self.requests.append({"messages": messages, "settings": dict(settings)})
+        answer = self._pick(messages)
+        n = int(settings.get("n", 1))
+        answers = list(answer) if isinstance(answer, list) else [answer] * n
+        return completion_response([render_answer(a, settings) for a in answers], messages, self.model)
+
+
+class FunctionLM(LM):
+    """An LM whose answers come from a Python function, for tests and custom backends.
+
+    ``fn(messages, settings)`` receives the chat messages and the dict of effective request
+    settings (``temperature``, ``max_tokens``, ...) and returns the completion text (or a
+    list of texts for ``n > 1``, or a dict of output values, rendered as :class:`DummyLM`
+    does). A sync function runs in a worker thread, off the event loop; an async one is
+    awaited.
+
+    Args:
+        fn: the answering function.
+        supports_json_schema: whether adapters may ask for JSON-schema output.
+        model: the model name reported in history.
+        **kwargs: passed to :class:`~elixirml.lm.LM`.
+    """
+
+    provider = "function"
+    default_cache = False
+
+    def __init__(
+        self,
+        fn: Callable[[list[Message], dict[str, Any]], Any],
+        *,
+        supports_json_schema: bool = False,
+        model: str = "function",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("circuit_breaker", False)
+        kwargs.setdefault("num_retries", 0)
+        super().__init__(model, **kwargs)
+        if not callable(fn):
+            raise ConfigurationError("FunctionLM needs a callable fn(messages, settings)")
+        self.fn = fn
+        self.supports_json_schema = supports_json_schema
+        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+    async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        if self._is_async:
+            result = await self.fn(messages, dict(settings))
+        else:
+            result = await asyncio.to_thread(self.fn, messages, dict(settings))
+        if isinstance(result, LMResponse):
+            return result
+        results = result if isinstance(result, list) else [result]
+        return completion_response([render_answer(r, settings) for r in results], messages, self.model)

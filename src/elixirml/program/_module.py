@@ -1,0 +1,222 @@
+"""The Module base class: composition, discovery, copying, state and JSON save/load."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import LoadError
+from ..runtime import run_sync
+
+FORMAT = "elixirml.program"
+FORMAT_VERSION = 1
+
+
+def class_path(cls: type) -> str:
+    """``"module:QualName"`` of a class (how saved files name it)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _walk(value: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
+    if isinstance(value, Module):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        yield prefix, value
+        yield from value._children(prefix, seen)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _walk(item, f"{prefix}.{i}" if prefix else str(i), seen)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, f"{prefix}.{key}" if prefix else str(key), seen)
+
+
+class Module:
+    """Base class of every program component.
+
+    Write ``forward`` (sync) or ``aforward`` (async); call the module with ``module(...)`` or
+    ``await module.acall(...)``. A module with only ``aforward`` gets a sync path that runs it;
+    a module with only ``forward`` gets an async path that runs it in a worker thread.
+    """
+
+    def _children(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
+        for name, value in vars(self).items():
+            if name.startswith("_"):
+                continue
+            yield from _walk(value, f"{prefix}.{name}" if prefix else name, seen)
+
+    # ------------------------------------------------------------------ calling
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the module asynchronously."""
+        return await self.aforward(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The sync body. Default: runs :meth:`aforward` to completion."""
+        if type(self).aforward is Module.aforward:
+            raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward()")
+        return run_sync(self.aforward(*args, **kwargs))
+
+    async def aforward(self, *args: Any, **kwargs: Any) -> Any:
+        """The async body. Default: runs a sync :meth:`forward` in a worker thread."""
+        if type(self).forward is Module.forward:
+            raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward()")
+        return await asyncio.to_thread(self.forward, *args, **kwargs)
+
+    # ------------------------------------------------------------------ discovery
+    def named_modules(self) -> list[tuple[str, Module]]:
+        """Every sub-module (not this one), depth first, with dotted names (``"stages.0.predict"``)."""
+        return list(self._children("", {id(self)}))
+
+    def named_predictors(self) -> list[tuple[str, Any]]:
+        """Every predictor (a ``Predict``, including this module if it is one), with names."""
+        from ._predict import Predict
+
+        found: list[tuple[str, Any]] = [("self", self)] if isinstance(self, Predict) else []
+        found.extend((n, m) for n, m in self.named_modules() if isinstance(m, Predict))
+        return found
+
+    def predictors(self) -> list[Any]:
+        """Every predictor, without names."""
+        return [p for _, p in self.named_predictors()]
+
+    def set_lm(self, lm: Any) -> None:
+        """Give every predictor this LM."""
+        for predictor in self.predictors():
+            predictor.lm = lm
+
+    def get_lm(self) -> Any:
+        """The LM shared by all predictors, or None when they differ or have none."""
+        lms = {id(p.lm): p.lm for p in self.predictors()}
+        return next(iter(lms.values())) if len(lms) == 1 else None
+
+    # ------------------------------------------------------------------ copying
+    def deepcopy(self) -> Module:
+        """A deep copy (LM clients are shared, not copied)."""
+        return copy.deepcopy(self)
+
+    def reset_copy(self) -> Module:
+        """A deep copy whose predictors are reset (no demos)."""
+        new = self.deepcopy()
+        for predictor in new.predictors():
+            predictor.reset()
+        return new
+
+    # ------------------------------------------------------------------ state
+    def dump_state(self) -> dict[str, Any]:
+        """The learnable state as JSON-ready data: each predictor's instructions, demos, config."""
+        return {"predictors": {name: p.dump_state() for name, p in self.named_predictors()}}
+
+    def load_state(self, state: dict[str, Any]) -> Module:
+        """Load state produced by :meth:`dump_state` into this module's structure; returns self."""
+        saved = state.get("predictors")
+        if not isinstance(saved, dict):
+            raise LoadError("State has no 'predictors' mapping; was it written by dump_state()?")
+        mine = dict(self.named_predictors())
+        if set(saved) != set(mine):
+            raise LoadError(
+                f"Saved predictors {sorted(saved)} do not match this program's {sorted(mine)}; "
+                "load the state into a program of the same structure."
+            )
+        for name, predictor in mine.items():
+            predictor.load_state(saved[name])
+        return self
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write this module's state to a JSON file (atomically). Never pickle."""
+        target = Path(path)
+        document = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "class": class_path(type(self)),
+            "state": self.dump_state(),
+        }
+        write_json_atomic(target, document)
+        return target
+
+    def load(self, path: str | os.PathLike[str]) -> Module:
+        """Load state saved by :meth:`save` into this module; returns self."""
+        document = read_program_file(path)
+        return self.load_state(document["state"])
+
+
+def write_json_atomic(target: Path, document: Any) -> None:
+    """Write JSON to ``target`` through a temporary file and a rename, so a crash leaves no half file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, ensure_ascii=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_program_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a saved program file (JSON only; nothing in it is executed)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except FileNotFoundError:
+        raise LoadError(f"No saved program at {os.fspath(path)!r}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LoadError(f"{os.fspath(path)!r} is not a JSON program file: {exc}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise LoadError(f"{os.fspath(path)!r} is not an ElixirML program file (format {FORMAT!r} expected)")
+    if document.get("version") != FORMAT_VERSION:
+        raise LoadError(
+            f"{os.fspath(path)!r} has format version {document.get('version')}; this ElixirML reads {FORMAT_VERSION}"
+        )
+    if not isinstance(document.get("state"), dict):
+        raise LoadError(f"{os.fspath(path)!r} has no state")
+    return document
+
+
+def _subclasses(cls: type[Module]) -> Iterator[type[Module]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def load(path: str | os.PathLike[str], cls: type[Module] | None = None) -> Module:
+    """Load a saved program without executing any code from the file.
+
+    Built-in modules (``Predict``, ``ChainOfThought``) are rebuilt from the file alone. For a
+    program class of your own, its module must already be imported (ElixirML never imports
+    what a file names) or passed as ``cls``; it is built with no arguments, then its state is
+    loaded.
+    """
+    document = read_program_file(path)
+    name = document.get("class", "")
+    if cls is None:
+        cls = next((c for c in _subclasses(Module) if class_path(c) == name), None)
+        if cls is None:
+            raise LoadError(
+                f"The program class {name!r} is not loaded in this process. Import the module that "
+                "defines it first, or pass cls=YourProgram. (ElixirML never imports what a file names.)"
+            )
+    rebuild = getattr(cls, "from_saved_state", None)
+    if rebuild is not None:
+        program: Module = rebuild(document["state"])
+        return program
+    try:
+        program = cls()
+    except TypeError as exc:
+        raise LoadError(
+            f"Cannot build {cls.__name__}() without arguments ({exc}); build the program yourself "
+            "and call program.load(path)."
+        ) from None
+    return program.load_state(document["state"])

@@ -1,0 +1,6 @@
+"""Runtime layer: sync bridge and resilience policies (retries, circuit breaker, limits)."""
+
+from ._policies import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy
+from ._sync import run_sync
+
+__all__ = ["CircuitBreaker", "ConcurrencyLimiter", "RateLimiter", "RetryPolicy", "run_sync"]

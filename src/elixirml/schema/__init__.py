@@ -1,0 +1,22 @@
+"""Schema layer: signatures, runtime schemas, and the core values Example and Prediction."""
+
+from ._schema import Schema
+from ._signature import FieldSpec, InputField, OutputField, Signature, SignatureMeta, ensure_signature, make_signature
+from ._types import literal_values, parse_type, type_to_str
+from ._values import Example, Prediction
+
+__all__ = [
+    "Example",
+    "FieldSpec",
+    "InputField",
+    "OutputField",
+    "Prediction",
+    "Schema",
+    "Signature",
+    "SignatureMeta",
+    "ensure_signature",
+    "literal_values",
+    "make_signature",
+    "parse_type",
+    "type_to_str",
+]

@@ -1,0 +1,505 @@
+"""Signatures: what an LM step takes and returns.
+
+A signature is a *class*. Write it in class form::
+
+    class QA(em.Signature):
+        \"\"\"Answer the question.\"\"\"
+        question: str = em.InputField()
+        answer: str = em.OutputField(desc="a short answer")
+
+or as a string: ``em.Signature("question -> answer")`` /
+``em.Signature("question: str, k: int -> answers: list[str]", "instructions")``.
+Editing methods return new signature classes; a signature is never changed in place.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, ClassVar
+
+import pydantic
+from pydantic_core import PydanticUndefined
+
+from ..errors import SignatureError, ValidationError
+from ._types import parse_type, type_to_str
+
+_CONSTRAINT_KEYS = frozenset({"ge", "gt", "le", "lt", "multiple_of", "pattern", "min_length", "max_length", "strict"})
+
+
+class FieldSpec:
+    """One field of a signature. Made by :func:`InputField` / :func:`OutputField`.
+
+    Attributes:
+        kind: ``"input"`` or ``"output"``.
+        desc: the description shown to the LM.
+        prefix: an optional label used instead of the field name in prompts.
+        constraints: Pydantic constraints (``ge``, ``le``, ``pattern``, ...).
+        default: the default value, or ``PydanticUndefined`` when the field is required.
+        annotation: the field's type (filled in when the signature is built).
+        name: the field's name (filled in when the signature is built).
+    """
+
+    __slots__ = ("annotation", "constraints", "default", "desc", "kind", "name", "prefix")
+
+    def __init__(
+        self,
+        kind: str,
+        desc: str | None = None,
+        *,
+        prefix: str | None = None,
+        default: Any = PydanticUndefined,
+        annotation: Any = str,
+        name: str = "",
+        constraints: dict[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.desc = desc
+        self.prefix = prefix
+        self.default = default
+        self.annotation = annotation
+        self.name = name
+        self.constraints = dict(constraints or {})
+
+    def copy(self, **changes: Any) -> FieldSpec:
+        """Return a copy with some attributes replaced."""
+        new = FieldSpec(
+            self.kind,
+            self.desc,
+            prefix=self.prefix,
+            default=self.default,
+            annotation=self.annotation,
+            name=self.name,
+            constraints=self.constraints,
+        )
+        for key, value in changes.items():
+            setattr(new, key, value)
+        return new
+
+    @property
+    def required(self) -> bool:
+        """Whether the field has no default."""
+        return self.default is PydanticUndefined
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FieldSpec):
+            return NotImplemented
+        return (
+            self.kind == other.kind
+            and self.desc == other.desc
+            and self.prefix == other.prefix
+            and self.default == other.default
+            and self.annotation == other.annotation
+            and self.name == other.name
+            and self.constraints == other.constraints
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.kind.capitalize()}Field({self.name}: {type_to_str(self.annotation)})"
+
+
+def _make_field(kind: str, desc: str | None, description: str | None, kwargs: dict[str, Any]) -> Any:
+    prefix = kwargs.pop("prefix", None)
+    default = kwargs.pop("default", PydanticUndefined)
+    kwargs.pop("format", None)  # accepted for DSPy compatibility; adapters format values themselves
+    unknown = set(kwargs) - _CONSTRAINT_KEYS
+    if unknown:
+        raise SignatureError(
+            f"Unknown option(s) {sorted(unknown)} for {kind.capitalize()}Field; "
+            f"allowed: desc, description, prefix, default, {', '.join(sorted(_CONSTRAINT_KEYS))}"
+        )
+    return FieldSpec(
+        kind, desc if desc is not None else description, prefix=prefix, default=default, constraints=kwargs
+    )
+
+
+def InputField(desc: str | None = None, *, description: str | None = None, **kwargs: Any) -> Any:  # noqa: N802
+    """Declare an input field of a signature.
+
+    Args:
+        desc: a description shown to the LM (``description`` is an alias).
+        description: same as ``desc``.
+        **kwargs: ``prefix``, ``default`` and Pydantic constraints (``ge``, ``le``, ``gt``,
+            ``lt``, ``pattern``, ``min_length``, ``max_length``, ``multiple_of``).
+    """
+    return _make_field("input", desc, description, kwargs)
+
+
+def OutputField(desc: str | None = None, *, description: str | None = None, **kwargs: Any) -> Any:  # noqa: N802
+    """Declare an output field of a signature. Takes the same options as :func:`InputField`."""
+    return _make_field("output", desc, description, kwargs)
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts: list[str] = []
+    depth = 0
+    current: list[str] = []
+    quote: str | None = None
+    for ch in text:
+        if quote:
+            current.append(ch)
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _parse_side(text: str, kind: str, spec: str, custom_types: dict[str, Any] | None) -> dict[str, FieldSpec]:
+    fields: dict[str, FieldSpec] = {}
+    for item in _split_top_level(text):
+        name, sep, type_text = item.partition(":")
+        name = name.strip()
+        if not name.isidentifier():
+            raise SignatureError(f"Invalid field name {name!r} in signature {spec!r}")
+        if name in fields:
+            raise SignatureError(f"Field {name!r} appears twice in signature {spec!r}")
+        annotation = parse_type(type_text, custom_types) if sep else str
+        fields[name] = FieldSpec(kind, annotation=annotation, name=name)
+    return fields
+
+
+def _default_instructions(inputs: dict[str, FieldSpec], outputs: dict[str, FieldSpec]) -> str:
+    ins = ", ".join(f"`{n}`" for n in inputs)
+    outs = ", ".join(f"`{n}`" for n in outputs)
+    return f"Given the fields {ins}, produce the fields {outs}."
+
+
+class SignatureMeta(type):
+    """Metaclass of :class:`Signature`: collects fields and builds validation models."""
+
+    input_fields: dict[str, FieldSpec]
+    output_fields: dict[str, FieldSpec]
+    instructions: str
+
+    def __new__(mcls, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kw: Any) -> SignatureMeta:
+        specs = {k: v for k, v in ns.items() if isinstance(v, FieldSpec)}
+        for key in specs:
+            del ns[key]
+        cls = super().__new__(mcls, name, bases, ns, **kw)
+        inherited: dict[str, FieldSpec] = {}
+        for base in reversed(cls.__mro__[1:]):
+            if isinstance(base, SignatureMeta):
+                inherited.update({**base.__dict__.get("_fields", {})})
+        raw_annotations: dict[str, Any] = ns.get("__annotations__", {})
+        hints = _resolve_hints(cls, raw_annotations)
+        for field_name in raw_annotations:
+            if field_name not in specs and not field_name.startswith("_") and field_name not in ("instructions",):
+                if typing.get_origin(hints.get(field_name)) is ClassVar:
+                    continue
+                raise SignatureError(
+                    f"Field {field_name!r} of signature {name} has a type but no InputField() or "
+                    f"OutputField(); write `{field_name}: ... = em.InputField()`."
+                )
+        fields = dict(inherited)
+        for field_name, spec in specs.items():
+            fields[field_name] = spec.copy(name=field_name, annotation=hints.get(field_name, str))
+        cls._fields = fields  # type: ignore[attr-defined]
+        cls.input_fields = {k: v for k, v in fields.items() if v.kind == "input"}
+        cls.output_fields = {k: v for k, v in fields.items() if v.kind == "output"}
+        doc = ns.get("__doc__")
+        if doc and doc.strip():
+            import inspect
+
+            cls.instructions = inspect.cleandoc(doc)
+        elif "instructions" not in ns:
+            parent = next(
+                (b for b in cls.__mro__[1:] if isinstance(b, SignatureMeta) and b.__dict__.get("_explicit")), None
+            )
+            cls.instructions = (
+                parent.instructions if parent else _default_instructions(cls.input_fields, cls.output_fields)
+            )
+        cls._explicit = bool(doc and doc.strip()) or "instructions" in ns  # type: ignore[attr-defined]
+        cls._models = {}  # type: ignore[attr-defined]
+        return cls
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], (str, dict)):
+            instructions = args[1] if len(args) > 1 else kwargs.pop("instructions", None)
+            return make_signature(args[0], instructions, **kwargs)
+        raise SignatureError(
+            f"{cls.__name__} is a signature class and is not instantiated; pass it to a module "
+            f"such as em.Predict({cls.__name__}), or build one with em.Signature('inputs -> outputs')."
+        )
+
+    def __repr__(cls) -> str:
+        return f"{cls.__name__}({cls.signature})"
+
+    @property
+    def fields(cls) -> dict[str, FieldSpec]:
+        """All fields, inputs first then outputs, in declaration order."""
+        return {**cls.input_fields, **cls.output_fields}
+
+    @property
+    def signature(cls) -> str:
+        """The signature as text, with types: ``"question: str -> answer: str"``."""
+
+        def side(fields: dict[str, FieldSpec]) -> str:
+            return ", ".join(f"{n}: {type_to_str(f.annotation)}" for n, f in fields.items())
+
+        return f"{side(cls.input_fields)} -> {side(cls.output_fields)}"
+
+
+def _resolve_hints(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        return typing.get_type_hints(cls, include_extras=True)
+    except Exception:
+        hints: dict[str, Any] = {}
+        for key, value in raw.items():
+            hints[key] = parse_type(value) if isinstance(value, str) else value
+        return hints
+
+
+class Signature(metaclass=SignatureMeta):
+    """Base class of all signatures; see the module docstring for the two forms."""
+
+    @classmethod
+    def _derive(cls, fields: dict[str, FieldSpec], instructions: str | None = None) -> type[Signature]:
+        ns: dict[str, Any] = {
+            "__annotations__": {},
+            "__doc__": instructions if instructions is not None else cls.instructions,
+        }
+        for name, spec in fields.items():
+            ns[name] = spec
+        new = SignatureMeta(cls.__name__, (Signature,), ns)
+        for name, spec in fields.items():  # keep resolved annotations
+            new._fields[name].annotation = spec.annotation  # type: ignore[attr-defined]
+        new.input_fields = {k: v for k, v in new._fields.items() if v.kind == "input"}  # type: ignore[attr-defined]
+        new.output_fields = {k: v for k, v in new._fields.items() if v.kind == "output"}  # type: ignore[attr-defined]
+        return typing.cast(type[Signature], new)
+
+    @classmethod
+    def with_instructions(cls, instructions: str) -> type[Signature]:
+        """Return a copy of this signature with new instructions."""
+        return cls._derive(dict(cls.fields), instructions)
+
+    @classmethod
+    def _insert(cls, name: str, field: FieldSpec, type_: Any, at_start: bool) -> type[Signature]:
+        if not name.isidentifier():
+            raise SignatureError(f"Invalid field name {name!r}")
+        if name in cls.fields:
+            raise SignatureError(f"Signature {cls.__name__} already has a field {name!r}")
+        if not isinstance(field, FieldSpec):
+            raise SignatureError("Pass em.InputField() or em.OutputField() as the field")
+        spec = field.copy(name=name, annotation=type_ if type_ is not None else str)
+        same = cls.input_fields if spec.kind == "input" else cls.output_fields
+        other = cls.output_fields if spec.kind == "input" else cls.input_fields
+        ordered = {name: spec, **same} if at_start else {**same, name: spec}
+        fields = {**ordered, **other} if spec.kind == "input" else {**other, **ordered}
+        return cls._derive(fields)
+
+    @classmethod
+    def append(cls, name: str, field: Any, type_: Any = None) -> type[Signature]:
+        """Return a copy with a field added at the end of its kind (inputs or outputs)."""
+        return cls._insert(name, field, type_, at_start=False)
+
+    @classmethod
+    def prepend(cls, name: str, field: Any, type_: Any = None) -> type[Signature]:
+        """Return a copy with a field added at the start of its kind (inputs or outputs)."""
+        return cls._insert(name, field, type_, at_start=True)
+
+    @classmethod
+    def delete(cls, name: str) -> type[Signature]:
+        """Return a copy without the named field."""
+        if name not in cls.fields:
+            raise SignatureError(f"Signature {cls.__name__} has no field {name!r}; fields: {list(cls.fields)}")
+        return cls._derive({k: v for k, v in cls.fields.items() if k != name})
+
+    @classmethod
+    def with_updated_fields(cls, name: str, type_: Any = None, **changes: Any) -> type[Signature]:
+        """Return a copy where field ``name`` has a new type and/or new options.
+
+        Options: ``desc``, ``prefix``, ``default`` and Pydantic constraints.
+        """
+        if name not in cls.fields:
+            raise SignatureError(f"Signature {cls.__name__} has no field {name!r}; fields: {list(cls.fields)}")
+        spec = cls.fields[name]
+        desc = changes.pop("desc", changes.pop("description", spec.desc))
+        prefix = changes.pop("prefix", spec.prefix)
+        default = changes.pop("default", spec.default)
+        unknown = set(changes) - _CONSTRAINT_KEYS
+        if unknown:
+            raise SignatureError(f"Unknown field option(s) {sorted(unknown)}")
+        new = spec.copy(
+            desc=desc,
+            prefix=prefix,
+            default=default,
+            annotation=type_ if type_ is not None else spec.annotation,
+            constraints={**spec.constraints, **changes},
+        )
+        return cls._derive({k: (new if k == name else v) for k, v in cls.fields.items()})
+
+    @classmethod
+    def _model(cls, kind: str) -> type[pydantic.BaseModel]:
+        models: dict[str, type[pydantic.BaseModel]] = cls._models  # type: ignore[attr-defined]
+        model = models.get(kind)
+        if model is None:
+            fields = cls.input_fields if kind == "input" else cls.output_fields
+            definitions: dict[str, Any] = {}
+            for name, spec in fields.items():
+                definitions[name] = (
+                    spec.annotation,
+                    pydantic.Field(default=spec.default, description=spec.desc, **spec.constraints),
+                )
+            model = pydantic.create_model(f"{cls.__name__}{kind.capitalize()}s", **definitions)
+            models[kind] = model
+        return model
+
+    @classmethod
+    def input_schema(cls) -> dict[str, Any]:
+        """JSON Schema (a dict) of the input fields."""
+        return cls._model("input").model_json_schema()
+
+    @classmethod
+    def output_schema(cls) -> dict[str, Any]:
+        """JSON Schema (a dict) of the output fields."""
+        return cls._model("output").model_json_schema()
+
+    @classmethod
+    def validate_inputs(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Validate and coerce input values; raises :class:`~elixirml.errors.ValidationError`."""
+        return _validate(cls, "input", values)
+
+    @classmethod
+    def validate_outputs(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Validate and coerce output values; raises :class:`~elixirml.errors.ValidationError`."""
+        return _validate(cls, "output", values)
+
+    @classmethod
+    def equals(cls, other: Any) -> bool:
+        """Whether ``other`` has the same instructions and fields."""
+        return (
+            isinstance(other, SignatureMeta)
+            and cls.instructions == other.instructions
+            and list(cls.fields.items()) == list(other.fields.items())
+        )
+
+    @classmethod
+    def dump_state(cls) -> dict[str, Any]:
+        """A JSON-ready description of the signature (types written as text)."""
+        return {
+            "name": cls.__name__,
+            "instructions": cls.instructions,
+            "fields": [
+                {
+                    "name": n,
+                    "kind": f.kind,
+                    "type": type_to_str(f.annotation),
+                    "desc": f.desc,
+                    "prefix": f.prefix,
+                    "constraints": f.constraints,
+                    **({} if f.required else {"default": f.default}),
+                }
+                for n, f in cls.fields.items()
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], custom_types: dict[str, Any] | None = None) -> type[Signature]:
+        """Rebuild a signature from :meth:`dump_state` output, without evaluating any code."""
+        fields: dict[str, FieldSpec] = {}
+        try:
+            for item in state["fields"]:
+                fields[item["name"]] = FieldSpec(
+                    item["kind"],
+                    item.get("desc"),
+                    prefix=item.get("prefix"),
+                    default=item.get("default", PydanticUndefined),
+                    annotation=parse_type(item.get("type", "str"), custom_types),
+                    name=item["name"],
+                    constraints=item.get("constraints") or {},
+                )
+        except (KeyError, TypeError) as exc:
+            raise SignatureError(f"Malformed signature state: {exc!r}") from None
+        new = Signature._derive(fields, state.get("instructions"))
+        new.__name__ = new.__qualname__ = str(state.get("name", "Signature"))
+        return new
+
+
+def _validate(sig: type[Signature], kind: str, values: dict[str, Any]) -> dict[str, Any]:
+    model = sig._model(kind)
+    try:
+        return model.model_validate(values).__dict__.copy()
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc") or ()
+        field = str(loc[0]) if loc else None
+        value = err.get("input") if err.get("type") != "missing" else None
+        rule = err.get("msg", "invalid")
+        if err.get("type") == "missing":
+            rule = f"required {kind} field is missing"
+        if len(loc) > 1:
+            rule += f" at {'.'.join(str(p) for p in loc)}"
+        extra = exc.error_count() - 1
+        if extra:
+            rule += f"; and {extra} more error(s)"
+        raise ValidationError(sig.__name__, field, value, rule) from None
+
+
+def make_signature(
+    spec: str | dict[str, Any],
+    instructions: str | None = None,
+    *,
+    custom_types: dict[str, Any] | None = None,
+    name: str = "StringSignature",
+) -> type[Signature]:
+    """Build a signature class from ``"inputs -> outputs"`` text or a dict of fields.
+
+    Args:
+        spec: ``"question -> answer"``, ``"question: str, k: int -> answers: list[str]"``, or a
+            dict mapping names to :func:`InputField`/:func:`OutputField` results, or to
+            ``(type, field)`` pairs.
+        instructions: the instructions; a default sentence is used when omitted.
+        custom_types: extra type names allowed in the text form.
+        name: the class name of the new signature.
+    """
+    fields: dict[str, FieldSpec] = {}
+    if isinstance(spec, str):
+        if spec.count("->") != 1:
+            raise SignatureError(f"A signature string needs exactly one '->', got {spec!r}")
+        left, right = spec.split("->")
+        fields.update(_parse_side(left, "input", spec, custom_types))
+        outputs = _parse_side(right, "output", spec, custom_types)
+        clash = set(fields) & set(outputs)
+        if clash:
+            raise SignatureError(f"Field(s) {sorted(clash)} are both input and output in {spec!r}")
+        fields.update(outputs)
+        if not outputs:
+            raise SignatureError(f"Signature {spec!r} has no output fields")
+    else:
+        for key, value in spec.items():
+            if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], FieldSpec):
+                fields[key] = value[1].copy(name=key, annotation=value[0])
+            elif isinstance(value, FieldSpec):
+                fields[key] = value.copy(name=key)
+            else:
+                raise SignatureError(f"Field {key!r}: expected InputField()/OutputField() or (type, field)")
+    inputs = {k: v for k, v in fields.items() if v.kind == "input"}
+    outputs_only = {k: v for k, v in fields.items() if v.kind == "output"}
+    text = instructions if instructions is not None else _default_instructions(inputs, outputs_only)
+    new = Signature._derive(fields, text)
+    new.__name__ = new.__qualname__ = name
+    return new
+
+
+def ensure_signature(sig: Any) -> type[Signature]:
+    """Accept a signature class or its string form; return the class."""
+    if isinstance(sig, SignatureMeta):
+        return typing.cast(type[Signature], sig)
+    if isinstance(sig, str):
+        return make_signature(sig)
+    raise SignatureError(f"Expected a Signature class or a 'inputs -> outputs' string, got {sig!r}")

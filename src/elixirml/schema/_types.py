@@ -1,0 +1,151 @@
+"""Turn type expressions written as text ("list[str]", "Literal['a', 'b']") into types.
+
+Parsing walks Python's AST with a whitelist; nothing is ever evaluated, so a signature
+string (or a saved program) cannot run code.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import types
+import typing
+from typing import Any, Literal, Optional, Union
+
+from ..errors import SignatureError
+
+_NAMES: dict[str, Any] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "bytes": bytes,
+    "list": list,
+    "dict": dict,
+    "tuple": tuple,
+    "set": set,
+    "Any": Any,
+    "None": type(None),
+    "Optional": Optional,
+    "Union": Union,
+    "Literal": Literal,
+    "List": list,
+    "Dict": dict,
+    "Tuple": tuple,
+    "Set": set,
+    "date": datetime.date,
+    "datetime": datetime.datetime,
+}
+
+
+def parse_type(text: str, extra: dict[str, Any] | None = None) -> Any:
+    """Parse a type expression such as ``"list[str]"`` or ``"int | None"``.
+
+    Args:
+        text: the expression.
+        extra: more names that may appear (for example the user's Pydantic models).
+
+    Raises:
+        SignatureError: the expression uses syntax or names outside the whitelist.
+    """
+    names = dict(_NAMES)
+    if extra:
+        names.update(extra)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise SignatureError(f"Cannot parse type {text!r}: {exc.msg}") from None
+    return _convert(tree.body, names, text)
+
+
+def _convert(node: ast.expr, names: dict[str, Any], text: str) -> Any:
+    if isinstance(node, ast.Name):
+        if node.id not in names:
+            known = ", ".join(sorted(names))
+            raise SignatureError(
+                f"Unknown type name {node.id!r} in {text!r}. Known names: {known}. "
+                "Use the class form of Signature for custom types."
+            )
+        return names[node.id]
+    if isinstance(node, ast.Attribute):
+        dotted = _dotted(node)
+        if dotted in names:
+            return names[dotted]
+        short = dotted.rsplit(".", 1)[-1]
+        if dotted.startswith(("typing.", "t.")) and short in names:
+            return names[short]
+        raise SignatureError(f"Unknown type name {dotted!r} in {text!r}")
+    if isinstance(node, ast.Constant):
+        if node.value is None:
+            return type(None)
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        left = _convert(node.left, names, text)
+        right = _convert(node.right, names, text)
+        return Union[left, right]  # noqa: UP007
+    if isinstance(node, ast.Subscript):
+        base = _convert(node.value, names, text)
+        sl = node.slice
+        items = sl.elts if isinstance(sl, ast.Tuple) else [sl]
+        if base is Literal:
+            values = []
+            for item in items:
+                if not isinstance(item, ast.Constant):
+                    raise SignatureError(f"Literal[...] takes constants only, in {text!r}")
+                values.append(item.value)
+            return Literal.__getitem__(tuple(values))
+        args = tuple(_convert(item, names, text) for item in items)
+        try:
+            return base[args] if len(args) > 1 else base[args[0]]
+        except TypeError as exc:
+            raise SignatureError(f"Invalid type {text!r}: {exc}") from None
+    raise SignatureError(f"Unsupported syntax in type {text!r}")
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    raise SignatureError("Unsupported attribute expression in a type")
+
+
+def type_to_str(tp: Any) -> str:
+    """Render a type the way :func:`parse_type` reads it back (for saved programs)."""
+    if tp is type(None):
+        return "None"
+    if tp is Any:
+        return "Any"
+    origin = typing.get_origin(tp)
+    if origin is None:
+        return getattr(tp, "__name__", repr(tp))
+    args = typing.get_args(tp)
+    if origin is Literal:
+        return "Literal[" + ", ".join(repr(a) for a in args) + "]"
+    if origin is Union or origin is types.UnionType:
+        return " | ".join(type_to_str(a) for a in args)
+    name = getattr(origin, "__name__", str(origin))
+    return f"{name}[" + ", ".join(type_to_str(a) for a in args) + "]"
+
+
+def is_text_type(tp: Any) -> bool:
+    """True when a field of this type is plain text (no JSON needed to express it)."""
+    return tp is str
+
+
+def literal_values(tp: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a closed-set type (``Literal``, ``Enum``, ``bool``), else None."""
+    import enum
+
+    if tp is bool:
+        return (True, False)
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tuple(member.value for member in tp)
+    return None
+
+
+def field_marker(name: str) -> str:
+    """The marker that introduces a field's value in chat-formatted prompts and answers."""
+    return f"[[ ## {name} ## ]]"

@@ -1,0 +1,191 @@
+"""Core values: :class:`Example` (a data point) and :class:`Prediction` (a module's output)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, set):
+        return tuple(sorted(_freeze(v) for v in value))
+    try:
+        hash(value)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, default=repr)
+    return value
+
+
+class Example:
+    """A data point: named values, some marked as inputs.
+
+    Values are reachable as attributes (``ex.question``) and as keys (``ex["question"]``).
+    ``with_inputs("question")`` returns a copy that marks which keys are inputs;
+    :meth:`inputs` and :meth:`labels` split the example along that line.
+    """
+
+    __slots__ = ("_input_keys", "_store")
+    _store: dict[str, Any]
+    _input_keys: frozenset[str] | None
+
+    def __init__(self, base: Mapping[str, Any] | Example | None = None, **kwargs: Any) -> None:
+        object.__setattr__(self, "_store", {})
+        object.__setattr__(self, "_input_keys", None)
+        if isinstance(base, Example):
+            self._store.update(base._store)
+            object.__setattr__(self, "_input_keys", base._input_keys)
+        elif base is not None:
+            self._store.update(base)
+        self._store.update(kwargs)
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__") and key.endswith("__"):
+            raise AttributeError(key)
+        try:
+            return self._store[key]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {key!r}; fields: {list(self._store)}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in type(self).__slots__ or key.startswith("_"):
+            object.__setattr__(self, key, value)
+        else:
+            self._store[key] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._store[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._store[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._store[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._store
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store)
+
+    def keys(self) -> Iterable[str]:
+        """The field names."""
+        return self._store.keys()
+
+    def values(self) -> Iterable[Any]:
+        """The field values."""
+        return self._store.values()
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        """The ``(name, value)`` pairs."""
+        return self._store.items()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default``."""
+        return self._store.get(key, default)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Example):
+            return NotImplemented
+        return self._store == other._store and self._input_keys == other._input_keys
+
+    def __hash__(self) -> int:
+        return hash((_freeze(self._store), tuple(sorted(self._input_keys or ()))))
+
+    def __repr__(self) -> str:
+        inputs = f", inputs={sorted(self._input_keys)}" if self._input_keys is not None else ""
+        return f"{type(self).__name__}({self._store!r}{inputs})"
+
+    def copy(self, **changes: Any) -> Example:
+        """A copy with some values replaced."""
+        new = type(self)(self)
+        new._store.update(changes)
+        return new
+
+    def with_inputs(self, *keys: str) -> Example:
+        """A copy that marks ``keys`` as the input fields."""
+        missing = [k for k in keys if k not in self._store]
+        if missing:
+            raise KeyError(f"with_inputs: no field(s) {missing} in this example; fields: {list(self._store)}")
+        new = self.copy()
+        object.__setattr__(new, "_input_keys", frozenset(keys))
+        return new
+
+    @property
+    def input_keys(self) -> frozenset[str] | None:
+        """The keys marked as inputs, or None when :meth:`with_inputs` was not called."""
+        return self._input_keys
+
+    def inputs(self) -> Example:
+        """An example holding only the input fields."""
+        if self._input_keys is None:
+            raise ValueError("This example has no inputs marked; call .with_inputs('field', ...) first")
+        new = Example({k: v for k, v in self._store.items() if k in self._input_keys})
+        object.__setattr__(new, "_input_keys", self._input_keys)
+        return new
+
+    def labels(self) -> Example:
+        """An example holding every field that is not an input."""
+        keys = self._input_keys or frozenset()
+        return Example({k: v for k, v in self._store.items() if k not in keys})
+
+    def toDict(self) -> dict[str, Any]:  # noqa: N802 - DSPy's name
+        """A plain dict copy (DSPy's name; see :meth:`to_dict`)."""
+        return dict(self._store)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict copy of the values."""
+        return dict(self._store)
+
+
+class Prediction(Example):
+    """The output of a module: output fields as attributes.
+
+    Attributes:
+        completions: when the LM returned several completions (``n > 1``), one dict of
+            output values per completion; the prediction's own fields are the first.
+        usage: token usage of the LM calls that produced it (a dict).
+    """
+
+    __slots__ = ("_completions", "_usage")
+    _completions: list[dict[str, Any]] | None
+    _usage: dict[str, Any]
+
+    def __init__(self, base: Mapping[str, Any] | Example | None = None, **kwargs: Any) -> None:
+        super().__init__(base, **kwargs)
+        object.__setattr__(self, "_completions", None)
+        object.__setattr__(self, "_usage", {})
+
+    @classmethod
+    def from_completions(cls, completions: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> Prediction:
+        """Build a prediction whose fields are the first completion's."""
+        pred = cls(completions[0] if completions else {})
+        object.__setattr__(pred, "_completions", list(completions))
+        object.__setattr__(pred, "_usage", dict(usage or {}))
+        return pred
+
+    @property
+    def completions(self) -> list[dict[str, Any]]:
+        """Every completion's output values (one element when ``n == 1``)."""
+        return list(self._completions) if self._completions is not None else [dict(self._store)]
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        """Token usage (``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ...)."""
+        return self._usage
+
+    def set_usage(self, usage: dict[str, Any]) -> None:
+        """Replace the recorded usage."""
+        object.__setattr__(self, "_usage", dict(usage))
+
+    def __float__(self) -> float:
+        if "score" in self._store:
+            return float(self._store["score"])
+        raise TypeError("Prediction has no 'score' field to convert to float")

@@ -1,0 +1,90 @@
+"""Settings: the process default and scoped overrides, built on ``contextvars``.
+
+``em.configure(lm=...)`` sets the process default. ``with em.context(lm=...):`` overrides
+settings for the code inside the block only: concurrent asyncio tasks and threads each see
+their own scope, because the scope lives in a :class:`contextvars.ContextVar`. The process
+default is one immutable :class:`Settings` value replaced whole under a lock; nothing else
+at module level is mutable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["Settings", "configure", "context", "current"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Effective settings (immutable; use :func:`configure` / :func:`context` to change).
+
+    Attributes:
+        lm: the default LM used by predictors that have none of their own.
+        adapter: the default adapter; ``None`` lets each LM choose its preferred one.
+        cache: ``True`` (default location), ``False`` (off), a path, or a cache object.
+        store: the store URL or object used by optimizers and evaluation (store issue).
+        max_tokens: default cap on generated tokens when neither the LM nor the call sets one.
+        trace: whether predictor calls are recorded in the current trace.
+        history_size: how many recent calls each LM keeps in ``lm.history``.
+    """
+
+    lm: Any = None
+    adapter: Any = None
+    cache: Any = True
+    store: Any = None
+    max_tokens: int = 512
+    trace: bool = True
+    history_size: int = 100
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings replaced; unknown names raise ConfigurationError."""
+        allowed = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ConfigurationError(f"Unknown setting(s) {sorted(unknown)}; known settings: {sorted(allowed)}")
+        return dataclasses.replace(self, **changes)
+
+
+class _Default:
+    """Holder of the process-wide default settings, replaced atomically."""
+
+    def __init__(self) -> None:
+        self.value = Settings()
+        self.lock = threading.Lock()
+
+
+_DEFAULT = _Default()
+_SCOPED: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("elixirml_settings", default=None)
+
+
+def current() -> Settings:
+    """The settings in force here: the innermost ``context`` scope, else the process default."""
+    scoped = _SCOPED.get()
+    return scoped if scoped is not None else _DEFAULT.value
+
+
+def configure(**changes: Any) -> Settings:
+    """Change the process-wide default settings (``lm``, ``adapter``, ``cache``, ...).
+
+    Returns the new default. Scopes opened with :func:`context` keep their own values.
+    """
+    with _DEFAULT.lock:
+        _DEFAULT.value = _DEFAULT.value.replace(**changes)
+        return _DEFAULT.value
+
+
+@contextlib.contextmanager
+def context(**changes: Any) -> Iterator[Settings]:
+    """Override settings inside a ``with`` block, for this task/thread only."""
+    token = _SCOPED.set(current().replace(**changes))
+    try:
+        yield current()
+    finally:
+        _SCOPED.reset(token)

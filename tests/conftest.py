@@ -1,0 +1,28 @@
+"""Shared test setup: every test runs with a private home, cache and store, and fresh settings."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# Set before elixirml is imported anywhere, so no code path can see the user's real dirs.
+_SANDBOX = tempfile.mkdtemp(prefix="elixirml-tests-")
+os.environ["HOME"] = _SANDBOX
+os.environ["XDG_CACHE_HOME"] = os.path.join(_SANDBOX, "cache")
+os.environ["XDG_DATA_HOME"] = os.path.join(_SANDBOX, "data")
+os.environ["ELIXIRML_CACHE_DIR"] = os.path.join(_SANDBOX, "elixirml-cache")
+os.environ["ELIXIRML_STORE"] = "sqlite:///" + os.path.join(_SANDBOX, "store.db")
+
+import elixirml.settings as _settings  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings():
+    saved = _settings._DEFAULT.value
+    _settings._DEFAULT.value = _settings.Settings()
+    try:
+        yield
+    finally:
+        _settings._DEFAULT.value = saved

@@ -1,0 +1,113 @@
+from typing import Literal
+
+import pytest
+
+import elixirml as em
+from elixirml.errors import AdapterParseError, ValidationError
+
+
+class Sentiment(em.Signature):
+    """Classify."""
+
+    text: str = em.InputField()
+    label: Literal["positive", "negative"] = em.OutputField()
+    score: float = em.OutputField(ge=0, le=1)
+
+
+chat = em.ChatAdapter()
+js = em.JSONAdapter()
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "[[ ## label ## ]]\npositive\n\n[[ ## score ## ]]\n0.8\n\n[[ ## completed ## ]]",
+        "[[ ## LABEL ## ]]\n Positive \n[[ ## Score ## ]]\n0.8",  # case, spacing, no final marker
+        "```\n[[ ## label ## ]]\npositive\n[[ ## score ## ]]\n0.8\n```",  # fenced
+        "[[## label ##]]\n**positive**\n[[## score ##]]\nScore: 0.8",
+    ],
+)
+def test_chat_parse_is_tolerant(completion):
+    assert chat.parse(Sentiment, completion) == {"label": "positive", "score": 0.8}
+
+
+def test_chat_missing_field_raises_with_raw_completion():
+    with pytest.raises(AdapterParseError) as info:
+        chat.parse(Sentiment, "[[ ## label ## ]]\npositive")
+    assert info.value.completion == "[[ ## label ## ]]\npositive"
+    assert "score" in str(info.value)
+
+
+def test_chat_invalid_value_raises_validation_error():
+    with pytest.raises(ValidationError) as info:
+        chat.parse(Sentiment, "[[ ## label ## ]]\nneutral\n[[ ## score ## ]]\n0.5")
+    assert info.value.field == "label"
+
+
+def test_chat_single_output_without_markers():
+    sig = em.Signature("question -> answer")
+    assert chat.parse(sig, "Paris") == {"answer": "Paris"}
+
+
+def test_chat_structured_values_parse_json():
+    sig = em.Signature("q -> items: list[int], meta: dict[str, int]")
+    out = chat.parse(sig, "[[ ## items ## ]]\n[1, 2, 3,]\n[[ ## meta ## ]]\n{'a': 1}")
+    assert out == {"items": [1, 2, 3], "meta": {"a": 1}}
+
+
+def test_chat_format_has_demos_as_turns():
+    demos = [em.Example(text="great", label="positive", score=0.9)]
+    messages = chat.format(Sentiment, demos, {"text": "awful"})
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert "Classify." in messages[0]["content"]
+    assert "must be exactly one of: positive, negative" in messages[0]["content"]
+    assert "[[ ## label ## ]]\npositive" in messages[2]["content"]
+    assert "awful" in messages[3]["content"]
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        '{"label": "positive", "score": 0.8}',
+        '```json\n{"label": "Positive", "score": 0.8}\n```',
+        "Sure! {'label': 'positive', 'score': 0.8,}",
+        '{"label": "positive", "score": 0.8',  # cut off
+    ],
+)
+def test_json_parse_repairs(completion):
+    assert js.parse(Sentiment, completion) == {"label": "positive", "score": 0.8}
+
+
+def test_json_not_an_object_raises():
+    with pytest.raises(AdapterParseError) as info:
+        js.parse(Sentiment, "I think it is positive")
+    assert info.value.completion == "I think it is positive"
+
+
+def test_json_adapter_sends_schema_when_supported():
+    lm = em.DummyLM([{"label": "negative", "score": 0.1}], supports_json_schema=True)
+    pred = em.Predict(Sentiment, adapter=em.JSONAdapter(), lm=lm)(text="bad")
+    assert pred.label == "negative"
+    fmt = lm.requests[0]["settings"]["response_format"]
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["schema"]["properties"]["label"]["enum"] == ["positive", "negative"]
+
+
+def test_json_adapter_without_schema_support_sends_none():
+    lm = em.FunctionLM(lambda m, s: '{"label": "negative", "score": 0.1}')
+    assert em.Predict(Sentiment, adapter=em.JSONAdapter(), lm=lm)(text="bad").label == "negative"
+    assert "response_format" not in lm.history[-1]["settings"]
+
+
+def test_parse_failure_spends_no_second_call():
+    lm = em.DummyLM(["garbage", "garbage"])
+    with pytest.raises(AdapterParseError):
+        em.Predict(Sentiment, lm=lm)(text="x")
+    assert len(lm.requests) == 1
+
+
+def test_opt_in_fallback_adapter_makes_second_call():
+    lm = em.DummyLM(["garbage", '{"label": "positive", "score": 1}'], supports_json_schema=False)
+    pred = em.Predict(Sentiment, lm=lm, adapter=em.ChatAdapter(fallback=em.JSONAdapter()))(text="x")
+    assert pred.label == "positive"
+    assert len(lm.requests) == 2

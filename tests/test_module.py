@@ -1,0 +1,122 @@
+import json
+
+import pytest
+
+import elixirml as em
+from elixirml.errors import LoadError
+
+
+class Inner(em.Module):
+    def __init__(self):
+        self.step = em.Predict("q -> a")
+
+
+class Middle(em.Module):
+    def __init__(self):
+        self.inner = Inner()
+        self.extra = [em.ChainOfThought("a -> b"), {"k": em.Predict("b -> c")}]
+
+
+class Outer(em.Module):
+    def __init__(self):
+        self.middle = Middle()
+        self.final = em.Predict("c -> d", temperature=0.3)
+
+    def forward(self, q):
+        a = self.middle.inner.step(q=q).a
+        return self.final(c=a)
+
+
+def test_discovery_finds_nested_predictors():
+    names = [n for n, _ in Outer().named_predictors()]
+    assert names == ["middle.inner.step", "middle.extra.0", "middle.extra.1.k", "final"]
+    modules = [n for n, _ in Outer().named_modules()]
+    assert "middle" in modules and "middle.inner" in modules
+
+
+def test_sync_forward_gets_async_path():
+    lm = em.DummyLM({"[[ ## q ## ]]": {"a": "A"}, "[[ ## c ## ]]": {"d": "D"}})
+    em.configure(lm=lm)
+    import asyncio
+
+    assert asyncio.run(Outer().acall("x")).d == "D"
+
+
+def test_async_only_module_gets_sync_path():
+    class A(em.Module):
+        def __init__(self):
+            self.p = em.Predict("q -> a")
+
+        async def aforward(self, q):
+            return await self.p.acall(q=q)
+
+    em.configure(lm=em.DummyLM([{"a": "1"}]))
+    assert A()("x").a == "1"
+
+
+def test_module_without_body_raises():
+    class Empty(em.Module):
+        pass
+
+    with pytest.raises(NotImplementedError):
+        Empty()()
+
+
+def test_deepcopy_shares_lm_and_reset_copy_clears_demos():
+    lm = em.DummyLM([])
+    prog = Outer()
+    prog.set_lm(lm)
+    prog.final.demos = [em.Example(c="1", d="2")]
+    copy = prog.deepcopy()
+    assert copy.final is not prog.final and copy.final.lm is lm
+    assert copy.final.demos == prog.final.demos
+    assert prog.reset_copy().final.demos == []
+    assert prog.get_lm() is lm
+
+
+def test_save_and_load_round_trip(tmp_path):
+    prog = Outer()
+    prog.final.demos = [em.Example(c="1", d="2").with_inputs("c")]
+    prog.middle.inner.step.instructions = "Be precise."
+    path = prog.save(tmp_path / "prog.json")
+    document = json.loads(path.read_text())  # plain JSON
+    assert document["format"] == "elixirml.program"
+    other = Outer().load(path)
+    assert other.dump_state() == prog.dump_state()
+    assert other.middle.inner.step.instructions == "Be precise."
+    assert other.final.demos[0].inputs().to_dict() == {"c": "1"}
+    again = em.load(path)  # class is imported here, so it is found without importing anything
+    assert isinstance(again, Outer) and again.dump_state() == prog.dump_state()
+
+
+def test_em_load_rebuilds_builtin_predictors(tmp_path):
+    cot = em.ChainOfThought("question: str -> answer: int", instructions="Count.")
+    cot.demos = [em.Example(question="q", reasoning="r", answer=3)]
+    cot.save(tmp_path / "cot.json")
+    loaded = em.load(tmp_path / "cot.json")
+    assert isinstance(loaded, em.ChainOfThought)
+    assert loaded.signature.equals(cot.signature)
+    assert loaded.dump_state() == cot.dump_state()
+
+
+def test_tampered_files_never_execute_code(tmp_path):
+    marker = tmp_path / "pwned"
+    path = em.Predict("q -> a").save(tmp_path / "p.json")
+    document = json.loads(path.read_text())
+    document["state"]["signature"]["fields"][0]["type"] = f"__import__('os').system('touch {marker}')"
+    path.write_text(json.dumps(document))
+    with pytest.raises(LoadError):
+        em.load(path)
+    document["class"] = "os:system"
+    path.write_text(json.dumps(document))
+    with pytest.raises(LoadError, match="never imports"):
+        em.load(path)
+    path.write_bytes(b"\x80\x04\x95pickle")
+    with pytest.raises(LoadError):
+        em.load(path)
+    assert not marker.exists()
+
+
+def test_load_state_mismatch_is_clear():
+    with pytest.raises(LoadError, match="do not match"):
+        Outer().load_state({"predictors": {"x": {}}})

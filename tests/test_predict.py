@@ -1,0 +1,156 @@
+import asyncio
+import time
+
+import pytest
+
+import elixirml as em
+from elixirml.errors import ConfigurationError, ValidationError
+
+
+class QA(em.Signature):
+    """Answer the question using the context."""
+
+    context: str = em.InputField()
+    question: str = em.InputField()
+    answer: str = em.OutputField()
+    confidence: float = em.OutputField(ge=0.0, le=1.0)
+
+
+def test_predict_end_to_end_on_dummy_lm():
+    lm = em.DummyLM([{"answer": "Paris", "confidence": 0.9}])
+    em.configure(lm=lm)
+    pred = em.Predict(QA)(context="c", question="Where?")
+    assert pred.answer == "Paris" and pred.confidence == 0.9
+    assert pred.usage["calls"] == 1 and pred.usage["total_tokens"] > 0
+    sent = lm.requests[0]["messages"]
+    assert "Answer the question using the context." in sent[0]["content"]
+    assert "Where?" in sent[-1]["content"]
+
+
+def test_chain_of_thought_adds_reasoning_first():
+    lm = em.DummyLM([{"reasoning": "because", "answer": "Paris", "confidence": 1.0}])
+    cot = em.ChainOfThought(QA, lm=lm)
+    assert list(cot.signature.output_fields) == ["reasoning", "answer", "confidence"]
+    pred = cot(context="c", question="q")
+    assert pred.reasoning == "because" and pred.answer == "Paris"
+
+
+def test_output_constraint_violation_raises():
+    lm = em.DummyLM([{"answer": "Paris", "confidence": 3}])
+    with pytest.raises(ValidationError) as info:
+        em.Predict(QA, lm=lm)(context="c", question="q")
+    assert info.value.field == "confidence"
+
+
+def test_per_call_config_overrides_module_config():
+    seen = []
+
+    def fn(messages, settings):
+        seen.append(settings)
+        return {"answer": "x"}
+
+    lm = em.FunctionLM(fn, temperature=0.7, max_tokens=50)
+    predict = em.Predict("question -> answer", lm=lm, temperature=0.5)
+    predict(question="q")
+    predict(question="q", config={"temperature": 0.2, "max_tokens": 10})
+    assert seen[0]["temperature"] == 0.5 and seen[0]["max_tokens"] == 50
+    assert seen[1]["temperature"] == 0.2 and seen[1]["max_tokens"] == 10
+
+
+def test_every_request_carries_max_tokens():
+    lm = em.DummyLM([{"answer": "x"}])
+    em.Predict("question -> answer", lm=lm)(question="q")
+    assert lm.requests[0]["settings"]["max_tokens"] == 512
+
+
+def test_n_completions():
+    lm = em.DummyLM([[{"answer": "a"}, {"answer": "b"}, {"answer": "c"}]])
+    pred = em.Predict("question -> answer", lm=lm)(question="q", config={"n": 3})
+    assert pred.answer == "a"
+    assert [c["answer"] for c in pred.completions] == ["a", "b", "c"]
+
+
+def test_demos_reach_the_prompt():
+    lm = em.DummyLM([{"answer": "4"}])
+    predict = em.Predict("question -> answer", lm=lm, demos=[em.Example(question="1+1?", answer="2")])
+    predict(question="2+2?")
+    roles = [m["role"] for m in lm.requests[0]["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+
+
+def test_mapping_dummy_lm_by_field():
+    lm = em.DummyLM({"a?": {"answer": "A"}, "b?": {"answer": "B"}}, field="question")
+    predict = em.Predict("question -> answer", lm=lm)
+    assert predict(question="b?").answer == "B"
+    assert predict(question="a?").answer == "A"
+
+
+def test_no_lm_configured_is_clear():
+    with pytest.raises(ConfigurationError, match="em.configure"):
+        em.Predict("q -> a")(q="x")
+
+
+def test_missing_input_is_a_validation_error():
+    with pytest.raises(ValidationError, match="question"):
+        em.Predict("question -> answer", lm=em.DummyLM([]))()
+
+
+def test_positional_inputs_are_refused():
+    with pytest.raises(TypeError, match="question="):
+        em.Predict("question -> answer", lm=em.DummyLM([]))("q")
+
+
+def test_async_function_lm_is_awaited_and_sync_runs_off_loop():
+    async def afn(messages, settings):
+        await asyncio.sleep(0)
+        return {"answer": "async"}
+
+    assert em.Predict("q -> answer", lm=em.FunctionLM(afn))(q="x").answer == "async"
+
+    def slow(messages, settings):
+        time.sleep(0.2)
+        return {"answer": "ok"}
+
+    predict = em.Predict("q -> answer", lm=em.FunctionLM(slow))
+
+    async def main():
+        start = time.perf_counter()
+        results = await asyncio.gather(*(predict.acall(q=str(i)) for i in range(5)))
+        return results, time.perf_counter() - start
+
+    results, elapsed = asyncio.run(main())
+    assert [r.answer for r in results] == ["ok"] * 5
+    assert elapsed < 0.9  # five 0.2 s calls overlapped: the sync function did not block the loop
+
+
+def test_sync_call_inside_running_loop_works():
+    lm = em.DummyLM([{"answer": "x"}])
+    predict = em.Predict("q -> answer", lm=lm)
+
+    async def main():
+        return predict(q="y")  # sync call from async code: runs on a helper thread
+
+    assert asyncio.run(main()).answer == "x"
+
+
+def test_trace_records_calls():
+    lm = em.DummyLM([{"answer": "x"}])
+    predict = em.Predict("q -> answer", lm=lm)
+    with em.trace() as entries:
+        predict(q="y")
+    assert len(entries) == 1
+    assert entries[0].predictor is predict and entries[0].prediction.answer == "x"
+    assert entries[0].inputs == {"q": "y"}
+
+
+def test_usage_tracking_and_history():
+    lm = em.DummyLM([{"answer": "x"}] * 3)
+    em.configure(lm=lm)
+    predict = em.Predict("q -> answer")
+    with em.track_usage() as usage:
+        predict(q="1")
+        predict(q="2")
+    assert usage.calls == 2 and usage.total_tokens > 0
+    assert len(lm.history) == 2
+    text = em.inspect_history(1)
+    assert "[[ ## q ## ]]\n2" in text
