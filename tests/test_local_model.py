@@ -1,0 +1,59 @@
+"""Tests that run the real embedded model (SmolLM2-135M-Instruct on llama.cpp)."""
+
+import asyncio
+import csv
+import random
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+import elixirml as em
+
+pytestmark = pytest.mark.local_model
+
+SST2 = Path(__file__).resolve().parents[1] / "src" / "elixirml" / "data" / "files" / "sst2_dev.tsv"
+
+
+@pytest.fixture(scope="module")
+def local_lm():
+    pytest.importorskip("llama_cpp")
+    return em.LM("local", cache=False, temperature=0.0)
+
+
+def test_capital_of_france(local_lm):
+    qa = em.Predict("question -> answer", lm=local_lm)
+    assert "paris" in qa(question="What is the capital of France?").answer.lower()
+
+
+class Sentiment(em.Signature):
+    """Classify the sentiment of the sentence."""
+
+    sentence: str = em.InputField()
+    sentiment: Literal["positive", "negative"] = em.OutputField()
+
+
+def test_json_adapter_returns_valid_labels_for_sst2(local_lm):
+    with SST2.open(encoding="utf-8") as handle:
+        rows = list(csv.reader(handle, delimiter="\t"))[1:]
+    random.Random(0).shuffle(rows)
+    predict = em.Predict(Sentiment, lm=local_lm, adapter=em.JSONAdapter())
+    labels = [predict(sentence=text).sentiment for text, _ in rows[:20]]
+    assert all(label in ("positive", "negative") for label in labels)
+    assert len(labels) == 20
+
+
+def test_concurrent_requests_queue_without_interleaving(local_lm):
+    predict = em.Predict("question -> answer", lm=local_lm)
+    questions = ["What is the capital of France?", "Name a primary colour.", "What is 2 + 2?"]
+    sequential = [predict(question=q).answer for q in questions]
+
+    async def main():
+        return await asyncio.gather(*(predict.acall(question=q) for q in questions * 2))
+
+    concurrent = [p.answer for p in asyncio.run(main())]
+    assert concurrent == sequential * 2  # same answers: requests queued, outputs never mixed
+
+
+def test_local_is_the_json_adapters_home(local_lm):
+    assert local_lm.default_adapter == "json" and local_lm.supports_json_schema
