@@ -57,3 +57,10 @@ def test_concurrent_requests_queue_without_interleaving(local_lm):
 
 def test_local_is_the_json_adapters_home(local_lm):
     assert local_lm.default_adapter == "json" and local_lm.supports_json_schema
+
+
+def test_any_gguf_file_by_path(local_lm):
+    other = em.LM("local", model_path=local_lm.model_path, cache=False, temperature=0.0)
+    assert other._model() is local_lm._model()  # the same file is loaded once and shared
+    with pytest.raises(em.errors.ConfigurationError, match="not found"):
+        em.LM("local", model_path="/nonexistent/model.gguf")

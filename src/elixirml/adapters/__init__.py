@@ -19,4 +19,9 @@ def adapter_for(lm: Any, configured: Any = None) -> Adapter:
         if isinstance(configured, type) and issubclass(configured, Adapter):
             return configured()
         raise TypeError(f"adapter must be an Adapter instance, got {configured!r}")
-    return JSONAdapter() if getattr(lm, "default_adapter", "chat") == "json" else ChatAdapter()
+    return _DEFAULT_JSON if getattr(lm, "default_adapter", "chat") == "json" else _DEFAULT_CHAT
+
+
+# Adapters without a fallback hold no state, so the defaults can be shared.
+_DEFAULT_CHAT = ChatAdapter()
+_DEFAULT_JSON = JSONAdapter()

@@ -27,6 +27,8 @@ _FENCE_RE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 def strip_fences(text: str) -> str:
     """Remove one surrounding markdown code fence, if present."""
+    if "```" not in text:
+        return text
     match = _FENCE_RE.match(text)
     return match.group(1) if match else text
 

@@ -27,6 +27,9 @@ class ChatAdapter(Adapter):
 
     def system_message(self, signature: type[Signature]) -> str:
         """The system prompt: fields, the answer structure, and the instructions."""
+        return signature.memo((type(self), "system"), lambda: self._build_system(signature))
+
+    def _build_system(self, signature: type[Signature]) -> str:
         structure = []
         for name in signature.input_fields:
             structure.append(f"{field_marker(name)}\n{{{name}}}")
@@ -47,12 +50,16 @@ class ChatAdapter(Adapter):
     def _user_turn(self, signature: type[Signature], inputs: dict[str, Any], with_reminder: bool) -> str:
         text = self._format_inputs(signature, inputs)
         if with_reminder:
-            outputs = ", then ".join(f"`{field_marker(n)}`" for n in signature.output_fields)
-            text += (
-                f"\n\nRespond with the corresponding output fields, starting with the field {outputs}, "
-                f"and then ending with the marker for `{field_marker('completed')}`."
-            )
+            text += signature.memo((type(self), "reminder"), lambda: self._build_reminder(signature))
         return text
+
+    @staticmethod
+    def _build_reminder(signature: type[Signature]) -> str:
+        outputs = ", then ".join(f"`{field_marker(n)}`" for n in signature.output_fields)
+        return (
+            f"\n\nRespond with the corresponding output fields, starting with the field {outputs}, "
+            f"and then ending with the marker for `{field_marker('completed')}`."
+        )
 
     def format_outputs(self, signature: type[Signature], outputs: dict[str, Any]) -> str:
         """Render output values the way the LM is asked to answer."""
@@ -75,7 +82,7 @@ class ChatAdapter(Adapter):
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         text = strip_fences(completion.strip())
-        names = {n.lower(): n for n in signature.output_fields}
+        names = signature.memo("output_names_lower", lambda: {n.lower(): n for n in signature.output_fields})
         matches = list(_MARKER_RE.finditer(text))
         sections: dict[str, str] = {}
         for i, match in enumerate(matches):

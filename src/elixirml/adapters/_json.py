@@ -29,6 +29,9 @@ class JSONAdapter(Adapter):
 
     def system_message(self, signature: type[Signature]) -> str:
         """The system prompt: fields, the JSON answer shape, and the instructions."""
+        return signature.memo((type(self), "system"), lambda: self._build_system(signature))
+
+    def _build_system(self, signature: type[Signature]) -> str:
         keys = []
         for name, spec in signature.output_fields.items():
             hint = type_hint(spec)
@@ -56,12 +59,7 @@ class JSONAdapter(Adapter):
 
     def request_settings(self, signature: type[Signature], lm: LM) -> dict[str, Any]:
         if lm.supports_json_schema:
-            return {
-                "response_format": {
-                    "type": "json_schema",
-                    "json_schema": {"name": signature.__name__, "schema": signature.output_schema()},
-                }
-            }
+            return {"response_format": signature.memo("response_format", lambda: _response_format(signature))}
         return {}
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
@@ -89,3 +87,10 @@ class JSONAdapter(Adapter):
                 value = _normalise_literal(value, allowed)
             values[name] = value
         return signature.validate_outputs(values)
+
+
+def _response_format(signature: type[Signature]) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": signature.__name__, "schema": signature.output_schema()},
+    }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,7 +17,7 @@ from .. import settings as _settings
 from ..errors import CircuitOpenError, ConfigurationError, ProviderError, ProviderTimeoutError
 from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, run_sync
 from ._types import Completion, LMResponse, Message, Usage, estimate_tokens, messages_text
-from ._usage import price_for
+from ._usage import price_for, record_usage
 
 # Settings that change what the model answers: they are part of the cache key.
 _UNSENT_KEYS = frozenset({"cache", "rollout_id"})
@@ -275,21 +274,26 @@ class LM:
             await self.rate_limiter.acquire(tokens)
         sem = self.limiter.semaphore()
         start = time.perf_counter()
-        async with sem if sem is not None else contextlib.nullcontext():
-            if self.timeout is None:
-                response = await self._send(messages, settings)
-            else:
-                try:
-                    async with asyncio.timeout(self.timeout):
-                        response = await self._send(messages, settings)
-                except TimeoutError:
-                    raise ProviderTimeoutError(
-                        f"{self.endpoint_label}: no answer within {self.timeout}s (timeout=...)"
-                    ) from None
+        if sem is None:
+            response = await self._send_timed(messages, settings)
+        else:
+            async with sem:
+                response = await self._send_timed(messages, settings)
         response.latency = time.perf_counter() - start
         if self.breaker is not None:
             self.breaker.record_success()
         return response
+
+    async def _send_timed(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        if self.timeout is None:
+            return await self._send(messages, settings)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._send(messages, settings)
+        except TimeoutError:
+            raise ProviderTimeoutError(
+                f"{self.endpoint_label}: no answer within {self.timeout}s (timeout=...)"
+            ) from None
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         """Transport: send one request and return the response. Subclasses implement this."""
@@ -326,8 +330,6 @@ class LM:
                     "timestamp": time.time(),
                 }
             )
-        from ._usage import record_usage
-
         record_usage(response.usage)
 
     def inspect_history(self, n: int = 1) -> str:

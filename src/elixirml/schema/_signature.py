@@ -15,13 +15,16 @@ Editing methods return new signature classes; a signature is never changed in pl
 from __future__ import annotations
 
 import typing
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import pydantic
 from pydantic_core import PydanticUndefined
 
 from ..errors import SignatureError, ValidationError
 from ._types import parse_type, type_to_str
+
+T = TypeVar("T")
 
 _CONSTRAINT_KEYS = frozenset({"ge", "gt", "le", "lt", "multiple_of", "pattern", "min_length", "max_length", "strict"})
 
@@ -223,6 +226,7 @@ class SignatureMeta(type):
             )
         cls._explicit = bool(doc and doc.strip()) or "instructions" in ns  # type: ignore[attr-defined]
         cls._models = {}  # type: ignore[attr-defined]
+        cls._memo = {}  # type: ignore[attr-defined]
         return cls
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -358,6 +362,20 @@ class Signature(metaclass=SignatureMeta):
             model = pydantic.create_model(f"{cls.__name__}{kind.capitalize()}s", **definitions)
             models[kind] = model
         return model
+
+    @classmethod
+    def memo(cls, key: Any, factory: Callable[[], T]) -> T:
+        """Compute a value derived from this signature once and keep it.
+
+        Signatures never change after creation (editing makes new classes), so adapters keep
+        rendered prompt parts here instead of rebuilding them on every call.
+        """
+        memo: dict[Any, Any] = cls._memo  # type: ignore[attr-defined]
+        try:
+            return typing.cast(T, memo[key])
+        except KeyError:
+            value = memo[key] = factory()
+            return value
 
     @classmethod
     def input_schema(cls) -> dict[str, Any]:

@@ -1,0 +1,76 @@
+"""Per-call framework overhead of Predict and ChainOfThought on a scripted LM, versus DSPy.
+
+Runs ElixirML in this interpreter and DSPy in bench/.venv-dspy (``make bench-env``), each on
+its own DummyLM with distinct inputs per call (no cache), and prints a table. Also times
+``import elixirml`` and ``import dspy`` in fresh interpreters.
+
+Usage: python bench/overhead.py [N]
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import elixirml as em
+
+HERE = Path(__file__).resolve().parent
+DSPY_PY = HERE / ".venv-dspy" / "bin" / "python"
+
+
+def ours(module_cls: type, answer: dict[str, str], n: int, repeats: int = 5) -> float:
+    """Best of ``repeats`` runs of ``n`` calls: the least-disturbed run on a shared machine."""
+    lm = em.DummyLM([answer] * (n * repeats + 50))
+    module = module_cls("question -> answer", lm=lm)
+    for i in range(50):
+        module(question=f"warm {i}")
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(n):
+            module(question=f"question {i}")
+        best = min(best, (time.perf_counter() - start) / n)
+    return best
+
+
+def import_time(python: str, code: str, runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout
+        times.append(float(out.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    rows = {
+        "Predict": ours(em.Predict, {"answer": "x"}, n),
+        "ChainOfThought": ours(em.ChainOfThought, {"reasoning": "r", "answer": "x"}, n),
+    }
+    em_import = import_time(
+        sys.executable, "import time; s=time.perf_counter(); import elixirml; print(time.perf_counter()-s)"
+    )
+    dspy = None
+    if DSPY_PY.exists():
+        out = subprocess.run([str(DSPY_PY), str(HERE / "_dspy_overhead.py"), str(n)], capture_output=True, text=True)
+        if out.returncode == 0:
+            dspy = json.loads(out.stdout.strip().splitlines()[-1])
+        else:
+            print(out.stderr[-2000:], file=sys.stderr)
+        dspy_import = import_time(str(DSPY_PY), (HERE / "_dspy_import.py").read_text(), runs=3)
+    print(f"calls per measurement: {n}")
+    print(f"{'module':<16}{'ElixirML us/call':>18}{'DSPy us/call':>15}{'ratio':>9}")
+    for name, key in (("Predict", "predict_s"), ("ChainOfThought", "cot_s")):
+        theirs = dspy[key] * 1e6 if dspy else float("nan")
+        print(f"{name:<16}{rows[name] * 1e6:>18.1f}{theirs:>15.1f}{theirs / (rows[name] * 1e6):>8.1f}x")
+    print(f"{'import':<16}{em_import:>17.3f}s" + (f"{dspy_import:>14.3f}s" if dspy else ""))
+    if dspy:
+        print(f"(DSPy {dspy['version']})")
+
+
+if __name__ == "__main__":
+    main()
