@@ -1,6 +1,14 @@
 import elixirml as em
 
 EXPECTED = {
+    "Configuration",
+    "Pipeline",
+    "Program",
+    "Variable",
+    "VariableSpace",
+    "assert_output",
+    "stage",
+    "suggest_output",
     "LM",
     "Adapter",
     "ChainOfThought",

@@ -64,3 +64,17 @@ def test_any_gguf_file_by_path(local_lm):
     assert other._model() is local_lm._model()  # the same file is loaded once and shared
     with pytest.raises(em.errors.ConfigurationError, match="not found"):
         em.LM("local", model_path="/nonexistent/model.gguf")
+
+
+def test_seed_example_runs_as_written_on_the_embedded_model(capsys):
+    import runpy
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "qa_program.py"
+    try:
+        runpy.run_path(str(example), run_name="__main__")
+    except em.errors.AssertionFailed as exc:  # the example's documented outcome for a low-confidence model
+        assert len(exc.attempts) == 3
+        return
+    out = capsys.readouterr().out
+    assert "temperature: float = 0.7" in out and "strategy: module = cot" in out
+    assert "Predict 0.1 | original still ChainOfThought" in out

@@ -16,13 +16,36 @@ from __future__ import annotations
 from . import errors
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .lm import LM, DummyLM, FunctionLM, LMResponse, Usage, track_usage
-from .program import ChainOfThought, Module, Predict, TraceEntry, load, trace
+from .program import (
+    ChainOfThought,
+    Configuration,
+    Module,
+    Pipeline,
+    Predict,
+    Program,
+    TraceEntry,
+    Variable,
+    VariableSpace,
+    assert_output,
+    load,
+    stage,
+    suggest_output,
+    trace,
+)
 from .schema import Example, InputField, OutputField, Prediction, Schema, Signature
 from .settings import Settings, configure, context
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "suggest_output",
+    "stage",
+    "assert_output",
+    "VariableSpace",
+    "Variable",
+    "Program",
+    "Pipeline",
+    "Configuration",
     "LM",
     "Adapter",
     "ChainOfThought",

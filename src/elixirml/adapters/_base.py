@@ -158,6 +158,14 @@ class Adapter:
         """Extra request settings this adapter needs (for example ``response_format``)."""
         return {}
 
+    def feedback_message(self, signature: type[Signature], message: str) -> str:
+        """The user turn that follows a previous answer that failed a check."""
+        fields = ", ".join(f"`{n}`" for n in signature.output_fields)
+        return (
+            f"Your previous answer failed a check: {message}\n"
+            f"Answer again, fixing this, with the same output fields ({fields}) in the same format."
+        )
+
     # -- shared
     def parse_all(self, signature: type[Signature], response: LMResponse) -> list[dict[str, Any]]:
         """Parse every completion of a response (the first failure raises)."""
@@ -172,9 +180,18 @@ class Adapter:
         demos: Sequence[Example],
         inputs: dict[str, Any],
         settings: dict[str, Any],
+        *,
+        feedback: Sequence[tuple[str, str]] = (),
     ) -> tuple[list[dict[str, Any]], LMResponse, list[Message]]:
-        """Format, send, parse and validate. Returns (outputs per completion, response, messages)."""
+        """Format, send, parse and validate. Returns (outputs per completion, response, messages).
+
+        ``feedback`` holds ``(previous answer, what was wrong)`` pairs from failed output
+        assertions; each becomes an assistant turn and a user turn asking for a better answer.
+        """
         messages = self.format(signature, demos, inputs)
+        for previous, message in feedback:
+            messages.append({"role": "assistant", "content": previous})
+            messages.append({"role": "user", "content": self.feedback_message(signature, message)})
         request = {**self.request_settings(signature, lm), **settings}
         parsed: list[list[dict[str, Any]]] = []
 
@@ -186,7 +203,7 @@ class Adapter:
         except OutputError:
             if self.fallback is None:
                 raise
-            return await self.fallback.acall(lm, signature, demos, inputs, settings)
+            return await self.fallback.acall(lm, signature, demos, inputs, settings, feedback=feedback)
         return parsed[-1], response, messages
 
     def _demo_pairs(

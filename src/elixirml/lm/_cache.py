@@ -70,10 +70,19 @@ class Cache:
         target.parent.mkdir(parents=True, exist_ok=True)
         self.path = target
         self._db = sqlite3.connect(target, timeout=30.0, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute(_SCHEMA)
+        # Another process opening the file at the same moment can make these statements fail with
+        # SQLITE_BUSY without waiting on the busy timeout; they are idempotent, so try again.
+        for attempt in range(100):
+            try:
+                self._db.execute("PRAGMA busy_timeout=30000")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 99:
+                    raise
+                time.sleep(0.05)
 
     def __repr__(self) -> str:
         return f"Cache(path={str(self.path) if self.path else ':memory:'!r})"

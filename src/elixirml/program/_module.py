@@ -7,12 +7,15 @@ import copy
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoadError
+from ..errors import LoadError, VariableError
 from ..runtime import run_sync
+from . import _assertions
+from ._space import Configuration, SpaceEntry, VariableSpace
+from ._variable import Variable, class_variables
 
 FORMAT = "elixirml.program"
 FORMAT_VERSION = 1
@@ -38,13 +41,41 @@ def _walk(value: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, Module
             yield from _walk(item, f"{prefix}.{key}" if prefix else str(key), seen)
 
 
+def _direct(value: Any, prefix: str) -> Iterator[tuple[str, Module]]:
+    if isinstance(value, Module):
+        yield prefix, value
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _direct(item, f"{prefix}.{i}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _direct(item, f"{prefix}.{key}")
+
+
 class Module:
     """Base class of every program component.
 
     Write ``forward`` (sync) or ``aforward`` (async); call the module with ``module(...)`` or
     ``await module.acall(...)``. A module with only ``aforward`` gets a sync path that runs it;
     a module with only ``forward`` gets an async path that runs it in a worker thread.
+
+    Variables declared as class attributes (``em.Variable.float(...)``) are discovered by
+    :meth:`variable_space`; :meth:`with_variables` builds a configured copy.
     """
+
+    _config: dict[str, Any]
+    _init_args: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Module:
+        obj = super().__new__(cls)
+        obj.__dict__["_config"] = {}
+        obj.__dict__["_init_args"] = (args, kwargs)
+        return obj
+
+    def _direct_children(self) -> Iterator[tuple[str, Module]]:
+        for name, value in vars(self).items():
+            if not name.startswith("_"):
+                yield from _direct(value, name)
 
     def _children(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
         for name, value in vars(self).items():
@@ -54,11 +85,11 @@ class Module:
 
     # ------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        return _assertions.run_with_retries(lambda: self.forward(*args, **kwargs))
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module asynchronously."""
-        return await self.aforward(*args, **kwargs)
+        return await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The sync body. Default: runs :meth:`aforward` to completion."""
@@ -99,6 +130,90 @@ class Module:
         lms = {id(p.lm): p.lm for p in self.predictors()}
         return next(iter(lms.values())) if len(lms) == 1 else None
 
+    # ------------------------------------------------------------------ variables
+    def _variables(self) -> dict[str, Variable]:
+        """Own variables of this module by local name (class attributes, then registered ones)."""
+        cls = type(self)
+        cached: dict[str, Variable] | None = cls.__dict__.get("_elixirml_class_variables")
+        if cached is None:
+            cached = dict(class_variables(cls))
+            type.__setattr__(cls, "_elixirml_class_variables", cached)
+        extra: dict[str, Variable] | None = self.__dict__.get("_instance_variables")
+        return {**cached, **extra} if extra else cached
+
+    def register_variable(self, name: str, variable: Variable) -> Variable:
+        """Declare a variable on this instance (for modules built at run time)."""
+        if not isinstance(variable, Variable):
+            raise VariableError(f"register_variable({name!r}, ...) needs a Variable, got {variable!r}")
+        variable.name = name
+        self.__dict__.setdefault("_instance_variables", {})[name] = variable
+        return variable
+
+    def variable_value(self, name: str, *, resolve: bool = True) -> Any:
+        """The current value of this module's variable ``name`` (resolved to the class/LM if asked)."""
+        variable = self._variables().get(name)
+        if variable is None:
+            raise VariableError(f"{type(self).__name__} has no variable {name!r}; it has {list(self._variables())}")
+        if variable.kind == "composite":
+            assert variable.derive is not None
+            return variable.derive(**{dep: self.variable_value(dep) for dep in variable.depends})
+        value = self._config.get(name, variable.default)
+        return variable.resolve(value) if resolve else value
+
+    def _set_variable(self, name: str, value: Any) -> None:
+        self._config[name] = value
+
+    def variable_space(self) -> VariableSpace:
+        """Every variable of this module, its sub-modules (qualified names) and its predictors."""
+        entries = [SpaceEntry(local, var, self, local) for local, var in self._variables().items()]
+        for path, module in self.named_modules():
+            entries.extend(
+                SpaceEntry(f"{path}.{local}", var, module, local) for local, var in module._variables().items()
+            )
+        return VariableSpace(entries)
+
+    def configuration(self) -> Configuration:
+        """The current value of every searchable variable."""
+        return self.variable_space().current()
+
+    def with_variables(self, **values: Any) -> Module:
+        """A new module built under these variable values; this one is untouched.
+
+        Qualified names of nested variables go through a dict:
+        ``program.with_variables(**{"retrieve.k": 3})``.
+        """
+        return self.with_configuration(values)
+
+    def with_configuration(self, config: Mapping[str, Any]) -> Module:
+        """A new module built under ``config`` (validated against :meth:`variable_space`)."""
+        full = self.variable_space().validate(dict(config))
+        new = self.deepcopy()
+        new._apply_configuration(full, "")
+        return new
+
+    def _apply_configuration(self, values: Mapping[str, Any], prefix: str) -> None:
+        rebuild = False
+        for local, variable in self._variables().items():
+            key = prefix + local
+            if key not in values or not variable.searchable:
+                continue
+            if variable.kind == "module" and values[key] != self.variable_value(local, resolve=False):
+                rebuild = True
+            self._set_variable(local, values[key])
+        if rebuild:
+            self._rebuild()
+        for name, child in list(self._direct_children()):
+            child._apply_configuration(values, f"{prefix}{name}.")
+
+    def _rebuild(self) -> None:
+        """Re-run ``__init__`` with the original arguments under the current configuration."""
+        args, kwargs = self._init_args
+        config = dict(self._config)
+        self.__dict__.clear()
+        self.__dict__["_config"] = config
+        self.__dict__["_init_args"] = (args, kwargs)
+        type(self).__init__(self, *args, **kwargs)
+
     # ------------------------------------------------------------------ copying
     def deepcopy(self) -> Module:
         """A deep copy (LM clients are shared, not copied)."""
@@ -112,12 +227,34 @@ class Module:
         return new
 
     # ------------------------------------------------------------------ state
+    def _own_configuration(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for path, module in [("", self), *self.named_modules()]:
+            for local, variable in module._variables().items():
+                if variable.searchable and variable.kind not in ("demos",) and not _implicit(module, local):
+                    values[f"{path}.{local}" if path else local] = module.variable_value(local, resolve=False)
+        return values
+
     def dump_state(self) -> dict[str, Any]:
-        """The learnable state as JSON-ready data: each predictor's instructions, demos, config."""
-        return {"predictors": {name: p.dump_state() for name, p in self.named_predictors()}}
+        """The learnable state as JSON-ready data.
+
+        It holds the variable values, and each predictor's instructions, demos and config.
+        """
+        return {
+            "configuration": self._own_configuration(),
+            "predictors": {name: p.dump_state() for name, p in self.named_predictors()},
+        }
 
     def load_state(self, state: dict[str, Any]) -> Module:
         """Load state produced by :meth:`dump_state` into this module's structure; returns self."""
+        saved_config = state.get("configuration") or {}
+        if saved_config:
+            try:
+                rebuilt = self.with_configuration(saved_config)
+            except VariableError as exc:
+                raise LoadError(f"Saved configuration does not fit this program: {exc}") from None
+            self.__dict__.clear()
+            self.__dict__.update(rebuilt.__dict__)
         saved = state.get("predictors")
         if not isinstance(saved, dict):
             raise LoadError("State has no 'predictors' mapping; was it written by dump_state()?")
@@ -147,6 +284,10 @@ class Module:
         """Load state saved by :meth:`save` into this module; returns self."""
         document = read_program_file(path)
         return self.load_state(document["state"])
+
+
+def _implicit(module: Module, local: str) -> bool:
+    return local in ("instructions", "demos") and local not in dict(class_variables(type(module)))
 
 
 def write_json_atomic(target: Path, document: Any) -> None:

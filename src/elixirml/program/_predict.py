@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,8 +14,9 @@ from ..errors import ConfigurationError, LoadError, SignatureError
 from ..lm import LM
 from ..runtime import run_sync
 from ..schema import Example, OutputField, Prediction, Signature, ensure_signature
-from . import _trace
+from . import _assertions, _trace
 from ._module import Module
+from ._variable import Variable
 
 
 def _demo_to_json(demo: Any) -> dict[str, Any]:
@@ -92,6 +94,31 @@ class Predict(Module):
         """Forget learned demos."""
         self.demos = []
 
+    # ------------------------------------------------------------------ implicit variables
+    def _variables(self) -> dict[str, Variable]:
+        own = super()._variables()
+        return {
+            **own,
+            "instructions": Variable.text(self.signature.instructions, name="instructions"),
+            "demos": Variable("demos", list(self.demos), name="demos"),
+            **{k: v for k, v in own.items() if k in ("instructions", "demos")},
+        }
+
+    def variable_value(self, name: str, *, resolve: bool = True) -> Any:
+        if name == "instructions" and "instructions" not in super()._variables():
+            return self.signature.instructions
+        if name == "demos" and "demos" not in super()._variables():
+            return list(self.demos)
+        return super().variable_value(name, resolve=resolve)
+
+    def _set_variable(self, name: str, value: Any) -> None:
+        if name == "instructions":
+            self.instructions = value
+        elif name == "demos":
+            self.demos = list(value)
+        else:
+            super()._set_variable(name, value)
+
     def forward(self, *args: Any, **kwargs: Any) -> Prediction:
         """Run synchronously; see :meth:`aforward`."""
         return run_sync(self.aforward(*args, **kwargs))
@@ -128,11 +155,16 @@ class Predict(Module):
         adapter = adapter_for(model, self.adapter or current.adapter)
         values = self.signature.validate_inputs(inputs)
         settings = {**self.config, **config} if config else self.config
+        run = _assertions.current_run()
+        feedback = run.feedback_for(self) if run is not None else []
         start = time.perf_counter()
         outputs, response, messages = await adapter.acall(
-            model, self.signature, self.demos if demos is None else demos, values, settings
+            model, self.signature, self.demos if demos is None else demos, values, settings, feedback=feedback
         )
         prediction = Prediction.from_completions(outputs, response.usage.as_dict())
+        if run is not None:
+            _assertions.note_call(self, response.text, prediction)
+        _trace.notify(self, prediction)
         if current.trace and _trace.active():
             _trace.record(
                 _trace.TraceEntry(
@@ -188,7 +220,7 @@ class Predict(Module):
             signature = Signature.from_state(mine["signature"])
         except (SignatureError, KeyError, TypeError) as exc:
             raise LoadError(f"Cannot rebuild the saved signature: {exc}") from None
-        predictor = cls.__new__(cls)
+        predictor = typing.cast(Predict, cls.__new__(cls))
         Predict.__init__(predictor, signature)
         predictor.signature = signature  # already includes any prepended fields
         predictor.demos = [_demo_from_json(d) for d in mine.get("demos", [])]

@@ -60,3 +60,27 @@ def record(entry: TraceEntry) -> None:
 def active() -> bool:
     """Whether a trace is open here."""
     return _TRACE.get() is not None
+
+
+_LISTENERS: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("elixirml_listeners", default=())
+
+
+@contextlib.contextmanager
+def listening(callback: Any) -> Iterator[None]:
+    """Call ``callback(predictor, prediction)`` after every predictor call inside the block."""
+    token = _LISTENERS.set((*_LISTENERS.get(), callback))
+    try:
+        yield
+    finally:
+        _LISTENERS.reset(token)
+
+
+def notify(predictor: Any, prediction: Any) -> None:
+    """Tell the listeners open here about a finished predictor call."""
+    for callback in _LISTENERS.get():
+        callback(predictor, prediction)
+
+
+def current_entries() -> list[TraceEntry] | None:
+    """The entries of the open trace, or None."""
+    return _TRACE.get()

@@ -1,6 +1,15 @@
 """Runtime layer: sync bridge and resilience policies (retries, circuit breaker, limits)."""
 
+from ._batch import gather_bounded, stream_bounded
 from ._policies import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy
 from ._sync import run_sync
 
-__all__ = ["CircuitBreaker", "ConcurrencyLimiter", "RateLimiter", "RetryPolicy", "run_sync"]
+__all__ = [
+    "CircuitBreaker",
+    "ConcurrencyLimiter",
+    "RateLimiter",
+    "RetryPolicy",
+    "gather_bounded",
+    "run_sync",
+    "stream_bounded",
+]

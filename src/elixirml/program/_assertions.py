@@ -1,0 +1,134 @@
+"""Output assertions: ``em.assert_output`` (hard) and ``em.suggest_output`` (soft).
+
+Inside a module's ``forward``, a failed assertion re-runs the module; the predictor whose
+output failed sees its previous answer and the assertion's message as feedback, up to
+``retries`` times. Then a hard assertion raises :class:`~elixirml.errors.AssertionFailed`
+(every attempt attached) and a soft one logs a warning and lets the run go on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ..errors import AssertionFailed
+from . import _trace
+
+T = TypeVar("T")
+logger = logging.getLogger("elixirml")
+
+
+@dataclasses.dataclass
+class LastCall:
+    """The most recent predictor call of a run: who answered what."""
+
+    predictor: Any
+    completion: str
+    prediction: Any
+
+
+@dataclasses.dataclass
+class RunState:
+    """Per-run bookkeeping for assertions (lives in a context variable)."""
+
+    last_call: LastCall | None = None
+    feedback: dict[int, list[tuple[str, str]]] = dataclasses.field(default_factory=dict)
+    retries_used: dict[str, int] = dataclasses.field(default_factory=dict)
+    attempts: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+
+    def feedback_for(self, predictor: Any) -> list[tuple[str, str]]:
+        """(previous completion, message) pairs to show ``predictor``."""
+        return self.feedback.get(id(predictor), [])
+
+
+_RUN: contextvars.ContextVar[RunState | None] = contextvars.ContextVar("elixirml_run", default=None)
+
+
+class RetrySignal(Exception):
+    """Raised by a failed assertion that still has retries; the enclosing call re-runs."""
+
+
+def current_run() -> RunState | None:
+    """The assertion state of the run in progress, if any."""
+    return _RUN.get()
+
+
+def note_call(predictor: Any, completion: str, prediction: Any) -> None:
+    """Record the latest predictor call (the one a failing assertion blames)."""
+    state = _RUN.get()
+    if state is not None:
+        state.last_call = LastCall(predictor, completion, prediction)
+
+
+def _check(condition: Any, message: str, retries: int, hard: bool) -> None:
+    passed = bool(condition)
+    state = _RUN.get()
+    entries = _trace.current_entries()
+    if entries:
+        entries[-1].assertions.append({"message": message, "passed": passed, "hard": hard})
+    if passed:
+        return
+    if state is None:
+        if hard:
+            raise AssertionFailed(message, [])
+        logger.warning("Suggestion failed: %s", message)
+        return
+    last = state.last_call
+    state.attempts.setdefault(message, []).append(last.prediction if last else None)
+    used = state.retries_used.get(message, 0)
+    if used < retries and last is not None:
+        state.retries_used[message] = used + 1
+        state.feedback.setdefault(id(last.predictor), []).append((last.completion, message))
+        raise RetrySignal(message)
+    if hard:
+        raise AssertionFailed(message, state.attempts[message])
+    logger.warning("Suggestion still failing after %d retries: %s", used, message)
+
+
+def assert_output(condition: Any, message: str, *, retries: int = 2) -> None:
+    """Require ``condition``; on failure re-run with feedback, then raise ``AssertionFailed``.
+
+    Args:
+        condition: the check (truthy passes).
+        message: what was wrong; shown to the LM on retry.
+        retries: how many re-runs before giving up.
+    """
+    _check(condition, message, retries, hard=True)
+
+
+def suggest_output(condition: Any, message: str, *, retries: int = 2) -> None:
+    """Like :func:`assert_output`, but after the retries it only logs a warning."""
+    _check(condition, message, retries, hard=False)
+
+
+def run_with_retries(call: Callable[[], T]) -> T:
+    """Run ``call``; when it is the outermost run, re-run it on each assertion retry."""
+    if _RUN.get() is not None:
+        return call()
+    token = _RUN.set(RunState())
+    try:
+        while True:
+            try:
+                return call()
+            except RetrySignal:
+                continue
+    finally:
+        _RUN.reset(token)
+
+
+async def arun_with_retries(call: Callable[[], Awaitable[T]]) -> T:
+    """Async :func:`run_with_retries`."""
+    if _RUN.get() is not None:
+        return await call()
+    token = _RUN.set(RunState())
+    try:
+        while True:
+            try:
+                return await call()
+            except RetrySignal:
+                continue
+    finally:
+        _RUN.reset(token)
