@@ -1,6 +1,13 @@
 import elixirml as em
 
 EXPECTED = {
+    "metrics",
+    "evaluate",
+    "data",
+    "compare",
+    "EvaluationResult",
+    "Evaluate",
+    "Dataset",
     "Configuration",
     "Pipeline",
     "Program",

@@ -13,8 +13,10 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import errors
+from . import data, errors, metrics
 from .adapters import Adapter, ChatAdapter, JSONAdapter
+from .data import Dataset
+from .evaluate import Evaluate, EvaluationResult, compare, evaluate
 from .lm import LM, DummyLM, FunctionLM, LMResponse, Usage, track_usage
 from .program import (
     ChainOfThought,
@@ -38,6 +40,13 @@ from .settings import Settings, configure, context
 __version__ = "0.1.0"
 
 __all__ = [
+    "metrics",
+    "evaluate",
+    "data",
+    "compare",
+    "EvaluationResult",
+    "Evaluate",
+    "Dataset",
     "suggest_output",
     "stage",
     "assert_output",

@@ -1,1 +1,5 @@
-"""Bundled data files (small slices of public datasets)."""
+"""Data layer: the Dataset type, loaders, and bundled slices of public datasets (SST-2, GSM8K)."""
+
+from ._dataset import Dataset, gsm8k, sst2
+
+__all__ = ["Dataset", "gsm8k", "sst2"]

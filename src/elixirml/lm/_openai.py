@@ -23,6 +23,7 @@ from ..errors import (
     ProviderResponseError,
     RateLimitError,
 )
+from ..runtime import close_with_loop
 from ._base import LM
 from ._types import Completion, LMResponse, Message, Usage, estimate_tokens, messages_text
 
@@ -139,28 +140,29 @@ class OpenAILM(LM):
     def __repr__(self) -> str:
         return f"OpenAILM(model={self.model!r}, base_url={self.base_url!r})"
 
-    def _session(self) -> Any:
+    async def _session(self) -> Any:
         try:
             import aiohttp
         except ImportError:  # pragma: no cover - aiohttp is a core dependency
             raise MissingDependencyError("aiohttp", "all", "The OpenAI-compatible client") from None
         loop = asyncio.get_running_loop()
-        session = self._sessions.get(loop)
-        if session is None or session.closed:
+        entry = self._sessions.get(loop)
+        if entry is None or entry[0].closed:
             connector = aiohttp.TCPConnector(limit=self.limiter.limit or 0, ttl_dns_cache=300)
             headers = {"Content-Type": "application/json", **self._headers}
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
             session = aiohttp.ClientSession(connector=connector, headers=headers)
-            self._sessions[loop] = session
-        return session
+            entry = (session, await close_with_loop(session.close))  # closed when the loop shuts down
+            self._sessions[loop] = entry
+        return entry[0]
 
     async def aclose(self) -> None:
-        """Close the HTTP session of the running event loop."""
+        """Close the HTTP session of the running event loop (it is also closed when the loop ends)."""
         loop = asyncio.get_running_loop()
-        session = self._sessions.pop(loop, None)
-        if session is not None:
-            await session.close()
+        entry = self._sessions.pop(loop, None)
+        if entry is not None:
+            await entry[0].close()
 
     def _body(self, messages: list[Message], settings: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model_name, "messages": messages}
@@ -177,7 +179,7 @@ class OpenAILM(LM):
     async def _post(self, body: dict[str, Any]) -> Any:
         import aiohttp
 
-        session = self._session()
+        session = await self._session()
         try:
             response = await session.post(f"{self.base_url}/chat/completions", json=body)
         except (aiohttp.ClientError, OSError) as exc:

@@ -2,9 +2,10 @@
 
 from ._batch import gather_bounded, stream_bounded
 from ._policies import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy
-from ._sync import run_sync
+from ._sync import close_with_loop, run_sync
 
 __all__ = [
+    "close_with_loop",
     "CircuitBreaker",
     "ConcurrencyLimiter",
     "RateLimiter",

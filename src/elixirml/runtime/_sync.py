@@ -10,15 +10,19 @@ thread's loop instead, so the running loop is never re-entered.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Coroutine
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 _local = threading.local()
+# Loops this module created (one per thread that used the sync facade), finalised at exit.
+_OWNED_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop:
@@ -26,7 +30,37 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     if loop is None or loop.is_closed():
         loop = asyncio.new_event_loop()
         _local.loop = loop
+        _OWNED_LOOPS.add(loop)
     return loop
+
+
+@atexit.register
+def _finalise_owned_loops() -> None:
+    for loop in list(_OWNED_LOOPS):
+        if not loop.is_closed() and not loop.is_running():
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            except Exception:
+                pass
+
+
+async def _guard(closer: Callable[[], Awaitable[Any]]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await closer()
+
+
+async def close_with_loop(closer: Callable[[], Awaitable[Any]]) -> AsyncIterator[None]:
+    """Arrange for ``await closer()`` to run when the running event loop shuts down.
+
+    Returns a handle that the caller must keep referenced for as long as the resource lives.
+    ``asyncio.run`` finalises it before closing its loop; loops of the sync facade are
+    finalised at interpreter exit. Used to close HTTP sessions without warnings.
+    """
+    handle = _guard(closer)
+    await handle.__anext__()
+    return handle
 
 
 def _run_in_helper_thread(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,0 +1,543 @@
+"""Concurrent evaluation of a program over a dataset: async tasks, nothing lost, resumable."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..lm import Usage, track_usage
+from ..program import trace as open_trace
+from ..runtime import run_sync, stream_bounded
+from ..schema import Example, Prediction
+from ._metrics import Metric, as_metric
+
+MEASURED = {"cost": "minimize", "latency": "minimize", "tokens": "minimize"}
+
+
+@dataclasses.dataclass
+class ExampleResult:
+    """The outcome for one example.
+
+    Attributes:
+        index: position in the dataset.
+        example: the example.
+        prediction: the program's output (None when it failed).
+        score: the primary metric's score (0.0 when the example failed).
+        scores: every metric's score by name.
+        error: the exception (program or metric), or None.
+        latency: seconds spent on the example.
+        usage: token usage of its LM calls.
+        cost: dollars spent on its LM calls.
+        resumed: whether it was read back from a checkpoint instead of run.
+    """
+
+    index: int
+    example: Example
+    prediction: Any
+    score: float
+    scores: dict[str, float]
+    error: BaseException | None
+    latency: float
+    usage: dict[str, Any]
+    cost: float
+    resumed: bool = False
+
+
+def _stderr(values: Sequence[float]) -> float:
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """Everything an evaluation produced, in input order.
+
+    Attributes:
+        results: one :class:`ExampleResult` per finished example, in input order.
+        metric_names: names of the metrics (the first is the primary one).
+        directions: ``"maximize"``/``"minimize"`` per metric.
+        wall_time: seconds the evaluation took.
+        total: how many examples were asked for.
+        stopped: True when ``max_errors`` stopped the run early.
+    """
+
+    results: list[ExampleResult]
+    metric_names: list[str]
+    directions: dict[str, str]
+    aggregates: dict[str, float]
+    wall_time: float
+    total: int
+    stopped: bool = False
+
+    @property
+    def score(self) -> float:
+        """The primary metric, aggregated over finished examples (failed ones score 0), in percent."""
+        return 100.0 * self.aggregates.get(self.metric_names[0], 0.0)
+
+    def metric(self, name: str) -> float:
+        """The aggregate of metric ``name`` (not scaled)."""
+        return self.aggregates[name]
+
+    @property
+    def stderr(self) -> float:
+        """Standard error of the primary score, in percent."""
+        return 100.0 * _stderr([r.score for r in self.results])
+
+    @property
+    def errors(self) -> int:
+        """How many examples failed (program or metric error)."""
+        return sum(1 for r in self.results if r.error is not None)
+
+    @property
+    def usage(self) -> Usage:
+        """Token usage summed over every example."""
+        total = Usage()
+        for r in self.results:
+            total.add(Usage.from_dict(r.usage))
+        return total
+
+    @property
+    def cost(self) -> float:
+        """Dollars spent."""
+        return sum(r.cost for r in self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __repr__(self) -> str:
+        usage = self.usage
+        return (
+            f"EvaluationResult(score={self.score:.1f}% ± {self.stderr:.1f}, n={len(self.results)}/{self.total}, "
+            f"errors={self.errors}, tokens={usage.total_tokens}, cost=${self.cost:.4f}, "
+            f"time={self.wall_time:.1f}s{', stopped early' if self.stopped else ''})"
+        )
+
+    # ------------------------------------------------------------------ reports
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat dict per example (inputs, outputs, scores, error, latency, tokens, cost)."""
+        out = []
+        for r in self.results:
+            row: dict[str, Any] = {"index": r.index}
+            row.update({f"example.{k}": v for k, v in r.example.items()})
+            if isinstance(r.prediction, (Example, Mapping)):
+                row.update({f"prediction.{k}": v for k, v in dict(r.prediction.items()).items()})
+            row.update({f"score.{k}": v for k, v in r.scores.items()})
+            row.update(
+                {
+                    "error": f"{type(r.error).__name__}: {r.error}" if r.error else "",
+                    "latency": round(r.latency, 4),
+                    "tokens": r.usage.get("total_tokens", 0),
+                    "cost": r.cost,
+                }
+            )
+            out.append(row)
+        return out
+
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`rows` as CSV."""
+        import csv
+
+        rows = self.rows()
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+        target = Path(path)
+        with target.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(
+                    {k: (json.dumps(v, default=str) if isinstance(v, (list, dict)) else v) for k, v in row.items()}
+                )
+        return target
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers as a dict."""
+        usage = self.usage
+        return {
+            "score": self.score,
+            "stderr": self.stderr,
+            "metrics": dict(self.aggregates),
+            "n": len(self.results),
+            "total": self.total,
+            "errors": self.errors,
+            "tokens": usage.total_tokens,
+            "lm_calls": usage.calls,
+            "cost": self.cost,
+            "wall_time": self.wall_time,
+            "stopped": self.stopped,
+        }
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The summary and rows as JSON; written to ``path`` when given."""
+        text = json.dumps({"summary": self.summary(), "results": self.rows()}, default=str, indent=2)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def to_pandas(self) -> Any:
+        """The rows as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            from ..errors import MissingDependencyError
+
+            raise MissingDependencyError("pandas", "pandas", "EvaluationResult.to_pandas") from None
+        return pd.DataFrame(self.rows())
+
+    def table(self, limit: int = 20) -> str:
+        """A text table of the first ``limit`` examples and the summary."""
+        lines = [repr(self)]
+        for r in self.results[:limit]:
+            inputs = ", ".join(
+                f"{k}={str(v)[:30]!r}"
+                for k, v in (r.example.inputs().items() if r.example.input_keys else r.example.items())
+            )
+            outcome = f"error {type(r.error).__name__}" if r.error else f"score {r.score:.2f}"
+            lines.append(f"  #{r.index:<4} {outcome:<22} {inputs}")
+        if len(self.results) > limit:
+            lines.append(f"  ... {len(self.results) - limit} more")
+        return "\n".join(lines)
+
+
+def example_key(example: Example) -> str:
+    """A stable identity of an example (for checkpoints)."""
+    record = {"data": example.to_dict(), "inputs": sorted(example.input_keys or [])}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=repr).encode("utf-8")).hexdigest()[:32]
+
+
+class _Checkpoint:
+    """Finished examples appended to a JSON Lines file as they complete."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.done: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            with self.path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut short by a crash: that example simply runs again
+                    if record.get("error") is None:
+                        self.done[record["key"]] = record
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def write(self, key: str, result: ExampleResult) -> None:
+        prediction = dict(result.prediction.items()) if isinstance(result.prediction, (Example, Mapping)) else None
+        record = {
+            "key": key,
+            "score": result.score,
+            "scores": result.scores,
+            "prediction": prediction,
+            "error": f"{type(result.error).__name__}: {result.error}" if result.error else None,
+            "latency": result.latency,
+            "usage": result.usage,
+            "cost": result.cost,
+        }
+        self._handle.write(json.dumps(record, default=str) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class _Progress:
+    """A rich progress bar with the running score; silent when stderr is not a terminal."""
+
+    def __init__(self, total: int, enabled: bool | None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._bar: Any = None
+        if self.enabled and total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]evaluating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._task = self._bar.add_task("eval", total=total, status="")
+            self._bar.start()
+
+    def update(self, done: int, score_sum: float, errors: int) -> None:
+        if self._bar is not None:
+            status = f"score {100 * score_sum / max(done, 1):.1f}%" + (f" errors {errors}" if errors else "")
+            self._bar.update(self._task, completed=done, status=status)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _resolve_metrics(metric: Any, metrics: Mapping[str, Any] | None) -> list[tuple[str, Metric | str]]:
+    resolved: list[tuple[str, Metric | str]] = []
+    if metric is not None:
+        m = as_metric(metric)
+        resolved.append((m.name, m))
+    for name, value in (metrics or {}).items():
+        if isinstance(value, str):
+            if value not in MEASURED:
+                raise ConfigurationError(f"Measured metric {value!r} unknown; use one of {sorted(MEASURED)}")
+            resolved.append((name, value))
+        else:
+            resolved.append((name, as_metric(value)))
+    if not resolved:
+        raise ConfigurationError("evaluate needs a metric")
+    names = [n for n, _ in resolved]
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"Metric names must be unique, got {names}")
+    return resolved
+
+
+async def _score(metric: Metric, example: Example, prediction: Any, trace: Any) -> float:
+    value = metric.calculate(example, prediction, trace)
+    if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
+        value = await value
+    return float(value)
+
+
+async def aevaluate(
+    program: Any,
+    devset: Iterable[Example | Mapping[str, Any]],
+    metric: Any = None,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    concurrency: int = 16,
+    max_errors: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    display_progress: bool | None = None,
+    on_result: Callable[[ExampleResult], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate ``program`` on ``devset`` with asyncio tasks (see :func:`evaluate`)."""
+    examples = [e if isinstance(e, Example) else Example(e) for e in devset]
+    resolved = _resolve_metrics(metric, metrics)
+    primary = resolved[0][0]
+    store = _Checkpoint(checkpoint) if checkpoint is not None else None
+    results: dict[int, ExampleResult] = {}
+    keys = [example_key(e) for e in examples] if store is not None else []
+    start = time.perf_counter()
+
+    if store is not None:
+        for index, key in enumerate(keys):
+            saved = store.done.get(key)
+            if saved is not None:
+                results[index] = ExampleResult(
+                    index=index,
+                    example=examples[index],
+                    prediction=Prediction(saved["prediction"] or {}),
+                    score=float(saved["score"]),
+                    scores={k: float(v) for k, v in saved["scores"].items()},
+                    error=None,
+                    latency=float(saved["latency"]),
+                    usage=saved["usage"],
+                    cost=float(saved.get("cost", 0.0)),
+                    resumed=True,
+                )
+
+    async def run_one(index: int) -> ExampleResult:
+        example = examples[index]
+        inputs = example.inputs() if example.input_keys is not None else example
+        began = time.perf_counter()
+        prediction: Any = None
+        error: BaseException | None = None
+        scores: dict[str, float] = {}
+        with track_usage() as usage, open_trace() as entries:
+            try:
+                prediction = await program.acall(**dict(inputs.items()))
+            except Exception as exc:
+                error = exc
+        latency = time.perf_counter() - began
+        if error is None:
+            for name, m in resolved:
+                if isinstance(m, str):
+                    scores[name] = {"cost": usage.cost, "latency": latency, "tokens": float(usage.total_tokens)}[m]
+                    continue
+                try:
+                    scores[name] = await _score(m, example, prediction, entries)
+                except Exception as exc:
+                    error = exc
+                    break
+        if error is not None:
+            scores = {name: 0.0 for name, _ in resolved}
+        return ExampleResult(
+            index=index,
+            example=example,
+            prediction=prediction,
+            score=scores.get(primary, 0.0),
+            scores=scores,
+            error=error,
+            latency=latency,
+            usage=usage.as_dict(),
+            cost=usage.cost,
+        )
+
+    pending = [i for i in range(len(examples)) if i not in results]
+    progress = _Progress(len(examples), display_progress)
+    score_sum = sum(r.score for r in results.values())
+    errors = 0
+    stopped = False
+    try:
+        jobs = [(lambda i=i: run_one(i)) for i in pending]
+        async for _, outcome in stream_bounded(jobs, concurrency):
+            assert isinstance(outcome, ExampleResult)
+            results[outcome.index] = outcome
+            if store is not None:
+                store.write(keys[outcome.index], outcome)
+            if on_result is not None:
+                on_result(outcome)
+            score_sum += outcome.score
+            errors += outcome.error is not None
+            progress.update(len(results), score_sum, errors)
+            if max_errors is not None and errors > max_errors:
+                stopped = True
+                break
+    finally:
+        progress.close()
+        if store is not None:
+            store.close()
+    ordered = [results[i] for i in sorted(results)]
+    aggregates: dict[str, float] = {}
+    directions: dict[str, str] = {}
+    for name, m in resolved:
+        values = [r.scores.get(name, 0.0) for r in ordered]
+        if isinstance(m, str):
+            aggregates[name] = sum(values) / len(values) if values else 0.0
+            directions[name] = MEASURED[m]
+        else:
+            aggregates[name] = m.aggregate(values)
+            directions[name] = m.direction
+    return EvaluationResult(
+        results=ordered,
+        metric_names=[n for n, _ in resolved],
+        directions=directions,
+        aggregates=aggregates,
+        wall_time=time.perf_counter() - start,
+        total=len(examples),
+        stopped=stopped,
+    )
+
+
+def evaluate(
+    program: Any,
+    devset: Iterable[Example | Mapping[str, Any]],
+    metric: Any = None,
+    **kwargs: Any,
+) -> EvaluationResult:
+    """Evaluate ``program`` on ``devset``: concurrent async tasks, every result kept in input order.
+
+    Options (keywords):
+        program: any Module (called with each example's inputs).
+        devset: examples (with inputs marked) or dicts.
+        metric: the primary metric (function or :class:`~elixirml.metrics.Metric`).
+        metrics: more metrics by name; the strings ``"cost"``, ``"latency"`` and ``"tokens"``
+            name measured values (to minimize).
+        concurrency: examples in flight at once.
+        max_errors: stop after more than this many failures (everything finished is returned).
+        checkpoint: a JSON Lines file; finished examples are appended as they complete, and a
+            re-run with the same file evaluates only the examples missing from it (failed ones
+            are tried again).
+        display_progress: a progress bar with the running score (default: when stderr is a terminal).
+        on_result: called with each :class:`ExampleResult` as it finishes.
+        **kwargs: the options above, by keyword.
+    """
+    return run_sync(aevaluate(program, devset, metric, **kwargs))
+
+
+class Evaluate:
+    """Class form of :func:`evaluate`, with DSPy's keyword names.
+
+    Args:
+        devset: the examples.
+        metric: the primary metric.
+        concurrency: examples in flight at once (``num_threads`` is accepted as an alias).
+        display_progress: show a progress bar.
+        max_errors: stop after more than this many failures.
+        **kwargs: more options of :func:`evaluate` (``metrics``, ``checkpoint``).
+    """
+
+    def __init__(
+        self,
+        *,
+        devset: Iterable[Example | Mapping[str, Any]],
+        metric: Any = None,
+        concurrency: int | None = None,
+        num_threads: int | None = None,
+        display_progress: bool | None = None,
+        max_errors: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.pop("display_table", None)  # DSPy option; use result.table()
+        self.devset = list(devset)
+        self.metric = metric
+        self.concurrency = concurrency or num_threads or 16
+        self.display_progress = display_progress
+        self.max_errors = max_errors
+        self.kwargs = kwargs
+
+    def _options(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        options = {
+            "concurrency": self.concurrency,
+            "display_progress": self.display_progress,
+            "max_errors": self.max_errors,
+            **self.kwargs,
+        }
+        options.update(overrides)
+        return options
+
+    def __call__(self, program: Any, metric: Any = None, **overrides: Any) -> EvaluationResult:
+        return evaluate(program, self.devset, metric or self.metric, **self._options(overrides))
+
+    async def acall(self, program: Any, metric: Any = None, **overrides: Any) -> EvaluationResult:
+        """Evaluate asynchronously."""
+        return await aevaluate(program, self.devset, metric or self.metric, **self._options(overrides))
+
+
+def compare(
+    a: EvaluationResult, b: EvaluationResult, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> dict[str, float]:
+    """Paired bootstrap comparison of two evaluations on the same examples.
+
+    Returns the mean difference ``b - a`` of the primary scores (in percentage points), its
+    confidence interval, and the share of resamples in which ``b`` beats ``a``.
+    """
+    import random
+
+    left = {r.index: r.score for r in a.results}
+    right = {r.index: r.score for r in b.results}
+    common = sorted(set(left) & set(right))
+    if not common:
+        raise ConfigurationError("compare needs two evaluations over the same examples")
+    diffs = [right[i] - left[i] for i in common]
+    rng = random.Random(seed)
+    means = []
+    for _ in range(n_boot):
+        sample = [diffs[rng.randrange(len(diffs))] for _ in diffs]
+        means.append(sum(sample) / len(sample))
+    means.sort()
+    tail = (1 - confidence) / 2
+    low = means[int(tail * n_boot)]
+    high = means[min(n_boot - 1, int((1 - tail) * n_boot))]
+    return {
+        "difference": 100 * sum(diffs) / len(diffs),
+        "ci_low": 100 * low,
+        "ci_high": 100 * high,
+        "p_b_better": sum(1 for m in means if m > 0) / n_boot,
+        "n": len(common),
+    }

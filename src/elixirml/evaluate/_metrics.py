@@ -1,0 +1,258 @@
+"""Metrics: ``(example, prediction, trace=None) -> float | bool``, plain functions or objects.
+
+A metric object implements :class:`Metric`: ``calculate`` (may be async), ``aggregate``
+(mean by default) and ``direction`` (``"maximize"`` or ``"minimize"``). Built-ins pick the
+field to compare by themselves (the first label of the example that the prediction has)
+unless given ``field=...``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import ConfigurationError
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+
+
+def normalize_text(text: Any) -> str:
+    """Lowercase, drop punctuation and articles, collapse whitespace (SQuAD-style)."""
+    value = str(text).lower()
+    value = "".join(ch for ch in value if ch not in set(string.punctuation))
+    value = _ARTICLES.sub(" ", value)
+    return " ".join(value.split())
+
+
+def extract_number(text: Any) -> float | None:
+    """The final number in ``text`` (after ``####`` when present, GSM8K style), or None."""
+    value = str(text)
+    if "####" in value:
+        value = value.rsplit("####", 1)[1]
+    found = _NUMBER.findall(value)
+    if not found:
+        return None
+    try:
+        return float(found[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+class Metric:
+    """Base class (and protocol) of metric objects.
+
+    Subclasses implement :meth:`calculate`. Instances are callable like metric functions.
+
+    Attributes:
+        name: the metric's name in reports.
+        direction: ``"maximize"`` or ``"minimize"``.
+    """
+
+    name = "metric"
+    direction = "maximize"
+
+    def calculate(self, example: Any, prediction: Any, trace: Any = None) -> Any:
+        """Score one prediction (a float or bool; may be a coroutine)."""
+        raise NotImplementedError
+
+    def aggregate(self, scores: Sequence[float]) -> float:
+        """Combine per-example scores (the mean by default)."""
+        return sum(scores) / len(scores) if scores else 0.0
+
+    def __call__(self, example: Any, prediction: Any, trace: Any = None) -> Any:
+        return self.calculate(example, prediction, trace)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class FunctionMetric(Metric):
+    """Wraps a plain function ``fn(example, prediction, trace=None)``."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, direction: str = "maximize") -> None:
+        self.fn = fn
+        self.name = name or str(getattr(fn, "__name__", "metric"))
+        self.direction = direction
+        try:
+            params = inspect.signature(fn).parameters
+            self._takes_trace = len(params) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params.values())
+        except (TypeError, ValueError):
+            self._takes_trace = True
+
+    def calculate(self, example: Any, prediction: Any, trace: Any = None) -> Any:
+        return self.fn(example, prediction, trace) if self._takes_trace else self.fn(example, prediction)
+
+
+def as_metric(metric: Any) -> Metric:
+    """Accept a Metric object or a function; return a Metric."""
+    if isinstance(metric, Metric):
+        return metric
+    if callable(metric):
+        return FunctionMetric(metric)
+    raise ConfigurationError(f"A metric must be a function or an em.metrics.Metric, got {metric!r}")
+
+
+class FieldMetric(Metric):
+    """A metric comparing one field of the example with the same field of the prediction."""
+
+    def __init__(self, field: str | None = None, pred_field: str | None = None) -> None:
+        self.field = field
+        self.pred_field = pred_field
+
+    def _pair(self, example: Any, prediction: Any) -> tuple[Any, Any]:
+        field = self.field
+        if field is None:
+            labels = example.labels() if hasattr(example, "labels") else example
+            field = next((k for k in labels if k in prediction), None)
+            if field is None:
+                raise ConfigurationError(
+                    f"{self.name}: no label field of the example is in the prediction "
+                    f"(example labels {list(labels)}, prediction fields {list(prediction)}); pass field=..."
+                )
+        pred_field = self.pred_field or field
+        return example[field], prediction[pred_field]
+
+
+class ExactMatch(FieldMetric):
+    """1.0 when the normalised texts are equal (see :func:`normalize_text`)."""
+
+    name = "exact_match"
+
+    def calculate(self, example: Any, prediction: Any, trace: Any = None) -> float:
+        gold, pred = self._pair(example, prediction)
+        golds = gold if isinstance(gold, (list, tuple)) else [gold]
+        return float(any(normalize_text(g) == normalize_text(pred) for g in golds))
+
+
+class F1(FieldMetric):
+    """Token-level F1 between the normalised texts."""
+
+    name = "f1"
+
+    def calculate(self, example: Any, prediction: Any, trace: Any = None) -> float:
+        gold, pred = self._pair(example, prediction)
+        golds = gold if isinstance(gold, (list, tuple)) else [gold]
+        return max(_f1(normalize_text(g).split(), normalize_text(pred).split()) for g in golds)
+
+
+def _f1(gold: list[str], pred: list[str]) -> float:
+    if not gold or not pred:
+        return float(gold == pred)
+    common = sum((Counter(gold) & Counter(pred)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+class NumericMatch(FieldMetric):
+    """1.0 when the final numbers agree (gold may use GSM8K's ``#### N`` form)."""
+
+    name = "numeric_match"
+
+    def __init__(self, field: str | None = None, pred_field: str | None = None, tolerance: float = 1e-6) -> None:
+        super().__init__(field, pred_field)
+        self.tolerance = tolerance
+
+    def calculate(self, example: Any, prediction: Any, trace: Any = None) -> float:
+        gold, pred = self._pair(example, prediction)
+        g, p = extract_number(gold), extract_number(pred)
+        return float(g is not None and p is not None and abs(g - p) <= self.tolerance)
+
+
+class Contains(FieldMetric):
+    """1.0 when the normalised gold text occurs in the normalised prediction."""
+
+    name = "contains"
+
+    def calculate(self, example: Any, prediction: Any, trace: Any = None) -> float:
+        gold, pred = self._pair(example, prediction)
+        golds = gold if isinstance(gold, (list, tuple)) else [gold]
+        return float(any(normalize_text(g) in normalize_text(pred) for g in golds))
+
+
+class PassageMatch(Metric):
+    """1.0 when any retrieved passage contains a gold answer.
+
+    Args:
+        answer_field: the example field with the answer(s).
+        passages_field: the prediction field with the passages (a list of texts).
+    """
+
+    name = "passage_match"
+
+    def __init__(self, answer_field: str = "answer", passages_field: str = "passages") -> None:
+        self.answer_field = answer_field
+        self.passages_field = passages_field
+
+    def calculate(self, example: Any, prediction: Any, trace: Any = None) -> float:
+        gold = example[self.answer_field]
+        golds = gold if isinstance(gold, (list, tuple)) else [gold]
+        passages = prediction[self.passages_field]
+        texts = [normalize_text(p) for p in passages]
+        return float(any(normalize_text(g) in t for g in golds for t in texts))
+
+
+class LMJudge(Metric):
+    """Asks an LM to grade a prediction from 0 to 1.
+
+    Args:
+        rubric: a grading rubric (text), or a Signature whose output field ``score`` is the
+            grade and whose input fields are filled by name from the example and prediction.
+        lm: the judging LM (default: the configured one).
+        name: the metric's name.
+    """
+
+    direction = "maximize"
+
+    def __init__(self, rubric: Any, *, lm: Any = None, name: str = "lm_judge") -> None:
+        from ..program import Predict
+        from ..schema import InputField, OutputField, SignatureMeta, make_signature
+
+        self.name = name
+        self.lm = lm
+        if isinstance(rubric, SignatureMeta):
+            if "score" not in rubric.output_fields:
+                raise ConfigurationError("An LMJudge signature needs an output field named 'score'")
+            signature = rubric
+            self._by_name = True
+        elif isinstance(rubric, str):
+            signature = make_signature(
+                {
+                    "example": (str, InputField(desc="the task input and the expected answer, as JSON")),
+                    "prediction": (str, InputField(desc="the answer to grade, as JSON")),
+                    "score": (float, OutputField(desc="the grade, from 0 (wrong) to 1 (perfect)", ge=0.0, le=1.0)),
+                },
+                f"Grade the prediction against the rubric. Rubric: {rubric}",
+                name="Judge",
+            )
+            self._by_name = False
+        else:
+            raise ConfigurationError("LMJudge takes a rubric string or a Signature with a 'score' output")
+        self.judge = Predict(signature, lm=lm)
+
+    async def calculate(self, example: Any, prediction: Any, trace: Any = None) -> float:
+        import json
+
+        if self._by_name:
+            values = {**dict(example.items()), **dict(prediction.items())}
+            inputs = {k: values[k] for k in self.judge.signature.input_fields if k in values}
+        else:
+            inputs = {
+                "example": json.dumps(dict(example.items()), default=str),
+                "prediction": json.dumps(dict(prediction.items()), default=str),
+            }
+        graded = await self.judge.acall(**inputs)
+        return float(graded.score)
+
+
+exact_match = ExactMatch()
+f1 = F1()
+numeric_match = NumericMatch()
+contains = Contains()
+passage_match = PassageMatch()

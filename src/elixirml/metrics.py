@@ -1,0 +1,45 @@
+"""Metrics for :func:`elixirml.evaluate` and the optimizers (``em.metrics``).
+
+Built-ins are ready-made instances (``exact_match``, ``f1``, ``numeric_match``, ``contains``,
+``passage_match``); use the classes to choose the field: ``ExactMatch(field="label")``.
+"""
+
+from .evaluate._metrics import (
+    F1,
+    Contains,
+    ExactMatch,
+    FieldMetric,
+    FunctionMetric,
+    LMJudge,
+    Metric,
+    NumericMatch,
+    PassageMatch,
+    as_metric,
+    contains,
+    exact_match,
+    extract_number,
+    f1,
+    normalize_text,
+    numeric_match,
+    passage_match,
+)
+
+__all__ = [
+    "F1",
+    "Contains",
+    "ExactMatch",
+    "FieldMetric",
+    "FunctionMetric",
+    "LMJudge",
+    "Metric",
+    "NumericMatch",
+    "PassageMatch",
+    "as_metric",
+    "contains",
+    "exact_match",
+    "extract_number",
+    "f1",
+    "normalize_text",
+    "numeric_match",
+    "passage_match",
+]

@@ -1,0 +1,199 @@
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import elixirml as em
+from elixirml.runtime import RetryPolicy
+from elixirml.testing import FakeLMServer
+
+
+def number_answer(body):
+    number = int(re.search(r"item (\d+)", body["messages"][-1]["content"]).group(1))
+    return f"[[ ## answer ## ]]\n{number}\n\n[[ ## completed ## ]]"
+
+
+def devset(n):
+    # gold is right for even items only, so scores are not all equal
+    return [
+        em.Example(question=f"item {i}", answer=str(i) if i % 2 == 0 else "none").with_inputs("question")
+        for i in range(n)
+    ]
+
+
+def server_lm(server, **kwargs):
+    return em.LM(
+        "openai/fake",
+        base_url=server.base_url,
+        cache=False,
+        timeout=0.5,
+        retry=RetryPolicy(retries=15, base_delay=0.01, max_delay=0.05),
+        **kwargs,
+    )
+
+
+def test_1000_examples_with_20_percent_failures_match_the_clean_run():
+    program = em.Predict("question -> answer")
+    with FakeLMServer(number_answer) as clean_server:
+        program.set_lm(server_lm(clean_server))
+        clean = em.evaluate(program, devset(1000), em.metrics.exact_match, concurrency=64, display_progress=False)
+    with FakeLMServer(number_answer, failure_rate=0.2, timeout_delay=1.0, seed=7) as faulty:
+        program.set_lm(server_lm(faulty))
+        noisy = em.evaluate(program, devset(1000), em.metrics.exact_match, concurrency=64, display_progress=False)
+        assert sum(faulty.fault_counts.values()) > 150
+    assert len(noisy.results) == 1000 and noisy.errors == 0
+    assert [r.index for r in noisy.results] == list(range(1000))
+    assert [r.score for r in noisy.results] == [r.score for r in clean.results]
+    assert noisy.score == clean.score == 50.0
+    assert noisy.usage.calls == 1000  # each example's successful call counted once
+
+
+def test_metric_errors_are_recorded_and_the_rest_score():
+    em.configure(lm=em.DummyLM({"item": {"answer": "x"}}))
+
+    def picky(example, prediction):
+        if example.question.endswith("3"):
+            raise ValueError("cannot score")
+        return True
+
+    result = em.evaluate(em.Predict("question -> answer"), devset(10), picky, display_progress=False)
+    assert result.errors == 1
+    failed = [r for r in result.results if r.error is not None]
+    assert failed[0].index == 3 and isinstance(failed[0].error, ValueError) and failed[0].score == 0
+    assert sum(r.score for r in result.results) == 9
+
+
+def test_program_errors_are_recorded_and_max_errors_stops_early():
+    em.configure(lm=em.DummyLM({"item 1": {"answer": "1"}}, field="question"))
+    result = em.evaluate(
+        em.Predict("question -> answer"),
+        devset(50),
+        em.metrics.exact_match,
+        max_errors=3,
+        concurrency=1,
+        display_progress=False,
+    )
+    assert result.stopped and result.errors == 4 and len(result.results) == 5
+    assert all(isinstance(r.error, em.errors.ConfigurationError) for r in result.results if r.index != 1)
+
+
+def test_several_metrics_and_reports(tmp_path):
+    em.configure(lm=em.DummyLM({"item": {"answer": "0"}}))
+    result = em.evaluate(
+        em.Predict("question -> answer"),
+        devset(6),
+        em.metrics.exact_match,
+        metrics={"f1": em.metrics.f1, "tokens": "tokens", "latency": "latency"},
+        display_progress=False,
+    )
+    assert result.metric_names == ["exact_match", "f1", "tokens", "latency"]
+    assert result.directions["tokens"] == "minimize"
+    assert result.metric("tokens") > 0
+    assert result.score == pytest.approx(100 / 6)
+    result.to_csv(tmp_path / "r.csv")
+    assert "score.exact_match" in (tmp_path / "r.csv").read_text().splitlines()[0]
+    data = json.loads(result.to_json(tmp_path / "r.json"))
+    assert data["summary"]["n"] == 6 and len(data["results"]) == 6
+    assert "score=" in result.table()
+
+
+def test_evaluate_class_accepts_dspy_names():
+    em.configure(lm=em.DummyLM({"item": {"answer": "0"}}))
+    evaluator = em.Evaluate(devset=devset(4), metric=em.metrics.exact_match, num_threads=2, display_progress=False)
+    assert evaluator.concurrency == 2
+    assert evaluator(em.Predict("question -> answer")).score == 25.0
+
+
+def test_async_metric_and_lm_judge():
+    em.configure(lm=em.DummyLM({"[[ ## question ## ]]": {"answer": "0"}, "[[ ## example ## ]]": {"score": 0.75}}))
+
+    async def async_metric(example, prediction, trace=None):
+        assert trace and trace[0].prediction is prediction
+        return 1.0
+
+    result = em.evaluate(
+        em.Predict("question -> answer"),
+        devset(2),
+        async_metric,
+        metrics={"judge": em.metrics.LMJudge("Is it a number?")},
+        display_progress=False,
+    )
+    assert result.score == 100.0 and result.metric("judge") == 0.75
+
+
+def test_compare_paired_bootstrap():
+    em.configure(lm=em.DummyLM({"item": {"answer": "0"}}))
+    program = em.Predict("question -> answer")
+    a = em.evaluate(program, devset(20), lambda e, p: 0.0, display_progress=False)
+    b = em.evaluate(
+        program, devset(20), lambda e, p: 1.0 if int(e.question.split()[1]) < 15 else 0.0, display_progress=False
+    )
+    out = em.compare(a, b)
+    assert out["difference"] == pytest.approx(75.0)
+    assert 50 < out["ci_low"] <= 75 <= out["ci_high"] <= 100 and out["p_b_better"] == 1.0
+
+
+def test_numeric_match_on_50_gsm8k_answers():
+    data = em.data.gsm8k("train", limit=50)
+    assert len(data) == 50
+    for example in data:
+        gold = example.answer.rsplit("####", 1)[1].strip()
+        right = em.Prediction(answer=f"So the answer is {gold}.")
+        wrong = em.Prediction(answer=f"So the answer is {float(gold.replace(',', '')) + 1}.")
+        assert em.metrics.numeric_match(example, right) == 1.0
+        assert em.metrics.numeric_match(example, wrong) == 0.0
+    assert em.metrics.extract_number("costs $1,234.50 in total") == 1234.5
+
+
+def test_text_metrics():
+    ex = em.Example(question="q", answer="The Eiffel Tower").with_inputs("question")
+    assert em.metrics.exact_match(ex, em.Prediction(answer="eiffel tower!")) == 1.0
+    assert em.metrics.f1(ex, em.Prediction(answer="the tower")) == pytest.approx(2 / 3)
+    assert em.metrics.contains(ex, em.Prediction(answer="It is the Eiffel Tower, in Paris")) == 1.0
+    assert em.metrics.passage_match(ex, em.Prediction(passages=["x", "Eiffel tower facts"])) == 1.0
+    with pytest.raises(em.errors.ConfigurationError, match="field"):
+        em.metrics.exact_match(ex, em.Prediction(other="x"))
+    assert em.metrics.ExactMatch(field="answer", pred_field="label")(ex, em.Prediction(label="eiffel tower")) == 1.0
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    import elixirml as em
+    url, path = sys.argv[1], sys.argv[2]
+    lm = em.LM("openai/fake", base_url=url, cache=False)
+    program = em.Predict("question -> answer", lm=lm)
+    data = [em.Example(question=f"item {i}", answer=str(i)).with_inputs("question") for i in range(40)]
+    em.evaluate(program, data, em.metrics.exact_match, concurrency=2, checkpoint=path, display_progress=False)
+    """
+)
+
+
+def test_sigkill_then_resume_only_runs_missing_examples(tmp_path):
+    path = tmp_path / "checkpoint.jsonl"
+    with FakeLMServer(number_answer, latency=0.1) as server:
+        child = subprocess.Popen([sys.executable, "-c", CHILD, server.base_url, str(path)])
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if path.exists() and len(path.read_text().splitlines()) >= 10:
+                break
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        done = len([line for line in path.read_text().splitlines() if line.strip()])
+        assert 10 <= done < 40
+        before = len(server.requests)
+        program = em.Predict("question -> answer", lm=em.LM("openai/fake", base_url=server.base_url, cache=False))
+        data = [em.Example(question=f"item {i}", answer=str(i)).with_inputs("question") for i in range(40)]
+        result = em.evaluate(
+            program, data, em.metrics.exact_match, concurrency=4, checkpoint=path, display_progress=False
+        )
+        assert len(server.requests) - before == 40 - done
+        assert len(result.results) == 40 and result.score == 100.0
+        assert sum(r.resumed for r in result.results) == done
