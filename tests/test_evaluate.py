@@ -114,7 +114,7 @@ def test_async_metric_and_lm_judge():
     em.configure(lm=em.DummyLM({"[[ ## question ## ]]": {"answer": "0"}, "[[ ## example ## ]]": {"score": 0.75}}))
 
     async def async_metric(example, prediction, trace=None):
-        assert trace and trace[0].prediction is prediction
+        assert trace and trace[0].prediction == prediction
         return 1.0
 
     result = em.evaluate(

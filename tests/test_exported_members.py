@@ -1,6 +1,17 @@
 import elixirml as em
 
 EXPECTED = {
+    "tool",
+    "streamify",
+    "inspect_trace",
+    "Tool",
+    "StatusEvent",
+    "Refine",
+    "ReAct",
+    "Parallel",
+    "MultiChainComparison",
+    "FieldChunk",
+    "BestOfN",
     "metrics",
     "evaluate",
     "data",

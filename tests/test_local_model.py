@@ -78,3 +78,24 @@ def test_seed_example_runs_as_written_on_the_embedded_model(capsys):
     out = capsys.readouterr().out
     assert "temperature: float = 0.7" in out and "strategy: module = cot" in out
     assert "Predict 0.1 | original still ChainOfThought" in out
+
+
+def test_chain_of_thought_and_one_tool_react_terminate_and_parse(local_lm):
+    cot = em.ChainOfThought("question -> answer", lm=local_lm)
+    pred = cot(question="What is 3 plus 4?")
+    assert isinstance(pred.reasoning, str) and isinstance(pred.answer, str)
+
+    calls = []
+
+    @em.tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        calls.append((a, b))
+        return a + b
+
+    with em.context(lm=local_lm):
+        agent = em.ReAct("question -> answer", tools=[add], max_iters=3)
+        result = agent(question="What is 3 plus 4? Use the add tool.")
+    assert isinstance(result.answer, str)
+    assert len(result.trajectory) <= 3
+    assert all(step["tool"] == "add" for step in result.trajectory)

@@ -140,6 +140,7 @@ def test_trace_records_calls():
         predict(q="y")
     assert len(entries) == 1
     assert entries[0].predictor is predict and entries[0].prediction.answer == "x"
+    assert entries[0].completion.startswith("[[ ## answer ## ]]")
     assert entries[0].inputs == {"q": "y"}
 
 

@@ -19,19 +19,30 @@ from .data import Dataset
 from .evaluate import Evaluate, EvaluationResult, compare, evaluate
 from .lm import LM, DummyLM, FunctionLM, LMResponse, Usage, track_usage
 from .program import (
+    BestOfN,
     ChainOfThought,
     Configuration,
+    FieldChunk,
     Module,
+    MultiChainComparison,
+    Parallel,
     Pipeline,
     Predict,
     Program,
+    ReAct,
+    Refine,
+    StatusEvent,
+    Tool,
     TraceEntry,
     Variable,
     VariableSpace,
     assert_output,
+    inspect_trace,
     load,
     stage,
+    streamify,
     suggest_output,
+    tool,
     trace,
 )
 from .schema import Example, InputField, OutputField, Prediction, Schema, Signature
@@ -40,6 +51,17 @@ from .settings import Settings, configure, context
 __version__ = "0.1.0"
 
 __all__ = [
+    "tool",
+    "streamify",
+    "inspect_trace",
+    "Tool",
+    "StatusEvent",
+    "Refine",
+    "ReAct",
+    "Parallel",
+    "MultiChainComparison",
+    "FieldChunk",
+    "BestOfN",
     "metrics",
     "evaluate",
     "data",

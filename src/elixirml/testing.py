@@ -35,7 +35,9 @@ class FakeLMServer:
     """An OpenAI-compatible chat-completions server on loopback, with fault injection.
 
     Args:
-        answer: ``answer(request_body) -> str`` gives the completion text.
+        answer: ``answer(request_body)`` gives the completion text, or a dict
+            ``{"content": ..., "tool_calls": [{"name": ..., "arguments": {...}}]}`` for a
+            native tool call.
         latency: seconds to wait before answering each request.
         failure_rate: probability that a request gets a fault instead of an answer.
         faults: which faults to draw from (see :data:`FAULTS`).
@@ -54,7 +56,7 @@ class FakeLMServer:
 
     def __init__(
         self,
-        answer: Callable[[dict[str, Any]], str] = echo_answer,
+        answer: Callable[[dict[str, Any]], Any] = echo_answer,
         *,
         latency: float = 0.0,
         failure_rate: float = 0.0,
@@ -129,19 +131,33 @@ class FakeLMServer:
             return await self._fault_response(fault)
         await asyncio.sleep(self.latency)
         n = int(body.get("n") or 1)
-        texts = [self.answer(body) for _ in range(n)]
+        answers = [self.answer(body) for _ in range(n)]
+        texts = [a if isinstance(a, str) else str(a.get("content") or "") for a in answers]
         self.served += 1
         if body.get("stream"):
             return await self._stream(request, texts[0])
+        choices = []
+        for i, answer in enumerate(answers):
+            message: dict[str, Any] = {"role": "assistant", "content": texts[i]}
+            if not isinstance(answer, str) and answer.get("tool_calls"):
+                message["content"] = answer.get("content")
+                message["tool_calls"] = [
+                    {
+                        "id": f"call_{i}_{j}",
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+                    }
+                    for j, c in enumerate(answer["tool_calls"])
+                ]
+            choices.append(
+                {"index": i, "message": message, "finish_reason": "tool_calls" if "tool_calls" in message else "stop"}
+            )
         return web.json_response(
             {
                 "id": f"chatcmpl-{len(self.requests)}",
                 "object": "chat.completion",
                 "model": body.get("model", "fake"),
-                "choices": [
-                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                    for i, t in enumerate(texts)
-                ],
+                "choices": choices,
                 "usage": {
                     "prompt_tokens": sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4,
                     "completion_tokens": sum(len(t) for t in texts) // 4 + 1,

@@ -158,6 +158,52 @@ class Adapter:
         """Extra request settings this adapter needs (for example ``response_format``)."""
         return {}
 
+    def build_messages(
+        self,
+        signature: type[Signature],
+        demos: Sequence[Example],
+        inputs: dict[str, Any],
+        feedback: Sequence[tuple[str, str]] = (),
+    ) -> list[Message]:
+        """The messages of one call, with any assertion feedback turns appended."""
+        messages = self.format(signature, demos, inputs)
+        for previous, message in feedback:
+            messages.append({"role": "assistant", "content": previous})
+            messages.append({"role": "user", "content": self.feedback_message(signature, message)})
+        return messages
+
+    def stream_parser(self, signature: type[Signature]) -> Any:
+        """An incremental parser splitting streamed text into output-field pieces."""
+        from ._stream import ChatStreamParser
+
+        return ChatStreamParser(list(signature.output_fields))
+
+    async def astream_call(
+        self,
+        lm: LM,
+        signature: type[Signature],
+        demos: Sequence[Example],
+        inputs: dict[str, Any],
+        settings: dict[str, Any],
+        *,
+        on_chunk: Any,
+        feedback: Sequence[tuple[str, str]] = (),
+    ) -> tuple[list[dict[str, Any]], str, list[Message]]:
+        """Like :meth:`acall`, streaming: ``on_chunk(field, text)`` is called as output arrives.
+
+        Returns (outputs, the full completion text, messages).
+        """
+        messages = self.build_messages(signature, demos, inputs, feedback)
+        request = {**self.request_settings(signature, lm), **settings}
+        parser = self.stream_parser(signature)
+        parts: list[str] = []
+        async for piece in lm.astream(messages, **request):
+            parts.append(piece)
+            for field, text in parser.feed(piece):
+                on_chunk(field, text)
+        text = "".join(parts)
+        return [self.parse(signature, text)], text, messages
+
     def feedback_message(self, signature: type[Signature], message: str) -> str:
         """The user turn that follows a previous answer that failed a check."""
         fields = ", ".join(f"`{n}`" for n in signature.output_fields)
@@ -188,10 +234,7 @@ class Adapter:
         ``feedback`` holds ``(previous answer, what was wrong)`` pairs from failed output
         assertions; each becomes an assistant turn and a user turn asking for a better answer.
         """
-        messages = self.format(signature, demos, inputs)
-        for previous, message in feedback:
-            messages.append({"role": "assistant", "content": previous})
-            messages.append({"role": "user", "content": self.feedback_message(signature, message)})
+        messages = self.build_messages(signature, demos, inputs, feedback)
         request = {**self.request_settings(signature, lm), **settings}
         parsed: list[list[dict[str, Any]]] = []
 

@@ -62,6 +62,12 @@ class JSONAdapter(Adapter):
             return {"response_format": signature.memo("response_format", lambda: _response_format(signature))}
         return {}
 
+    def stream_parser(self, signature: type[Signature]) -> Any:
+        """Streams the JSON object's top-level values."""
+        from ._stream import JSONStreamParser
+
+        return JSONStreamParser(list(signature.output_fields))
+
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         text = strip_fences(completion.strip())
         try:

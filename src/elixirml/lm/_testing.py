@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -62,6 +62,8 @@ class DummyLM(LM):
             the first key found in the last user message is used.
         default: the answer when a mapping has no match (else an error is raised).
         supports_json_schema: whether adapters may ask for JSON-schema output.
+        model: the model name reported in history.
+        stream_chunk: characters per piece when streamed (``astream``).
         **kwargs: passed to :class:`~elixirml.lm.LM` (for example ``max_concurrency``).
 
     Attributes:
@@ -79,11 +81,13 @@ class DummyLM(LM):
         default: Any = None,
         supports_json_schema: bool = True,
         model: str = "dummy",
+        stream_chunk: int = 4,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("circuit_breaker", False)
         kwargs.setdefault("num_retries", 0)
         super().__init__(model, **kwargs)
+        self.stream_chunk = stream_chunk
         if isinstance(answers, Mapping):
             self._mapping: dict[str, Any] | None = dict(answers)
             self._answers: list[Any] = []
@@ -127,6 +131,16 @@ class DummyLM(LM):
         if self.default_answer is not None:
             return self.default_answer
         raise ConfigurationError("DummyLM has no scripted answer matching this request (pass default=...)")
+
+    async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
+        """Stream the scripted answer in pieces of ``stream_chunk`` characters."""
+        settings = self.effective_settings(overrides)
+        response = await self._send(messages, settings)
+        text = response.text
+        for i in range(0, len(text), self.stream_chunk):
+            await asyncio.sleep(0)
+            yield text[i : i + self.stream_chunk]
+        self._record(messages, settings, response)
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         self.requests.append({"messages": messages, "settings": dict(settings)})

@@ -1,15 +1,31 @@
 """Program layer: modules, predictors, variables, programs, pipelines, assertions, traces."""
 
 from ._assertions import assert_output, suggest_output
+from ._composite import BestOfN, MultiChainComparison, Parallel, Refine
+from ._events import FieldChunk, StatusEvent, streamify
 from ._module import Module, load
 from ._pipeline import Pipeline, stage
 from ._predict import ChainOfThought, Predict
 from ._program import Program
+from ._react import ReAct
 from ._space import Configuration, VariableSpace
-from ._trace import TraceEntry, trace
+from ._tools import Tool, ToolError, tool
+from ._trace import TraceEntry, inspect_trace, trace
 from ._variable import Variable
 
 __all__ = [
+    "inspect_trace",
+    "tool",
+    "ToolError",
+    "Tool",
+    "ReAct",
+    "streamify",
+    "StatusEvent",
+    "FieldChunk",
+    "Refine",
+    "Parallel",
+    "MultiChainComparison",
+    "BestOfN",
     "ChainOfThought",
     "Configuration",
     "Module",

@@ -104,18 +104,31 @@ def suggest_output(condition: Any, message: str, *, retries: int = 2) -> None:
     _check(condition, message, retries, hard=False)
 
 
+def _attach(result: T, entries: list[_trace.TraceEntry], start: int) -> T:
+    attach = getattr(result, "attach_trace", None)
+    if attach is not None:
+        attach(entries[start:])
+    return result
+
+
 def run_with_retries(call: Callable[[], T]) -> T:
-    """Run ``call``; when it is the outermost run, re-run it on each assertion retry."""
+    """Run ``call``; when it is the outermost run, re-run it on each assertion retry.
+
+    The outermost run also records a trace and attaches it to a returned Prediction.
+    """
     if _RUN.get() is not None:
         return call()
     token = _RUN.set(RunState())
+    entries, trace_token = _trace.ensure_open()
+    start = len(entries)
     try:
         while True:
             try:
-                return call()
+                return _attach(call(), entries, start)
             except RetrySignal:
                 continue
     finally:
+        _trace.close(trace_token)
         _RUN.reset(token)
 
 
@@ -124,11 +137,14 @@ async def arun_with_retries(call: Callable[[], Awaitable[T]]) -> T:
     if _RUN.get() is not None:
         return await call()
     token = _RUN.set(RunState())
+    entries, trace_token = _trace.ensure_open()
+    start = len(entries)
     try:
         while True:
             try:
-                return await call()
+                return _attach(await call(), entries, start)
             except RetrySignal:
                 continue
     finally:
+        _trace.close(trace_token)
         _RUN.reset(token)

@@ -7,13 +7,13 @@ import copy
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import LoadError, VariableError
 from ..runtime import run_sync
-from . import _assertions
+from . import _assertions, _events
 from ._space import Configuration, SpaceEntry, VariableSpace
 from ._variable import Variable, class_variables
 
@@ -89,7 +89,44 @@ class Module:
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module asynchronously."""
-        return await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
+        if not _events.streaming():
+            return await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
+        _events.emit("module_start", module=type(self).__name__)
+        result = await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
+        _events.emit("module_end", module=type(self).__name__)
+        return result
+
+    def batch(
+        self,
+        examples: Sequence[Any],
+        concurrency: int = 8,
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Run on many inputs at once (Examples use their inputs; dicts are keyword arguments).
+
+        Results keep the input order; with ``return_exceptions`` a failure takes its place.
+        """
+        return run_sync(self.abatch(examples, concurrency, return_exceptions=return_exceptions))
+
+    async def abatch(
+        self,
+        examples: Sequence[Any],
+        concurrency: int = 8,
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Async :meth:`batch`."""
+        from ..runtime import gather_bounded
+        from ..schema import Example
+
+        def inputs(item: Any) -> dict[str, Any]:
+            if isinstance(item, Example):
+                return dict((item.inputs() if item.input_keys is not None else item).items())
+            return dict(item)
+
+        jobs = [(lambda item=item: self.acall(**inputs(item))) for item in examples]
+        return await gather_bounded(jobs, concurrency, return_exceptions=return_exceptions)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The sync body. Default: runs :meth:`aforward` to completion."""

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import time
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import settings as _settings
 from ..adapters import Adapter, adapter_for
 from ..adapters._base import to_jsonable
 from ..errors import ConfigurationError, LoadError, SignatureError
-from ..lm import LM
+from ..lm import LM, Usage
+from ..lm._types import estimate_tokens, messages_text
 from ..runtime import run_sync
 from ..schema import Example, OutputField, Prediction, Signature, ensure_signature
-from . import _assertions, _trace
+from . import _assertions, _events, _trace
 from ._module import Module
 from ._variable import Variable
+
+_OVERRIDES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("elixirml_overrides", default=None)
+
+
+@contextlib.contextmanager
+def call_overrides(**settings: Any) -> Iterator[None]:
+    """Apply request settings (``rollout_id``, ``temperature``, ...) to every predictor call inside."""
+    token = _OVERRIDES.set({**(_OVERRIDES.get() or {}), **settings})
+    try:
+        yield
+    finally:
+        _OVERRIDES.reset(token)
 
 
 def _demo_to_json(demo: Any) -> dict[str, Any]:
@@ -154,27 +169,45 @@ class Predict(Module):
             )
         adapter = adapter_for(model, self.adapter or current.adapter)
         values = self.signature.validate_inputs(inputs)
-        settings = {**self.config, **config} if config else self.config
+        overrides = _OVERRIDES.get()
+        settings = {**self.config, **(overrides or {}), **(config or {})} if (config or overrides) else self.config
         run = _assertions.current_run()
         feedback = run.feedback_for(self) if run is not None else []
+        use_demos = self.demos if demos is None else demos
         start = time.perf_counter()
-        outputs, response, messages = await adapter.acall(
-            model, self.signature, self.demos if demos is None else demos, values, settings, feedback=feedback
-        )
-        prediction = Prediction.from_completions(outputs, response.usage.as_dict())
+        if _events.streaming():
+            name = self.signature.__name__
+            outputs, text, messages = await adapter.astream_call(
+                model,
+                self.signature,
+                use_demos,
+                values,
+                settings,
+                feedback=feedback,
+                on_chunk=lambda field, piece: _events.emit_chunk(name, field, piece),
+            )
+            usage = Usage(estimate_tokens(messages_text(messages)), estimate_tokens(text), calls=1).as_dict()
+            cached = False
+        else:
+            outputs, response, messages = await adapter.acall(
+                model, self.signature, use_demos, values, settings, feedback=feedback
+            )
+            text, usage, cached = response.text, response.usage.as_dict(), response.cached
+        prediction = Prediction.from_completions(outputs, usage)
         if run is not None:
-            _assertions.note_call(self, response.text, prediction)
+            _assertions.note_call(self, text, prediction)
         _trace.notify(self, prediction)
         if current.trace and _trace.active():
             _trace.record(
                 _trace.TraceEntry(
                     predictor=self,
                     inputs=values,
-                    prediction=prediction,
+                    prediction=Prediction.from_completions(outputs, usage),  # a copy: no cycle via .trace
                     messages=messages,
-                    usage=response.usage.as_dict(),
+                    usage=usage,
                     latency=time.perf_counter() - start,
-                    cached=response.cached,
+                    cached=cached,
+                    completion=text,
                 )
             )
         return prediction

@@ -23,6 +23,7 @@ class TraceEntry:
         cached: whether the LM answer came from the cache.
         error: the exception, when the call failed.
         assertions: outcomes of output assertions checked on this call's output.
+        completion: the raw completion text.
     """
 
     predictor: Any
@@ -34,6 +35,7 @@ class TraceEntry:
     cached: bool = False
     error: BaseException | None = None
     assertions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    completion: str = ""
 
 
 _TRACE: contextvars.ContextVar[list[TraceEntry] | None] = contextvars.ContextVar("elixirml_trace", default=None)
@@ -84,3 +86,58 @@ def notify(predictor: Any, prediction: Any) -> None:
 def current_entries() -> list[TraceEntry] | None:
     """The entries of the open trace, or None."""
     return _TRACE.get()
+
+
+def ensure_open() -> tuple[list[TraceEntry], contextvars.Token[list[TraceEntry] | None] | None]:
+    """The open trace, opening one when there is none (close it with :func:`close`)."""
+    entries = _TRACE.get()
+    if entries is not None:
+        return entries, None
+    entries = []
+    return entries, _TRACE.set(entries)
+
+
+def close(token: contextvars.Token[list[TraceEntry] | None] | None) -> None:
+    """Close a trace opened by :func:`ensure_open` (no-op when it reused an open one)."""
+    if token is not None:
+        _TRACE.reset(token)
+
+
+def format_trace(entries: list[TraceEntry], *, messages: bool = False) -> str:
+    """Render trace entries as text."""
+    if not entries:
+        return "(empty trace)"
+    blocks = []
+    for i, entry in enumerate(entries, 1):
+        predictor = entry.predictor
+        sig = getattr(predictor, "signature", None)
+        title = f"{type(predictor).__name__}({sig.signature if sig is not None else ''})"
+        lines = [f"=== step {i}/{len(entries)}: {title}" + (" (cached)" if entry.cached else "")]
+        lines.append(f"  inputs:  {entry.inputs}")
+        outputs = entry.prediction.to_dict() if entry.prediction is not None else None
+        lines.append(f"  outputs: {outputs}")
+        if entry.error is not None:
+            lines.append(f"  error:   {type(entry.error).__name__}: {entry.error}")
+        usage = entry.usage or {}
+        lines.append(
+            f"  tokens:  {usage.get('prompt_tokens', 0)} in, {usage.get('completion_tokens', 0)} out; "
+            f"latency {entry.latency * 1000:.1f} ms"
+        )
+        for check in entry.assertions:
+            mark = "passed" if check["passed"] else "FAILED"
+            lines.append(f"  {'assert' if check['hard'] else 'suggest'} {mark}: {check['message']}")
+        if messages:
+            for message in entry.messages:
+                lines.append(f"  --- {message.get('role')}: {message.get('content')}")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def inspect_trace(result: Any, *, messages: bool = False) -> str:
+    """Print and return the trace of a run: pass its Prediction (or a list of entries)."""
+    entries = result if isinstance(result, list) else getattr(result, "trace", None)
+    if entries is None:
+        raise TypeError("inspect_trace needs a Prediction returned by a module call, or a list of TraceEntry")
+    text = format_trace(entries, messages=messages)
+    print(text)
+    return text

@@ -34,14 +34,24 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def _finalise(loop: asyncio.AbstractEventLoop) -> None:
+    """Close async generators (and the sessions they guard) and let pending tasks finish."""
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    for _ in range(3):  # closing can schedule more closing work
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        if not pending:
+            break
+        loop.run_until_complete(asyncio.wait(pending, timeout=2.0))
+
+
 @atexit.register
 def _finalise_owned_loops() -> None:
     for loop in list(_OWNED_LOOPS):
         if not loop.is_closed() and not loop.is_running():
             try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                _finalise(loop)
             except Exception:
-                pass
+                continue
 
 
 async def _guard(closer: Callable[[], Awaitable[Any]]) -> AsyncIterator[None]:
@@ -63,10 +73,21 @@ async def close_with_loop(closer: Callable[[], Awaitable[Any]]) -> AsyncIterator
     return handle
 
 
+def _run_on_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            _finalise(loop)  # closes sessions bound to this loop
+        finally:
+            loop.close()
+
+
 def _run_in_helper_thread(coro: Coroutine[Any, Any, T]) -> T:
     ctx = contextvars.copy_context()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="elixirml-sync") as pool:
-        return pool.submit(ctx.run, lambda: _thread_loop().run_until_complete(coro)).result()
+        return pool.submit(ctx.run, _run_on_fresh_loop, coro).result()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

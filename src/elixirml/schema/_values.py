@@ -154,14 +154,16 @@ class Prediction(Example):
         usage: token usage of the LM calls that produced it (a dict).
     """
 
-    __slots__ = ("_completions", "_usage")
+    __slots__ = ("_completions", "_trace", "_usage")
     _completions: list[dict[str, Any]] | None
     _usage: dict[str, Any]
+    _trace: list[Any] | None
 
     def __init__(self, base: Mapping[str, Any] | Example | None = None, **kwargs: Any) -> None:
         super().__init__(base, **kwargs)
         object.__setattr__(self, "_completions", None)
         object.__setattr__(self, "_usage", {})
+        object.__setattr__(self, "_trace", None)
 
     @classmethod
     def from_completions(cls, completions: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> Prediction:
@@ -180,6 +182,15 @@ class Prediction(Example):
     def usage(self) -> dict[str, Any]:
         """Token usage (``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ...)."""
         return self._usage
+
+    @property
+    def trace(self) -> list[Any] | None:
+        """The predictor calls of the run that produced this prediction (see ``em.inspect_trace``)."""
+        return self._trace
+
+    def attach_trace(self, entries: list[Any]) -> None:
+        """Record the trace of the run that produced this prediction."""
+        object.__setattr__(self, "_trace", list(entries))
 
     def set_usage(self, usage: dict[str, Any]) -> None:
         """Replace the recorded usage."""

@@ -1,0 +1,203 @@
+"""Modules built from other modules: BestOfN, Refine, MultiChainComparison, Parallel."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..runtime import gather_bounded
+from ..schema import Example, InputField, OutputField, Prediction, ensure_signature, make_signature
+from . import _assertions, _trace
+from ._module import Module
+from ._predict import ChainOfThought, Predict, call_overrides
+
+RewardFn = Callable[[dict[str, Any], Prediction], Any]
+
+
+async def _reward(fn: RewardFn, inputs: dict[str, Any], prediction: Prediction) -> float:
+    value = fn(inputs, prediction)
+    if inspect.isawaitable(value):
+        value = await value
+    return float(value)
+
+
+class BestOfN(Module):
+    """Run a module up to ``n`` times (each a different rollout) and keep the best answer.
+
+    Args:
+        module: the module to run.
+        n: the most attempts.
+        reward_fn: ``reward_fn(inputs, prediction) -> float`` (sync or async).
+        threshold: stop at the first attempt whose reward reaches it.
+        temperature: sampling temperature for the attempts (None keeps the module's own).
+        fail_count: failed attempts tolerated before the error is raised (default: n - 1).
+    """
+
+    def __init__(
+        self,
+        module: Module,
+        n: int,
+        reward_fn: RewardFn,
+        threshold: float = 1.0,
+        temperature: float | None = 1.0,
+        fail_count: int | None = None,
+    ) -> None:
+        if n < 1:
+            raise ConfigurationError("n must be >= 1")
+        self.module = module
+        self.n = n
+        self.reward_fn = reward_fn
+        self.threshold = threshold
+        self.temperature = temperature
+        self.fail_count = n - 1 if fail_count is None else fail_count
+
+    def _feedback(self, attempt: int, prediction: Prediction, reward: float) -> str | None:
+        return None
+
+    async def aforward(self, **inputs: Any) -> Prediction:
+        best: Prediction | None = None
+        best_reward = float("-inf")
+        failures: list[BaseException] = []
+        run = _assertions.current_run()
+        for attempt in range(self.n):
+            settings: dict[str, Any] = {"rollout_id": attempt}
+            if self.temperature is not None:
+                settings["temperature"] = self.temperature
+            open_entries = _trace.current_entries()
+            entries = open_entries if open_entries is not None else []
+            start = len(entries)
+            try:
+                with call_overrides(**settings):
+                    prediction = await self.module.acall(**inputs)
+            except Exception as exc:
+                failures.append(exc)
+                if len(failures) > self.fail_count:
+                    raise
+                continue
+            reward = await _reward(self.reward_fn, inputs, prediction)
+            if reward > best_reward:
+                best, best_reward = prediction, reward
+            if reward >= self.threshold:
+                break
+            message = self._feedback(attempt, prediction, reward)
+            if message is not None and run is not None:
+                for entry in entries[start:]:
+                    run.feedback.setdefault(id(entry.predictor), []).append((entry.completion, message))
+        if best is None:
+            raise failures[-1]
+        return best
+
+
+class Refine(BestOfN):
+    """Like :class:`BestOfN`, but each new attempt sees feedback about the previous one.
+
+    After an attempt below ``threshold``, every predictor it called is shown its previous answer
+    and a message saying how it scored (or ``feedback_fn(inputs, prediction, reward)``'s text).
+
+    Args:
+        module: the module to run.
+        n: the most attempts.
+        reward_fn: ``reward_fn(inputs, prediction) -> float``.
+        threshold: stop at the first attempt whose reward reaches it.
+        feedback_fn: optional ``(inputs, prediction, reward) -> str`` advice for the next attempt.
+        temperature: sampling temperature for the attempts.
+        fail_count: failed attempts tolerated before the error is raised.
+    """
+
+    def __init__(
+        self,
+        module: Module,
+        n: int,
+        reward_fn: RewardFn,
+        threshold: float = 1.0,
+        feedback_fn: Callable[[dict[str, Any], Prediction, float], str] | None = None,
+        temperature: float | None = 1.0,
+        fail_count: int | None = None,
+    ) -> None:
+        super().__init__(module, n, reward_fn, threshold, temperature, fail_count)
+        self.feedback_fn = feedback_fn
+        self._inputs: dict[str, Any] = {}
+
+    async def aforward(self, **inputs: Any) -> Prediction:
+        self._inputs = inputs
+        return await super().aforward(**inputs)
+
+    def _feedback(self, attempt: int, prediction: Prediction, reward: float) -> str | None:
+        if self.feedback_fn is not None:
+            return self.feedback_fn(self._inputs, prediction, reward)
+        return f"Attempt {attempt + 1} scored {reward:.2f}, below the required {self.threshold:.2f}. Improve on it."
+
+
+def _format_attempt(completion: dict[str, Any]) -> str:
+    reasoning = completion.get("reasoning", "")
+    outputs = ", ".join(f"{k}: {v}" for k, v in completion.items() if k != "reasoning")
+    return f"«I'm trying to {reasoning} I'm not sure but my prediction is {outputs}»"
+
+
+class MultiChainComparison(Module):
+    """Generate ``M`` reasoning attempts, then compare them to produce the final outputs.
+
+    Args:
+        signature: the task's signature.
+        M: how many attempts to compare.
+        temperature: sampling temperature of the attempts.
+    """
+
+    def __init__(self, signature: Any, M: int = 3, temperature: float = 0.7) -> None:  # noqa: N803 - DSPy's name
+        sig = ensure_signature(signature)
+        if M < 2:
+            raise ConfigurationError("MultiChainComparison needs M >= 2")
+        self.M = M
+        self.signature = sig
+        self.generate = ChainOfThought(sig, temperature=temperature)
+        fields: dict[str, Any] = {name: (spec.annotation, spec) for name, spec in sig.input_fields.items()}
+        for i in range(1, M + 1):
+            fields[f"attempt_{i}"] = (str, InputField(desc=f"student attempt #{i}"))
+        fields["rationale"] = (str, OutputField(desc="compare the attempts and reason about the correct outputs"))
+        fields.update({name: (spec.annotation, spec) for name, spec in sig.output_fields.items()})
+        self.compare = Predict(
+            make_signature(
+                fields,
+                f"{sig.instructions}\n\nSeveral student attempts are given. Compare them, then give the best outputs.",
+                name=f"{sig.__name__}Comparison",
+            )
+        )
+
+    async def aforward(self, completions: Sequence[dict[str, Any]] | None = None, **inputs: Any) -> Prediction:
+        if completions is None:
+            generated = await self.generate.acall(**inputs, config={"n": self.M})
+            completions = generated.completions
+        attempts = [dict(c) for c in completions[: self.M]]
+        while len(attempts) < self.M:
+            attempts.append(attempts[-1] if attempts else {})
+        fields = {f"attempt_{i}": _format_attempt(c) for i, c in enumerate(attempts, 1)}
+        result: Prediction = await self.compare.acall(**inputs, **fields)
+        return result
+
+
+class Parallel(Module):
+    """Run many (module, inputs) pairs concurrently; results keep the input order.
+
+    Args:
+        concurrency: pairs in flight at once (``num_threads`` is accepted as an alias).
+        return_exceptions: put a failure's exception in its place instead of raising.
+    """
+
+    def __init__(
+        self, concurrency: int = 8, *, num_threads: int | None = None, return_exceptions: bool = False
+    ) -> None:
+        self.concurrency = num_threads or concurrency
+        self.return_exceptions = return_exceptions
+
+    async def aforward(self, exec_pairs: Sequence[tuple[Module, Any]]) -> list[Any]:
+        def job(module: Module, inputs: Any) -> Callable[[], Any]:
+            if isinstance(inputs, Example):
+                values = dict((inputs.inputs() if inputs.input_keys is not None else inputs).items())
+            else:
+                values = dict(inputs)
+            return lambda: module.acall(**values)
+
+        jobs = [job(module, inputs) for module, inputs in exec_pairs]
+        return await gather_bounded(jobs, self.concurrency, return_exceptions=self.return_exceptions)

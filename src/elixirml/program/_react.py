@@ -1,0 +1,151 @@
+"""ReAct: reason, call tools, observe, repeat; then produce the signature's outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from .. import settings as _settings
+from ..adapters import adapter_for
+from ..errors import ConfigurationError
+from ..schema import InputField, OutputField, Prediction, ensure_signature, make_signature
+from . import _events
+from ._module import Module
+from ._predict import ChainOfThought, Predict
+from ._tools import Tool
+
+TRAJECTORY_DESC = "the thoughts, tool calls and observations so far"
+
+
+def format_trajectory(steps: list[dict[str, Any]]) -> str:
+    """The trajectory as text for the prompt."""
+    if not steps:
+        return "(no steps yet)"
+    lines = []
+    for i, step in enumerate(steps, 1):
+        lines.append(f"Step {i} thought: {step['thought']}")
+        lines.append(f"Step {i} tool: {step['tool']}({json.dumps(step['args'], default=str)})")
+        lines.append(f"Step {i} observation: {step['observation']}")
+    return "\n".join(lines)
+
+
+class ReAct(Module):
+    """An agent loop over tools, finishing with the signature's output fields.
+
+    With an LM that supports native tool calling (``lm.supports_tools``) the tools are sent as
+    the provider's ``tools`` and called from its ``tool_calls``; otherwise each step is a
+    predictor (thought, tool name, tool arguments) through the adapter's text protocol. Bad
+    arguments, tool exceptions and timeouts become observations; the loop goes on.
+
+    Args:
+        signature: the task's signature.
+        tools: :class:`~elixirml.Tool` objects or plain functions.
+        max_iters: the most tool steps before the outputs are produced anyway.
+        native: force (True) or forbid (False) native tool calling; default: when supported.
+    """
+
+    def __init__(self, signature: Any, tools: Sequence[Any], max_iters: int = 5, native: bool | None = None) -> None:
+        sig = ensure_signature(signature)
+        if max_iters < 1:
+            raise ConfigurationError("max_iters must be >= 1")
+        built = [t if isinstance(t, Tool) else Tool(t) for t in tools]
+        if not built:
+            raise ConfigurationError("ReAct needs at least one tool")
+        self.signature = sig
+        self.tools = {t.name: t for t in built}
+        if "finish" in self.tools:
+            raise ConfigurationError("'finish' is reserved; rename that tool")
+        self.max_iters = max_iters
+        self.native = native
+        names = (*self.tools, "finish")
+        tool_lines = "\n".join(f"- {t.describe()}" for t in built)
+        instructions = (
+            f"{sig.instructions}\n\nYou are an agent that works in steps. In each step write a thought, then pick "
+            f"the next tool and its arguments (a JSON object). Pick `finish` (with arguments {{}}) once the "
+            f"trajectory holds what you need to produce the outputs.\nTools:\n{tool_lines}\n"
+            "- finish(): signal that the outputs can be produced."
+        )
+        step_fields: dict[str, Any] = {name: (spec.annotation, spec) for name, spec in sig.input_fields.items()}
+        step_fields["trajectory"] = (str, InputField(desc=TRAJECTORY_DESC))
+        step_fields["next_thought"] = (str, OutputField())
+        step_fields["next_tool_name"] = (Literal.__getitem__(names), OutputField())
+        step_fields["next_tool_args"] = (dict[str, Any], OutputField(desc="arguments of the tool, as a JSON object"))
+        self.react = Predict(make_signature(step_fields, instructions, name="ReActStep"))
+        self.extract = ChainOfThought(sig.append("trajectory", InputField(desc=TRAJECTORY_DESC), str))
+
+    async def aforward(self, **inputs: Any) -> Prediction:
+        lm = self.react.lm or _settings.current().lm
+        use_native = self.native if self.native is not None else bool(getattr(lm, "supports_tools", False))
+        if use_native:
+            return await self._native(lm, inputs)
+        steps: list[dict[str, Any]] = []
+        for _ in range(self.max_iters):
+            step = await self.react.acall(**inputs, trajectory=format_trajectory(steps))
+            if step.next_tool_name == "finish":
+                break
+            tool = self.tools[step.next_tool_name]
+            _events.emit("tool_call", tool=tool.name, arguments=step.next_tool_args)
+            observation, ok = await tool.observe(step.next_tool_args)
+            steps.append(
+                {
+                    "thought": step.next_thought,
+                    "tool": tool.name,
+                    "args": step.next_tool_args,
+                    "observation": observation,
+                    "ok": ok,
+                }
+            )
+        final = await self.extract.acall(**inputs, trajectory=format_trajectory(steps))
+        return Prediction({**final.to_dict(), "trajectory": steps})
+
+    async def _native(self, lm: Any, inputs: dict[str, Any]) -> Prediction:
+        if lm is None:
+            raise ConfigurationError("No LM configured for ReAct; call em.configure(lm=...)")
+        adapter = adapter_for(lm, self.react.adapter or _settings.current().adapter)
+        values = self.signature.validate_inputs(inputs)
+        messages = adapter.format(self.signature, [], values)
+        messages[0]["content"] += (
+            "\n\nYou can call the provided tools. When you have what you need, stop calling tools and "
+            "answer in the structure above."
+        )
+        schemas = [t.openai_schema() for t in self.tools.values()]
+        steps: list[dict[str, Any]] = []
+        for _ in range(self.max_iters):
+            response = await lm.arequest(messages, tools=schemas)
+            completion = response.completions[0]
+            if not completion.tool_calls:
+                return Prediction({**adapter.parse(self.signature, completion.text), "trajectory": steps})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": completion.text or None,
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], default=str)},
+                        }
+                        for c in completion.tool_calls
+                    ],
+                }
+            )
+            for call in completion.tool_calls:
+                tool = self.tools.get(call["name"])
+                _events.emit("tool_call", tool=call["name"], arguments=call["arguments"])
+                if tool is None:
+                    observation, ok = f"Error: no tool named {call['name']!r}; tools: {list(self.tools)}", False
+                else:
+                    observation, ok = await tool.observe(call["arguments"])
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": observation})
+                steps.append(
+                    {
+                        "thought": completion.text,
+                        "tool": call["name"],
+                        "args": call["arguments"],
+                        "observation": observation,
+                        "ok": ok,
+                    }
+                )
+        response = await lm.arequest(messages)  # out of steps: answer without tools
+        return Prediction({**adapter.parse(self.signature, response.text), "trajectory": steps})
