@@ -10,7 +10,8 @@ ElixirMLError
 │   ├── SignatureError         a signature that cannot be built (syntax, unknown type)
 │   ├── MissingDependencyError an optional extra is not installed
 │   ├── LoadError              a saved program or state cannot be loaded
-│   └── VariableError          a variable or configuration is invalid
+│   ├── VariableError          a variable or configuration is invalid
+│   └── BudgetExceededError    an LM call budget (max_lm_calls) is spent
 ├── ProviderError              the LM provider failed; often transient
 │   ├── ProviderTimeoutError   a request exceeded its timeout
 │   ├── RateLimitError         the provider said 429
@@ -32,6 +33,7 @@ from typing import Any
 __all__ = [
     "AdapterParseError",
     "AssertionFailed",
+    "BudgetExceededError",
     "CircuitOpenError",
     "ConfigurationError",
     "ElixirMLError",
@@ -98,6 +100,10 @@ class LoadError(UserError):
 
 class VariableError(UserError):
     """A variable declaration or a configuration of variables is invalid."""
+
+
+class BudgetExceededError(UserError):
+    """An LM call budget set by the caller (``max_lm_calls``) is spent; the call was not sent."""
 
 
 class ProviderError(ElixirMLError):

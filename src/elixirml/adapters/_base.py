@@ -172,6 +172,10 @@ class Adapter:
             messages.append({"role": "user", "content": self.feedback_message(signature, message)})
         return messages
 
+    def scoring_parts(self, signature: type[Signature], field: str, values: Sequence[Any]) -> tuple[str, list[str]]:
+        """The assistant prefix and one continuation per allowed value, for log-probability scoring."""
+        return f"{field_marker(field)}\n", [format_value(to_jsonable(v)) for v in values]
+
     def stream_parser(self, signature: type[Signature]) -> Any:
         """An incremental parser splitting streamed text into output-field pieces."""
         from ._stream import ChatStreamParser

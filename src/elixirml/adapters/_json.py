@@ -62,6 +62,10 @@ class JSONAdapter(Adapter):
             return {"response_format": signature.memo("response_format", lambda: _response_format(signature))}
         return {}
 
+    def scoring_parts(self, signature: type[Signature], field: str, values: Any) -> tuple[str, list[str]]:
+        """Prefix ``{"field": `` and each value as JSON, closing the object."""
+        return "{" + json.dumps(field) + ": ", [json.dumps(to_jsonable(v)) + "}" for v in values]
+
     def stream_parser(self, signature: type[Signature]) -> Any:
         """Streams the JSON object's top-level values."""
         from ._stream import JSONStreamParser

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -17,7 +18,7 @@ from .. import settings as _settings
 from ..errors import CircuitOpenError, ConfigurationError, ProviderError, ProviderTimeoutError
 from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, run_sync
 from ._types import Completion, LMResponse, Message, Usage, estimate_tokens, messages_text
-from ._usage import price_for, record_usage
+from ._usage import price_for, record_usage, reserve_call
 
 # Settings that change what the model answers: they are part of the cache key.
 _UNSENT_KEYS = frozenset({"cache", "rollout_id"})
@@ -79,6 +80,7 @@ class LM:
     supports_json_schema = False
     supports_tools = False
     supports_logprobs = False
+    supports_scoring = False
     default_adapter = "chat"
     default_cache = True
 
@@ -207,6 +209,7 @@ class LM:
                 self._record(messages, settings, hit)
                 return hit
         send_settings = {k: v for k, v in settings.items() if k not in _UNSENT_KEYS}
+        reserve_call()
         try:
             response = await self._send_with_policies(messages, send_settings)
         except ProviderError:
@@ -298,6 +301,48 @@ class LM:
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         """Transport: send one request and return the response. Subclasses implement this."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _send")
+
+    async def ascore(
+        self, messages: list[Message], prefix: str, continuations: list[str], *, cache: Any = None
+    ) -> list[float]:
+        """Log-probability of each continuation after the messages and an assistant ``prefix``.
+
+        Only LMs with ``supports_scoring`` can do it. Results are cached like answers, and a
+        scoring request counts as one LM call.
+        """
+        if not self.supports_scoring:
+            raise ConfigurationError(
+                f"{type(self).__name__} cannot score continuations by log-probability; "
+                "use decoding='generate' or an LM with supports_scoring (em.LM('local'))"
+            )
+        if not continuations:
+            return []
+        store = self._resolve_cache(cache)
+        settings = {"score_prefix": prefix, "continuations": list(continuations)}
+        key = store.key(self.model, messages, settings) if store is not None else None
+        if store is not None and key is not None:
+            hit: LMResponse | None = store.get(key)
+            if hit is not None:
+                self._record(messages, settings, hit)
+                return [float(x) for x in json.loads(hit.text)]
+        reserve_call()
+        start = time.perf_counter()
+        scores = await self._score_send(messages, prefix, list(continuations))
+        response = LMResponse(
+            [Completion(text=json.dumps(scores))],
+            Usage(prompt_tokens=estimate_tokens(messages_text(messages) + prefix), calls=1),
+            self.model,
+            latency=time.perf_counter() - start,
+        )
+        self._price(response)
+        self._record(messages, settings, response)
+        if store is not None and key is not None:
+            store.put(key, response)
+        return scores
+
+    async def _score_send(self, messages: list[Message], prefix: str, continuations: list[str]) -> list[float]:
+        """Scoring transport; LMs with ``supports_scoring`` implement it."""
+        raise NotImplementedError
 
     async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
         """Yield the completion text in chunks as the model produces it.

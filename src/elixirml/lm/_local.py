@@ -89,6 +89,7 @@ class LocalLM(LM):
 
     provider = "local"
     supports_json_schema = True
+    supports_scoring = True
     default_adapter = "json"
 
     def __init__(
@@ -157,6 +158,58 @@ class LocalLM(LM):
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         return await asyncio.to_thread(self._generate, messages, settings)
+
+    # ------------------------------------------------------------------ scoring
+    def _prompt_tokens(self, model: _LoadedModel, messages: list[Message], prefix: str) -> list[int]:
+        from llama_cpp import llama_chat_format
+
+        llama = model.llama
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ConfigurationError(f"{self.model_path.name} has no chat template; scoring needs one")
+        bos = llama.detokenize([llama.token_bos()]).decode("utf-8", "ignore")
+        eos = llama.detokenize([llama.token_eos()]).decode("utf-8", "ignore")
+        formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        prompt = formatter(messages=messages).prompt + prefix
+        return list(llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
+    def _score(self, messages: list[Message], prefix: str, continuations: list[str]) -> list[float]:
+        import llama_cpp
+        import numpy as np
+
+        model = self._model()
+        llama = model.llama
+        with model.lock:
+            tokens = self._prompt_tokens(model, messages, prefix)
+            if len(tokens) + 16 > self.n_ctx:
+                raise ProviderError(f"prompt of {len(tokens)} tokens does not fit n_ctx={self.n_ctx}", retryable=False)
+            n_vocab = llama.n_vocab()
+
+            def last_logprobs() -> Any:
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llama.ctx), shape=(n_vocab,)).astype(
+                    np.float64
+                )
+                top = logits.max()
+                return logits - top - np.log(np.exp(logits - top).sum())
+
+            llama.reset()
+            llama.eval(tokens)
+            base = last_logprobs()
+            start = llama.n_tokens
+            scores = []
+            for text in continuations:
+                pieces = list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+                total = float(base[pieces[0]])
+                llama.n_tokens = start  # forget the previous continuation (eval drops its cache)
+                for previous, token in zip(pieces, pieces[1:]):
+                    llama.eval([previous])
+                    total += float(last_logprobs()[token])
+                scores.append(total)
+            llama.reset()
+        return scores
+
+    async def _score_send(self, messages: list[Message], prefix: str, continuations: list[str]) -> list[float]:
+        return await asyncio.to_thread(self._score, messages, prefix, continuations)
 
     async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
         """Yield text chunks as llama.cpp generates them."""

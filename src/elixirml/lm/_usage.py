@@ -56,6 +56,52 @@ def record_usage(usage: Usage) -> None:
         tracker.add(usage)
 
 
+class CallBudget:
+    """A hard cap on LM calls (answers not in the cache) made inside :func:`spending_limit`.
+
+    Attributes:
+        max_calls: the cap (None: no cap).
+        used: calls reserved so far.
+    """
+
+    def __init__(self, max_calls: int | None) -> None:
+        self.max_calls = max_calls
+        self.used = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether no call is left."""
+        return self.max_calls is not None and self.used >= self.max_calls
+
+
+_BUDGETS: contextvars.ContextVar[tuple[CallBudget, ...]] = contextvars.ContextVar("elixirml_budgets", default=())
+
+
+@contextlib.contextmanager
+def spending_limit(max_calls: int | None) -> Iterator[CallBudget]:
+    """Refuse LM calls beyond ``max_calls`` inside the block (raises ``BudgetExceededError``)."""
+    budget = CallBudget(max_calls)
+    token = _BUDGETS.set((*_BUDGETS.get(), budget))
+    try:
+        yield budget
+    finally:
+        _BUDGETS.reset(token)
+
+
+def reserve_call() -> None:
+    """Count one LM call against every open budget; raise if any is spent (nothing is sent then)."""
+    budgets = _BUDGETS.get()
+    if not budgets:
+        return
+    for budget in budgets:
+        if budget.exhausted:
+            from ..errors import BudgetExceededError
+
+            raise BudgetExceededError(f"LM call budget of {budget.max_calls} calls is spent")
+    for budget in budgets:
+        budget.used += 1
+
+
 def format_history(entries: list[dict[str, Any]]) -> str:
     """Render history entries (prompts and answers) as readable text."""
     blocks: list[str] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import time
 import typing
 from collections.abc import Iterator, Sequence
@@ -13,13 +14,15 @@ from .. import settings as _settings
 from ..adapters import Adapter, adapter_for
 from ..adapters._base import to_jsonable
 from ..errors import ConfigurationError, LoadError, SignatureError
-from ..lm import LM, Usage
+from ..lm import LM, Usage, track_usage
 from ..lm._types import estimate_tokens, messages_text
 from ..runtime import run_sync
-from ..schema import Example, OutputField, Prediction, Signature, ensure_signature
+from ..schema import Example, OutputField, Prediction, Signature, ensure_signature, literal_values
 from . import _assertions, _events, _trace
 from ._module import Module
 from ._variable import Variable
+
+DECODING_MODES = ("generate", "score", "calibrated")
 
 _OVERRIDES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("elixirml_overrides", default=None)
 
@@ -61,6 +64,10 @@ class Predict(Module):
         lm: the LM to use; default: the configured one (``em.configure(lm=...)``).
         adapter: the adapter; default: the configured one, else the LM's preferred one.
         config: default request settings for this predictor (``temperature``, ``n``, ...).
+        decoding: for a single closed-set output (``Literal``, enum, ``bool``): ``"generate"``
+            the answer, ``"score"`` each allowed value by log-probability and take the best, or
+            ``"calibrated"`` scores (divided by the scores of a content-free input, Zhao et al.
+            2021). Scoring needs an LM with ``supports_scoring`` (the local model).
         **config_kwargs: more request settings.
 
     Call with keyword inputs; per-call request settings go in ``config={...}``::
@@ -78,8 +85,12 @@ class Predict(Module):
         lm: LM | None = None,
         adapter: Adapter | None = None,
         config: dict[str, Any] | None = None,
+        decoding: str = "generate",
         **config_kwargs: Any,
     ) -> None:
+        if decoding not in DECODING_MODES:
+            raise ConfigurationError(f"decoding must be one of {DECODING_MODES}, got {decoding!r}")
+        self.decoding = decoding
         sig = self._prepare_signature(ensure_signature(signature))
         if instructions is not None:
             sig = sig.with_instructions(instructions)
@@ -110,20 +121,36 @@ class Predict(Module):
         self.demos = []
 
     # ------------------------------------------------------------------ implicit variables
+    def closed_output(self) -> tuple[str, tuple[Any, ...]] | None:
+        """``(field, allowed values)`` when the only output is a closed set, else None."""
+        if len(self.signature.output_fields) != 1:
+            return None
+        name, spec = next(iter(self.signature.output_fields.items()))
+        values = literal_values(spec.annotation)
+        return (name, values) if values else None
+
+    def _can_score(self) -> bool:
+        lm = self.lm or _settings.current().lm
+        return self.closed_output() is not None and bool(getattr(lm, "supports_scoring", False))
+
     def _variables(self) -> dict[str, Variable]:
         own = super()._variables()
-        return {
-            **own,
+        implicit = {
             "instructions": Variable.text(self.signature.instructions, name="instructions"),
             "demos": Variable("demos", list(self.demos), name="demos"),
-            **{k: v for k, v in own.items() if k in ("instructions", "demos")},
         }
+        if self._can_score() or self.decoding != "generate":
+            implicit["decoding"] = Variable.choice(list(DECODING_MODES), default=self.decoding, name="decoding")
+        return {**own, **implicit, **{k: v for k, v in own.items() if k in implicit}}
 
     def variable_value(self, name: str, *, resolve: bool = True) -> Any:
-        if name == "instructions" and "instructions" not in super()._variables():
+        declared = super()._variables()
+        if name == "instructions" and name not in declared:
             return self.signature.instructions
-        if name == "demos" and "demos" not in super()._variables():
+        if name == "demos" and name not in declared:
             return list(self.demos)
+        if name == "decoding" and name not in declared:
+            return self.decoding
         return super().variable_value(name, resolve=resolve)
 
     def _set_variable(self, name: str, value: Any) -> None:
@@ -131,6 +158,8 @@ class Predict(Module):
             self.instructions = value
         elif name == "demos":
             self.demos = list(value)
+        elif name == "decoding":
+            self.decoding = value
         else:
             super()._set_variable(name, value)
 
@@ -175,7 +204,10 @@ class Predict(Module):
         feedback = run.feedback_for(self) if run is not None else []
         use_demos = self.demos if demos is None else demos
         start = time.perf_counter()
-        if _events.streaming():
+        if self.decoding != "generate":
+            outputs, text, messages, usage = await self._score_decode(model, adapter, use_demos, values, feedback)
+            cached = False
+        elif _events.streaming():
             name = self.signature.__name__
             outputs, text, messages = await adapter.astream_call(
                 model,
@@ -212,6 +244,30 @@ class Predict(Module):
             )
         return prediction
 
+    async def _score_decode(
+        self, model: LM, adapter: Adapter, demos: Sequence[Any], values: dict[str, Any], feedback: Any
+    ) -> tuple[list[dict[str, Any]], str, list[dict[str, Any]], dict[str, Any]]:
+        closed = self.closed_output()
+        if closed is None:
+            raise ConfigurationError(
+                f"decoding={self.decoding!r} needs a single closed-set output field (Literal, enum or bool); "
+                f"{self.signature.__name__} has {list(self.signature.output_fields)}"
+            )
+        field, allowed = closed
+        messages = adapter.build_messages(self.signature, demos, values, feedback)
+        prefix, continuations = adapter.scoring_parts(self.signature, field, allowed)
+        with track_usage() as usage:
+            scores = await model.ascore(messages, prefix, continuations)
+            if self.decoding == "calibrated":
+                content_free = {name: "N/A" for name in self.signature.input_fields}
+                cf_messages = adapter.build_messages(self.signature, demos, content_free)
+                prior = await model.ascore(cf_messages, prefix, continuations)
+                scores = [s - p for s, p in zip(scores, prior)]
+        best = max(range(len(allowed)), key=lambda i: scores[i])
+        outputs = self.signature.validate_outputs({field: allowed[best]})
+        text = json.dumps({"scores": {str(v): s for v, s in zip(allowed, scores)}})
+        return [outputs], text, messages, usage.as_dict()
+
     # ------------------------------------------------------------------ state
     def dump_state(self) -> dict[str, Any]:
         """Signature (with instructions), demos, request config and the LM's model name."""
@@ -220,6 +276,7 @@ class Predict(Module):
             "signature": self.signature.dump_state(),
             "demos": [_demo_to_json(d) for d in self.demos],
             "config": to_jsonable(self.config),
+            "decoding": self.decoding,
             "lm": self.lm.dump_state() if self.lm is not None else None,
         }
 
@@ -243,6 +300,10 @@ class Predict(Module):
                 raise LoadError(f"Cannot rebuild the saved signature: {exc}") from None
         self.demos = [_demo_from_json(d) for d in state.get("demos", [])]
         self.config = dict(state.get("config") or {})
+        decoding = state.get("decoding", "generate")
+        if decoding not in DECODING_MODES:
+            raise LoadError(f"Unknown decoding mode {decoding!r} in saved state")
+        self.decoding = decoding
         return self
 
     @classmethod
@@ -258,6 +319,7 @@ class Predict(Module):
         predictor.signature = signature  # already includes any prepended fields
         predictor.demos = [_demo_from_json(d) for d in mine.get("demos", [])]
         predictor.config = dict(mine.get("config") or {})
+        predictor.decoding = mine.get("decoding", "generate") if mine.get("decoding") in DECODING_MODES else "generate"
         return predictor
 
 
