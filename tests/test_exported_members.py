@@ -1,6 +1,11 @@
 import elixirml as em
 
 EXPECTED = {
+    "LabeledFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "BootstrapFewShot",
+    "MIPROv2",
+    "optimizers",
     "tool",
     "streamify",
     "inspect_trace",

@@ -155,3 +155,10 @@ def test_usage_tracking_and_history():
     assert len(lm.history) == 2
     text = em.inspect_history(1)
     assert "[[ ## q ## ]]\n2" in text
+
+
+def test_input_fields_that_clash_with_call_keywords_are_refused():
+    from elixirml.errors import SignatureError
+
+    with pytest.raises(SignatureError, match="demos"):
+        em.Predict("question, demos -> answer")

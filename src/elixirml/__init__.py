@@ -13,11 +13,17 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import data, errors, metrics
+from . import data, errors, metrics, optimizers
 from .adapters import Adapter, ChatAdapter, JSONAdapter
 from .data import Dataset
 from .evaluate import Evaluate, EvaluationResult, compare, evaluate
 from .lm import LM, DummyLM, FunctionLM, LMResponse, Usage, track_usage
+from .optimizers import (
+    BootstrapFewShot,
+    BootstrapFewShotWithRandomSearch,
+    LabeledFewShot,
+    MIPROv2,
+)
 from .program import (
     BestOfN,
     ChainOfThought,
@@ -51,6 +57,11 @@ from .settings import Settings, configure, context
 __version__ = "0.1.0"
 
 __all__ = [
+    "LabeledFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "BootstrapFewShot",
+    "MIPROv2",
+    "optimizers",
     "tool",
     "streamify",
     "inspect_trace",

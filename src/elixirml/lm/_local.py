@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import os
 import threading
 import time
@@ -201,7 +202,7 @@ class LocalLM(LM):
                 pieces = list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
                 total = float(base[pieces[0]])
                 llama.n_tokens = start  # forget the previous continuation (eval drops its cache)
-                for previous, token in zip(pieces, pieces[1:]):
+                for previous, token in itertools.pairwise(pieces):
                     llama.eval([previous])
                     total += float(last_logprobs()[token])
                 scores.append(total)

@@ -23,6 +23,7 @@ from ._module import Module
 from ._variable import Variable
 
 DECODING_MODES = ("generate", "score", "calibrated")
+RESERVED_INPUTS = frozenset({"config", "lm", "demos"})
 
 _OVERRIDES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("elixirml_overrides", default=None)
 
@@ -92,6 +93,12 @@ class Predict(Module):
             raise ConfigurationError(f"decoding must be one of {DECODING_MODES}, got {decoding!r}")
         self.decoding = decoding
         sig = self._prepare_signature(ensure_signature(signature))
+        clash = sorted(set(sig.input_fields) & RESERVED_INPUTS)
+        if clash:
+            raise SignatureError(
+                f"Input field(s) {clash} of {sig.__name__} clash with {type(self).__name__}'s own keywords "
+                f"{sorted(RESERVED_INPUTS)}; rename them."
+            )
         if instructions is not None:
             sig = sig.with_instructions(instructions)
         self.signature: type[Signature] = sig

@@ -1,0 +1,54 @@
+"""Optimizers: turn a program and labelled examples into a better program (``em.optimizers``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._base import OptimizationResult, OptimizationState, Optimizer, Trial
+from ._fewshot import BootstrapFewShot, LabeledFewShot, bootstrap_demos
+from ._search import MIPRO, RandomSearch, VariableSearch
+
+
+class BootstrapFewShotWithRandomSearch(RandomSearch):
+    """DSPy's name for :class:`RandomSearch` (``num_candidate_programs`` is ``num_candidates``)."""
+
+    name = "BootstrapFewShotWithRandomSearch"
+
+    def __init__(
+        self,
+        metric: Any,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 16,
+        num_candidate_programs: int = 8,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.pop("num_threads", None)
+        super().__init__(metric, num_candidate_programs, max_bootstrapped_demos, max_labeled_demos, **kwargs)
+
+
+class MIPROv2(MIPRO):
+    """DSPy's name for :class:`MIPRO` (``prompt_model`` is ``proposer_lm``)."""
+
+    name = "MIPROv2"
+
+    def __init__(self, metric: Any, auto: str | None = "light", *, prompt_model: Any = None, **kwargs: Any) -> None:
+        kwargs.pop("task_model", None)
+        kwargs.pop("num_threads", None)
+        kwargs.setdefault("proposer_lm", prompt_model)
+        super().__init__(metric, auto, **kwargs)
+
+
+__all__ = [
+    "MIPRO",
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
+    "LabeledFewShot",
+    "MIPROv2",
+    "OptimizationResult",
+    "OptimizationState",
+    "Optimizer",
+    "RandomSearch",
+    "Trial",
+    "VariableSearch",
+    "bootstrap_demos",
+]

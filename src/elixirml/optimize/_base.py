@@ -1,0 +1,412 @@
+"""The optimizer protocol, budgets, and results.
+
+Every optimizer implements ``initialize`` / ``optimize_step`` / ``finalize``; ``compile`` drives
+them under a budget (LM calls, cost, trials, wall time), prints the projected spend first,
+shows progress with the best score so far, and stops cleanly at a limit, keeping the best.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from ..adapters._base import to_jsonable
+from ..errors import BudgetExceededError, ConfigurationError
+from ..evaluate import EvaluationResult, evaluate
+from ..evaluate._metrics import as_metric
+from ..lm import Usage, track_usage
+from ..lm._usage import CallBudget, price_for, spending_limit
+from ..program import Module
+from ..schema import Example
+
+
+@dataclasses.dataclass
+class Trial:
+    """One evaluated candidate.
+
+    Attributes:
+        number: its position in the run.
+        configuration: the variable values it tried (JSON-ready; demos summarised).
+        score: its score (percent) on the data it was evaluated on.
+        scores: every objective by name (multi-objective searches).
+        lm_calls: LM calls it spent.
+        tokens: tokens it spent.
+        cost: dollars it spent.
+        wall_time: seconds it took.
+        status: ``complete``, ``budget`` (stopped by a budget) or ``failed``.
+        full: whether it was scored on the full validation set (not a minibatch).
+    """
+
+    number: int
+    configuration: dict[str, Any]
+    score: float
+    scores: dict[str, float] = dataclasses.field(default_factory=dict)
+    lm_calls: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+    wall_time: float = 0.0
+    status: str = "complete"
+    full: bool = True
+
+
+@dataclasses.dataclass
+class OptimizationResult:
+    """What an optimization run did.
+
+    Attributes:
+        optimizer: the optimizer's name.
+        best_score: the chosen program's validation score (percent).
+        best_configuration: the chosen configuration.
+        trials: every trial, in order.
+        lm_calls, tokens, cost, wall_time: the run's total spend.
+        stopped: why it ended early (``"max_lm_calls"``, ``"max_cost"``, ``"timeout"``,
+            ``"max_trials"``) or None.
+        run_id: the run's id (pass it as ``resume=`` to continue an interrupted run).
+        pareto_front: for multi-objective searches, the Pareto-optimal trials.
+    """
+
+    optimizer: str
+    best_score: float
+    best_configuration: dict[str, Any]
+    trials: list[Trial]
+    lm_calls: int
+    tokens: int
+    cost: float
+    wall_time: float
+    stopped: str | None = None
+    run_id: str = ""
+    pareto_front: list[Trial] = dataclasses.field(default_factory=list)
+    directions: dict[str, str] = dataclasses.field(default_factory=dict)
+    _builder: Callable[[Mapping[str, Any]], Module] | None = dataclasses.field(default=None, repr=False)
+
+    def select(self, **limits: float) -> Module:
+        """Build the program for another Pareto point.
+
+        Limits are ``max_<objective>=`` / ``min_<objective>=``; among the Pareto trials within
+        them, the one best on the first objective is chosen.
+        """
+        if not self.pareto_front or self._builder is None:
+            raise ConfigurationError("select() needs a multi-objective result (VariableSearch)")
+        candidates = list(self.pareto_front)
+        for key, bound in limits.items():
+            kind, _, objective = key.partition("_")
+            if kind not in ("max", "min") or objective not in self.directions:
+                raise ConfigurationError(f"Unknown limit {key!r}; use max_/min_ with one of {list(self.directions)}")
+            candidates = [
+                t
+                for t in candidates
+                if (t.scores[objective] <= bound if kind == "max" else t.scores[objective] >= bound)
+            ]
+        if not candidates:
+            raise ConfigurationError(f"No Pareto-optimal configuration satisfies {limits}")
+        first = next(iter(self.directions))
+        sign = 1 if self.directions[first] == "maximize" else -1
+        best = max(candidates, key=lambda t: sign * t.scores[first])
+        return self._builder(best.configuration)
+
+    def summary(self) -> str:
+        """A short text report."""
+        lines = [
+            f"{self.optimizer}: best score {self.best_score:.1f}% after {len(self.trials)} trial(s); "
+            f"{self.lm_calls} LM calls, {self.tokens} tokens, ${self.cost:.4f}, {self.wall_time:.1f}s"
+            + (f" (stopped: {self.stopped})" if self.stopped else "")
+        ]
+        for trial in self.trials:
+            lines.append(
+                f"  #{trial.number:<3} {trial.score:6.1f}%  {'full' if trial.full else 'mini'}  "
+                f"calls {trial.lm_calls:<5} {trial.status}"
+            )
+        return "\n".join(lines)
+
+
+class _StopOptimization(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass
+class OptimizationState:
+    """State shared by the protocol methods; optimizers add their own fields in ``extra``."""
+
+    program: Module
+    trainset: list[Example]
+    valset: list[Example]
+    rng: random.Random
+    trials: list[Trial] = dataclasses.field(default_factory=list)
+    best_score: float = -math.inf
+    best_configuration: dict[str, Any] = dataclasses.field(default_factory=dict)
+    best_program: Module | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    run_id: str = ""
+
+
+def summarize_configuration(config: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-ready configuration; demo lists are kept as data dicts."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, list) and all(isinstance(v, Example) for v in value):
+            out[key] = [v.to_dict() for v in value]
+        else:
+            out[key] = to_jsonable(value)
+    return out
+
+
+class Optimizer:
+    """Base class of optimizers.
+
+    Args:
+        metric: ``metric(example, prediction, trace=None)`` (or an ``em.metrics.Metric``).
+        seed: seed of every random choice (runs are deterministic with a cached LM).
+        max_lm_calls: hard cap on LM calls (cache hits are free).
+        max_cost: stop when this many dollars are spent.
+        max_trials: stop after this many trials.
+        timeout: stop after this many seconds.
+        concurrency: examples evaluated at once.
+        display_progress: progress bar (default: when stderr is a terminal).
+    """
+
+    name = "Optimizer"
+
+    def __init__(
+        self,
+        metric: Any = None,
+        *,
+        seed: int = 0,
+        max_lm_calls: int | None = None,
+        max_cost: float | None = None,
+        max_trials: int | None = None,
+        timeout: float | None = None,
+        concurrency: int = 8,
+        display_progress: bool | None = None,
+    ) -> None:
+        self.metric = as_metric(metric) if metric is not None else None
+        self.seed = seed
+        self.budget: dict[str, Any] = {
+            "max_lm_calls": max_lm_calls,
+            "max_cost": max_cost,
+            "max_trials": max_trials,
+            "timeout": timeout,
+        }
+        self.concurrency = concurrency
+        self.display_progress = display_progress
+        self.last_result: OptimizationResult | None = None
+        self._calls: CallBudget | None = None
+
+    # ------------------------------------------------------------------ protocol
+    def initialize(self, state: OptimizationState) -> None:
+        """Prepare the search (bootstrap demos, propose instructions, ...)."""
+
+    def optimize_step(self, state: OptimizationState) -> bool:
+        """Run one trial; return False when there is nothing left to try."""
+        raise NotImplementedError
+
+    def finalize(self, state: OptimizationState) -> Module:
+        """Return the chosen program."""
+        if state.best_program is None:
+            return state.program.deepcopy()
+        return state.best_program
+
+    def projected_calls(self, state: OptimizationState) -> int:
+        """LM calls the run expects to make (for the printed projection)."""
+        return 0
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def evaluate(self, program: Module, data: Sequence[Example]) -> EvaluationResult:
+        """Score ``program`` on ``data`` with this optimizer's metric; budget stops surface as errors."""
+        if self.metric is None:
+            raise ConfigurationError(f"{self.name} needs a metric")
+        return evaluate(program, list(data), self.metric, concurrency=self.concurrency, display_progress=False)
+
+    def check_budget(self, state: OptimizationState, usage: Usage, started: float) -> None:
+        """Raise the internal stop signal when a budget is spent."""
+        if self._calls is not None and self._calls.exhausted:
+            raise _StopOptimization("max_lm_calls")
+        if self.budget["max_cost"] is not None and usage.cost >= self.budget["max_cost"]:
+            raise _StopOptimization("max_cost")
+        if self.budget["timeout"] is not None and time.perf_counter() - started >= self.budget["timeout"]:
+            raise _StopOptimization("timeout")
+        if self.budget["max_trials"] is not None and len(state.trials) >= self.budget["max_trials"]:
+            raise _StopOptimization("max_trials")
+
+    def record_trial(
+        self,
+        state: OptimizationState,
+        configuration: Mapping[str, Any],
+        result: EvaluationResult,
+        program: Module,
+        *,
+        usage: Usage,
+        wall_time: float,
+        full: bool = True,
+    ) -> Trial:
+        """Add a trial; it becomes the best when it is a full evaluation with a higher score."""
+        budget_hit = any(isinstance(r.error, BudgetExceededError) for r in result.results)
+        trial = Trial(
+            number=len(state.trials),
+            configuration=summarize_configuration(configuration),
+            score=result.score,
+            scores={name: result.metric(name) for name in result.metric_names},
+            lm_calls=usage.calls,
+            tokens=usage.total_tokens,
+            cost=usage.cost,
+            wall_time=wall_time,
+            status="budget" if budget_hit else "complete",
+            full=full,
+        )
+        state.trials.append(trial)
+        if full and not budget_hit and trial.score > state.best_score:
+            state.best_score = trial.score
+            state.best_configuration = dict(configuration)
+            state.best_program = program
+        if budget_hit:
+            raise _StopOptimization("max_lm_calls")
+        return trial
+
+    # ------------------------------------------------------------------ driver
+    def compile(
+        self,
+        program: Module | None = None,
+        trainset: Iterable[Example] | None = None,
+        valset: Iterable[Example] | None = None,
+        *,
+        student: Module | None = None,
+        resume: str | None = None,
+        **budget: Any,
+    ) -> Module:
+        """Optimize a copy of ``program`` (DSPy's ``student=`` works too); the input is untouched.
+
+        Args:
+            program: the program to optimize.
+            trainset: labelled examples (inputs marked) to learn from.
+            valset: examples to choose with (default: the trainset).
+            student: DSPy's name for ``program``.
+            resume: a previous run's ``run_id`` (optimizers that support resuming).
+            **budget: ``max_lm_calls``, ``max_cost``, ``max_trials``, ``timeout`` for this run.
+        """
+        program = program if program is not None else student
+        if program is None:
+            raise ConfigurationError("compile() needs a program (or student=)")
+        train = [e if isinstance(e, Example) else Example(e) for e in (trainset or [])]
+        if not train:
+            raise ConfigurationError("compile() needs a non-empty trainset")
+        val = [e if isinstance(e, Example) else Example(e) for e in (valset or [])] or list(train)
+        unknown = set(budget) - set(self.budget)
+        if unknown:
+            raise ConfigurationError(f"Unknown budget option(s) {sorted(unknown)}; use {sorted(self.budget)}")
+        saved_budget = dict(self.budget)
+        self.budget.update({k: v for k, v in budget.items() if v is not None})
+        state = OptimizationState(
+            program=program.deepcopy(),
+            trainset=train,
+            valset=val,
+            rng=random.Random(self.seed),
+            run_id=resume or uuid.uuid4().hex[:12],
+        )
+        started = time.perf_counter()
+        stopped: str | None = None
+        try:
+            with spending_limit(self.budget["max_lm_calls"]) as calls, track_usage() as usage:
+                self._calls = calls
+                progress = _Progress(self.name, self.display_progress)
+                try:
+                    try:
+                        self.initialize(state)
+                        self._announce(state, progress)
+                        while True:
+                            self.check_budget(state, usage, started)
+                            more = self.optimize_step(state)
+                            progress.update(len(state.trials), state.best_score)
+                            if not more:
+                                break
+                    except (_StopOptimization, BudgetExceededError) as stop:
+                        stopped = stop.reason if isinstance(stop, _StopOptimization) else "max_lm_calls"
+                        progress.note(f"stopped at budget limit {stopped}; keeping the best so far")
+                    final = self.finalize(state)
+                finally:
+                    progress.close()
+        finally:
+            self._calls = None
+            self.budget = saved_budget
+        self.last_result = OptimizationResult(
+            optimizer=self.name,
+            best_score=state.best_score if state.best_score > -math.inf else 0.0,
+            best_configuration=summarize_configuration(state.best_configuration),
+            trials=state.trials,
+            lm_calls=usage.calls,
+            tokens=usage.total_tokens,
+            cost=usage.cost,
+            wall_time=time.perf_counter() - started,
+            stopped=stopped,
+            run_id=state.run_id,
+            **self._result_extras(state),
+        )
+        return final
+
+    def _result_extras(self, state: OptimizationState) -> dict[str, Any]:
+        return {}
+
+    def _announce(self, state: OptimizationState, progress: _Progress) -> None:
+        calls = self.projected_calls(state)
+        lm = state.program.get_lm()
+        if lm is None:
+            from ..settings import current
+
+            lm = current().lm
+        price = getattr(lm, "price", None) or (price_for(lm.model) if lm is not None else None)
+        cost = "unknown cost" if price is None else f"about ${calls * (600 * price[0] + 100 * price[1]) / 1e6:.4f}"
+        limit = self.budget["max_lm_calls"]
+        progress.note(
+            f"{self.name}: projected {calls} LM calls ({cost})"
+            + (f"; capped at {limit} calls" if limit is not None else "")
+        )
+
+
+class _Progress:
+    """A rich progress display with the best score; prints nothing when not a terminal."""
+
+    def __init__(self, name: str, enabled: bool | None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.name = name
+        self._bar: Any = None
+        if self.enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+            )
+            self._task = self._bar.add_task(name, total=None, status="starting")
+            self._bar.start()
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def update(self, trials: int, best: float) -> None:
+        if self._bar is not None:
+            shown = f"{best:.1f}%" if best > -math.inf else "-"
+            self._bar.update(self._task, status=f"trials {trials}  best {shown}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def demos_from_json(items: Any) -> list[Example]:
+    """Rebuild demo Examples from JSON (as stored in trials and studies)."""
+    return [Example(item) for item in items or []]
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON with ElixirML values made JSON-ready."""
+    return json.dumps(to_jsonable(value), default=str, sort_keys=True)

@@ -1,0 +1,192 @@
+"""Few-shot optimizers: LabeledFewShot and BootstrapFewShot, and the bootstrap routine they share."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import AssertionFailed, BudgetExceededError
+from ..evaluate._metrics import Metric
+from ..lm import track_usage
+from ..program import Module, trace
+from ..program._predict import call_overrides
+from ..runtime import run_sync
+from ..schema import Example
+from ._base import OptimizationState, Optimizer
+
+
+def _passes(score: Any, threshold: float | None) -> bool:
+    value = float(score)
+    return value >= threshold if threshold is not None else value > 0
+
+
+async def _run_teacher(
+    teacher: Module, example: Example, metric: Metric, threshold: float | None, round_index: int
+) -> list[Any] | None:
+    """Run the teacher on one example; its trace if the output passes the metric and every hard assertion."""
+    inputs = dict((example.inputs() if example.input_keys is not None else example).items())
+    with trace() as entries:
+        try:
+            overrides = {"rollout_id": round_index, "temperature": 1.0} if round_index else {}
+            with call_overrides(**overrides):
+                prediction = await teacher.acall(**inputs)
+        except BudgetExceededError:
+            raise
+        except (AssertionFailed, Exception):
+            return None
+        score = metric.calculate(example, prediction, entries)
+        if inspect.isawaitable(score):
+            score = await score
+    if not _passes(score, threshold):
+        return None
+    if any(not a["passed"] and a["hard"] for e in entries for a in e.assertions):
+        return None
+    return list(entries)
+
+
+def bootstrap_demos(
+    teacher: Module,
+    trainset: Sequence[Example],
+    metric: Metric,
+    *,
+    max_demos: int,
+    max_rounds: int = 1,
+    threshold: float | None = None,
+    concurrency: int = 8,
+) -> tuple[dict[str, list[Example]], set[int]]:
+    """Collect demos per predictor name from successful teacher runs, in trainset order.
+
+    Returns (demos by predictor name, indexes of the trainset examples that produced demos).
+    """
+    names = {id(p): name for name, p in teacher.named_predictors()}
+    demos: dict[str, list[Example]] = {name: [] for name in names.values()}
+    used: set[int] = set()
+    if max_demos <= 0:
+        return demos, used
+    for round_index in range(max_rounds):
+        pending = [i for i in range(len(trainset)) if i not in used]
+        for start in range(0, len(pending), concurrency):
+            if len(used) >= max_demos:
+                return demos, used
+            chunk = pending[start : start + concurrency]
+
+            async def run_chunk(indexes: list[int] = chunk, r: int = round_index) -> list[list[Any] | None]:
+                return await asyncio.gather(
+                    *(_run_teacher(teacher, trainset[i], metric, threshold, r) for i in indexes)
+                )
+
+            for index, entries in zip(chunk, run_sync(run_chunk())):
+                if entries is None or len(used) >= max_demos:
+                    continue
+                used.add(index)
+                for entry in entries:
+                    name = names.get(id(entry.predictor))
+                    if name is None or entry.prediction is None:
+                        continue
+                    fields = list(entry.predictor.signature.input_fields)
+                    record = {**entry.inputs, **entry.prediction.to_dict()}
+                    demos[name].append(Example(record).with_inputs(*[f for f in fields if f in record]))
+    return demos, used
+
+
+def labeled_demos(
+    trainset: Sequence[Example], k: int, rng: random.Random, exclude: set[int] | None = None
+) -> list[Example]:
+    """Up to ``k`` raw trainset examples (not in ``exclude``), sampled with ``rng``."""
+    skip = exclude or set()
+    pool = [e for i, e in enumerate(trainset) if i not in skip]
+    return rng.sample(pool, min(k, len(pool)))
+
+
+class LabeledFewShot(Optimizer):
+    """Give every predictor ``k`` labelled examples from the trainset as demos (no LM calls).
+
+    Args:
+        k: demos per predictor.
+        sample: sample randomly with the seed (True) or take the first ``k`` (False).
+        **kwargs: as for :class:`Optimizer`.
+    """
+
+    name = "LabeledFewShot"
+
+    def __init__(self, k: int = 16, *, sample: bool = True, **kwargs: Any) -> None:
+        super().__init__(kwargs.pop("metric", None), **kwargs)
+        self.k = k
+        self.sample = sample
+
+    def optimize_step(self, state: OptimizationState) -> bool:
+        chosen = labeled_demos(state.trainset, self.k, state.rng) if self.sample else state.trainset[: self.k]
+        program = state.program.reset_copy()
+        for _, predictor in program.named_predictors():
+            predictor.demos = list(chosen)
+        state.best_program = program
+        state.best_configuration = {f"{n}.demos": list(chosen) for n, _ in program.named_predictors()}
+        return False
+
+
+class BootstrapFewShot(Optimizer):
+    """Run a teacher on the trainset and keep the traces that pass the metric as demos.
+
+    Args:
+        metric: decides which runs become demos (and its ``metric_threshold``).
+        max_bootstrapped_demos: bootstrapped demos per predictor.
+        max_labeled_demos: total demos per predictor, filled up with raw labelled examples.
+        max_rounds: passes over failing examples (later passes sample at temperature 1.0).
+        metric_threshold: minimum score for a run to count (default: any truthy score).
+        teacher: the program that produces traces (default: the student itself).
+        **kwargs: as for :class:`Optimizer`.
+    """
+
+    name = "BootstrapFewShot"
+
+    def __init__(
+        self,
+        metric: Any,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 16,
+        max_rounds: int = 1,
+        *,
+        metric_threshold: float | None = None,
+        teacher: Module | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(metric, **kwargs)
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+        self.max_rounds = max_rounds
+        self.metric_threshold = metric_threshold
+        self.teacher = teacher
+
+    def projected_calls(self, state: OptimizationState) -> int:
+        per_run = max(1, len(state.program.named_predictors()))
+        return min(len(state.trainset), self.max_bootstrapped_demos * 3) * per_run
+
+    def optimize_step(self, state: OptimizationState) -> bool:
+        assert self.metric is not None
+        started = time.perf_counter()
+        teacher = (self.teacher or state.program).deepcopy()
+        student = state.program.reset_copy()
+        with track_usage():
+            demos, used = bootstrap_demos(
+                teacher,
+                state.trainset,
+                self.metric,
+                max_demos=self.max_bootstrapped_demos,
+                max_rounds=self.max_rounds,
+                threshold=self.metric_threshold,
+                concurrency=self.concurrency,
+            )
+        config: dict[str, Any] = {}
+        for name, predictor in student.named_predictors():
+            chosen = demos.get(name, [])[: self.max_bootstrapped_demos]
+            room = max(0, self.max_labeled_demos - len(chosen))
+            predictor.demos = chosen + labeled_demos(state.trainset, room, state.rng, used)
+            config[f"{name}.demos" if name != "self" else "demos"] = list(predictor.demos)
+        state.best_program = student
+        state.best_configuration = config
+        state.extra["bootstrap_seconds"] = time.perf_counter() - started
+        return False

@@ -1,0 +1,611 @@
+"""Search optimizers: RandomSearch, MIPRO (Optuna TPE) and the multi-objective VariableSearch."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ConfigurationError, MissingDependencyError
+from ..evaluate import EvaluationResult, evaluate
+from ..evaluate._evaluate import MEASURED
+from ..evaluate._metrics import as_metric
+from ..lm import track_usage
+from ..program import Module, Variable, VariableSpace
+from ..schema import Example
+from ..store._url import store_url
+from ._base import OptimizationState, Optimizer, Trial, demos_from_json, summarize_configuration
+from ._fewshot import bootstrap_demos, labeled_demos
+from ._propose import propose_instructions
+
+IMPLICIT = ("instructions", "demos")
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise MissingDependencyError("optuna", "optimize", "MIPRO and VariableSearch") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def implicit_key(predictor_name: str, what: str) -> str:
+    """The variable name of a predictor's implicit variable (``answer.demos``; ``demos`` for a root)."""
+    return what if predictor_name == "self" else f"{predictor_name}.{what}"
+
+
+def other_variables(space: VariableSpace, *, include_text: bool = True) -> list[str]:
+    """Searchable variables that are not a predictor's instructions or demos."""
+    names = []
+    for name in space.searchable():
+        entry = space.entry(name)
+        variable = entry.variable
+        is_predictor = hasattr(entry.owner, "signature") and hasattr(entry.owner, "demos")
+        if is_predictor and entry.local in IMPLICIT and entry.local not in _declared(entry.owner):
+            continue
+        if variable.kind == "demos":
+            continue
+        if variable.kind == "text" and (not include_text or not variable.candidates):
+            continue
+        names.append(name)
+    return names
+
+
+def _declared(owner: Any) -> set[str]:
+    from ..program._variable import class_variables
+
+    return {n for n, _ in class_variables(type(owner))}
+
+
+def suggest(trial: Any, name: str, variable: Variable) -> Any:
+    """Ask an Optuna trial for a value of ``variable``."""
+    kind = variable.kind
+    if kind == "float":
+        return trial.suggest_float(name, variable.low, variable.high, log=variable.log, step=variable.step)
+    if kind == "int":
+        return trial.suggest_int(
+            name, int(variable.low or 0), int(variable.high or 0), log=variable.log, step=int(variable.step or 1)
+        )
+    if kind == "bool":
+        return trial.suggest_categorical(name, [False, True])
+    if kind in ("choice", "module", "lm"):
+        options = list(variable.options)
+        if all(isinstance(o, (str, int, float, bool)) or o is None for o in options):
+            return trial.suggest_categorical(name, options)
+        return options[trial.suggest_categorical(name, list(range(len(options))))]
+    if kind == "text":
+        texts = [variable.default, *variable.candidates]
+        return texts[trial.suggest_categorical(name, list(range(len(texts))))]
+    raise ConfigurationError(f"Cannot search variable {name!r} of kind {kind}")
+
+
+def suggest_space(trial: Any, space: VariableSpace, names: Sequence[str], base: Mapping[str, Any]) -> dict[str, Any]:
+    """Values for ``names`` in dependency order, skipping variables whose condition does not hold."""
+    values = dict(base)
+    chosen: dict[str, Any] = {}
+    for name in space._order:  # dependency order: conditions are decided before what they gate
+        if name not in names or not space.is_active(name, values):
+            continue
+        values[name] = chosen[name] = suggest(trial, name, space[name])
+    return chosen
+
+
+def _full_minibatch(valset: Sequence[Example], size: int, rng: random.Random) -> list[Example]:
+    return list(valset) if len(valset) <= size else rng.sample(list(valset), size)
+
+
+class RandomSearch(Optimizer):
+    """Try candidate programs and keep the best on the validation set.
+
+    Candidates: zero-shot, labelled demos, and bootstrapped demo sets from shuffled trainsets
+    of random sizes; with ``search_variables`` each candidate after the first also samples the
+    program's other variables (temperature, module choice, decoding, ...).
+
+    Args:
+        metric: the score to maximise.
+        num_candidates: programs to try.
+        max_bootstrapped_demos: the most bootstrapped demos per predictor.
+        max_labeled_demos: the most demos per predictor.
+        search_variables: also sample the program's other variables.
+        **kwargs: as for :class:`Optimizer`.
+    """
+
+    name = "RandomSearch"
+
+    def __init__(
+        self,
+        metric: Any,
+        num_candidates: int = 8,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 16,
+        *,
+        search_variables: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(metric, **kwargs)
+        self.num_candidates = num_candidates
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+        self.search_variables = search_variables
+
+    def projected_calls(self, state: OptimizationState) -> int:
+        per_run = max(1, len(state.program.named_predictors()))
+        bootstrap = max(0, self.num_candidates - 2) * self.max_bootstrapped_demos * 2 * per_run
+        return self.num_candidates * len(state.valset) * per_run + bootstrap
+
+    def _candidate_demos(self, state: OptimizationState, index: int) -> dict[str, list[Example]]:
+        program = state.program
+        names = [n for n, _ in program.named_predictors()]
+        if index == 0:
+            return {n: [] for n in names}
+        rng = random.Random(self.seed * 1000 + index)
+        if index == 1:
+            chosen = labeled_demos(state.trainset, self.max_labeled_demos, rng)
+            return {n: list(chosen) for n in names}
+        train = list(state.trainset)
+        size = self.max_bootstrapped_demos
+        if index > 2:
+            rng.shuffle(train)
+            size = rng.randint(1, max(1, self.max_bootstrapped_demos))
+        assert self.metric is not None
+        demos, used = bootstrap_demos(
+            program.reset_copy(), train, self.metric, max_demos=size, concurrency=self.concurrency
+        )
+        out = {}
+        for n in names:
+            boot = demos.get(n, [])[:size]
+            room = max(0, min(self.max_labeled_demos, size * 2) - len(boot))
+            out[n] = boot + labeled_demos(train, room, rng, used)
+        return out
+
+    def optimize_step(self, state: OptimizationState) -> bool:
+        index = len(state.trials)
+        if index >= self.num_candidates:
+            return False
+        started = time.perf_counter()
+        with track_usage() as usage:
+            config: dict[str, Any] = {
+                implicit_key(n, "demos"): d for n, d in self._candidate_demos(state, index).items()
+            }
+            space = state.program.variable_space()
+            if self.search_variables and index > 0:
+                sampled = space.sample(random.Random(self.seed * 7919 + index))
+                config.update({k: sampled[k] for k in other_variables(space) if k in sampled})
+            candidate = state.program.with_configuration(config)
+            result = self.evaluate(candidate, state.valset)
+        self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
+        return index + 1 < self.num_candidates
+
+
+AUTO = {
+    "light": {"num_candidates": 4, "num_trials": 20, "minibatch_size": 25, "full_eval_steps": 5},
+    "medium": {"num_candidates": 8, "num_trials": 40, "minibatch_size": 35, "full_eval_steps": 5},
+    "heavy": {"num_candidates": 12, "num_trials": 80, "minibatch_size": 50, "full_eval_steps": 10},
+}
+
+
+class MIPRO(Optimizer):
+    """Instructions x demo sets x every other variable, searched with Optuna's TPE sampler.
+
+    1. Bootstrap demo-set candidates per predictor (always including zero demos).
+    2. Propose instruction candidates with an LM, grounded in a dataset summary, the program's
+       structure and bootstrapped demos (the current instruction stays a candidate).
+    3. Search instruction x demo set x the program's other variables (module choice,
+       temperature, LM choice, decoding mode, ...) with TPE, scoring trials on minibatches of
+       the validation set and, every few trials, the best so far on all of it.
+
+    Trials are stored as they finish in an Optuna study in the store database, so a killed run
+    continues with ``compile(..., resume=run_id)``; with the LM cache no finished call is paid
+    twice.
+
+    Args:
+        metric: the score to maximise.
+        auto: ``"light"``, ``"medium"`` or ``"heavy"`` (candidates, trials, minibatch size).
+        proposer_lm: the LM that proposes instructions (default: the task LM).
+        num_candidates: instruction and demo-set candidates per predictor (overrides ``auto``).
+        num_trials: search trials (overrides ``auto``).
+        minibatch_size: examples per minibatch trial.
+        max_bootstrapped_demos: bootstrapped demos per demo set.
+        max_labeled_demos: the most demos per set.
+        storage: an Optuna storage URL (default: the store database).
+        seed: the seed of every random choice.
+        **kwargs: as for :class:`Optimizer`.
+    """
+
+    name = "MIPRO"
+
+    def __init__(
+        self,
+        metric: Any,
+        auto: str | None = "light",
+        *,
+        proposer_lm: Any = None,
+        num_candidates: int | None = None,
+        num_trials: int | None = None,
+        minibatch_size: int | None = None,
+        max_bootstrapped_demos: int = 4,
+        max_labeled_demos: int = 4,
+        storage: str | None = None,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(metric, seed=seed, **kwargs)
+        if auto is not None and auto not in AUTO:
+            raise ConfigurationError(f"auto must be one of {list(AUTO)} or None, got {auto!r}")
+        preset = AUTO[auto or "light"]
+        self.auto = auto
+        self.proposer_lm = proposer_lm
+        self.num_candidates = num_candidates or preset["num_candidates"]
+        self.num_trials = num_trials or preset["num_trials"]
+        self.minibatch_size = minibatch_size or preset["minibatch_size"]
+        self.full_eval_steps = preset["full_eval_steps"]
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+        self.storage = storage
+
+    def projected_calls(self, state: OptimizationState) -> int:
+        per_run = max(1, len(state.program.named_predictors()))
+        mini = min(self.minibatch_size, len(state.valset))
+        fulls = 0 if len(state.valset) <= self.minibatch_size else self.num_trials // self.full_eval_steps + 1
+        bootstrap = (self.num_candidates - 2) * self.max_bootstrapped_demos * 2 * per_run
+        proposals = 1 + (self.num_candidates - 1) * per_run
+        return (self.num_trials * mini + fulls * len(state.valset)) * per_run + bootstrap + proposals
+
+    # ------------------------------------------------------------------ setup
+    def _demo_sets(self, state: OptimizationState) -> dict[str, list[list[Example]]]:
+        program = state.program
+        names = [n for n, _ in program.named_predictors()]
+        sets: dict[str, list[list[Example]]] = {n: [[]] for n in names}
+        rng = random.Random(self.seed)
+        labeled = labeled_demos(state.trainset, self.max_labeled_demos, rng)
+        for n in names:
+            sets[n].append(list(labeled))
+        assert self.metric is not None
+        for k in range(max(0, self.num_candidates - 2)):
+            train = list(state.trainset)
+            random.Random(self.seed * 1000 + k).shuffle(train)
+            demos, used = bootstrap_demos(
+                program.reset_copy(),
+                train,
+                self.metric,
+                max_demos=self.max_bootstrapped_demos,
+                concurrency=self.concurrency,
+            )
+            for n in names:
+                boot = demos.get(n, [])
+                room = max(0, self.max_labeled_demos - len(boot))
+                sets[n].append(boot + labeled_demos(train, room, rng, used))
+        return sets
+
+    def initialize(self, state: OptimizationState) -> None:
+        optuna = _optuna()
+        study_name = f"elixirml-mipro-{state.run_id}"
+        storage = self.storage or store_url()
+        sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=min(8, max(2, self.num_trials // 3)))
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, direction="maximize", sampler=sampler, load_if_exists=True
+        )
+        attrs = study.user_attrs
+        if "instructions" in attrs:  # resuming: reuse the candidates of the interrupted run
+            instructions = attrs["instructions"]
+            demo_sets = {n: [demos_from_json(s) for s in sets] for n, sets in attrs["demo_sets"].items()}
+            for trial in study.trials:
+                if trial.state == optuna.trial.TrialState.RUNNING:
+                    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        else:
+            demo_sets = self._demo_sets(state)
+            lm = self.proposer_lm or state.program.get_lm()
+            instructions = propose_instructions(
+                state.program, state.trainset, demo_sets, self.num_candidates, lm=lm, rng=random.Random(self.seed)
+            )
+            study.set_user_attr("instructions", instructions)
+            study.set_user_attr(
+                "demo_sets", {n: [[d.to_dict() for d in s] for s in sets] for n, sets in demo_sets.items()}
+            )
+        state.extra.update(
+            study=study,
+            instructions=instructions,
+            demo_sets=demo_sets,
+            full=dict(attrs.get("full", {})),
+            space=state.program.variable_space(),
+        )
+        state.extra["others"] = other_variables(state.extra["space"])
+        for trial in study.trials:  # trials finished before a resume still count
+            if trial.state == optuna.trial.TrialState.COMPLETE:
+                state.trials.append(
+                    Trial(
+                        number=trial.number,
+                        configuration=trial.user_attrs.get("config", {}),
+                        score=float(trial.value),
+                        full=bool(trial.user_attrs.get("full", False)),
+                        lm_calls=int(trial.user_attrs.get("lm_calls", 0)),
+                    )
+                )
+        for number, score in state.extra["full"].items():
+            if score > state.best_score:
+                state.best_score = score
+                state.best_configuration = self._config_from_params(state, self._params_of(study, int(number)))
+
+    def _params_of(self, study: Any, number: int) -> dict[str, Any]:
+        return dict(study.trials[number].params)
+
+    def _config_from_params(self, state: OptimizationState, params: Mapping[str, Any]) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        for name in state.extra["instructions"]:
+            config[implicit_key(name, "instructions")] = state.extra["instructions"][name][
+                params[f"{name}::instruction"]
+            ]
+            config[implicit_key(name, "demos")] = state.extra["demo_sets"][name][params[f"{name}::demos"]]
+        space: VariableSpace = state.extra["space"]
+        for name in state.extra["others"]:
+            if name in params:
+                variable = space[name]
+                value = params[name]
+                if variable.kind == "text":
+                    value = [variable.default, *variable.candidates][value]
+                elif variable.kind in ("choice", "module", "lm") and not all(
+                    isinstance(o, (str, int, float, bool)) or o is None for o in variable.options
+                ):
+                    value = list(variable.options)[value]
+                config[name] = value
+        return config
+
+    # ------------------------------------------------------------------ search
+    def optimize_step(self, state: OptimizationState) -> bool:
+        optuna = _optuna()
+        study = state.extra["study"]
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(done) >= self.num_trials:
+            self._full_eval_best(state)
+            return False
+        started = time.perf_counter()
+        trial = study.ask()
+        params: dict[str, Any] = {}
+        for name in state.extra["instructions"]:
+            params[f"{name}::instruction"] = trial.suggest_categorical(
+                f"{name}::instruction", list(range(len(state.extra["instructions"][name])))
+            )
+            params[f"{name}::demos"] = trial.suggest_categorical(
+                f"{name}::demos", list(range(len(state.extra["demo_sets"][name])))
+            )
+        space: VariableSpace = state.extra["space"]
+        config = self._config_from_params(state, params)
+        config.update(suggest_space(trial, space, state.extra["others"], space.current()))
+        minibatch = _full_minibatch(state.valset, self.minibatch_size, random.Random(self.seed * 104729 + trial.number))
+        full = len(minibatch) == len(state.valset)
+        with track_usage() as usage:
+            candidate = state.program.with_configuration(config)
+            try:
+                result = self.evaluate(candidate, minibatch)
+            except BaseException:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+        trial.set_user_attr("config", summarize_configuration(config))
+        trial.set_user_attr("full", full)
+        trial.set_user_attr("lm_calls", usage.calls)
+        try:
+            self.record_trial(
+                state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started, full=full
+            )
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        study.tell(trial, result.score)
+        if full:
+            state.extra["full"][str(trial.number)] = result.score
+            study.set_user_attr("full", state.extra["full"])
+        elif (len(done) + 1) % self.full_eval_steps == 0:
+            self._full_eval_best(state)
+        return True
+
+    def _full_eval_best(self, state: OptimizationState) -> None:
+        """Score the best minibatch configuration not yet seen on the whole validation set."""
+        optuna = _optuna()
+        study = state.extra["study"]
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        pending = [t for t in complete if str(t.number) not in state.extra["full"]]
+        if not pending:
+            return
+        best = max(pending, key=lambda t: t.value)
+        config = self._config_from_params(state, best.params)
+        started = time.perf_counter()
+        with track_usage() as usage:
+            candidate = state.program.with_configuration(config)
+            result = self.evaluate(candidate, state.valset)
+        state.extra["full"][str(best.number)] = result.score
+        study.set_user_attr("full", state.extra["full"])
+        self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
+
+    def finalize(self, state: OptimizationState) -> Module:
+        if state.best_program is None and state.best_configuration:
+            state.best_program = state.program.with_configuration(state.best_configuration)
+        return super().finalize(state)
+
+
+class VariableSearch(Optimizer):
+    """Multi-objective search over the program's VariableSpace with Optuna.
+
+    Objectives are metrics (maximised unless they say otherwise) and measured values:
+    ``"cost"``, ``"latency"``, ``"tokens"`` (minimised). The returned program is the Pareto
+    point closest to the ideal one (objectives scaled to [0, 1] over the front);
+    ``last_result.pareto_front`` lists every Pareto-optimal trial and
+    ``last_result.select(max_cost=...)`` builds another.
+
+    Args:
+        metrics: objectives: a list (``[accuracy, "cost", "latency"]``) or a name -> objective dict.
+        directions: per objective, ``"maximize"`` or ``"minimize"`` (default: from each metric).
+        n_trials: trials to run (default 24, the light budget).
+        sampler: ``"tpe"`` (default, good for small budgets) or ``"nsga2"``.
+        instruction_candidates: also search predictor instructions: a number of candidates to
+            propose with an LM (as MIPRO does), or predictor name -> list of instructions.
+        proposer_lm: the LM that proposes instructions (default: the task LM).
+        seed: the seed of every random choice.
+        **kwargs: as for :class:`Optimizer`.
+    """
+
+    name = "VariableSearch"
+
+    def __init__(
+        self,
+        metrics: Sequence[Any] | Mapping[str, Any],
+        directions: Sequence[str] | None = None,
+        *,
+        n_trials: int = 24,
+        sampler: str = "tpe",
+        instruction_candidates: int | Mapping[str, Sequence[str]] | None = None,
+        proposer_lm: Any = None,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(None, seed=seed, **kwargs)
+        self.instruction_candidates = instruction_candidates
+        self.proposer_lm = proposer_lm
+        items = (
+            list(metrics.items())
+            if isinstance(metrics, Mapping)
+            else [(m if isinstance(m, str) else as_metric(m).name, m) for m in metrics]
+        )
+        if not items:
+            raise ConfigurationError("VariableSearch needs at least one objective")
+        self.objectives: dict[str, Any] = {}
+        dirs: list[str] = []
+        for name, objective in items:
+            if isinstance(objective, str):
+                if objective not in MEASURED:
+                    raise ConfigurationError(f"Unknown measured objective {objective!r}; use {sorted(MEASURED)}")
+                self.objectives[name] = objective
+                dirs.append(MEASURED[objective])
+            else:
+                metric = as_metric(objective)
+                self.objectives[name] = metric
+                dirs.append(metric.direction)
+        if directions is not None:
+            if len(directions) != len(items) or any(d not in ("maximize", "minimize") for d in directions):
+                raise ConfigurationError(
+                    f"directions must list 'maximize'/'minimize' for each of {len(items)} objectives"
+                )
+            dirs = list(directions)
+        self.directions = dict(zip(self.objectives, dirs))
+        self.n_trials = n_trials
+        if sampler not in ("tpe", "nsga2"):
+            raise ConfigurationError("sampler must be 'tpe' or 'nsga2'")
+        self.sampler = sampler
+
+    def projected_calls(self, state: OptimizationState) -> int:
+        return self.n_trials * len(state.valset) * max(1, len(state.program.named_predictors()))
+
+    def evaluate_objectives(self, program: Module, data: Sequence[Example]) -> EvaluationResult:
+        """Evaluate every objective at once (each under its own name)."""
+        return evaluate(
+            program, list(data), None, metrics=self.objectives, concurrency=self.concurrency, display_progress=False
+        )
+
+    def initialize(self, state: OptimizationState) -> None:
+        optuna = _optuna()
+        if self.sampler == "tpe":
+            sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=min(10, max(2, self.n_trials // 3)))
+        else:
+            sampler = optuna.samplers.NSGAIISampler(seed=self.seed, population_size=max(4, min(20, self.n_trials // 3)))
+        study = optuna.create_study(directions=list(self.directions.values()), sampler=sampler)
+        space = state.program.variable_space()
+        names = other_variables(space)
+        instructions: dict[str, Variable] = {}
+        choices = self.instruction_candidates
+        if isinstance(choices, int) and choices > 1:
+            lm = self.proposer_lm or state.program.get_lm()
+            choices = propose_instructions(
+                state.program, state.trainset, {}, choices, lm=lm, rng=random.Random(self.seed)
+            )
+        if isinstance(choices, Mapping):
+            current = dict(state.program.named_predictors())
+            for predictor, texts in choices.items():
+                if predictor not in current:
+                    raise ConfigurationError(f"No predictor {predictor!r}; predictors: {list(current)}")
+                original = current[predictor].signature.instructions
+                others = [t for t in texts if t != original]
+                if others:
+                    instructions[implicit_key(predictor, "instructions")] = Variable.text(original, candidates=others)
+        if not names and not instructions:
+            raise ConfigurationError("VariableSearch found no variables to search in this program")
+        state.extra.update(study=study, space=space, names=names, instructions=instructions, values={})
+
+    def optimize_step(self, state: OptimizationState) -> bool:
+        if len(state.trials) >= self.n_trials:
+            return False
+        study = state.extra["study"]
+        space: VariableSpace = state.extra["space"]
+        trial = study.ask()
+        config = suggest_space(trial, space, state.extra["names"], space.current())
+        for key, variable in state.extra["instructions"].items():
+            config[key] = suggest(trial, key, variable)
+        started = time.perf_counter()
+        with track_usage() as usage:
+            candidate = state.program.with_configuration(config)
+            result = self.evaluate_objectives(candidate, state.valset)
+        record = self.record_trial(
+            state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started
+        )
+        names = list(self.objectives)
+        values = [result.metric(n) for n in names]
+        record.scores = dict(zip(names, values))
+        state.extra["values"][record.number] = trial.number
+        study.tell(trial, values)
+        return len(state.trials) < self.n_trials
+
+    def _front(self, state: OptimizationState) -> list[Trial]:
+        names = list(self.objectives)
+        signs = [1 if self.directions[n] == "maximize" else -1 for n in names]
+        complete = [t for t in state.trials if t.status == "complete"]
+        front = []
+        for t in complete:
+            dominated = False
+            for other in complete:
+                if other is t:
+                    continue
+                better_or_equal = all(s * other.scores[n] >= s * t.scores[n] for n, s in zip(names, signs))
+                strictly = any(s * other.scores[n] > s * t.scores[n] for n, s in zip(names, signs))
+                if better_or_equal and strictly:
+                    dominated = True
+                    break
+            if not dominated:
+                front.append(t)
+        return front
+
+    def finalize(self, state: OptimizationState) -> Module:
+        front = self._front(state)
+        state.extra["front"] = front
+        if not front:
+            return state.program.deepcopy()
+        names = list(self.objectives)
+        lows = {n: min(t.scores[n] for t in front) for n in names}
+        highs = {n: max(t.scores[n] for t in front) for n in names}
+
+        def distance(t: Trial) -> float:
+            total = 0.0
+            for n in names:
+                span = highs[n] - lows[n] or 1.0
+                scaled = (t.scores[n] - lows[n]) / span
+                gap = 1 - scaled if self.directions[n] == "maximize" else scaled
+                total += gap * gap
+            return math.sqrt(total)
+
+        chosen = min(front, key=distance)
+        state.best_score = chosen.score
+        state.best_configuration = self._configuration(state, chosen)
+        return state.program.with_configuration(state.best_configuration)
+
+    def _configuration(self, state: OptimizationState, trial: Trial) -> dict[str, Any]:
+        names = {*state.extra["names"], *state.extra["instructions"]}
+        return {k: v for k, v in trial.configuration.items() if k in names}
+
+    def _result_extras(self, state: OptimizationState) -> dict[str, Any]:
+        program = state.program
+        names = {*state.extra.get("names", []), *state.extra.get("instructions", {})}
+
+        def build(config: Mapping[str, Any]) -> Module:
+            return program.with_configuration({k: v for k, v in config.items() if k in names})
+
+        return {"pareto_front": state.extra.get("front", []), "directions": dict(self.directions), "_builder": build}

@@ -1,0 +1,241 @@
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import elixirml as em
+from elixirml.optimizers import MIPRO, BootstrapFewShot, LabeledFewShot, Optimizer, RandomSearch, VariableSearch
+
+optuna = pytest.importorskip("optuna")
+
+
+def trainset(n=12, offset=0):
+    return [
+        em.Example(question=f"item {i}", answer=str(2 * i)).with_inputs("question") for i in range(offset, offset + n)
+    ]
+
+
+class Task(em.Program):
+    temperature = em.Variable.float(default=1.0, low=0.0, high=2.0)
+    strategy = em.Variable.module({"direct": em.Predict, "cot": em.ChainOfThought}, default="direct")
+
+    def __init__(self):
+        super().__init__()
+        self.solve = self.strategy("question -> answer")
+
+    def forward(self, question):
+        return self.solve(question=question, config={"temperature": self.temperature})
+
+
+def conditions(messages, settings, demo_credit):
+    system = messages[0]["content"]
+    met = int(settings.get("temperature", 1.0) < 0.3) + int("`reasoning`" in system) + int("meticulously" in system)
+    if demo_credit and any(m["role"] == "assistant" for m in messages):
+        met += 1
+    return met
+
+
+def task_lm(counter=None, demo_credit=False, delay=0.0, **kwargs):
+    def answer(messages, settings):
+        if counter is not None:
+            counter.append(1)
+        if delay:
+            time.sleep(delay)
+        system, user = messages[0]["content"], messages[-1]["content"]
+        if "Summarize what these examples" in system:
+            return {"summary": "Questions asking to double a number."}
+        if "Propose a better instruction" in system:
+            if "Be concise" in user:
+                return {"proposed_instruction": "Double the number meticulously."}
+            return {"proposed_instruction": "Answer the question. " + user.split("[[ ## tip ## ]]")[-1].strip()[:40]}
+        number = int(re.search(r"item (\d+)", user).group(1))
+        met = conditions(messages, settings, demo_credit)
+        right = number % 3 < met
+        return {"reasoning": "double it", "answer": str(2 * number if right else 2 * number + 1)}
+
+    return em.FunctionLM(answer, **kwargs)
+
+
+metric = em.metrics.ExactMatch(field="answer")
+
+
+def test_labeled_few_shot_sets_demos_without_lm_calls():
+    calls = []
+    em.configure(lm=task_lm(calls))
+    program = Task()
+    compiled = LabeledFewShot(k=3).compile(program, trainset=trainset())
+    assert len(compiled.solve.demos) == 3 and program.solve.demos == []
+    assert calls == []
+
+
+def test_bootstrap_few_shot_uses_only_passing_traces():
+    em.configure(lm=task_lm(demo_credit=False))
+    program = Task().with_variables(temperature=0.1)  # met=1: items with i % 3 == 0 are right
+    optimizer = BootstrapFewShot(metric, max_bootstrapped_demos=3, max_labeled_demos=5)
+    compiled = optimizer.compile(program, trainset=trainset())
+    demos = compiled.solve.demos
+    assert [d.question for d in demos[:3]] == ["item 0", "item 3", "item 6"]  # bootstrapped: passing runs only
+    assert len(demos) == 5  # filled up with labelled examples
+    assert all(d.question not in ("item 0", "item 3", "item 6") for d in demos[3:])
+    assert program.solve.demos == []  # the input is untouched
+
+
+def test_bootstrap_skips_runs_that_fail_a_hard_assertion():
+    class Guarded(Task):
+        def forward(self, question):
+            pred = super().forward(question)
+            em.assert_output(question != "item 3", "item 3 is not allowed", retries=0)
+            return pred
+
+    em.configure(lm=task_lm())
+    program = Guarded().with_variables(temperature=0.1)
+    compiled = BootstrapFewShot(metric, max_bootstrapped_demos=3, max_labeled_demos=3).compile(
+        program, trainset=trainset()
+    )
+    assert [d.question for d in compiled.solve.demos] == ["item 0", "item 6", "item 9"]
+
+
+def test_random_search_with_demos_beats_zero_shot():
+    em.configure(lm=task_lm(demo_credit=True))
+    optimizer = RandomSearch(
+        metric, num_candidates=5, max_bootstrapped_demos=2, max_labeled_demos=2, search_variables=False
+    )
+    compiled = optimizer.compile(Task(), trainset=trainset(), valset=trainset(12, offset=20))
+    result = optimizer.last_result
+    zero_shot = result.trials[0].score
+    assert zero_shot == 0.0 and result.best_score > zero_shot
+    assert len(result.trials) == 5 and compiled.solve.demos
+
+
+def test_mipro_finds_the_only_right_configuration():
+    em.configure(lm=task_lm())
+    optimizer = MIPRO(metric, auto="light", seed=0, storage="sqlite:///:memory:")
+    compiled = optimizer.compile(Task(), trainset=trainset(), valset=trainset(12, offset=30))
+    result = optimizer.last_result
+    assert result.best_score == 100.0, result.summary()
+    assert compiled.temperature < 0.3 and type(compiled.solve) is em.ChainOfThought
+    assert "meticulously" in compiled.solve.instructions
+    assert em.evaluate(compiled, trainset(12, offset=60), metric, display_progress=False).score == 100.0
+    assert result.lm_calls > 0 and result.trials and all(t.lm_calls >= 0 for t in result.trials)
+
+
+def test_mipro_is_deterministic_under_a_seed(tmp_path):
+    em.configure(lm=task_lm(cache=tmp_path / "cache.sqlite"))
+    configs = []
+    for _ in range(2):
+        optimizer = MIPRO(metric, auto="light", seed=3, num_trials=8, storage="sqlite:///:memory:")
+        optimizer.compile(Task(), trainset=trainset(), valset=trainset(12, offset=30))
+        configs.append(optimizer.last_result.best_configuration)
+    assert configs[0] == configs[1]
+
+
+def test_variable_search_multi_objective_pareto_front():
+    em.configure(lm=task_lm())
+    optimizer = VariableSearch(metrics={"accuracy": metric, "tokens": "tokens"}, instruction_candidates=4, seed=0)
+    compiled = optimizer.compile(Task(), trainset=trainset(), valset=trainset(12, offset=30))
+    result = optimizer.last_result
+    assert result.pareto_front
+    assert max(t.scores["accuracy"] for t in result.pareto_front) == 1.0, result.summary()
+    best = result.select()  # best accuracy on the front
+    assert em.evaluate(best, trainset(12, offset=60), metric, display_progress=False).score == 100.0
+    cheapest_tokens = min(t.scores["tokens"] for t in result.pareto_front)
+    cheap = result.select(max_tokens=cheapest_tokens)
+    assert isinstance(cheap, Task)
+    assert isinstance(compiled, Task)
+
+
+def test_max_lm_calls_is_a_hard_cap():
+    calls = []
+    em.configure(lm=task_lm(calls))
+    optimizer = MIPRO(metric, auto="light", storage="sqlite:///:memory:")
+    compiled = optimizer.compile(Task(), trainset=trainset(), valset=trainset(12, offset=30), max_lm_calls=50)
+    assert len(calls) <= 50
+    assert optimizer.last_result.stopped == "max_lm_calls"
+    assert optimizer.last_result.lm_calls <= 50
+    assert isinstance(compiled, Task)
+
+
+def test_other_budgets_stop_cleanly():
+    em.configure(lm=task_lm())
+    optimizer = RandomSearch(metric, num_candidates=6, max_bootstrapped_demos=1, search_variables=True)
+    optimizer.compile(Task(), trainset=trainset(6), max_trials=2)
+    assert len(optimizer.last_result.trials) == 2 and optimizer.last_result.stopped == "max_trials"
+    optimizer.compile(Task(), trainset=trainset(6), timeout=0.0)
+    assert optimizer.last_result.stopped == "timeout"
+    with pytest.raises(em.errors.ConfigurationError, match="max_bogus"):
+        optimizer.compile(Task(), trainset=trainset(6), max_bogus=1)
+
+
+def test_custom_optimizer_through_the_protocol():
+    class PickTemperature(Optimizer):
+        name = "PickTemperature"
+
+        def initialize(self, state):
+            state.extra["todo"] = [1.5, 0.1]
+
+        def optimize_step(self, state):
+            value = state.extra["todo"].pop(0)
+            config = {"temperature": value}
+            candidate = state.program.with_configuration(config)
+            with em.track_usage() as usage:
+                result = self.evaluate(candidate, state.valset)
+            self.record_trial(state, config, result, candidate, usage=usage, wall_time=0.0)
+            return bool(state.extra["todo"])
+
+    em.configure(lm=task_lm())
+    compiled = PickTemperature(metric).compile(Task(), trainset=trainset(6))
+    assert compiled.temperature == 0.1
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time, re
+    sys.path.insert(0, sys.argv[3])
+    import elixirml as em
+    from test_optimizers import Task, task_lm, trainset, metric
+    from elixirml.optimizers import MIPRO
+    em.configure(lm=task_lm(delay=0.02, cache=sys.argv[2]))
+    MIPRO(metric, auto="light", storage=sys.argv[1], num_trials=10).compile(
+        Task(), trainset=trainset(), valset=trainset(12, offset=30), resume="run-resume")
+    """
+)
+
+
+def test_mipro_resumes_after_sigkill_without_repeating_trials(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    cache = str(tmp_path / "cache.sqlite")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, storage, cache, os.path.dirname(__file__)])
+    study = None
+    deadline = time.time() + 120
+    done_before = 0
+    while time.time() < deadline and child.poll() is None:
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="elixirml-mipro-run-resume", storage=storage)
+        except KeyError:
+            continue
+        done_before = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+        if done_before >= 3:
+            break
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert 3 <= done_before < 10
+    study = optuna.load_study(study_name="elixirml-mipro-run-resume", storage=storage)
+    finished = {t.number: t.params for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+
+    calls = []
+    em.configure(lm=task_lm(calls, cache=cache))
+    optimizer = MIPRO(metric, auto="light", storage=storage, num_trials=10)
+    optimizer.compile(Task(), trainset=trainset(), valset=trainset(12, offset=30), resume="run-resume")
+    study = optuna.load_study(study_name="elixirml-mipro-run-resume", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 10
+    assert all(study.trials[n].params == params for n, params in finished.items())  # kept, not re-run
+    remaining = 10 - len(finished)
+    assert len(calls) <= (remaining + 1) * 12 + 12  # no bootstrap or proposal calls; finished trials not paid again
+    assert optimizer.last_result.run_id == "run-resume"
