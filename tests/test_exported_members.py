@@ -1,6 +1,7 @@
 import elixirml as em
 
 EXPECTED = {
+    "Store",
     "LabeledFewShot",
     "BootstrapFewShotWithRandomSearch",
     "BootstrapFewShot",

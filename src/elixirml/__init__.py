@@ -38,6 +38,7 @@ from .program import (
     ReAct,
     Refine,
     StatusEvent,
+    Store,
     Tool,
     TraceEntry,
     Variable,
@@ -57,6 +58,7 @@ from .settings import Settings, configure, context
 __version__ = "0.1.0"
 
 __all__ = [
+    "Store",
     "LabeledFewShot",
     "BootstrapFewShotWithRandomSearch",
     "BootstrapFewShot",

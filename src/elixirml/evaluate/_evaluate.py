@@ -324,6 +324,7 @@ async def aevaluate(
     checkpoint: str | os.PathLike[str] | None = None,
     display_progress: bool | None = None,
     on_result: Callable[[ExampleResult], None] | None = None,
+    record: bool = True,
 ) -> EvaluationResult:
     """Evaluate ``program`` on ``devset`` with asyncio tasks (see :func:`evaluate`)."""
     examples = [e if isinstance(e, Example) else Example(e) for e in devset]
@@ -423,7 +424,7 @@ async def aevaluate(
         else:
             aggregates[name] = m.aggregate(values)
             directions[name] = m.direction
-    return EvaluationResult(
+    evaluation = EvaluationResult(
         results=ordered,
         metric_names=[n for n, _ in resolved],
         directions=directions,
@@ -432,6 +433,34 @@ async def aevaluate(
         total=len(examples),
         stopped=stopped,
     )
+    if record:
+        _record(program, examples, evaluation)
+    return evaluation
+
+
+def _record(program: Any, examples: list[Example], result: EvaluationResult) -> None:
+    """Write the evaluation to the configured store, if there is one."""
+    from ..data import Dataset
+    from ..program._store import configured_store
+
+    store = configured_store()
+    if store is None:
+        return
+    try:
+        rows = json.loads(json.dumps(result.rows(), default=str))
+        summary = json.loads(json.dumps(result.summary(), default=str))
+        store.add_evaluation(
+            program_name=type(program).__name__,
+            dataset_fingerprint=Dataset(examples).fingerprint(),
+            metric=result.metric_names[0],
+            score=result.score,
+            n=len(result.results),
+            errors=result.errors,
+            summary=summary,
+            results=rows,
+        )
+    finally:
+        store.close()
 
 
 def evaluate(
@@ -455,6 +484,7 @@ def evaluate(
             are tried again).
         display_progress: a progress bar with the running score (default: when stderr is a terminal).
         on_result: called with each :class:`ExampleResult` as it finishes.
+        record: write the evaluation to the configured store (when one is configured).
         **kwargs: the options above, by keyword.
     """
     return run_sync(aevaluate(program, devset, metric, **kwargs))

@@ -223,7 +223,9 @@ class Optimizer:
         """Score ``program`` on ``data`` with this optimizer's metric; budget stops surface as errors."""
         if self.metric is None:
             raise ConfigurationError(f"{self.name} needs a metric")
-        return evaluate(program, list(data), self.metric, concurrency=self.concurrency, display_progress=False)
+        return evaluate(
+            program, list(data), self.metric, concurrency=self.concurrency, display_progress=False, record=False
+        )
 
     def check_budget(self, state: OptimizationState, usage: Usage, started: float) -> None:
         """Raise the internal stop signal when a budget is spent."""
@@ -262,6 +264,9 @@ class Optimizer:
             full=full,
         )
         state.trials.append(trial)
+        store = state.extra.get("_store")
+        if store is not None:
+            store.add_trial(state.run_id, dataclasses.asdict(trial))
         if full and not budget_hit and trial.score > state.best_score:
             state.best_score = trial.score
             state.best_configuration = dict(configuration)
@@ -279,6 +284,7 @@ class Optimizer:
         *,
         student: Module | None = None,
         resume: str | None = None,
+        save_as: str | None = None,
         **budget: Any,
     ) -> Module:
         """Optimize a copy of ``program`` (DSPy's ``student=`` works too); the input is untouched.
@@ -289,6 +295,8 @@ class Optimizer:
             valset: examples to choose with (default: the trainset).
             student: DSPy's name for ``program``.
             resume: a previous run's ``run_id`` (optimizers that support resuming).
+            save_as: the program name under which the configured store keeps the result
+                (default: the program's class name). Runs and trials are recorded there too.
             **budget: ``max_lm_calls``, ``max_cost``, ``max_trials``, ``timeout`` for this run.
         """
         program = program if program is not None else student
@@ -310,6 +318,13 @@ class Optimizer:
             rng=random.Random(self.seed),
             run_id=resume or uuid.uuid4().hex[:12],
         )
+        from ..program._store import configured_store
+
+        store = configured_store()
+        name = save_as or type(program).__name__
+        if store is not None:
+            state.extra["_store"] = store
+            store.create_run(state.run_id, self.name, {"budget": dict(self.budget), "seed": self.seed}, program=name)
         started = time.perf_counter()
         stopped: str | None = None
         try:
@@ -335,6 +350,21 @@ class Optimizer:
         finally:
             self._calls = None
             self.budget = saved_budget
+        if store is not None:
+            try:
+                version = store.save(final, name, tags=[self.name, state.run_id])
+                best = state.best_score if state.best_score > -math.inf else None
+                store.finish_run(
+                    state.run_id,
+                    status="stopped" if stopped else "finished",
+                    best_score=best,
+                    best_version_id=version["id"],
+                    lm_calls=usage.calls,
+                    tokens=usage.total_tokens,
+                    cost=usage.cost,
+                )
+            finally:
+                store.close()
         self.last_result = OptimizationResult(
             optimizer=self.name,
             best_score=state.best_score if state.best_score > -math.inf else 0.0,

@@ -9,11 +9,13 @@ from ._predict import ChainOfThought, Predict
 from ._program import Program
 from ._react import ReAct
 from ._space import Configuration, VariableSpace
+from ._store import Store
 from ._tools import Tool, ToolError, tool
 from ._trace import TraceEntry, inspect_trace, trace
 from ._variable import Variable
 
 __all__ = [
+    "Store",
     "inspect_trace",
     "tool",
     "ToolError",

@@ -377,8 +377,12 @@ def load(path: str | os.PathLike[str], cls: type[Module] | None = None) -> Modul
     what a file names) or passed as ``cls``; it is built with no arguments, then its state is
     loaded.
     """
-    document = read_program_file(path)
-    name = document.get("class", "")
+    return build_program(read_program_file(path), cls)
+
+
+def build_program(document: dict[str, Any], cls: type[Module] | None = None) -> Module:
+    """Build a program from a checked saved document (``{"class": ..., "state": ...}``)."""
+    name = str(document.get("class", ""))
     if cls is None:
         cls = next((c for c in _subclasses(Module) if class_path(c) == name), None)
         if cls is None:
@@ -386,9 +390,12 @@ def load(path: str | os.PathLike[str], cls: type[Module] | None = None) -> Modul
                 f"The program class {name!r} is not loaded in this process. Import the module that "
                 "defines it first, or pass cls=YourProgram. (ElixirML never imports what a file names.)"
             )
+    state = document.get("state")
+    if not isinstance(state, dict):
+        raise LoadError("Saved program has no state object")
     rebuild = getattr(cls, "from_saved_state", None)
     if rebuild is not None:
-        program: Module = rebuild(document["state"])
+        program: Module = rebuild(state)
         return program
     try:
         program = cls()
@@ -397,4 +404,4 @@ def load(path: str | os.PathLike[str], cls: type[Module] | None = None) -> Modul
             f"Cannot build {cls.__name__}() without arguments ({exc}); build the program yourself "
             "and call program.load(path)."
         ) from None
-    return program.load_state(document["state"])
+    return program.load_state(state)

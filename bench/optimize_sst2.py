@@ -1,0 +1,89 @@
+"""Optimizing an SST-2 sentiment program on the embedded SmolLM2-135M model.
+
+Fixed split of ``shared/data/sst2/dev.tsv`` (bundled as ``em.data.sst2()``): the 872 rows
+shuffled with ``random.Random(0).shuffle``; train = rows 0-99, validation = rows 100-199,
+test = rows 400-499. Runs zero-shot, BootstrapFewShot and MIPRO light, and reports held-out
+accuracy, LM calls and wall time. DSPy's numbers come from ``bench/_dspy_sst2.py`` (run
+against llama.cpp's OpenAI-compatible server with the same GGUF file).
+
+Usage: python bench/optimize_sst2.py  (writes bench/results/optimize_sst2.json)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+import elixirml as em
+
+OUT = Path(__file__).resolve().parent / "results" / "optimize_sst2.json"
+
+
+class Sentiment(em.Signature):
+    """Classify the sentiment of the sentence."""
+
+    sentence: str = em.InputField()
+    sentiment: Literal["positive", "negative"] = em.OutputField()
+
+
+def split() -> tuple[list[em.Example], list[em.Example], list[em.Example]]:
+    rows = em.data.sst2().to_list()
+    random.Random(0).shuffle(rows)
+    return rows[0:100], rows[100:200], rows[400:500]
+
+
+def main() -> None:
+    train, val, test = split()
+    metric = em.metrics.ExactMatch(field="label", pred_field="sentiment")
+    cache_dir = Path(tempfile.mkdtemp(prefix="sst2-bench-"))  # a fresh cache: every call is really made
+    em.configure(lm=em.LM("local", temperature=0.0, cache=cache_dir / "cache.sqlite"),
+                 store=f"sqlite:///{cache_dir / 'store.db'}")
+    results = {}
+
+    def held_out(name: str, program: em.Module, optimize_seconds: float, optimize_calls: int, extra: dict) -> None:
+        with em.track_usage() as usage:
+            start = time.perf_counter()
+            result = em.evaluate(program, test, metric, concurrency=1, display_progress=False)
+        results[name] = {
+            "test_accuracy": result.score,
+            "test_errors": result.errors,
+            "optimize_seconds": round(optimize_seconds, 1),
+            "optimize_lm_calls": optimize_calls,
+            "test_lm_calls": usage.calls,
+            "test_seconds": round(time.perf_counter() - start, 1),
+            **extra,
+        }
+        print(f"{name:<22} test {result.score:5.1f}%  optimize {optimize_seconds:6.1f}s / {optimize_calls} calls  {extra}",
+              flush=True)
+
+    base = em.Predict(Sentiment)
+    held_out("zero-shot", base, 0.0, 0, {})
+
+    bootstrap = em.optimizers.BootstrapFewShot(metric, max_bootstrapped_demos=4, max_labeled_demos=4)
+    start = time.perf_counter()
+    compiled = bootstrap.compile(base, trainset=train)
+    held_out("BootstrapFewShot", compiled, time.perf_counter() - start, bootstrap.last_result.lm_calls,
+             {"demos": len(compiled.demos)})
+
+    mipro = em.optimizers.MIPRO(metric, auto="light", seed=0, concurrency=1)
+    start = time.perf_counter()
+    best = mipro.compile(base, trainset=train, valset=val)
+    seconds = time.perf_counter() - start
+    chosen = {k: (v if k != "demos" else f"{len(v)} demos") for k, v in mipro.last_result.best_configuration.items()}
+    held_out("MIPRO light", best, seconds, mipro.last_result.lm_calls,
+             {"val_accuracy": round(mipro.last_result.best_score, 1), "chosen": chosen,
+              "trials": len(mipro.last_result.trials)})
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(OUT.read_text()) if OUT.exists() else {}
+    existing["elixirml"] = results
+    OUT.write_text(json.dumps(existing, indent=2, default=str))
+    print(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Store layer: the resource database (SQLAlchemy 2, Alembic migrations) and where it lives."""
+
+from ._store import EVENTS, ResourceStore, content_hash, find_secrets, validate_configuration
+from ._url import default_store_path, store_url
+
+__all__ = [
+    "EVENTS",
+    "ResourceStore",
+    "content_hash",
+    "default_store_path",
+    "find_secrets",
+    "store_url",
+    "validate_configuration",
+]

@@ -1,0 +1,159 @@
+"""SQLAlchemy 2 models of the store's resources.
+
+Programs and their versions, variable spaces, optimization runs and their trials,
+evaluations and executions. Tables carry an ``em_`` prefix so the store can share a database
+with other tools (Optuna keeps its studies beside them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware (UTC)."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Base of every store model."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ProgramRecord(Base):
+    """A named program; its versions hold the saved states."""
+
+    __tablename__ = "em_programs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, index=True)
+    signature_summary: Mapped[str] = mapped_column(Text, default="")
+    class_path: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    versions: Mapped[list[ProgramVersion]] = relationship(
+        back_populates="program", order_by="ProgramVersion.number", cascade="all, delete-orphan"
+    )
+    runs: Mapped[list[OptimizationRun]] = relationship(back_populates="program")
+
+
+class ProgramVersion(Base):
+    """One saved state of a program (JSON), chained to the version it came from."""
+
+    __tablename__ = "em_program_versions"
+    __table_args__ = (UniqueConstraint("program_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("em_programs.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    configuration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    message: Mapped[str] = mapped_column(Text, default="")
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("em_program_versions.id"), nullable=True)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    program: Mapped[ProgramRecord] = relationship(back_populates="versions")
+    parent: Mapped[ProgramVersion | None] = relationship(remote_side=[id])
+    variable_space: Mapped[VariableSpaceRecord | None] = relationship(
+        back_populates="version", uselist=False, cascade="all, delete-orphan"
+    )
+
+
+class VariableSpaceRecord(Base):
+    """The variable space of a version: per variable, its kind and how it may be searched."""
+
+    __tablename__ = "em_variable_spaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("em_program_versions.id"), unique=True)
+    space: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    version: Mapped[ProgramVersion] = relationship(back_populates="variable_space")
+
+
+class OptimizationRun(Base):
+    """One optimizer run: settings, status, spend and the version it produced."""
+
+    __tablename__ = "em_optimization_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    program_id: Mapped[int | None] = mapped_column(ForeignKey("em_programs.id"), nullable=True)
+    optimizer: Mapped[str] = mapped_column(String(100))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    best_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    best_version_id: Mapped[int | None] = mapped_column(ForeignKey("em_program_versions.id"), nullable=True)
+    lm_calls: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    program: Mapped[ProgramRecord | None] = relationship(back_populates="runs")
+    trials: Mapped[list[TrialRecord]] = relationship(
+        back_populates="run", order_by="TrialRecord.number", cascade="all, delete-orphan"
+    )
+
+
+class TrialRecord(Base):
+    """One trial of a run."""
+
+    __tablename__ = "em_trials"
+    __table_args__ = (UniqueConstraint("run_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("em_optimization_runs.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    configuration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    score: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    lm_calls: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    wall_time: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(String(20), default="complete")
+    full: Mapped[int] = mapped_column(Integer, default=1)
+
+    run: Mapped[OptimizationRun] = relationship(back_populates="trials")
+
+
+class EvaluationRecord(Base):
+    """An evaluation: which data (fingerprint), which metric, the score and per-example results."""
+
+    __tablename__ = "em_evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("em_program_versions.id"), nullable=True)
+    program_name: Mapped[str] = mapped_column(String(200), default="")
+    dataset_fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    metric: Mapped[str] = mapped_column(String(200))
+    score: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    results: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ExecutionRecord(Base):
+    """A traced run of a program: inputs, outputs and every predictor call."""
+
+    __tablename__ = "em_executions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("em_program_versions.id"), nullable=True)
+    program_name: Mapped[str] = mapped_column(String(200), default="")
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    trace: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    error: Mapped[str] = mapped_column(Text, default="")
+    latency: Mapped[float] = mapped_column(Float, default=0.0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

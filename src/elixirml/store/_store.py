@@ -1,0 +1,569 @@
+"""The resource store: programs, versions, runs, trials, evaluations and executions in a database.
+
+SQLite by default (``ELIXIRML_STORE`` / ``em.configure(store=...)``), PostgreSQL by URL. The
+schema is managed by Alembic and upgraded when a store is opened. Everything is JSON; nothing
+read back is ever executed. API keys are refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+from ..errors import ConfigurationError, LoadError, MissingDependencyError, VariableError
+from ._url import store_url
+
+EVENTS = ("before_save", "after_save", "before_load", "after_load")
+_SECRET_MARKERS = ("api_key", "apikey", "authorization", "secret", "password")
+
+
+def _sqlalchemy() -> Any:
+    try:
+        import sqlalchemy
+    except ImportError:
+        raise MissingDependencyError("sqlalchemy", "all", "The store") from None
+    return sqlalchemy
+
+
+def find_secrets(value: Any, path: str = "") -> list[str]:
+    """Paths of keys that look like credentials (``api_key``, ``authorization``, ...)."""
+    found: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if any(marker in str(key).lower() for marker in _SECRET_MARKERS):
+                found.append(where)
+            found.extend(find_secrets(item, where))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found.extend(find_secrets(item, f"{path}[{i}]"))
+    return found
+
+
+def validate_configuration(configuration: Mapping[str, Any], space: Mapping[str, Any]) -> None:
+    """Check a configuration against a stored variable space (name -> encoding).
+
+    Raises:
+        VariableError: naming the variable, the value and the rule it breaks.
+    """
+    for name, value in configuration.items():
+        if name not in space:
+            raise VariableError(
+                f"Configuration names unknown variable {name!r}; the program's variables: {sorted(space)}"
+            )
+        rule = space[name]
+        kind = rule.get("type")
+        if kind == "numeric":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise VariableError(f"Variable {name!r}: expected a number, got {value!r}")
+            if not rule["low"] <= value <= rule["high"]:
+                raise VariableError(f"Variable {name!r}: {value} is out of range [{rule['low']}, {rule['high']}]")
+            if rule.get("integer") and not float(value).is_integer():
+                raise VariableError(f"Variable {name!r}: expected an integer, got {value!r}")
+        elif kind == "categorical":
+            if value not in rule["choices"]:
+                raise VariableError(f"Variable {name!r}: {value!r} is not one of {rule['choices']}")
+        elif kind == "text" and not isinstance(value, str):
+            raise VariableError(f"Variable {name!r}: expected text, got {value!r}")
+        elif kind == "demos" and not isinstance(value, list):
+            raise VariableError(f"Variable {name!r}: expected a list of demos, got {type(value).__name__}")
+
+
+def content_hash(state: Any, configuration: Any) -> str:
+    """SHA-256 of a version's content (state and configuration)."""
+    text = json.dumps({"state": state, "configuration": configuration}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+class ResourceStore:
+    """Data-level access to the store (plain dicts in, plain dicts out).
+
+    Args:
+        url: a SQLAlchemy URL (default: the configured store, ``$ELIXIRML_STORE``, or a SQLite
+            file in the user's data directory).
+        migrate: upgrade the schema to the latest revision on open.
+    """
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
+        sa = _sqlalchemy()
+        from sqlalchemy.orm import sessionmaker
+
+        self.url = store_url(url)
+        options: dict[str, Any] = {}
+        if self.url.startswith("sqlite"):
+            options["connect_args"] = {"timeout": 30}
+        self.engine = sa.create_engine(self.url, **options)
+        if self.url.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._hooks: dict[str, list[Callable[..., Any]]] = collections.defaultdict(list)
+        if migrate:
+            self.upgrade()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # ------------------------------------------------------------------ schema
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(resources.files("elixirml.store") / "migrations"))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return config
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate the schema up to ``revision``."""
+        from alembic import command
+
+        config = self._alembic_config()
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    def downgrade(self, revision: str = "base") -> None:
+        """Migrate the schema down to ``revision`` (``base``: no tables)."""
+        from alembic import command
+
+        config = self._alembic_config()
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """A transaction: committed on success, rolled back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    # ------------------------------------------------------------------ hooks
+    def on(self, event: str, callback: Callable[..., Any]) -> None:
+        """Register ``callback(kind, record)`` for ``before_save``/``after_save``/``before_load``/``after_load``.
+
+        ``before_save`` may raise to refuse the save.
+        """
+        if event not in EVENTS:
+            raise ConfigurationError(f"Unknown store event {event!r}; events: {EVENTS}")
+        self._hooks[event].append(callback)
+
+    def _fire(self, event: str, kind: str, record: dict[str, Any]) -> None:
+        for callback in self._hooks[event]:
+            callback(kind, record)
+
+    # ------------------------------------------------------------------ programs
+    def add_version(
+        self,
+        name: str,
+        state: dict[str, Any],
+        *,
+        configuration: dict[str, Any] | None = None,
+        space: dict[str, Any] | None = None,
+        class_path: str = "",
+        signature_summary: str = "",
+        tags: list[str] | None = None,
+        message: str = "",
+        parent: int | str | None = "latest",
+    ) -> dict[str, Any]:
+        """Save a new version of program ``name`` and return its description.
+
+        ``parent`` is ``"latest"`` (chain to the newest version), a version number, or None.
+        """
+        from ._models import ProgramRecord, ProgramVersion, VariableSpaceRecord
+
+        configuration = dict(configuration or {})
+        secrets = find_secrets(state) + find_secrets(configuration)
+        if secrets:
+            raise ConfigurationError(f"Refusing to store what looks like credentials at {secrets}")
+        record = {"kind": "version", "name": name, "state": state, "configuration": configuration, "tags": tags or []}
+        self._fire("before_save", "version", record)
+        with self.session() as session:
+            program = session.query(ProgramRecord).filter_by(name=name).one_or_none()
+            if program is None:
+                program = ProgramRecord(name=name, signature_summary=signature_summary, class_path=class_path)
+                session.add(program)
+                session.flush()
+            if space is None and program.versions and program.versions[-1].variable_space is not None:
+                space = program.versions[-1].variable_space.space
+            if space is not None:
+                validate_configuration(configuration, space)
+            parent_version = None
+            if parent == "latest":
+                parent_version = program.versions[-1] if program.versions else None
+            elif parent is not None:
+                parent_version = next((v for v in program.versions if v.number == int(parent)), None)
+                if parent_version is None:
+                    raise LoadError(f"Program {name!r} has no version {parent}")
+            version = ProgramVersion(
+                program=program,
+                number=(program.versions[-1].number + 1) if program.versions else 1,
+                state=state,
+                configuration=configuration,
+                tags=list(tags or []),
+                message=message,
+                parent=parent_version,
+                content_hash=content_hash(state, configuration),
+            )
+            if class_path:
+                program.class_path = class_path
+            if signature_summary:
+                program.signature_summary = signature_summary
+            session.add(version)
+            if space is not None:
+                session.add(VariableSpaceRecord(version=version, space=space))
+            session.flush()
+            info = self._version_info(version)
+        self._fire("after_save", "version", info)
+        return info
+
+    @staticmethod
+    def _version_info(version: Any, *, with_state: bool = False) -> dict[str, Any]:
+        info = {
+            "id": version.id,
+            "name": version.program.name,
+            "number": version.number,
+            "parent": version.parent.number if version.parent is not None else None,
+            "content_hash": version.content_hash,
+            "tags": list(version.tags or []),
+            "message": version.message,
+            "created_at": version.created_at.isoformat() if version.created_at else None,
+            "class_path": version.program.class_path,
+        }
+        if with_state:
+            info["state"] = version.state
+            info["configuration"] = version.configuration
+            info["space"] = version.variable_space.space if version.variable_space is not None else None
+        return info
+
+    def get_version(self, name: str, version: int | str = "latest") -> dict[str, Any]:
+        """A version of ``name`` with its state: ``"latest"``, a version number, or ``"#<id>"``."""
+        from ._models import ProgramRecord, ProgramVersion
+
+        self._fire("before_load", "version", {"name": name, "version": version})
+        with self.session() as session:
+            program = session.query(ProgramRecord).filter_by(name=name).one_or_none()
+            if program is None or not program.versions:
+                known = [p.name for p in session.query(ProgramRecord).order_by(ProgramRecord.name)]
+                raise LoadError(f"No stored program named {name!r}; stored programs: {known}")
+            if version == "latest":
+                chosen = program.versions[-1]
+            elif isinstance(version, str) and version.startswith("#"):
+                chosen = session.get(ProgramVersion, int(version[1:]))
+                if chosen is None or chosen.program_id != program.id:
+                    raise LoadError(f"Program {name!r} has no version with id {version[1:]}")
+            else:
+                try:
+                    number = int(version)
+                except (TypeError, ValueError):
+                    raise LoadError(f"Version must be 'latest', a number or '#id', got {version!r}") from None
+                chosen = next((v for v in program.versions if v.number == number), None)
+                if chosen is None:
+                    raise LoadError(
+                        f"Program {name!r} has no version {number}; versions: {[v.number for v in program.versions]}"
+                    )
+            info = self._version_info(chosen, with_state=True)
+        if not isinstance(info["state"], dict):
+            raise LoadError(f"Stored state of {name!r} v{info['number']} is not a JSON object")
+        self._fire("after_load", "version", info)
+        return info
+
+    def programs(self) -> list[dict[str, Any]]:
+        """Every stored program with its version count."""
+        from ._models import ProgramRecord
+
+        with self.session() as session:
+            return [
+                {
+                    "name": p.name,
+                    "versions": len(p.versions),
+                    "signature": p.signature_summary,
+                    "latest": p.versions[-1].number if p.versions else None,
+                    "class_path": p.class_path,
+                }
+                for p in session.query(ProgramRecord).order_by(ProgramRecord.name)
+            ]
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """The versions of ``name``, oldest first."""
+        from ._models import ProgramRecord
+
+        with self.session() as session:
+            program = session.query(ProgramRecord).filter_by(name=name).one_or_none()
+            if program is None:
+                raise LoadError(f"No stored program named {name!r}")
+            return [self._version_info(v) for v in program.versions]
+
+    def diff(self, name: str, a: int | str, b: int | str) -> dict[str, Any]:
+        """What changed between two versions: configuration values and predictor state."""
+        left, right = self.get_version(name, a), self.get_version(name, b)
+        changes: dict[str, Any] = {"configuration": {}, "predictors": {}}
+        for key in sorted(set(left["configuration"]) | set(right["configuration"])):
+            before, after = left["configuration"].get(key), right["configuration"].get(key)
+            if before != after:
+                changes["configuration"][key] = {"from": before, "to": after}
+        lp = left["state"].get("predictors", {"self": left["state"]})
+        rp = right["state"].get("predictors", {"self": right["state"]})
+        for key in sorted(set(lp) | set(rp)):
+            before, after = lp.get(key) or {}, rp.get(key) or {}
+            entry = {}
+            b_instr = (before.get("signature") or {}).get("instructions")
+            a_instr = (after.get("signature") or {}).get("instructions")
+            if b_instr != a_instr:
+                entry["instructions"] = {"from": b_instr, "to": a_instr}
+            if len(before.get("demos", [])) != len(after.get("demos", [])) or before.get("demos") != after.get("demos"):
+                entry["demos"] = {"from": len(before.get("demos", [])), "to": len(after.get("demos", []))}
+            if before.get("decoding") != after.get("decoding"):
+                entry["decoding"] = {"from": before.get("decoding"), "to": after.get("decoding")}
+            if entry:
+                changes["predictors"][key] = entry
+        return changes
+
+    # ------------------------------------------------------------------ runs
+    def create_run(self, run_id: str, optimizer: str, settings: dict[str, Any], program: str | None = None) -> None:
+        """Record the start of an optimization run (resuming an existing id reopens it)."""
+        from ._models import OptimizationRun, ProgramRecord
+
+        with self.session() as session:
+            run = session.get(OptimizationRun, run_id)
+            program_id = None
+            if program is not None:
+                record = session.query(ProgramRecord).filter_by(name=program).one_or_none()
+                program_id = record.id if record is not None else None
+            if run is None:
+                session.add(
+                    OptimizationRun(
+                        id=run_id, optimizer=optimizer, settings=settings, status="running", program_id=program_id
+                    )
+                )
+            else:
+                run.status = "running"
+
+    def add_trial(self, run_id: str, trial: dict[str, Any]) -> None:
+        """Record a finished trial (replacing one with the same number)."""
+        from ._models import TrialRecord
+
+        with self.session() as session:
+            existing = session.query(TrialRecord).filter_by(run_id=run_id, number=trial["number"]).one_or_none()
+            if existing is not None:
+                session.delete(existing)
+                session.flush()
+            session.add(
+                TrialRecord(
+                    run_id=run_id,
+                    number=trial["number"],
+                    configuration=trial.get("configuration", {}),
+                    score=trial["score"],
+                    scores=trial.get("scores", {}),
+                    lm_calls=trial.get("lm_calls", 0),
+                    tokens=trial.get("tokens", 0),
+                    cost=trial.get("cost", 0.0),
+                    wall_time=trial.get("wall_time", 0.0),
+                    status=trial.get("status", "complete"),
+                    full=int(trial.get("full", True)),
+                )
+            )
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        best_score: float | None,
+        best_version_id: int | None,
+        lm_calls: int,
+        tokens: int,
+        cost: float,
+    ) -> None:
+        """Record how a run ended."""
+        from ._models import OptimizationRun, ProgramVersion, utcnow
+
+        with self.session() as session:
+            run = session.get(OptimizationRun, run_id)
+            if run is None:
+                raise LoadError(f"No optimization run {run_id!r}")
+            run.status, run.best_score, run.best_version_id = status, best_score, best_version_id
+            if best_version_id is not None:
+                version = session.get(ProgramVersion, best_version_id)
+                if version is not None:
+                    run.program_id = version.program_id
+            run.lm_calls, run.tokens, run.cost, run.finished_at = lm_calls, tokens, cost, utcnow()
+
+    def runs(self, *, program: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Optimization runs, newest first."""
+        from ._models import OptimizationRun
+
+        with self.session() as session:
+            query = session.query(OptimizationRun).order_by(OptimizationRun.created_at.desc())
+            out = []
+            for run in query:
+                if status is not None and run.status != status:
+                    continue
+                if program is not None and (run.program is None or run.program.name != program):
+                    continue
+                out.append(self._run_info(run))
+            return out
+
+    @staticmethod
+    def _run_info(run: Any, *, with_trials: bool = False) -> dict[str, Any]:
+        info = {
+            "id": run.id,
+            "optimizer": run.optimizer,
+            "status": run.status,
+            "best_score": run.best_score,
+            "program": run.program.name if run.program is not None else None,
+            "settings": run.settings,
+            "lm_calls": run.lm_calls,
+            "tokens": run.tokens,
+            "cost": run.cost,
+            "created_at": run.created_at.isoformat() if run.created_at else None,
+            "trials": len(run.trials),
+        }
+        if with_trials:
+            info["trial_list"] = [
+                {
+                    "number": t.number,
+                    "score": t.score,
+                    "scores": t.scores,
+                    "configuration": t.configuration,
+                    "lm_calls": t.lm_calls,
+                    "status": t.status,
+                    "full": bool(t.full),
+                    "wall_time": t.wall_time,
+                }
+                for t in run.trials
+            ]
+        return info
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run with its trials."""
+        from ._models import OptimizationRun
+
+        with self.session() as session:
+            run = session.get(OptimizationRun, run_id)
+            if run is None:
+                raise LoadError(f"No optimization run {run_id!r}")
+            return self._run_info(run, with_trials=True)
+
+    # ------------------------------------------------------------------ evaluations and executions
+    def add_evaluation(
+        self,
+        *,
+        program_name: str,
+        dataset_fingerprint: str,
+        metric: str,
+        score: float,
+        n: int,
+        errors: int,
+        summary: dict[str, Any],
+        results: list[Any],
+        version_id: int | None = None,
+    ) -> int:
+        """Record an evaluation; returns its id."""
+        from ._models import EvaluationRecord
+
+        with self.session() as session:
+            record = EvaluationRecord(
+                program_name=program_name,
+                dataset_fingerprint=dataset_fingerprint,
+                metric=metric,
+                score=score,
+                n=n,
+                errors=errors,
+                summary=summary,
+                results=results,
+                version_id=version_id,
+            )
+            session.add(record)
+            session.flush()
+            return int(record.id)
+
+    def evaluations(self, *, program: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Evaluations, newest first (filter by program name or dataset fingerprint)."""
+        from ._models import EvaluationRecord
+
+        with self.session() as session:
+            query = session.query(EvaluationRecord).order_by(EvaluationRecord.id.desc())
+            if program is not None:
+                query = query.filter_by(program_name=program)
+            if dataset is not None:
+                query = query.filter_by(dataset_fingerprint=dataset)
+            return [
+                {
+                    "id": e.id,
+                    "program": e.program_name,
+                    "dataset": e.dataset_fingerprint,
+                    "metric": e.metric,
+                    "score": e.score,
+                    "n": e.n,
+                    "errors": e.errors,
+                    "summary": e.summary,
+                    "created_at": e.created_at.isoformat() if e.created_at else None,
+                }
+                for e in query
+            ]
+
+    def add_execution(
+        self,
+        *,
+        program_name: str,
+        inputs: dict[str, Any],
+        outputs: dict[str, Any],
+        trace: list[Any],
+        error: str = "",
+        latency: float = 0.0,
+        tokens: int = 0,
+    ) -> int:
+        """Record a traced run; returns its id."""
+        from ._models import ExecutionRecord
+
+        secrets = find_secrets(inputs) + find_secrets(outputs)
+        if secrets:
+            raise ConfigurationError(f"Refusing to store what looks like credentials at {secrets}")
+        with self.session() as session:
+            record = ExecutionRecord(
+                program_name=program_name,
+                inputs=inputs,
+                outputs=outputs,
+                trace=trace,
+                error=error,
+                latency=latency,
+                tokens=tokens,
+            )
+            session.add(record)
+            session.flush()
+            return int(record.id)
+
+    def last_execution(self) -> dict[str, Any] | None:
+        """The newest traced run, or None."""
+        from ._models import ExecutionRecord
+
+        with self.session() as session:
+            record = session.query(ExecutionRecord).order_by(ExecutionRecord.id.desc()).first()
+            if record is None:
+                return None
+            return {
+                "id": record.id,
+                "program": record.program_name,
+                "inputs": record.inputs,
+                "outputs": record.outputs,
+                "trace": record.trace,
+                "error": record.error,
+                "latency": record.latency,
+                "tokens": record.tokens,
+            }

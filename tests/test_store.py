@@ -1,0 +1,149 @@
+import json
+
+import pytest
+import sqlalchemy as sa
+
+import elixirml as em
+from elixirml.errors import ConfigurationError, LoadError, VariableError
+
+
+class Pipeline(em.Program):
+    temperature = em.Variable.float(default=0.7, low=0.0, high=2.0)
+    strategy = em.Variable.module({"direct": em.Predict, "cot": em.ChainOfThought}, default="cot")
+
+    def __init__(self):
+        super().__init__()
+        self.answer = self.strategy("question -> answer")
+
+    def forward(self, question):
+        return self.answer(question=question, config={"temperature": self.temperature})
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = em.Store(f"sqlite:///{tmp_path / 'store.db'}")
+    yield s
+    s.close()
+
+
+def test_save_load_round_trip_and_version_chain(store):
+    program = Pipeline().with_variables(strategy="direct", temperature=0.2)
+    program.answer.demos = [em.Example(question="q", answer="a").with_inputs("question")]
+    v1 = store.save(program, "qa", tags=["baseline"])
+    loaded = store.load("qa")
+    assert type(loaded) is Pipeline and loaded.dump_state() == program.dump_state()
+    assert type(loaded.answer) is em.Predict and loaded.temperature == 0.2
+    program.answer.instructions = "Answer briefly."
+    v2 = store.save(program, "qa", message="shorter")
+    v3 = store.save(program.with_variables(temperature=0.9), "qa", parent=1)
+    assert (v1["number"], v2["number"], v3["number"]) == (1, 2, 3)
+    assert v2["parent"] == 1 and v3["parent"] == 1 and v1["parent"] is None
+    assert store.load("qa", version=1).answer.instructions != "Answer briefly."
+    assert store.load("qa", version=f"#{v2['id']}").answer.instructions == "Answer briefly."
+    assert [v["number"] for v in store.versions("qa")] == [1, 2, 3]
+    assert store.programs()[0]["name"] == "qa" and store.programs()[0]["versions"] == 3
+    changes = store.diff("qa", 1, 3)
+    assert changes["configuration"]["temperature"] == {"from": 0.2, "to": 0.9}
+    assert changes["predictors"]["answer"]["instructions"]["to"] == "Answer briefly."
+    assert v1["content_hash"] != v2["content_hash"]
+
+
+def test_configuration_outside_the_space_is_refused(store):
+    store.save(Pipeline(), "qa")
+    state = Pipeline().dump_state()
+    with pytest.raises(VariableError, match=r"temperature.*out of range"):
+        store.add_version("qa", state, configuration={"temperature": 5.0})
+    with pytest.raises(VariableError, match="strategy.*not one of"):
+        store.add_version("qa", state, configuration={"strategy": "tree"})
+    with pytest.raises(VariableError, match="unknown variable 'bogus'"):
+        store.add_version("qa", state, configuration={"bogus": 1})
+    assert len(store.versions("qa")) == 1
+
+
+def test_missing_programs_and_versions_are_clear(store):
+    with pytest.raises(LoadError, match="No stored program named 'nope'"):
+        store.load("nope")
+    store.save(Pipeline(), "qa")
+    with pytest.raises(LoadError, match="no version 7"):
+        store.load("qa", version=7)
+
+
+def test_tampered_rows_never_execute_code(store, tmp_path):
+    marker = tmp_path / "pwned"
+    store.save(em.Predict("question -> answer"), "p")
+    with store.engine.begin() as conn:
+        row = conn.execute(sa.text("SELECT id, state FROM em_program_versions")).one()
+        state = json.loads(row.state) if isinstance(row.state, str) else row.state
+        state["signature"]["fields"][0]["type"] = f"__import__('os').system('touch {marker}')"
+        conn.execute(
+            sa.text("UPDATE em_program_versions SET state = :s WHERE id = :i"), {"s": json.dumps(state), "i": row.id}
+        )
+    with pytest.raises(LoadError):
+        store.load("p")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE em_programs SET class_path = 'os:system'"))
+    with pytest.raises(LoadError, match="never imports"):
+        store.load("p")
+    assert not marker.exists()
+
+
+def test_hooks_and_secret_refusal(store):
+    seen = []
+    store.on("after_save", lambda kind, record: seen.append((kind, record["number"])))
+
+    def refuse(kind, record):
+        if "blocked" in record["tags"]:
+            raise ConfigurationError("blocked by policy")
+
+    store.on("before_save", refuse)
+    store.save(Pipeline(), "qa")
+    with pytest.raises(ConfigurationError, match="policy"):
+        store.save(Pipeline(), "qa", tags=["blocked"])
+    assert seen == [("version", 1)]
+    with pytest.raises(ConfigurationError, match="credentials"):
+        store.add_version("x", {"lm": {"defaults": {"api_key": "sk-123"}}})
+    with pytest.raises(ConfigurationError, match="Unknown store event"):
+        store.on("whenever", print)
+
+
+def test_alembic_upgrade_and_downgrade(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    store = em.Store(url, migrate=False)
+    assert "em_programs" not in sa.inspect(store.engine).get_table_names()
+    store.upgrade()
+    tables = set(sa.inspect(store.engine).get_table_names())
+    assert {
+        "em_programs",
+        "em_program_versions",
+        "em_variable_spaces",
+        "em_optimization_runs",
+        "em_trials",
+        "em_evaluations",
+        "em_executions",
+        "em_alembic_version",
+    } <= tables
+    store.downgrade()
+    assert not [
+        t for t in sa.inspect(store.engine).get_table_names() if t.startswith("em_") and t != "em_alembic_version"
+    ]
+    store.upgrade()
+    store.save(em.Predict("q -> a"), "again")
+    store.close()
+
+
+def test_evaluate_and_optimizers_write_to_the_configured_store(tmp_path):
+    url = f"sqlite:///{tmp_path / 'auto.db'}"
+    em.configure(store=url, lm=em.DummyLM({"item": {"answer": "0"}}))
+    data = [em.Example(question=f"item {i}", answer=str(i)).with_inputs("question") for i in range(4)]
+    em.evaluate(em.Predict("question -> answer"), data, em.metrics.exact_match, display_progress=False)
+    optimizer = em.optimizers.RandomSearch(em.metrics.exact_match, num_candidates=2, max_bootstrapped_demos=1)
+    optimizer.compile(em.Predict("question -> answer"), trainset=data, save_as="counter")
+    store = em.Store(url)
+    evaluations = store.evaluations()
+    assert len(evaluations) == 1 and evaluations[0]["score"] == 25.0 and evaluations[0]["n"] == 4
+    runs = store.runs(program="counter")
+    assert len(runs) == 1 and runs[0]["status"] == "finished" and runs[0]["trials"] == 2
+    detail = store.run(runs[0]["id"])
+    assert [t["number"] for t in detail["trial_list"]] == [0, 1]
+    assert store.load("counter").signature.signature == "question: str -> answer: str"
+    store.close()
