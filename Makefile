@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	$(VENV)/bin/elixirml demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests bench examples

@@ -1,0 +1,5 @@
+"""``python -m elixirml`` runs the command line."""
+
+from .cli import main
+
+main()

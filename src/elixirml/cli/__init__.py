@@ -1,0 +1,431 @@
+"""The ``elixirml`` command line.
+
+Exit codes: 0 success, 1 a provider or runtime failure, 2 a usage error (bad program
+reference, bad data, bad option). Errors print one line without a traceback unless
+``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import errors
+from ..settings import configure
+
+app = typer.Typer(
+    name="elixirml",
+    help="Declarative LM programs: run, evaluate, optimize, and inspect them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="Optimization runs in the store.", no_args_is_help=True)
+programs_app = typer.Typer(help="Programs and their versions in the store.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(programs_app, name="programs")
+
+METRICS = ("exact_match", "f1", "contains", "numeric_match")
+OPTIMIZERS = ("labeled", "bootstrap", "random", "mipro", "variable")
+
+
+class _State:
+    debug = False
+
+
+def _fail(exc: BaseException) -> None:
+    if _State.debug:
+        raise exc
+    code = 2 if isinstance(exc, (errors.UserError, FileNotFoundError, ValueError)) else 1
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    lm: Annotated[str | None, typer.Option("--lm", help="LM to use: 'local' or 'openai/<model>' ...")] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Store URL (default: $ELIXIRML_STORE or a local file).")
+    ] = None,
+) -> None:
+    """ElixirML command line."""
+    _State.debug = debug
+    try:
+        if lm is not None:
+            from ..lm import LM
+
+            configure(lm=LM(lm))
+        if store is not None:
+            configure(store=store)
+    except Exception as exc:
+        _fail(exc)
+
+
+def _ensure_lm() -> None:
+    from ..settings import current
+
+    if current().lm is None:
+        from ..lm import LM
+
+        configure(lm=LM("local"))
+
+
+def load_program(reference: str) -> Any:
+    """A program from ``path.py:Name`` (a class, built without arguments, or an instance) or a stored name."""
+    path, sep, name = reference.rpartition(":")
+    if sep and path.endswith(".py"):
+        file = Path(path)
+        if not file.is_file():
+            raise errors.LoadError(f"No such file: {path}")
+        spec = importlib.util.spec_from_file_location(f"elixirml_user_{file.stem}", file)
+        if spec is None or spec.loader is None:
+            raise errors.LoadError(f"Cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        target = getattr(module, name, None)
+        if target is None:
+            raise errors.LoadError(f"{path} has no {name!r}")
+        return target() if isinstance(target, type) else target
+    from ..program import Store
+
+    return Store().load(reference)
+
+
+def load_data(reference: str, inputs: str | None, limit: int | None) -> list[Any]:
+    """Examples from a .jsonl/.csv/.tsv file or a bundled set (``sst2``, ``gsm8k``, ``gsm8k:test``)."""
+    from ..data import Dataset, gsm8k, sst2
+
+    fields = [f.strip() for f in inputs.split(",")] if inputs else None
+    name, _, split = reference.partition(":")
+    if name == "sst2" and not Path(reference).exists():
+        data = sst2(limit=limit)
+    elif name == "gsm8k" and not Path(reference).exists():
+        data = gsm8k(split or "train", limit=limit)
+    else:
+        path = Path(reference)
+        if not path.is_file():
+            raise errors.LoadError(f"No such data file: {reference} (or use sst2, gsm8k, gsm8k:test)")
+        if path.suffix == ".jsonl":
+            data = Dataset.from_jsonl(path, inputs=fields, limit=limit)
+        elif path.suffix in (".csv", ".tsv"):
+            data = Dataset.from_csv(path, inputs=fields, delimiter="\t" if path.suffix == ".tsv" else ",", limit=limit)
+        else:
+            raise errors.LoadError(f"Unknown data format {path.suffix!r}; use .jsonl, .csv or .tsv")
+    examples = data.to_list()
+    if fields:
+        examples = [e.with_inputs(*fields) for e in examples]
+    if examples and examples[0].input_keys is None:
+        raise errors.LoadError("Mark the input fields with --inputs field1,field2")
+    return examples
+
+
+def make_metric(name: str, field: str | None, pred_field: str | None) -> Any:
+    """A built-in metric by name, comparing ``field`` (and ``pred_field`` in the prediction)."""
+    from .. import metrics
+
+    classes = {
+        "exact_match": metrics.ExactMatch,
+        "f1": metrics.F1,
+        "contains": metrics.Contains,
+        "numeric_match": metrics.NumericMatch,
+    }
+    if name not in classes:
+        raise errors.ConfigurationError(f"Unknown metric {name!r}; use one of {list(classes)}")
+    return classes[name](field=field, pred_field=pred_field)
+
+
+def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise errors.ConfigurationError(f"{what} must look like key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@app.command()
+def run(
+    program: Annotated[str, typer.Argument(help="path.py:Name or a stored program name")],
+    input: Annotated[list[str], typer.Option("--input", "-i", help="An input as key=value (repeatable).")] = [],  # noqa: B006
+) -> None:
+    """Run a program once and print its output as JSON (the run's trace goes to the store)."""
+    try:
+        _ensure_lm()
+        target = load_program(program)
+        inputs = _parse_pairs(input, "--input")
+        from ..lm import track_usage
+        from ..program._store import configured_store
+        from ..program._trace import TraceEntry
+
+        start = time.perf_counter()
+        with track_usage() as usage:
+            result = target(**inputs)
+        outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
+        typer.echo(json.dumps(outputs, indent=2, default=str, ensure_ascii=False))
+        store = configured_store()
+        if store is not None:
+            trace: list[TraceEntry] = getattr(result, "trace", None) or []
+            store.add_execution(
+                program_name=program,
+                inputs=json.loads(json.dumps(inputs, default=str)),
+                outputs=json.loads(json.dumps(outputs, default=str)),
+                trace=[_entry_json(e) for e in trace],
+                latency=time.perf_counter() - start,
+                tokens=usage.total_tokens,
+            )
+            store.close()
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        _fail(exc)
+
+
+def _entry_json(entry: Any) -> dict[str, Any]:
+    sig = getattr(entry.predictor, "signature", None)
+    return json.loads(
+        json.dumps(
+            {
+                "predictor": type(entry.predictor).__name__,
+                "signature": sig.signature if sig is not None else "",
+                "inputs": entry.inputs,
+                "outputs": entry.prediction.to_dict() if entry.prediction is not None else None,
+                "messages": entry.messages,
+                "usage": entry.usage,
+                "latency": entry.latency,
+                "assertions": entry.assertions,
+            },
+            default=str,
+        )
+    )
+
+
+@app.command("eval")
+def eval_command(
+    program: Annotated[str, typer.Argument(help="path.py:Name or a stored program name")],
+    data: Annotated[str, typer.Argument(help="a .jsonl/.csv/.tsv file, or sst2, gsm8k, gsm8k:test")],
+    metric: Annotated[str, typer.Option(help=f"One of {', '.join(METRICS)}.")] = "exact_match",
+    field: Annotated[str | None, typer.Option(help="The example field to compare.")] = None,
+    pred_field: Annotated[str | None, typer.Option(help="The prediction field, if named differently.")] = None,
+    inputs: Annotated[str | None, typer.Option(help="Input fields, comma-separated.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N examples.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Examples in flight at once.")] = 8,
+) -> None:
+    """Evaluate a program on a dataset and print the summary."""
+    try:
+        _ensure_lm()
+        from ..evaluate import evaluate
+
+        target = load_program(program)
+        examples = load_data(data, inputs, limit)
+        result = evaluate(target, examples, make_metric(metric, field, pred_field), concurrency=concurrency)
+        typer.echo(result.table(limit=10))
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        _fail(exc)
+
+
+@app.command()
+def optimize(
+    program: Annotated[str, typer.Argument(help="path.py:Name or a stored program name")],
+    data: Annotated[str, typer.Argument(help="training data (file or bundled set)")],
+    optimizer: Annotated[str, typer.Option(help=f"One of {', '.join(OPTIMIZERS)}.")] = "mipro",
+    metric: Annotated[str, typer.Option(help=f"One of {', '.join(METRICS)}.")] = "exact_match",
+    field: Annotated[str | None, typer.Option(help="The example field to compare.")] = None,
+    pred_field: Annotated[str | None, typer.Option(help="The prediction field, if named differently.")] = None,
+    inputs: Annotated[str | None, typer.Option(help="Input fields, comma-separated.")] = None,
+    valset: Annotated[str | None, typer.Option(help="Validation data (default: the training data).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N examples of each set.")] = None,
+    budget: Annotated[list[str], typer.Option(help="max_lm_calls=N, max_cost=X, max_trials=N, timeout=S.")] = [],  # noqa: B006
+    save: Annotated[str | None, typer.Option(help="Store name for the result (default: the class name).")] = None,
+    auto: Annotated[str, typer.Option(help="MIPRO preset: light, medium or heavy.")] = "light",
+) -> None:
+    """Optimize a program; the result is saved in the store as a new version."""
+    try:
+        _ensure_lm()
+        from .. import optimizers
+
+        target = load_program(program)
+        train = load_data(data, inputs, limit)
+        val = load_data(valset, inputs, limit) if valset else None
+        scorer = make_metric(metric, field, pred_field)
+        chosen: Any
+        if optimizer == "labeled":
+            chosen = optimizers.LabeledFewShot()
+        elif optimizer == "bootstrap":
+            chosen = optimizers.BootstrapFewShot(scorer)
+        elif optimizer == "random":
+            chosen = optimizers.RandomSearch(scorer)
+        elif optimizer == "mipro":
+            chosen = optimizers.MIPRO(scorer, auto=auto)
+        elif optimizer == "variable":
+            chosen = optimizers.VariableSearch([scorer, "tokens"])
+        else:
+            raise errors.ConfigurationError(f"Unknown optimizer {optimizer!r}; use one of {list(OPTIMIZERS)}")
+        limits = _parse_pairs(budget, "--budget")
+        configure(store=_store_setting())
+        chosen.compile(target, trainset=train, valset=val, save_as=save or program.rpartition(":")[2], **limits)
+        typer.echo(chosen.last_result.summary())
+        typer.echo(f"run id: {chosen.last_result.run_id}")
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        _fail(exc)
+
+
+def _store_setting() -> str:
+    from ..store import store_url
+
+    return store_url()
+
+
+def _open_store() -> Any:
+    from ..program import Store
+
+    return Store()
+
+
+@runs_app.command("list")
+def runs_list(
+    program: Annotated[str | None, typer.Option(help="Only runs of this program.")] = None,
+) -> None:
+    """List optimization runs, newest first."""
+    try:
+        store = _open_store()
+        rows = store.runs(program=program)
+        if not rows:
+            typer.echo("no runs")
+        for r in rows:
+            best = f"{r['best_score']:.1f}%" if r["best_score"] is not None else "-"
+            typer.echo(
+                f"{r['id']}  {r['optimizer']:<18} {r['status']:<9} best {best:<7} trials {r['trials']:<4} "
+                f"calls {r['lm_calls']:<6} {r['program'] or ''}"
+            )
+    except Exception as exc:
+        _fail(exc)
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument(help="The run id.")]) -> None:
+    """Show one run with its trials."""
+    try:
+        info = _open_store().run(run_id)
+        typer.echo(f"run {info['id']}: {info['optimizer']} on {info['program']} ({info['status']})")
+        typer.echo(
+            f"best {info['best_score']}; {info['lm_calls']} LM calls, {info['tokens']} tokens, ${info['cost']:.4f}"
+        )
+        for t in info["trial_list"]:
+            typer.echo(
+                f"  #{t['number']:<3} {t['score']:6.1f}%  {'full' if t['full'] else 'mini'}  calls {t['lm_calls']:<5} "
+                f"{t['status']}"
+            )
+    except Exception as exc:
+        _fail(exc)
+
+
+@programs_app.command("list")
+def programs_list() -> None:
+    """List stored programs."""
+    try:
+        rows = _open_store().programs()
+        if not rows:
+            typer.echo("no programs")
+        for p in rows:
+            typer.echo(f"{p['name']:<24} v{p['latest']:<4} ({p['versions']} versions)  {p['signature']}")
+    except Exception as exc:
+        _fail(exc)
+
+
+@programs_app.command("show")
+def programs_show(
+    name: Annotated[str, typer.Argument(help="The program name.")],
+    version: Annotated[str, typer.Option(help="latest, a number, or #id")] = "latest",
+) -> None:
+    """Show a stored version: configuration and predictors."""
+    try:
+        info = _open_store().get_version(name, version)
+        typer.echo(
+            f"{info['name']} v{info['number']} (parent v{info['parent']}) {info['created_at']} tags {info['tags']}"
+        )
+        typer.echo(
+            json.dumps(
+                {
+                    "configuration": {k: v for k, v in info["configuration"].items() if not k.endswith("demos")},
+                    "state": info["state"],
+                },
+                indent=2,
+                default=str,
+            )[:4000]
+        )
+    except Exception as exc:
+        _fail(exc)
+
+
+@programs_app.command("diff")
+def programs_diff(
+    name: Annotated[str, typer.Argument(help="The program name.")],
+    a: Annotated[str, typer.Argument(help="The first version.")],
+    b: Annotated[str, typer.Argument(help="The second version.")],
+) -> None:
+    """What changed between two versions."""
+    try:
+        changes = _open_store().diff(name, a, b)
+        if not changes["configuration"] and not changes["predictors"]:
+            typer.echo("no differences")
+        for key, change in changes["configuration"].items():
+            typer.echo(f"{key}: {change['from']!r} -> {change['to']!r}")
+        for predictor, entry in changes["predictors"].items():
+            for what, change in entry.items():
+                typer.echo(f"{predictor}.{what}: {change['from']!r} -> {change['to']!r}")
+    except Exception as exc:
+        _fail(exc)
+
+
+@app.command()
+def inspect() -> None:
+    """Show the trace of the last program run (from ``elixirml run``)."""
+    try:
+        last = _open_store().last_execution()
+        if last is None:
+            typer.echo("no runs recorded yet; use `elixirml run ...`")
+            return
+        typer.echo(f"run #{last['id']} of {last['program']}: inputs {last['inputs']} -> {last['outputs']}")
+        for i, step in enumerate(last["trace"], 1):
+            typer.echo(f"=== step {i}: {step['predictor']}({step['signature']})")
+            typer.echo(f"  inputs:  {step['inputs']}")
+            typer.echo(f"  outputs: {step['outputs']}")
+            for message in step["messages"]:
+                typer.echo(f"  --- {message.get('role')}: {str(message.get('content'))[:500]}")
+    except Exception as exc:
+        _fail(exc)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the plot.")] = Path("."),
+    quick: Annotated[bool, typer.Option(help="A smaller run (fewer examples and trials).")] = False,
+) -> None:
+    """The main job: optimize an SST-2 sentiment program on the embedded model."""
+    try:
+        from ..demo import run_demo
+
+        run_demo(out=out, quick=quick)
+    except Exception as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    """Entry point of the ``elixirml`` command."""
+    app()

@@ -1,0 +1,146 @@
+import json
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+import elixirml as em
+from elixirml.cli import app
+
+runner = CliRunner()
+
+PROGRAM = textwrap.dedent(
+    """
+    import elixirml as em
+
+    class QA(em.Program):
+        temperature = em.Variable.float(default=0.5, low=0.0, high=1.0)
+
+        def __init__(self):
+            super().__init__()
+            self.answer = em.Predict("question -> answer")
+
+        def forward(self, question):
+            return self.answer(question=question, config={"temperature": self.temperature})
+    """
+)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELIXIRML_STORE", f"sqlite:///{tmp_path / 'cli.db'}")
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    rows = [{"question": f"item {i}", "answer": "yes" if i % 2 else "no"} for i in range(6)]
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    em.configure(
+        lm=em.DummyLM(
+            {"item 1": {"answer": "yes"}, "item 3": {"answer": "yes"}, "item 5": {"answer": "yes"}},
+            default={"answer": "no"},
+        )
+    )
+    return tmp_path
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "eval", "optimize", "runs", "programs", "inspect", "demo"):
+        assert command in result.output
+
+
+def test_run_then_inspect(workspace):
+    result = runner.invoke(app, ["run", f"{workspace / 'prog.py'}:QA", "--input", "question=item 3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"answer": "yes"}
+    shown = runner.invoke(app, ["inspect"])
+    assert shown.exit_code == 0
+    assert "Predict(question: str -> answer: str)" in shown.output and "item 3" in shown.output
+
+
+def test_eval_prints_the_summary(workspace):
+    result = runner.invoke(
+        app, ["eval", f"{workspace / 'prog.py'}:QA", str(workspace / "data.jsonl"), "--inputs", "question"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "score=100.0%" in result.output
+
+
+def test_optimize_runs_and_programs(workspace):
+    prog = f"{workspace / 'prog.py'}:QA"
+    data = str(workspace / "data.jsonl")
+    first = runner.invoke(
+        app, ["optimize", prog, data, "--inputs", "question", "--optimizer", "bootstrap", "--save", "qa"]
+    )
+    assert first.exit_code == 0, first.output
+    assert "BootstrapFewShot: best score" in first.output
+    run_id = first.output.strip().splitlines()[-1].split()[-1]
+    second = runner.invoke(
+        app,
+        [
+            "optimize",
+            prog,
+            data,
+            "--inputs",
+            "question",
+            "--optimizer",
+            "random",
+            "--budget",
+            "max_trials=2",
+            "--save",
+            "qa",
+        ],
+    )
+    assert second.exit_code == 0, second.output
+    listed = runner.invoke(app, ["runs", "list"])
+    assert run_id in listed.output and "RandomSearch" in listed.output
+    shown = runner.invoke(app, ["runs", "show", run_id])
+    assert shown.exit_code == 0 and f"run {run_id}: BootstrapFewShot on qa" in shown.output
+    programs = runner.invoke(app, ["programs", "list"])
+    assert "qa" in programs.output and "(2 versions)" in programs.output
+    detail = runner.invoke(app, ["programs", "show", "qa", "--version", "1"])
+    assert detail.exit_code == 0 and "qa v1" in detail.output
+    diff = runner.invoke(app, ["programs", "diff", "qa", "1", "2"])
+    assert diff.exit_code == 0
+
+
+def test_errors_are_one_line_with_exit_code_unless_debug(workspace):
+    result = runner.invoke(app, ["run", "nope.py:QA"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: No such file: nope.py"
+    missing = runner.invoke(app, ["run", "not-stored"])
+    assert missing.exit_code == 2 and "No stored program named 'not-stored'" in missing.output
+    bad = runner.invoke(
+        app,
+        [
+            "eval",
+            f"{workspace / 'prog.py'}:QA",
+            str(workspace / "data.jsonl"),
+            "--metric",
+            "bleu",
+            "--inputs",
+            "question",
+        ],
+    )
+    assert bad.exit_code == 2 and "Unknown metric 'bleu'" in bad.output
+    debug = runner.invoke(app, ["--debug", "run", "nope.py:QA"])
+    assert debug.exit_code == 1 and isinstance(debug.exception, em.errors.LoadError)
+
+
+def test_demo_quick_on_a_scripted_lm(workspace):
+    def answer(messages, settings):
+        system = messages[0]["content"]
+        if "Summarize what these examples" in system:
+            return {"summary": "Movie review sentences."}
+        if "Propose a better instruction" in system:
+            return {"proposed_instruction": "Decide if the review is positive or negative."}
+        text = messages[-1]["content"].lower()
+        label = "negative" if any(w in text for w in ("bad", "dull", "worst", "boring", "mess")) else "positive"
+        return {"reasoning": "r", "sentiment": label}
+
+    em.configure(lm=em.FunctionLM(answer))
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(workspace)])
+    assert result.exit_code == 0, result.output
+    assert "Before / after on held-out SST-2 sentences" in result.output
+    assert "MIPRO light" in result.output and "Saved as sst2-sentiment v" in result.output
+    png = workspace / "elixirml-demo-trials.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
