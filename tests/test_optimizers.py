@@ -239,3 +239,12 @@ def test_mipro_resumes_after_sigkill_without_repeating_trials(tmp_path):
     remaining = 10 - len(finished)
     assert len(calls) <= (remaining + 1) * 12 + 12  # no bootstrap or proposal calls; finished trials not paid again
     assert optimizer.last_result.run_id == "run-resume"
+
+
+def test_degenerate_instruction_proposals_are_dropped():
+    from elixirml.optimize._propose import usable_instruction
+
+    assert usable_instruction("Classify the sentiment of the sentence carefully.")
+    assert not usable_instruction("a psychological thriller with " * 40)
+    assert not usable_instruction("x" * 500)
+    assert not usable_instruction("   ")

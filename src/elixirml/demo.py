@@ -43,6 +43,7 @@ class SentimentProgram(Program):
         self.classify = self.strategy(Sentiment)
 
     def forward(self, sentence: str) -> Any:
+        """Classify one sentence."""
         return self.classify(sentence=sentence)
 
 

@@ -194,7 +194,7 @@ def run(
 
 def _entry_json(entry: Any) -> dict[str, Any]:
     sig = getattr(entry.predictor, "signature", None)
-    return json.loads(
+    data: dict[str, Any] = json.loads(
         json.dumps(
             {
                 "predictor": type(entry.predictor).__name__,

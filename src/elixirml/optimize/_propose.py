@@ -42,6 +42,17 @@ class ProposeInstruction(Signature):
     proposed_instruction: str = OutputField(desc="the new instruction")
 
 
+MAX_INSTRUCTION_CHARS = 400
+
+
+def usable_instruction(text: str) -> bool:
+    """Whether a proposed instruction is worth trying: not empty, not overlong, not a loop of repeats."""
+    words = text.split()
+    if not words or len(text) > MAX_INSTRUCTION_CHARS:
+        return False
+    return len(words) < 8 or len(set(words)) / len(words) >= 0.5
+
+
 def describe_program(program: Module) -> str:
     """The program's predictors and their signatures, as text."""
     lines = [f"{type(program).__name__} with steps:"]
@@ -93,7 +104,7 @@ def propose_instructions(
                 raise
             except ElixirMLError:
                 continue
-            if proposal and proposal not in candidates:
+            if usable_instruction(proposal) and proposal not in candidates:
                 candidates.append(proposal)
         out[name] = candidates
     return out
