@@ -209,6 +209,7 @@ def _entry_json(entry: Any) -> dict[str, Any]:
             default=str,
         )
     )
+    return data
 
 
 @app.command("eval")
