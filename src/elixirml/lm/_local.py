@@ -8,6 +8,7 @@ thread: the event loop never blocks, and outputs never interleave.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import itertools
 import os
@@ -48,6 +49,16 @@ class _ModelRegistry:
     def __init__(self) -> None:
         self._models: dict[tuple[str, int, int | None], _LoadedModel] = {}
         self._lock = threading.Lock()
+        atexit.register(self.close_all)
+
+    def close_all(self) -> None:
+        """Free every loaded model while the interpreter is still whole (llama.cpp's own
+        finaliser fails when it runs during interpreter shutdown)."""
+        with self._lock:
+            for model in self._models.values():
+                with model.lock:
+                    model.llama.close()
+            self._models.clear()
 
     def get(self, path: Path, n_ctx: int, n_threads: int | None) -> _LoadedModel:
         key = (str(path), n_ctx, n_threads)
