@@ -15,9 +15,21 @@ import dspy
 gguf, split_file = sys.argv[1], sys.argv[2]
 split = json.loads(open(split_file).read())
 server = subprocess.Popen(
-    [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--port", "8766", "--n_ctx", "2048",
-     "--verbose", "False"],
-    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        gguf,
+        "--port",
+        "8766",
+        "--n_ctx",
+        "2048",
+        "--verbose",
+        "False",
+    ],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
 )
 try:
     for _ in range(120):
@@ -26,8 +38,15 @@ try:
             break
         except OSError:
             time.sleep(0.5)
-    lm = dspy.LM("openai/smollm2", api_base="http://127.0.0.1:8766/v1", api_key="none", cache=False,
-                 max_tokens=256, temperature=0.0, num_retries=0)
+    lm = dspy.LM(
+        "openai/smollm2",
+        api_base="http://127.0.0.1:8766/v1",
+        api_key="none",
+        cache=False,
+        max_tokens=256,
+        temperature=0.0,
+        num_retries=0,
+    )
     dspy.configure(lm=lm)
 
     class Sentiment(dspy.Signature):
@@ -45,8 +64,9 @@ try:
         return getattr(pred, "sentiment", None) == example.label
 
     def held_out(program):
-        evaluate = dspy.Evaluate(devset=test, metric=metric, num_threads=1, display_progress=False,
-                                 max_errors=len(test) + 1)
+        evaluate = dspy.Evaluate(
+            devset=test, metric=metric, num_threads=1, display_progress=False, max_errors=len(test) + 1
+        )
         return float(evaluate(program).score)
 
     def calls():
@@ -58,18 +78,26 @@ try:
     start, before = time.perf_counter(), calls()
     bootstrap = dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=4, max_labeled_demos=4, max_errors=1000)
     compiled = bootstrap.compile(base, trainset=train)
-    results["BootstrapFewShot"] = {"optimize_seconds": round(time.perf_counter() - start, 1),
-                                   "optimize_lm_calls": calls() - before, "test_accuracy": held_out(compiled)}
+    results["BootstrapFewShot"] = {
+        "optimize_seconds": round(time.perf_counter() - start, 1),
+        "optimize_lm_calls": calls() - before,
+        "test_accuracy": held_out(compiled),
+    }
     start, before = time.perf_counter(), calls()
     try:
         mipro = dspy.MIPROv2(metric=metric, auto="light", num_threads=1, max_errors=1000)
         optimized = mipro.compile(base, trainset=train, valset=val)
-        results["MIPROv2 light"] = {"optimize_seconds": round(time.perf_counter() - start, 1),
-                                    "optimize_lm_calls": calls() - before, "test_accuracy": held_out(optimized)}
+        results["MIPROv2 light"] = {
+            "optimize_seconds": round(time.perf_counter() - start, 1),
+            "optimize_lm_calls": calls() - before,
+            "test_accuracy": held_out(optimized),
+        }
     except Exception as exc:  # noqa: BLE001 - reported in the table
-        results["MIPROv2 light"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}",
-                                    "optimize_seconds": round(time.perf_counter() - start, 1),
-                                    "optimize_lm_calls": calls() - before}
+        results["MIPROv2 light"] = {
+            "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+            "optimize_seconds": round(time.perf_counter() - start, 1),
+            "optimize_lm_calls": calls() - before,
+        }
     print(json.dumps({"version": dspy.__version__, "results": results}))
 finally:
     server.terminate()

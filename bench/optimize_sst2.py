@@ -41,8 +41,10 @@ def main() -> None:
     train, val, test = split()
     metric = em.metrics.ExactMatch(field="label", pred_field="sentiment")
     cache_dir = Path(tempfile.mkdtemp(prefix="sst2-bench-"))  # a fresh cache: every call is really made
-    em.configure(lm=em.LM("local", temperature=0.0, cache=cache_dir / "cache.sqlite"),
-                 store=f"sqlite:///{cache_dir / 'store.db'}")
+    em.configure(
+        lm=em.LM("local", temperature=0.0, cache=cache_dir / "cache.sqlite"),
+        store=f"sqlite:///{cache_dir / 'store.db'}",
+    )
     results = {}
 
     def held_out(name: str, program: em.Module, optimize_seconds: float, optimize_calls: int, extra: dict) -> None:
@@ -58,8 +60,10 @@ def main() -> None:
             "test_seconds": round(time.perf_counter() - start, 1),
             **extra,
         }
-        print(f"{name:<22} test {result.score:5.1f}%  optimize {optimize_seconds:6.1f}s / {optimize_calls} calls  {extra}",
-              flush=True)
+        print(
+            f"{name:<22} test {result.score:5.1f}%  optimize {optimize_seconds:6.1f}s / {optimize_calls} calls  {extra}",
+            flush=True,
+        )
 
     base = em.Predict(Sentiment)
     held_out("zero-shot", base, 0.0, 0, {})
@@ -67,17 +71,30 @@ def main() -> None:
     bootstrap = em.optimizers.BootstrapFewShot(metric, max_bootstrapped_demos=4, max_labeled_demos=4)
     start = time.perf_counter()
     compiled = bootstrap.compile(base, trainset=train)
-    held_out("BootstrapFewShot", compiled, time.perf_counter() - start, bootstrap.last_result.lm_calls,
-             {"demos": len(compiled.demos)})
+    held_out(
+        "BootstrapFewShot",
+        compiled,
+        time.perf_counter() - start,
+        bootstrap.last_result.lm_calls,
+        {"demos": len(compiled.demos)},
+    )
 
     mipro = em.optimizers.MIPRO(metric, auto="light", seed=0, concurrency=1)
     start = time.perf_counter()
     best = mipro.compile(base, trainset=train, valset=val)
     seconds = time.perf_counter() - start
     chosen = {k: (v if k != "demos" else f"{len(v)} demos") for k, v in mipro.last_result.best_configuration.items()}
-    held_out("MIPRO light", best, seconds, mipro.last_result.lm_calls,
-             {"val_accuracy": round(mipro.last_result.best_score, 1), "chosen": chosen,
-              "trials": len(mipro.last_result.trials)})
+    held_out(
+        "MIPRO light",
+        best,
+        seconds,
+        mipro.last_result.lm_calls,
+        {
+            "val_accuracy": round(mipro.last_result.best_score, 1),
+            "chosen": chosen,
+            "trials": len(mipro.last_result.trials),
+        },
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     existing = json.loads(OUT.read_text()) if OUT.exists() else {}
     existing["elixirml"] = results
