@@ -13,7 +13,8 @@ from typing import Literal
 import dspy
 
 gguf, split_file = sys.argv[1], sys.argv[2]
-split = json.loads(open(split_file).read())
+with open(split_file) as handle:
+    split = json.load(handle)
 server = subprocess.Popen(
     [
         sys.executable,
@@ -92,7 +93,7 @@ try:
             "optimize_lm_calls": calls() - before,
             "test_accuracy": held_out(optimized),
         }
-    except Exception as exc:  # noqa: BLE001 - reported in the table
+    except Exception as exc:
         results["MIPROv2 light"] = {
             "error": f"{type(exc).__name__}: {str(exc)[:300]}",
             "optimize_seconds": round(time.perf_counter() - start, 1),

@@ -61,7 +61,7 @@ def main() -> None:
             **extra,
         }
         print(
-            f"{name:<22} test {result.score:5.1f}%  optimize {optimize_seconds:6.1f}s / {optimize_calls} calls  {extra}",
+            f"{name:<22} test {result.score:5.1f}%  optimize {optimize_seconds:6.1f}s / {optimize_calls} calls",
             flush=True,
         )
 

@@ -52,8 +52,10 @@ class _ModelRegistry:
         atexit.register(self.close_all)
 
     def close_all(self) -> None:
-        """Free every loaded model while the interpreter is still whole (llama.cpp's own
-        finaliser fails when it runs during interpreter shutdown)."""
+        """Free every loaded model while the interpreter is still whole.
+
+        llama.cpp's own finaliser fails when it runs during interpreter shutdown.
+        """
         with self._lock:
             for model in self._models.values():
                 with model.lock:
