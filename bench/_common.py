@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DSPY_PY = HERE / ".venv-dspy" / "bin" / "python"
@@ -34,3 +36,16 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_dspy(script: str, *args: str) -> dict[str, Any] | None:
+    """Run ``bench/<script>`` in the DSPy environment; its last stdout line is JSON. None if unavailable."""
+    if not DSPY_PY.exists():
+        print("DSPy environment missing: run `make bench-env`", file=sys.stderr)
+        return None
+    out = subprocess.run([str(DSPY_PY), str(HERE / script), *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
+        return None
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result

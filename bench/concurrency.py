@@ -10,12 +10,10 @@ Usage: python bench/concurrency.py [N] [CONCURRENCY] [LATENCY]
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import sys
 import time
 
-from _common import DSPY_PY, HERE, ServerProcess
+from _common import ServerProcess, run_dspy
 
 import elixirml as em
 
@@ -59,17 +57,7 @@ def main() -> None:
         asyncio.run(bare_aiohttp(server.url, 50, concurrency))  # warm the server
         bare = min(asyncio.run(bare_aiohttp(server.url, n, concurrency)) for _ in range(3))
         ours = min(asyncio.run(elixirml_run(server.url, n, concurrency)) for _ in range(3))
-        dspy = None
-        if DSPY_PY.exists():
-            out = subprocess.run(
-                [str(DSPY_PY), str(HERE / "_dspy_concurrency.py"), server.url, str(n), str(concurrency)],
-                capture_output=True,
-                text=True,
-            )
-            if out.returncode == 0:
-                dspy = json.loads(out.stdout.strip().splitlines()[-1])
-            else:
-                print(out.stderr[-3000:], file=sys.stderr)
+        dspy = run_dspy("_dspy_concurrency.py", server.url, str(n), str(concurrency))
     print(f"{n} requests, concurrency {concurrency}, server latency {latency * 1000:.0f} ms")
     print(f"bare aiohttp      {bare:7.2f} s")
     print(f"ElixirML          {ours:7.2f} s   ({ours / bare:.2f}x bare)")

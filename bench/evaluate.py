@@ -9,11 +9,9 @@ Usage: python bench/evaluate.py [N] [CONCURRENCY] [LATENCY]
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 
-from _common import DSPY_PY, HERE, ServerProcess
+from _common import ServerProcess, run_dspy
 
 import elixirml as em
 
@@ -33,17 +31,7 @@ def main() -> None:
         ours(server.url, 50, concurrency)  # warm up
         runs = [ours(server.url, n, concurrency) for _ in range(3)]
         best = min(runs, key=lambda r: r.wall_time)
-        dspy = None
-        if DSPY_PY.exists():
-            out = subprocess.run(
-                [str(DSPY_PY), str(HERE / "_dspy_concurrency.py"), server.url, str(n), str(concurrency)],
-                capture_output=True,
-                text=True,
-            )
-            if out.returncode == 0:
-                dspy = json.loads(out.stdout.strip().splitlines()[-1])
-            else:
-                print(out.stderr[-3000:], file=sys.stderr)
+        dspy = run_dspy("_dspy_concurrency.py", server.url, str(n), str(concurrency))
     floor = -(-n // concurrency) * latency
     print(f"{n} examples, concurrency {concurrency}, server latency {latency * 1000:.0f} ms (floor {floor:.2f} s)")
     print(f"ElixirML evaluate   {best.wall_time:7.2f} s   score {best.score:.1f}%  errors {best.errors}")

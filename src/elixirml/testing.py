@@ -95,6 +95,21 @@ class FakeLMServer:
             return fault
         return None
 
+    async def _begin(self, request: Any, kinds: tuple[str, ...]) -> tuple[dict[str, Any], Any]:
+        """Read and record the request, wait the latency, and inject a fault of ``kinds`` if drawn.
+
+        Returns the body and the fault response (None: answer normally). A timeout fault only delays.
+        """
+        body = await request.json()
+        self.requests.append(body)
+        fault = self._draw_fault()
+        if fault == "timeout":
+            await asyncio.sleep(self.timeout_delay)
+        await asyncio.sleep(self.latency)
+        if fault is not None and fault != "timeout" and fault in kinds:
+            return body, await self._fault_response(fault)
+        return body, None
+
     async def _fault_response(self, fault: str) -> Any:
         from aiohttp import web
 
@@ -121,15 +136,9 @@ class FakeLMServer:
     async def _chat_inner(self, request: Any) -> Any:
         from aiohttp import web
 
-        body = await request.json()
-        self.requests.append(body)
-        fault = self._draw_fault()
-        if fault == "timeout":
-            await asyncio.sleep(self.timeout_delay)
-        elif fault is not None:
-            await asyncio.sleep(self.latency)
-            return await self._fault_response(fault)
-        await asyncio.sleep(self.latency)
+        body, fault_response = await self._begin(request, FAULTS)
+        if fault_response is not None:
+            return fault_response
         n = int(body.get("n") or 1)
         answers = [self.answer(body) for _ in range(n)]
         texts = [a if isinstance(a, str) else str(a.get("content") or "") for a in answers]
@@ -182,16 +191,9 @@ class FakeLMServer:
         """Anthropic Messages API shape, for the Anthropic client's tests."""
         from aiohttp import web
 
-        body = await request.json()
-        self.requests.append(body)
-        fault = self._draw_fault()
-        if fault == "timeout":
-            await asyncio.sleep(self.timeout_delay)
-        elif fault is not None:
-            response = await self._fault_response(fault)
-            if response is not None and fault not in ("malformed", "empty"):
-                return response
-        await asyncio.sleep(self.latency)
+        body, fault_response = await self._begin(request, ("429", "500", "503", "timeout"))
+        if fault_response is not None:
+            return fault_response
         messages = ([{"role": "system", "content": body["system"]}] if body.get("system") else []) + body["messages"]
         text = self.answer({**body, "messages": messages})
         self.served += 1

@@ -141,14 +141,31 @@ class Adapter:
         return f"{type(self).__name__}()"
 
     # -- to implement
+    def system_message(self, signature: type[Signature]) -> str:
+        """The system prompt for ``signature``."""
+        raise NotImplementedError
+
+    def user_turn(self, signature: type[Signature], inputs: dict[str, Any], final: bool) -> str:
+        """A user turn holding input values (``final``: the turn the LM must answer)."""
+        return self._format_inputs(signature, inputs)
+
+    def format_outputs(self, signature: type[Signature], outputs: dict[str, Any]) -> str:
+        """Output values written the way the LM is asked to answer (demos' assistant turns)."""
+        raise NotImplementedError
+
     def format(
         self,
         signature: type[Signature],
         demos: Sequence[Example],
         inputs: dict[str, Any],
     ) -> list[Message]:
-        """Build the chat messages for one call."""
-        raise NotImplementedError
+        """Build the chat messages for one call: system prompt, demos as turns, then the inputs."""
+        messages: list[Message] = [{"role": "system", "content": self.system_message(signature)}]
+        for demo_in, demo_out in self._demo_pairs(signature, demos):
+            messages.append({"role": "user", "content": self.user_turn(signature, demo_in, False)})
+            messages.append({"role": "assistant", "content": self.format_outputs(signature, demo_out)})
+        messages.append({"role": "user", "content": self.user_turn(signature, inputs, True)})
+        return messages
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """Parse a completion into validated output values."""
@@ -157,6 +174,18 @@ class Adapter:
     def request_settings(self, signature: type[Signature], lm: LM) -> dict[str, Any]:
         """Extra request settings this adapter needs (for example ``response_format``)."""
         return {}
+
+    def _prepare(
+        self,
+        lm: LM,
+        signature: type[Signature],
+        demos: Sequence[Example],
+        inputs: dict[str, Any],
+        settings: dict[str, Any],
+        feedback: Sequence[tuple[str, str]],
+    ) -> tuple[list[Message], dict[str, Any]]:
+        messages = self.build_messages(signature, demos, inputs, feedback)
+        return messages, {**self.request_settings(signature, lm), **settings}
 
     def build_messages(
         self,
@@ -197,8 +226,7 @@ class Adapter:
 
         Returns (outputs, the full completion text, messages).
         """
-        messages = self.build_messages(signature, demos, inputs, feedback)
-        request = {**self.request_settings(signature, lm), **settings}
+        messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
         parser = self.stream_parser(signature)
         parts: list[str] = []
         async for piece in lm.astream(messages, **request):
@@ -238,8 +266,7 @@ class Adapter:
         ``feedback`` holds ``(previous answer, what was wrong)`` pairs from failed output
         assertions; each becomes an assistant turn and a user turn asking for a better answer.
         """
-        messages = self.build_messages(signature, demos, inputs, feedback)
-        request = {**self.request_settings(signature, lm), **settings}
+        messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
         parsed: list[list[dict[str, Any]]] = []
 
         def validate(response: LMResponse) -> None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from ..errors import AdapterParseError
-from ..lm._types import Message
-from ..schema import Example, Signature
+from ..schema import Signature
 from ..schema._types import field_marker
 from ._base import Adapter, coerce_text, describe_fields, format_value, strip_fences, type_hint
 
@@ -47,9 +45,9 @@ class ChatAdapter(Adapter):
             + f"\n\nIn adhering to this structure, your objective is: {signature.instructions}"
         )
 
-    def _user_turn(self, signature: type[Signature], inputs: dict[str, Any], with_reminder: bool) -> str:
+    def user_turn(self, signature: type[Signature], inputs: dict[str, Any], final: bool) -> str:
         text = self._format_inputs(signature, inputs)
-        if with_reminder:
+        if final:
             text += signature.memo((type(self), "reminder"), lambda: self._build_reminder(signature))
         return text
 
@@ -66,19 +64,6 @@ class ChatAdapter(Adapter):
         parts = [f"{field_marker(n)}\n{format_value(outputs[n])}" for n in signature.output_fields if n in outputs]
         parts.append(field_marker("completed"))
         return "\n\n".join(parts)
-
-    def format(
-        self,
-        signature: type[Signature],
-        demos: Sequence[Example],
-        inputs: dict[str, Any],
-    ) -> list[Message]:
-        messages: list[Message] = [{"role": "system", "content": self.system_message(signature)}]
-        for demo_in, demo_out in self._demo_pairs(signature, demos):
-            messages.append({"role": "user", "content": self._user_turn(signature, demo_in, False)})
-            messages.append({"role": "assistant", "content": self.format_outputs(signature, demo_out)})
-        messages.append({"role": "user", "content": self._user_turn(signature, inputs, True)})
-        return messages
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         text = strip_fences(completion.strip())

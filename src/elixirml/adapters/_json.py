@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from ..errors import AdapterParseError
 from ..lm import LM
-from ..lm._types import Message
-from ..schema import Example, Signature, literal_values
+from ..schema import Signature, literal_values
 from ._base import Adapter, _normalise_literal, describe_fields, parse_json_like, strip_fences, to_jsonable, type_hint
 
 _OBJECT_RE = re.compile(r"\{.*\}", re.DOTALL)
@@ -44,18 +42,9 @@ class JSONAdapter(Adapter):
             f"Your objective is: {signature.instructions}"
         )
 
-    def format(
-        self,
-        signature: type[Signature],
-        demos: Sequence[Example],
-        inputs: dict[str, Any],
-    ) -> list[Message]:
-        messages: list[Message] = [{"role": "system", "content": self.system_message(signature)}]
-        for demo_in, demo_out in self._demo_pairs(signature, demos):
-            messages.append({"role": "user", "content": self._format_inputs(signature, demo_in)})
-            messages.append({"role": "assistant", "content": json.dumps(to_jsonable(demo_out), ensure_ascii=False)})
-        messages.append({"role": "user", "content": self._format_inputs(signature, inputs)})
-        return messages
+    def format_outputs(self, signature: type[Signature], outputs: dict[str, Any]) -> str:
+        """Output values as the JSON object the LM is asked for."""
+        return json.dumps(to_jsonable(outputs), ensure_ascii=False)
 
     def request_settings(self, signature: type[Signature], lm: LM) -> dict[str, Any]:
         if lm.supports_json_schema:

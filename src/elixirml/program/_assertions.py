@@ -104,11 +104,23 @@ def suggest_output(condition: Any, message: str, *, retries: int = 2) -> None:
     _check(condition, message, retries, hard=False)
 
 
-def _attach(result: T, entries: list[_trace.TraceEntry], start: int) -> T:
-    attach = getattr(result, "attach_trace", None)
-    if attach is not None:
-        attach(entries[start:])
-    return result
+class _Outermost:
+    """The scope of an outermost run: assertion state and the trace attached to its result."""
+
+    def __init__(self) -> None:
+        self.token = _RUN.set(RunState())
+        self.entries, self.trace_token = _trace.ensure_open()
+        self.start = len(self.entries)
+
+    def attach(self, result: T) -> T:
+        attach = getattr(result, "attach_trace", None)
+        if attach is not None:
+            attach(self.entries[self.start :])
+        return result
+
+    def close(self) -> None:
+        _trace.close(self.trace_token)
+        _RUN.reset(self.token)
 
 
 def run_with_retries(call: Callable[[], T]) -> T:
@@ -118,33 +130,27 @@ def run_with_retries(call: Callable[[], T]) -> T:
     """
     if _RUN.get() is not None:
         return call()
-    token = _RUN.set(RunState())
-    entries, trace_token = _trace.ensure_open()
-    start = len(entries)
+    scope = _Outermost()
     try:
         while True:
             try:
-                return _attach(call(), entries, start)
+                return scope.attach(call())
             except RetrySignal:
                 continue
     finally:
-        _trace.close(trace_token)
-        _RUN.reset(token)
+        scope.close()
 
 
 async def arun_with_retries(call: Callable[[], Awaitable[T]]) -> T:
-    """Async :func:`run_with_retries`."""
+    """Async :func:`run_with_retries` (the same scope; only the call is awaited)."""
     if _RUN.get() is not None:
         return await call()
-    token = _RUN.set(RunState())
-    entries, trace_token = _trace.ensure_open()
-    start = len(entries)
+    scope = _Outermost()
     try:
         while True:
             try:
-                return _attach(await call(), entries, start)
+                return scope.attach(await call())
             except RetrySignal:
                 continue
     finally:
-        _trace.close(trace_token)
-        _RUN.reset(token)
+        scope.close()

@@ -45,6 +45,12 @@ def find_secrets(value: Any, path: str = "") -> list[str]:
     return found
 
 
+def _refuse_secrets(*values: Any) -> None:
+    found = [path for value in values for path in find_secrets(value)]
+    if found:
+        raise ConfigurationError(f"Refusing to store what looks like credentials at {found}")
+
+
 def validate_configuration(configuration: Mapping[str, Any], space: Mapping[str, Any]) -> None:
     """Check a configuration against a stored variable space (name -> encoding).
 
@@ -153,6 +159,12 @@ class ResourceStore:
         with self._sessions.begin() as session:
             yield session
 
+    @staticmethod
+    def _insert(session: Any, record: Any) -> int:
+        session.add(record)
+        session.flush()
+        return int(record.id)
+
     # ------------------------------------------------------------------ hooks
     def on(self, event: str, callback: Callable[..., Any]) -> None:
         """Register ``callback(kind, record)`` for ``before_save``/``after_save``/``before_load``/``after_load``.
@@ -188,9 +200,7 @@ class ResourceStore:
         from ._models import ProgramRecord, ProgramVersion, VariableSpaceRecord
 
         configuration = dict(configuration or {})
-        secrets = find_secrets(state) + find_secrets(configuration)
-        if secrets:
-            raise ConfigurationError(f"Refusing to store what looks like credentials at {secrets}")
+        _refuse_secrets(state, configuration)
         record = {"kind": "version", "name": name, "state": state, "configuration": configuration, "tags": tags or []}
         self._fire("before_save", "version", record)
         with self.session() as session:
@@ -489,9 +499,7 @@ class ResourceStore:
                 results=results,
                 version_id=version_id,
             )
-            session.add(record)
-            session.flush()
-            return int(record.id)
+            return self._insert(session, record)
 
     def evaluations(self, *, program: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
         """Evaluations, newest first (filter by program name or dataset fingerprint)."""
@@ -532,9 +540,7 @@ class ResourceStore:
         """Record a traced run; returns its id."""
         from ._models import ExecutionRecord
 
-        secrets = find_secrets(inputs) + find_secrets(outputs)
-        if secrets:
-            raise ConfigurationError(f"Refusing to store what looks like credentials at {secrets}")
+        _refuse_secrets(inputs, outputs)
         with self.session() as session:
             record = ExecutionRecord(
                 program_name=program_name,
@@ -545,9 +551,7 @@ class ResourceStore:
                 latency=latency,
                 tokens=tokens,
             )
-            session.add(record)
-            session.flush()
-            return int(record.id)
+            return self._insert(session, record)
 
     def last_execution(self) -> dict[str, Any] | None:
         """The newest traced run, or None."""
