@@ -14,6 +14,7 @@ os.environ["XDG_CACHE_HOME"] = os.path.join(_SANDBOX, "cache")
 os.environ["XDG_DATA_HOME"] = os.path.join(_SANDBOX, "data")
 os.environ["ELIXIRML_CACHE_DIR"] = os.path.join(_SANDBOX, "elixirml-cache")
 os.environ["ELIXIRML_STORE"] = "sqlite:///" + os.path.join(_SANDBOX, "store.db")
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # LiteLLM must not try the network at import
 
 import elixirml.settings as _settings  # noqa: E402
 

@@ -99,7 +99,8 @@ def test_500_requests_with_30_percent_faults_none_lost_or_duplicated():
         assert sum(srv.fault_counts.values()) > 100  # faults really happened
         assert set(srv.fault_counts) == {"429", "500", "503", "timeout", "malformed", "empty"}
         assert srv.served >= 500
-        assert srv.max_in_flight <= 64
+        # (client-side concurrency is checked without timeouts in test_max_concurrency_is_respected:
+        # here the server keeps working on requests the client abandoned at its timeout)
 
 
 def test_rate_limit_error_carries_retry_after():
