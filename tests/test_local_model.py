@@ -99,3 +99,16 @@ def test_chain_of_thought_and_one_tool_react_terminate_and_parse(local_lm):
     assert isinstance(result.answer, str)
     assert len(result.trajectory) <= 3
     assert all(step["tool"] == "add" for step in result.trajectory)
+
+
+def test_streamify_streams_field_chunks_from_the_embedded_model(local_lm):
+    stream = em.streamify(em.Predict("question -> answer", lm=local_lm))
+
+    async def main():
+        return [event async for event in stream(question="Describe Paris in one sentence.")]
+
+    events = asyncio.run(main())
+    chunks = [e for e in events if isinstance(e, em.FieldChunk)]
+    final = events[-1]
+    assert isinstance(final, em.Prediction) and len(chunks) >= 2
+    assert "".join(c.text for c in chunks if c.field == "answer").strip().strip('"') == final.answer
