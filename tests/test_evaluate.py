@@ -203,3 +203,22 @@ def test_sigkill_then_resume_only_runs_missing_examples(tmp_path):
         assert len(server.requests) - before == 40 - done
         assert len(result.results) == 40 and result.score == 100.0
         assert sum(r.resumed for r in result.results) == done
+
+
+def test_checkpoint_in_the_store(tmp_path):
+    store = em.Store(f"sqlite:///{tmp_path / 'ckpt.db'}")
+    lm = em.DummyLM({"item": {"answer": "0"}}, default={"answer": "0"})
+    program = em.Predict("question -> answer", lm=lm)
+    data = devset(8)
+    first = em.evaluate(program, data[:5], em.metrics.exact_match, checkpoint=(store, "ckpt"), display_progress=False)
+    assert len(lm.requests) == 5 and first.score == 20.0
+    again = em.evaluate(program, data, em.metrics.exact_match, checkpoint=(store, "ckpt"), display_progress=False)
+    assert len(lm.requests) == 8  # only the 3 missing examples ran
+    assert sum(r.resumed for r in again.results) == 5 and len(again.results) == 8
+    auto = em.evaluate(program, data, em.metrics.exact_match, checkpoint=store, display_progress=False)
+    assert len(auto.results) == 8 and len(lm.requests) == 16  # a new name per program, metric and data
+    em.evaluate(program, data, em.metrics.exact_match, checkpoint=store, display_progress=False)
+    assert len(lm.requests) == 16
+    with pytest.raises(em.errors.ConfigurationError, match="checkpoint"):
+        em.evaluate(program, data, em.metrics.exact_match, checkpoint=42, display_progress=False)
+    store.close()

@@ -219,6 +219,22 @@ def example_key(example: Example) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=repr).encode("utf-8")).hexdigest()[:32]
 
 
+def _record_json(key: str, result: ExampleResult) -> dict[str, Any]:
+    prediction = dict(result.prediction.items()) if isinstance(result.prediction, (Example, Mapping)) else None
+    record = {
+        "key": key,
+        "score": result.score,
+        "scores": result.scores,
+        "prediction": prediction,
+        "error": f"{type(result.error).__name__}: {result.error}" if result.error else None,
+        "latency": result.latency,
+        "usage": result.usage,
+        "cost": result.cost,
+    }
+    loaded: dict[str, Any] = json.loads(json.dumps(record, default=str))
+    return loaded
+
+
 class _Checkpoint:
     """Finished examples appended to a JSON Lines file as they complete."""
 
@@ -238,22 +254,41 @@ class _Checkpoint:
         self._handle = self.path.open("a", encoding="utf-8")
 
     def write(self, key: str, result: ExampleResult) -> None:
-        prediction = dict(result.prediction.items()) if isinstance(result.prediction, (Example, Mapping)) else None
-        record = {
-            "key": key,
-            "score": result.score,
-            "scores": result.scores,
-            "prediction": prediction,
-            "error": f"{type(result.error).__name__}: {result.error}" if result.error else None,
-            "latency": result.latency,
-            "usage": result.usage,
-            "cost": result.cost,
-        }
-        self._handle.write(json.dumps(record, default=str) + "\n")
+        self._handle.write(json.dumps(_record_json(key, result)) + "\n")
         self._handle.flush()
 
     def close(self) -> None:
         self._handle.close()
+
+
+class _StoreCheckpoint:
+    """Finished examples kept in the store, one row each, committed as they complete."""
+
+    def __init__(self, store: Any, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.done = {k: r for k, r in store.checkpoint_records(name).items() if r.get("error") is None}
+
+    def write(self, key: str, result: ExampleResult) -> None:
+        self.store.add_checkpoint_record(self.name, key, _record_json(key, result))
+
+    def close(self) -> None:
+        """Nothing to release: every row is already committed."""
+
+
+def _open_checkpoint(checkpoint: Any, program: Any, examples: list[Example], metric_name: str) -> Any:
+    if checkpoint is None:
+        return None
+    if isinstance(checkpoint, (str, os.PathLike)):
+        return _Checkpoint(checkpoint)
+    store, name = checkpoint if isinstance(checkpoint, tuple) else (checkpoint, None)
+    if not hasattr(store, "checkpoint_records"):
+        raise ConfigurationError("checkpoint= takes a file path, a Store, or a (Store, name) pair")
+    if name is None:
+        from ..data import Dataset
+
+        name = f"{type(program).__name__}:{metric_name}:{Dataset(examples).fingerprint()[:16]}"
+    return _StoreCheckpoint(store, name)
 
 
 class _Progress:
@@ -321,7 +356,7 @@ async def aevaluate(
     metrics: Mapping[str, Any] | None = None,
     concurrency: int = 16,
     max_errors: int | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint: Any = None,
     display_progress: bool | None = None,
     on_result: Callable[[ExampleResult], None] | None = None,
     record: bool = True,
@@ -330,7 +365,7 @@ async def aevaluate(
     examples = [e if isinstance(e, Example) else Example(e) for e in devset]
     resolved = _resolve_metrics(metric, metrics)
     primary = resolved[0][0]
-    store = _Checkpoint(checkpoint) if checkpoint is not None else None
+    store = _open_checkpoint(checkpoint, program, examples, primary)
     results: dict[int, ExampleResult] = {}
     keys = [example_key(e) for e in examples] if store is not None else []
     start = time.perf_counter()
@@ -479,9 +514,9 @@ def evaluate(
             name measured values (to minimize).
         concurrency: examples in flight at once.
         max_errors: stop after more than this many failures (everything finished is returned).
-        checkpoint: a JSON Lines file; finished examples are appended as they complete, and a
-            re-run with the same file evaluates only the examples missing from it (failed ones
-            are tried again).
+        checkpoint: a JSON Lines file path, an ``em.Store`` or a ``(store, name)`` pair; finished
+            examples are written as they complete, and a re-run with the same checkpoint
+            evaluates only the examples missing from it (failed ones are tried again).
         display_progress: a progress bar with the running score (default: when stderr is a terminal).
         on_result: called with each :class:`ExampleResult` as it finishes.
         record: write the evaluation to the configured store (when one is configured).

@@ -157,3 +157,16 @@ class ExecutionRecord(Base):
     latency: Mapped[float] = mapped_column(Float, default=0.0)
     tokens: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EvalCheckpointRecord(Base):
+    """One finished example of an evaluation checkpoint kept in the store."""
+
+    __tablename__ = "em_eval_checkpoints"
+    __table_args__ = (UniqueConstraint("checkpoint", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint: Mapped[str] = mapped_column(String(200), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
