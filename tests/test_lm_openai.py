@@ -133,11 +133,10 @@ def test_circuit_breaker_opens_fails_fast_and_recovers():
                 lm.request(messages)
         assert breaker.state == "open"
         sent = len(srv.requests)
-        start = time.perf_counter()
-        with pytest.raises(CircuitOpenError):
+        with pytest.raises(CircuitOpenError) as info:
             lm.request(messages)
-        assert time.perf_counter() - start < 0.1
-        assert len(srv.requests) == sent  # nothing was sent while open
+        assert len(srv.requests) == sent  # failed fast: nothing was sent while open
+        assert 0 < info.value.reopens_in <= 0.3
         time.sleep(0.35)
         assert breaker.state == "half_open"
         srv.failure_rate = 0.0

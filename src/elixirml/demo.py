@@ -71,6 +71,7 @@ def plot_trials(trials: list[Any], path: Path) -> Path | None:
     for full, color, label in ((False, "#4C72B0", "minibatch"), (True, "#C44E52", "full validation set")):
         points = [t for t in trials if t.full == full]
         ax.scatter([t.number for t in points], [t.score for t in points], color=color, label=label, zorder=2)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("trial")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)

@@ -35,13 +35,19 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
 
 
 def _finalise(loop: asyncio.AbstractEventLoop) -> None:
-    """Close async generators (and the sessions they guard) and let pending tasks finish."""
+    """Close async generators (and the sessions they guard), then cancel what is left.
+
+    Pending work gets a short chance to finish first; the rest is cancelled as ``asyncio.run`` does.
+    """
     loop.run_until_complete(loop.shutdown_asyncgens())
-    for _ in range(3):  # closing can schedule more closing work
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        if not pending:
-            break
-        loop.run_until_complete(asyncio.wait(pending, timeout=2.0))
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if pending:
+        loop.run_until_complete(asyncio.wait(pending, timeout=0.5))
+    leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in leftover:
+        task.cancel()
+    if leftover:
+        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
 
 
 @atexit.register
