@@ -530,7 +530,7 @@ class VariableSearch(Optimizer):
                     instructions[implicit_key(predictor, "instructions")] = Variable.text(original, candidates=others)
         if not names and not instructions:
             raise ConfigurationError("VariableSearch found no variables to search in this program")
-        state.extra.update(study=study, space=space, names=names, instructions=instructions, values={})
+        state.extra.update(study=study, space=space, names=names, instructions=instructions)
 
     def optimize_step(self, state: OptimizationState) -> bool:
         if len(state.trials) >= self.n_trials:
@@ -551,7 +551,6 @@ class VariableSearch(Optimizer):
         names = list(self.objectives)
         values = [result.metric(n) for n in names]
         record.scores = dict(zip(names, values))
-        state.extra["values"][record.number] = trial.number
         study.tell(trial, values)
         return len(state.trials) < self.n_trials
 
