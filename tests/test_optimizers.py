@@ -248,3 +248,14 @@ def test_degenerate_instruction_proposals_are_dropped():
     assert not usable_instruction("a psychological thriller with " * 40)
     assert not usable_instruction("x" * 500)
     assert not usable_instruction("   ")
+
+
+def test_mipro_never_returns_worse_than_the_starting_program():
+    em.configure(lm=task_lm())
+    start = Task().with_variables(temperature=0.1, strategy="cot")  # already 2 of 3 conditions
+    optimizer = MIPRO(metric, auto="light", num_trials=3, storage="sqlite:///:memory:", seed=5)
+    compiled = optimizer.compile(start, trainset=trainset(), valset=trainset(12, offset=30))
+    baseline = optimizer.last_result.trials[0]
+    assert baseline.full and baseline.configuration == {} and baseline.score == pytest.approx(200 / 3)
+    assert optimizer.last_result.best_score >= baseline.score
+    assert em.evaluate(compiled, trainset(12, offset=30), metric, display_progress=False).score >= baseline.score
