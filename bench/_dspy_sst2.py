@@ -74,8 +74,13 @@ try:
         return len(lm.history)
 
     results = {}
+
+    def report(name, entry):
+        results[name] = entry
+        print(json.dumps({"stage": name, **entry}), flush=True)  # a cut-off run keeps what it measured
+
     base = dspy.Predict(Sentiment)
-    results["zero-shot"] = {"test_accuracy": held_out(base)}
+    report("zero-shot", {"test_accuracy": held_out(base)})
     start, before = time.perf_counter(), calls()
     bootstrap = dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=4, max_labeled_demos=4, max_errors=1000)
     compiled = bootstrap.compile(base, trainset=train)
