@@ -84,26 +84,35 @@ try:
     start, before = time.perf_counter(), calls()
     bootstrap = dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=4, max_labeled_demos=4, max_errors=1000)
     compiled = bootstrap.compile(base, trainset=train)
-    results["BootstrapFewShot"] = {
-        "optimize_seconds": round(time.perf_counter() - start, 1),
-        "optimize_lm_calls": calls() - before,
-        "test_accuracy": held_out(compiled),
-    }
+    report(
+        "BootstrapFewShot",
+        {
+            "optimize_seconds": round(time.perf_counter() - start, 1),
+            "optimize_lm_calls": calls() - before,
+            "test_accuracy": held_out(compiled),
+        },
+    )
     start, before = time.perf_counter(), calls()
     try:
         mipro = dspy.MIPROv2(metric=metric, auto="light", num_threads=1, max_errors=1000)
         optimized = mipro.compile(base, trainset=train, valset=val)
-        results["MIPROv2 light"] = {
-            "optimize_seconds": round(time.perf_counter() - start, 1),
-            "optimize_lm_calls": calls() - before,
-            "test_accuracy": held_out(optimized),
-        }
+        report(
+            "MIPROv2 light",
+            {
+                "optimize_seconds": round(time.perf_counter() - start, 1),
+                "optimize_lm_calls": calls() - before,
+                "test_accuracy": held_out(optimized),
+            },
+        )
     except Exception as exc:
-        results["MIPROv2 light"] = {
-            "error": f"{type(exc).__name__}: {str(exc)[:300]}",
-            "optimize_seconds": round(time.perf_counter() - start, 1),
-            "optimize_lm_calls": calls() - before,
-        }
+        report(
+            "MIPROv2 light",
+            {
+                "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                "optimize_seconds": round(time.perf_counter() - start, 1),
+                "optimize_lm_calls": calls() - before,
+            },
+        )
     print(json.dumps({"version": dspy.__version__, "results": results}))
 finally:
     server.terminate()
