@@ -259,3 +259,20 @@ def test_mipro_never_returns_worse_than_the_starting_program():
     assert baseline.full and baseline.configuration == {} and baseline.score == pytest.approx(200 / 3)
     assert optimizer.last_result.best_score >= baseline.score
     assert em.evaluate(compiled, trainset(12, offset=30), metric, display_progress=False).score >= baseline.score
+
+
+def test_mipro_demo_sets_keep_input_marks_across_a_resume(tmp_path):
+    from elixirml.program._serialize import demo_from_json
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    em.configure(lm=task_lm(cache=tmp_path / "cache.sqlite"))
+    MIPRO(metric, auto="light", num_trials=2, storage=storage).compile(
+        Task().with_variables(temperature=0.1), trainset=trainset(), resume="marks"
+    )
+    study = optuna.load_study(study_name="elixirml-mipro-marks", storage=storage)
+    stored = [d for sets in study.user_attrs["demo_sets"].values() for s in sets for d in s]
+    assert stored  # some demo sets are not empty
+    assert all(demo_from_json(d).input_keys == frozenset({"question"}) for d in stored)
+    resumed = MIPRO(metric, auto="light", num_trials=3, storage=storage)
+    resumed.compile(Task().with_variables(temperature=0.1), trainset=trainset(), resume="marks")
+    assert len(resumed.last_result.trials) >= 3

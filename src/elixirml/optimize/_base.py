@@ -8,7 +8,6 @@ shows progress with the best score so far, and stops cleanly at a limit, keeping
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import sys
@@ -17,13 +16,13 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..adapters._base import to_jsonable
 from ..errors import BudgetExceededError, ConfigurationError
 from ..evaluate import EvaluationResult, evaluate
 from ..evaluate._metrics import as_metric
 from ..lm import Usage, track_usage
 from ..lm._usage import CallBudget, price_for, spending_limit
 from ..program import Module
+from ..program._serialize import configuration_to_json
 from ..schema import Example
 
 
@@ -148,17 +147,6 @@ class OptimizationState:
     run_id: str = ""
 
 
-def summarize_configuration(config: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-ready configuration; demo lists are kept as data dicts."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, list) and all(isinstance(v, Example) for v in value):
-            out[key] = [v.to_dict() for v in value]
-        else:
-            out[key] = to_jsonable(value)
-    return out
-
-
 class Optimizer:
     """Base class of optimizers.
 
@@ -253,7 +241,7 @@ class Optimizer:
         budget_hit = any(isinstance(r.error, BudgetExceededError) for r in result.results)
         trial = Trial(
             number=len(state.trials),
-            configuration=summarize_configuration(configuration),
+            configuration=configuration_to_json(configuration),
             score=result.score,
             scores={name: result.metric(name) for name in result.metric_names},
             lm_calls=usage.calls,
@@ -368,7 +356,7 @@ class Optimizer:
         self.last_result = OptimizationResult(
             optimizer=self.name,
             best_score=state.best_score if state.best_score > -math.inf else 0.0,
-            best_configuration=summarize_configuration(state.best_configuration),
+            best_configuration=configuration_to_json(state.best_configuration),
             trials=state.trials,
             lm_calls=usage.calls,
             tokens=usage.total_tokens,
@@ -430,13 +418,3 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
-
-
-def demos_from_json(items: Any) -> list[Example]:
-    """Rebuild demo Examples from JSON (as stored in trials and studies)."""
-    return [Example(item) for item in items or []]
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON with ElixirML values made JSON-ready."""
-    return json.dumps(to_jsonable(value), default=str, sort_keys=True)

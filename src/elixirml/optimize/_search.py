@@ -14,9 +14,10 @@ from ..evaluate._evaluate import MEASURED
 from ..evaluate._metrics import as_metric
 from ..lm import track_usage
 from ..program import Module, Variable, VariableSpace
+from ..program._serialize import configuration_to_json, demo_from_json, demo_to_json
 from ..schema import Example
 from ..store._url import store_url
-from ._base import OptimizationState, Optimizer, Trial, demos_from_json, summarize_configuration
+from ._base import OptimizationState, Optimizer, Trial
 from ._fewshot import bootstrap_demos, labeled_demos
 from ._propose import propose_instructions
 
@@ -293,7 +294,7 @@ class MIPRO(Optimizer):
         attrs = study.user_attrs
         if "instructions" in attrs:  # resuming: reuse the candidates of the interrupted run
             instructions = attrs["instructions"]
-            demo_sets = {n: [demos_from_json(s) for s in sets] for n, sets in attrs["demo_sets"].items()}
+            demo_sets = {n: [[demo_from_json(d) for d in s] for s in sets] for n, sets in attrs["demo_sets"].items()}
             for trial in study.trials:
                 if trial.state == optuna.trial.TrialState.RUNNING:
                     study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
@@ -306,7 +307,7 @@ class MIPRO(Optimizer):
             )
             study.set_user_attr("instructions", instructions)
             study.set_user_attr(
-                "demo_sets", {n: [[d.to_dict() for d in s] for s in sets] for n, sets in demo_sets.items()}
+                "demo_sets", {n: [[demo_to_json(d) for d in s] for s in sets] for n, sets in demo_sets.items()}
             )
         state.extra.update(
             study=study,
@@ -395,7 +396,7 @@ class MIPRO(Optimizer):
             except BaseException:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
-        trial.set_user_attr("config", summarize_configuration(config))
+        trial.set_user_attr("config", configuration_to_json(config))
         trial.set_user_attr("full", full)
         trial.set_user_attr("lm_calls", usage.calls)
         try:

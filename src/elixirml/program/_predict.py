@@ -17,9 +17,10 @@ from ..errors import ConfigurationError, LoadError, SignatureError
 from ..lm import LM, Usage, track_usage
 from ..lm._types import estimate_tokens, messages_text
 from ..runtime import run_sync
-from ..schema import Example, OutputField, Prediction, Signature, ensure_signature, literal_values
+from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values
 from . import _assertions, _events, _trace
 from ._module import Module
+from ._serialize import demo_from_json, demo_to_json
 from ._variable import Variable
 
 DECODING_MODES = ("generate", "score", "calibrated")
@@ -36,23 +37,6 @@ def call_overrides(**settings: Any) -> Iterator[None]:
         yield
     finally:
         _OVERRIDES.reset(token)
-
-
-def _demo_to_json(demo: Any) -> dict[str, Any]:
-    if isinstance(demo, Example):
-        data = {"data": to_jsonable(demo.to_dict())}
-        if demo.input_keys is not None:
-            data["inputs"] = sorted(demo.input_keys)
-        return data
-    return {"data": to_jsonable(dict(demo))}
-
-
-def _demo_from_json(item: Any) -> Example:
-    if not isinstance(item, dict) or not isinstance(item.get("data"), dict):
-        raise LoadError(f"Malformed demo in saved state: {item!r}")
-    example = Example(item["data"])
-    inputs = item.get("inputs")
-    return example.with_inputs(*inputs) if inputs else example
 
 
 class Predict(Module):
@@ -281,7 +265,7 @@ class Predict(Module):
         return {
             "type": type(self).__name__,
             "signature": self.signature.dump_state(),
-            "demos": [_demo_to_json(d) for d in self.demos],
+            "demos": [demo_to_json(d) for d in self.demos],
             "config": to_jsonable(self.config),
             "decoding": self.decoding,
             "lm": self.lm.dump_state() if self.lm is not None else None,
@@ -305,7 +289,7 @@ class Predict(Module):
                 self.signature = Signature.from_state(saved_sig)
             except SignatureError as exc:
                 raise LoadError(f"Cannot rebuild the saved signature: {exc}") from None
-        self.demos = [_demo_from_json(d) for d in state.get("demos", [])]
+        self.demos = [demo_from_json(d) for d in state.get("demos", [])]
         self.config = dict(state.get("config") or {})
         decoding = state.get("decoding", "generate")
         if decoding not in DECODING_MODES:
@@ -324,7 +308,7 @@ class Predict(Module):
         predictor = typing.cast(Predict, cls.__new__(cls))
         Predict.__init__(predictor, signature)
         predictor.signature = signature  # already includes any prepended fields
-        predictor.demos = [_demo_from_json(d) for d in mine.get("demos", [])]
+        predictor.demos = [demo_from_json(d) for d in mine.get("demos", [])]
         predictor.config = dict(mine.get("config") or {})
         predictor.decoding = mine.get("decoding", "generate") if mine.get("decoding") in DECODING_MODES else "generate"
         return predictor

@@ -6,18 +6,7 @@ from typing import Any
 
 from ..store import ResourceStore
 from ._module import Module, build_program, class_path
-from ._predict import _demo_to_json
-
-
-def configuration_json(program: Module) -> dict[str, Any]:
-    """The program's current configuration, JSON-ready (demos as data)."""
-    out: dict[str, Any] = {}
-    for key, value in program.configuration().items():
-        if isinstance(value, list) and key.endswith("demos"):
-            out[key] = [_demo_to_json(d) for d in value]
-        else:
-            out[key] = value
-    return out
+from ._serialize import configuration_to_json
 
 
 def space_json(program: Module) -> dict[str, Any]:
@@ -57,7 +46,7 @@ class Store(ResourceStore):
         return self.add_version(
             name,
             program.dump_state(),
-            configuration=configuration_json(program),
+            configuration=configuration_to_json(program.configuration()),
             space=space_json(program),
             class_path=class_path(type(program)),
             signature_summary=summary,
