@@ -26,6 +26,12 @@ def _to_example(record: Mapping[str, Any], inputs: Sequence[str] | None, fields:
     return example.with_inputs(*inputs) if inputs else example
 
 
+def example_record(example: Example) -> bytes:
+    """An example's values and input marks as canonical JSON bytes (what fingerprints hash)."""
+    record = {"data": example.to_dict(), "inputs": sorted(example.input_keys or [])}
+    return json.dumps(record, sort_keys=True, default=repr).encode("utf-8")
+
+
 class Dataset:
     """An ordered, immutable collection of examples.
 
@@ -74,8 +80,7 @@ class Dataset:
         """A SHA-256 of the examples' content and input marks: equal data, equal fingerprint."""
         digest = hashlib.sha256()
         for example in self._examples:
-            record = {"data": example.to_dict(), "inputs": sorted(example.input_keys or [])}
-            digest.update(json.dumps(record, sort_keys=True, default=repr).encode("utf-8"))
+            digest.update(example_record(example))
         return digest.hexdigest()
 
     def metadata(self) -> dict[str, Any]:

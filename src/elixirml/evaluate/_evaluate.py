@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data._dataset import example_record
 from ..errors import ConfigurationError
 from ..lm import Usage, track_usage
 from ..program import trace as open_trace
@@ -215,8 +216,7 @@ class EvaluationResult:
 
 def example_key(example: Example) -> str:
     """A stable identity of an example (for checkpoints)."""
-    record = {"data": example.to_dict(), "inputs": sorted(example.input_keys or [])}
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=repr).encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(example_record(example)).hexdigest()[:32]
 
 
 def _record_json(key: str, result: ExampleResult) -> dict[str, Any]:
