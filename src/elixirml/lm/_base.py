@@ -24,6 +24,11 @@ from ._usage import price_for, record_usage, reserve_call
 _UNSENT_KEYS = frozenset({"cache", "rollout_id"})
 
 
+def _sendable(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings a provider receives: everything but the cache-only keys."""
+    return {k: v for k, v in settings.items() if k not in _UNSENT_KEYS}
+
+
 def _resolve_class(model: str) -> type[LM]:
     if model == "local" or model.startswith("local/"):
         from ._local import LocalLM
@@ -180,6 +185,15 @@ class LM:
             self._caches[key] = cache
         return cache
 
+    def _cached(self, choice: Any, messages: list[Message], settings: dict[str, Any]) -> tuple[Any, str]:
+        """The cache in force for this request and the request's key in it (``(None, "")`` without one)."""
+        cache = self._resolve_cache(choice)
+        return (cache, cache.key(self.model, messages, settings)) if cache is not None else (None, "")
+
+    def stream_settings(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Effective settings for a streamed request (without the cache-only keys)."""
+        return _sendable(self.effective_settings(overrides))
+
     # ------------------------------------------------------------------ requests
     async def arequest(
         self,
@@ -198,17 +212,14 @@ class LM:
                 ``n``, ``response_format``, ``tools``, ``logprobs``, ``rollout_id``, ``cache``).
         """
         settings = self.effective_settings(overrides)
-        cache = self._resolve_cache(settings.pop("cache", None))
-        key = None
-        if cache is not None:
-            key = cache.key(self.model, messages, settings)
-            hit: LMResponse | None = cache.get(key)
-            if hit is not None:
-                if validate is not None:
-                    validate(hit)
-                self._record(messages, settings, hit)
-                return hit
-        send_settings = {k: v for k, v in settings.items() if k not in _UNSENT_KEYS}
+        cache, key = self._cached(settings.pop("cache", None), messages, settings)
+        hit: LMResponse | None = cache.get(key) if cache is not None else None
+        if hit is not None:
+            if validate is not None:
+                validate(hit)
+            self._record(messages, settings, hit)
+            return hit
+        send_settings = _sendable(settings)
         reserve_call()
         try:
             response = await self._send_with_policies(messages, send_settings)
@@ -221,7 +232,7 @@ class LM:
         self._record(messages, settings, response)
         if validate is not None:
             validate(response)
-        if cache is not None and key is not None:
+        if cache is not None:
             cache.put(key, response)
         return response
 
@@ -317,14 +328,12 @@ class LM:
             )
         if not continuations:
             return []
-        store = self._resolve_cache(cache)
         settings = {"score_prefix": prefix, "continuations": list(continuations)}
-        key = store.key(self.model, messages, settings) if store is not None else None
-        if store is not None and key is not None:
-            hit: LMResponse | None = store.get(key)
-            if hit is not None:
-                self._record(messages, settings, hit)
-                return [float(x) for x in json.loads(hit.text)]
+        store, key = self._cached(cache, messages, settings)
+        hit: LMResponse | None = store.get(key) if store is not None else None
+        if hit is not None:
+            self._record(messages, settings, hit)
+            return [float(x) for x in json.loads(hit.text)]
         reserve_call()
         start = time.perf_counter()
         scores = await self._score_send(messages, prefix, list(continuations))
@@ -336,7 +345,7 @@ class LM:
         )
         self._price(response)
         self._record(messages, settings, response)
-        if store is not None and key is not None:
+        if store is not None:
             store.put(key, response)
         return scores
 

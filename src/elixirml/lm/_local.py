@@ -227,9 +227,7 @@ class LocalLM(LM):
 
     async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
         """Yield text chunks as llama.cpp generates them."""
-        settings = self.effective_settings(overrides)
-        settings.pop("cache", None)
-        settings.pop("rollout_id", None)
+        settings = self.stream_settings(overrides)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         kwargs = self._kwargs(settings)

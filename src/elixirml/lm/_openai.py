@@ -223,9 +223,7 @@ class OpenAILM(LM):
         """Yield text chunks as the server streams them (server-sent events)."""
         import aiohttp
 
-        settings = self.effective_settings(overrides)
-        settings.pop("cache", None)
-        settings.pop("rollout_id", None)
+        settings = self.stream_settings(overrides)
         body = {**self._body(messages, settings), "stream": True}
         if self.breaker is not None:
             self.breaker.before_request()

@@ -134,7 +134,7 @@ class DummyLM(LM):
 
     async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
         """Stream the scripted answer in pieces of ``stream_chunk`` characters."""
-        settings = self.effective_settings(overrides)
+        settings = self.stream_settings(overrides)
         response = await self._send(messages, settings)
         text = response.text
         for i in range(0, len(text), self.stream_chunk):
