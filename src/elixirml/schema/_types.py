@@ -128,11 +128,6 @@ def type_to_str(tp: Any) -> str:
     return f"{name}[" + ", ".join(type_to_str(a) for a in args) + "]"
 
 
-def is_text_type(tp: Any) -> bool:
-    """True when a field of this type is plain text (no JSON needed to express it)."""
-    return tp is str
-
-
 def literal_values(tp: Any) -> tuple[Any, ...] | None:
     """The allowed values of a closed-set type (``Literal``, ``Enum``, ``bool``), else None."""
     import enum

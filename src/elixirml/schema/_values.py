@@ -192,10 +192,6 @@ class Prediction(Example):
         """Record the trace of the run that produced this prediction."""
         object.__setattr__(self, "_trace", list(entries))
 
-    def set_usage(self, usage: dict[str, Any]) -> None:
-        """Replace the recorded usage."""
-        object.__setattr__(self, "_usage", dict(usage))
-
     def __float__(self) -> float:
         if "score" in self._store:
             return float(self._store["score"])
