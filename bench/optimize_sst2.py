@@ -1,7 +1,7 @@
 """Optimizing an SST-2 sentiment program on the embedded SmolLM2-135M model.
 
 Fixed split of ``shared/data/sst2/dev.tsv`` (bundled as ``em.data.sst2()``): the 872 rows
-shuffled with ``random.Random(0).shuffle``; train = rows 0-99, validation = rows 100-199,
+shuffled with ``random.Random(0).shuffle``; train = rows 0-99, validation = rows 100-299,
 test = rows 400-499. Runs zero-shot, BootstrapFewShot and MIPRO light, and reports held-out
 accuracy, LM calls and wall time. DSPy's numbers come from ``bench/_dspy_sst2.py`` (run
 against llama.cpp's OpenAI-compatible server with the same GGUF file).
@@ -34,7 +34,7 @@ class Sentiment(em.Signature):
 def split() -> tuple[list[em.Example], list[em.Example], list[em.Example]]:
     rows = em.data.sst2().to_list()
     random.Random(0).shuffle(rows)
-    return rows[0:100], rows[100:200], rows[400:500]
+    return rows[0:100], rows[100:300], rows[400:500]
 
 
 def main() -> None:
@@ -65,7 +65,8 @@ def main() -> None:
             flush=True,
         )
 
-    base = em.Predict(Sentiment)
+    # The prompt format is a variable too: the marker-heavy chat prompt or plain ``field: value`` lines.
+    base = em.Predict(Sentiment, adapter=em.Variable.choice(["chat", "plain"]))
     held_out("zero-shot", base, 0.0, 0, {})
 
     bootstrap = em.optimizers.BootstrapFewShot(metric, max_bootstrapped_demos=4, max_labeled_demos=4)

@@ -45,6 +45,7 @@ EXPECTED = {
     "LMResponse",
     "Module",
     "OutputField",
+    "PlainAdapter",
     "Predict",
     "Prediction",
     "Schema",

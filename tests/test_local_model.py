@@ -2,6 +2,7 @@
 
 import asyncio
 import csv
+import json
 import random
 from pathlib import Path
 from typing import Literal
@@ -112,3 +113,17 @@ def test_streamify_streams_field_chunks_from_the_embedded_model(local_lm):
     final = events[-1]
     assert isinstance(final, em.Prediction) and len(chunks) >= 2
     assert "".join(c.text for c in chunks if c.field == "paragraph").strip() == final.paragraph
+
+
+def test_plain_scoring_beats_chance_on_sst2_and_scores_every_label(local_lm):
+    """Log-probability decoding with the plain prompt: every answer is a valid label, most are right."""
+    rows = em.data.sst2().to_list()
+    random.Random(0).shuffle(rows)
+    predict = em.Predict(Sentiment, lm=local_lm, adapter="plain", decoding="score")
+    with em.track_usage() as usage:
+        result = em.evaluate(
+            predict, rows[100:130], em.metrics.ExactMatch(field="label", pred_field="sentiment"), display_progress=False
+        )
+    assert result.errors == 0 and usage.calls == 30
+    assert result.score >= 65.0  # 78% on rows 100-199; chance is 50%
+    assert len(json.loads(local_lm.history[-1]["outputs"][0])) == 2  # both labels were scored

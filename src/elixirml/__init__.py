@@ -14,7 +14,7 @@ Public names are listed in ``__all__``; everything else is private.
 from __future__ import annotations
 
 from . import data, errors, metrics, optimizers
-from .adapters import Adapter, ChatAdapter, JSONAdapter
+from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter
 from .data import Dataset
 from .evaluate import Evaluate, EvaluationResult, compare, evaluate
 from .lm import LM, DummyLM, FunctionLM, LMResponse, Usage, track_usage
@@ -102,6 +102,7 @@ __all__ = [
     "LMResponse",
     "Module",
     "OutputField",
+    "PlainAdapter",
     "Predict",
     "Prediction",
     "Schema",

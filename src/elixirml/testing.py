@@ -37,7 +37,8 @@ class FakeLMServer:
     Args:
         answer: ``answer(request_body)`` gives the completion text, or a dict
             ``{"content": ..., "tool_calls": [{"name": ..., "arguments": {...}}]}`` for a
-            native tool call.
+            native tool call; a ``"logprobs"`` entry (a list of ``{"token", "logprob",
+            "top_logprobs"}``) is returned as the choice's ``logprobs.content``.
         latency: seconds to wait before answering each request.
         failure_rate: probability that a request gets a fault instead of an answer.
         faults: which faults to draw from (see :data:`FAULTS`).
@@ -158,9 +159,14 @@ class FakeLMServer:
                     }
                     for j, c in enumerate(answer["tool_calls"])
                 ]
-            choices.append(
-                {"index": i, "message": message, "finish_reason": "tool_calls" if "tool_calls" in message else "stop"}
-            )
+            choice = {
+                "index": i,
+                "message": message,
+                "finish_reason": "tool_calls" if "tool_calls" in message else "stop",
+            }
+            if not isinstance(answer, str) and answer.get("logprobs") is not None:
+                choice["logprobs"] = {"content": answer["logprobs"]}
+            choices.append(choice)
         return web.json_response(
             {
                 "id": f"chatcmpl-{len(self.requests)}",

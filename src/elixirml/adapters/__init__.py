@@ -4,24 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigurationError
 from ._base import Adapter
 from ._chat import ChatAdapter
 from ._json import JSONAdapter
+from ._plain import PlainAdapter
 
-__all__ = ["Adapter", "ChatAdapter", "JSONAdapter", "adapter_for"]
+__all__ = ["ADAPTER_NAMES", "Adapter", "ChatAdapter", "JSONAdapter", "PlainAdapter", "adapter_for"]
 
 
 def adapter_for(lm: Any, configured: Any = None) -> Adapter:
-    """The adapter to use: the configured one, else the LM's preferred kind."""
+    """The adapter to use: the configured one (an instance, a class or a name), else the LM's preferred kind."""
     if configured is not None:
         if isinstance(configured, Adapter):
             return configured
         if isinstance(configured, type) and issubclass(configured, Adapter):
             return configured()
-        raise TypeError(f"adapter must be an Adapter instance, got {configured!r}")
+        if isinstance(configured, str):
+            if configured not in _BY_NAME:
+                raise ConfigurationError(f"Unknown adapter name {configured!r}; use one of {list(ADAPTER_NAMES)}")
+            return _BY_NAME[configured]
+        raise TypeError(
+            f"adapter must be an Adapter, an Adapter class or one of {list(ADAPTER_NAMES)}, got {configured!r}"
+        )
     return _DEFAULT_JSON if getattr(lm, "default_adapter", "chat") == "json" else _DEFAULT_CHAT
 
 
 # Adapters without a fallback hold no state, so the defaults can be shared.
 _DEFAULT_CHAT = ChatAdapter()
 _DEFAULT_JSON = JSONAdapter()
+_BY_NAME: dict[str, Adapter] = {"chat": _DEFAULT_CHAT, "json": _DEFAULT_JSON, "plain": PlainAdapter()}
+#: Names accepted wherever an adapter is expected (``Predict(adapter="plain")``, ``em.configure``).
+ADAPTER_NAMES = tuple(_BY_NAME)

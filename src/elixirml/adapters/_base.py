@@ -201,6 +201,16 @@ class Adapter:
             messages.append({"role": "user", "content": self.feedback_message(signature, message)})
         return messages
 
+    def scoring_messages(
+        self,
+        signature: type[Signature],
+        demos: Sequence[Example],
+        inputs: dict[str, Any],
+        feedback: Sequence[tuple[str, str]] = (),
+    ) -> list[Message]:
+        """The messages of a call whose answer is scored, not generated (default: as for generation)."""
+        return self.build_messages(signature, demos, inputs, feedback)
+
     def scoring_parts(self, signature: type[Signature], field: str, values: Sequence[Any]) -> tuple[str, list[str]]:
         """The assistant prefix and one continuation per allowed value, for log-probability scoring."""
         return f"{field_marker(field)}\n", [format_value(to_jsonable(v)) for v in values]

@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..runtime import close_with_loop
 from ._base import LM
+from ._logprobs import score_continuations
 from ._types import Completion, LMResponse, Message, Usage, estimate_tokens, messages_text
 
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524})
@@ -100,6 +101,11 @@ class OpenAILM(LM):
         headers: extra HTTP headers.
         supports_json_schema: whether the server honours ``response_format`` JSON schemas
             (default True for OpenAI's API, False elsewhere: set it for vLLM or llama.cpp).
+        supports_scoring: let ``Predict(decoding="score" | "calibrated")`` score the allowed
+            values of a closed-set output by log-probability (default False: not every server
+            returns ``logprobs``). Each scoring call asks for one short greedy answer with
+            ``top_logprobs`` and reads the values' scores off it (see ``elixirml.lm._logprobs``).
+        score_top_logprobs: alternatives requested per token when scoring (OpenAI allows 20).
         **kwargs: as for :class:`~elixirml.lm.LM`.
     """
 
@@ -115,6 +121,8 @@ class OpenAILM(LM):
         api_key: str | None = None,
         headers: dict[str, str] | None = None,
         supports_json_schema: bool | None = None,
+        supports_scoring: bool = False,
+        score_top_logprobs: int = 20,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("timeout", 120.0)
@@ -130,6 +138,10 @@ class OpenAILM(LM):
         super().__init__(model, **kwargs)
         self.model_name = model.split("/", 1)[1]
         self.supports_json_schema = self._is_openai if supports_json_schema is None else supports_json_schema
+        self.supports_scoring = supports_scoring
+        if score_top_logprobs < 1:
+            raise ConfigurationError(f"score_top_logprobs must be at least 1, got {score_top_logprobs}")
+        self.score_top_logprobs = score_top_logprobs
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
     @property
@@ -218,6 +230,19 @@ class OpenAILM(LM):
         except (ValueError, UnicodeDecodeError):
             raise ProviderResponseError(f"{self.endpoint_label}: response is not valid JSON") from None
         return parse_chat_response(data, self.model, messages)
+
+    async def _score_send(self, messages: list[Message], prefix: str, continuations: list[str]) -> list[float]:
+        """One greedy answer with token log-probabilities; the continuations' scores are read off it."""
+        budget = estimate_tokens(prefix) + max(estimate_tokens(c) for c in continuations) + 16
+        settings = {"temperature": 0.0, "max_tokens": min(budget, 256), "logprobs": self.score_top_logprobs}
+        response = await self._send_with_policies(messages, settings)
+        tokens = response.completions[0].logprobs if response.completions else None
+        if not tokens:
+            raise ProviderResponseError(
+                f"{self.endpoint_label}: the server returned no logprobs; scoring needs a server that returns "
+                "them (create the LM without supports_scoring=True, or use decoding='generate')"
+            )
+        return score_continuations(tokens, prefix, continuations)
 
     async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
         """Yield text chunks as the server streams them (server-sent events)."""

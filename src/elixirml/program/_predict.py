@@ -47,7 +47,9 @@ class Predict(Module):
         instructions: replaces the signature's instructions.
         demos: examples shown to the LM before the input (``Example`` or dicts).
         lm: the LM to use; default: the configured one (``em.configure(lm=...)``).
-        adapter: the adapter; default: the configured one, else the LM's preferred one.
+        adapter: the adapter: an instance, or a name (``"chat"``, ``"json"``, ``"plain"``), or a
+            ``Variable.choice`` of names so optimizers pick the prompt format; default: the
+            configured one, else the LM's preferred one.
         config: default request settings for this predictor (``temperature``, ``n``, ...).
         decoding: for a single closed-set output (``Literal``, enum, ``bool``): ``"generate"``
             the answer, ``"score"`` each allowed value by log-probability and take the best, or
@@ -68,7 +70,7 @@ class Predict(Module):
         instructions: str | None = None,
         demos: Sequence[Any] | None = None,
         lm: LM | None = None,
-        adapter: Adapter | None = None,
+        adapter: Adapter | str | Variable | None = None,
         config: dict[str, Any] | None = None,
         decoding: str = "generate",
         **config_kwargs: Any,
@@ -88,7 +90,18 @@ class Predict(Module):
         self.signature: type[Signature] = sig
         self.demos: list[Any] = list(demos or [])
         self.lm = lm
-        self.adapter = adapter
+        self._adapter_choice: Variable | None = None
+        if isinstance(adapter, Variable):
+            if adapter.kind != "choice" or not all(isinstance(o, str) for o in adapter.options or ()):
+                raise ConfigurationError("adapter=Variable.choice([...]) takes adapter names, e.g. ['chat', 'plain']")
+            for option in adapter.options or ():
+                adapter_for(None, option)  # an unknown name fails here, not at the first call
+            self._adapter_choice = adapter
+            self.adapter: Adapter | str | None = str(adapter.default)
+        else:
+            if isinstance(adapter, str):
+                adapter_for(None, adapter)
+            self.adapter = adapter
         self.config: dict[str, Any] = {**(config or {}), **config_kwargs}
 
     def _prepare_signature(self, signature: type[Signature]) -> type[Signature]:
@@ -132,6 +145,9 @@ class Predict(Module):
         }
         if self._can_score() or self.decoding != "generate":
             implicit["decoding"] = Variable.choice(list(DECODING_MODES), default=self.decoding, name="decoding")
+        choice = self.__dict__.get("_adapter_choice")
+        if choice is not None:
+            implicit["adapter"] = Variable.choice(list(choice.options or ()), default=choice.default, name="adapter")
         return {**own, **implicit, **{k: v for k, v in own.items() if k in implicit}}
 
     def variable_value(self, name: str, *, resolve: bool = True) -> Any:
@@ -142,6 +158,8 @@ class Predict(Module):
             return list(self.demos)
         if name == "decoding" and name not in declared:
             return self.decoding
+        if name == "adapter" and name not in declared and self.__dict__.get("_adapter_choice") is not None:
+            return self.adapter
         return super().variable_value(name, resolve=resolve)
 
     def _set_variable(self, name: str, value: Any) -> None:
@@ -151,6 +169,9 @@ class Predict(Module):
             self.demos = list(value)
         elif name == "decoding":
             self.decoding = value
+        elif name == "adapter" and self.__dict__.get("_adapter_choice") is not None:
+            adapter_for(None, value)
+            self.adapter = value
         else:
             super()._set_variable(name, value)
 
@@ -245,13 +266,13 @@ class Predict(Module):
                 f"{self.signature.__name__} has {list(self.signature.output_fields)}"
             )
         field, allowed = closed
-        messages = adapter.build_messages(self.signature, demos, values, feedback)
+        messages = adapter.scoring_messages(self.signature, demos, values, feedback)
         prefix, continuations = adapter.scoring_parts(self.signature, field, allowed)
         with track_usage() as usage:
             scores = await model.ascore(messages, prefix, continuations)
             if self.decoding == "calibrated":
                 content_free = {name: "N/A" for name in self.signature.input_fields}
-                cf_messages = adapter.build_messages(self.signature, demos, content_free)
+                cf_messages = adapter.scoring_messages(self.signature, demos, content_free)
                 prior = await model.ascore(cf_messages, prefix, continuations)
                 scores = [s - p for s, p in zip(scores, prior)]
         best = max(range(len(allowed)), key=lambda i: scores[i])
@@ -268,6 +289,7 @@ class Predict(Module):
             "demos": [demo_to_json(d) for d in self.demos],
             "config": to_jsonable(self.config),
             "decoding": self.decoding,
+            **({"adapter": self.adapter} if isinstance(self.adapter, str) else {}),
             "lm": self.lm.dump_state() if self.lm is not None else None,
         }
 
@@ -295,7 +317,18 @@ class Predict(Module):
         if decoding not in DECODING_MODES:
             raise LoadError(f"Unknown decoding mode {decoding!r} in saved state")
         self.decoding = decoding
+        self._load_adapter(state)
         return self
+
+    def _load_adapter(self, state: dict[str, Any]) -> None:
+        name = state.get("adapter")
+        if name is None:
+            return
+        try:
+            adapter_for(None, name)
+        except (TypeError, ConfigurationError) as exc:
+            raise LoadError(f"Saved predictor state names an unknown adapter: {exc}") from None
+        self.adapter = name
 
     @classmethod
     def from_saved_state(cls, state: dict[str, Any]) -> Predict:
@@ -311,6 +344,7 @@ class Predict(Module):
         predictor.demos = [demo_from_json(d) for d in mine.get("demos", [])]
         predictor.config = dict(mine.get("config") or {})
         predictor.decoding = mine.get("decoding", "generate") if mine.get("decoding") in DECODING_MODES else "generate"
+        predictor._load_adapter(mine)
         return predictor
 
 
