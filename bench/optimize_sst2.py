@@ -65,8 +65,9 @@ def main() -> None:
             flush=True,
         )
 
-    # The prompt format is a variable too: the marker-heavy chat prompt or plain ``field: value`` lines.
-    base = em.Predict(Sentiment, adapter=em.Variable.choice(["chat", "plain"]))
+    # The prompt format is a variable too: the local model's preferred JSON (schema-constrained
+    # when generating) or plain ``field: value`` lines.
+    base = em.Predict(Sentiment, adapter=em.Variable.choice(["json", "plain"]))
     held_out("zero-shot", base, 0.0, 0, {})
 
     bootstrap = em.optimizers.BootstrapFewShot(metric, max_bootstrapped_demos=4, max_labeled_demos=4)

@@ -255,6 +255,16 @@ class Adapter:
         )
 
     # -- shared
+    def validate_sections(
+        self, signature: type[Signature], sections: dict[str, str], completion: str
+    ) -> dict[str, Any]:
+        """Coerce and validate the text found for each output field; a required field missing is a parse error."""
+        missing = [n for n, spec in signature.output_fields.items() if n not in sections and spec.required]
+        if missing:
+            raise AdapterParseError(self.name, signature.__name__, completion, f"missing output field(s) {missing}")
+        values = {n: coerce_text(t, signature.output_fields[n]) for n, t in sections.items()}
+        return signature.validate_outputs(values)
+
     def parse_all(self, signature: type[Signature], response: LMResponse) -> list[dict[str, Any]]:
         """Parse every completion of a response (the first failure raises)."""
         if not response.completions:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import AdapterParseError
 from ..schema import Signature
 from ..schema._types import field_marker
-from ._base import Adapter, coerce_text, describe_fields, format_value, strip_fences, type_hint
+from ._base import Adapter, describe_fields, format_value, strip_fences, type_hint
 
 _MARKER_RE = re.compile(r"\[\[\s*#+\s*([A-Za-z_][\w ]*?)\s*#+\s*\]\]", re.IGNORECASE)
 
@@ -77,8 +76,4 @@ class ChatAdapter(Adapter):
                 sections[names[key]] = strip_fences(text[match.end() : end].strip())
         if not matches and len(signature.output_fields) == 1:
             sections[next(iter(signature.output_fields))] = text
-        missing = [n for n, spec in signature.output_fields.items() if n not in sections and spec.required]
-        if missing:
-            raise AdapterParseError(self.name, signature.__name__, completion, f"missing output field(s) {missing}")
-        values = {n: coerce_text(t, signature.output_fields[n]) for n, t in sections.items()}
-        return signature.validate_outputs(values)
+        return self.validate_sections(signature, sections, completion)

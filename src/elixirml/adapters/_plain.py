@@ -6,10 +6,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import AdapterParseError
 from ..lm._types import Message
 from ..schema import Example, Signature, literal_values
-from ._base import Adapter, coerce_text, format_value, strip_fences, to_jsonable
+from ._base import Adapter, format_value, strip_fences, to_jsonable
 
 
 def _hint(spec: Any) -> str:
@@ -89,11 +88,7 @@ class PlainAdapter(Adapter):
                 sections[name] = text[match.end() : end].strip()
         if not matches and len(signature.output_fields) == 1:
             sections[next(iter(signature.output_fields))] = text
-        missing = [n for n, spec in signature.output_fields.items() if n not in sections and spec.required]
-        if missing:
-            raise AdapterParseError(self.name, signature.__name__, completion, f"missing output field(s) {missing}")
-        values = {n: coerce_text(t, signature.output_fields[n]) for n, t in sections.items()}
-        return signature.validate_outputs(values)
+        return self.validate_sections(signature, sections, completion)
 
 
 def _label_pattern(signature: type[Signature]) -> re.Pattern[str]:
