@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import settings as _settings
 from ..errors import CircuitOpenError, ConfigurationError, ProviderError, ProviderTimeoutError
-from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, run_sync
+from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, need_task, run_sync
 from ._types import Completion, LMResponse, Message, Usage, estimate_tokens, messages_text
 from ._usage import price_for, record_usage, reserve_call
 
@@ -86,6 +86,9 @@ class LM:
     supports_tools = False
     supports_logprobs = False
     supports_scoring = False
+    #: True when :meth:`_send` needs no asyncio task before its first wait (no timeouts, no
+    #: network client), so sync calls can start it outside the event loop (``run_sync(eager=True)``).
+    eager_transport = False
     default_adapter = "chat"
     default_cache = True
 
@@ -238,7 +241,7 @@ class LM:
 
     def request(self, messages: list[Message], **overrides: Any) -> LMResponse:
         """Synchronous :meth:`arequest`."""
-        return run_sync(self.arequest(messages, **overrides))
+        return run_sync(self.arequest(messages, **overrides), eager=True)
 
     def __call__(
         self, prompt: str | None = None, *, messages: list[Message] | None = None, **overrides: Any
@@ -299,6 +302,9 @@ class LM:
         return response
 
     async def _send_timed(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        if self.timeout is None and self.eager_transport:
+            return await self._send(messages, settings)
+        await need_task()  # asyncio.timeout and network clients need a task
         if self.timeout is None:
             return await self._send(messages, settings)
         try:

@@ -102,6 +102,7 @@ class LocalLM(LM):
     """
 
     provider = "local"
+    eager_transport = True  # llama.cpp runs in a worker thread; waiting for it needs no task
     supports_json_schema = True
     supports_scoring = True
     default_adapter = "json"

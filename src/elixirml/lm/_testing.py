@@ -71,6 +71,7 @@ class DummyLM(LM):
     """
 
     provider = "dummy"
+    eager_transport = True
     default_cache = False
 
     def __init__(
@@ -185,6 +186,7 @@ class FunctionLM(LM):
         self.fn = fn
         self.supports_json_schema = supports_json_schema
         self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+        self.eager_transport = not self._is_async  # a user's async function may expect a task
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         if self._is_async:

@@ -16,7 +16,7 @@ from ..adapters._base import to_jsonable
 from ..errors import ConfigurationError, LoadError, SignatureError
 from ..lm import LM, Usage, track_usage
 from ..lm._types import estimate_tokens, messages_text
-from ..runtime import run_sync
+from ..runtime import need_task, run_sync
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values
 from . import _assertions, _events, _trace
 from ._module import Module
@@ -177,7 +177,7 @@ class Predict(Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Prediction:
         """Run synchronously; see :meth:`aforward`."""
-        return run_sync(self.aforward(*args, **kwargs))
+        return run_sync(self.aforward(*args, **kwargs), eager=True)
 
     async def aforward(
         self,
@@ -220,6 +220,7 @@ class Predict(Module):
             outputs, text, messages, usage = await self._score_decode(model, adapter, use_demos, values, feedback)
             cached = False
         elif _events.streaming():
+            await need_task()  # streaming transports hold HTTP sessions
             name = self.signature.__name__
             outputs, text, messages = await adapter.astream_call(
                 model,

@@ -14,6 +14,7 @@ import atexit
 import concurrent.futures
 import contextvars
 import threading
+import typing
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -96,13 +97,107 @@ def _run_in_helper_thread(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(ctx.run, _run_on_fresh_loop, coro).result()
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+def run_sync(coro: Coroutine[Any, Any, T], *, eager: bool = False) -> T:
     """Run ``coro`` to completion and return its result, from any synchronous context.
 
-    Context variables (``em.context(...)`` settings) of the caller are visible inside.
+    Context variables (``em.context(...)`` settings) of the caller are visible inside;
+    changes the coroutine makes to them stay inside, as in a task.
+
+    ``eager=True`` is for ElixirML's own coroutines (a ``Predict`` call, an LM request): they
+    start right here, outside any task, with the thread's loop marked as running, and a call
+    that never has to wait (a test LM, a cache hit) finishes without the event loop turning
+    at all. At the first real wait, or where the code asks for a task with :func:`need_task`
+    (timeouts, HTTP sessions), the rest of the coroutine moves into a task on the thread's
+    loop. User code (a module's own ``aforward``) runs with ``eager=False``: it may rely on
+    being inside a task from its first line.
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _thread_loop().run_until_complete(coro)
+        loop = _thread_loop()
+        if not eager:
+            return loop.run_until_complete(coro)
+        return _run_eagerly(loop, coro)
     return _run_in_helper_thread(coro)
+
+
+class _TaskRequest:
+    """What :func:`need_task` yields to the eager driver: "go on inside a task"."""
+
+    __slots__ = ()
+
+
+_TASK_REQUEST = _TaskRequest()
+
+
+class _NeedTask:
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        if asyncio.current_task() is None:
+            yield _TASK_REQUEST
+        return None
+
+
+_NEED_TASK = _NeedTask()
+
+
+def need_task() -> Awaitable[None]:
+    """Make sure that what follows runs inside an asyncio task (await it before such code).
+
+    ``asyncio.timeout``, aiohttp and code calling ``asyncio.current_task()`` need one. Inside
+    a task this returns at once; in a coroutine started by ``run_sync(..., eager=True)`` it
+    moves the rest of the coroutine into a task first.
+    """
+    return _NEED_TASK
+
+
+def _run_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    context = contextvars.copy_context()
+    asyncio.events._set_running_loop(loop)
+    try:
+        first = context.run(coro.send, None)
+    except StopIteration as done:
+        return typing.cast(T, done.value)
+    except BaseException:
+        coro.close()
+        raise
+    finally:
+        asyncio.events._set_running_loop(None)
+    task = loop.create_task(_go_on(coro, first), context=context)
+    return loop.run_until_complete(task)
+
+
+async def _go_on(coro: Coroutine[Any, Any, T], first: Any) -> T:
+    return typing.cast(T, await _GoOn(coro, first))
+
+
+class _GoOn:
+    """Drive the rest of a coroutine that started outside a task, from inside one.
+
+    Whatever the coroutine yields (a future to wait on) goes up to the task; what the task
+    sends or throws back (a result, a cancellation) goes down to the coroutine.
+    """
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Any:
+        coro = self.coro
+        try:
+            value = coro.send(None) if self.first is _TASK_REQUEST else self.first
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as exc:
+                    value = coro.throw(exc)
+                else:
+                    value = coro.send(sent)
+        except StopIteration as done:
+            return done.value
