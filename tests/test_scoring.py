@@ -182,3 +182,13 @@ def test_bad_adapter_names_fail_early():
     state["adapter"] = "xml"
     with pytest.raises(LoadError, match="unknown adapter"):
         em.Predict(Sentiment).load_state(state)
+
+
+def test_test_doubles_answer_the_plain_adapter_in_its_own_format():
+    lm = em.DummyLM([{"reasoning": "short and upbeat", "sentiment": "positive"}])
+    cot = em.ChainOfThought(Sentiment, lm=lm, adapter="plain")
+    pred = cot(sentence="a joy")
+    assert (pred.reasoning, pred.sentiment) == ("short and upbeat", "positive")
+    assert lm.requests[0]["messages"][-1]["content"] == "sentence: a joy"
+    by_input = em.DummyLM({"a joy": {"sentiment": "positive"}, "a bore": {"sentiment": "negative"}}, field="sentence")
+    assert em.Predict(Sentiment, lm=by_input, adapter="plain")(sentence="a bore").sentiment == "negative"

@@ -34,13 +34,14 @@ class Sentiment(Signature):
 
 
 class SentimentProgram(Program):
-    """A one-step sentiment classifier whose module is a variable."""
+    """A one-step sentiment classifier whose module and prompt format are variables."""
 
     strategy = Variable.module({"direct": Predict, "cot": ChainOfThought}, default="direct")
 
     def __init__(self) -> None:
         super().__init__()
-        self.classify = self.strategy(Sentiment)
+        # The local model's preferred JSON prompt, or plain `field: value` lines (better for small models).
+        self.classify = self.strategy(Sentiment, adapter=Variable.choice(["json", "plain"]))
 
     def forward(self, sentence: str) -> Any:
         """Classify one sentence."""
@@ -111,7 +112,7 @@ def run_demo(out: Path = Path("."), quick: bool = False) -> dict[str, Any]:
         boot = bootstrap.compile(base, trainset=train, save_as="sst2-sentiment")
     held_out("BootstrapFewShot", boot, usage.calls, usage.total_tokens, time.perf_counter() - start)
 
-    console.print("[bold]Optimizing with MIPRO light[/bold] (instructions x demos x strategy x decoding)")
+    console.print("[bold]Optimizing with MIPRO light[/bold] (instructions x demos x strategy x decoding x adapter)")
     mipro = optimizers.MIPRO(metric, auto="light", num_trials=8 if quick else 16, minibatch_size=20, concurrency=1)
     start = time.perf_counter()
     with track_usage() as usage:

@@ -17,11 +17,12 @@ from ._types import LMResponse, Message
 _MARKER_RE = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
 
 
-def render_answer(answer: Any, settings: dict[str, Any]) -> str:
+def render_answer(answer: Any, settings: dict[str, Any], messages: list[Message] | None = None) -> str:
     """Render a scripted answer as completion text.
 
     A string is returned as it is. A dict of output values becomes a JSON object when the
-    request asked for JSON (``response_format``), else text with ``[[ ## field ## ]]`` markers.
+    request asked for JSON (``response_format``), ``field: value`` lines when no message of the
+    prompt has ``[[ ## field ## ]]`` markers (the plain adapter's format), else text with markers.
     """
     if isinstance(answer, str):
         return answer
@@ -29,6 +30,8 @@ def render_answer(answer: Any, settings: dict[str, Any]) -> str:
         raise ConfigurationError(f"A scripted answer must be a str or a dict of output values, got {answer!r}")
     if settings.get("response_format"):
         return json.dumps(dict(answer), default=str)
+    if messages and not any(_MARKER_RE.search(str(m.get("content") or "")) for m in messages):
+        return "\n".join(f"{k}: {v if isinstance(v, str) else json.dumps(v, default=str)}" for k, v in answer.items())
     parts = []
     for key, value in answer.items():
         text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -37,17 +40,28 @@ def render_answer(answer: Any, settings: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def input_field_values(messages: list[Message]) -> dict[str, str]:
-    """The ``[[ ## field ## ]]`` sections of the last user message, as a dict of texts."""
+def _last_user_text(messages: list[Message]) -> str | None:
     for message in reversed(messages):
         if message.get("role") == "user" and isinstance(message.get("content"), str):
-            content: str = message["content"]
-            found = list(_MARKER_RE.finditer(content))
-            values: dict[str, str] = {}
-            for i, match in enumerate(found):
-                end = found[i + 1].start() if i + 1 < len(found) else len(content)
-                values[match.group(1)] = content[match.end() : end].strip()
-            return values
+            return str(message["content"])
+    return None
+
+
+_PLAIN_LINE_RE = re.compile(r"^(\w+): ?(.*)$", re.MULTILINE)
+
+
+def input_field_values(messages: list[Message]) -> dict[str, str]:
+    """The input fields of the last user message (``[[ ## field ## ]]`` sections or ``field: value`` lines)."""
+    content = _last_user_text(messages)
+    if content is not None:
+        found = list(_MARKER_RE.finditer(content))
+        if not found:
+            return {m.group(1): m.group(2).strip() for m in _PLAIN_LINE_RE.finditer(content)}
+        values: dict[str, str] = {}
+        for i, match in enumerate(found):
+            end = found[i + 1].start() if i + 1 < len(found) else len(content)
+            values[match.group(1)] = content[match.end() : end].strip()
+        return values
     return {}
 
 
@@ -148,7 +162,7 @@ class DummyLM(LM):
         answer = self._pick(messages)
         n = int(settings.get("n", 1))
         answers = list(answer) if isinstance(answer, list) else [answer] * n
-        return completion_response([render_answer(a, settings) for a in answers], messages, self.model)
+        return completion_response([render_answer(a, settings, messages) for a in answers], messages, self.model)
 
 
 class FunctionLM(LM):
@@ -196,4 +210,4 @@ class FunctionLM(LM):
         if isinstance(result, LMResponse):
             return result
         results = result if isinstance(result, list) else [result]
-        return completion_response([render_answer(r, settings) for r in results], messages, self.model)
+        return completion_response([render_answer(r, settings, messages) for r in results], messages, self.model)
