@@ -1,6 +1,8 @@
 """DSPy side of bench/optimize_sst2.py; runs in bench/.venv-dspy against llama.cpp's server.
 
-Usage: python bench/_dspy_sst2.py GGUF_PATH SPLIT_JSON  (prints JSON)
+Usage: python bench/_dspy_sst2.py GGUF_PATH SPLIT_JSON [STAGES]  (prints JSON)
+
+STAGES: a comma-separated subset of zero-shot,bootstrap,mipro (default: all three).
 """
 
 import json
@@ -13,6 +15,7 @@ from typing import Literal
 import dspy
 
 gguf, split_file = sys.argv[1], sys.argv[2]
+stages = set((sys.argv[3] if len(sys.argv) > 3 else "zero-shot,bootstrap,mipro").split(","))
 with open(split_file) as handle:
     split = json.load(handle)
 server = subprocess.Popen(
@@ -80,39 +83,42 @@ try:
         print(json.dumps({"stage": name, **entry}), flush=True)  # a cut-off run keeps what it measured
 
     base = dspy.Predict(Sentiment)
-    report("zero-shot", {"test_accuracy": held_out(base)})
-    start, before = time.perf_counter(), calls()
-    bootstrap = dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=4, max_labeled_demos=4, max_errors=1000)
-    compiled = bootstrap.compile(base, trainset=train)
-    report(
-        "BootstrapFewShot",
-        {
-            "optimize_seconds": round(time.perf_counter() - start, 1),
-            "optimize_lm_calls": calls() - before,
-            "test_accuracy": held_out(compiled),
-        },
-    )
-    start, before = time.perf_counter(), calls()
-    try:
-        mipro = dspy.MIPROv2(metric=metric, auto="light", num_threads=1, max_errors=1000)
-        optimized = mipro.compile(base, trainset=train, valset=val)
+    if "zero-shot" in stages:
+        report("zero-shot", {"test_accuracy": held_out(base)})
+    if "bootstrap" in stages:
+        start, before = time.perf_counter(), calls()
+        bootstrap = dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=4, max_labeled_demos=4, max_errors=1000)
+        compiled = bootstrap.compile(base, trainset=train)
         report(
-            "MIPROv2 light",
+            "BootstrapFewShot",
             {
                 "optimize_seconds": round(time.perf_counter() - start, 1),
                 "optimize_lm_calls": calls() - before,
-                "test_accuracy": held_out(optimized),
+                "test_accuracy": held_out(compiled),
             },
         )
-    except Exception as exc:
-        report(
-            "MIPROv2 light",
-            {
-                "error": f"{type(exc).__name__}: {str(exc)[:300]}",
-                "optimize_seconds": round(time.perf_counter() - start, 1),
-                "optimize_lm_calls": calls() - before,
-            },
-        )
+    if "mipro" in stages:
+        start, before = time.perf_counter(), calls()
+        try:
+            mipro = dspy.MIPROv2(metric=metric, auto="light", num_threads=1, max_errors=1000)
+            optimized = mipro.compile(base, trainset=train, valset=val)
+            report(
+                "MIPROv2 light",
+                {
+                    "optimize_seconds": round(time.perf_counter() - start, 1),
+                    "optimize_lm_calls": calls() - before,
+                    "test_accuracy": held_out(optimized),
+                },
+            )
+        except Exception as exc:
+            report(
+                "MIPROv2 light",
+                {
+                    "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                    "optimize_seconds": round(time.perf_counter() - start, 1),
+                    "optimize_lm_calls": calls() - before,
+                },
+            )
     print(json.dumps({"version": dspy.__version__, "results": results}))
 finally:
     server.terminate()
