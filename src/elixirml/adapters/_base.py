@@ -208,8 +208,14 @@ class Adapter:
         inputs: dict[str, Any],
         feedback: Sequence[tuple[str, str]] = (),
     ) -> list[Message]:
-        """The messages of a call whose answer is scored, not generated (default: as for generation)."""
-        return self.build_messages(signature, demos, inputs, feedback)
+        """The messages of a call whose answer is scored, not generated: :meth:`scoring_system_message` first."""
+        messages = self.build_messages(signature, demos, inputs, feedback)
+        messages[0] = {"role": "system", "content": self.scoring_system_message(signature)}
+        return messages
+
+    def scoring_system_message(self, signature: type[Signature]) -> str:
+        """The system prompt when the answer is scored (default: the one for generation)."""
+        return self.system_message(signature)
 
     def scoring_parts(self, signature: type[Signature], field: str, values: Sequence[Any]) -> tuple[str, list[str]]:
         """The assistant prefix and one continuation per allowed value, for log-probability scoring."""

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
-from ..lm._types import Message
-from ..schema import Example, Signature, literal_values
+from ..schema import Signature, literal_values
 from ._base import Adapter, format_value, strip_fences, to_jsonable
 
 
@@ -43,23 +41,15 @@ class PlainAdapter(Adapter):
         lines = [f"{name}: {_hint(spec)}" for name, spec in signature.output_fields.items()]
         return f"{signature.instructions}\nAnswer with:\n" + "\n".join(lines)
 
-    def scoring_messages(
-        self,
-        signature: type[Signature],
-        demos: Sequence[Example],
-        inputs: dict[str, Any],
-        feedback: Sequence[tuple[str, str]] = (),
-    ) -> list[Message]:
-        """As for generation, but the system prompt is the instructions alone.
+    def scoring_system_message(self, signature: type[Signature]) -> str:
+        """The instructions alone.
 
         The scored prefix (``field: ``) already fixes the answer's format, and listing the allowed
-        values there biases a small model toward the first one: on SST-2 with SmolLM2-135M the
-        format line cost 14-17 points of accuracy (78% and 82% without it on validation and test
-        rows, 61-68% and 58-68% with the variants tried).
+        values biases a small model toward the first one: on SST-2 with SmolLM2-135M the format
+        line cost 14-17 points of accuracy (78% and 82% without it on validation and test rows,
+        61-68% and 58-68% with the variants tried).
         """
-        messages = self.build_messages(signature, demos, inputs, feedback)
-        messages[0] = {"role": "system", "content": signature.instructions}
-        return messages
+        return signature.instructions
 
     def user_turn(self, signature: type[Signature], inputs: dict[str, Any], final: bool) -> str:
         return "\n".join(
