@@ -302,9 +302,8 @@ class LM:
         return response
 
     async def _send_timed(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
-        if self.timeout is None and self.eager_transport:
-            return await self._send(messages, settings)
-        await need_task()  # asyncio.timeout and network clients need a task
+        if self.timeout is not None or not self.eager_transport:
+            await need_task()  # asyncio.timeout and network clients need a task
         if self.timeout is None:
             return await self._send(messages, settings)
         try:
