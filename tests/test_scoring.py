@@ -192,3 +192,10 @@ def test_test_doubles_answer_the_plain_adapter_in_its_own_format():
     assert lm.requests[0]["messages"][-1]["content"] == "sentence: a joy"
     by_input = em.DummyLM({"a joy": {"sentiment": "positive"}, "a bore": {"sentiment": "negative"}}, field="sentence")
     assert em.Predict(Sentiment, lm=by_input, adapter="plain")(sentence="a bore").sentiment == "negative"
+
+
+def test_an_adapter_name_works_as_the_configured_default():
+    lm = em.DummyLM([{"sentiment": "negative"}])
+    with em.context(lm=lm, adapter="plain"):
+        assert em.Predict(Sentiment)(sentence="a bore").sentiment == "negative"
+    assert lm.requests[0]["messages"][-1]["content"] == "sentence: a bore"
