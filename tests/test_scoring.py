@@ -38,9 +38,20 @@ def test_absent_values_get_the_smallest_listed_logprob_and_whitespace_after_the_
     assert score_continuations(tokens, "[[ ## answer ## ]]\n", ["yes", "no"]) == pytest.approx([-0.3, -4.0])
 
 
-def test_an_answer_without_the_prefix_cannot_be_scored():
-    with pytest.raises(ProviderResponseError, match="never wrote the prefix"):
-        score_continuations([tok("hello", -0.1)], "label: ", ["a", "b"])
+def test_an_answer_without_the_prefix_is_read_where_it_gives_a_value():
+    tokens = [
+        tok("The", -0.2),
+        tok(" review", -0.3, (" sentence", -1.0)),
+        tok(" is", -0.1),
+        tok(" Negative", -0.7, (" Negative", -0.7), (" positive", -1.2), (" Positive", -0.9)),
+        tok(".", -0.1),
+    ]
+    # case is ignored; of two listed spellings the likelier one counts
+    assert score_continuations(tokens, "sentiment: ", ["positive", "negative"]) == pytest.approx([-0.9, -0.7])
+    only_listed = [tok("I", -0.1, ("positive", -2.5)), tok(" think", -0.1)]
+    assert score_continuations(only_listed, "sentiment: ", ["positive", "negative"]) == pytest.approx([-2.5, -2.5])
+    with pytest.raises(ProviderResponseError, match="neither wrote the prefix"):
+        score_continuations([tok("hello", -0.1)], "label: ", ["yes", "no"])
 
 
 class Sentiment(em.Signature):
