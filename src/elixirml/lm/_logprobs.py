@@ -7,10 +7,11 @@ allowed values off one greedy answer: it finds where the answer wrote the adapte
 (``[[ ## sentiment ## ]]``, ``sentiment:``, ...) or, when the answer never wrote it ("The
 sentence is positive."), the first token that starts one of the values; then it follows each
 continuation along the greedy tokens while they agree with it and takes the alternative's
-log-probability where it branches off. Tokens and values are compared without case. A continuation the answer matches exactly gets its exact log-probability; one
-that branches off gets the log-probability of the branching token (later tokens of a rare
-branch are not visible); one absent from the listed alternatives gets the smallest listed
-log-probability, an upper bound on its true one.
+log-probability where it branches off. Tokens and values are compared without case. A
+continuation the answer matches exactly gets its exact log-probability; one that branches off
+gets the log-probability of the branching token (later tokens of a rare branch are not
+visible); one absent from the listed alternatives gets the smallest listed log-probability, an
+upper bound on its true one.
 """
 
 from __future__ import annotations
