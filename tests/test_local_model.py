@@ -127,3 +127,19 @@ def test_plain_scoring_beats_chance_on_sst2_and_scores_every_label(local_lm):
     assert result.errors == 0 and usage.calls == 30
     assert result.score >= 65.0  # 78% on rows 100-199; chance is 50%
     assert len(json.loads(local_lm.history[-1]["outputs"][0])) == 2  # both labels were scored
+
+
+def test_scoring_reuses_the_evaluated_prompt_beginning_with_the_same_scores(local_lm):
+    adapter = em.PlainAdapter()
+    demos = [em.Example(sentence="a joy", sentiment="positive"), em.Example(sentence="a bore", sentiment="negative")]
+
+    def score(sentence):
+        messages = adapter.scoring_messages(Sentiment, demos, {"sentence": sentence})
+        return local_lm._score(messages, "sentiment: ", ["positive", "negative"])
+
+    llama = local_lm._model().llama
+    score("warm the cache with the shared beginning")
+    reused = score("a moving and funny film")
+    assert llama.n_tokens > 0  # the prompt stays evaluated for the next request
+    llama.reset()
+    assert score("a moving and funny film") == reused

@@ -41,6 +41,7 @@ class _LoadedModel:
     def __init__(self, llama: Any) -> None:
         self.llama = llama
         self.lock = threading.Lock()
+        self.formatter: Any = None  # the chat template, compiled on first use by scoring
 
 
 class _ModelRegistry:
@@ -179,13 +180,14 @@ class LocalLM(LM):
         from llama_cpp import llama_chat_format
 
         llama = model.llama
-        template = llama.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ConfigurationError(f"{self.model_path.name} has no chat template; scoring needs one")
-        bos = llama.detokenize([llama.token_bos()]).decode("utf-8", "ignore")
-        eos = llama.detokenize([llama.token_eos()]).decode("utf-8", "ignore")
-        formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-        prompt = formatter(messages=messages).prompt + prefix
+        if model.formatter is None:
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise ConfigurationError(f"{self.model_path.name} has no chat template; scoring needs one")
+            bos = llama.detokenize([llama.token_bos()]).decode("utf-8", "ignore")
+            eos = llama.detokenize([llama.token_eos()]).decode("utf-8", "ignore")
+            model.formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        prompt = model.formatter(messages=messages).prompt + prefix
         return list(llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
 
     def _score(self, messages: list[Message], prefix: str, continuations: list[str]) -> list[float]:
@@ -207,8 +209,15 @@ class LocalLM(LM):
                 top = logits.max()
                 return logits - top - np.log(np.exp(logits - top).sum())
 
-            llama.reset()
-            llama.eval(tokens)
+            # Keep what is already evaluated of a shared beginning (system prompt, demos): only the
+            # rest is evaluated. At least the last token is, for fresh logits.
+            cached = list(llama.input_ids)
+            common = 0
+            limit = min(len(cached), len(tokens) - 1)
+            while common < limit and cached[common] == tokens[common]:
+                common += 1
+            llama.n_tokens = common  # eval() drops the cache past this point
+            llama.eval(tokens[common:])
             base = last_logprobs()
             start = llama.n_tokens
             scores = []
@@ -220,7 +229,7 @@ class LocalLM(LM):
                     llama.eval([previous])
                     total += float(last_logprobs()[token])
                 scores.append(total)
-            llama.reset()
+            llama.n_tokens = start  # the prompt stays cached for the next request
         return scores
 
     async def _score_send(self, messages: list[Message], prefix: str, continuations: list[str]) -> list[float]:
