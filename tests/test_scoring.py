@@ -86,7 +86,8 @@ def server():
 
 
 def scoring_lm(server, **kwargs):
-    return em.LM("openai/fake", base_url=server.base_url, api_key="sk-x", cache=False, supports_scoring=True, **kwargs)
+    kwargs.setdefault("cache", False)
+    return em.LM("openai/fake", base_url=server.base_url, api_key="sk-x", supports_scoring=True, **kwargs)
 
 
 def test_score_and_calibrated_decoding_on_an_openai_compatible_server(server):
@@ -116,17 +117,13 @@ def test_scoring_needs_logprobs_from_the_server_and_an_lm_that_says_it_can():
 
 
 def test_scores_are_cached_like_answers(server, tmp_path):
-    lm = scoring_lm(server)
-    lm_cached = em.LM(
-        "openai/fake", base_url=server.base_url, api_key="sk-x", cache=tmp_path / "c.sqlite", supports_scoring=True
-    )
-    predict = em.Predict(Sentiment, lm=lm_cached, adapter="plain", decoding="score")
+    lm = scoring_lm(server, cache=tmp_path / "c.sqlite")
+    predict = em.Predict(Sentiment, lm=lm, adapter="plain", decoding="score")
     predict(sentence="a dull film")
     served = server.served
     with em.track_usage() as usage:
         assert predict(sentence="a dull film").sentiment == "negative"
     assert server.served == served and usage.cached_calls == 1
-    assert lm.supports_scoring
 
 
 def test_plain_adapter_formats_fields_as_lines_and_parses_tolerantly():

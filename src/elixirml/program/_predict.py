@@ -96,6 +96,7 @@ class Predict(Module):
                 raise ConfigurationError("adapter=Variable.choice([...]) takes adapter names, e.g. ['chat', 'plain']")
             for option in adapter.options or ():
                 adapter_for(None, option)  # an unknown name fails here, not at the first call
+            adapter.name = "adapter"
             self._adapter_choice = adapter
             self.adapter: Adapter | str | None = str(adapter.default)
         else:
@@ -147,7 +148,7 @@ class Predict(Module):
             implicit["decoding"] = Variable.choice(list(DECODING_MODES), default=self.decoding, name="decoding")
         choice = self.__dict__.get("_adapter_choice")
         if choice is not None:
-            implicit["adapter"] = Variable.choice(list(choice.options or ()), default=choice.default, name="adapter")
+            implicit["adapter"] = choice
         return {**own, **implicit, **{k: v for k, v in own.items() if k in implicit}}
 
     def variable_value(self, name: str, *, resolve: bool = True) -> Any:
@@ -170,7 +171,6 @@ class Predict(Module):
         elif name == "decoding":
             self.decoding = value
         elif name == "adapter" and self.__dict__.get("_adapter_choice") is not None:
-            adapter_for(None, value)
             self.adapter = value
         else:
             super()._set_variable(name, value)

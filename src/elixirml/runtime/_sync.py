@@ -159,9 +159,6 @@ def _run_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) 
         first = context.run(coro.send, None)
     except StopIteration as done:
         return typing.cast(T, done.value)
-    except BaseException:
-        coro.close()
-        raise
     finally:
         asyncio.events._set_running_loop(None)
     task = loop.create_task(_go_on(coro, first), context=context)
