@@ -165,6 +165,22 @@ def test_usage_tracking_and_history():
     assert "[[ ## q ## ]]\n2" in text
 
 
+def test_estimated_prompt_tokens_count_every_text_part():
+    from elixirml.lm._types import estimate_message_tokens, estimate_tokens, messages_text
+
+    cases = [
+        [],
+        [{"role": "user", "content": ""}],
+        [{"role": "system", "content": "abc"}, {"role": "user", "content": "hello world"}],
+        [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url"}]}, {"role": "assistant"}],
+    ]
+    for messages in cases:
+        assert estimate_message_tokens(messages) == estimate_tokens(messages_text(messages))
+    lm = em.DummyLM([{"answer": "x"}])
+    pred = em.Predict("q -> answer", lm=lm)(q="a" * 400)
+    assert pred.usage["prompt_tokens"] == estimate_tokens(messages_text(lm.requests[0]["messages"])) > 100
+
+
 def test_input_fields_that_clash_with_call_keywords_are_refused():
     from elixirml.errors import SignatureError
 

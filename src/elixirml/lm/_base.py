@@ -17,7 +17,7 @@ from typing import Any
 from .. import settings as _settings
 from ..errors import CircuitOpenError, ConfigurationError, ProviderError, ProviderTimeoutError
 from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, need_task, run_sync
-from ._types import Completion, LMResponse, Message, Usage, estimate_tokens, messages_text
+from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens, messages_text
 from ._usage import price_for, record_usage, reserve_call
 
 # Settings that change what the model answers: they are part of the cache key.
@@ -287,11 +287,15 @@ class LM:
 
     async def _send_limited(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         if self.rate_limiter.active:
-            tokens = estimate_tokens(messages_text(messages)) + int(settings.get("max_tokens", 0))
+            tokens = estimate_message_tokens(messages) + int(settings.get("max_tokens", 0))
             await self.rate_limiter.acquire(tokens)
+        if self.timeout is not None or not self.eager_transport:
+            await need_task()  # asyncio.timeout and network clients need a task
         sem = self.limiter.semaphore()
         start = time.perf_counter()
-        if sem is None:
+        if sem is None and self.timeout is None:
+            response = await self._send(messages, settings)  # the common case: one coroutine level less
+        elif sem is None:
             response = await self._send_timed(messages, settings)
         else:
             async with sem:
@@ -302,8 +306,6 @@ class LM:
         return response
 
     async def _send_timed(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
-        if self.timeout is not None or not self.eager_transport:
-            await need_task()  # asyncio.timeout and network clients need a task
         if self.timeout is None:
             return await self._send(messages, settings)
         try:
@@ -402,13 +404,11 @@ class LM:
 
 def completion_response(texts: list[str], messages: list[Message], model: str) -> LMResponse:
     """Build a response from plain texts, with estimated usage (for LMs that count no tokens)."""
-    prompt_tokens = estimate_tokens(messages_text(messages))
+    completion_tokens = 0
+    for text in texts:
+        completion_tokens += estimate_tokens(text)
     return LMResponse(
-        completions=[Completion(text=t, finish_reason="stop") for t in texts],
-        usage=Usage(
-            prompt_tokens=prompt_tokens,
-            completion_tokens=sum(estimate_tokens(t) for t in texts),
-            calls=1,
-        ),
-        model=model,
+        [Completion(text, None, None, "stop") for text in texts],
+        Usage(estimate_message_tokens(messages), completion_tokens, 0.0, 1),
+        model,
     )

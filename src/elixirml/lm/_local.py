@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, MissingDependencyError, ProviderError
 from ._base import LM
-from ._types import Completion, LMResponse, Message, Usage, estimate_tokens, messages_text
+from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens
 
 
 def default_model_path() -> Path:
@@ -271,7 +271,7 @@ class LocalLM(LM):
         text = "".join(pieces)
         response = LMResponse(
             [Completion(text=text, finish_reason="stop")],
-            Usage(estimate_tokens(messages_text(messages)), estimate_tokens(text), calls=1),
+            Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1),
             self.model,
         )
         response.latency = time.perf_counter() - start

@@ -26,7 +26,7 @@ from ..errors import (
 from ..runtime import close_with_loop
 from ._base import LM
 from ._logprobs import score_continuations
-from ._types import Completion, LMResponse, Message, Usage, estimate_tokens, messages_text
+from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens
 
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524})
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -84,7 +84,7 @@ def parse_chat_response(data: Any, model: str, messages: list[Message]) -> LMRes
         )
     raw_usage = data.get("usage") or {}
     usage = Usage(
-        prompt_tokens=int(raw_usage.get("prompt_tokens") or estimate_tokens(messages_text(messages))),
+        prompt_tokens=int(raw_usage.get("prompt_tokens") or estimate_message_tokens(messages)),
         completion_tokens=int(raw_usage.get("completion_tokens") or sum(estimate_tokens(c.text) for c in completions)),
         calls=1,
     )
@@ -286,7 +286,7 @@ class OpenAILM(LM):
         if self.breaker is not None:
             self.breaker.record_success()
         text = "".join(chunks)
-        usage = Usage(estimate_tokens(messages_text(messages)), estimate_tokens(text), calls=1)
+        usage = Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1)
         result = LMResponse([Completion(text=text, finish_reason="stop")], usage, self.model)
         result.latency = time.perf_counter() - start
         self._price(result)

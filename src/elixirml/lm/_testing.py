@@ -26,7 +26,7 @@ def render_answer(answer: Any, settings: dict[str, Any], messages: list[Message]
     """
     if isinstance(answer, str):
         return answer
-    if not isinstance(answer, Mapping):
+    if not isinstance(answer, (dict, Mapping)):  # dict first: the ABC check is slow
         raise ConfigurationError(f"A scripted answer must be a str or a dict of output values, got {answer!r}")
     if settings.get("response_format"):
         return json.dumps(dict(answer), default=str)

@@ -15,7 +15,7 @@ from ..adapters import Adapter, adapter_for
 from ..adapters._base import to_jsonable
 from ..errors import ConfigurationError, LoadError, SignatureError
 from ..lm import LM, Usage, track_usage
-from ..lm._types import estimate_tokens, messages_text
+from ..lm._types import estimate_message_tokens, estimate_tokens
 from ..runtime import need_task, run_sync
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values
 from . import _assertions, _events, _trace
@@ -231,7 +231,7 @@ class Predict(Module):
                 feedback=feedback,
                 on_chunk=lambda field, piece: _events.emit_chunk(name, field, piece),
             )
-            usage = Usage(estimate_tokens(messages_text(messages)), estimate_tokens(text), calls=1).as_dict()
+            usage = Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1).as_dict()
             cached = False
         else:
             outputs, response, messages = await adapter.acall(

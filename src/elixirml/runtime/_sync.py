@@ -111,9 +111,7 @@ def run_sync(coro: Coroutine[Any, Any, T], *, eager: bool = False) -> T:
     loop. User code (a module's own ``aforward``) runs with ``eager=False``: it may rely on
     being inside a task from its first line.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if asyncio._get_running_loop() is None:  # the non-raising form: this runs on every sync call
         loop = _thread_loop()
         if not eager:
             return loop.run_until_complete(coro)

@@ -451,7 +451,9 @@ class Signature(metaclass=SignatureMeta):
 def _validate(sig: type[Signature], kind: str, values: dict[str, Any]) -> dict[str, Any]:
     model = sig._model(kind)
     try:
-        return model.model_validate(values).__dict__.copy()
+        # model_validate without its wrapper (this runs twice per predictor call)
+        validated: pydantic.BaseModel = model.__pydantic_validator__.validate_python(values)
+        return validated.__dict__.copy()
     except pydantic.ValidationError as exc:
         err = exc.errors()[0]
         loc = err.get("loc") or ()

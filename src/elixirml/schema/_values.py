@@ -168,9 +168,14 @@ class Prediction(Example):
     @classmethod
     def from_completions(cls, completions: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> Prediction:
         """Build a prediction whose fields are the first completion's."""
-        pred = cls(completions[0] if completions else {})
-        object.__setattr__(pred, "_completions", list(completions))
-        object.__setattr__(pred, "_usage", dict(usage or {}))
+        # Every predictor call builds one (two while tracing): fill the slots directly.
+        pred = object.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(pred, "_store", dict(completions[0]) if completions else {})
+        setattr_(pred, "_input_keys", None)
+        setattr_(pred, "_completions", list(completions))
+        setattr_(pred, "_usage", dict(usage) if usage else {})
+        setattr_(pred, "_trace", None)
         return pred
 
     @property
