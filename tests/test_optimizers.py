@@ -134,6 +134,31 @@ def test_mipro_is_deterministic_under_a_seed(tmp_path):
     assert configs[0] == configs[1]
 
 
+def test_mipro_scores_the_best_mean_configuration_on_the_full_set_once():
+    import random
+
+    import optuna
+
+    from elixirml.optimize._base import OptimizationState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": optuna.distributions.CategoricalDistribution(["lucky", "steady", "bad"])}
+    # "lucky" has the best single minibatch, "steady" the best mean
+    for x, value in [("lucky", 90.0), ("steady", 70.0), ("lucky", 10.0), ("steady", 60.0), ("bad", 5.0)]:
+        study.add_trial(optuna.trial.create_trial(params={"x": x}, distributions=dist, value=value))
+    em.configure(lm=em.DummyLM([{"answer": "x"}] * 50))
+    optimizer = MIPRO(metric, num_trials=5, storage="sqlite:///:memory:")
+    evaluated = []
+    optimizer._config_from_params = lambda state, params: evaluated.append(params["x"]) or {}
+    state = OptimizationState(em.Predict("question -> answer"), [], trainset(2), random.Random(0))
+    state.extra.update(study=study, full={})
+    for _ in range(4):
+        optimizer._full_eval_best(state)
+    assert evaluated == ["steady", "lucky", "bad"]  # by mean, each once; then nothing is left
+    assert sorted(state.extra["full"]) == ["0", "1", "4"]  # keyed by each configuration's first trial
+
+
 def test_variable_search_multi_objective_pareto_front():
     em.configure(lm=task_lm())
     optimizer = VariableSearch(metrics={"accuracy": metric, "tokens": "tokens"}, instruction_candidates=4, seed=0)

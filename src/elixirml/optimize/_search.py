@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -179,6 +180,11 @@ class RandomSearch(Optimizer):
             result = self.evaluate(candidate, state.valset)
         self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
         return index + 1 < self.num_candidates
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    """A configuration's Optuna parameters as one comparable key."""
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 AUTO = {
@@ -415,20 +421,32 @@ class MIPRO(Optimizer):
         return True
 
     def _full_eval_best(self, state: OptimizationState) -> None:
-        """Score the best minibatch configuration not yet seen on the whole validation set."""
+        """Score the configuration with the best mean minibatch score on the whole validation set.
+
+        TPE often tries a configuration more than once, each time on another minibatch: the mean
+        of those scores ranks it (one lucky minibatch does not), and a configuration already
+        scored on the whole validation set is not scored again.
+        """
         optuna = _optuna()
         study = state.extra["study"]
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        pending = [t for t in complete if str(t.number) not in state.extra["full"]]
-        if not pending:
+        scored = {_params_key(self._params_of(study, int(number))) for number in state.extra["full"]}
+        groups: dict[str, list[Any]] = {}
+        for trial in complete:
+            key = _params_key(trial.params)
+            if key not in scored:
+                groups.setdefault(key, []).append(trial)
+        if not groups:
             return
-        best = max(pending, key=lambda t: t.value)
-        config = self._config_from_params(state, best.params)
+        # best mean; then the more often tried; then the earliest
+        trials = max(groups.values(), key=lambda ts: (sum(t.value for t in ts) / len(ts), len(ts), -ts[0].number))
+        first = trials[0]
+        config = self._config_from_params(state, first.params)
         started = time.perf_counter()
         with track_usage() as usage:
             candidate = state.program.with_configuration(config)
             result = self.evaluate(candidate, state.valset)
-        state.extra["full"][str(best.number)] = result.score
+        state.extra["full"][str(first.number)] = result.score
         study.set_user_attr("full", state.extra["full"])
         self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
 
