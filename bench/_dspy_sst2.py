@@ -3,9 +3,12 @@
 Usage: python bench/_dspy_sst2.py GGUF_PATH SPLIT_JSON [STAGES]  (prints JSON)
 
 STAGES: a comma-separated subset of zero-shot,bootstrap,mipro (default: all three).
+DSPY_MAX_TOKENS (environment, default 256): the answer length limit. A well-formed answer needs
+about 20 tokens; the model often writes on until the limit, so a lower one makes a call faster.
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -47,7 +50,7 @@ try:
         api_base="http://127.0.0.1:8766/v1",
         api_key="none",
         cache=False,
-        max_tokens=256,
+        max_tokens=int(os.environ.get("DSPY_MAX_TOKENS", "256")),
         temperature=0.0,
         num_retries=0,
     )

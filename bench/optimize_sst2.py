@@ -37,6 +37,14 @@ def split() -> tuple[list[em.Example], list[em.Example], list[em.Example]]:
     return rows[0:100], rows[100:300], rows[400:500]
 
 
+def wilson(accuracy: float, n: int, z: float = 1.96) -> list[float]:
+    """The 95% Wilson interval of an accuracy (in %) measured on ``n`` examples."""
+    p = accuracy / 100
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return [round(100 * (centre - half), 1), round(100 * (centre + half), 1)]
+
+
 def main() -> None:
     train, val, test = split()
     metric = em.metrics.ExactMatch(field="label", pred_field="sentiment")
@@ -53,6 +61,7 @@ def main() -> None:
             result = em.evaluate(program, test, metric, concurrency=1, display_progress=False)
         results[name] = {
             "test_accuracy": result.score,
+            "test_ci95": wilson(result.score, len(test)),
             "test_errors": result.errors,
             "optimize_seconds": round(optimize_seconds, 1),
             "optimize_lm_calls": optimize_calls,
