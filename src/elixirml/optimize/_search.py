@@ -429,18 +429,19 @@ class MIPRO(Optimizer):
         """
         optuna = _optuna()
         study = state.extra["study"]
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        scored = {_params_key(self._params_of(study, int(number))) for number in state.extra["full"]}
+        trials = study.trials  # one read of the study's storage
+        scored = {_params_key(trials[int(number)].params) for number in state.extra["full"]}
         groups: dict[str, list[Any]] = {}
-        for trial in complete:
-            key = _params_key(trial.params)
-            if key not in scored:
-                groups.setdefault(key, []).append(trial)
+        for trial in trials:
+            if trial.state == optuna.trial.TrialState.COMPLETE:
+                key = _params_key(trial.params)
+                if key not in scored:
+                    groups.setdefault(key, []).append(trial)
         if not groups:
             return
         # best mean; then the more often tried; then the earliest
-        trials = max(groups.values(), key=lambda ts: (sum(t.value for t in ts) / len(ts), len(ts), -ts[0].number))
-        first = trials[0]
+        tried = max(groups.values(), key=lambda ts: (sum(t.value for t in ts) / len(ts), len(ts), -ts[0].number))
+        first = tried[0]
         config = self._config_from_params(state, first.params)
         started = time.perf_counter()
         with track_usage() as usage:
