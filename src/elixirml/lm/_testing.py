@@ -17,6 +17,11 @@ from ._types import LMResponse, Message
 _MARKER_RE = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
 
 
+def _value_text(value: Any) -> str:
+    """A scripted output value as the text of an answer: strings as they are, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
 def render_answer(answer: Any, settings: dict[str, Any], messages: list[Message] | None = None) -> str:
     """Render a scripted answer as completion text.
 
@@ -31,11 +36,8 @@ def render_answer(answer: Any, settings: dict[str, Any], messages: list[Message]
     if settings.get("response_format"):
         return json.dumps(dict(answer), default=str)
     if messages and not any(_MARKER_RE.search(str(m.get("content") or "")) for m in messages):
-        return "\n".join(f"{k}: {v if isinstance(v, str) else json.dumps(v, default=str)}" for k, v in answer.items())
-    parts = []
-    for key, value in answer.items():
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        parts.append(f"{field_marker(key)}\n{text}")
+        return "\n".join(f"{key}: {_value_text(value)}" for key, value in answer.items())
+    parts = [f"{field_marker(key)}\n{_value_text(value)}" for key, value in answer.items()]
     parts.append(field_marker("completed"))
     return "\n\n".join(parts)
 
