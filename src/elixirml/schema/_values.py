@@ -168,7 +168,8 @@ class Prediction(Example):
     @classmethod
     def from_completions(cls, completions: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> Prediction:
         """Build a prediction whose fields are the first completion's."""
-        # Every predictor call builds one (two while tracing): fill the slots directly.
+        # Every predictor call builds one (two while tracing): fill the slots directly, bypassing
+        # Example.__init__; a slot added to Example or Prediction must be set here too.
         pred = object.__new__(cls)
         setattr_ = object.__setattr__
         setattr_(pred, "_store", dict(completions[0]) if completions else {})
