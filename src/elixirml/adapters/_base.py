@@ -81,6 +81,16 @@ def describe_fields(fields: dict[str, FieldSpec]) -> str:
     return "\n".join(lines)
 
 
+def output_names_lower(signature: type[Signature]) -> dict[str, str]:
+    """Output field names by their lower-case form (what parsers match answer labels against)."""
+    return {n.lower(): n for n in signature.output_fields}
+
+
+def input_markers(signature: type[Signature]) -> tuple[tuple[str, str], ...]:
+    """``(name, "[[ ## name ## ]]\\n")`` for each input field: the heads of input sections."""
+    return tuple((name, field_marker(name) + "\n") for name in signature.input_fields)
+
+
 def _normalise_literal(text: Any, allowed: tuple[Any, ...]) -> Any:
     if not isinstance(text, str):
         return text
@@ -265,10 +275,12 @@ class Adapter:
         self, signature: type[Signature], sections: dict[str, str], completion: str
     ) -> dict[str, Any]:
         """Coerce and validate the text found for each output field; a required field missing is a parse error."""
-        missing = [n for n, spec in signature.output_fields.items() if n not in sections and spec.required]
-        if missing:
-            raise AdapterParseError(self.name, signature.__name__, completion, f"missing output field(s) {missing}")
-        values = {n: coerce_text(t, signature.output_fields[n]) for n, t in sections.items()}
+        fields = signature.output_fields
+        if len(sections) < len(fields):  # sections only ever hold output fields
+            missing = [n for n, spec in fields.items() if n not in sections and spec.required]
+            if missing:
+                raise AdapterParseError(self.name, signature.__name__, completion, f"missing output field(s) {missing}")
+        values = {n: coerce_text(t, fields[n]) for n, t in sections.items()}
         return signature.validate_outputs(values)
 
     def parse_all(self, signature: type[Signature], response: LMResponse) -> list[dict[str, Any]]:
@@ -320,7 +332,8 @@ class Adapter:
     @staticmethod
     def _format_inputs(signature: type[Signature], inputs: dict[str, Any]) -> str:
         parts = []
-        for name in signature.input_fields:
-            if name in inputs and inputs[name] is not None:
-                parts.append(f"{field_marker(name)}\n{format_value(inputs[name])}")
+        for name, head in signature.memo("input_markers", input_markers, signature):
+            value = inputs.get(name)
+            if value is not None:
+                parts.append(head + (value if type(value) is str else format_value(value)))
         return "\n\n".join(parts)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..schema import Signature
 from ..schema._types import field_marker
-from ._base import Adapter, describe_fields, format_value, strip_fences, type_hint
+from ._base import Adapter, describe_fields, format_value, output_names_lower, strip_fences, type_hint
 
 _MARKER_RE = re.compile(r"\[\[\s*#+\s*([A-Za-z_][\w ]*?)\s*#+\s*\]\]", re.IGNORECASE)
 
@@ -24,7 +24,7 @@ class ChatAdapter(Adapter):
 
     def system_message(self, signature: type[Signature]) -> str:
         """The system prompt: fields, the answer structure, and the instructions."""
-        return signature.memo((type(self), "system"), lambda: self._build_system(signature))
+        return signature.memo((type(self), "system"), self._build_system, signature)
 
     def _build_system(self, signature: type[Signature]) -> str:
         structure = []
@@ -47,7 +47,7 @@ class ChatAdapter(Adapter):
     def user_turn(self, signature: type[Signature], inputs: dict[str, Any], final: bool) -> str:
         text = self._format_inputs(signature, inputs)
         if final:
-            text += signature.memo((type(self), "reminder"), lambda: self._build_reminder(signature))
+            text += signature.memo((type(self), "reminder"), self._build_reminder, signature)
         return text
 
     @staticmethod
@@ -66,14 +66,14 @@ class ChatAdapter(Adapter):
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         text = strip_fences(completion.strip())
-        names = signature.memo("output_names_lower", lambda: {n.lower(): n for n in signature.output_fields})
-        matches = list(_MARKER_RE.finditer(text))
+        names = signature.memo("output_names_lower", output_names_lower, signature)
+        # [text before, marker name, its section, marker name, its section, ...]
+        pieces = _MARKER_RE.split(text)
         sections: dict[str, str] = {}
-        for i, match in enumerate(matches):
-            key = match.group(1).strip().lower().replace(" ", "_")
-            end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-            if key in names and names[key] not in sections:
-                sections[names[key]] = strip_fences(text[match.end() : end].strip())
-        if not matches and len(signature.output_fields) == 1:
+        for i in range(1, len(pieces), 2):
+            name = names.get(pieces[i].strip().lower().replace(" ", "_"))
+            if name is not None and name not in sections:
+                sections[name] = strip_fences(pieces[i + 1].strip())
+        if len(pieces) == 1 and len(signature.output_fields) == 1:
             sections[next(iter(signature.output_fields))] = text
         return self.validate_sections(signature, sections, completion)

@@ -27,7 +27,7 @@ class JSONAdapter(Adapter):
 
     def system_message(self, signature: type[Signature]) -> str:
         """The system prompt: fields, the JSON answer shape, and the instructions."""
-        return signature.memo((type(self), "system"), lambda: self._build_system(signature))
+        return signature.memo((type(self), "system"), self._build_system, signature)
 
     def _build_system(self, signature: type[Signature]) -> str:
         keys = []
@@ -48,7 +48,7 @@ class JSONAdapter(Adapter):
 
     def request_settings(self, signature: type[Signature], lm: LM) -> dict[str, Any]:
         if lm.supports_json_schema:
-            return {"response_format": signature.memo("response_format", lambda: _response_format(signature))}
+            return {"response_format": signature.memo("response_format", _response_format, signature)}
         return {}
 
     def scoring_parts(self, signature: type[Signature], field: str, values: Any) -> tuple[str, list[str]]:

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from ..schema import Signature, literal_values
-from ._base import Adapter, format_value, strip_fences, to_jsonable
+from ._base import Adapter, format_value, output_names_lower, strip_fences, to_jsonable
 
 
 def _hint(spec: Any) -> str:
@@ -34,7 +34,7 @@ class PlainAdapter(Adapter):
 
     def system_message(self, signature: type[Signature]) -> str:
         """The instructions, then how to answer."""
-        return signature.memo((type(self), "system"), lambda: self._build_system(signature))
+        return signature.memo((type(self), "system"), self._build_system, signature)
 
     @staticmethod
     def _build_system(signature: type[Signature]) -> str:
@@ -67,8 +67,8 @@ class PlainAdapter(Adapter):
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         text = strip_fences(completion.strip())
-        label = signature.memo((type(self), "label_re"), lambda: _label_pattern(signature))
-        names = signature.memo("output_names_lower", lambda: {n.lower(): n for n in signature.output_fields})
+        label = signature.memo((type(self), "label_re"), _label_pattern, signature)
+        names = signature.memo("output_names_lower", output_names_lower, signature)
         matches = list(label.finditer(text))
         sections: dict[str, str] = {}
         for i, match in enumerate(matches):

@@ -22,6 +22,16 @@ def _value_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
+def _has_markers(messages: list[Message]) -> bool:
+    """Whether any message has a ``[[ ## field ## ]]`` marker (the chat and JSON adapters' prompts do)."""
+    for message in messages:
+        content = message.get("content")
+        text = content if isinstance(content, str) else str(content or "")
+        if "[[" in text and _MARKER_RE.search(text):
+            return True
+    return False
+
+
 def render_answer(answer: Any, settings: dict[str, Any], messages: list[Message] | None = None) -> str:
     """Render a scripted answer as completion text.
 
@@ -35,7 +45,7 @@ def render_answer(answer: Any, settings: dict[str, Any], messages: list[Message]
         raise ConfigurationError(f"A scripted answer must be a str or a dict of output values, got {answer!r}")
     if settings.get("response_format"):
         return json.dumps(dict(answer), default=str)
-    if messages and not any(_MARKER_RE.search(str(m.get("content") or "")) for m in messages):
+    if messages and not _has_markers(messages):
         return "\n".join(f"{key}: {_value_text(value)}" for key, value in answer.items())
     parts = [f"{field_marker(key)}\n{_value_text(value)}" for key, value in answer.items()]
     parts.append(field_marker("completed"))

@@ -8,7 +8,7 @@ from typing import Any
 Message = dict[str, Any]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Usage:
     """Token counts of one or more LM calls."""
 
@@ -54,7 +54,7 @@ class Usage:
         )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Completion:
     """One completion (a choice) of an LM response.
 
@@ -75,7 +75,7 @@ class Completion:
         return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class LMResponse:
     """What an LM request returns.
 

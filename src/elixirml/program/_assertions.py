@@ -21,7 +21,7 @@ T = TypeVar("T")
 logger = logging.getLogger("elixirml")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class LastCall:
     """The most recent predictor call of a run: who answered what."""
 
@@ -30,14 +30,23 @@ class LastCall:
     prediction: Any
 
 
-@dataclasses.dataclass
 class RunState:
-    """Per-run bookkeeping for assertions (lives in a context variable)."""
+    """Per-run bookkeeping for assertions (lives in a context variable).
 
-    last_call: LastCall | None = None
-    feedback: dict[int, list[tuple[str, str]]] = dataclasses.field(default_factory=dict)
-    retries_used: dict[str, int] = dataclasses.field(default_factory=dict)
-    attempts: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    Attributes:
+        last_call: the latest predictor call (the one a failing assertion blames).
+        feedback: ``(previous completion, message)`` pairs per predictor (by ``id``).
+        retries_used: retries spent per assertion message.
+        attempts: the predictions that failed each assertion message.
+    """
+
+    __slots__ = ("attempts", "feedback", "last_call", "retries_used")
+
+    def __init__(self) -> None:
+        self.last_call: LastCall | None = None
+        self.feedback: dict[int, list[tuple[str, str]]] = {}
+        self.retries_used: dict[str, int] = {}
+        self.attempts: dict[str, list[Any]] = {}
 
     def feedback_for(self, predictor: Any) -> list[tuple[str, str]]:
         """(previous completion, message) pairs to show ``predictor``."""
@@ -106,6 +115,8 @@ def suggest_output(condition: Any, message: str, *, retries: int = 2) -> None:
 
 class _Outermost:
     """The scope of an outermost run: assertion state and the trace attached to its result."""
+
+    __slots__ = ("entries", "start", "token", "trace_token")
 
     def __init__(self) -> None:
         self.token = _RUN.set(RunState())

@@ -247,7 +247,7 @@ class Predict(Module):
                 _trace.TraceEntry(
                     predictor=self,
                     inputs=values,
-                    prediction=Prediction.from_completions(outputs, usage),  # a copy: no cycle via .trace
+                    outputs=outputs,
                     messages=messages,
                     usage=usage,
                     latency=time.perf_counter() - start,

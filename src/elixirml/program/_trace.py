@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
+from ..schema import Prediction
 
-@dataclasses.dataclass
+
 class TraceEntry:
     """One predictor call.
 
     Attributes:
         predictor: the ``Predict`` that ran.
         inputs: its validated inputs.
-        prediction: its output (``None`` when the call failed).
+        prediction: its output (``None`` when the call failed). Given ``outputs`` (one dict of
+            output values per completion) instead, the entry builds it on first access: every
+            call records an entry, few entries are read.
         messages: the rendered chat messages sent to the LM.
         usage: token usage of the call.
         latency: seconds the call took.
@@ -26,16 +28,62 @@ class TraceEntry:
         completion: the raw completion text.
     """
 
-    predictor: Any
-    inputs: dict[str, Any]
-    prediction: Any
-    messages: list[dict[str, Any]]
-    usage: dict[str, Any]
-    latency: float
-    cached: bool = False
-    error: BaseException | None = None
-    assertions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    completion: str = ""
+    __slots__ = (
+        "_outputs",
+        "_prediction",
+        "assertions",
+        "cached",
+        "completion",
+        "error",
+        "inputs",
+        "latency",
+        "messages",
+        "predictor",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        predictor: Any,
+        inputs: dict[str, Any],
+        prediction: Any = None,
+        messages: list[dict[str, Any]] | None = None,
+        usage: dict[str, Any] | None = None,
+        latency: float = 0.0,
+        cached: bool = False,
+        error: BaseException | None = None,
+        assertions: list[dict[str, Any]] | None = None,
+        completion: str = "",
+        *,
+        outputs: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.inputs = inputs
+        self._prediction = prediction
+        self._outputs = outputs
+        self.messages = messages if messages is not None else []
+        self.usage = usage if usage is not None else {}
+        self.latency = latency
+        self.cached = cached
+        self.error = error
+        self.assertions = assertions if assertions is not None else []
+        self.completion = completion
+
+    @property
+    def prediction(self) -> Any:
+        """The call's output as a Prediction (its own copy: no reference cycle through ``.trace``)."""
+        if self._prediction is None and self._outputs is not None:
+            self._prediction = Prediction.from_completions(self._outputs, self.usage)
+        return self._prediction
+
+    @prediction.setter
+    def prediction(self, value: Any) -> None:
+        self._prediction = value
+        self._outputs = None
+
+    def __repr__(self) -> str:
+        name = type(self.predictor).__name__
+        return f"TraceEntry(predictor={name}, inputs={self.inputs!r}, prediction={self.prediction!r})"
 
 
 _TRACE: contextvars.ContextVar[list[TraceEntry] | None] = contextvars.ContextVar("elixirml_trace", default=None)

@@ -364,17 +364,18 @@ class Signature(metaclass=SignatureMeta):
         return model
 
     @classmethod
-    def memo(cls, key: Any, factory: Callable[[], T]) -> T:
-        """Compute a value derived from this signature once and keep it.
+    def memo(cls, key: Any, factory: Callable[..., T], *args: Any) -> T:
+        """Compute a value derived from this signature once (``factory(*args)``) and keep it.
 
         Signatures never change after creation (editing makes new classes), so adapters keep
-        rendered prompt parts here instead of rebuilding them on every call.
+        rendered prompt parts here instead of rebuilding them on every call. Pass the
+        factory's arguments rather than a closure: this runs several times per call.
         """
         memo: dict[Any, Any] = cls._memo  # type: ignore[attr-defined]
         try:
             return typing.cast(T, memo[key])
         except KeyError:
-            value = memo[key] = factory()
+            value = memo[key] = factory(*args)
             return value
 
     @classmethod
