@@ -87,7 +87,7 @@ def output_names_lower(signature: type[Signature]) -> dict[str, str]:
 
 
 def input_markers(signature: type[Signature]) -> tuple[tuple[str, str], ...]:
-    """``(name, "[[ ## name ## ]]\\n")`` for each input field: the heads of input sections."""
+    """The input fields with the heads of their sections: ``(name, marker + newline)``."""
     return tuple((name, field_marker(name) + "\n") for name in signature.input_fields)
 
 

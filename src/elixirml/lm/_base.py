@@ -25,7 +25,9 @@ _UNSENT_KEYS = frozenset({"cache", "rollout_id"})
 
 
 def _sendable(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings a provider receives: everything but the cache-only keys."""
+    """The settings a provider receives: everything but the cache-only keys (a copy either way)."""
+    if _UNSENT_KEYS.isdisjoint(settings):
+        return settings.copy()
     return {k: v for k, v in settings.items() if k not in _UNSENT_KEYS}
 
 
@@ -269,41 +271,41 @@ class LM:
         raise last
 
     async def _send_with_policies(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        """Send under this LM's policies: circuit breaker, rate and concurrency limits, timeout, retries."""
         attempt = 0
+        breaker = self.breaker
         while True:
-            if self.breaker is not None:
-                self.breaker.before_request()
+            if breaker is not None:
+                breaker.before_request()
             try:
-                return await self._send_limited(messages, settings)
+                if self.rate_limiter.active:
+                    tokens = estimate_message_tokens(messages) + int(settings.get("max_tokens", 0))
+                    await self.rate_limiter.acquire(tokens)
+                if self.timeout is not None or not self.eager_transport:
+                    await need_task()  # asyncio.timeout and network clients need a task
+                sem = self.limiter.semaphore()
+                start = time.perf_counter()
+                if sem is None and self.timeout is None:
+                    response = await self._send(messages, settings)  # the common case: no wrapper coroutine
+                elif sem is None:
+                    response = await self._send_timed(messages, settings)
+                else:
+                    async with sem:
+                        response = await self._send_timed(messages, settings)
+                response.latency = time.perf_counter() - start
             except CircuitOpenError:
                 raise
             except ProviderError as exc:
-                if self.breaker is not None and exc.status != 429:
-                    self.breaker.record_failure()
+                if breaker is not None and exc.status != 429:
+                    breaker.record_failure()
                 if not exc.retryable or attempt >= self.retry.retries:
                     raise
                 await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
                 attempt += 1
-
-    async def _send_limited(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
-        if self.rate_limiter.active:
-            tokens = estimate_message_tokens(messages) + int(settings.get("max_tokens", 0))
-            await self.rate_limiter.acquire(tokens)
-        if self.timeout is not None or not self.eager_transport:
-            await need_task()  # asyncio.timeout and network clients need a task
-        sem = self.limiter.semaphore()
-        start = time.perf_counter()
-        if sem is None and self.timeout is None:
-            response = await self._send(messages, settings)  # the common case: one coroutine level less
-        elif sem is None:
-            response = await self._send_timed(messages, settings)
-        else:
-            async with sem:
-                response = await self._send_timed(messages, settings)
-        response.latency = time.perf_counter() - start
-        if self.breaker is not None:
-            self.breaker.record_success()
-        return response
+                continue
+            if breaker is not None:
+                breaker.record_success()
+            return response
 
     async def _send_timed(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         if self.timeout is None:
@@ -405,10 +407,8 @@ class LM:
 def completion_response(texts: list[str], messages: list[Message], model: str) -> LMResponse:
     """Build a response from plain texts, with estimated usage (for LMs that count no tokens)."""
     completion_tokens = 0
+    completions = []
     for text in texts:
         completion_tokens += estimate_tokens(text)
-    return LMResponse(
-        [Completion(text, None, None, "stop") for text in texts],
-        Usage(estimate_message_tokens(messages), completion_tokens, 0.0, 1),
-        model,
-    )
+        completions.append(Completion(text, None, None, "stop"))
+    return LMResponse(completions, Usage(estimate_message_tokens(messages), completion_tokens, 0.0, 1), model)

@@ -27,7 +27,7 @@ def _has_markers(messages: list[Message]) -> bool:
     for message in messages:
         content = message.get("content")
         text = content if isinstance(content, str) else str(content or "")
-        if "[[" in text and _MARKER_RE.search(text):
+        if "[[ ## " in text or ("[[" in text and _MARKER_RE.search(text)):
             return True
     return False
 

@@ -36,7 +36,7 @@ class Usage:
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
             "cost": self.cost,
             "calls": self.calls,
             "cached_calls": self.cached_calls,
@@ -118,17 +118,13 @@ def messages_text(messages: list[Message]) -> str:
 
 def estimate_message_tokens(messages: list[Message]) -> int:
     """``estimate_tokens(messages_text(messages))``, counted without building the joined text."""
-    length = 0
-    parts = 0
+    length = -1  # each part adds its length and one newline; messages_text has one newline fewer
     for m in messages:
         content = m.get("content")
-        if isinstance(content, str):
-            length += len(content)
-            parts += 1
+        if type(content) is str:
+            length += len(content) + 1
         elif isinstance(content, list):
             for p in content:
                 if isinstance(p, dict):
-                    length += len(str(p.get("text", "")))
-                    parts += 1
-    length += max(0, parts - 1)  # the newlines messages_text puts between parts
-    return max(1, (length + 3) // 4) if length else 0
+                    length += len(str(p.get("text", ""))) + 1
+    return max(1, (length + 3) // 4) if length > 0 else 0

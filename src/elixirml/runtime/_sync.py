@@ -156,7 +156,8 @@ def _run_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) 
     try:
         first = context.run(coro.send, None)
     except StopIteration as done:
-        return typing.cast(T, done.value)
+        result: T = done.value
+        return result
     finally:
         asyncio.events._set_running_loop(None)
     task = loop.create_task(_go_on(coro, first), context=context)
