@@ -170,10 +170,13 @@ class DummyLM(LM):
         self._record(messages, settings, response)
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
-        self.requests.append({"messages": messages, "settings": dict(settings)})
+        self.requests.append({"messages": messages, "settings": settings})  # a copy made for this request
         answer = self._pick(messages)
-        n = int(settings.get("n", 1))
-        answers = list(answer) if isinstance(answer, list) else [answer] * n
+        if isinstance(answer, list):
+            answers = list(answer)
+        else:
+            n = settings.get("n", 1)
+            answers = [answer] if n == 1 else [answer] * int(n)
         return completion_response([render_answer(a, settings, messages) for a in answers], messages, self.model)
 
 
