@@ -280,14 +280,20 @@ class Adapter:
             missing = [n for n, spec in fields.items() if n not in sections and spec.required]
             if missing:
                 raise AdapterParseError(self.name, signature.__name__, completion, f"missing output field(s) {missing}")
-        values = {n: coerce_text(t, fields[n]) for n, t in sections.items()}
+        values = {}
+        for name, text in sections.items():
+            spec = fields[name]
+            values[name] = text.strip() if spec.annotation is str else coerce_text(text, spec)
         return signature.validate_outputs(values)
 
     def parse_all(self, signature: type[Signature], response: LMResponse) -> list[dict[str, Any]]:
         """Parse every completion of a response (the first failure raises)."""
-        if not response.completions:
+        completions = response.completions
+        if len(completions) == 1:
+            return [self.parse(signature, completions[0].text)]
+        if not completions:
             raise AdapterParseError(self.name, signature.__name__, "", "the LM returned no completions")
-        return [self.parse(signature, c.text) for c in response.completions]
+        return [self.parse(signature, c.text) for c in completions]
 
     async def acall(
         self,

@@ -65,7 +65,9 @@ class ChatAdapter(Adapter):
         return "\n\n".join(parts)
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
-        text = strip_fences(completion.strip())
+        text = completion.strip()
+        if "```" in text:
+            text = strip_fences(text)
         names = signature.memo("output_names_lower", output_names_lower, signature)
         # [text before, marker name, its section, marker name, its section, ...]
         pieces = _MARKER_RE.split(text)
@@ -73,7 +75,8 @@ class ChatAdapter(Adapter):
         for i in range(1, len(pieces), 2):
             name = names.get(pieces[i].strip().lower().replace(" ", "_"))
             if name is not None and name not in sections:
-                sections[name] = strip_fences(pieces[i + 1].strip())
+                section = pieces[i + 1].strip()
+                sections[name] = strip_fences(section) if "```" in section else section
         if len(pieces) == 1 and len(signature.output_fields) == 1:
             sections[next(iter(signature.output_fields))] = text
         return self.validate_sections(signature, sections, completion)

@@ -217,7 +217,11 @@ class LM:
                 ``n``, ``response_format``, ``tools``, ``logprobs``, ``rollout_id``, ``cache``).
         """
         settings = self.effective_settings(overrides)
-        cache, key = self._cached(settings.pop("cache", None), messages, settings)
+        choice = settings.pop("cache", None)
+        if choice is None and self.cache is None and not self.default_cache:
+            cache, key = None, ""  # the common case for test LMs, decided without a call
+        else:
+            cache, key = self._cached(choice, messages, settings)
         hit: LMResponse | None = cache.get(key) if cache is not None else None
         if hit is not None:
             if validate is not None:
@@ -283,7 +287,7 @@ class LM:
                     await self.rate_limiter.acquire(tokens)
                 if self.timeout is not None or not self.eager_transport:
                     await need_task()  # asyncio.timeout and network clients need a task
-                sem = self.limiter.semaphore()
+                sem = None if self.limiter.limit is None else self.limiter.semaphore()
                 start = time.perf_counter()
                 if sem is None and self.timeout is None:
                     response = await self._send(messages, settings)  # the common case: no wrapper coroutine
@@ -381,12 +385,13 @@ class LM:
     def _record(self, messages: list[Message], settings: dict[str, Any], response: LMResponse) -> None:
         self.usage.add(response.usage)
         if self.history.maxlen:
+            completions = response.completions
             self.history.append(
                 {
                     "model": self.model,
                     "messages": messages,
                     "settings": settings,
-                    "outputs": [c.text for c in response.completions],
+                    "outputs": [completions[0].text] if len(completions) == 1 else [c.text for c in completions],
                     "usage": response.usage.as_dict(),
                     "cached": response.cached,
                     "latency": response.latency,

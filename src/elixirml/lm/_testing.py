@@ -15,6 +15,7 @@ from ._base import LM, completion_response
 from ._types import LMResponse, Message
 
 _MARKER_RE = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
+_COMPLETED = field_marker("completed")
 
 
 def _value_text(value: Any) -> str:
@@ -47,8 +48,10 @@ def render_answer(answer: Any, settings: dict[str, Any], messages: list[Message]
         return json.dumps(dict(answer), default=str)
     if messages and not _has_markers(messages):
         return "\n".join(f"{key}: {_value_text(value)}" for key, value in answer.items())
-    parts = [f"{field_marker(key)}\n{_value_text(value)}" for key, value in answer.items()]
-    parts.append(field_marker("completed"))
+    parts = []
+    for key, value in answer.items():  # field_marker(key), written out: this runs for every scripted answer
+        parts.append(f"[[ ## {key} ## ]]\n{value if isinstance(value, str) else _value_text(value)}")
+    parts.append(_COMPLETED)
     return "\n\n".join(parts)
 
 

@@ -450,7 +450,7 @@ class Signature(metaclass=SignatureMeta):
 
 
 def _validate(sig: type[Signature], kind: str, values: dict[str, Any]) -> dict[str, Any]:
-    model = sig._model(kind)
+    model = sig._models.get(kind) or sig._model(kind)  # type: ignore[attr-defined]
     try:
         # model_validate without its wrapper (this runs twice per predictor call)
         validated: pydantic.BaseModel = model.__pydantic_validator__.validate_python(values)
