@@ -171,7 +171,7 @@ class Adapter:
     ) -> list[Message]:
         """Build the chat messages for one call: system prompt, demos as turns, then the inputs."""
         messages: list[Message] = [{"role": "system", "content": self.system_message(signature)}]
-        for demo_in, demo_out in self._demo_pairs(signature, demos):
+        for demo_in, demo_out in self._demo_pairs(signature, demos) if demos else ():
             messages.append({"role": "user", "content": self.user_turn(signature, demo_in, False)})
             messages.append({"role": "assistant", "content": self.format_outputs(signature, demo_out)})
         messages.append({"role": "user", "content": self.user_turn(signature, inputs, True)})
@@ -195,7 +195,8 @@ class Adapter:
         feedback: Sequence[tuple[str, str]],
     ) -> tuple[list[Message], dict[str, Any]]:
         messages = self.build_messages(signature, demos, inputs, feedback)
-        return messages, {**self.request_settings(signature, lm), **settings}
+        extra = self.request_settings(signature, lm)
+        return messages, ({**extra, **settings} if extra else settings)
 
     def build_messages(
         self,

@@ -48,10 +48,6 @@ class RunState:
         self.retries_used: dict[str, int] = {}
         self.attempts: dict[str, list[Any]] = {}
 
-    def feedback_for(self, predictor: Any) -> list[tuple[str, str]]:
-        """(previous completion, message) pairs to show ``predictor``."""
-        return self.feedback.get(id(predictor), [])
-
 
 _RUN: contextvars.ContextVar[RunState | None] = contextvars.ContextVar("elixirml_run", default=None)
 
@@ -63,13 +59,6 @@ class RetrySignal(Exception):
 def current_run() -> RunState | None:
     """The assertion state of the run in progress, if any."""
     return _RUN.get()
-
-
-def note_call(predictor: Any, completion: str, prediction: Any) -> None:
-    """Record the latest predictor call (the one a failing assertion blames)."""
-    state = _RUN.get()
-    if state is not None:
-        state.last_call = LastCall(predictor, completion, prediction)
 
 
 def _check(condition: Any, message: str, retries: int, hard: bool) -> None:
@@ -130,22 +119,23 @@ class _Outermost:
         return result
 
     def close(self) -> None:
-        _trace.close(self.trace_token)
+        if self.trace_token is not None:
+            _trace.close(self.trace_token)
         _RUN.reset(self.token)
 
 
-def run_with_retries(call: Callable[[], T]) -> T:
-    """Run ``call``; when it is the outermost run, re-run it on each assertion retry.
+def run_with_retries(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run ``call(*args, **kwargs)``; when it is the outermost run, re-run it on each assertion retry.
 
     The outermost run also records a trace and attaches it to a returned Prediction.
     """
     if _RUN.get() is not None:
-        return call()
+        return call(*args, **kwargs)
     scope = _Outermost()
     try:
         while True:
             try:
-                return scope.attach(call())
+                return scope.attach(call(*args, **kwargs))
             except RetrySignal:
                 continue
     finally:

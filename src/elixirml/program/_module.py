@@ -85,7 +85,7 @@ class Module:
 
     # ------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _assertions.run_with_retries(lambda: self.forward(*args, **kwargs))
+        return _assertions.run_with_retries(self.forward, *args, **kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module asynchronously."""

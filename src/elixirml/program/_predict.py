@@ -213,7 +213,7 @@ class Predict(Module):
         overrides = _OVERRIDES.get()
         settings = {**self.config, **(overrides or {}), **(config or {})} if (config or overrides) else self.config
         run = _assertions.current_run()
-        feedback = run.feedback_for(self) if run is not None else []
+        feedback = run.feedback.get(id(self), ()) if run is not None else ()
         use_demos = self.demos if demos is None else demos
         start = time.perf_counter()
         if self.decoding != "generate":
@@ -240,19 +240,21 @@ class Predict(Module):
             text, usage, cached = response.text, response.usage.as_dict(), response.cached
         prediction = Prediction.from_completions(outputs, usage)
         if run is not None:
-            _assertions.note_call(self, text, prediction)
+            run.last_call = _assertions.LastCall(self, text, prediction)
         _trace.notify(self, prediction)
-        if current.trace and _trace.active():
-            _trace.record(
+        entries = _trace.current_entries() if current.trace else None
+        if entries is not None:
+            entries.append(
                 _trace.TraceEntry(
-                    predictor=self,
-                    inputs=values,
-                    outputs=outputs,
-                    messages=messages,
-                    usage=usage,
-                    latency=time.perf_counter() - start,
-                    cached=cached,
+                    self,
+                    values,
+                    None,
+                    messages,
+                    usage,
+                    time.perf_counter() - start,
+                    cached,
                     completion=text,
+                    outputs=outputs,
                 )
             )
         return prediction
