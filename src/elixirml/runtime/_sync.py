@@ -26,12 +26,11 @@ _local = threading.local()
 _OWNED_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _local.loop = loop
-        _OWNED_LOOPS.add(loop)
+def _new_thread_loop() -> asyncio.AbstractEventLoop:
+    """Create this thread's loop for sync calls (the first call, or after it was closed)."""
+    loop = asyncio.new_event_loop()
+    _local.loop = loop
+    _OWNED_LOOPS.add(loop)
     return loop
 
 
@@ -112,7 +111,9 @@ def run_sync(coro: Coroutine[Any, Any, T], *, eager: bool = False) -> T:
     being inside a task from its first line.
     """
     if asyncio._get_running_loop() is None:  # the non-raising form: this runs on every sync call
-        loop = _thread_loop()
+        loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = _new_thread_loop()
         if not eager:
             return loop.run_until_complete(coro)
         return _run_eagerly(loop, coro)
