@@ -309,3 +309,12 @@ def test_json_stream_parser_handles_nested_values():
         by_field[field] = by_field.get(field, "") + piece
     assert json.loads(by_field["items"]) == ["a", "b"]
     assert by_field["note"] == 'he said "hi"\nok'
+
+
+def test_module_inputs_may_use_any_keyword_name():
+    class Echo(em.Module):
+        def forward(self, call, args=None):  # names the call machinery uses internally
+            return em.Prediction(call=call, args=args)
+
+    assert Echo()(call="c", args="a").call == "c"
+    assert asyncio.run(Echo().acall(call="c")).call == "c"

@@ -152,6 +152,28 @@ def test_trace_records_calls():
     assert entries[0].inputs == {"q": "y"}
 
 
+def test_trace_entry_builds_its_own_prediction_once_on_first_read():
+    lm = em.DummyLM([{"answer": "x"}])
+    pred = em.Predict("q -> answer", lm=lm)(q="y")
+    entry = pred.trace[0]
+    assert entry.prediction == pred and entry.prediction.usage == pred.usage
+    assert entry.prediction is not pred  # a copy: the entry does not point back at the traced result
+    assert entry.prediction is entry.prediction
+    entry.prediction = None  # a failed call's entry holds no prediction
+    assert entry.prediction is None
+
+
+def test_transport_gets_its_own_settings_without_cache_only_keys():
+    lm = em.DummyLM([{"answer": "x"}] * 2)
+    predict = em.Predict("q -> answer", lm=lm, temperature=0.3)
+    predict(q="1")
+    predict(q="2", config={"rollout_id": 7})
+    sent = [r["settings"] for r in lm.requests]
+    assert sent[0] == {"max_tokens": 512, "temperature": 0.3} and sent[1] == sent[0]
+    assert lm.history[1]["settings"]["rollout_id"] == 7  # history keeps what the cache key saw
+    assert all(r["settings"] is not h["settings"] for r, h in zip(lm.requests, lm.history))
+
+
 def test_usage_tracking_and_history():
     lm = em.DummyLM([{"answer": "x"}] * 3)
     em.configure(lm=lm)
