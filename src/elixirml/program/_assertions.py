@@ -119,8 +119,7 @@ class _Outermost:
         return result
 
     def close(self) -> None:
-        if self.trace_token is not None:
-            _trace.close(self.trace_token)
+        _trace.close(self.trace_token)
         _RUN.reset(self.token)
 
 

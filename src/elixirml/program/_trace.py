@@ -100,18 +100,6 @@ def trace() -> Iterator[list[TraceEntry]]:
         _TRACE.reset(token)
 
 
-def record(entry: TraceEntry) -> None:
-    """Append ``entry`` to the open trace, if any."""
-    entries = _TRACE.get()
-    if entries is not None:
-        entries.append(entry)
-
-
-def active() -> bool:
-    """Whether a trace is open here."""
-    return _TRACE.get() is not None
-
-
 _LISTENERS: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("elixirml_listeners", default=())
 
 
