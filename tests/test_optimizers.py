@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -40,12 +39,10 @@ def conditions(messages, settings, demo_credit):
     return met
 
 
-def task_lm(counter=None, demo_credit=False, delay=0.0, **kwargs):
+def task_lm(counter=None, demo_credit=False, **kwargs):
     def answer(messages, settings):
         if counter is not None:
             counter.append(1)
-        if delay:
-            time.sleep(delay)
         system, user = messages[0]["content"], messages[-1]["content"]
         if "Summarize what these examples" in system:
             return {"summary": "Questions asking to double a number."}
@@ -219,12 +216,23 @@ def test_custom_optimizer_through_the_protocol():
 
 CHILD = textwrap.dedent(
     """
-    import sys, time, re
+    import os, signal, sys
     sys.path.insert(0, sys.argv[3])
+    import optuna
     import elixirml as em
     from test_optimizers import Task, task_lm, trainset, metric
     from elixirml.optimizers import MIPRO
-    em.configure(lm=task_lm(delay=0.02, cache=sys.argv[2]))
+
+    ask = optuna.study.Study.ask
+
+    def ask_then_die_at_the_fourth(study, *args, **kwargs):
+        trial = ask(study, *args, **kwargs)
+        if sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) >= 3:
+            os.kill(os.getpid(), signal.SIGKILL)  # killed mid-run: this trial stays RUNNING in the storage
+        return trial
+
+    optuna.study.Study.ask = ask_then_die_at_the_fourth
+    em.configure(lm=task_lm(cache=sys.argv[2]))
     MIPRO(metric, auto="light", storage=sys.argv[1], num_trials=10).compile(
         Task(), trainset=trainset(), valset=trainset(12, offset=30), resume="run-resume")
     """
@@ -235,22 +243,10 @@ def test_mipro_resumes_after_sigkill_without_repeating_trials(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     cache = str(tmp_path / "cache.sqlite")
     child = subprocess.Popen([sys.executable, "-c", CHILD, storage, cache, os.path.dirname(__file__)])
-    study = None
-    deadline = time.time() + 120
-    done_before = 0
-    while time.time() < deadline and child.poll() is None:
-        time.sleep(0.05)  # poll often: a trial whose answers are all cached finishes in milliseconds
-        try:
-            study = optuna.load_study(study_name="elixirml-mipro-run-resume", storage=storage)
-        except KeyError:
-            continue
-        done_before = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-        if done_before >= 3:
-            break
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    assert 3 <= done_before < 10, f"killed after {done_before} finished trials; the test needs 3 to 9"
+    assert child.wait(timeout=120) == -signal.SIGKILL  # it killed itself when asking for its fourth trial
     study = optuna.load_study(study_name="elixirml-mipro-run-resume", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and states[-1] == optuna.trial.TrialState.RUNNING
     finished = {t.number: t.params for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
 
     calls = []
