@@ -282,7 +282,7 @@ class Adapter:
             if missing:
                 raise AdapterParseError(self.name, signature.__name__, completion, f"missing output field(s) {missing}")
         values = {}
-        for name, text in sections.items():
+        for name, text in sections.items():  # coerce_text's str case inline: every call has one
             spec = fields[name]
             values[name] = text.strip() if spec.annotation is str else coerce_text(text, spec)
         return signature.validate_outputs(values)
@@ -341,6 +341,6 @@ class Adapter:
         parts = []
         for name, head in signature.memo("input_markers", input_markers, signature):
             value = inputs.get(name)
-            if value is not None:
+            if value is not None:  # format_value's str case inline: most inputs are text
                 parts.append(head + (value if type(value) is str else format_value(value)))
         return "\n\n".join(parts)

@@ -49,7 +49,8 @@ def render_answer(answer: Any, settings: dict[str, Any], messages: list[Message]
     if messages and not _has_markers(messages):
         return "\n".join(f"{key}: {_value_text(value)}" for key, value in answer.items())
     parts = []
-    for key, value in answer.items():  # field_marker(key), written out: this runs for every scripted answer
+    # field_marker(key) written out and _value_text's str case inline: this runs for every scripted answer
+    for key, value in answer.items():
         parts.append(f"[[ ## {key} ## ]]\n{value if isinstance(value, str) else _value_text(value)}")
     parts.append(_COMPLETED)
     return "\n\n".join(parts)

@@ -36,7 +36,7 @@ class Usage:
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "total_tokens": self.total_tokens,
             "cost": self.cost,
             "calls": self.calls,
             "cached_calls": self.cached_calls,
