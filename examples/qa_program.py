@@ -18,7 +18,7 @@ class QA(em.Signature):
 
 
 class QAProgram(em.Program):
-    temperature = em.Variable.float(default=0.7, low=0.0, high=2.0)
+    temperature = em.Variable.float(default=0.7, low=0.0, high=2.0, setting="temperature")
     strategy = em.Variable.module({"direct": em.Predict, "cot": em.ChainOfThought}, default="cot")
 
     def __init__(self):
@@ -26,7 +26,7 @@ class QAProgram(em.Program):
         self.answer = self.strategy(QA)  # the module class the variable currently chooses
 
     def forward(self, context: str, question: str):
-        pred = self.answer(context=context, question=question, config={"temperature": self.temperature})
+        pred = self.answer(context=context, question=question)  # temperature applied by binding
         em.assert_output(pred.confidence >= 0.5, "Low confidence answer")  # retried, then raised
         return pred
 

@@ -70,9 +70,10 @@ def test_metric_errors_are_recorded_and_the_rest_score():
 
 
 def test_program_errors_are_recorded_and_max_errors_stops_early():
-    em.configure(lm=em.DummyLM({"item 1": {"answer": "1"}}, field="question"))
+    # every answer but item 1's is not a number: a per-example failure, recorded and counted
+    em.configure(lm=em.DummyLM({"item 1": {"answer": "1"}}, field="question", default={"answer": "many"}))
     result = em.evaluate(
-        em.Predict("question -> answer"),
+        em.Predict("question -> answer: int"),
         devset(50),
         em.metrics.exact_match,
         max_errors=3,
@@ -80,7 +81,13 @@ def test_program_errors_are_recorded_and_max_errors_stops_early():
         display_progress=False,
     )
     assert result.stopped and result.errors == 4 and len(result.results) == 5
-    assert all(isinstance(r.error, em.errors.ConfigurationError) for r in result.results if r.index != 1)
+    assert all(isinstance(r.error, em.errors.OutputError) for r in result.results if r.index != 1)
+
+
+def test_a_setup_error_stops_the_evaluation_instead_of_scoring_zero():
+    em.configure(lm=em.DummyLM({"item 1": {"answer": "1"}}, field="question"))  # no answer for the others
+    with pytest.raises(em.errors.ConfigurationError, match="no scripted answer"):
+        em.evaluate(em.Predict("question -> answer"), devset(5), em.metrics.exact_match, display_progress=False)
 
 
 def test_several_metrics_and_reports(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data._dataset import example_record
-from ..errors import ConfigurationError
+from ..errors import BudgetExceededError, ConfigurationError, UserError
 from ..lm import Usage, track_usage
 from ..program import trace as open_trace
 from ..runtime import run_sync, stream_bounded
@@ -397,6 +397,10 @@ async def aevaluate(
         with track_usage() as usage, open_trace() as entries:
             try:
                 prediction = await program.acall(**dict(inputs.items()))
+            except BudgetExceededError as exc:
+                error = exc
+            except UserError:  # a setup mistake (no LM, a missing extra, a bad signature) stops the run
+                raise
             except Exception as exc:
                 error = exc
         latency = time.perf_counter() - began
@@ -407,6 +411,8 @@ async def aevaluate(
                     continue
                 try:
                     scores[name] = await _score(m, example, prediction, entries)
+                except UserError:
+                    raise
                 except Exception as exc:
                     error = exc
                     break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import settings as _settings
 from ._base import OptimizationResult, OptimizationState, Optimizer, Trial
 from ._fewshot import BootstrapFewShot, LabeledFewShot, bootstrap_demos
 from ._search import MIPRO, RandomSearch, VariableSearch
@@ -22,20 +23,37 @@ class BootstrapFewShotWithRandomSearch(RandomSearch):
         num_candidate_programs: int = 8,
         **kwargs: Any,
     ) -> None:
-        kwargs.pop("num_threads", None)
         super().__init__(metric, num_candidate_programs, max_bootstrapped_demos, max_labeled_demos, **kwargs)
 
 
 class MIPROv2(MIPRO):
-    """DSPy's name for :class:`MIPRO` (``prompt_model`` is ``proposer_lm``)."""
+    """DSPy's name for :class:`MIPRO` (``prompt_model`` is ``proposer_lm``).
+
+    ``task_model`` is the LM the program runs on while it is optimized (predictors with an LM
+    of their own keep it), as in DSPy.
+    """
 
     name = "MIPROv2"
 
-    def __init__(self, metric: Any, auto: str | None = "light", *, prompt_model: Any = None, **kwargs: Any) -> None:
-        kwargs.pop("task_model", None)
-        kwargs.pop("num_threads", None)
+    def __init__(
+        self,
+        metric: Any,
+        auto: str | None = "light",
+        *,
+        prompt_model: Any = None,
+        task_model: Any = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("proposer_lm", prompt_model)
         super().__init__(metric, auto, **kwargs)
+        self.task_model = task_model
+
+    def compile(self, *args: Any, **kwargs: Any) -> Any:
+        """As :meth:`Optimizer.compile`, with the program running on ``task_model`` when one was given."""
+        if self.task_model is None:
+            return super().compile(*args, **kwargs)
+        with _settings.context(lm=self.task_model):
+            return super().compile(*args, **kwargs)
 
 
 __all__ = [

@@ -69,6 +69,8 @@ class OptimizationResult:
             ``"max_trials"``) or None.
         run_id: the run's id (pass it as ``resume=`` to continue an interrupted run).
         pareto_front: for multi-objective searches, the Pareto-optimal trials.
+        inert_variables: variables left out of the search because no value of theirs changed
+            a request of a probe call (or only one of their values could run).
     """
 
     optimizer: str
@@ -83,6 +85,7 @@ class OptimizationResult:
     run_id: str = ""
     pareto_front: list[Trial] = dataclasses.field(default_factory=list)
     directions: dict[str, str] = dataclasses.field(default_factory=dict)
+    inert_variables: list[str] = dataclasses.field(default_factory=list)
     _builder: Callable[[Mapping[str, Any]], Module] | None = dataclasses.field(default=None, repr=False)
 
     def select(self, **limits: float) -> Module:
@@ -158,10 +161,13 @@ class Optimizer:
         max_trials: stop after this many trials.
         timeout: stop after this many seconds.
         concurrency: examples evaluated at once.
+        num_threads: DSPy's name for ``concurrency`` (honoured as it).
         display_progress: progress bar (default: when stderr is a terminal).
     """
 
     name = "Optimizer"
+    #: Attributes that ``compile(...)`` may override for one run (DSPy passes some there).
+    run_options: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -173,8 +179,13 @@ class Optimizer:
         max_trials: int | None = None,
         timeout: float | None = None,
         concurrency: int = 8,
+        num_threads: int | None = None,
         display_progress: bool | None = None,
     ) -> None:
+        if num_threads is not None:
+            concurrency = num_threads
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency (num_threads) must be an int >= 1, got {concurrency!r}")
         self.metric = as_metric(metric) if metric is not None else None
         self.seed = seed
         self.budget: dict[str, Any] = {
@@ -207,6 +218,23 @@ class Optimizer:
         return 0
 
     # ------------------------------------------------------------------ helpers for subclasses
+    def teacher_for(self, state: OptimizationState) -> Module:
+        """The program that bootstraps demos: ``compile(teacher=...)``'s, else a reset copy of the student."""
+        given = state.extra.get("teacher")
+        return given.deepcopy() if given is not None else state.program.reset_copy()
+
+    def searchable(self, state: OptimizationState, names: Sequence[str]) -> tuple[Any, list[str]]:
+        """Probe the program once per variable and keep what changes a request (see ``optimize._probe``).
+
+        Returns the space to search (unusable options removed) and the names to search; the
+        left-out ones are warned about and listed in ``last_result.inert_variables``.
+        """
+        from ._probe import searchable_space
+
+        space, kept, report = searchable_space(state.program, names, state.trainset[0])
+        state.extra["inert"] = list(report.inert)
+        return space, kept
+
     def evaluate(self, program: Module, data: Sequence[Example]) -> EvaluationResult:
         """Score ``program`` on ``data`` with this optimizer's metric; budget stops surface as errors."""
         if self.metric is None:
@@ -271,9 +299,11 @@ class Optimizer:
         valset: Iterable[Example] | None = None,
         *,
         student: Module | None = None,
+        teacher: Module | None = None,
         resume: str | None = None,
         save_as: str | None = None,
-        **budget: Any,
+        requires_permission_to_run: bool = False,
+        **options: Any,
     ) -> Module:
         """Optimize a copy of ``program`` (DSPy's ``student=`` works too); the input is untouched.
 
@@ -282,10 +312,15 @@ class Optimizer:
             trainset: labelled examples (inputs marked) to learn from.
             valset: examples to choose with (default: the trainset).
             student: DSPy's name for ``program``.
+            teacher: the program that bootstraps demos (default: the student itself).
             resume: a previous run's ``run_id`` (optimizers that support resuming).
             save_as: the program name under which the configured store keeps the result
                 (default: the program's class name). Runs and trials are recorded there too.
-            **budget: ``max_lm_calls``, ``max_cost``, ``max_trials``, ``timeout`` for this run.
+            requires_permission_to_run: as in DSPy: show the projected LM calls and ask before
+                spending them (needs an interactive terminal).
+            **options: budgets for this run (``max_lm_calls``, ``max_cost``, ``max_trials``,
+                ``timeout``) and the optimizer's own per-run options (``run_options``; for
+                MIPRO ``max_bootstrapped_demos``, ``max_labeled_demos``, ``num_trials``, ...).
         """
         program = program if program is not None else student
         if program is None:
@@ -294,9 +329,35 @@ class Optimizer:
         if not train:
             raise ConfigurationError("compile() needs a non-empty trainset")
         val = [e if isinstance(e, Example) else Example(e) for e in (valset or [])] or list(train)
-        unknown = set(budget) - set(self.budget)
+        budget = {k: v for k, v in options.items() if k in self.budget}
+        run_options = {k: v for k, v in options.items() if k in self.run_options}
+        unknown = set(options) - set(budget) - set(run_options)
         if unknown:
-            raise ConfigurationError(f"Unknown budget option(s) {sorted(unknown)}; use {sorted(self.budget)}")
+            raise ConfigurationError(
+                f"Unknown compile option(s) {sorted(unknown)} for {self.name}; budgets: {sorted(self.budget)}"
+                + (f"; run options: {sorted(self.run_options)}" if self.run_options else "")
+            )
+        saved_options = {k: getattr(self, k) for k in run_options}
+        for key, value in run_options.items():
+            if value is not None:
+                setattr(self, key, value)
+        try:
+            return self._compile(program, train, val, teacher, resume, save_as, requires_permission_to_run, budget)
+        finally:
+            for key, value in saved_options.items():
+                setattr(self, key, value)
+
+    def _compile(
+        self,
+        program: Module,
+        train: list[Example],
+        val: list[Example],
+        teacher: Module | None,
+        resume: str | None,
+        save_as: str | None,
+        ask: bool,
+        budget: dict[str, Any],
+    ) -> Module:
         saved_budget = dict(self.budget)
         self.budget.update({k: v for k, v in budget.items() if v is not None})
         state = OptimizationState(
@@ -306,6 +367,11 @@ class Optimizer:
             rng=random.Random(self.seed),
             run_id=resume or uuid.uuid4().hex[:12],
         )
+        if teacher is not None:
+            state.extra["teacher"] = teacher
+        if ask and not self._permission(state):
+            self.budget = saved_budget
+            return program.deepcopy()
         from ..program._store import configured_store
 
         store = configured_store()
@@ -364,9 +430,20 @@ class Optimizer:
             wall_time=time.perf_counter() - started,
             stopped=stopped,
             run_id=state.run_id,
+            inert_variables=list(state.extra.get("inert", [])),
             **self._result_extras(state),
         )
         return final
+
+    def _permission(self, state: OptimizationState) -> bool:
+        """DSPy's ``requires_permission_to_run``: show the projected calls and ask on the terminal."""
+        if not sys.stdin.isatty():
+            raise ConfigurationError(
+                "requires_permission_to_run=True asks on an interactive terminal, and there is none; pass "
+                "requires_permission_to_run=False and cap the spend with max_lm_calls=... or max_cost=..."
+            )
+        answer = input(f"{self.name} projects about {self.projected_calls(state)} LM calls. Continue? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
 
     def _result_extras(self, state: OptimizationState) -> dict[str, Any]:
         return {}

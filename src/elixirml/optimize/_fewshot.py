@@ -13,7 +13,7 @@ from ..errors import AssertionFailed, BudgetExceededError
 from ..evaluate._metrics import Metric
 from ..lm import track_usage
 from ..program import Module, trace
-from ..program._predict import call_overrides
+from ..program._predict import forced_settings
 from ..runtime import run_sync
 from ..schema import Example
 from ._base import OptimizationState, Optimizer
@@ -32,7 +32,7 @@ async def _run_teacher(
     with trace() as entries:
         try:
             overrides = {"rollout_id": round_index, "temperature": 1.0} if round_index else {}
-            with call_overrides(**overrides):
+            with forced_settings(**overrides):
                 prediction = await teacher.acall(**inputs)
         except BudgetExceededError:
             raise
@@ -142,6 +142,7 @@ class BootstrapFewShot(Optimizer):
     """
 
     name = "BootstrapFewShot"
+    run_options = ("max_bootstrapped_demos", "max_labeled_demos", "max_rounds")
 
     def __init__(
         self,
@@ -168,7 +169,8 @@ class BootstrapFewShot(Optimizer):
     def optimize_step(self, state: OptimizationState) -> bool:
         assert self.metric is not None
         started = time.perf_counter()
-        teacher = (self.teacher or state.program).deepcopy()
+        given = state.extra.get("teacher") or self.teacher
+        teacher = (given or state.program).deepcopy()
         student = state.program.reset_copy()
         with track_usage():
             demos, used = bootstrap_demos(

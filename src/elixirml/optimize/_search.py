@@ -116,6 +116,7 @@ class RandomSearch(Optimizer):
     """
 
     name = "RandomSearch"
+    run_options = ("num_candidates", "max_bootstrapped_demos", "max_labeled_demos")
 
     def __init__(
         self,
@@ -154,7 +155,7 @@ class RandomSearch(Optimizer):
             size = rng.randint(1, max(1, self.max_bootstrapped_demos))
         assert self.metric is not None
         demos, used = bootstrap_demos(
-            program.reset_copy(), train, self.metric, max_demos=size, concurrency=self.concurrency
+            self.teacher_for(state), train, self.metric, max_demos=size, concurrency=self.concurrency
         )
         out = {}
         for n in names:
@@ -162,6 +163,11 @@ class RandomSearch(Optimizer):
             room = max(0, min(self.max_labeled_demos, size * 2) - len(boot))
             out[n] = boot + labeled_demos(train, room, rng, used)
         return out
+
+    def initialize(self, state: OptimizationState) -> None:
+        if self.search_variables:
+            space, names = self.searchable(state, other_variables(state.program.variable_space()))
+            state.extra.update(space=space, others=names)
 
     def optimize_step(self, state: OptimizationState) -> bool:
         index = len(state.trials)
@@ -172,10 +178,10 @@ class RandomSearch(Optimizer):
             config: dict[str, Any] = {
                 implicit_key(n, "demos"): d for n, d in self._candidate_demos(state, index).items()
             }
-            space = state.program.variable_space()
             if self.search_variables and index > 0:
+                space: VariableSpace = state.extra["space"]
                 sampled = space.sample(random.Random(self.seed * 7919 + index))
-                config.update({k: sampled[k] for k in other_variables(space) if k in sampled})
+                config.update({k: sampled[k] for k in state.extra["others"] if k in sampled})
             candidate = state.program.with_configuration(config)
             result = self.evaluate(candidate, state.valset)
         self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
@@ -224,6 +230,7 @@ class MIPRO(Optimizer):
     """
 
     name = "MIPRO"
+    run_options = ("num_candidates", "num_trials", "minibatch_size", "max_bootstrapped_demos", "max_labeled_demos")
 
     def __init__(
         self,
@@ -277,7 +284,7 @@ class MIPRO(Optimizer):
             train = list(state.trainset)
             random.Random(self.seed * 1000 + k).shuffle(train)
             demos, used = bootstrap_demos(
-                program.reset_copy(),
+                self.teacher_for(state),
                 train,
                 self.metric,
                 max_demos=self.max_bootstrapped_demos,
@@ -291,6 +298,7 @@ class MIPRO(Optimizer):
 
     def initialize(self, state: OptimizationState) -> None:
         optuna = _optuna()
+        space, others = self.searchable(state, other_variables(state.program.variable_space()))
         study_name = f"elixirml-mipro-{state.run_id}"
         storage = self.storage or store_url()
         sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=min(8, max(2, self.num_trials // 3)))
@@ -320,9 +328,9 @@ class MIPRO(Optimizer):
             instructions=instructions,
             demo_sets=demo_sets,
             full=dict(attrs.get("full", {})),
-            space=state.program.variable_space(),
+            space=space,
+            others=others,
         )
-        state.extra["others"] = other_variables(state.extra["space"])
         for trial in study.trials:  # trials finished before a resume still count
             if trial.state == optuna.trial.TrialState.COMPLETE:
                 state.trials.append(
@@ -542,8 +550,7 @@ class VariableSearch(Optimizer):
         else:
             sampler = optuna.samplers.NSGAIISampler(seed=self.seed, population_size=max(4, min(20, self.n_trials // 3)))
         study = optuna.create_study(directions=list(self.directions.values()), sampler=sampler)
-        space = state.program.variable_space()
-        names = other_variables(space)
+        space, names = self.searchable(state, other_variables(state.program.variable_space()))
         instructions: dict[str, Variable] = {}
         choices = self.instruction_candidates
         if isinstance(choices, int) and choices > 1:

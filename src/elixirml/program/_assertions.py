@@ -8,14 +8,13 @@ output failed sees its previous answer and the assertion's message as feedback, 
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..errors import AssertionFailed
-from . import _trace
+from ..runtime._context import current_context, reset_context, set_context
 
 T = TypeVar("T")
 logger = logging.getLogger("elixirml")
@@ -49,22 +48,26 @@ class RunState:
         self.attempts: dict[str, list[Any]] = {}
 
 
-_RUN: contextvars.ContextVar[RunState | None] = contextvars.ContextVar("elixirml_run", default=None)
+class RetrySignal(BaseException):
+    """Raised by a failed assertion that still has retries; the outermost call re-runs.
 
-
-class RetrySignal(Exception):
-    """Raised by a failed assertion that still has retries; the enclosing call re-runs."""
+    A control-flow signal, not an error: it derives from ``BaseException`` so that no
+    ``except Exception`` (a user's ``on_error`` hook, a wrapper module, evaluation) can
+    swallow it on its way to the outermost call.
+    """
 
 
 def current_run() -> RunState | None:
     """The assertion state of the run in progress, if any."""
-    return _RUN.get()
+    state: RunState | None = current_context().run
+    return state
 
 
 def _check(condition: Any, message: str, retries: int, hard: bool) -> None:
     passed = bool(condition)
-    state = _RUN.get()
-    entries = _trace.current_entries()
+    context = current_context()
+    state: RunState | None = context.run
+    entries = context.trace
     if entries:
         entries[-1].assertions.append({"message": message, "passed": passed, "hard": hard})
     if passed:
@@ -103,14 +106,18 @@ def suggest_output(condition: Any, message: str, *, retries: int = 2) -> None:
 
 
 class _Outermost:
-    """The scope of an outermost run: assertion state and the trace attached to its result."""
+    """The scope of an outermost run: assertion state and the trace attached to its result.
 
-    __slots__ = ("entries", "start", "token", "trace_token")
+    The run records into the trace already open here, or opens its own.
+    """
+
+    __slots__ = ("entries", "start", "token")
 
     def __init__(self) -> None:
-        self.token = _RUN.set(RunState())
-        self.entries, self.trace_token = _trace.ensure_open()
+        context = current_context()
+        self.entries: list[Any] = context.trace if context.trace is not None else []
         self.start = len(self.entries)
+        self.token = set_context(dataclasses.replace(context, run=RunState(), trace=self.entries))
 
     def attach(self, result: T) -> T:
         attach = getattr(result, "attach_trace", None)
@@ -119,8 +126,7 @@ class _Outermost:
         return result
 
     def close(self) -> None:
-        _trace.close(self.trace_token)
-        _RUN.reset(self.token)
+        reset_context(self.token)
 
 
 def run_with_retries(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -128,7 +134,7 @@ def run_with_retries(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 
     The outermost run also records a trace and attaches it to a returned Prediction.
     """
-    if _RUN.get() is not None:
+    if current_context().run is not None:
         return call(*args, **kwargs)
     scope = _Outermost()
     try:
@@ -143,7 +149,7 @@ def run_with_retries(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 
 async def arun_with_retries(call: Callable[[], Awaitable[T]]) -> T:
     """Async :func:`run_with_retries` (the same scope; only the call is awaited)."""
-    if _RUN.get() is not None:
+    if current_context().run is not None:
         return await call()
     scope = _Outermost()
     try:

@@ -11,7 +11,7 @@ from ..runtime import gather_bounded
 from ..schema import Example, InputField, OutputField, Prediction, ensure_signature, make_signature
 from . import _assertions, _trace
 from ._module import Module
-from ._predict import ChainOfThought, Predict, call_overrides
+from ._predict import ChainOfThought, Predict, forced_settings
 
 RewardFn = Callable[[dict[str, Any], Prediction], Any]
 
@@ -23,29 +23,48 @@ async def _reward(fn: RewardFn, inputs: dict[str, Any], prediction: Prediction) 
     return float(value)
 
 
+def _attempts(n: int | None, big_n: int | None, reward_fn: Any, owner: str) -> int:
+    if n is not None and big_n is not None and n != big_n:
+        raise ConfigurationError(f"{owner}: pass the number of attempts once (n= or DSPy's N=), got n={n}, N={big_n}")
+    count = n if n is not None else big_n
+    if count is None:
+        raise ConfigurationError(f"{owner} needs the number of attempts: {owner}(module, N=3, reward_fn=...)")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigurationError(f"{owner}: the number of attempts must be an int >= 1, got {count!r}")
+    if reward_fn is None:
+        raise ConfigurationError(f"{owner} needs reward_fn=(inputs, prediction) -> float")
+    return count
+
+
 class BestOfN(Module):
-    """Run a module up to ``n`` times (each a different rollout) and keep the best answer.
+    """Run a module up to ``N`` times (each a different rollout) and keep the best answer.
+
+    The attempts' sampling settings are forced: ``temperature`` here wins over any ``config=``
+    the wrapped module passes (see "How settings flow" in docs/variables.md).
 
     Args:
         module: the module to run.
-        n: the most attempts.
+        n: the most attempts (``N=``, DSPy's name, works too).
         reward_fn: ``reward_fn(inputs, prediction) -> float`` (sync or async).
         threshold: stop at the first attempt whose reward reaches it.
-        temperature: sampling temperature for the attempts (None keeps the module's own).
         fail_count: failed attempts tolerated before the error is raised (default: n - 1).
+        N: DSPy's name for ``n``.
+        temperature: sampling temperature forced on the attempts (None keeps the module's own).
     """
 
     def __init__(
         self,
         module: Module,
-        n: int,
-        reward_fn: RewardFn,
+        n: int | None = None,
+        reward_fn: RewardFn | None = None,
         threshold: float = 1.0,
-        temperature: float | None = 1.0,
         fail_count: int | None = None,
+        *,
+        N: int | None = None,  # noqa: N803 - DSPy's name
+        temperature: float | None = 1.0,
     ) -> None:
-        if n < 1:
-            raise ConfigurationError("n must be >= 1")
+        n = _attempts(n, N, reward_fn, type(self).__name__)
+        assert reward_fn is not None
         self.module = module
         self.n = n
         self.reward_fn = reward_fn
@@ -69,7 +88,7 @@ class BestOfN(Module):
             entries = open_entries if open_entries is not None else []
             start = len(entries)
             try:
-                with call_overrides(**settings):
+                with forced_settings(**settings):
                     prediction = await self.module.acall(**inputs)
             except Exception as exc:
                 failures.append(exc)
@@ -98,25 +117,28 @@ class Refine(BestOfN):
 
     Args:
         module: the module to run.
-        n: the most attempts.
+        n: the most attempts (``N=``, DSPy's name, works too).
         reward_fn: ``reward_fn(inputs, prediction) -> float``.
         threshold: stop at the first attempt whose reward reaches it.
-        feedback_fn: optional ``(inputs, prediction, reward) -> str`` advice for the next attempt.
-        temperature: sampling temperature for the attempts.
         fail_count: failed attempts tolerated before the error is raised.
+        N: DSPy's name for ``n``.
+        feedback_fn: optional ``(inputs, prediction, reward) -> str`` advice for the next attempt.
+        temperature: sampling temperature forced on the attempts.
     """
 
     def __init__(
         self,
         module: Module,
-        n: int,
-        reward_fn: RewardFn,
+        n: int | None = None,
+        reward_fn: RewardFn | None = None,
         threshold: float = 1.0,
+        fail_count: int | None = None,
+        *,
+        N: int | None = None,  # noqa: N803 - DSPy's name
         feedback_fn: Callable[[dict[str, Any], Prediction, float], str] | None = None,
         temperature: float | None = 1.0,
-        fail_count: int | None = None,
     ) -> None:
-        super().__init__(module, n, reward_fn, threshold, temperature, fail_count)
+        super().__init__(module, n, reward_fn, threshold, fail_count, N=N, temperature=temperature)
         self.feedback_fn = feedback_fn
         self._inputs: dict[str, Any] = {}
 

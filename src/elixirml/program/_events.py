@@ -8,10 +8,11 @@ piece of an output field as a :class:`FieldChunk`; modules and tools report
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+from ..runtime._context import current_context, run_scope
 
 
 @dataclasses.dataclass
@@ -42,24 +43,21 @@ class StatusEvent:
     data: dict[str, Any]
 
 
-_STREAM: contextvars.ContextVar[asyncio.Queue[Any] | None] = contextvars.ContextVar("elixirml_stream", default=None)
-
-
 def streaming() -> bool:
     """Whether a streamed run is in progress here."""
-    return _STREAM.get() is not None
+    return current_context().stream is not None
 
 
 def emit(kind: str, **data: Any) -> None:
     """Report a status event to the open stream, if any."""
-    queue = _STREAM.get()
+    queue = current_context().stream
     if queue is not None:
         queue.put_nowait(StatusEvent(kind, data))
 
 
 def emit_chunk(predictor: str, field: str, text: str) -> None:
     """Report a field chunk to the open stream, if any."""
-    queue = _STREAM.get()
+    queue = current_context().stream
     if queue is not None and text:
         queue.put_nowait(FieldChunk(predictor, field, text))
 
@@ -78,11 +76,8 @@ def streamify(program: Any) -> Callable[..., AsyncIterator[Any]]:
 
     async def run(**inputs: Any) -> AsyncIterator[Any]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        token = _STREAM.set(queue)
-        try:
+        with run_scope(stream=queue):
             task = asyncio.ensure_future(program.acall(**inputs))  # the task copies the context
-        finally:
-            _STREAM.reset(token)
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import functools
 import json
 import os
 import tempfile
@@ -11,8 +13,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoadError, VariableError
+from ..errors import ConfigurationError, LoadError, VariableError
 from ..runtime import run_sync
+from ..runtime._context import current_context, run_scope
 from . import _assertions, _events
 from ._space import Configuration, SpaceEntry, VariableSpace
 from ._variable import Variable, class_variables
@@ -72,6 +75,28 @@ class Module:
         obj.__dict__["_init_args"] = (args, kwargs)
         return obj
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_elixirml_tracked", False):
+            type.__setattr__(cls, "__init__", _tracked_init(init))
+
+    def _constructed(self) -> None:
+        """Called when the outermost ``__init__`` returns: remember what construction built.
+
+        Every module of the tree records its state as construction left it; what differs from
+        that later was set after construction, and survives a rebuild (see :meth:`_apply_configuration`).
+        """
+        for _, module in [("", self), *self.named_modules()]:
+            module.__dict__["_baseline"] = module._snapshot()
+
+    def _snapshot(self) -> dict[str, Any]:
+        """The module's own state, for telling construction from later changes."""
+        return {
+            "config": dict(self._config),
+            "attrs": {k: v for k, v in vars(self).items() if not k.startswith("_")},
+        }
+
     def _direct_children(self) -> Iterator[tuple[str, Module]]:
         for name, value in vars(self).items():
             if not name.startswith("_"):
@@ -85,28 +110,80 @@ class Module:
 
     # ------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _assertions.run_with_retries(self.forward, *args, **kwargs)
+        with self._binding_scope():
+            return _assertions.run_with_retries(self.forward, *args, **kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module asynchronously."""
-        if not _events.streaming():
-            return await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
-        _events.emit("module_start", module=type(self).__name__)
-        result = await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
-        _events.emit("module_end", module=type(self).__name__)
-        return result
+        with self._binding_scope():
+            if not _events.streaming():
+                return await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
+            _events.emit("module_start", module=type(self).__name__)
+            result = await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
+            _events.emit("module_end", module=type(self).__name__)
+            return result
+
+    # ------------------------------------------------------------------ bound variables
+    def _binding_variables(self) -> dict[str, Variable]:
+        return {local: v for local, v in self._variables().items() if v.binds}
+
+    def _binding_scope(self) -> contextlib.AbstractContextManager[Any]:
+        """A scope in which this module's bound variables reach its predictors (a no-op without any)."""
+        bound = self._binding_variables()
+        if not bound:
+            return contextlib.nullcontext()
+        return run_scope(bindings=self.bindings(current_context().bindings, bound))
+
+    def _target_predictors(self, variable: Variable) -> list[Any]:
+        if variable.targets is None or variable.targets == ("*",):
+            return self.predictors()
+        modules = dict(self.named_modules())
+        found: list[Any] = []
+        for target in variable.targets:
+            module = modules.get(target)
+            if module is None:
+                raise ConfigurationError(
+                    f"Variable {variable.name!r} of {type(self).__name__} targets {target!r}, which is not a "
+                    f"sub-module; sub-modules: {sorted(modules)}"
+                )
+            found.extend(module.predictors())
+        return found
+
+    def bindings(
+        self,
+        outer: Mapping[int, Mapping[str, Any]] | None = None,
+        variables: Mapping[str, Variable] | None = None,
+    ) -> dict[int, dict[str, Any]]:
+        """What this module's bound variables set on each predictor: ``{id(predictor): {"settings", "lm"}}``.
+
+        ``outer`` holds the bindings of enclosing modules; this module's own win over them for the
+        predictors it targets (the closest declaration wins).
+        """
+        merged: dict[int, dict[str, Any]] = {key: dict(value) for key, value in (outer or {}).items()}
+        for local, variable in (variables if variables is not None else self._binding_variables()).items():
+            value = self.variable_value(local)
+            for predictor in self._target_predictors(variable):
+                entry = merged.setdefault(id(predictor), {})
+                if variable.setting is not None:
+                    entry["settings"] = {**entry.get("settings", {}), variable.setting: value}
+                else:
+                    entry["lm"] = value
+        return merged
 
     def batch(
         self,
         examples: Sequence[Any],
         concurrency: int = 8,
         *,
+        num_threads: int | None = None,
         return_exceptions: bool = False,
     ) -> list[Any]:
         """Run on many inputs at once (Examples use their inputs; dicts are keyword arguments).
 
         Results keep the input order; with ``return_exceptions`` a failure takes its place.
+        ``num_threads`` (DSPy's name) is the same as ``concurrency``.
         """
+        concurrency = num_threads if num_threads is not None else concurrency
         return run_sync(self.abatch(examples, concurrency, return_exceptions=return_exceptions))
 
     async def abatch(
@@ -191,6 +268,8 @@ class Module:
         variable = self._variables().get(name)
         if variable is None:
             raise VariableError(f"{type(self).__name__} has no variable {name!r}; it has {list(self._variables())}")
+        if "_init_depth" in self.__dict__:  # read while __init__ runs: a rebuild must re-run it
+            self.__dict__.setdefault("_init_reads", set()).add(name)
         if variable.kind == "composite":
             assert variable.derive is not None
             return variable.derive(**{dep: self.variable_value(dep) for dep in variable.depends})
@@ -222,34 +301,85 @@ class Module:
         return self.with_configuration(values)
 
     def with_configuration(self, config: Mapping[str, Any]) -> Module:
-        """A new module built under ``config`` (validated against :meth:`variable_space`)."""
+        """A new module built under ``config`` (validated against :meth:`variable_space`); this one is untouched.
+
+        The new module is the one you would get by constructing the program with these values:
+        a module whose ``__init__`` read a variable that changes is built again, with the same
+        arguments. What was set after construction (demos, instructions, a predictor's
+        ``config``, ``set_lm``, attributes assigned later) is carried over to the rebuilt one.
+        """
         full = self.variable_space().validate(dict(config))
+        changes = {key: full[key] for key in config}
         new = self.deepcopy()
-        new._apply_configuration(full, "")
+        new._apply_configuration(changes, "")
         return new
 
-    def _apply_configuration(self, values: Mapping[str, Any], prefix: str) -> None:
-        rebuild = False
-        for local, variable in self._variables().items():
-            key = prefix + local
-            if key not in values or not variable.searchable:
-                continue
-            if variable.kind == "module" and values[key] != self.variable_value(local, resolve=False):
-                rebuild = True
-            self._set_variable(local, values[key])
-        if rebuild:
-            self._rebuild()
+    def _apply_configuration(self, changes: Mapping[str, Any], prefix: str) -> None:
+        own = {
+            local: variable
+            for local, variable in self._variables().items()
+            if variable.searchable and prefix + local in changes
+        }
+        reads = self.__dict__.get("_init_reads", ())
+        if any(
+            local in reads and changes[prefix + local] != self.variable_value(local, resolve=False) for local in own
+        ):
+            self._rebuild({local: changes[prefix + local] for local in own})
+        else:
+            for local in own:
+                self._set_variable(local, changes[prefix + local])
         for name, child in list(self._direct_children()):
-            child._apply_configuration(values, f"{prefix}{name}.")
+            child._apply_configuration(changes, f"{prefix}{name}.")
 
-    def _rebuild(self) -> None:
-        """Re-run ``__init__`` with the original arguments under the current configuration."""
+    def _rebuild(self, values: Mapping[str, Any]) -> None:
+        """Re-run ``__init__`` with the original arguments under new variable values.
+
+        State set after construction, anywhere in this module's tree, is carried over to the
+        module at the same place in the rebuilt tree.
+        """
+        carried = [(path, module, module._changes_since_construction()) for path, module in self._tree()]
         args, kwargs = self._init_args
-        config = dict(self._config)
+        config = {**self._config, **values}
         self.__dict__.clear()
         self.__dict__["_config"] = config
         self.__dict__["_init_args"] = (args, kwargs)
         type(self).__init__(self, *args, **kwargs)
+        rebuilt = dict(self._tree())
+        for path, old, changes in carried:
+            target = rebuilt.get(path)
+            if target is not None and changes:
+                target._restore_changes(old, changes)
+
+    def _tree(self) -> list[tuple[str, Module]]:
+        return [("", self), *self.named_modules()]
+
+    def _changes_since_construction(self) -> dict[str, Any]:
+        """What differs from the state construction left (everything, for a module built without tracking)."""
+        baseline = self.__dict__.get("_baseline")
+        now = self._snapshot()
+        if baseline is None:
+            return now
+        changes: dict[str, Any] = {}
+        config = {k: v for k, v in now["config"].items() if baseline["config"].get(k, _MISSING) != v}
+        if config:
+            changes["config"] = config
+        attrs = {k: v for k, v in now["attrs"].items() if baseline["attrs"].get(k, _MISSING) is not v}
+        if attrs:
+            changes["attrs"] = attrs
+        return changes
+
+    def _restore_changes(self, old: Module, changes: Mapping[str, Any]) -> None:
+        """Apply changes found by :meth:`_changes_since_construction` on ``old`` to this rebuilt module."""
+        for name, value in changes.get("attrs", {}).items():
+            setattr(self, name, value)
+        for name, value in changes.get("config", {}).items():
+            if name in self._variables():
+                self._config[name] = value
+        extra = old.__dict__.get("_instance_variables")
+        if extra:
+            mine = self.__dict__.setdefault("_instance_variables", {})
+            for name, variable in extra.items():
+                mine.setdefault(name, variable)
 
     # ------------------------------------------------------------------ copying
     def deepcopy(self) -> Module:
@@ -305,8 +435,21 @@ class Module:
             predictor.load_state(saved[name])
         return self
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write this module's state to a JSON file (atomically). Never pickle."""
+    def save(self, path: str | os.PathLike[str], save_program: bool = False) -> Path:
+        """Write this module's state to a JSON file (atomically). Never pickle.
+
+        Args:
+            path: the file to write.
+            save_program: DSPy's whole-program save (with cloudpickle) is refused: a file that
+                runs code when loaded is unsafe. Save the state and rebuild the program from
+                its class (``em.load(path)`` with the class imported, or ``program.load(path)``).
+        """
+        if save_program:
+            raise ConfigurationError(
+                "save(path, save_program=True) would pickle the program, and loading a pickle runs code from the "
+                "file. ElixirML saves state as JSON only: call save(path), then em.load(path) (with the program's "
+                "module imported) or YourProgram().load(path)."
+            )
         target = Path(path)
         document = {
             "format": FORMAT,
@@ -321,6 +464,31 @@ class Module:
         """Load state saved by :meth:`save` into this module; returns self."""
         document = read_program_file(path)
         return self.load_state(document["state"])
+
+
+_MISSING = object()
+
+
+def _tracked_init(init: Any) -> Any:
+    """Wrap a Module subclass's ``__init__`` so the module knows which variables construction read."""
+
+    @functools.wraps(init)
+    def tracked_init(self: Module, *args: Any, **kwargs: Any) -> None:
+        state = self.__dict__
+        depth = state.get("_init_depth", 0)
+        state["_init_depth"] = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            if depth:
+                state["_init_depth"] = depth
+            else:
+                state.pop("_init_depth", None)
+        if not depth:
+            self._constructed()
+
+    tracked_init._elixirml_tracked = True  # type: ignore[attr-defined]
+    return tracked_init
 
 
 def _implicit(module: Module, local: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import time
 import typing
@@ -15,8 +14,10 @@ from ..adapters import Adapter, adapter_for
 from ..adapters._base import to_jsonable
 from ..errors import ConfigurationError, LoadError, SignatureError
 from ..lm import LM, Usage, track_usage
+from ..lm._settings import check_settings, merge_settings
 from ..lm._types import estimate_message_tokens, estimate_tokens
 from ..runtime import need_task, run_sync
+from ..runtime._context import current_context, run_scope
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values
 from . import _assertions, _events, _trace
 from ._module import Module
@@ -26,17 +27,45 @@ from ._variable import Variable
 DECODING_MODES = ("generate", "score", "calibrated")
 RESERVED_INPUTS = frozenset({"config", "lm", "demos"})
 
-_OVERRIDES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("elixirml_overrides", default=None)
-
 
 @contextlib.contextmanager
-def call_overrides(**settings: Any) -> Iterator[None]:
-    """Apply request settings (``rollout_id``, ``temperature``, ...) to every predictor call inside."""
-    token = _OVERRIDES.set({**(_OVERRIDES.get() or {}), **settings})
-    try:
+def forced_settings(**settings: Any) -> Iterator[None]:
+    """Force request settings (``rollout_id``, ``temperature``, ...) on every predictor call inside.
+
+    Used by wrapper modules (BestOfN, Refine) and bootstrapping: forced values take precedence
+    over everything else, including a per-call ``config=`` (see ``merge_settings``).
+    """
+    with run_scope(forced={**(current_context().forced or {}), **settings}):
         yield
-    finally:
-        _OVERRIDES.reset(token)
+
+
+_UNSET = object()
+# Attributes whose changes a rebuild carries over one by one (see Predict._changes_since_construction).
+_PREDICTOR_STATE = frozenset({"signature", "demos", "config", "lm", "decoding", "adapter"})
+
+
+def placeholder_outputs(signature: type[Signature]) -> dict[str, Any]:
+    """A stand-in value of each output field's type (for probe calls, which never reach an LM)."""
+    values: dict[str, Any] = {}
+    for name, spec in signature.output_fields.items():
+        annotation = spec.annotation
+        allowed = literal_values(annotation)
+        origin = typing.get_origin(annotation) or annotation
+        if allowed:
+            values[name] = allowed[0]
+        elif origin is bool:
+            values[name] = False
+        elif origin in (int, float):
+            values[name] = origin(0)
+        elif origin in (list, tuple, set):
+            values[name] = []
+        elif origin is dict:
+            values[name] = {}
+        elif origin is str:
+            values[name] = ""
+        else:
+            values[name] = None
+    return values
 
 
 class Predict(Module):
@@ -103,7 +132,13 @@ class Predict(Module):
             if isinstance(adapter, str):
                 adapter_for(None, adapter)
             self.adapter = adapter
-        self.config: dict[str, Any] = {**(config or {}), **config_kwargs}
+        if config is not None and not isinstance(config, dict):
+            raise ConfigurationError(
+                f"config= of {type(self).__name__}({sig.__name__}) takes a dict of request settings, e.g. "
+                f"{{'temperature': 0.2}}; got {config!r}"
+            )
+        where = f"config of {type(self).__name__}({sig.__name__})"
+        self.config: dict[str, Any] = dict(check_settings({**(config or {}), **config_kwargs}, where=where))
 
     def _prepare_signature(self, signature: type[Signature]) -> type[Signature]:
         """Adjust the user's signature (subclasses add fields); the base keeps it as it is."""
@@ -134,17 +169,13 @@ class Predict(Module):
         values = literal_values(spec.annotation)
         return (name, values) if values else None
 
-    def _can_score(self) -> bool:
-        lm = self.lm or _settings.current().lm
-        return self.closed_output() is not None and bool(getattr(lm, "supports_scoring", False))
-
     def _variables(self) -> dict[str, Variable]:
         own = super()._variables()
         implicit = {
             "instructions": Variable.text(self.signature.instructions, name="instructions"),
             "demos": Variable("demos", list(self.demos), name="demos"),
         }
-        if self._can_score() or self.decoding != "generate":
+        if self.decoding != "generate" or self.closed_output() is not None:
             implicit["decoding"] = Variable.choice(list(DECODING_MODES), default=self.decoding, name="decoding")
         choice = self.__dict__.get("_adapter_choice")
         if choice is not None:
@@ -203,18 +234,26 @@ class Predict(Module):
                 + ")"
             )
         current = _settings.current()
-        model = lm or self.lm or current.lm
+        context = current_context()
+        bound = context.bindings.get(id(self)) if context.bindings else None
+        model = lm or (bound and bound.get("lm")) or self.lm or current.lm
         if model is None:
             raise ConfigurationError(
                 "No LM configured. Call em.configure(lm=em.LM('local')) or pass lm=... to the module."
             )
         adapter = adapter_for(model, self.adapter or current.adapter)
         values = self.signature.validate_inputs(inputs)
-        overrides = _OVERRIDES.get()
-        settings = {**self.config, **(overrides or {}), **(config or {})} if (config or overrides) else self.config
-        run = _assertions.current_run()
+        settings = merge_settings(
+            forced=context.forced,
+            call=config,
+            bound=bound.get("settings") if bound else None,
+            predictor=self.config,
+        )
+        run: _assertions.RunState | None = context.run
         feedback = run.feedback.get(id(self), ()) if run is not None else ()
         use_demos = self.demos if demos is None else demos
+        if context.probe is not None:
+            return self._probe(context.probe, model, adapter, use_demos, values, dict(settings))
         start = time.perf_counter()
         if self.decoding != "generate":
             outputs, text, messages, usage = await self._score_decode(model, adapter, use_demos, values, feedback)
@@ -227,7 +266,7 @@ class Predict(Module):
                 self.signature,
                 use_demos,
                 values,
-                settings,
+                dict(settings),
                 feedback=feedback,
                 on_chunk=lambda field, piece: _events.emit_chunk(name, field, piece),
             )
@@ -235,14 +274,15 @@ class Predict(Module):
             cached = False
         else:
             outputs, response, messages = await adapter.acall(
-                model, self.signature, use_demos, values, settings, feedback=feedback
+                model, self.signature, use_demos, values, dict(settings), feedback=feedback
             )
             text, usage, cached = response.text, response.usage.as_dict(), response.cached
         prediction = Prediction.from_completions(outputs, usage)
         if run is not None:
             run.last_call = _assertions.LastCall(self, text, prediction)
-        _trace.notify(self, prediction)
-        entries = _trace.current_entries() if current.trace else None
+        for listener in context.listeners:
+            listener(self, prediction)
+        entries = context.trace if current.trace else None
         if entries is not None:
             entries.append(
                 _trace.TraceEntry(
@@ -259,15 +299,57 @@ class Predict(Module):
             )
         return prediction
 
+    def _probe(
+        self,
+        probe: Any,
+        model: LM,
+        adapter: Adapter,
+        demos: Sequence[Any],
+        values: dict[str, Any],
+        settings: dict[str, Any],
+    ) -> Prediction:
+        """Record the request this call would send and answer with placeholder outputs (no LM call).
+
+        Optimizers probe a program this way to find variables that change no request.
+        """
+        if self.decoding != "generate":
+            if self.closed_output() is None or not model.supports_scoring:
+                self._score_decode_check(model)
+            messages = adapter.scoring_messages(self.signature, demos, values)
+            request: dict[str, Any] = {}
+        else:
+            messages, request = adapter._prepare(model, self.signature, demos, values, settings, ())
+        probe.record(
+            {
+                "module": type(self).__name__,
+                "lm": id(model),
+                "adapter": type(adapter).__name__,
+                "decoding": self.decoding,
+                "messages": messages,
+                "settings": model.effective_settings(request) if request else {},
+            }
+        )
+        return Prediction.from_completions([placeholder_outputs(self.signature)], {})
+
+    def _score_decode_check(self, model: LM) -> None:
+        if self.closed_output() is None:
+            raise ConfigurationError(
+                f"decoding={self.decoding!r} needs a single closed-set output field (Literal, enum or bool); "
+                f"{self.signature.__name__} has {list(self.signature.output_fields)}"
+            )
+        if not model.supports_scoring:
+            raise ConfigurationError(
+                f"decoding={self.decoding!r} needs an LM that can score continuations; {model!r} cannot "
+                "(use decoding='generate' or an LM with supports_scoring, such as em.LM('local'))"
+            )
+
     async def _score_decode(
         self, model: LM, adapter: Adapter, demos: Sequence[Any], values: dict[str, Any], feedback: Any
     ) -> tuple[list[dict[str, Any]], str, list[dict[str, Any]], dict[str, Any]]:
         closed = self.closed_output()
         if closed is None:
-            raise ConfigurationError(
-                f"decoding={self.decoding!r} needs a single closed-set output field (Literal, enum or bool); "
-                f"{self.signature.__name__} has {list(self.signature.output_fields)}"
-            )
+            self._score_decode_check(model)
+        assert closed is not None
         field, allowed = closed
         messages = adapter.scoring_messages(self.signature, demos, values, feedback)
         prefix, continuations = adapter.scoring_parts(self.signature, field, allowed)
@@ -282,6 +364,51 @@ class Predict(Module):
         outputs = self.signature.validate_outputs({field: allowed[best]})
         text = json.dumps({"scores": {str(v): s for v, s in zip(allowed, scores)}})
         return [outputs], text, messages, usage.as_dict()
+
+    # ------------------------------------------------------------------ rebuilds
+    def _snapshot(self) -> dict[str, Any]:
+        base = super()._snapshot()
+        base["attrs"] = {k: v for k, v in base["attrs"].items() if k not in _PREDICTOR_STATE}
+        return {
+            **base,
+            "instructions": self.signature.instructions,
+            "demos": list(self.demos),
+            "settings": dict(self.config),
+            "lm": self.lm,
+            "decoding": self.decoding,
+            "adapter": self.adapter,
+        }
+
+    def _changes_since_construction(self) -> dict[str, Any]:
+        changes = super()._changes_since_construction()
+        baseline = self.__dict__.get("_baseline")
+        if baseline is None:
+            return changes
+        if self.signature.instructions != baseline["instructions"]:
+            changes["instructions"] = self.signature.instructions
+        if self.demos != baseline["demos"]:
+            changes["demos"] = list(self.demos)
+        settings = {k: v for k, v in self.config.items() if baseline["settings"].get(k, _UNSET) != v}
+        if settings:
+            changes["settings"] = settings
+        if self.lm is not baseline["lm"]:
+            changes["lm"] = self.lm
+        for name in ("decoding", "adapter"):
+            if getattr(self, name) != baseline[name]:
+                changes[name] = getattr(self, name)
+        return changes
+
+    def _restore_changes(self, old: Any, changes: Any) -> None:
+        super()._restore_changes(old, changes)
+        if "instructions" in changes:
+            self.instructions = changes["instructions"]
+        if "demos" in changes:
+            self.demos = list(changes["demos"])
+        if "settings" in changes:
+            self.config = {**self.config, **changes["settings"]}
+        for name in ("lm", "decoding", "adapter"):
+            if name in changes:
+                setattr(self, name, changes[name])
 
     # ------------------------------------------------------------------ state
     def dump_state(self) -> dict[str, Any]:
@@ -365,6 +492,11 @@ class ChainOfThought(Predict):
     def __init__(self, signature: Any, *, rationale_desc: str | None = None, **kwargs: Any) -> None:
         self._rationale_desc = rationale_desc or self.REASONING_DESC
         super().__init__(signature, **kwargs)
+
+    @property
+    def predict(self) -> ChainOfThought:
+        """DSPy's inner ``Predict`` of a ChainOfThought: here, the module itself (``cot.predict.demos = [...]``)."""
+        return self
 
     def _prepare_signature(self, signature: type[Signature]) -> type[Signature]:
         if "reasoning" in signature.fields:

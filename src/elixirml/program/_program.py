@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -11,10 +12,7 @@ from ..schema import Example, Prediction, Schema, Signature, SignatureMeta
 from . import _assertions, _trace
 from ._module import Module
 from ._predict import Predict
-from ._variable import Variable
-
-# Variable names that a runtime program passes to its predictors as request settings.
-LM_SETTINGS = frozenset({"temperature", "top_p", "top_k", "max_tokens", "n", "seed", "stop", "presence_penalty"})
+from ._variable import BINDABLE_SETTINGS, Variable
 
 
 def _validate(schema: Any, values: Mapping[str, Any], kind: str) -> dict[str, Any]:
@@ -102,20 +100,20 @@ class Program(Module):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         inputs = self._begin(kwargs)
-        with _trace.listening(self.after_prediction):
+        with self._binding_scope(), _trace.listening(self.after_prediction):
             try:
                 output = _assertions.run_with_retries(lambda: self.forward(*args, **inputs))
-            except Exception as exc:
+            except Exception as exc:  # an assertion retry is a BaseException: it never reaches on_error
                 output = self._recover(exc)
         return self._end(inputs, output)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run asynchronously, with schemas and hooks."""
         inputs = self._begin(kwargs)
-        with _trace.listening(self.after_prediction):
+        with self._binding_scope(), _trace.listening(self.after_prediction):
             try:
                 output = await _assertions.arun_with_retries(lambda: self.aforward(*args, **inputs))
-            except Exception as exc:
+            except Exception as exc:  # an assertion retry is a BaseException: it never reaches on_error
                 output = self._recover(exc)
         return self._end(inputs, output)
 
@@ -146,16 +144,21 @@ class Program(Module):
                 ``Variable.module`` in ``variables`` choose the module class.
             connections: ``(before, after)`` pairs fixing the order; values flow between
                 modules by field name. Without connections, modules run in the given order.
-            variables: name -> Variable; those named like request settings (``temperature``,
-                ``max_tokens``, ...) are passed to every predictor on each call.
+            variables: name -> Variable; one named like a request setting (``temperature``,
+                ``max_tokens``, ``frequency_penalty``, ...) and declared without ``setting=``
+                is bound to that setting of every predictor, as if declared with ``setting=name``.
             input_schema: validates inputs (Signature or Schema).
             output_schema: validates outputs.
             name: the class name of the new program.
         """
-        attrs: dict[str, Any] = dict(variables or {})
-        for key, value in attrs.items():
+        attrs: dict[str, Any] = {}
+        for key, value in (variables or {}).items():
             if not isinstance(value, Variable):
                 raise VariableError(f"variables[{key!r}] must be a Variable, got {value!r}")
+            if key in BINDABLE_SETTINGS and value.setting is None and value.kind in ("float", "int", "choice", "bool"):
+                value = copy.copy(value)
+                value.setting = key
+            attrs[key] = value
         new_cls = type(name, (_GraphProgram,), attrs)
         program: Program = new_cls(
             modules=dict(modules),
@@ -209,12 +212,11 @@ class _GraphProgram(Program):
 
     async def aforward(self, **inputs: Any) -> Prediction:
         state = dict(inputs)
-        config = {k: self.variable_value(k) for k in self._variables() if k in LM_SETTINGS}
         for key in self.order:
             module = self.modules[key]
             if isinstance(module, Predict):
                 args = {f: state[f] for f in module.signature.input_fields if f in state}
-                result = await module.acall(**args, config=config)
+                result = await module.acall(**args)
             else:
                 result = await module.acall(**state)
             if isinstance(result, (Example, Mapping)):

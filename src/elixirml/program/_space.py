@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -56,11 +57,15 @@ class SpaceEntry:
         self.local = local
 
 
-class VariableSpace:
+class VariableSpace(Mapping[str, Variable]):
     """Every variable of a program: its own, its sub-modules' and its predictors' implicit ones.
 
-    Names are qualified by the path of the module that owns them (``retrieve.k``); every
-    predictor adds ``<path>.instructions`` (text) and ``<path>.demos``.
+    A read-only mapping from qualified name to :class:`Variable`: ``for name in space``,
+    ``space.items()``, ``space["answer.demos"]``, ``"temperature" in space``. Names are
+    qualified by the path of the module that owns them (``retrieve.k``); every predictor adds
+    ``<path>.instructions`` (text) and ``<path>.demos``, and a predictor with a single
+    closed-set output (``Literal``, enum, ``bool``) adds ``<path>.decoding``. The space is the
+    same whatever LM is configured.
     """
 
     def __init__(self, entries: list[SpaceEntry]) -> None:
@@ -117,6 +122,22 @@ class VariableSpace:
 
     def __getitem__(self, name: str) -> Variable:
         return self._entries[name].variable
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def restricted(self, name: str, options: list[Any]) -> VariableSpace:
+        """A copy in which the choice variable ``name`` offers only ``options`` (what optimizers search)."""
+        entry = self._entries[name]
+        variable = copy.copy(entry.variable)
+        if isinstance(variable.options, dict):
+            variable.options = {k: v for k, v in variable.options.items() if k in options}
+        else:
+            variable.options = [o for o in variable.options if o in options]
+        entries = [
+            e if e.qualified != name else SpaceEntry(name, variable, e.owner, e.local) for e in self._entries.values()
+        ]
+        return VariableSpace(entries)
 
     def entry(self, name: str) -> SpaceEntry:
         """The full entry (variable, owner module, local name) of ``name``."""

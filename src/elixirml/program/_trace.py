@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Iterator
 from typing import Any
 
+from ..runtime._context import current_context, run_scope
 from ..schema import Prediction
 
 
@@ -86,57 +86,30 @@ class TraceEntry:
         return f"TraceEntry(predictor={name}, inputs={self.inputs!r}, prediction={self.prediction!r})"
 
 
-_TRACE: contextvars.ContextVar[list[TraceEntry] | None] = contextvars.ContextVar("elixirml_trace", default=None)
-
-
 @contextlib.contextmanager
 def trace() -> Iterator[list[TraceEntry]]:
     """Collect a :class:`TraceEntry` for every predictor call inside the block."""
     entries: list[TraceEntry] = []
-    token = _TRACE.set(entries)
-    try:
+    with run_scope(trace=entries):
         yield entries
-    finally:
-        _TRACE.reset(token)
-
-
-_LISTENERS: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("elixirml_listeners", default=())
 
 
 @contextlib.contextmanager
 def listening(callback: Any) -> Iterator[None]:
     """Call ``callback(predictor, prediction)`` after every predictor call inside the block."""
-    token = _LISTENERS.set((*_LISTENERS.get(), callback))
-    try:
+    with run_scope(listeners=(*current_context().listeners, callback)):
         yield
-    finally:
-        _LISTENERS.reset(token)
 
 
 def notify(predictor: Any, prediction: Any) -> None:
     """Tell the listeners open here about a finished predictor call."""
-    for callback in _LISTENERS.get():
+    for callback in current_context().listeners:
         callback(predictor, prediction)
 
 
 def current_entries() -> list[TraceEntry] | None:
     """The entries of the open trace, or None."""
-    return _TRACE.get()
-
-
-def ensure_open() -> tuple[list[TraceEntry], contextvars.Token[list[TraceEntry] | None] | None]:
-    """The open trace, opening one when there is none (close it with :func:`close`)."""
-    entries = _TRACE.get()
-    if entries is not None:
-        return entries, None
-    entries = []
-    return entries, _TRACE.set(entries)
-
-
-def close(token: contextvars.Token[list[TraceEntry] | None] | None) -> None:
-    """Close a trace opened by :func:`ensure_open` (no-op when it reused an open one)."""
-    if token is not None:
-        _TRACE.reset(token)
+    return current_context().trace
 
 
 def format_trace(entries: list[TraceEntry], *, messages: bool = False) -> str:

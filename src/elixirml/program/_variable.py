@@ -16,10 +16,14 @@ from __future__ import annotations
 import builtins
 import math
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import VariableError
+from ..lm._settings import SETTING_NAMES
+
+#: Request settings a Variable can be bound to with ``setting=``.
+BINDABLE_SETTINGS = SETTING_NAMES - {"cache", "extra", "rollout_id"}
 
 KINDS = ("float", "int", "choice", "bool", "text", "module", "lm", "composite", "demos")
 
@@ -40,6 +44,13 @@ class Variable:
         description: words for humans and proposal LMs.
         metadata: free-form user data.
         hints: optimization hints (for example ``{"prior": 0.2}``).
+        setting: the request setting this variable sets (``"temperature"``, ``"max_tokens"``, ...):
+            its value reaches every request of the predictors it targets, with no ``config=``
+            passed by hand (see "How settings flow" in docs/variables.md).
+        targets: which predictors a bound variable applies to: names of sub-modules of the
+            module that declares it (``["answer"]``; every predictor inside a named sub-module).
+            Default for a ``setting=`` variable: every predictor of the declaring module. An
+            ``lm`` variable binds only when given targets (``"*"`` for every predictor).
     """
 
     def __init__(
@@ -60,9 +71,13 @@ class Variable:
         metadata: Mapping[str, Any] | None = None,
         hints: Mapping[str, Any] | None = None,
         name: str = "",
+        setting: str | None = None,
+        targets: Sequence[str] | str | None = None,
     ) -> None:
         if kind not in KINDS:
             raise VariableError(f"Unknown variable kind {kind!r}; kinds: {KINDS}")
+        self.setting = setting
+        self.targets: tuple[str, ...] | None = _targets(targets)
         self.kind = kind
         self.name = name
         self.low = low
@@ -143,6 +158,27 @@ class Variable:
                 raise VariableError(f"{self._label()}: a log-scale variable needs low > 0")
         if self.kind in ("module", "lm") and not isinstance(self.options, dict):
             raise VariableError(f"{self._label()}: options must be a dict of name -> {self.kind}")
+        if self.setting is not None:
+            if self.kind not in ("float", "int", "choice", "bool", "composite"):
+                raise VariableError(
+                    f"{self._label()}: setting= binds a number, choice, bool or composite variable to a request "
+                    f"setting; a {self.kind} variable cannot set {self.setting!r}"
+                    + (" (an lm variable binds with targets=[...])" if self.kind == "lm" else "")
+                )
+            if self.setting not in BINDABLE_SETTINGS:
+                raise VariableError(
+                    f"{self._label()}: setting={self.setting!r} is not a request setting; "
+                    f"use one of {sorted(BINDABLE_SETTINGS)}"
+                )
+        elif self.targets is not None and self.kind != "lm":
+            raise VariableError(
+                f"{self._label()}: targets= needs setting=... (which request setting to apply to the targets)"
+            )
+
+    @property
+    def binds(self) -> builtins.bool:
+        """Whether the variable's value is applied to predictors by binding (``setting=`` or an lm with targets)."""
+        return self.setting is not None or (self.kind == "lm" and self.targets is not None)
 
     def _label(self) -> str:
         return f"Variable {self.name!r}" if self.name else f"{self.kind} variable"
@@ -156,6 +192,10 @@ class Variable:
             extra = f", low={self.low}, high={self.high}" + (", log=True" if self.log else "")
         elif self.kind in ("choice", "module", "lm"):
             extra = f", options={list(self.options)}"
+        if self.setting is not None:
+            extra += f", setting={self.setting!r}"
+        if self.targets is not None:
+            extra += f", targets={list(self.targets)}"
         return f"Variable.{self.kind}({self.name or '?'}, default={self.default!r}{extra})"
 
     # ------------------------------------------------------------------ values
@@ -270,6 +310,15 @@ class Variable:
 
     def __set__(self, instance: Any, value: Any) -> None:
         instance._config[self.name] = self.validate(value)
+
+
+def _targets(targets: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    if targets is None:
+        return None
+    names = (targets,) if isinstance(targets, str) else tuple(targets)
+    if not names or not all(isinstance(t, str) and t for t in names):
+        raise VariableError(f"targets= takes sub-module names (or '*' for every predictor), got {targets!r}")
+    return names
 
 
 def class_variables(cls: type) -> Iterator[tuple[str, Variable]]:

@@ -60,13 +60,16 @@ async def stream_bounded(
                 queue.put_nowait((index, await job(), None))
             except Exception as exc:
                 queue.put_nowait((index, None, exc))
+            except BaseException as exc:  # a control-flow signal or a cancellation: never a result
+                queue.put_nowait((index, None, exc))
+                raise
 
     tasks = [asyncio.ensure_future(one(i, job)) for i, job in enumerate(jobs)]
     try:
         for _ in range(len(tasks)):
             index, result, error = await queue.get()
             if error is not None:
-                if not return_exceptions:
+                if not return_exceptions or not isinstance(error, Exception):
                     raise error
                 yield index, error
             else:

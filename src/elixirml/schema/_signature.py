@@ -14,6 +14,7 @@ Editing methods return new signature classes; a signature is never changed in pl
 
 from __future__ import annotations
 
+import json
 import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -390,8 +391,18 @@ class Signature(metaclass=SignatureMeta):
 
     @classmethod
     def validate_inputs(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """Validate and coerce input values; raises :class:`~elixirml.errors.ValidationError`."""
-        return _validate(cls, "input", values)
+        """Validate and coerce input values; raises :class:`~elixirml.errors.ValidationError`.
+
+        A list or tuple given for a ``str`` input (DSPy's RAG programs pass a list of passages
+        as ``context``) is written as numbered lines, ``[1] «first»``, as DSPy formats it.
+        """
+        try:
+            return _validate(cls, "input", values)
+        except ValidationError:
+            formatted = _format_sequences(cls, values)
+            if formatted is None:
+                raise
+            return _validate(cls, "input", formatted)
 
     @classmethod
     def validate_outputs(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -447,6 +458,25 @@ class Signature(metaclass=SignatureMeta):
         new = Signature._derive(fields, state.get("instructions"))
         new.__name__ = new.__qualname__ = str(state.get("name", "Signature"))
         return new
+
+
+def format_sequence(items: list[Any] | tuple[Any, ...]) -> str:
+    """A list of passages as text, one numbered line each: ``[1] «first»`` (DSPy's format)."""
+    lines = []
+    for i, item in enumerate(items, 1):
+        text = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False, default=str)
+        lines.append(f"[{i}] «{text}»")
+    return "\n".join(lines)
+
+
+def _format_sequences(sig: type[Signature], values: dict[str, Any]) -> dict[str, Any] | None:
+    """``values`` with each list given for a ``str`` input formatted as text; None when there is none."""
+    changed = {
+        name: format_sequence(values[name])
+        for name, spec in sig.input_fields.items()
+        if spec.annotation is str and isinstance(values.get(name), (list, tuple))
+    }
+    return {**values, **changed} if changed else None
 
 
 def _validate(sig: type[Signature], kind: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""RunContext: the per-run state of a program call, carried by one context variable.
+
+A program call needs some state that follows it through ``await`` and into worker threads,
+but must not leak into concurrent calls: the assertion scope of the outermost run, the open
+trace, the listeners of ``Program.after_prediction``, request settings forced by a wrapper
+module (``BestOfN``), values bound from ``Variable``s, the event stream of ``streamify``, and
+the recorder of an optimizer's probe call. They live together in one immutable
+:class:`RunContext`; code that changes a field opens a scope with :func:`run_scope`, which
+sets a modified copy and restores the previous one on exit (in the manner of pydantic-ai's
+run context). asyncio copies the context into each task, so every task sees the scope it
+was started in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+__all__ = ["RunContext", "current_context", "run_scope"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunContext:
+    """What the current program call carries (immutable; change it with :func:`run_scope`).
+
+    Attributes:
+        run: the assertion state of the outermost module call (None outside a run).
+        trace: the open trace's entry list (None when no trace is open).
+        listeners: callbacks ``(predictor, prediction)`` told about every predictor call.
+        forced: request settings forced by a wrapper module (highest precedence).
+        bindings: predictor id -> values bound from Variables (``{"settings": {...}, "lm": LM}``).
+        stream: the queue of a ``streamify`` call, when one is open.
+        probe: the recorder of an optimizer's probe call (no LM is called while it is set).
+    """
+
+    run: Any = None
+    trace: list[Any] | None = None
+    listeners: tuple[Any, ...] = ()
+    forced: Mapping[str, Any] | None = None
+    bindings: Mapping[int, Mapping[str, Any]] | None = None
+    stream: Any = None
+    probe: Any = None
+
+
+_EMPTY = RunContext()
+_CONTEXT: contextvars.ContextVar[RunContext] = contextvars.ContextVar("elixirml_run_context", default=_EMPTY)
+
+
+def current_context() -> RunContext:
+    """The run context in force here."""
+    return _CONTEXT.get()
+
+
+@contextlib.contextmanager
+def run_scope(**changes: Any) -> Iterator[RunContext]:
+    """Run the block with some fields of the run context replaced; the old context returns after."""
+    token = _CONTEXT.set(dataclasses.replace(_CONTEXT.get(), **changes))
+    try:
+        yield _CONTEXT.get()
+    finally:
+        _CONTEXT.reset(token)
+
+
+def set_context(context: RunContext) -> contextvars.Token[RunContext]:
+    """Set ``context`` until :func:`reset_context` is called with the returned token."""
+    return _CONTEXT.set(context)
+
+
+def reset_context(token: contextvars.Token[RunContext]) -> None:
+    """Undo a :func:`set_context`."""
+    _CONTEXT.reset(token)
