@@ -142,4 +142,6 @@ def test_scoring_reuses_the_evaluated_prompt_beginning_with_the_same_scores(loca
     reused = score("a moving and funny film")
     assert llama.n_tokens > 0  # the prompt stays evaluated for the next request
     llama.reset()
-    assert score("a moving and funny film") == reused
+    # A fresh evaluation runs the shared beginning in one batch with the rest, the reused one in
+    # two: llama.cpp's kernels then add in another order, so scores agree to rounding, not bits.
+    assert score("a moving and funny film") == pytest.approx(reused, abs=0.1)

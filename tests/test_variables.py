@@ -68,8 +68,10 @@ def test_discovery_three_levels_deep_with_implicit_predictor_variables():
         "middle.retrieve.effective",
         "middle.retrieve.rerank.instructions",
         "middle.retrieve.rerank.demos",
+        "middle.retrieve.rerank.adapter",
         "final.instructions",
         "final.demos",
+        "final.adapter",
     ]
 
 

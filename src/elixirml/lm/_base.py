@@ -92,6 +92,10 @@ class LM:
     #: network client), so sync calls can start it outside the event loop (``run_sync(eager=True)``).
     eager_transport = False
     default_adapter = "chat"
+    #: Prompt format and decoding for a predictor whose only output is a closed set (``Literal``,
+    #: enum, ``bool``) when it names neither (``None``: the default adapter).
+    closed_set_adapter: str | None = None
+    closed_set_decoding = "generate"
     default_cache = True
 
     def __new__(cls, model: str | None = None, *args: Any, **kwargs: Any) -> LM:

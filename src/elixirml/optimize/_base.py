@@ -71,6 +71,9 @@ class OptimizationResult:
         pareto_front: for multi-objective searches, the Pareto-optimal trials.
         inert_variables: variables left out of the search because no value of theirs changed
             a request of a probe call (or only one of their values could run).
+        details: what else the optimizer reports (for the search optimizers: the structure
+            chosen first, how many structures were scored, how many proposed instructions
+            were dropped for scoring below the original on the probe set).
     """
 
     optimizer: str
@@ -86,6 +89,7 @@ class OptimizationResult:
     pareto_front: list[Trial] = dataclasses.field(default_factory=list)
     directions: dict[str, str] = dataclasses.field(default_factory=dict)
     inert_variables: list[str] = dataclasses.field(default_factory=list)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
     _builder: Callable[[Mapping[str, Any]], Module] | None = dataclasses.field(default=None, repr=False)
 
     def select(self, **limits: float) -> Module:
@@ -220,8 +224,11 @@ class Optimizer:
     # ------------------------------------------------------------------ helpers for subclasses
     def teacher_for(self, state: OptimizationState) -> Module:
         """The program that bootstraps demos: ``compile(teacher=...)``'s, else a reset copy of the student."""
-        given = state.extra.get("teacher")
-        return given.deepcopy() if given is not None else state.program.reset_copy()
+        given: Module | None = state.extra.get("teacher")
+        if given is not None:
+            return given.deepcopy()
+        structure = state.extra.get("structure")
+        return (state.program.with_configuration(structure) if structure else state.program).reset_copy()
 
     def searchable(self, state: OptimizationState, names: Sequence[str]) -> tuple[Any, list[str]]:
         """Probe the program once per variable and keep what changes a request (see ``optimize._probe``).
@@ -431,6 +438,11 @@ class Optimizer:
             stopped=stopped,
             run_id=state.run_id,
             inert_variables=list(state.extra.get("inert", [])),
+            details={
+                key: configuration_to_json(state.extra[key]) if key == "structure" else state.extra[key]
+                for key in ("structure", "structures_scored", "instructions_dropped")
+                if key in state.extra
+            },
             **self._result_extras(state),
         )
         return final

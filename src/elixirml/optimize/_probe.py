@@ -169,12 +169,14 @@ def searchable_space(
         else:  # an implicit variable (a predictor's decoding under an LM that cannot score)
             logger.info(message)
     for name in report.inert:
-        warnings.warn(
+        message = (
             f"variable {name!r} has no effect on any request; it is left out of the search "
-            "(bind it with setting=..., pass it in config=..., or read it where it changes the program)",
-            UserWarning,
-            stacklevel=3,
+            "(bind it with setting=..., pass it in config=..., or read it where it changes the program)"
         )
+        if _declared(space, name):
+            warnings.warn(message, UserWarning, stacklevel=3)
+        else:  # a predictor's implicit variable, e.g. its decoding under an LM that cannot score
+            logger.info(message)
     report.inert.extend(single)
     return space, [n for n in names if n not in report.inert], report
 

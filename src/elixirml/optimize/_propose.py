@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import BudgetExceededError, ElixirMLError
+from ..errors import OutputError, ProviderError
 from ..program import Module, Predict
 from ..schema import Example, InputField, OutputField, Signature
 
@@ -76,9 +76,7 @@ def propose_instructions(
     propose = Predict(ProposeInstruction, lm=lm)
     try:
         summary = summarize(examples=json.dumps([e.to_dict() for e in sample], default=str)).summary
-    except BudgetExceededError:
-        raise
-    except ElixirMLError:
+    except (OutputError, ProviderError):  # an unusable answer; a setup error or a spent budget propagates
         summary = "(no summary)"
     description = describe_program(program)
     out: dict[str, list[str]] = {}
@@ -100,9 +98,7 @@ def propose_instructions(
                     tip=TIPS[attempt % len(TIPS)],
                     config={"rollout_id": attempt, "temperature": 1.0},
                 ).proposed_instruction.strip()
-            except BudgetExceededError:
-                raise
-            except ElixirMLError:
+            except (OutputError, ProviderError):
                 continue
             if usable_instruction(proposal) and proposal not in candidates:
                 candidates.append(proposal)

@@ -21,6 +21,7 @@ from ..store._url import store_url
 from ._base import OptimizationState, Optimizer, Trial
 from ._fewshot import bootstrap_demos, labeled_demos
 from ._propose import propose_instructions
+from ._structure import choose_structure, filter_instructions, structural_names
 
 IMPLICIT = ("instructions", "demos")
 
@@ -167,7 +168,11 @@ class RandomSearch(Optimizer):
     def initialize(self, state: OptimizationState) -> None:
         if self.search_variables:
             space, names = self.searchable(state, other_variables(state.program.variable_space()))
-            state.extra.update(space=space, others=names)
+            structural = structural_names(space, names)
+            state.extra.update(space=space, others=[n for n in names if n not in structural])
+            state.extra["structure"] = choose_structure(
+                self, state, space, structural, sample_size=max(50, len(state.valset) // 2)
+            )
 
     def optimize_step(self, state: OptimizationState) -> bool:
         index = len(state.trials)
@@ -181,11 +186,22 @@ class RandomSearch(Optimizer):
             if self.search_variables and index > 0:
                 space: VariableSpace = state.extra["space"]
                 sampled = space.sample(random.Random(self.seed * 7919 + index))
+                config.update(state.extra.get("structure", {}))
                 config.update({k: sampled[k] for k in state.extra["others"] if k in sampled})
             candidate = state.program.with_configuration(config)
             result = self.evaluate(candidate, state.valset)
         self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
         return index + 1 < self.num_candidates
+
+
+def upper_bound(percent: float, n: int, z: float = 1.96) -> float:
+    """The upper end of the 95% Wilson interval of an accuracy (in %) measured on ``n`` examples."""
+    if n <= 0:
+        return 100.0
+    p = percent / 100
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100 * (centre + half)
 
 
 def _params_key(params: dict[str, Any]) -> str:
@@ -203,13 +219,21 @@ AUTO = {
 class MIPRO(Optimizer):
     """Instructions x demo sets x every other variable, searched with Optuna's TPE sampler.
 
-    0. Score the program as given on the validation set (the result is never worse there).
-    1. Bootstrap demo-set candidates per predictor (always including zero demos).
-    2. Propose instruction candidates with an LM, grounded in a dataset summary, the program's
-       structure and bootstrapped demos (the current instruction stays a candidate).
-    3. Search instruction x demo set x the program's other variables (module choice,
-       temperature, LM choice, decoding mode, ...) with TPE, scoring trials on minibatches of
-       the validation set and, every few trials, the best so far on all of it.
+    0. Probe the program (no LM call) and leave out variables that change no request.
+    1. Score the program as given on the validation set (the result is never worse there).
+    2. Structure first: score each predictor's prompt format x decoding mode, with the original
+       instructions and demos, on a sample of ``max(2 x minibatch, 50)`` validation examples,
+       and keep the best (``last_result.details["structure"]``).
+    3. Bootstrap demo-set candidates per predictor (always including zero demos).
+    4. Propose instruction candidates with an LM, grounded in a dataset summary, the program's
+       structure and bootstrapped demos (the current instruction stays a candidate); keep only
+       those that score at least as well as the original on a probe set of 16 training examples
+       (``details["instructions_dropped"]`` counts the others).
+    5. Search instruction x demo set x the program's other variables (module choice,
+       temperature, LM choice, ...) with TPE around the chosen structure, scoring trials on
+       minibatches of the validation set and, every few trials, the best so far on all of it;
+       at the end, promote configurations to the whole set while their minibatch interval
+       still reaches the best whole-set score.
 
     Trials are stored as they finish in an Optuna study in the store database, so a killed run
     continues with ``compile(..., resume=run_id)``; with the LM cache no finished call is paid
@@ -226,6 +250,8 @@ class MIPRO(Optimizer):
         max_labeled_demos: the most demos per set.
         storage: an Optuna storage URL (default: the store database).
         seed: the seed of every random choice.
+        max_promotions: at the end, the most configurations promoted from minibatches to the whole
+            validation set (promotion stops earlier once no interval reaches the best score).
         **kwargs: as for :class:`Optimizer`.
     """
 
@@ -245,6 +271,7 @@ class MIPRO(Optimizer):
         max_labeled_demos: int = 4,
         storage: str | None = None,
         seed: int = 0,
+        max_promotions: int = 4,
         **kwargs: Any,
     ) -> None:
         super().__init__(metric, seed=seed, **kwargs)
@@ -260,6 +287,8 @@ class MIPRO(Optimizer):
         self.max_bootstrapped_demos = max_bootstrapped_demos
         self.max_labeled_demos = max_labeled_demos
         self.storage = storage
+        self.structure_sample = max(2 * self.minibatch_size, 50)
+        self.max_promotions = max_promotions
 
     def projected_calls(self, state: OptimizationState) -> int:
         per_run = max(1, len(state.program.named_predictors()))
@@ -299,6 +328,8 @@ class MIPRO(Optimizer):
     def initialize(self, state: OptimizationState) -> None:
         optuna = _optuna()
         space, others = self.searchable(state, other_variables(state.program.variable_space()))
+        structural = structural_names(space, others)
+        others = [n for n in others if n not in structural]
         study_name = f"elixirml-mipro-{state.run_id}"
         storage = self.storage or store_url()
         sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=min(8, max(2, self.num_trials // 3)))
@@ -307,18 +338,27 @@ class MIPRO(Optimizer):
         )
         attrs = study.user_attrs
         if "instructions" in attrs:  # resuming: reuse the candidates of the interrupted run
+            state.extra["structure"] = dict(attrs.get("structure", {}))
+            state.extra["instructions_dropped"] = int(attrs.get("instructions_dropped", 0))
             instructions = attrs["instructions"]
             demo_sets = {n: [[demo_from_json(d) for d in s] for s in sets] for n, sets in attrs["demo_sets"].items()}
             for trial in study.trials:
                 if trial.state == optuna.trial.TrialState.RUNNING:
                     study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         else:
-            self._evaluate_baseline(state)
+            baseline = self._evaluate_baseline(state)
+            state.extra["structure"] = choose_structure(
+                self, state, space, structural, sample_size=self.structure_sample, baseline=baseline
+            )
             demo_sets = self._demo_sets(state)
             lm = self.proposer_lm or state.program.get_lm()
-            instructions = propose_instructions(
+            proposed = propose_instructions(
                 state.program, state.trainset, demo_sets, self.num_candidates, lm=lm, rng=random.Random(self.seed)
             )
+            instructions, dropped = filter_instructions(self, state, proposed, state.extra["structure"])
+            state.extra["instructions_dropped"] = dropped
+            study.set_user_attr("structure", configuration_to_json(state.extra["structure"]))
+            study.set_user_attr("instructions_dropped", dropped)
             study.set_user_attr("instructions", instructions)
             study.set_user_attr(
                 "demo_sets", {n: [[demo_to_json(d) for d in s] for s in sets] for n, sets in demo_sets.items()}
@@ -347,7 +387,7 @@ class MIPRO(Optimizer):
                 state.best_score = score
                 state.best_configuration = self._config_from_params(state, self._params_of(study, int(number)))
 
-    def _evaluate_baseline(self, state: OptimizationState) -> None:
+    def _evaluate_baseline(self, state: OptimizationState) -> EvaluationResult:
         """Score the program as given on the whole validation set: the result never does worse."""
         started = time.perf_counter()
         with track_usage() as usage:
@@ -355,12 +395,13 @@ class MIPRO(Optimizer):
         self.record_trial(
             state, {}, result, state.program.deepcopy(), usage=usage, wall_time=time.perf_counter() - started
         )
+        return result
 
     def _params_of(self, study: Any, number: int) -> dict[str, Any]:
         return dict(study.trials[number].params)
 
     def _config_from_params(self, state: OptimizationState, params: Mapping[str, Any]) -> dict[str, Any]:
-        config: dict[str, Any] = {}
+        config: dict[str, Any] = dict(state.extra.get("structure", {}))
         for name in state.extra["instructions"]:
             config[implicit_key(name, "instructions")] = state.extra["instructions"][name][
                 params[f"{name}::instruction"]
@@ -386,7 +427,7 @@ class MIPRO(Optimizer):
         study = state.extra["study"]
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(done) >= self.num_trials:
-            self._full_eval_best(state)
+            self._promote_close_calls(state)
             return False
         started = time.perf_counter()
         trial = study.ask()
@@ -428,16 +469,15 @@ class MIPRO(Optimizer):
             self._full_eval_best(state)
         return True
 
-    def _full_eval_best(self, state: OptimizationState) -> None:
-        """Score the configuration with the best mean minibatch score on the whole validation set.
+    def _ranked_groups(self, state: OptimizationState) -> list[list[Any]]:
+        """Minibatch trials grouped by configuration (not yet scored on the whole set), best mean first.
 
         TPE often tries a configuration more than once, each time on another minibatch: the mean
-        of those scores ranks it (one lucky minibatch does not), and a configuration already
-        scored on the whole validation set is not scored again.
+        of those scores ranks it (one lucky minibatch does not); ties go to the more often tried,
+        then the earliest.
         """
         optuna = _optuna()
-        study = state.extra["study"]
-        trials = study.trials  # one read of the study's storage
+        trials = state.extra["study"].trials  # one read of the study's storage
         scored = {_params_key(trials[int(number)].params) for number in state.extra["full"]}
         groups: dict[str, list[Any]] = {}
         for trial in trials:
@@ -445,19 +485,41 @@ class MIPRO(Optimizer):
                 key = _params_key(trial.params)
                 if key not in scored:
                     groups.setdefault(key, []).append(trial)
-        if not groups:
+        return sorted(groups.values(), key=lambda ts: (-sum(t.value for t in ts) / len(ts), -len(ts), ts[0].number))
+
+    def _full_eval_best(self, state: OptimizationState) -> None:
+        """Score the configuration with the best mean minibatch score on the whole validation set, once."""
+        ranked = self._ranked_groups(state)
+        if not ranked:
             return
-        # best mean; then the more often tried; then the earliest
-        tried = max(groups.values(), key=lambda ts: (sum(t.value for t in ts) / len(ts), len(ts), -ts[0].number))
-        first = tried[0]
+        first = ranked[0][0]
         config = self._config_from_params(state, first.params)
         started = time.perf_counter()
         with track_usage() as usage:
             candidate = state.program.with_configuration(config)
             result = self.evaluate(candidate, state.valset)
         state.extra["full"][str(first.number)] = result.score
-        study.set_user_attr("full", state.extra["full"])
+        state.extra["study"].set_user_attr("full", state.extra["full"])
         self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
+
+    def _promote_close_calls(self, state: OptimizationState) -> None:
+        """At the end, promote configurations to the whole validation set while they may still win.
+
+        The next configuration by mean minibatch score is scored on the whole set as long as the
+        upper end of its 95% interval (over every minibatch example it was scored on) reaches the
+        best whole-set score so far: how many are promoted follows the score differences seen.
+        At most ``max_promotions``; the first is always promoted.
+        """
+        for promoted in range(self.max_promotions):
+            ranked = self._ranked_groups(state)
+            if not ranked:
+                return
+            group = ranked[0]
+            mean = sum(t.value for t in group) / len(group)
+            seen = len(group) * min(self.minibatch_size, len(state.valset))
+            if promoted and upper_bound(mean, seen) < state.best_score:
+                return
+            self._full_eval_best(state)
 
     def finalize(self, state: OptimizationState) -> Module:
         if state.best_program is None and state.best_configuration:
@@ -551,6 +613,17 @@ class VariableSearch(Optimizer):
             sampler = optuna.samplers.NSGAIISampler(seed=self.seed, population_size=max(4, min(20, self.n_trials // 3)))
         study = optuna.create_study(directions=list(self.directions.values()), sampler=sampler)
         space, names = self.searchable(state, other_variables(state.program.variable_space()))
+        structural = structural_names(space, names)
+        names = [n for n in names if n not in structural]
+        primary = next((m for m in self.objectives.values() if not isinstance(m, str)), None)
+        if structural and primary is not None:  # structure first, judged by the first metric objective
+            self.metric = primary
+            try:
+                state.extra["structure"] = choose_structure(
+                    self, state, space, structural, sample_size=len(state.valset), record=False
+                )
+            finally:
+                self.metric = None
         instructions: dict[str, Variable] = {}
         choices = self.instruction_candidates
         if isinstance(choices, int) and choices > 1:
@@ -577,7 +650,10 @@ class VariableSearch(Optimizer):
         study = state.extra["study"]
         space: VariableSpace = state.extra["space"]
         trial = study.ask()
-        config = suggest_space(trial, space, state.extra["names"], space.current())
+        config = {
+            **state.extra.get("structure", {}),
+            **suggest_space(trial, space, state.extra["names"], space.current()),
+        }
         for key, variable in state.extra["instructions"].items():
             config[key] = suggest(trial, key, variable)
         started = time.perf_counter()
@@ -636,12 +712,12 @@ class VariableSearch(Optimizer):
         return state.program.with_configuration(state.best_configuration)
 
     def _configuration(self, state: OptimizationState, trial: Trial) -> dict[str, Any]:
-        names = {*state.extra["names"], *state.extra["instructions"]}
+        names = {*state.extra["names"], *state.extra["instructions"], *state.extra.get("structure", {})}
         return {k: v for k, v in trial.configuration.items() if k in names}
 
     def _result_extras(self, state: OptimizationState) -> dict[str, Any]:
         program = state.program
-        names = {*state.extra.get("names", []), *state.extra.get("instructions", {})}
+        names = {*state.extra.get("names", []), *state.extra.get("instructions", {}), *state.extra.get("structure", {})}
 
         def build(config: Mapping[str, Any]) -> Module:
             return program.with_configuration({k: v for k, v in config.items() if k in names})
