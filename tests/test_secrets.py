@@ -29,6 +29,7 @@ def test_redact_url_keeps_what_is_not_secret():
     assert redact_url("not a url") == "not a url"
 
 
+@pytest.mark.filterwarnings("ignore:Query string argument")  # SQLite ignores the query; only the repr matters here
 def test_store_repr_hides_credentials(tmp_path):
     store = em.Store(f"sqlite:///{tmp_path / 's.db'}?password=hunter2")
     assert "hunter2" not in repr(store)
