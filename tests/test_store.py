@@ -72,7 +72,9 @@ def test_tampered_rows_never_execute_code(store, tmp_path):
     marker = tmp_path / "pwned"
     store.save(em.Predict("question -> answer"), "p")
     with store.engine.begin() as conn:  # states are kept once each, in em_state_blobs
-        row = conn.execute(sa.text("SELECT hash, state FROM em_state_blobs")).one()
+        row = conn.execute(
+            sa.text("SELECT hash, state FROM em_state_blobs WHERE hash = (SELECT state_hash FROM em_program_versions)")
+        ).one()
         state = json.loads(row.state) if isinstance(row.state, str) else row.state
         state["signature"]["fields"][0]["type"] = f"__import__('os').system('touch {marker}')"
         conn.execute(

@@ -43,7 +43,7 @@ class ProgramRecord(Base):
 
 
 class StateBlob(Base):
-    """A program state (JSON), stored once per distinct content and shared by every version that has it."""
+    """A program state or configuration (JSON), stored once per distinct content and shared by every version."""
 
     __tablename__ = "em_state_blobs"
 
@@ -54,8 +54,9 @@ class StateBlob(Base):
 class ProgramVersion(Base):
     """One saved state of a program, chained to the version it came from.
 
-    The state itself lives in :class:`StateBlob` under ``state_hash`` (identical states are
-    stored once); ``state`` is only filled in rows written before revision 0003.
+    The state and the configuration (which holds the demos, so it is as large) live in
+    :class:`StateBlob` under ``state_hash`` and ``configuration_hash``: identical content is
+    stored once. ``state`` and ``configuration`` are only filled in rows written before 0003.
     """
 
     __tablename__ = "em_program_versions"
@@ -66,7 +67,8 @@ class ProgramVersion(Base):
     number: Mapped[int] = mapped_column(Integer)
     state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, deferred=True)
     state_hash: Mapped[str | None] = mapped_column(ForeignKey("em_state_blobs.hash"), nullable=True, index=True)
-    configuration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    configuration: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, deferred=True)
+    configuration_hash: Mapped[str | None] = mapped_column(ForeignKey("em_state_blobs.hash"), nullable=True)
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     message: Mapped[str] = mapped_column(Text, default="")
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("em_program_versions.id"), nullable=True)

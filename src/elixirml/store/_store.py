@@ -346,13 +346,16 @@ class ResourceStore:
             parent_version = self._numbered(session, program.id, int(parent))
             if parent_version is None:
                 raise LoadError(f"Program {name!r} has no version {parent}")
-        if session.get(StateBlob, digest) is None:
-            session.add(StateBlob(hash=digest, state=state))
+        config_digest = state_hash(configuration)
+        for key, content in ((digest, state), (config_digest, configuration)):
+            if session.get(StateBlob, key) is None:
+                session.add(StateBlob(hash=key, state=content))
+                session.flush()
         version = ProgramVersion(
             program=program,
             number=(latest.number + 1) if latest is not None else 1,
             state_hash=digest,
-            configuration=configuration,
+            configuration_hash=config_digest,
             tags=list(tags or []),
             message=message,
             parent=parent_version,
@@ -397,12 +400,17 @@ class ResourceStore:
         if with_state:
             from ._models import StateBlob
 
-            state = version.state
-            if version.state_hash is not None:
-                blob = session.get(StateBlob, version.state_hash)
-                state = blob.state if blob is not None else None
-            info["state"] = state
-            info["configuration"] = version.configuration
+            def content(digest: str | None, legacy: Any) -> Any:
+                if digest is None:
+                    return legacy
+                blob = session.get(StateBlob, digest)
+                return blob.state if blob is not None else None
+
+            info["state"] = content(version.state_hash, version.state if version.state_hash is None else None)
+            configuration = content(
+                version.configuration_hash, version.configuration if version.configuration_hash is None else None
+            )
+            info["configuration"] = configuration if configuration is not None else {}
             info["space"] = version.variable_space.space if version.variable_space is not None else None
         return info
 
