@@ -71,12 +71,14 @@ def test_missing_programs_and_versions_are_clear(store):
 def test_tampered_rows_never_execute_code(store, tmp_path):
     marker = tmp_path / "pwned"
     store.save(em.Predict("question -> answer"), "p")
-    with store.engine.begin() as conn:
-        row = conn.execute(sa.text("SELECT id, state FROM em_program_versions")).one()
+    with store.engine.begin() as conn:  # states are kept once each, in em_state_blobs
+        row = conn.execute(
+            sa.text("SELECT hash, state FROM em_state_blobs WHERE hash = (SELECT state_hash FROM em_program_versions)")
+        ).one()
         state = json.loads(row.state) if isinstance(row.state, str) else row.state
         state["signature"]["fields"][0]["type"] = f"__import__('os').system('touch {marker}')"
         conn.execute(
-            sa.text("UPDATE em_program_versions SET state = :s WHERE id = :i"), {"s": json.dumps(state), "i": row.id}
+            sa.text("UPDATE em_state_blobs SET state = :s WHERE hash = :h"), {"s": json.dumps(state), "h": row.hash}
         )
     with pytest.raises(LoadError):
         store.load("p")

@@ -17,6 +17,7 @@ ElixirMLError
 │   ├── RateLimitError         the provider said 429
 │   ├── ProviderResponseError  a malformed or empty response
 │   └── CircuitOpenError       the endpoint's circuit breaker is open (fail fast)
+├── StoreError                 the store's database failed (still busy, conflicting writes, unreachable)
 └── OutputError                the LM answered, but the answer is not usable
     ├── ValidationError        a value broke a schema rule (field, value, rule named)
     ├── AdapterParseError      a completion could not be parsed (raw text attached)
@@ -45,6 +46,7 @@ __all__ = [
     "ProviderTimeoutError",
     "RateLimitError",
     "SignatureError",
+    "StoreError",
     "UserError",
     "ValidationError",
     "VariableError",
@@ -153,6 +155,13 @@ class CircuitOpenError(ProviderError):
         )
         self.endpoint = endpoint
         self.reopens_in = reopens_in
+
+
+class StoreError(ElixirMLError):
+    """The store's database failed: still busy after retries, a conflicting write, or unreachable.
+
+    The operation was not applied; what was asked is safe to retry.
+    """
 
 
 class OutputError(ElixirMLError):

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import ConfigurationError
@@ -44,12 +46,75 @@ class Settings:
     history_size: int = 100
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with some settings replaced; unknown names raise ConfigurationError."""
+        """A copy with some settings replaced.
+
+        Raises:
+            ConfigurationError: an unknown name, or a value of the wrong type for its setting
+                (named with the type it expects).
+        """
         allowed = {f.name for f in dataclasses.fields(self)}
         unknown = set(changes) - allowed
         if unknown:
             raise ConfigurationError(f"Unknown setting(s) {sorted(unknown)}; known settings: {sorted(allowed)}")
-        return dataclasses.replace(self, **changes)
+        checked = {name: _CHECKS[name](name, value) if name in _CHECKS else value for name, value in changes.items()}
+        return dataclasses.replace(self, **checked)
+
+
+def _refuse(name: str, value: Any, expected: str) -> ConfigurationError:
+    return ConfigurationError(f"Setting {name!r} expects {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _check_int(low: int) -> Callable[[str, Any], int]:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise _refuse(name, value, f"an int >= {low}")
+        return value
+
+    return check
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _refuse(name, value, "True or False")
+    return value
+
+
+def _check_lm(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        # A model name is built into its client, as em.LM(name) would. Imported here, when a
+        # name is given, the way the extensions registry resolves a provider.
+        from .lm import LM
+
+        return LM(value)
+    if not callable(getattr(value, "arequest", None)):
+        raise _refuse(name, value, "an em.LM (or a model name such as 'openai/<model>'), or None")
+    return value
+
+
+def _check_cache(name: str, value: Any) -> Any:
+    if isinstance(value, (bool, str, os.PathLike)) or callable(getattr(value, "get", None)):
+        return value
+    raise _refuse(name, value, "True, False, a path, or an em.lm.Cache")
+
+
+def _check_store(name: str, value: Any) -> Any:
+    if value is None or callable(getattr(value, "add_version", None)) or hasattr(value, "drivername"):
+        return value
+    if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", value):
+        return value
+    raise _refuse(name, value, "a database URL such as 'sqlite:///store.db' or 'postgresql://host/db', or an em.Store")
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "lm": _check_lm,
+    "cache": _check_cache,
+    "store": _check_store,
+    "max_tokens": _check_int(1),
+    "trace": _check_bool,
+    "history_size": _check_int(0),
+}
 
 
 class _Default:

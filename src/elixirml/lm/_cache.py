@@ -5,6 +5,11 @@ The key is a hash of the model, the messages and every setting that changes the 
 are never settings, so they never reach the key or the file. Only responses that the caller
 validated are stored (see ``LM.arequest(validate=...)``). The file is in WAL mode with a busy
 timeout, so several processes can share it.
+
+Nothing read back is trusted: a file that is not a cache database is moved aside (one warning)
+and a new one started; a row that does not parse, carries another format version, or was
+written for another request key is a miss. Each row records the format version and the full
+key it answers, so a row planted or copied under a key is ignored.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import sqlite3
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,39 @@ CREATE TABLE IF NOT EXISTS lm_cache (
     created_at REAL NOT NULL
 )
 """
+#: Version of the row format; rows written in another format are misses.
+FORMAT = 2
+_COMPLETION_FIELDS = {"text": (str,), "tool_calls": (list, type(None)), "logprobs": (list, type(None))}
+_COMPLETION_FIELDS["finish_reason"] = (str, type(None))
+
+
+def _decode(key: str, text: Any) -> LMResponse | None:
+    """The response a cache row holds for ``key``, or None when the row is not a valid answer to it."""
+    if not isinstance(text, str):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != key:
+        return None
+    completions = data.get("completions")
+    model = data.get("model", "")
+    if not isinstance(completions, list) or not completions or not isinstance(model, str):
+        return None
+    built = []
+    for item in completions:
+        if not isinstance(item, dict) or set(item) != set(_COMPLETION_FIELDS):
+            return None
+        if not all(isinstance(item[name], kinds) for name, kinds in _COMPLETION_FIELDS.items()):
+            return None
+        built.append(Completion(**item))
+    return LMResponse(completions=built, usage=Usage(cached_calls=1), model=model, cached=True)
+
+
+def _busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def default_cache_dir() -> Path:
@@ -69,20 +108,56 @@ class Cache:
             target = target / "lm_cache.sqlite"
         target.parent.mkdir(parents=True, exist_ok=True)
         self.path = target
-        self._db = sqlite3.connect(target, timeout=30.0, check_same_thread=False, isolation_level=None)
-        # Another process opening the file at the same moment can make these statements fail with
-        # SQLITE_BUSY without waiting on the busy timeout; they are idempotent, so try again.
-        for attempt in range(100):
-            try:
-                self._db.execute("PRAGMA busy_timeout=30000")
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute(_SCHEMA)
-                break
-            except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 99:
-                    raise
-                time.sleep(0.05)
+        self._db = None
+        try:
+            self._db = self._open(target)
+        except sqlite3.DatabaseError as exc:
+            if _busy(exc):
+                raise
+            self._move_aside(exc)
+            self._db = self._open(target)
+
+    @staticmethod
+    def _open(target: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(target, timeout=30.0, check_same_thread=False, isolation_level=None)
+        try:
+            # Another process opening the file at the same moment can make these statements fail with
+            # SQLITE_BUSY without waiting on the busy timeout; they are idempotent, so try again.
+            for attempt in range(100):
+                try:
+                    db.execute("PRAGMA busy_timeout=30000")
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                    db.execute(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc) or attempt == 99:
+                        raise
+                    time.sleep(0.05)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(lm_cache)")}
+            if not {"key", "model", "response", "created_at"} <= columns:
+                raise sqlite3.DatabaseError(f"table lm_cache has columns {sorted(columns)}, not a cache's")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, exc: BaseException) -> None:
+        """Rename a damaged cache file (and its WAL files) out of the way, with one warning."""
+        assert self.path is not None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}-{os.getpid()}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.path) + suffix)
+            if source.exists():
+                source.replace(Path(str(aside) + suffix))
+        warnings.warn(
+            f"The LM cache {self.path} is damaged ({exc}); moved it to {aside} and started an empty cache.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     def __repr__(self) -> str:
         return f"Cache(path={str(self.path) if self.path else ':memory:'!r})"
@@ -99,42 +174,61 @@ class Cache:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def get(self, key: str) -> LMResponse | None:
-        """The cached response for ``key`` (marked ``cached``, zero usage), or None."""
+        """The cached response for ``key`` (marked ``cached``, zero usage), or None.
+
+        A row that is damaged, in another format, or written for another key is a miss.
+        """
         with self._lock:
             text = self._memory.get(key)
             if text is not None:
                 self._memory.move_to_end(key)
             elif self._db is not None:
-                row = self._db.execute("SELECT response FROM lm_cache WHERE key = ?", (key,)).fetchone()
-                if row is not None:
-                    text = row[0]
-                    self._remember(key, text)
-            if text is None:
+                row = self._query("SELECT response FROM lm_cache WHERE key = ?", (key,))
+                text = row[0] if row is not None else None
+            response = _decode(key, text) if text is not None else None
+            if text is None or response is None:
+                self._memory.pop(key, None)
                 self.misses += 1
                 return None
+            self._remember(key, text)
             self.hits += 1
-        data = json.loads(text)
-        return LMResponse(
-            completions=[Completion(**c) for c in data["completions"]],
-            usage=Usage(cached_calls=1),
-            model=data.get("model", ""),
-            cached=True,
-        )
+        return response
 
     def put(self, key: str, response: LMResponse) -> None:
-        """Store a (validated) response."""
+        """Store a (validated) response, bound to ``key`` and tagged with the row format."""
         text = json.dumps(
-            {"model": response.model, "completions": [dataclasses.asdict(c) for c in response.completions]},
+            {
+                "format": FORMAT,
+                "key": key,
+                "model": response.model,
+                "completions": [dataclasses.asdict(c) for c in response.completions],
+            },
             ensure_ascii=False,
             default=repr,
         )
         with self._lock:
             self._remember(key, text)
-            if self._db is not None:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO lm_cache (key, model, response, created_at) VALUES (?, ?, ?, ?)",
-                    (key, response.model, text, time.time()),
-                )
+            self._query(
+                "INSERT OR REPLACE INTO lm_cache (key, model, response, created_at) VALUES (?, ?, ?, ?)",
+                (key, response.model, text, time.time()),
+            )
+
+    def _query(self, sql: str, parameters: tuple[Any, ...]) -> Any:
+        """Run one statement on the file; a damaged file is moved aside and the statement is a miss."""
+        if self._db is None:
+            return None
+        try:
+            return self._db.execute(sql, parameters).fetchone()
+        except sqlite3.DatabaseError as exc:
+            if _busy(exc):
+                return None  # still busy after the 30 s timeout: a miss, not a crash
+            self._move_aside(exc)
+            assert self.path is not None
+            try:
+                self._db = self._open(self.path)
+            except sqlite3.DatabaseError:
+                self._db = None  # cannot start a new file here: keep only the in-memory level
+            return None
 
     def _remember(self, key: str, text: str) -> None:
         if self.memory_size == 0:
@@ -148,7 +242,8 @@ class Cache:
         with self._lock:
             if self._db is None:
                 return len(self._memory)
-            return int(self._db.execute("SELECT COUNT(*) FROM lm_cache").fetchone()[0])
+            row = self._query("SELECT COUNT(*) FROM lm_cache", ())
+            return int(row[0]) if row is not None else 0
 
     def clear(self) -> None:
         """Remove every entry (both levels)."""

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
+from .._secrets import redact_url
 from ..errors import (
     ConfigurationError,
     MissingDependencyError,
@@ -150,7 +151,7 @@ class OpenAILM(LM):
         return f"{self.model} at {parsed.scheme}://{parsed.hostname}:{parsed.port or ''}".rstrip(":")
 
     def __repr__(self) -> str:
-        return f"OpenAILM(model={self.model!r}, base_url={self.base_url!r})"
+        return f"OpenAILM(model={self.model!r}, base_url={redact_url(self.base_url)!r})"
 
     async def _session(self) -> Any:
         try:

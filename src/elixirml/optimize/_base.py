@@ -13,10 +13,11 @@ import random
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..errors import BudgetExceededError, ConfigurationError
+from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, StoreError
 from ..evaluate import EvaluationResult, evaluate
 from ..evaluate._metrics import as_metric
 from ..lm import Usage, track_usage
@@ -74,6 +75,9 @@ class OptimizationResult:
         details: what else the optimizer reports (for the search optimizers: the structure
             chosen first, how many structures were scored, how many proposed instructions
             were dropped for scoring below the original on the probe set).
+        version: the store version the result was saved as (None without a store).
+        save_error: why saving the result to the store failed (None when it was saved or
+            there is no store); the optimized program is returned all the same.
     """
 
     optimizer: str
@@ -90,6 +94,8 @@ class OptimizationResult:
     directions: dict[str, str] = dataclasses.field(default_factory=dict)
     inert_variables: list[str] = dataclasses.field(default_factory=list)
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    version: dict[str, Any] | None = None
+    save_error: BaseException | None = None
     _builder: Callable[[Mapping[str, Any]], Module] | None = dataclasses.field(default=None, repr=False)
 
     def select(self, **limits: float) -> Module:
@@ -152,6 +158,7 @@ class OptimizationState:
     best_program: Module | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     run_id: str = ""
+    next_trial: int = 0
 
 
 class Optimizer:
@@ -274,8 +281,11 @@ class Optimizer:
     ) -> Trial:
         """Add a trial; it becomes the best when it is a full evaluation with a higher score."""
         budget_hit = any(isinstance(r.error, BudgetExceededError) for r in result.results)
+        # unique across the legs of a resumed run: after every trial of this run and of earlier legs
+        number = max(state.next_trial, max((t.number for t in state.trials), default=-1) + 1)
+        state.next_trial = number + 1
         trial = Trial(
-            number=len(state.trials),
+            number=number,
             configuration=configuration_to_json(configuration),
             score=result.score,
             scores={name: result.metric(name) for name in result.metric_names},
@@ -383,9 +393,22 @@ class Optimizer:
 
         store = configured_store()
         name = save_as or type(program).__name__
+        before: dict[str, Any] = {"lm_calls": 0, "tokens": 0, "cost": 0.0}
         if store is not None:
             state.extra["_store"] = store
-            store.create_run(state.run_id, self.name, {"budget": dict(self.budget), "seed": self.seed}, program=name)
+            try:
+                before = store.create_run(
+                    state.run_id, self.name, {"budget": dict(self.budget), "seed": self.seed}, program=name
+                )
+            except BaseException:
+                store.close()
+                self.budget = saved_budget
+                raise
+            numbers = [t["number"] for t in before.get("trial_list", [])]
+            state.next_trial = max(numbers, default=-1) + 1
+            if resume is not None and before["status"] == "finished" and before.get("best_version_id") is not None:
+                self.budget = saved_budget
+                return self._finished(store, state, before, name, type(program))
         started = time.perf_counter()
         stopped: str | None = None
         try:
@@ -408,32 +431,26 @@ class Optimizer:
                     final = self.finalize(state)
                 finally:
                     progress.close()
+        except BaseException as exc:
+            if store is not None:
+                self._abandon(store, state, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+            raise
         finally:
             self._calls = None
             self.budget = saved_budget
+        totals: dict[str, Any] = {
+            "lm_calls": int(before["lm_calls"]) + usage.calls,
+            "tokens": int(before["tokens"]) + usage.total_tokens,
+            "cost": float(before["cost"]) + usage.cost,
+        }
+        version, save_error = None, None
         if store is not None:
-            try:
-                version = store.save(final, name, tags=[self.name, state.run_id])
-                best = state.best_score if state.best_score > -math.inf else None
-                store.finish_run(
-                    state.run_id,
-                    status="stopped" if stopped else "finished",
-                    best_score=best,
-                    best_version_id=version["id"],
-                    lm_calls=usage.calls,
-                    tokens=usage.total_tokens,
-                    cost=usage.cost,
-                )
-            finally:
-                store.close()
+            version, save_error = self._save(store, state, final, name, stopped, totals)
         self.last_result = OptimizationResult(
             optimizer=self.name,
             best_score=state.best_score if state.best_score > -math.inf else 0.0,
             best_configuration=configuration_to_json(state.best_configuration),
             trials=state.trials,
-            lm_calls=usage.calls,
-            tokens=usage.total_tokens,
-            cost=usage.cost,
             wall_time=time.perf_counter() - started,
             stopped=stopped,
             run_id=state.run_id,
@@ -443,6 +460,9 @@ class Optimizer:
                 for key in ("structure", "structures_scored", "instructions_dropped")
                 if key in state.extra
             },
+            version=version,
+            save_error=save_error,
+            **totals,
             **self._result_extras(state),
         )
         return final
@@ -456,6 +476,118 @@ class Optimizer:
             )
         answer = input(f"{self.name} projects about {self.projected_calls(state)} LM calls. Continue? [y/N] ")
         return answer.strip().lower() in ("y", "yes")
+
+    def _save(
+        self,
+        store: Any,
+        state: OptimizationState,
+        final: Module,
+        name: str,
+        stopped: str | None,
+        totals: dict[str, Any],
+    ) -> tuple[dict[str, Any] | None, ElixirMLError | None]:
+        """Save the result and close the run; a failure is returned (and warned about), never raised.
+
+        The optimization's work is done by now: losing it to a busy database or a refused
+        state would waste every LM call it made, so the program is returned either way.
+        """
+        version: dict[str, Any] | None = None
+        error: ElixirMLError | None = None
+        best = state.best_score if state.best_score > -math.inf else None
+        try:
+            try:
+                version = store.save(final, name, tags=[self.name, state.run_id])
+            except ElixirMLError as exc:
+                error = exc
+            try:
+                store.finish_run(
+                    state.run_id,
+                    status=("stopped" if stopped else "finished") if error is None else "save_failed",
+                    best_score=best,
+                    best_version_id=version["id"] if version is not None else None,
+                    **totals,
+                )
+            except StoreError as exc:
+                error = error or exc
+        finally:
+            store.close()
+        if error is not None:
+            warnings.warn(
+                f"{self.name} finished run {state.run_id!r} but could not save the result as {name!r}: {error}. "
+                "The optimized program is returned; save it with em.Store().save(program, name), "
+                f"or compile(..., resume={state.run_id!r}) to try again.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return version, error
+
+    def _abandon(self, store: Any, state: OptimizationState, status: str) -> None:
+        """Mark the run as ended (``failed`` or ``interrupted``) when the optimization raised."""
+        best = state.best_score if state.best_score > -math.inf else None
+        try:
+            current = store.run(state.run_id)
+            store.finish_run(
+                state.run_id,
+                status=status,
+                best_score=best,
+                best_version_id=None,
+                lm_calls=current["lm_calls"],
+                tokens=current["tokens"],
+                cost=current["cost"],
+            )
+        except StoreError:
+            pass  # the optimization's own error is the one to report; runs() shows the run as interrupted
+        finally:
+            store.close()
+
+    def _finished(
+        self, store: Any, state: OptimizationState, before: dict[str, Any], name: str, cls: type[Module]
+    ) -> Module:
+        """Resuming a run that already finished: return its saved result; nothing runs and nothing is saved again."""
+        try:
+            saved = store.get_version(before.get("program") or name, f"#{before['best_version_id']}")
+            from ..program._module import build_program
+
+            program = build_program({"class": saved["class_path"], "state": saved["state"]}, cls)
+            store.finish_run(
+                state.run_id,
+                status="finished",
+                best_score=before["best_score"],
+                best_version_id=before["best_version_id"],
+                lm_calls=before["lm_calls"],
+                tokens=before["tokens"],
+                cost=before["cost"],
+            )
+        finally:
+            store.close()
+        trials = [
+            Trial(
+                number=t["number"],
+                configuration=t["configuration"],
+                score=t["score"],
+                scores=t["scores"],
+                lm_calls=t["lm_calls"],
+                status=t["status"],
+                full=t["full"],
+                wall_time=t["wall_time"],
+            )
+            for t in before["trial_list"]
+        ]
+        best_score = before["best_score"] if before["best_score"] is not None else 0.0
+        best_trial = max((t for t in trials if t.full), key=lambda t: t.score, default=None)
+        self.last_result = OptimizationResult(
+            optimizer=self.name,
+            best_score=best_score,
+            best_configuration=best_trial.configuration if best_trial is not None else {},
+            trials=trials,
+            lm_calls=before["lm_calls"],
+            tokens=before["tokens"],
+            cost=before["cost"],
+            wall_time=0.0,
+            run_id=state.run_id,
+            version={k: v for k, v in saved.items() if k not in ("state", "configuration", "space")},
+        )
+        return program
 
     def _result_extras(self, state: OptimizationState) -> dict[str, Any]:
         return {}

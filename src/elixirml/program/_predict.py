@@ -6,7 +6,7 @@ import contextlib
 import json
 import time
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import settings as _settings
@@ -122,6 +122,14 @@ class Predict(Module):
         if instructions is not None:
             sig = sig.with_instructions(instructions)
         self.signature: type[Signature] = sig
+        if isinstance(demos, (str, bytes, Mapping)):
+            raise ConfigurationError(f"demos= takes a list of examples, got {type(demos).__name__}")
+        for i, demo in enumerate(demos or []):
+            if not isinstance(demo, Mapping) and not callable(getattr(demo, "items", None)):
+                raise ConfigurationError(
+                    f"demos[{i}] of {type(self).__name__}({sig.signature}) is {demo!r}; "
+                    "each demo is an em.Example or a dict of field values"
+                )
         self.demos: list[Any] = list(demos or [])
         self.lm = lm
         self._adapter_choice: Variable | None = None

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 import pydantic
 from pydantic_core import PydanticUndefined
 
-from ..errors import SignatureError, ValidationError
+from ..errors import SignatureError, ValidationError, truncate
 from ._types import parse_type, type_to_str
 
 T = TypeVar("T")
@@ -161,16 +161,35 @@ def _split_top_level(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def check_field_name(name: str, where: str) -> None:
+    """Refuse a field name that is not an identifier, is private, or is taken by Pydantic.
+
+    Raises:
+        SignatureError: naming the field and ``where`` it appears.
+    """
+    if not name.isidentifier():
+        raise SignatureError(f"Invalid field name {name!r} in {where}: field names are Python identifiers")
+    if name.startswith("_"):
+        raise SignatureError(f"Invalid field name {name!r} in {where}: field names may not start with '_'")
+    if name.startswith("model_") and hasattr(pydantic.BaseModel, name):
+        raise SignatureError(
+            f"Invalid field name {name!r} in {where}: Pydantic reserves it (BaseModel.{name}); rename the field"
+        )
+
+
 def _parse_side(text: str, kind: str, spec: str, custom_types: dict[str, Any] | None) -> dict[str, FieldSpec]:
     fields: dict[str, FieldSpec] = {}
+    where = f"signature {truncate(spec, 120)}"
     for item in _split_top_level(text):
         name, sep, type_text = item.partition(":")
         name = name.strip()
-        if not name.isidentifier():
-            raise SignatureError(f"Invalid field name {name!r} in signature {spec!r}")
+        check_field_name(name, where)
         if name in fields:
-            raise SignatureError(f"Field {name!r} appears twice in signature {spec!r}")
-        annotation = parse_type(type_text, custom_types) if sep else str
+            raise SignatureError(f"Field {name!r} appears twice in {where}")
+        try:
+            annotation = parse_type(type_text, custom_types) if sep else str
+        except SignatureError as exc:
+            raise SignatureError(f"Field {name!r} of {where}: {exc}") from None
         fields[name] = FieldSpec(kind, annotation=annotation, name=name)
     return fields
 
@@ -521,7 +540,7 @@ def make_signature(
     fields: dict[str, FieldSpec] = {}
     if isinstance(spec, str):
         if spec.count("->") != 1:
-            raise SignatureError(f"A signature string needs exactly one '->', got {spec!r}")
+            raise SignatureError(f"A signature string needs exactly one '->', got {truncate(spec, 120)}")
         left, right = spec.split("->")
         fields.update(_parse_side(left, "input", spec, custom_types))
         outputs = _parse_side(right, "output", spec, custom_types)
@@ -533,6 +552,7 @@ def make_signature(
             raise SignatureError(f"Signature {spec!r} has no output fields")
     else:
         for key, value in spec.items():
+            check_field_name(str(key), "the signature's fields")
             if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], FieldSpec):
                 fields[key] = value[1].copy(name=key, annotation=value[0])
             elif isinstance(value, FieldSpec):
@@ -544,6 +564,12 @@ def make_signature(
     text = instructions if instructions is not None else _default_instructions(inputs, outputs_only)
     new = Signature._derive(fields, text)
     new.__name__ = new.__qualname__ = name
+    for kind in ("input", "output"):  # build the validators now: a bad type fails here, not at the first call
+        try:
+            new._model(kind)
+        except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError, NameError) as exc:
+            bad = ", ".join(f"{n}: {type_to_str(f.annotation)}" for n, f in fields.items() if f.kind == kind)
+            raise SignatureError(f"Signature {name} cannot validate its {kind} fields ({bad}): {exc}") from None
     return new
 
 

@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any, Literal, Optional, Union
 
-from ..errors import SignatureError
+from ..errors import SignatureError, truncate
 
 _NAMES: dict[str, Any] = {
     "str": str,
@@ -51,11 +51,44 @@ def parse_type(text: str, extra: dict[str, Any] | None = None) -> Any:
     names = dict(_NAMES)
     if extra:
         names.update(extra)
+    shown = truncate(text, 80)
+    if len(text) > MAX_TYPE_CHARS:
+        raise SignatureError(f"Type {shown} is {len(text)} characters long; the limit is {MAX_TYPE_CHARS}")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise SignatureError(f"Cannot parse type {text!r}: {exc.msg}") from None
-    return _convert(tree.body, names, text)
+        raise SignatureError(f"Cannot parse type {shown}: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise SignatureError(f"Type {shown} is nested too deeply to parse") from None
+    depth = _depth(tree.body)
+    if depth > MAX_TYPE_DEPTH:
+        raise SignatureError(f"Type {shown} is nested {depth} levels deep; the limit is {MAX_TYPE_DEPTH}")
+    result = _convert(tree.body, names, text)
+    if not _is_type(result):
+        raise SignatureError(f"{shown} is not a type; write a type such as str, int or list[str]")
+    return result
+
+
+#: Longest type expression accepted, and deepest nesting (``int | str | ...`` chains count one per ``|``).
+MAX_TYPE_CHARS = 2000
+MAX_TYPE_DEPTH = 64
+
+
+def _depth(root: ast.AST) -> int:
+    """Nesting depth of an expression tree, walked without recursion."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if level <= MAX_TYPE_DEPTH:
+            stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _is_type(value: Any) -> bool:
+    """Whether a converted expression is usable as an annotation (not a bare constant)."""
+    return isinstance(value, type) or value is Any or typing.get_origin(value) is not None
 
 
 def _convert(node: ast.expr, names: dict[str, Any], text: str) -> Any:
@@ -78,7 +111,9 @@ def _convert(node: ast.expr, names: dict[str, Any], text: str) -> Any:
     if isinstance(node, ast.Constant):
         if node.value is None:
             return type(None)
-        return node.value
+        raise SignatureError(
+            f"{node.value!r} is not a type (in {truncate(text.strip(), 80)}); constants belong in Literal[...] only"
+        )
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         left = _convert(node.left, names, text)
         right = _convert(node.right, names, text)
@@ -94,6 +129,8 @@ def _convert(node: ast.expr, names: dict[str, Any], text: str) -> Any:
                     raise SignatureError(f"Literal[...] takes constants only, in {text!r}")
                 values.append(item.value)
             return Literal.__getitem__(tuple(values))
+        if not items:
+            raise SignatureError(f"Empty type arguments in {truncate(text, 80)}; write e.g. tuple[str, int]")
         args = tuple(_convert(item, names, text) for item in items)
         try:
             return base[args] if len(args) > 1 else base[args[0]]

@@ -42,8 +42,22 @@ class ProgramRecord(Base):
     runs: Mapped[list[OptimizationRun]] = relationship(back_populates="program")
 
 
+class StateBlob(Base):
+    """A program state or configuration (JSON), stored once per distinct content and shared by every version."""
+
+    __tablename__ = "em_state_blobs"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class ProgramVersion(Base):
-    """One saved state of a program (JSON), chained to the version it came from."""
+    """One saved state of a program, chained to the version it came from.
+
+    The state and the configuration (which holds the demos, so it is as large) live in
+    :class:`StateBlob` under ``state_hash`` and ``configuration_hash``: identical content is
+    stored once. ``state`` and ``configuration`` are only filled in rows written before 0003.
+    """
 
     __tablename__ = "em_program_versions"
     __table_args__ = (UniqueConstraint("program_id", "number"),)
@@ -51,8 +65,10 @@ class ProgramVersion(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     program_id: Mapped[int] = mapped_column(ForeignKey("em_programs.id"), index=True)
     number: Mapped[int] = mapped_column(Integer)
-    state: Mapped[dict[str, Any]] = mapped_column(JSON)
-    configuration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, deferred=True)
+    state_hash: Mapped[str | None] = mapped_column(ForeignKey("em_state_blobs.hash"), nullable=True, index=True)
+    configuration: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, deferred=True)
+    configuration_hash: Mapped[str | None] = mapped_column(ForeignKey("em_state_blobs.hash"), nullable=True)
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     message: Mapped[str] = mapped_column(Text, default="")
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("em_program_versions.id"), nullable=True)
@@ -95,6 +111,8 @@ class OptimizationRun(Base):
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     program: Mapped[ProgramRecord | None] = relationship(back_populates="runs")
     trials: Mapped[list[TrialRecord]] = relationship(

@@ -2,7 +2,13 @@
 
 SQLite by default (``ELIXIRML_STORE`` / ``em.configure(store=...)``), PostgreSQL by URL. The
 schema is managed by Alembic and upgraded when a store is opened. Everything is JSON; nothing
-read back is ever executed. API keys are refused before anything is written.
+read back is ever executed. Credentials are refused before anything is written.
+
+Several processes may share one store: writes that collide (two savers taking the same
+version number, a database busy with another writer) are retried, and what still fails
+raises :class:`~elixirml.errors.StoreError`, never a raw database error. Program states are
+content-addressed: a state is stored once however many versions share it, and saving or
+loading a version reads no other version's state.
 """
 
 from __future__ import annotations
@@ -10,16 +16,22 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import os
+import random
+import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import ConfigurationError, LoadError, MissingDependencyError, VariableError
+from .._secrets import find_secrets, redact_url
+from ..errors import ConfigurationError, LoadError, MissingDependencyError, StoreError, VariableError
 from ._url import store_url
 
 EVENTS = ("before_save", "after_save", "before_load", "after_load")
-_SECRET_MARKERS = ("api_key", "apikey", "authorization", "secret", "password")
+_WRITE_ATTEMPTS = 30
+T = TypeVar("T")
 
 
 def _sqlalchemy() -> Any:
@@ -30,25 +42,30 @@ def _sqlalchemy() -> Any:
     return sqlalchemy
 
 
-def find_secrets(value: Any, path: str = "") -> list[str]:
-    """Paths of keys that look like credentials (``api_key``, ``authorization``, ...)."""
-    found: list[str] = []
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if any(marker in str(key).lower() for marker in _SECRET_MARKERS):
-                found.append(where)
-            found.extend(find_secrets(item, where))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found.extend(find_secrets(item, f"{path}[{i}]"))
-    return found
-
-
 def _refuse_secrets(*values: Any) -> None:
     found = [path for value in values for path in find_secrets(value)]
     if found:
-        raise ConfigurationError(f"Refusing to store what looks like credentials at {found}")
+        raise ConfigurationError(
+            f"Refusing to store what looks like credentials at {found}; pass keys and tokens to the LM "
+            "(api_key=..., headers=...) or the environment, never in program state or traces."
+        )
+
+
+def _busy(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "locked" in text or "busy" in text or "could not serialize" in text or "deadlock" in text
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True
+    return True
 
 
 def validate_configuration(configuration: Mapping[str, Any], space: Mapping[str, Any]) -> None:
@@ -86,6 +103,12 @@ def content_hash(state: Any, configuration: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def state_hash(state: Any) -> str:
+    """SHA-256 of a program state alone: the key under which the store keeps it once."""
+    text = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -120,7 +143,7 @@ class ResourceStore:
             self.upgrade()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.engine.url.render_as_string(hide_password=True)!r})"
+        return f"{type(self).__name__}({redact_url(self.engine.url.render_as_string(hide_password=True))!r})"
 
     # ------------------------------------------------------------------ schema
     def _alembic_config(self) -> Any:
@@ -132,13 +155,24 @@ class ResourceStore:
         return config
 
     def upgrade(self, revision: str = "head") -> None:
-        """Migrate the schema up to ``revision``."""
+        """Migrate the schema up to ``revision``.
+
+        On SQLite the migration holds the database's write lock from the start, so processes
+        opening a new store at the same moment migrate it once, one after the other.
+        """
         from alembic import command
 
         config = self._alembic_config()
-        with self.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+
+        def migrate() -> None:
+            with self.engine.connect() as connection:
+                if self.url.startswith("sqlite"):
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                connection.commit()
+
+        self._retrying("Upgrading the schema", migrate)
 
     def downgrade(self, revision: str = "base") -> None:
         """Migrate the schema down to ``revision`` (``base``: no tables)."""
@@ -155,9 +189,54 @@ class ResourceStore:
 
     @contextmanager
     def session(self) -> Iterator[Any]:
-        """A transaction: committed on success, rolled back on error."""
-        with self._sessions.begin() as session:
-            yield session
+        """A transaction: committed on success, rolled back on error.
+
+        Raises:
+            StoreError: the database failed (its error is the cause).
+        """
+        sa = _sqlalchemy()
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._store_error("A store transaction", exc) from exc
+
+    def _store_error(self, what: str, exc: BaseException, attempts: int = 1) -> StoreError:
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        tried = f" after {attempts} attempts" if attempts > 1 else ""
+        error = StoreError(
+            f"{what} failed in {self!r}{tried}: {type(exc).__name__}: {detail}. "
+            "Another process may hold the database; try again, or check the store URL and its disk."
+        )
+        error.retryable = _busy(exc) or type(exc).__name__ == "IntegrityError"  # type: ignore[attr-defined]
+        return error
+
+    def _retrying(self, what: str, operation: Callable[[], T]) -> T:
+        """Run ``operation`` (one transaction), again when a concurrent writer got in the way.
+
+        A unique-key collision (two processes taking the same version number) or a busy
+        database is retried with jittered backoff; anything else, or a collision that keeps
+        happening, raises :class:`StoreError`.
+        """
+        sa = _sqlalchemy()
+        last: BaseException | None = None
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                return operation()
+            except StoreError as exc:
+                cause = exc.__cause__
+                if cause is None:
+                    raise
+                if not getattr(exc, "retryable", False):
+                    raise self._store_error(what, cause) from cause
+                last = cause
+            except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
+                if isinstance(exc, sa.exc.OperationalError) and not _busy(exc):
+                    raise self._store_error(what, exc) from exc
+                last = exc
+            time.sleep(random.uniform(0.0, min(0.5, 0.005 * 2**attempt)))
+        assert last is not None
+        raise self._store_error(what, last, _WRITE_ATTEMPTS) from last
 
     @staticmethod
     def _insert(session: Any, record: Any) -> int:
@@ -196,54 +275,117 @@ class ResourceStore:
         """Save a new version of program ``name`` and return its description.
 
         ``parent`` is ``"latest"`` (chain to the newest version), a version number, or None.
-        """
-        from ._models import ProgramRecord, ProgramVersion, VariableSpaceRecord
+        Version numbers are allocated safely when several processes save at once; the state
+        is stored once per distinct content.
 
+        Raises:
+            ConfigurationError: the state or configuration holds credentials.
+            VariableError: the configuration breaks the variable space.
+            StoreError: the database failed (after retrying collisions with other writers).
+        """
         configuration = dict(configuration or {})
         _refuse_secrets(state, configuration)
         record = {"kind": "version", "name": name, "state": state, "configuration": configuration, "tags": tags or []}
         self._fire("before_save", "version", record)
-        with self.session() as session:
-            program = session.query(ProgramRecord).filter_by(name=name).one_or_none()
-            if program is None:
-                program = ProgramRecord(name=name, signature_summary=signature_summary, class_path=class_path)
-                session.add(program)
-                session.flush()
-            if space is None and program.versions and program.versions[-1].variable_space is not None:
-                space = program.versions[-1].variable_space.space
-            if space is not None:
-                validate_configuration(configuration, space)
-            parent_version = None
-            if parent == "latest":
-                parent_version = program.versions[-1] if program.versions else None
-            elif parent is not None:
-                parent_version = next((v for v in program.versions if v.number == int(parent)), None)
-                if parent_version is None:
-                    raise LoadError(f"Program {name!r} has no version {parent}")
-            version = ProgramVersion(
-                program=program,
-                number=(program.versions[-1].number + 1) if program.versions else 1,
-                state=state,
-                configuration=configuration,
-                tags=list(tags or []),
-                message=message,
-                parent=parent_version,
-                content_hash=content_hash(state, configuration),
-            )
-            if class_path:
-                program.class_path = class_path
-            if signature_summary:
-                program.signature_summary = signature_summary
-            session.add(version)
-            if space is not None:
-                session.add(VariableSpaceRecord(version=version, space=space))
-            session.flush()
-            info = self._version_info(version)
+        digest = state_hash(state)
+        whole = content_hash(state, configuration)
+
+        def save() -> dict[str, Any]:
+            with self.session() as session:
+                return self._add_version(
+                    session,
+                    name,
+                    state,
+                    digest,
+                    whole,
+                    configuration=configuration,
+                    space=space,
+                    class_path=class_path,
+                    signature_summary=signature_summary,
+                    tags=tags,
+                    message=message,
+                    parent=parent,
+                )
+
+        info = self._retrying(f"Saving a version of {name!r}", save)
         self._fire("after_save", "version", info)
         return info
 
+    def _add_version(
+        self,
+        session: Any,
+        name: str,
+        state: dict[str, Any],
+        digest: str,
+        whole: str,
+        *,
+        configuration: dict[str, Any],
+        space: dict[str, Any] | None,
+        class_path: str,
+        signature_summary: str,
+        tags: list[str] | None,
+        message: str,
+        parent: int | str | None,
+    ) -> dict[str, Any]:
+        from ._models import ProgramRecord, ProgramVersion, StateBlob, VariableSpaceRecord
+
+        program = session.query(ProgramRecord).filter_by(name=name).one_or_none()
+        if program is None:
+            program = ProgramRecord(name=name, signature_summary=signature_summary, class_path=class_path)
+            session.add(program)
+            session.flush()
+        latest = self._latest(session, program.id)
+        if space is None and latest is not None and latest.variable_space is not None:
+            space = latest.variable_space.space
+        if space is not None:
+            validate_configuration(configuration, space)
+        parent_version = None
+        if parent == "latest":
+            parent_version = latest
+        elif parent is not None:
+            parent_version = self._numbered(session, program.id, int(parent))
+            if parent_version is None:
+                raise LoadError(f"Program {name!r} has no version {parent}")
+        config_digest = state_hash(configuration)
+        for key, content in ((digest, state), (config_digest, configuration)):
+            if session.get(StateBlob, key) is None:
+                session.add(StateBlob(hash=key, state=content))
+                session.flush()
+        version = ProgramVersion(
+            program=program,
+            number=(latest.number + 1) if latest is not None else 1,
+            state_hash=digest,
+            configuration_hash=config_digest,
+            tags=list(tags or []),
+            message=message,
+            parent=parent_version,
+            content_hash=whole,
+        )
+        if class_path:
+            program.class_path = class_path
+        if signature_summary:
+            program.signature_summary = signature_summary
+        session.add(version)
+        if space is not None:
+            session.add(VariableSpaceRecord(version=version, space=space))
+        session.flush()
+        return self._version_info(version)
+
     @staticmethod
-    def _version_info(version: Any, *, with_state: bool = False) -> dict[str, Any]:
+    def _latest(session: Any, program_id: int) -> Any:
+        from ._models import ProgramVersion
+
+        query = session.query(ProgramVersion).filter_by(program_id=program_id)
+        return query.order_by(ProgramVersion.number.desc()).first()
+
+    @staticmethod
+    def _numbered(session: Any, program_id: int, number: int) -> Any:
+        from ._models import ProgramVersion
+
+        return session.query(ProgramVersion).filter_by(program_id=program_id, number=number).one_or_none()
+
+    @staticmethod
+    def _version_info(version: Any, *, with_state: bool = False, session: Any = None) -> dict[str, Any]:
         info = {
             "id": version.id,
             "name": version.program.name,
@@ -256,38 +398,58 @@ class ResourceStore:
             "class_path": version.program.class_path,
         }
         if with_state:
-            info["state"] = version.state
-            info["configuration"] = version.configuration
+            from ._models import StateBlob
+
+            def content(digest: str | None, legacy: Any) -> Any:
+                if digest is None:
+                    return legacy
+                blob = session.get(StateBlob, digest)
+                return blob.state if blob is not None else None
+
+            info["state"] = content(version.state_hash, version.state if version.state_hash is None else None)
+            configuration = content(
+                version.configuration_hash, version.configuration if version.configuration_hash is None else None
+            )
+            info["configuration"] = configuration if configuration is not None else {}
             info["space"] = version.variable_space.space if version.variable_space is not None else None
         return info
 
     def get_version(self, name: str, version: int | str = "latest") -> dict[str, Any]:
-        """A version of ``name`` with its state: ``"latest"``, a version number, or ``"#<id>"``."""
+        """A version of ``name`` with its state: ``"latest"``, a version number, or ``"#<id>"``.
+
+        Raises:
+            LoadError: no such program or version, or ``version`` is not one of those forms.
+        """
         from ._models import ProgramRecord, ProgramVersion
 
         self._fire("before_load", "version", {"name": name, "version": version})
         with self.session() as session:
             program = session.query(ProgramRecord).filter_by(name=name).one_or_none()
-            if program is None or not program.versions:
+            latest = self._latest(session, program.id) if program is not None else None
+            if program is None or latest is None:
                 known = [p.name for p in session.query(ProgramRecord).order_by(ProgramRecord.name)]
                 raise LoadError(f"No stored program named {name!r}; stored programs: {known}")
             if version == "latest":
-                chosen = program.versions[-1]
+                chosen = latest
             elif isinstance(version, str) and version.startswith("#"):
-                chosen = session.get(ProgramVersion, int(version[1:]))
+                ident = version[1:]
+                if not ident.isdigit():
+                    raise LoadError(f"Version id must be '#<number>', got {version!r} for program {name!r}")
+                chosen = session.get(ProgramVersion, int(ident))
                 if chosen is None or chosen.program_id != program.id:
-                    raise LoadError(f"Program {name!r} has no version with id {version[1:]}")
+                    raise LoadError(f"Program {name!r} has no version with id {ident}")
             else:
+                if isinstance(version, bool):
+                    raise LoadError(f"Version must be 'latest', a number or '#id', got {version!r}")
                 try:
                     number = int(version)
                 except (TypeError, ValueError):
                     raise LoadError(f"Version must be 'latest', a number or '#id', got {version!r}") from None
-                chosen = next((v for v in program.versions if v.number == number), None)
+                chosen = self._numbered(session, program.id, number)
                 if chosen is None:
-                    raise LoadError(
-                        f"Program {name!r} has no version {number}; versions: {[v.number for v in program.versions]}"
-                    )
-            info = self._version_info(chosen, with_state=True)
+                    numbers = [n for (n,) in session.query(ProgramVersion.number).filter_by(program_id=program.id)]
+                    raise LoadError(f"Program {name!r} has no version {number}; versions: {sorted(numbers)}")
+            info = self._version_info(chosen, with_state=True, session=session)
         if not isinstance(info["state"], dict):
             raise LoadError(f"Stored state of {name!r} v{info['number']} is not a JSON object")
         self._fire("after_load", "version", info)
@@ -295,15 +457,26 @@ class ResourceStore:
 
     def programs(self) -> list[dict[str, Any]]:
         """Every stored program with its version count."""
-        from ._models import ProgramRecord
+        sa = _sqlalchemy()
+        from ._models import ProgramRecord, ProgramVersion
 
         with self.session() as session:
+            counts = dict(
+                session.query(ProgramVersion.program_id, sa.func.count(ProgramVersion.id)).group_by(
+                    ProgramVersion.program_id
+                )
+            )
+            latest = dict(
+                session.query(ProgramVersion.program_id, sa.func.max(ProgramVersion.number)).group_by(
+                    ProgramVersion.program_id
+                )
+            )
             return [
                 {
                     "name": p.name,
-                    "versions": len(p.versions),
+                    "versions": counts.get(p.id, 0),
                     "signature": p.signature_summary,
-                    "latest": p.versions[-1].number if p.versions else None,
+                    "latest": latest.get(p.id),
                     "class_path": p.class_path,
                 }
                 for p in session.query(ProgramRecord).order_by(ProgramRecord.name)
@@ -345,49 +518,79 @@ class ResourceStore:
         return changes
 
     # ------------------------------------------------------------------ runs
-    def create_run(self, run_id: str, optimizer: str, settings: dict[str, Any], program: str | None = None) -> None:
-        """Record the start of an optimization run (resuming an existing id reopens it)."""
+    def create_run(
+        self, run_id: str, optimizer: str, settings: dict[str, Any], program: str | None = None
+    ) -> dict[str, Any]:
+        """Record the start of an optimization run (resuming an existing id reopens it).
+
+        The run remembers which host and process run it, so a run whose process has ended
+        is reported as ``interrupted``, not ``running``. Returns the run as it was before
+        this call (``status`` ``"new"`` for a new run), with its trials, so a resumed run can
+        continue its trial numbers and its totals.
+        """
         from ._models import OptimizationRun, ProgramRecord
 
-        with self.session() as session:
-            run = session.get(OptimizationRun, run_id)
-            program_id = None
-            if program is not None:
-                record = session.query(ProgramRecord).filter_by(name=program).one_or_none()
-                program_id = record.id if record is not None else None
-            if run is None:
-                session.add(
-                    OptimizationRun(
-                        id=run_id, optimizer=optimizer, settings=settings, status="running", program_id=program_id
+        _refuse_secrets(settings)
+
+        def start() -> dict[str, Any]:
+            with self.session() as session:
+                run = session.get(OptimizationRun, run_id)
+                program_id = None
+                if program is not None:
+                    record = session.query(ProgramRecord).filter_by(name=program).one_or_none()
+                    program_id = record.id if record is not None else None
+                if run is None:
+                    session.add(
+                        OptimizationRun(
+                            id=run_id,
+                            optimizer=optimizer,
+                            settings=settings,
+                            status="running",
+                            program_id=program_id,
+                            host=socket.gethostname(),
+                            pid=os.getpid(),
+                        )
                     )
-                )
-            else:
-                run.status = "running"
+                    return {"id": run_id, "status": "new", "trial_list": [], "lm_calls": 0, "tokens": 0, "cost": 0.0}
+                before = self._run_info(run, with_trials=True)
+                before["best_version_id"] = run.best_version_id
+                run.status, run.host, run.pid, run.finished_at = "running", socket.gethostname(), os.getpid(), None
+                return before
+
+        return self._retrying(f"Starting optimization run {run_id!r}", start)
 
     def add_trial(self, run_id: str, trial: dict[str, Any]) -> None:
-        """Record a finished trial (replacing one with the same number)."""
-        from ._models import TrialRecord
+        """Record a finished trial (replacing one with the same number) and add its spend to the run's totals."""
+        from ._models import OptimizationRun, TrialRecord
 
-        with self.session() as session:
-            existing = session.query(TrialRecord).filter_by(run_id=run_id, number=trial["number"]).one_or_none()
-            if existing is not None:
-                session.delete(existing)
-                session.flush()
-            session.add(
-                TrialRecord(
-                    run_id=run_id,
-                    number=trial["number"],
-                    configuration=trial.get("configuration", {}),
-                    score=trial["score"],
-                    scores=trial.get("scores", {}),
-                    lm_calls=trial.get("lm_calls", 0),
-                    tokens=trial.get("tokens", 0),
-                    cost=trial.get("cost", 0.0),
-                    wall_time=trial.get("wall_time", 0.0),
-                    status=trial.get("status", "complete"),
-                    full=int(trial.get("full", True)),
+        def add() -> None:
+            with self.session() as session:
+                existing = session.query(TrialRecord).filter_by(run_id=run_id, number=trial["number"]).one_or_none()
+                if existing is not None:
+                    session.delete(existing)
+                    session.flush()
+                session.add(
+                    TrialRecord(
+                        run_id=run_id,
+                        number=trial["number"],
+                        configuration=trial.get("configuration", {}),
+                        score=trial["score"],
+                        scores=trial.get("scores", {}),
+                        lm_calls=trial.get("lm_calls", 0),
+                        tokens=trial.get("tokens", 0),
+                        cost=trial.get("cost", 0.0),
+                        wall_time=trial.get("wall_time", 0.0),
+                        status=trial.get("status", "complete"),
+                        full=int(trial.get("full", True)),
+                    )
                 )
-            )
+                run = session.get(OptimizationRun, run_id)
+                if run is not None and existing is None:
+                    run.lm_calls += int(trial.get("lm_calls", 0))
+                    run.tokens += int(trial.get("tokens", 0))
+                    run.cost += float(trial.get("cost", 0.0))
+
+        self._retrying(f"Recording a trial of run {run_id!r}", add)
 
     def finish_run(
         self,
@@ -400,24 +603,29 @@ class ResourceStore:
         tokens: int,
         cost: float,
     ) -> None:
-        """Record how a run ended."""
+        """Record how a run ended (``lm_calls``, ``tokens`` and ``cost`` are the run's totals over every leg)."""
         from ._models import OptimizationRun, ProgramVersion, utcnow
 
-        with self.session() as session:
-            run = session.get(OptimizationRun, run_id)
-            if run is None:
-                raise LoadError(f"No optimization run {run_id!r}")
-            run.status, run.best_score, run.best_version_id = status, best_score, best_version_id
-            if best_version_id is not None:
-                version = session.get(ProgramVersion, best_version_id)
-                if version is not None:
-                    run.program_id = version.program_id
-            run.lm_calls, run.tokens, run.cost, run.finished_at = lm_calls, tokens, cost, utcnow()
+        def finish() -> None:
+            with self.session() as session:
+                run = session.get(OptimizationRun, run_id)
+                if run is None:
+                    raise LoadError(f"No optimization run {run_id!r}")
+                run.status, run.best_score = status, best_score
+                if best_version_id is not None:
+                    run.best_version_id = best_version_id
+                    version = session.get(ProgramVersion, best_version_id)
+                    if version is not None:
+                        run.program_id = version.program_id
+                run.lm_calls, run.tokens, run.cost, run.finished_at = lm_calls, tokens, cost, utcnow()
+
+        self._retrying(f"Finishing optimization run {run_id!r}", finish)
 
     def runs(self, *, program: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-        """Optimization runs, newest first."""
+        """Optimization runs, newest first (a ``running`` run whose process has ended shows as ``interrupted``)."""
         from ._models import OptimizationRun
 
+        self._mark_interrupted()
         with self.session() as session:
             query = session.query(OptimizationRun).order_by(OptimizationRun.created_at.desc())
             out = []
@@ -428,6 +636,20 @@ class ResourceStore:
                     continue
                 out.append(self._run_info(run))
             return out
+
+    def _mark_interrupted(self) -> None:
+        """Mark ``interrupted`` every run still ``running`` whose process on this host has ended."""
+        from ._models import OptimizationRun
+
+        host = socket.gethostname()
+
+        def mark() -> None:
+            with self.session() as session:
+                for run in session.query(OptimizationRun).filter_by(status="running", host=host):
+                    if run.pid is not None and run.pid != os.getpid() and not _process_alive(run.pid):
+                        run.status = "interrupted"
+
+        self._retrying("Checking for interrupted runs", mark)
 
     @staticmethod
     def _run_info(run: Any, *, with_trials: bool = False) -> dict[str, Any]:
@@ -464,6 +686,7 @@ class ResourceStore:
         """One run with its trials."""
         from ._models import OptimizationRun
 
+        self._mark_interrupted()
         with self.session() as session:
             run = session.get(OptimizationRun, run_id)
             if run is None:
@@ -540,7 +763,7 @@ class ResourceStore:
         """Record a traced run; returns its id."""
         from ._models import ExecutionRecord
 
-        _refuse_secrets(inputs, outputs)
+        _refuse_secrets({"inputs": inputs, "outputs": outputs, "trace": trace})
         with self.session() as session:
             record = ExecutionRecord(
                 program_name=program_name,
@@ -562,15 +785,22 @@ class ResourceStore:
             return {row.key: dict(row.record) for row in rows}
 
     def add_checkpoint_record(self, checkpoint: str, key: str, record: dict[str, Any]) -> None:
-        """Keep one finished example of an evaluation checkpoint (replacing an earlier one)."""
+        """Keep one finished example of an evaluation checkpoint (replacing an earlier one).
+
+        Several processes may write to one checkpoint: the last write of a key wins.
+        """
         from ._models import EvalCheckpointRecord
 
-        with self.session() as session:
-            existing = session.query(EvalCheckpointRecord).filter_by(checkpoint=checkpoint, key=key).one_or_none()
-            if existing is not None:
-                existing.record = record
-            else:
-                session.add(EvalCheckpointRecord(checkpoint=checkpoint, key=key, record=record))
+        def write() -> None:
+            with self.session() as session:
+                query = session.query(EvalCheckpointRecord).filter_by(checkpoint=checkpoint, key=key)
+                existing = query.one_or_none()
+                if existing is not None:
+                    existing.record = record
+                else:
+                    session.add(EvalCheckpointRecord(checkpoint=checkpoint, key=key, record=record))
+
+        self._retrying(f"Writing checkpoint {checkpoint!r}", write)
 
     def last_execution(self) -> dict[str, Any] | None:
         """The newest traced run, or None."""

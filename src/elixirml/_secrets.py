@@ -1,0 +1,107 @@
+"""Where credentials hide, and how to keep them out of reprs, logs and stored rows.
+
+A value is a credential because of *where it came from*: an LM's key, a request header
+that carries a token, or a URL with a password or a key in its query. The name of a field in
+user data (a demo or an input called ``password``) says nothing about it, so user data is
+never inspected by name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = ["USER_DATA_KEYS", "find_secrets", "is_credential_name", "redact_url"]
+
+REDACTED = "***"
+
+#: Keys whose values are user data (examples, inputs, outputs): names inside them are not settings.
+USER_DATA_KEYS = frozenset({"demos", "inputs", "outputs", "example", "examples", "prediction"})
+
+_WORDS = frozenset(
+    {
+        "auth",
+        "authorization",
+        "bearer",
+        "cookie",
+        "credential",
+        "credentials",
+        "passwd",
+        "password",
+        "secret",
+        "token",
+    }
+)
+_JOINED = ("apikey", "accesskey", "privatekey", "secretkey", "sessionkey", "clientsecret", "xapikey")
+
+
+def is_credential_name(name: str) -> bool:
+    """Whether a setting, header or query parameter called ``name`` carries a credential.
+
+    ``X-Api-Token``, ``api_key``, ``Authorization``, ``x-api-key`` and ``sessionKey`` do;
+    ``max_tokens`` and ``key`` do not.
+    """
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name))
+    parts = [p for p in re.split(r"[^a-z0-9]+", spaced.lower()) if p]
+    if any(part in _WORDS for part in parts):
+        return True
+    joined = "".join(parts)
+    return any(marker in joined for marker in _JOINED)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password in it and any credential query parameter replaced by ``***``.
+
+    ``https://user:key@host/v1?api_key=k&x=1`` becomes ``https://user:***@host/v1?api_key=***&x=1``.
+    Text that is not a URL is returned unchanged.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.scheme or "://" not in url:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, sep, _password = userinfo.partition(":")
+        netloc = f"{user}:{REDACTED}@{host}" if sep else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_credential_name(k) for k, _ in pairs):
+            query = urlencode([(k, REDACTED if is_credential_name(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _url_has_secret(text: str) -> bool:
+    return "://" in text and redact_url(text) != text
+
+
+def find_secrets(value: Any, path: str = "") -> list[str]:
+    """Paths of credentials in a JSON-like value about to be stored.
+
+    A credential is a non-empty value under a key that names one (``api_key``, ``X-Api-Token``,
+    ``Authorization``, ...) or a URL carrying a password or a key. Subtrees of user data
+    (:data:`USER_DATA_KEYS`: demos, inputs, outputs) are not inspected: a demo field called
+    ``password`` is the user's data, not ours.
+    """
+    found: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            name = str(key)
+            if name in USER_DATA_KEYS or name.endswith(".demos"):
+                continue
+            if is_credential_name(name) and item not in (None, "", {}, []):
+                found.append(where)
+                continue
+            found.extend(find_secrets(item, where))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found.extend(find_secrets(item, f"{path}[{i}]"))
+    elif isinstance(value, str) and _url_has_secret(value):
+        found.append(path or "<value>")
+    return found
