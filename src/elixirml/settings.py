@@ -83,11 +83,11 @@ def _check_lm(name: str, value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, str):
-        # A model name is built into its client, as em.LM(name) would. Imported here, when a
-        # name is given, the way the extensions registry resolves a provider.
-        from .lm import LM
-
-        return LM(value)
+        # A model name is built into its client, as em.LM(name) would. The LM layer sits above
+        # this one, so it registers its constructor here (see register_lm_factory).
+        if _LM_FACTORY is None:
+            raise _refuse(name, value, "an em.LM (the LM layer is not loaded to build one from a name)")
+        return _LM_FACTORY(value)
     if not callable(getattr(value, "arequest", None)):
         raise _refuse(name, value, "an em.LM (or a model name such as 'openai/<model>'), or None")
     return value
@@ -105,6 +105,15 @@ def _check_store(name: str, value: Any) -> Any:
     if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", value):
         return value
     raise _refuse(name, value, "a database URL such as 'sqlite:///store.db' or 'postgresql://host/db', or an em.Store")
+
+
+_LM_FACTORY: Callable[[str], Any] | None = None
+
+
+def register_lm_factory(factory: Callable[[str], Any]) -> None:
+    """Let ``configure(lm="provider/model")`` build the LM (called by the LM layer when it loads)."""
+    global _LM_FACTORY
+    _LM_FACTORY = factory
 
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {

@@ -1,9 +1,12 @@
 """LM layer: clients (local llama.cpp, OpenAI-compatible, Anthropic, LiteLLM), test doubles, cache, usage."""
 
+from .. import settings as _settings
 from ._base import LM
 from ._cache import Cache
 from ._testing import DummyLM, FunctionLM
 from ._types import Completion, LMResponse, Usage
 from ._usage import PRICES, track_usage
+
+_settings.register_lm_factory(LM)
 
 __all__ = ["LM", "PRICES", "Cache", "Completion", "DummyLM", "FunctionLM", "LMResponse", "Usage", "track_usage"]
