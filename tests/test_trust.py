@@ -463,3 +463,43 @@ def test_dspy_compile_keywords():
         )
     assert mipro.max_bootstrapped_demos == 4  # per-run options do not stick
     assert all(len(t.configuration.get("demos", [])) <= 1 for t in mipro.last_result.trials)
+
+
+# ---------------------------------------------------------------- a saved file never steers requests
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"model": "gpt-4o"}, "unknown request setting 'model'"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "unknown request setting 'messages'"),
+        ({"cache": "/tmp/elsewhere.sqlite"}, "may not set"),
+        ({"tools": [{"type": "function"}]}, "may not set"),
+        ({"max_tokens": "lots"}, "must be an int"),
+        ("temperature", "must be a mapping"),
+    ],
+)
+def test_a_saved_config_is_checked_like_code(tmp_path, config, message):
+    import json
+
+    path = em.Predict("question -> answer").save(tmp_path / "p.json")
+    document = json.loads(path.read_text())
+    document["state"]["config"] = config
+    path.write_text(json.dumps(document))
+    with pytest.raises(em.errors.LoadError, match=message):
+        em.load(path)
+    with pytest.raises(em.errors.LoadError, match=message):
+        em.Predict("question -> answer").load(path)
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [({"name": "__class__", "kind": "input"}, "Invalid field name"), ({"name": "a", "kind": "weird"}, "kinds are")],
+)
+def test_saved_field_names_and_kinds_pass_the_checks_of_code(tmp_path, field, message):
+    import json
+
+    path = em.Predict("question -> answer").save(tmp_path / "p.json")
+    document = json.loads(path.read_text())
+    document["state"]["signature"]["fields"][0].update(field)
+    path.write_text(json.dumps(document))
+    with pytest.raises(em.errors.LoadError, match=message):
+        em.load(path)

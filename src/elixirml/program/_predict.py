@@ -42,6 +42,8 @@ def forced_settings(**settings: Any) -> Iterator[None]:
 
 
 _UNSET = object()
+# Request settings only code may give a predictor: a saved file that sets them is refused.
+_CODE_ONLY_SETTINGS = frozenset({"cache", "rollout_id", "tools", "tool_choice"})
 # Attributes whose changes a rebuild carries over one by one (see Predict._changes_since_construction).
 _PREDICTOR_STATE = frozenset({"signature", "demos", "config", "lm", "decoding", "adapter"})
 
@@ -470,13 +472,31 @@ class Predict(Module):
             except SignatureError as exc:
                 raise LoadError(f"Cannot rebuild the saved signature: {exc}") from None
         self.demos = [demo_from_json(d) for d in state.get("demos", [])]
-        self.config = dict(state.get("config") or {})
+        self.config = self._loaded_config(state)
         decoding = state.get("decoding", "auto")
         if decoding not in DECODING_MODES:
             raise LoadError(f"Unknown decoding mode {decoding!r} in saved state")
         self.decoding = decoding
         self._load_adapter(state)
         return self
+
+    def _loaded_config(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The request settings of a saved predictor, checked like code's (a file never steers requests).
+
+        Refused with ``LoadError``: unknown keys (``model``, ``messages``, ``api_base``, ...),
+        values of the wrong type, and what only code may set: the cache, rollout ids, tools.
+        """
+        raw = state.get("config") or {}
+        where = f"saved config of {type(self).__name__}({self.signature.__name__})"
+        if not isinstance(raw, dict):
+            raise LoadError(f"{where} must be a mapping of request settings, got {type(raw).__name__}")
+        refused = sorted(_CODE_ONLY_SETTINGS & set(raw))
+        if refused:
+            raise LoadError(
+                f"{where} sets {refused}, which a saved file may not set (they choose files, rollouts or "
+                "tools); set them in code after loading"
+            )
+        return dict(check_settings(raw, where=where, error=LoadError))
 
     def _load_adapter(self, state: dict[str, Any]) -> None:
         name = state.get("adapter")
@@ -500,7 +520,7 @@ class Predict(Module):
         Predict.__init__(predictor, signature)
         predictor.signature = signature  # already includes any prepended fields
         predictor.demos = [demo_from_json(d) for d in mine.get("demos", [])]
-        predictor.config = dict(mine.get("config") or {})
+        predictor.config = predictor._loaded_config(mine)
         predictor.decoding = mine.get("decoding", "auto") if mine.get("decoding") in DECODING_MODES else "auto"
         predictor._load_adapter(mine)
         return predictor

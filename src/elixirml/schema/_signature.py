@@ -463,7 +463,16 @@ class Signature(metaclass=SignatureMeta):
         fields: dict[str, FieldSpec] = {}
         try:
             for item in state["fields"]:
-                fields[item["name"]] = FieldSpec(
+                name = item["name"]
+                if not isinstance(name, str):
+                    raise SignatureError(f"Saved signature state has a field name that is not text: {name!r}")
+                check_field_name(name, "saved signature state")
+                if item["kind"] not in ("input", "output"):
+                    raise SignatureError(
+                        f"Saved signature state gives field {name!r} the kind {item['kind']!r}; "
+                        "kinds are 'input' and 'output'"
+                    )
+                fields[name] = FieldSpec(
                     item["kind"],
                     item.get("desc"),
                     prefix=item.get("prefix"),
