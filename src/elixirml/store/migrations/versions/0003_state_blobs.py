@@ -48,15 +48,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("pid", sa.Integer, nullable=True))
 
     connection = op.get_bind()
-    versions = sa.table(
-        "em_program_versions",
-        sa.column("id", sa.Integer),
-        sa.column("state", sa.JSON),
-        sa.column("state_hash", sa.String),
-        sa.column("configuration", sa.JSON),
-        sa.column("configuration_hash", sa.String),
-    )
-    blobs = sa.table("em_state_blobs", sa.column("hash", sa.String), sa.column("state", sa.JSON))
+    versions, blobs = _tables()
     known: set[str] = set()
 
     def keep(value: object) -> str:
@@ -79,9 +71,8 @@ def upgrade() -> None:
         )
 
 
-def downgrade() -> None:
-    """Copy states and configurations back into their versions; drop the blob table and run owner columns."""
-    connection = op.get_bind()
+def _tables() -> tuple[sa.TableClause, sa.TableClause]:
+    """Lightweight views of the version and blob tables, for moving rows between them."""
     versions = sa.table(
         "em_program_versions",
         sa.column("id", sa.Integer),
@@ -91,6 +82,13 @@ def downgrade() -> None:
         sa.column("configuration_hash", sa.String),
     )
     blobs = sa.table("em_state_blobs", sa.column("hash", sa.String), sa.column("state", sa.JSON))
+    return versions, blobs
+
+
+def downgrade() -> None:
+    """Copy states and configurations back into their versions; drop the blob table and run owner columns."""
+    connection = op.get_bind()
+    versions, blobs = _tables()
     contents = {row.hash: row.state for row in connection.execute(sa.select(blobs.c.hash, blobs.c.state))}
     rows = connection.execute(sa.select(versions.c.id, versions.c.state_hash, versions.c.configuration_hash)).all()
     for row in rows:
