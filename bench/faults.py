@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from _common import DSPY_PY, HERE
 from _fault_server import value
 
 import elixirml as em
+from elixirml.evaluate import aevaluate
 
 LATENCY = 0.1
 TIMEOUT = 1.0  # the client's per-attempt timeout
@@ -88,7 +90,7 @@ async def elixirml_run(url: str, n: int, concurrency: int, outage: float) -> dic
     start = time.perf_counter()
     if outage:
         start_outage(url.removesuffix("/v1"), outage)
-    result = await em.aevaluate(
+    result = await aevaluate(
         program, devset(n), em.metrics.exact_match, concurrency=concurrency, display_progress=False, record=False
     )
     elapsed = time.perf_counter() - start
@@ -99,9 +101,10 @@ async def elixirml_run(url: str, n: int, concurrency: int, outage: float) -> dic
 
 
 def dspy_run(url: str, n: int, concurrency: int, outage: float) -> dict[str, Any] | None:
-    if not DSPY_PY.exists():
+    python = Path(os.environ.get("DSPY_PYTHON", DSPY_PY))  # the DSPy environment (make bench-env)
+    if not python.exists():
         return None
-    args = [str(DSPY_PY), str(HERE / "_dspy_faults.py"), url, str(n), str(concurrency), str(TIMEOUT), str(outage)]
+    args = [str(python), str(HERE / "_dspy_faults.py"), url, str(n), str(concurrency), str(TIMEOUT), str(outage)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         print(out.stderr[-3000:], file=sys.stderr)

@@ -41,8 +41,8 @@ class RetryPolicy:
     def __init__(
         self,
         retries: int | None = None,
-        base_delay: float = 0.5,
-        max_delay: float = 10.0,
+        base_delay: float = 0.1,
+        max_delay: float = 5.0,
         max_time: float | None = 60.0,
         *,
         truncation_retries: int = 3,
