@@ -252,7 +252,10 @@ class LM:
         Args:
             messages: OpenAI-style chat messages.
             validate: called on the response before it is cached; if it raises, nothing is
-                cached and the exception propagates (adapters pass their parser).
+                cached and the exception propagates (adapters pass their parser). A
+                :class:`~elixirml.errors.TruncatedResponseError` it raises is retried per the
+                retry policy, as is an answer that stopped at the token limit; only complete,
+                validated answers are cached.
             **overrides: request settings for this call (``temperature``, ``max_tokens``,
                 ``n``, ``response_format``, ``tools``, ``logprobs``, ``rollout_id``, ``cache``).
         """
