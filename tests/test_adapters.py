@@ -71,11 +71,16 @@ def test_chat_format_has_demos_as_turns():
         '{"label": "positive", "score": 0.8}',
         '```json\n{"label": "Positive", "score": 0.8}\n```',
         "Sure! {'label': 'positive', 'score': 0.8,}",
-        '{"label": "positive", "score": 0.8',  # cut off
     ],
 )
 def test_json_parse_repairs(completion):
     assert js.parse(Sentiment, completion) == {"label": "positive", "score": 0.8}
+
+
+def test_json_cut_off_is_not_repaired():
+    # the score might have gone on (0.85): a cut-off answer is incomplete, not near-JSON
+    with pytest.raises(em.errors.TruncatedResponseError):
+        js.parse(Sentiment, '{"label": "positive", "score": 0.8')
 
 
 def test_json_not_an_object_raises():

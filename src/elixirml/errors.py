@@ -16,6 +16,7 @@ ElixirMLError
 │   ├── ProviderTimeoutError   a request exceeded its timeout
 │   ├── RateLimitError         the provider said 429
 │   ├── ProviderResponseError  a malformed or empty response
+│   ├── TruncatedResponseError the answer was cut off (max_tokens reached); never cached
 │   └── CircuitOpenError       the endpoint's circuit breaker is open (fail fast)
 ├── StoreError                 the store's database failed (still busy, conflicting writes, unreachable)
 └── OutputError                the LM answered, but the answer is not usable
@@ -47,6 +48,7 @@ __all__ = [
     "RateLimitError",
     "SignatureError",
     "StoreError",
+    "TruncatedResponseError",
     "UserError",
     "ValidationError",
     "VariableError",
@@ -141,6 +143,24 @@ class RateLimitError(ProviderError):
 
 class ProviderResponseError(ProviderError):
     """The provider answered with something that is not a usable response."""
+
+
+class TruncatedResponseError(ProviderError):
+    """The LM's answer was cut off before it ended, so it is incomplete and never cached.
+
+    Raised when the provider reports that generation stopped at the token limit
+    (``finish_reason: "length"``) or when an answer ends inside an unfinished JSON value.
+    It is retryable: the LM's :class:`~elixirml.runtime.RetryPolicy` tries again (with a
+    larger ``max_tokens`` when its ``grow_max_tokens`` says so), and an evaluation records it
+    as an error, not as a wrong answer.
+
+    Attributes:
+        completion: the cut-off text.
+    """
+
+    def __init__(self, message: str, completion: str = "") -> None:
+        super().__init__(message, retryable=True)
+        self.completion = completion
 
 
 class CircuitOpenError(ProviderError):

@@ -2,8 +2,10 @@
 
 It listens on 127.0.0.1 only, answers with a function you give it, and injects faults on
 request: HTTP 429 with ``Retry-After``, 500 and 503, timeouts (it answers too late),
-malformed JSON bodies, and empty ``choices``. Run it in a thread (``with FakeLMServer() as s``)
-or as a separate process (``python -m elixirml.testing --latency 0.1``, which prints its URL).
+malformed JSON bodies, empty ``choices``, connection resets, and answers cut off at the token
+limit; and a full outage (503 on every request) for a while. Run it in a thread
+(``with FakeLMServer() as s``) or as a separate process (``python -m elixirml.testing --latency
+0.1``, which prints its URL; ``POST /_control/outage?seconds=3`` starts an outage there).
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ import random
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+#: The faults drawn by default.
 FAULTS = ("429", "500", "503", "timeout", "malformed", "empty")
+#: Every fault the server can inject: the defaults, plus ``"reset"`` (the connection is closed
+#: without an answer) and ``"truncated"`` (half the answer, with ``finish_reason: "length"``).
+ALL_FAULTS = (*FAULTS, "reset", "truncated")
 
 
 def echo_answer(body: dict[str, Any]) -> str:
@@ -38,10 +45,12 @@ class FakeLMServer:
         answer: ``answer(request_body)`` gives the completion text, or a dict
             ``{"content": ..., "tool_calls": [{"name": ..., "arguments": {...}}]}`` for a
             native tool call; a ``"logprobs"`` entry (a list of ``{"token", "logprob",
-            "top_logprobs"}``) is returned as the choice's ``logprobs.content``.
+            "top_logprobs"}``) is returned as the choice's ``logprobs.content``, a
+            ``"finish_reason"`` entry replaces ``"stop"``, and a ``"raw"`` entry (a string) is
+            sent as the whole response body instead, for malformed-body tests.
         latency: seconds to wait before answering each request.
         failure_rate: probability that a request gets a fault instead of an answer.
-        faults: which faults to draw from (see :data:`FAULTS`).
+        faults: which faults to draw from (see :data:`FAULTS` and :data:`ALL_FAULTS`).
         timeout_delay: how long a ``"timeout"`` fault waits before answering.
         retry_after: the ``Retry-After`` value sent with 429.
         seed: seed of the fault draw.
@@ -51,7 +60,8 @@ class FakeLMServer:
         base_url: ``http://127.0.0.1:<port>/v1`` once started.
         requests: every request body received (including those answered with a fault).
         served: how many requests got a real answer.
-        fault_counts: how many of each fault were injected.
+        fault_counts: how many of each fault were injected (``"outage"`` counts the 503s of
+            :meth:`outage`).
         max_in_flight: the most chat requests handled at the same time.
     """
 
@@ -67,9 +77,9 @@ class FakeLMServer:
         seed: int = 0,
         stream_chunk: int = 4,
     ) -> None:
-        unknown = set(faults) - set(FAULTS)
+        unknown = set(faults) - set(ALL_FAULTS)
         if unknown:
-            raise ValueError(f"Unknown fault(s) {sorted(unknown)}; choose from {FAULTS}")
+            raise ValueError(f"Unknown fault(s) {sorted(unknown)}; choose from {ALL_FAULTS}")
         self.answer = answer
         self.latency = latency
         self.failure_rate = failure_rate
@@ -78,6 +88,7 @@ class FakeLMServer:
         self.retry_after = retry_after
         self.stream_chunk = stream_chunk
         self._rng = random.Random(seed)
+        self._outage_until = 0.0
         self.requests: list[dict[str, Any]] = []
         self.served = 0
         self.in_flight = 0
@@ -88,18 +99,26 @@ class FakeLMServer:
         self._thread: threading.Thread | None = None
         self._runner: Any = None
 
+    def outage(self, seconds: float) -> None:
+        """Answer every request with HTTP 503 for the next ``seconds`` seconds (a full outage)."""
+        self._outage_until = time.monotonic() + seconds
+
     # ------------------------------------------------------------------ handlers
     def _draw_fault(self) -> str | None:
+        if self._outage_until and time.monotonic() < self._outage_until:
+            self.fault_counts["outage"] += 1
+            return "outage"
         if self.failure_rate and self._rng.random() < self.failure_rate:
             fault = self._rng.choice(self.faults)
             self.fault_counts[fault] += 1
             return fault
         return None
 
-    async def _begin(self, request: Any, kinds: tuple[str, ...]) -> tuple[dict[str, Any], Any]:
-        """Read and record the request, wait the latency, and inject a fault of ``kinds`` if drawn.
+    async def _begin(self, request: Any, kinds: tuple[str, ...]) -> tuple[dict[str, Any], str | None]:
+        """Read and record the request, wait the latency, and draw a fault.
 
-        Returns the body and the fault response (None: answer normally). A timeout fault only delays.
+        Returns the body and the fault of ``kinds`` to inject (None: answer normally). A
+        timeout fault only delays.
         """
         body = await request.json()
         self.requests.append(body)
@@ -108,7 +127,7 @@ class FakeLMServer:
             await asyncio.sleep(self.timeout_delay)
         await asyncio.sleep(self.latency)
         if fault is not None and fault != "timeout" and fault in kinds:
-            return body, await self._fault_response(fault)
+            return body, fault
         return body, None
 
     async def _fault_response(self, fault: str) -> Any:
@@ -120,6 +139,8 @@ class FakeLMServer:
             )
         if fault in ("500", "503"):
             return web.json_response({"error": {"message": f"injected {fault}"}}, status=int(fault))
+        if fault == "outage":
+            return web.json_response({"error": {"message": "injected outage"}}, status=503)
         if fault == "malformed":
             return web.Response(text='{"choices": [', content_type="application/json")
         if fault == "empty":
@@ -137,12 +158,21 @@ class FakeLMServer:
     async def _chat_inner(self, request: Any) -> Any:
         from aiohttp import web
 
-        body, fault_response = await self._begin(request, FAULTS)
-        if fault_response is not None:
-            return fault_response
+        body, fault = await self._begin(request, (*ALL_FAULTS, "outage"))
+        if fault == "reset":
+            request.transport.close()  # the client sees the connection drop, with no answer
+            return web.Response()
+        if fault is not None and fault != "truncated":
+            return await self._fault_response(fault)
         n = int(body.get("n") or 1)
         answers = [self.answer(body) for _ in range(n)]
+        if not isinstance(answers[0], str) and "raw" in answers[0]:
+            return web.Response(text=answers[0]["raw"], content_type="application/json")
         texts = [a if isinstance(a, str) else str(a.get("content") or "") for a in answers]
+        finish = [None if isinstance(a, str) else a.get("finish_reason") for a in answers]
+        if fault == "truncated":
+            texts = [t[: len(t) // 2] for t in texts]
+            finish = ["length"] * len(texts)
         self.served += 1
         if body.get("stream"):
             return await self._stream(request, texts[0])
@@ -162,7 +192,7 @@ class FakeLMServer:
             choice = {
                 "index": i,
                 "message": message,
-                "finish_reason": "tool_calls" if "tool_calls" in message else "stop",
+                "finish_reason": finish[i] or ("tool_calls" if "tool_calls" in message else "stop"),
             }
             if not isinstance(answer, str) and answer.get("logprobs") is not None:
                 choice["logprobs"] = {"content": answer["logprobs"]}
@@ -197,9 +227,9 @@ class FakeLMServer:
         """Anthropic Messages API shape, for the Anthropic client's tests."""
         from aiohttp import web
 
-        body, fault_response = await self._begin(request, ("429", "500", "503", "timeout"))
-        if fault_response is not None:
-            return fault_response
+        body, fault = await self._begin(request, ("429", "500", "503", "timeout", "outage"))
+        if fault is not None:
+            return await self._fault_response(fault)
         messages = ([{"role": "system", "content": body["system"]}] if body.get("system") else []) + body["messages"]
         text = self.answer({**body, "messages": messages})
         self.served += 1
@@ -216,6 +246,21 @@ class FakeLMServer:
             }
         )
 
+    async def _control_outage(self, request: Any) -> Any:
+        """``POST /_control/outage?seconds=S``: start an outage (for a server in another process)."""
+        from aiohttp import web
+
+        self.outage(float(request.query.get("seconds", "0")))
+        return web.json_response({"ok": True})
+
+    async def _control_stats(self, request: Any) -> Any:
+        """``GET /_control/stats``: requests received, answers served, faults injected."""
+        from aiohttp import web
+
+        return web.json_response(
+            {"requests": len(self.requests), "served": self.served, "faults": dict(self.fault_counts)}
+        )
+
     # ------------------------------------------------------------------ lifecycle
     async def _start(self, sock: socket.socket) -> None:
         from aiohttp import web
@@ -223,6 +268,8 @@ class FakeLMServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/_control/outage", self._control_outage)
+        app.router.add_get("/_control/stats", self._control_stats)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.SockSite(self._runner, sock)

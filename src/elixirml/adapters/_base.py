@@ -16,7 +16,7 @@ from typing import Any
 
 import pydantic
 
-from ..errors import AdapterParseError, OutputError
+from ..errors import AdapterParseError, OutputError, TruncatedResponseError, truncate
 from ..lm import LM, LMResponse
 from ..lm._types import Message
 from ..schema import Example, FieldSpec, Signature, literal_values, type_to_str
@@ -124,11 +124,78 @@ def coerce_text(text: str, spec: FieldSpec) -> Any:
     return text
 
 
+#: Deepest nesting of objects and arrays accepted in an answer's JSON.
+MAX_JSON_DEPTH = 100
+
+
+def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``text`` opens more than ``limit`` JSON objects or arrays inside each other.
+
+    Brackets inside strings count too: the answer is an over-estimate, exact for text that
+    has no brackets in its strings. It is cheap for ordinary answers (two counts).
+    """
+    if text.count("{") + text.count("[") <= limit:
+        return False
+    depth = 0
+    for char in text:
+        if char in "{[":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "}]" and depth:
+            depth -= 1
+    return False
+
+
+def json_cut_off(text: str) -> bool:
+    """Whether ``text`` starts a JSON object or array (after any prose) that never closes.
+
+    That is the sign of an answer cut off at the token limit: repairing it would turn half an
+    answer into a complete-looking wrong one.
+    """
+    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
+    if not starts:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for char in text[min(starts) :]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth <= 0:
+                return False
+    return True
+
+
 def parse_json_like(text: str) -> Any:
-    """Parse JSON, repairing near-JSON (single quotes, trailing commas, cut-off endings)."""
+    """Parse JSON, repairing near-JSON (single quotes, trailing commas, a missing fence end).
+
+    Raises:
+        TruncatedResponseError: the text is a JSON value cut off before its end (no repair).
+
+    Text nested deeper than :data:`MAX_JSON_DEPTH` is returned as it is, for the schema to reject.
+    """
+    if json_depth_exceeds(text):
+        return text
     try:
         return json.loads(text)
     except (json.JSONDecodeError, ValueError):
+        stripped = text.lstrip()
+        if stripped[:1] in ("{", "[") and json_cut_off(stripped):
+            raise TruncatedResponseError(
+                f"The answer ends inside an unfinished JSON value (cut off?): {truncate(text, 200)}",
+                completion=text,
+            ) from None
         import json_repair
 
         return json_repair.loads(text)

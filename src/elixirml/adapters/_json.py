@@ -6,10 +6,21 @@ import json
 import re
 from typing import Any
 
-from ..errors import AdapterParseError
+from ..errors import AdapterParseError, TruncatedResponseError, truncate
 from ..lm import LM
 from ..schema import Signature, literal_values
-from ._base import Adapter, _normalise_literal, describe_fields, parse_json_like, strip_fences, to_jsonable, type_hint
+from ._base import (
+    MAX_JSON_DEPTH,
+    Adapter,
+    _normalise_literal,
+    describe_fields,
+    json_cut_off,
+    json_depth_exceeds,
+    parse_json_like,
+    strip_fences,
+    to_jsonable,
+    type_hint,
+)
 
 _OBJECT_RE = re.compile(r"\{.*\}", re.DOTALL)
 
@@ -19,11 +30,23 @@ class JSONAdapter(Adapter):
 
     When the LM says it supports JSON-schema output (``lm.supports_json_schema``), the output
     schema is sent as ``response_format`` so the provider constrains decoding to it. Answers
-    that are *almost* JSON (fences, single quotes, trailing commas, a cut-off end) are repaired
-    with the ``json-repair`` library before validation.
+    that are *almost* JSON (fences, single quotes, trailing commas) are repaired with the
+    ``json-repair`` library before validation. An object cut off before its end is not
+    repaired: it raises :class:`~elixirml.errors.TruncatedResponseError`, which the LM's retry
+    policy retries and which is never cached.
+
+    Args:
+        fallback: as for :class:`~elixirml.adapters.Adapter`.
+        max_depth: the deepest nesting of objects and arrays accepted in an answer; deeper
+            answers raise :class:`~elixirml.errors.AdapterParseError` instead of exhausting
+            the parser's recursion.
     """
 
     name = "JSONAdapter"
+
+    def __init__(self, fallback: Adapter | None = None, *, max_depth: int = MAX_JSON_DEPTH) -> None:
+        super().__init__(fallback)
+        self.max_depth = max_depth
 
     def system_message(self, signature: type[Signature]) -> str:
         """The system prompt: fields, the JSON answer shape, and the instructions."""
@@ -63,9 +86,20 @@ class JSONAdapter(Adapter):
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         text = strip_fences(completion.strip())
+        if json_depth_exceeds(text, self.max_depth):
+            raise AdapterParseError(
+                self.name, signature.__name__, completion, f"the JSON is nested deeper than {self.max_depth} levels"
+            )
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, ValueError):
+            start = text.find("{")
+            if start >= 0 and json_cut_off(text[start:]):
+                raise TruncatedResponseError(
+                    f"{self.name}: the answer for {signature.__name__} ends inside an unfinished JSON object "
+                    f"(cut off?): {truncate(completion, 200)}",
+                    completion=completion,
+                ) from None
             match = _OBJECT_RE.search(text)
             data = parse_json_like(match.group(0) if match else text)
         if not isinstance(data, dict):

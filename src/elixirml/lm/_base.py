@@ -15,13 +15,24 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .. import settings as _settings
-from ..errors import CircuitOpenError, ConfigurationError, ProviderError, ProviderTimeoutError
+from ..errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    OutputError,
+    ProviderError,
+    ProviderTimeoutError,
+    TruncatedResponseError,
+)
 from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, need_task, run_sync
 from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens, messages_text
 from ._usage import price_for, record_usage, reserve_call
 
 # Settings that change what the model answers: they are part of the cache key.
 _UNSENT_KEYS = frozenset({"cache", "rollout_id"})
+# Why generation stopped when it reached the token limit (OpenAI and llama.cpp; Anthropic).
+_TRUNCATED_REASONS = frozenset({"length", "max_tokens"})
+# How often a call waiting on an open circuit breaker looks again while the probe is out.
+_PROBE_POLL = 0.05
 
 
 def _sendable(settings: dict[str, Any]) -> dict[str, Any]:
@@ -29,6 +40,29 @@ def _sendable(settings: dict[str, Any]) -> dict[str, Any]:
     if _UNSENT_KEYS.isdisjoint(settings):
         return settings.copy()
     return {k: v for k, v in settings.items() if k not in _UNSENT_KEYS}
+
+
+def check_complete(response: LMResponse, endpoint: str) -> None:
+    """Raise :class:`~elixirml.errors.TruncatedResponseError` if a completion stopped at the token limit."""
+    for completion in response.completions:
+        if completion.finish_reason in _TRUNCATED_REASONS:
+            raise TruncatedResponseError(
+                f"{endpoint}: the answer was cut off at the token limit (finish_reason "
+                f"{completion.finish_reason!r}) after {len(completion.text)} characters. Raise max_tokens, "
+                "or let the retry policy grow it: retry=RetryPolicy(grow_max_tokens=2.0).",
+                completion=completion.text,
+            )
+
+
+def _judge(breaker: CircuitBreaker, exc: ProviderError, probe: bool) -> None:
+    """Tell the circuit breaker what a failed attempt says about the endpoint."""
+    if isinstance(exc, TruncatedResponseError):
+        breaker.record_success()  # the endpoint answered; the model ran out of tokens
+    elif exc.status == 429:
+        if probe:
+            breaker.release_probe()  # busy, not broken: no verdict
+    else:
+        breaker.record_failure(probe=probe)
 
 
 def _resolve_class(model: str) -> type[LM]:
@@ -73,8 +107,10 @@ class LM:
         max_concurrency: most requests in flight at once (per event loop).
         rpm: requests-per-minute limit.
         tpm: tokens-per-minute limit (prompt estimate plus ``max_tokens``).
-        num_retries: retries of a failed request (exponential backoff with jitter).
-        retry: a :class:`~elixirml.runtime.RetryPolicy` (overrides ``num_retries``).
+        num_retries: most retries of a failed request (0: none). The default (None) retries
+            transient failures for up to 60 s per call, with capped exponential backoff.
+        retry: a :class:`~elixirml.runtime.RetryPolicy` (overrides ``num_retries``);
+            ``RetryPolicy(max_time=...)`` sets the time bound of the retries.
         timeout: seconds before one attempt is abandoned.
         fallbacks: LMs to try, in order, when this one fails after its retries.
         price: ``(input, output)`` price in dollars per million tokens; overrides the table.
@@ -115,7 +151,7 @@ class LM:
         max_concurrency: int | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
-        num_retries: int = 5,
+        num_retries: int | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         fallbacks: list[LM] | None = None,
@@ -216,7 +252,10 @@ class LM:
         Args:
             messages: OpenAI-style chat messages.
             validate: called on the response before it is cached; if it raises, nothing is
-                cached and the exception propagates (adapters pass their parser).
+                cached and the exception propagates (adapters pass their parser). A
+                :class:`~elixirml.errors.TruncatedResponseError` it raises is retried per the
+                retry policy, as is an answer that stopped at the token limit; only complete,
+                validated answers are cached.
             **overrides: request settings for this call (``temperature``, ``max_tokens``,
                 ``n``, ``response_format``, ``tools``, ``logprobs``, ``rollout_id``, ``cache``).
         """
@@ -228,25 +267,34 @@ class LM:
             cache, key = self._cached(choice, messages, settings)
         hit: LMResponse | None = cache.get(key) if cache is not None else None
         if hit is not None:
-            if validate is not None:
-                validate(hit)
-            self._record(messages, settings, hit)
-            return hit
+            try:
+                check_complete(hit, self.endpoint_label)
+                if validate is not None:
+                    validate(hit)
+            except TruncatedResponseError:
+                pass  # a cut-off answer stored by an older version: ask again
+            else:
+                self._record(messages, settings, hit)
+                return hit
         send_settings = _sendable(settings)
         reserve_call()
+
+        def accept(response: LMResponse) -> None:
+            self._price(response)
+            self._record(messages, settings, response)
+            check_complete(response, self.endpoint_label)
+            if validate is not None:
+                validate(response)
+
         try:
-            response = await self._send_with_policies(messages, send_settings)
+            response = await self._send_with_policies(messages, send_settings, accept)
         except ProviderError:
             if not self.fallbacks:
                 raise
             response = await self._try_fallbacks(messages, overrides, validate)
             return response
-        self._price(response)
-        self._record(messages, settings, response)
-        if validate is not None:
-            validate(response)
         if cache is not None:
-            cache.put(key, response)
+            cache.put(key, response)  # only complete, validated answers get here
         return response
 
     def request(self, messages: list[Message], **overrides: Any) -> LMResponse:
@@ -278,13 +326,32 @@ class LM:
         assert last is not None
         raise last
 
-    async def _send_with_policies(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
-        """Send under this LM's policies: circuit breaker, rate and concurrency limits, timeout, retries."""
-        attempt = 0
+    async def _send_with_policies(
+        self,
+        messages: list[Message],
+        settings: dict[str, Any],
+        accept: Callable[[LMResponse], Any] | None = None,
+    ) -> LMResponse:
+        """Send under this LM's policies: circuit breaker, rate and concurrency limits, timeout, retries.
+
+        ``accept(response)`` runs on every answer before it counts as a success: a
+        :class:`~elixirml.errors.ProviderError` it raises (a cut-off answer) is retried like a
+        failed request; any other exception propagates. A call that meets an open circuit
+        breaker waits for it (within the retry policy's ``max_time``) unless the LM has
+        fallbacks to go to or its policy does not retry.
+        """
+        policy = self.retry
         breaker = self.breaker
+        started = time.monotonic()
+        attempt = truncations = 0
         while True:
+            probe = False
             if breaker is not None:
-                breaker.before_request()
+                try:
+                    probe = breaker.before_request()
+                except CircuitOpenError as exc:
+                    await self._wait_for_breaker(exc, started)
+                    continue
             try:
                 if self.rate_limiter.active:
                     tokens = estimate_message_tokens(messages) + int(settings.get("max_tokens", 0))
@@ -301,19 +368,54 @@ class LM:
                     async with sem:
                         response = await self._send_timed(messages, settings)
                 response.latency = time.perf_counter() - start
-            except CircuitOpenError:
-                raise
+                if accept is not None:
+                    accept(response)
             except ProviderError as exc:
-                if breaker is not None and exc.status != 429:
-                    breaker.record_failure()
-                if not exc.retryable or attempt >= self.retry.retries:
+                if breaker is not None:
+                    _judge(breaker, exc, probe)
+                truncated = isinstance(exc, TruncatedResponseError)
+                wait = None
+                if exc.retryable and not (truncated and truncations >= policy.truncation_retries):
+                    # a cut-off answer is retried at once: the endpoint is not overloaded
+                    wait = policy.next_delay(attempt, time.monotonic() - started, 0.0 if truncated else exc.retry_after)
+                if wait is None:
                     raise
-                await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
+                if truncated:
+                    truncations += 1
+                    settings = self._grow_max_tokens(settings)
+                await asyncio.sleep(wait)
                 attempt += 1
                 continue
+            except OutputError:
+                if breaker is not None:
+                    breaker.record_success()  # the endpoint answered; the answer is what is wrong
+                raise
+            except BaseException:
+                if probe and breaker is not None:
+                    breaker.release_probe()  # cancelled, or failed in our own code: no verdict
+                raise
             if breaker is not None:
                 breaker.record_success()
             return response
+
+    async def _wait_for_breaker(self, exc: CircuitOpenError, started: float) -> None:
+        """Sleep until the open breaker may let a request through, or raise ``exc`` if this call should not wait.
+
+        It should not when the LM has fallbacks to go to, when its retry policy does not retry,
+        or when the wait would end after the policy's ``max_time``.
+        """
+        wait = exc.reopens_in if exc.reopens_in > 0 else _PROBE_POLL  # 0: a probe is out
+        if self.fallbacks or not self.retry.enabled or not self.retry.fits(time.monotonic() - started, wait):
+            raise exc
+        await asyncio.sleep(wait)
+
+    def _grow_max_tokens(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings for retrying a cut-off answer: ``max_tokens`` grown by the retry policy's factor."""
+        factor = self.retry.grow_max_tokens
+        limit = settings.get("max_tokens")
+        if factor <= 1.0 or not isinstance(limit, int):
+            return settings
+        return {**settings, "max_tokens": max(limit + 1, int(limit * factor))}
 
     async def _send_timed(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         if self.timeout is None:

@@ -25,7 +25,7 @@ from ..errors import (
     RateLimitError,
 )
 from ..runtime import close_with_loop
-from ._base import LM
+from ._base import LM, _judge
 from ._logprobs import score_continuations
 from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens
 
@@ -48,45 +48,115 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def body_excerpt(raw: bytes | str, limit: int = 200) -> str:
+    """The start of a response body, for error messages (never more than ``limit`` characters)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
+
+
+class _BadShape(Exception):
+    """A part of a response body has the wrong shape (turned into ProviderResponseError)."""
+
+
+def _text_content(content: Any) -> str:
+    """A message's ``content``: a string, null, or a list of text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in content):
+        return "".join(p.get("text", "") for p in content)
+    raise _BadShape(f"message content is {type(content).__name__}, not a string")
+
+
+def _token_count(usage: dict[str, Any], key: str) -> int | None:
+    value = usage.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+        raise _BadShape(f"usage.{key} is {value!r}, not a count of tokens")
+    return int(value)
+
+
 def _parse_tool_calls(message: dict[str, Any]) -> list[dict[str, Any]] | None:
     calls = message.get("tool_calls")
     if not calls:
         return None
+    if not isinstance(calls, list):
+        raise _BadShape(f"tool_calls is {type(calls).__name__}, not a list")
     parsed = []
     for call in calls:
-        fn = call.get("function") or {}
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict):
+            raise _BadShape("a tool call has no function object")
         raw = fn.get("arguments") or "{}"
         try:
             arguments = json.loads(raw) if isinstance(raw, str) else raw
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             arguments = {"__raw__": raw}
         parsed.append({"id": call.get("id"), "name": fn.get("name"), "arguments": arguments})
     return parsed
 
 
-def parse_chat_response(data: Any, model: str, messages: list[Message]) -> LMResponse:
-    """Turn an OpenAI chat-completions JSON body into an :class:`LMResponse`."""
-    if not isinstance(data, dict):
-        raise ProviderResponseError(f"{model}: response body is not a JSON object")
-    choices = data.get("choices")
-    if not choices:
-        raise ProviderResponseError(f"{model}: response has no choices")
-    completions = []
-    for choice in choices:
-        message = choice.get("message") or {}
-        logprobs = (choice.get("logprobs") or {}).get("content")
-        completions.append(
-            Completion(
-                text=message.get("content") or "",
-                tool_calls=_parse_tool_calls(message),
-                logprobs=logprobs,
-                finish_reason=choice.get("finish_reason"),
-            )
-        )
-    raw_usage = data.get("usage") or {}
+def _parse_choice(choice: Any) -> Completion:
+    if not isinstance(choice, dict):
+        raise _BadShape(f"a choice is {type(choice).__name__}, not an object")
+    message = choice.get("message") or {}
+    if not isinstance(message, dict):
+        raise _BadShape(f"a choice's message is {type(message).__name__}, not an object")
+    logprobs = choice.get("logprobs") or {}
+    if not isinstance(logprobs, dict) or not isinstance(logprobs.get("content") or [], list):
+        raise _BadShape("a choice's logprobs are not an object with a content list")
+    finish_reason = choice.get("finish_reason")
+    if finish_reason is not None and not isinstance(finish_reason, str):
+        raise _BadShape(f"finish_reason is {finish_reason!r}, not a string")
+    return Completion(
+        text=_text_content(message.get("content")),
+        tool_calls=_parse_tool_calls(message),
+        logprobs=logprobs.get("content"),
+        finish_reason=finish_reason,
+    )
+
+
+def parse_chat_response(data: Any, model: str, messages: list[Message], raw: bytes | str | None = None) -> LMResponse:
+    """Turn an OpenAI chat-completions JSON body into an :class:`LMResponse`.
+
+    Args:
+        data: the decoded body.
+        model: the model's name, for messages.
+        messages: the request's messages (for token estimates when the server counts none).
+        raw: the body as received, quoted in the error when its shape is wrong.
+
+    Raises:
+        ProviderResponseError: the body does not have the chat-completions shape (retryable).
+    """
+    try:
+        if not isinstance(data, dict):
+            raise _BadShape("the body is not a JSON object")
+        choices = data.get("choices")
+        if not choices:
+            raise _BadShape("the response has no choices")
+        if not isinstance(choices, list):
+            raise _BadShape(f"choices is {type(choices).__name__}, not a list")
+        completions = [_parse_choice(choice) for choice in choices]
+        raw_usage = data.get("usage") or {}
+        if not isinstance(raw_usage, dict):
+            raise _BadShape(f"usage is {type(raw_usage).__name__}, not an object")
+        prompt_tokens = _token_count(raw_usage, "prompt_tokens")
+        completion_tokens = _token_count(raw_usage, "completion_tokens")
+    except _BadShape as exc:
+        if raw is None:
+            try:
+                raw = json.dumps(data)
+            except (TypeError, ValueError, RecursionError):
+                raw = f"<{type(data).__name__}>"
+        raise ProviderResponseError(
+            f"{model}: malformed chat-completions response ({exc}); body starts {body_excerpt(raw)}. "
+            "Check that base_url points at an OpenAI-compatible server."
+        ) from None
     usage = Usage(
-        prompt_tokens=int(raw_usage.get("prompt_tokens") or estimate_message_tokens(messages)),
-        completion_tokens=int(raw_usage.get("completion_tokens") or sum(estimate_tokens(c.text) for c in completions)),
+        prompt_tokens=prompt_tokens or estimate_message_tokens(messages),
+        completion_tokens=completion_tokens or sum(estimate_tokens(c.text) for c in completions),
         calls=1,
     )
     return LMResponse(completions=completions, usage=usage, model=str(data.get("model") or model))
@@ -228,9 +298,12 @@ class OpenAILM(LM):
             response.release()
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ProviderResponseError(f"{self.endpoint_label}: response is not valid JSON") from None
-        return parse_chat_response(data, self.model, messages)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
+            raise ProviderResponseError(
+                f"{self.endpoint_label}: the response body is {why}; it starts {body_excerpt(raw)}"
+            ) from None
+        return parse_chat_response(data, self.model, messages, raw)
 
     async def _score_send(self, messages: list[Message], prefix: str, continuations: list[str]) -> list[float]:
         """One greedy answer with token log-probabilities; the continuations' scores are read off it."""
@@ -251,14 +324,16 @@ class OpenAILM(LM):
 
         settings = self.stream_settings(overrides)
         body = {**self._body(messages, settings), "stream": True}
-        if self.breaker is not None:
-            self.breaker.before_request()
+        breaker = self.breaker
+        probe = breaker.before_request() if breaker is not None else False
         sem = self.limiter.semaphore()
-        if sem is not None:
-            await sem.acquire()
+        acquired = False
         start = time.perf_counter()
         chunks: list[str] = []
         try:
+            if sem is not None:
+                await sem.acquire()
+                acquired = True
             response = await self._post(body)
             try:
                 async for line in response.content:
@@ -270,10 +345,16 @@ class OpenAILM(LM):
                         break
                     try:
                         event = json.loads(payload)
-                    except ValueError:
-                        raise ProviderResponseError(f"{self.endpoint_label}: malformed stream event") from None
-                    for choice in event.get("choices") or []:
-                        piece = (choice.get("delta") or {}).get("content")
+                        pieces = [(choice.get("delta") or {}).get("content") for choice in event.get("choices") or []]
+                    except (ValueError, RecursionError, AttributeError, TypeError):
+                        raise ProviderResponseError(
+                            f"{self.endpoint_label}: malformed stream event {body_excerpt(payload)}"
+                        ) from None
+                    for piece in pieces:
+                        if not isinstance(piece, str) and piece is not None:
+                            raise ProviderResponseError(
+                                f"{self.endpoint_label}: stream event content is not text: {body_excerpt(payload)}"
+                            )
                         if piece:
                             chunks.append(piece)
                             yield piece
@@ -281,11 +362,19 @@ class OpenAILM(LM):
                 raise ProviderError(f"{self.endpoint_label}: stream broken ({type(exc).__name__})") from None
             finally:
                 response.release()
+        except ProviderError as exc:
+            if breaker is not None:
+                _judge(breaker, exc, probe)
+            raise
+        except BaseException:  # cancelled, or the reader stopped early: no verdict on the endpoint
+            if probe and breaker is not None:
+                breaker.release_probe()
+            raise
         finally:
-            if sem is not None:
+            if acquired and sem is not None:
                 sem.release()
-        if self.breaker is not None:
-            self.breaker.record_success()
+        if breaker is not None:
+            breaker.record_success()
         text = "".join(chunks)
         usage = Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1)
         result = LMResponse([Completion(text=text, finish_reason="stop")], usage, self.model)
