@@ -196,7 +196,10 @@ class ValidationError(OutputError, ValueError):
         field: the field that failed (``None`` for a whole-object rule).
         value: the offending value.
         rule: the rule that was broken, in words.
+        completion: the LM's answer that held the value, when the value came from one.
     """
+
+    completion: str | None = None
 
     def __init__(self, schema: str, field: str | None, value: Any, rule: str) -> None:
         self.schema = schema

@@ -16,7 +16,7 @@ from typing import Any
 
 import pydantic
 
-from ..errors import AdapterParseError, OutputError, TruncatedResponseError, truncate
+from ..errors import AdapterParseError, OutputError, TruncatedResponseError, ValidationError, truncate
 from ..lm import LM, LMResponse
 from ..lm._types import Message
 from ..schema import Example, FieldSpec, Signature, literal_values, type_to_str
@@ -382,7 +382,11 @@ class Adapter:
         parsed: list[list[dict[str, Any]]] = []
 
         def validate(response: LMResponse) -> None:
-            parsed.append(self.parse_all(signature, response))
+            try:
+                parsed.append(self.parse_all(signature, response))
+            except ValidationError as exc:  # keep the answer that broke the rule, for feedback
+                exc.completion = response.text
+                raise
 
         try:
             response = await lm.arequest(messages, validate=validate, **request)
