@@ -115,3 +115,14 @@ def test_sync_calls_on_http_lms_work_with_and_without_a_timeout():
             lm = em.LM("openai/fake", base_url=server.base_url, api_key="sk-x", cache=False, timeout=timeout)
             assert em.Predict("question -> answer", lm=lm)(question="2+2?").answer == "4"
             assert lm.request([{"role": "user", "content": "hi"}]).text == "[[ ## answer ## ]]\n4"
+
+
+def test_a_long_call_keeps_no_record_of_its_finished_tasks():
+    from elixirml.runtime import _sync
+
+    async def many():
+        for _ in range(5000):
+            await asyncio.ensure_future(asyncio.sleep(0))
+        return len(_sync._local.loop.created)
+
+    assert run_sync(many()) < 1100

@@ -99,6 +99,20 @@ class _ModelRegistry:
 _REGISTRY = _ModelRegistry()
 
 
+def _plain_logprobs(content: Any) -> list[dict[str, Any]] | None:
+    """llama.cpp's per-token logprobs with plain floats (it gives numpy ones, which JSON and the cache refuse)."""
+    if not content:
+        return None
+    return [
+        {
+            **token,
+            "logprob": float(token["logprob"]),
+            "top_logprobs": [{**alt, "logprob": float(alt["logprob"])} for alt in token.get("top_logprobs") or []],
+        }
+        for token in content
+    ]
+
+
 def _response_format(value: Any) -> dict[str, Any] | None:
     """Translate an OpenAI ``response_format`` into llama-cpp-python's form."""
     if not value:
@@ -194,7 +208,7 @@ class LocalLM(LM):
                     Completion(
                         text=choice["message"].get("content") or "",
                         tool_calls=_parse_tool_calls(choice["message"]),
-                        logprobs=(choice.get("logprobs") or {}).get("content"),
+                        logprobs=_plain_logprobs((choice.get("logprobs") or {}).get("content")),
                         finish_reason=choice.get("finish_reason"),
                     )
                 )

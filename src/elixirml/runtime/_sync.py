@@ -4,7 +4,7 @@ ElixirML implements every LM path once, as ``async``; the sync methods call :fun
 Each thread keeps one event loop for these calls (creating a loop per call costs
 more than a whole ``Predict`` on a test LM). Every call is closed off like ``asyncio.run``:
 tasks it leaves behind (after an error, or ``KeyboardInterrupt``) are cancelled before it
-returns, so nothing of it resumes in a later call. A thread's runner, with the HTTP sessions
+returns, so nothing of it resumes in a later call. A thread's loop, with the HTTP sessions
 bound to its loop, is closed once the thread has ended (the next thread that starts making
 sync calls closes those of finished threads) and at interpreter exit.
 
@@ -27,19 +27,74 @@ T = TypeVar("T")
 
 _local = threading.local()
 _loops_lock = threading.Lock()
+
+
+class _ThreadLoop:
+    """A thread's event loop for sync calls, with the tasks created on it during the current call."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.created: list[asyncio.Task[Any]] = []
+        self._prune_at = 1024  # a long call creating many tasks keeps only those not done
+        self.in_call = False  # while a call runs: its main task stops the loop when it is done
+        self.loop.set_task_factory(self._task_factory)
+
+    def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
+        created = self.created
+        created.append(task)
+        if len(created) >= self._prune_at:
+            created[:] = [t for t in created if not t.done()]
+            self._prune_at = max(1024, 2 * len(created))
+        return task
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` in a task until it is done, then cancel the tasks it left running."""
+        main = self.loop.create_task(self._main(coro))
+        self.in_call = True
+        try:
+            self.loop.run_forever()
+        finally:
+            self.in_call = False
+            self.cancel_leftovers()
+        return main.result()
+
+    async def _main(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return await coro
+        finally:
+            if self.in_call:  # not when cancelled as a leftover (after Ctrl-C)
+                self.loop.stop()  # run_forever returns after this turn of the loop
+
+    def cancel_leftovers(self) -> None:
+        """Cancel the tasks created since the call began that are not done, and wait until they are."""
+        while self.created:
+            leftover = [task for task in self.created if not task.done()]
+            self.created.clear()
+            if not leftover:
+                return
+            for task in leftover:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+
+    def close(self) -> None:
+        """Close the loop as ``asyncio.run`` closes its own: tasks, async generators (sessions), executor."""
+        loop = self.loop
+        try:
+            self.cancel_leftovers()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            # closers of async generators dropped earlier were started as tasks: let them finish
+            pending = asyncio.all_tasks(loop)
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=0.5))
+            self.cancel_leftovers()
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
 # The loop of every thread that made sync calls, closed after the thread ends.
-_loops: dict[threading.Thread, asyncio.AbstractEventLoop] = {}
-
-
-def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Close a thread's loop as ``asyncio.run`` closes its own: tasks, async generators (sessions), executor."""
-    try:
-        _cancel_leftovers(loop)
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        _cancel_leftovers(loop, grace=0.5)  # closers started for generators that were dropped earlier
-        loop.run_until_complete(loop.shutdown_default_executor())
-    finally:
-        loop.close()
+_loops: dict[threading.Thread, _ThreadLoop] = {}
 
 
 def _close_loops(*, finished_only: bool) -> None:
@@ -47,37 +102,24 @@ def _close_loops(*, finished_only: bool) -> None:
     with _loops_lock:
         done = [t for t in _loops if not finished_only or not t.is_alive()]
         closing = [_loops.pop(t) for t in done]
-    for loop in closing:
-        if loop.is_running():
+    for thread_loop in closing:
+        if thread_loop.loop.is_running():
             continue  # only at exit, in a thread still inside a call: the process is ending anyway
-        _close_loop(loop)
+        thread_loop.close()
 
 
 atexit.register(_close_loops, finished_only=False)
 
 
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
+def _thread_loop() -> _ThreadLoop:
+    thread_loop: _ThreadLoop | None = getattr(_local, "loop", None)
+    if thread_loop is None or thread_loop.loop.is_closed():
         _close_loops(finished_only=True)
-        loop = asyncio.new_event_loop()
-        _local.loop = loop
+        thread_loop = _ThreadLoop()
+        _local.loop = thread_loop
         with _loops_lock:
-            _loops[threading.current_thread()] = loop
-    return loop
-
-
-def _cancel_leftovers(loop: asyncio.AbstractEventLoop, grace: float = 0.0) -> None:
-    """Cancel the tasks left in a thread's loop (after ``grace`` seconds to finish) and wait until they are gone."""
-    leftover = asyncio.all_tasks(loop)
-    if leftover and grace:
-        loop.run_until_complete(asyncio.wait(leftover, timeout=grace))
-        leftover = asyncio.all_tasks(loop)
-    if not leftover:
-        return
-    for task in leftover:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+            _loops[threading.current_thread()] = thread_loop
+    return thread_loop
 
 
 async def _guard(closer: Callable[[], Awaitable[Any]]) -> AsyncIterator[None]:
@@ -119,8 +161,4 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         pass
     else:
         return _run_in_helper_thread(coro)
-    loop = _thread_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        _cancel_leftovers(loop)
+    return _thread_loop().run(coro)
