@@ -63,18 +63,19 @@ class History(collections.deque[dict[str, Any]]):
         super().__init__(maxlen=maxlen)
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._sizes: collections.deque[int] = collections.deque()
+        self._sizes: collections.deque[int] = collections.deque(maxlen=maxlen)
         for entry in iterable:
             self.append(entry)
 
     def add(self, entry: dict[str, Any], size: int) -> None:
         """Append ``entry`` of ``size`` characters, dropping the oldest entries over either limit."""
-        if self.maxlen is not None and len(self) == self.maxlen:
+        sizes = self._sizes
+        if len(sizes) == self.maxlen:  # full: appending drops the oldest entry (and its size)
             if not self.maxlen:
                 return
-            self.popleft()
-        super().append(entry)
-        self._sizes.append(size)
+            self.bytes -= sizes[0]
+        collections.deque.append(self, entry)
+        sizes.append(size)
         self.bytes += size
         if self.max_bytes is not None:
             while self.bytes > self.max_bytes and len(self) > 1:
