@@ -47,7 +47,7 @@ def _sendable(settings: dict[str, Any]) -> dict[str, Any]:
 
 def _entry_size(messages: list[Message], outputs: list[str]) -> int:
     """The characters of a history entry's prompt and outputs (what makes an entry big)."""
-    return len(messages_text(messages)) + sum(len(text) for text in outputs)
+    return len(messages_text(messages)) + sum(map(len, outputs))
 
 
 class History(collections.deque[dict[str, Any]]):
