@@ -34,6 +34,7 @@ EXPECTED = {
     "stage",
     "suggest_output",
     "LM",
+    "RequestSettings",
     "Adapter",
     "ChainOfThought",
     "ChatAdapter",

@@ -326,3 +326,62 @@ def test_missing_extra_names_it(monkeypatch):
     lm = em.LM("anthropic/claude-x", api_key="k", cache=False, num_retries=0)
     with pytest.raises(em.errors.MissingDependencyError, match=r"elixirml\[anthropic\]"):
         lm.request([{"role": "user", "content": "hi"}])
+
+
+class _HeaderRecorder:
+    """A loopback chat-completions server (stdlib) that records each request's path, headers and body."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                reply = json.dumps(
+                    {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}], "usage": {}}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_api_base_is_dspys_name_for_base_url_and_the_key_goes_nowhere_else(monkeypatch):
+    with _HeaderRecorder() as wanted, _HeaderRecorder() as elsewhere:
+        monkeypatch.setenv("OPENAI_BASE_URL", elsewhere.base_url)  # where the key went before: the default URL
+        lm = em.LM("openai/m", api_base=wanted.base_url, api_key=SECRET, cache=False)
+        assert lm.base_url == wanted.base_url
+        assert "api_base" not in lm.defaults
+        assert lm(messages=[{"role": "user", "content": "hi"}]) == ["ok"]
+    assert elsewhere.seen == []
+    (request,) = wanted.seen
+    assert request["path"] == "/v1/chat/completions"
+    assert request["headers"]["Authorization"] == f"Bearer {SECRET}"
+    assert "api_base" not in request["body"] and SECRET not in json.dumps(request["body"])
+
+
+def test_base_url_and_a_different_api_base_together_are_a_configuration_error():
+    with pytest.raises(em.errors.ConfigurationError, match="api_base is DSPy's name for base_url"):
+        em.LM("openai/m", base_url="http://127.0.0.1:1/v1", api_base="http://127.0.0.1:2/v1", api_key="k")
+    lm = em.LM("openai/m", base_url="http://127.0.0.1:1/v1", api_base="http://127.0.0.1:1/v1/", api_key="k")
+    assert lm.base_url == "http://127.0.0.1:1/v1"

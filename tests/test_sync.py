@@ -1,59 +1,46 @@
-"""The sync bridge: eager starts, the move into a task, context isolation."""
+"""The sync bridge: tasks, context isolation, errors, Ctrl-C, and nothing left to resume later."""
 
 import asyncio
 import contextvars
+import signal
+import threading
 
 import pytest
 
 import elixirml as em
-from elixirml.runtime import need_task, run_sync
+from elixirml.runtime import run_sync
 from elixirml.testing import FakeLMServer
 
 flag: contextvars.ContextVar[str] = contextvars.ContextVar("flag", default="outside")
 
 
-async def no_wait():
+async def sets_the_flag():
+    seen = flag.get()
     flag.set("inside")
-    return asyncio.current_task(), asyncio.get_running_loop()
+    return seen, asyncio.current_task()
 
 
-def test_an_eager_coroutine_that_never_waits_runs_without_a_task_and_keeps_its_context_changes():
-    task, loop = run_sync(no_wait(), eager=True)
-    assert task is None and isinstance(loop, asyncio.AbstractEventLoop)
-    assert flag.get() == "outside"
-    task, _ = run_sync(no_wait())
-    assert task is not None and flag.get() == "outside"
+def test_a_sync_call_runs_in_a_task_sees_the_callers_context_and_keeps_its_changes_inside():
+    token = flag.set("caller")
+    try:
+        seen, task = run_sync(sets_the_flag())
+        assert seen == "caller" and task is not None
+        assert flag.get() == "caller"
+    finally:
+        flag.reset(token)
 
 
-async def waits_then_times_out():
-    flag.set("inside")
-    await asyncio.sleep(0.001)  # a real wait: the rest moves into a task
-    assert asyncio.current_task() is not None and flag.get() == "inside"
+async def times_out():
     try:
         async with asyncio.timeout(0.01):
-            await asyncio.sleep(5)
+            await asyncio.Event().wait()
     except TimeoutError:
         return "timed out"
     return "no timeout"
 
 
-def test_a_waiting_coroutine_moves_into_a_task_where_timeouts_and_context_work():
-    assert run_sync(waits_then_times_out(), eager=True) == "timed out"
-    assert flag.get() == "outside"
-
-
-async def asks_for_a_task():
-    before = asyncio.current_task()
-    await need_task()
-    async with asyncio.timeout(1):
-        return before, asyncio.current_task()
-
-
-def test_need_task_moves_into_a_task_before_the_first_wait():
-    before, after = run_sync(asks_for_a_task(), eager=True)
-    assert before is None and after is not None
-    before, after = run_sync(asks_for_a_task())
-    assert before is after is not None
+def test_timeouts_work_inside_a_sync_call():
+    assert run_sync(times_out()) == "timed out"
 
 
 async def fails(wait):
@@ -63,28 +50,79 @@ async def fails(wait):
 
 
 @pytest.mark.parametrize("wait", [False, True])
-def test_errors_come_through_before_and_after_the_move(wait):
+def test_errors_come_through(wait):
     with pytest.raises(KeyError, match="boom"):
-        run_sync(fails(wait), eager=True)
+        run_sync(fails(wait))
 
 
-def test_a_cancellation_of_the_task_reaches_the_moved_coroutine():
-    async def body():
-        await asyncio.sleep(0)  # moves into the task
-        asyncio.current_task().cancel()
-        try:
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            asyncio.current_task().uncancel()
-            return "cancelled"
-        return "not cancelled"
+def test_a_sync_call_from_inside_a_running_loop_runs_on_a_helper_thread():
+    async def outer():
+        flag.set("async caller")
+        return run_sync(sets_the_flag())
 
-    assert run_sync(body(), eager=True) == "cancelled"
+    seen, task = asyncio.run(outer())
+    assert seen == "async caller" and task is not None
 
 
-def test_sync_calls_on_http_lms_without_a_timeout_still_get_a_task():
-    """aiohttp needs a task; an LM without a timeout must still ask for one before sending."""
+def test_tasks_a_call_leaves_running_are_cancelled_when_it_returns():
+    started = []
+
+    async def leaves_a_task():
+        async def background():
+            await asyncio.Event().wait()
+
+        task = asyncio.ensure_future(background())
+        started.append(task)
+        await asyncio.sleep(0)
+        return "done"
+
+    assert run_sync(leaves_a_task()) == "done"
+    assert started[0].cancelled()
+
+
+def _counting_lm(interrupt_at, how):
+    calls = []
+
+    async def answer(messages, settings):
+        calls.append(1)
+        if len(calls) == interrupt_at:
+            if how == "signal":
+                signal.raise_signal(signal.SIGINT)  # Ctrl-C, delivered to this (the main) thread
+            raise KeyboardInterrupt
+        await asyncio.sleep(0.001)
+        return "[[ ## answer ## ]]\nyes\n\n[[ ## completed ## ]]"
+
+    return em.FunctionLM(answer), calls
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+@pytest.mark.parametrize("how", ["raise", "signal"])
+def test_ctrl_c_during_a_sync_evaluate_cancels_its_tasks_and_nothing_resumes_later(how):
+    lm, calls = _counting_lm(interrupt_at=3, how=how)
+    program = em.Predict("question -> answer", lm=lm)
+    devset = [em.Example(question=f"q{i}", answer="yes").with_inputs("question") for i in range(40)]
+    with pytest.raises(KeyboardInterrupt):
+        em.evaluate(program, devset, lambda example, pred, trace=None: 1.0, concurrency=4)
+    after_interrupt = len(calls)
+    assert after_interrupt < len(devset)
+    assert program(question="one more").answer == "yes"
+    assert len(calls) == after_interrupt + 1  # exactly the new call: no task of the interrupted one resumed
+
+
+def test_sync_calls_on_http_lms_work_with_and_without_a_timeout():
     with FakeLMServer(lambda body: "[[ ## answer ## ]]\n4") as server:
-        lm = em.LM("openai/fake", base_url=server.base_url, api_key="sk-x", cache=False, timeout=None)
-        assert em.Predict("question -> answer", lm=lm)(question="2+2?").answer == "4"
-        assert lm.request([{"role": "user", "content": "hi"}]).text == "[[ ## answer ## ]]\n4"
+        for timeout in (None, 5.0):
+            lm = em.LM("openai/fake", base_url=server.base_url, api_key="sk-x", cache=False, timeout=timeout)
+            assert em.Predict("question -> answer", lm=lm)(question="2+2?").answer == "4"
+            assert lm.request([{"role": "user", "content": "hi"}]).text == "[[ ## answer ## ]]\n4"
+
+
+def test_a_long_call_keeps_no_record_of_its_finished_tasks():
+    from elixirml.runtime import _sync
+
+    async def many():
+        for _ in range(5000):
+            await asyncio.ensure_future(asyncio.sleep(0))
+        return len(_sync._local.loop.created)
+
+    assert run_sync(many()) < 1100

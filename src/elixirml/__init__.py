@@ -17,7 +17,7 @@ from . import data, errors, metrics, optimizers
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter
 from .data import Dataset
 from .evaluate import Evaluate, EvaluationResult, compare, evaluate
-from .lm import LM, DummyLM, FunctionLM, LMResponse, Usage, track_usage
+from .lm import LM, DummyLM, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
 from .optimizers import (
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
@@ -91,6 +91,7 @@ __all__ = [
     "Pipeline",
     "Configuration",
     "LM",
+    "RequestSettings",
     "Adapter",
     "ChainOfThought",
     "ChatAdapter",

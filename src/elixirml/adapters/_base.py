@@ -7,7 +7,6 @@ user configured a ``fallback`` adapter.
 
 from __future__ import annotations
 
-import enum
 import json
 import re
 import typing
@@ -20,6 +19,8 @@ from ..errors import AdapterParseError, OutputError, TruncatedResponseError, Val
 from ..lm import LM, LMResponse
 from ..lm._types import Message
 from ..schema import Example, FieldSpec, Signature, literal_values, type_to_str
+from ..schema._format import format_value as format_value  # re-exported: adapters and modules import them here
+from ..schema._format import to_jsonable as to_jsonable
 from ..schema._types import field_marker
 
 _FENCE_RE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
@@ -31,26 +32,6 @@ def strip_fences(text: str) -> str:
         return text
     match = _FENCE_RE.match(text)
     return match.group(1) if match else text
-
-
-def to_jsonable(value: Any) -> Any:
-    """Convert Pydantic models, enums, sets and tuples into JSON-ready values."""
-    if isinstance(value, pydantic.BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [to_jsonable(v) for v in value]
-    return value
-
-
-def format_value(value: Any) -> str:
-    """Render an input value as prompt text: strings as they are, everything else as JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
 
 
 def type_hint(spec: FieldSpec) -> str:
@@ -348,10 +329,7 @@ class Adapter:
             missing = [n for n, spec in fields.items() if n not in sections and spec.required]
             if missing:
                 raise AdapterParseError(self.name, signature.__name__, completion, f"missing output field(s) {missing}")
-        values = {}
-        for name, text in sections.items():  # coerce_text's str case inline: every call has one
-            spec = fields[name]
-            values[name] = text.strip() if spec.annotation is str else coerce_text(text, spec)
+        values = {name: coerce_text(text, fields[name]) for name, text in sections.items()}
         return signature.validate_outputs(values)
 
     def parse_all(self, signature: type[Signature], response: LMResponse) -> list[dict[str, Any]]:
@@ -412,6 +390,6 @@ class Adapter:
         parts = []
         for name, head in signature.memo("input_markers", input_markers, signature):
             value = inputs.get(name)
-            if value is not None:  # format_value's str case inline: most inputs are text
-                parts.append(head + (value if type(value) is str else format_value(value)))
+            if value is not None:
+                parts.append(head + format_value(value))
         return "\n\n".join(parts)

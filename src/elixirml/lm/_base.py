@@ -11,8 +11,8 @@ import asyncio
 import collections
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, cast
 
 from .. import settings as _settings
 from ..errors import (
@@ -23,12 +23,15 @@ from ..errors import (
     ProviderTimeoutError,
     TruncatedResponseError,
 )
-from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, need_task, run_sync
+from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, run_sync
+from ._settings import SETTING_NAMES, UNSENT_SETTINGS, check_settings, merge_settings
 from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens, messages_text
 from ._usage import price_for, record_usage, reserve_call
 
-# Settings that change what the model answers: they are part of the cache key.
-_UNSENT_KEYS = frozenset({"cache", "rollout_id"})
+#: Characters of prompts and outputs that ``lm.history`` keeps at most (besides its count limit).
+DEFAULT_HISTORY_BYTES = 16 * 1024 * 1024
+# What every LM honours itself, whatever its provider declares.
+_ALWAYS_HONOURED = UNSENT_SETTINGS | {"extra"}
 # Why generation stopped when it reached the token limit (OpenAI and llama.cpp; Anthropic).
 _TRUNCATED_REASONS = frozenset({"length", "max_tokens"})
 # How often a call waiting on an open circuit breaker looks again while the probe is out.
@@ -37,9 +40,62 @@ _PROBE_POLL = 0.05
 
 def _sendable(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings a provider receives: everything but the cache-only keys (a copy either way)."""
-    if _UNSENT_KEYS.isdisjoint(settings):
+    if UNSENT_SETTINGS.isdisjoint(settings):
         return settings.copy()
-    return {k: v for k, v in settings.items() if k not in _UNSENT_KEYS}
+    return {k: v for k, v in settings.items() if k not in UNSENT_SETTINGS}
+
+
+def _entry_size(messages: list[Message], outputs: list[str]) -> int:
+    """The characters of a history entry's prompt and outputs (what makes an entry big)."""
+    return len(messages_text(messages)) + sum(map(len, outputs))
+
+
+class History(collections.deque[dict[str, Any]]):
+    """An LM's recent calls, bounded by count (``maxlen``) and by size (``max_bytes``).
+
+    Oldest entries go first. The newest entry is always kept, even when it alone is bigger
+    than ``max_bytes``. Size is counted in characters of the prompt and the outputs.
+    """
+
+    def __init__(
+        self, iterable: Iterable[dict[str, Any]] = (), maxlen: int | None = None, *, max_bytes: int | None = None
+    ) -> None:
+        super().__init__(maxlen=maxlen)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._sizes: collections.deque[int] = collections.deque(maxlen=maxlen)
+        for entry in iterable:
+            self.append(entry)
+
+    def add(self, entry: dict[str, Any], size: int) -> None:
+        """Append ``entry`` of ``size`` characters, dropping the oldest entries over either limit."""
+        sizes = self._sizes
+        if len(sizes) == self.maxlen:  # full: appending drops the oldest entry (and its size)
+            if not self.maxlen:
+                return
+            self.bytes -= sizes[0]
+        collections.deque.append(self, entry)
+        sizes.append(size)
+        self.bytes += size
+        if self.max_bytes is not None:
+            while self.bytes > self.max_bytes and len(self) > 1:
+                self.popleft()
+
+    def append(self, entry: dict[str, Any]) -> None:
+        """Append a history entry (its size measured from its ``messages`` and ``outputs``)."""
+        self.add(entry, _entry_size(entry.get("messages") or [], list(entry.get("outputs") or [])))
+
+    def popleft(self) -> dict[str, Any]:
+        """Remove and return the oldest entry."""
+        entry = super().popleft()
+        self.bytes -= self._sizes.popleft()
+        return entry
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        super().clear()
+        self._sizes.clear()
+        self.bytes = 0
 
 
 def check_complete(response: LMResponse, endpoint: str) -> None:
@@ -116,17 +172,28 @@ class LM:
         price: ``(input, output)`` price in dollars per million tokens; overrides the table.
         circuit_breaker: ``False`` to disable, or a :class:`~elixirml.runtime.CircuitBreaker`.
         history_size: recent calls kept in :attr:`history` (default from settings).
-        **defaults: more default request settings (``top_p``, ``stop``, ``seed``, ...).
+        history_bytes: most characters of prompts and outputs kept in :attr:`history`
+            (default 16 MiB; the newest call is always kept).
+        **defaults: more default request settings (``top_p``, ``stop``, ``seed``, ``extra``, ...;
+            see :class:`~elixirml.lm.RequestSettings`). An unknown name raises
+            :class:`~elixirml.errors.ConfigurationError`, as does one the provider cannot honour.
+
+    Attributes:
+        supported_settings: the request settings this provider honours (a class attribute;
+            ``cache`` and ``rollout_id`` are honoured by every LM). A request with any other
+            setting raises :class:`~elixirml.errors.ConfigurationError`: nothing is dropped.
+        supported_extras: the names allowed in the ``extra`` setting, or ``None`` when any
+            extra passes through to the provider.
     """
 
     provider = "base"
+    supported_settings: frozenset[str] = frozenset({"max_tokens"})
+    supported_extras: frozenset[str] | None = frozenset()
+    _setting_notes: Mapping[str, str] = {}  # why a provider cannot honour a setting, where it is worth saying
     supports_json_schema = False
     supports_tools = False
     supports_logprobs = False
     supports_scoring = False
-    #: True when :meth:`_send` needs no asyncio task before its first wait (no timeouts, no
-    #: network client), so sync calls can start it outside the event loop (``run_sync(eager=True)``).
-    eager_transport = False
     default_adapter = "chat"
     #: Prompt format and decoding for a predictor whose only output is a closed set (``Literal``,
     #: enum, ``bool``) when it names neither (``None``: the default adapter).
@@ -134,8 +201,9 @@ class LM:
     closed_set_decoding = "generate"
     default_cache = True
 
-    def __new__(cls, model: str | None = None, *args: Any, **kwargs: Any) -> LM:
+    def __new__(cls, *args: Any, **kwargs: Any) -> LM:
         if cls is LM:
+            model = args[0] if args else kwargs.get("model")
             if not isinstance(model, str):
                 raise ConfigurationError("em.LM(model) needs a model name such as 'local' or 'openai/gpt-4o-mini'")
             return object.__new__(_resolve_class(model))
@@ -158,16 +226,15 @@ class LM:
         price: tuple[float, float] | None = None,
         circuit_breaker: CircuitBreaker | bool = True,
         history_size: int | None = None,
+        history_bytes: int | None = DEFAULT_HISTORY_BYTES,
         **defaults: Any,
     ) -> None:
         self.model = model
-        self.defaults: dict[str, Any] = {k: v for k, v in defaults.items() if v is not None}
-        if temperature is not None:
-            self.defaults["temperature"] = temperature
-        if max_tokens is not None:
-            if max_tokens < 1:
-                raise ConfigurationError(f"max_tokens must be >= 1, got {max_tokens}")
-            self.defaults["max_tokens"] = max_tokens
+        where = f"{type(self).__name__}({model!r})"
+        self.defaults: dict[str, Any] = dict(
+            check_settings({**defaults, "temperature": temperature, "max_tokens": max_tokens}, where=where)
+        )
+        self.check_supported(self.defaults, where=where)
         self.cache = cache
         self.timeout = timeout
         self.fallbacks = list(fallbacks or [])
@@ -182,7 +249,7 @@ class LM:
         else:
             self.breaker = circuit_breaker
         size = history_size if history_size is not None else _settings.current().history_size
-        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
+        self.history = History(maxlen=size, max_bytes=history_bytes)
         self.usage = Usage()
         self._caches: dict[str, Any] = {}
 
@@ -203,14 +270,48 @@ class LM:
         return {"model": self.model, "defaults": dict(self.defaults)}
 
     # ------------------------------------------------------------------ settings and cache
-    def effective_settings(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        """Defaults of the process, then of this LM, then ``overrides``; ``None`` values dropped."""
-        merged: dict[str, Any] = {"max_tokens": _settings.current().max_tokens}
-        merged.update(self.defaults)
-        for key, value in overrides.items():
-            if value is not None:
-                merged[key] = value
-        return merged
+    def effective_settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Process settings, then this LM's defaults, then ``overrides`` (see :func:`~elixirml.lm.merge_settings`)."""
+        process = {"max_tokens": _settings.current().max_tokens}
+        return cast(dict[str, Any], merge_settings(call=overrides, lm=self.defaults, process=process))
+
+    def check_supported(self, settings: Mapping[str, Any], *, where: str | None = None) -> None:
+        """Raise :class:`~elixirml.errors.ConfigurationError` unless this LM honours every setting.
+
+        Args:
+            settings: request settings (merged or not).
+            where: where the settings come from, for the message (default: this LM's class).
+        """
+        supported = self.supported_settings
+        for key in settings:
+            if key not in supported and key not in _ALWAYS_HONOURED:
+                self._refuse(key, where)
+        extra = settings.get("extra")
+        if extra and self.supported_extras is not None:
+            for key in extra:
+                if key not in self.supported_extras:
+                    self._refuse(key, where, extra=True)
+
+    def _refuse(self, key: str, where: str | None, *, extra: bool = False) -> None:
+        name = type(self).__name__
+        prefix = f"{where}: " if where else ""
+        if extra:
+            allowed = ", ".join(sorted(self.supported_extras or ())) or "none"
+            raise ConfigurationError(
+                f"{prefix}{name} cannot honour the provider setting extra[{key!r}]; "
+                f"the extras it takes: {allowed}. Remove it, or use an LM whose provider takes it."
+            )
+        if key not in SETTING_NAMES:
+            raise ConfigurationError(
+                f"{prefix}unknown request setting {key!r} for {name}. Known settings: "
+                f"{', '.join(sorted(SETTING_NAMES))}; put provider-specific ones in extra={{...}}."
+            )
+        note = self._setting_notes.get(key)
+        raise ConfigurationError(
+            f"{prefix}{name} cannot honour the request setting {key!r}{f' ({note})' if note else ''}; "
+            f"it honours: {', '.join(sorted(self.supported_settings))}. "
+            "Remove the setting, or use an LM that supports it."
+        )
 
     def _resolve_cache(self, choice: Any) -> Any:
         if choice is None:
@@ -235,9 +336,22 @@ class LM:
         cache = self._resolve_cache(choice)
         return (cache, cache.key(self.model, messages, settings)) if cache is not None else (None, "")
 
-    def stream_settings(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        """Effective settings for a streamed request (without the cache-only keys)."""
-        return _sendable(self.effective_settings(overrides))
+    def stream_settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Effective settings for a streamed request (without the cache-only keys); unsupported ones raise.
+
+        A stream carries one completion's text, so ``n > 1``, ``logprobs`` and ``tools`` raise too.
+        """
+        settings = self.effective_settings(overrides)
+        self.check_supported(settings)
+        lost = [k for k in ("logprobs", "top_logprobs", "tools") if settings.get(k)]
+        if settings.get("n", 1) != 1:
+            lost.insert(0, "n")
+        if lost:
+            raise ConfigurationError(
+                f"{type(self).__name__}: a streamed request returns one completion's text, so it cannot honour "
+                f"{', '.join(repr(k) for k in lost)}. Call without streaming to use them."
+            )
+        return _sendable(settings)
 
     # ------------------------------------------------------------------ requests
     async def arequest(
@@ -257,14 +371,15 @@ class LM:
                 retry policy, as is an answer that stopped at the token limit; only complete,
                 validated answers are cached.
             **overrides: request settings for this call (``temperature``, ``max_tokens``,
-                ``n``, ``response_format``, ``tools``, ``logprobs``, ``rollout_id``, ``cache``).
+                ``n``, ``response_format``, ``tools``, ``logprobs``, ``rollout_id``, ``cache``;
+                see :class:`~elixirml.lm.RequestSettings`).
+
+        Raises:
+            ConfigurationError: a setting this LM's provider cannot honour.
         """
         settings = self.effective_settings(overrides)
-        choice = settings.pop("cache", None)
-        if choice is None and self.cache is None and not self.default_cache:
-            cache, key = None, ""  # the common case for test LMs, decided without a call
-        else:
-            cache, key = self._cached(choice, messages, settings)
+        self.check_supported(settings)
+        cache, key = self._cached(settings.pop("cache", None), messages, settings)
         hit: LMResponse | None = cache.get(key) if cache is not None else None
         if hit is not None:
             try:
@@ -299,7 +414,7 @@ class LM:
 
     def request(self, messages: list[Message], **overrides: Any) -> LMResponse:
         """Synchronous :meth:`arequest`."""
-        return run_sync(self.arequest(messages, **overrides), eager=True)
+        return run_sync(self.arequest(messages, **overrides))
 
     def __call__(
         self, prompt: str | None = None, *, messages: list[Message] | None = None, **overrides: Any
@@ -356,8 +471,6 @@ class LM:
                 if self.rate_limiter.active:
                     tokens = estimate_message_tokens(messages) + int(settings.get("max_tokens", 0))
                     await self.rate_limiter.acquire(tokens)
-                if self.timeout is not None or not self.eager_transport:
-                    await need_task()  # asyncio.timeout and network clients need a task
                 sem = None if self.limiter.limit is None else self.limiter.semaphore()
                 start = time.perf_counter()
                 if sem is None and self.timeout is None:
@@ -491,19 +604,18 @@ class LM:
     def _record(self, messages: list[Message], settings: dict[str, Any], response: LMResponse) -> None:
         self.usage.add(response.usage)
         if self.history.maxlen:
-            completions = response.completions
-            self.history.append(
-                {
-                    "model": self.model,
-                    "messages": messages,
-                    "settings": settings,
-                    "outputs": [completions[0].text] if len(completions) == 1 else [c.text for c in completions],
-                    "usage": response.usage.as_dict(),
-                    "cached": response.cached,
-                    "latency": response.latency,
-                    "timestamp": time.time(),
-                }
-            )
+            outputs = [c.text for c in response.completions]
+            entry = {
+                "model": self.model,
+                "messages": messages,
+                "settings": settings,
+                "outputs": outputs,
+                "usage": response.usage.as_dict(),
+                "cached": response.cached,
+                "latency": response.latency,
+                "timestamp": time.time(),
+            }
+            self.history.add(entry, _entry_size(messages, outputs))
         record_usage(response.usage)
 
     def inspect_history(self, n: int = 1) -> str:

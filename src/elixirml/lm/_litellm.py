@@ -7,7 +7,8 @@ from typing import Any
 
 from ..errors import MissingDependencyError, ProviderError, ProviderTimeoutError, RateLimitError
 from ._base import LM
-from ._openai import parse_chat_response
+from ._openai import _one_base_url, parse_chat_response
+from ._settings import PROVIDER_SETTINGS
 from ._types import LMResponse, Message
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -19,19 +20,41 @@ class LiteLLMLM(LM):
     Args:
         model: ``"litellm/<provider>/<model>"`` (the part after ``litellm/`` goes to LiteLLM).
         api_key: passed to LiteLLM; never logged, cached or saved.
-        api_base: the provider's API root, when not the default.
+        api_base: the provider's API root, when not the default (``base_url`` is the same).
         **kwargs: as for :class:`~elixirml.lm.LM`.
     """
 
     provider = "litellm"
+    # litellm.acompletion's own parameters; top_k (and anything else) goes through extra={...}
+    supported_settings = PROVIDER_SETTINGS - {"top_k"}
+    supported_extras = None
     supports_tools = True
 
-    def __init__(self, model: str, *, api_key: str | None = None, api_base: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        api_base: str | None = None,
+        base_url: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("timeout", 120.0)
         super().__init__(model, **kwargs)
         self.litellm_model = model.split("/", 1)[1]
         self._api_key = api_key
-        self.api_base = api_base
+        self.api_base = _one_base_url(base_url, api_base, model)
+
+    @staticmethod
+    def request_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of ``litellm.acompletion`` for these request settings."""
+        kwargs = {k: v for k, v in settings.items() if k != "extra"}
+        logprobs = kwargs.get("logprobs")
+        if isinstance(logprobs, int) and not isinstance(logprobs, bool):
+            kwargs["logprobs"] = True  # an int is how many alternatives per token, as OpenAI's top_logprobs
+            kwargs["top_logprobs"] = logprobs
+        kwargs.update(settings.get("extra") or {})
+        return kwargs
 
     def __repr__(self) -> str:
         return f"LiteLLMLM(model={self.model!r})"
@@ -49,7 +72,7 @@ class LiteLLMLM(LM):
             extra["api_base"] = self.api_base
         try:
             reply = await litellm.acompletion(
-                model=self.litellm_model, messages=messages, num_retries=0, **extra, **settings
+                model=self.litellm_model, messages=messages, num_retries=0, **extra, **self.request_kwargs(settings)
             )
         except litellm.RateLimitError:
             raise RateLimitError(f"{self.model}: rate limited", status=429) from None

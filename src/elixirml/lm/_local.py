@@ -20,7 +20,22 @@ from typing import Any
 
 from ..errors import ConfigurationError, MissingDependencyError, ProviderError
 from ._base import LM
+from ._openai import _parse_tool_calls
 from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens
+
+# Request settings passed to llama-cpp-python's create_chat_completion under their own names.
+_PASSED = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "tools",
+    "tool_choice",
+)
 
 
 def default_model_path() -> Path:
@@ -48,7 +63,7 @@ class _ModelRegistry:
     """Process-wide registry so each GGUF file is loaded once (a resource cache, not settings)."""
 
     def __init__(self) -> None:
-        self._models: dict[tuple[str, int, int | None], _LoadedModel] = {}
+        self._models: dict[tuple[str, int, int | None, bool], _LoadedModel] = {}
         self._lock = threading.Lock()
         atexit.register(self.close_all)
 
@@ -63,8 +78,9 @@ class _ModelRegistry:
                     model.llama.close()
             self._models.clear()
 
-    def get(self, path: Path, n_ctx: int, n_threads: int | None) -> _LoadedModel:
-        key = (str(path), n_ctx, n_threads)
+    def get(self, path: Path, n_ctx: int, n_threads: int | None, logits_all: bool = False) -> _LoadedModel:
+        """The model of ``path`` (loaded on first use); ``logits_all`` keeps every token's logits (logprobs)."""
+        key = (str(path), n_ctx, n_threads, logits_all)
         with self._lock:
             model = self._models.get(key)
             if model is None:
@@ -72,13 +88,29 @@ class _ModelRegistry:
                     from llama_cpp import Llama
                 except ImportError:
                     raise MissingDependencyError("llama-cpp-python", "local", "The embedded local model") from None
-                llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0)
+                llama = Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, logits_all=logits_all, verbose=False, seed=0
+                )
                 model = _LoadedModel(llama)
                 self._models[key] = model
             return model
 
 
 _REGISTRY = _ModelRegistry()
+
+
+def _plain_logprobs(content: Any) -> list[dict[str, Any]] | None:
+    """llama.cpp's per-token logprobs with plain floats (it gives numpy ones, which JSON and the cache refuse)."""
+    if not content:
+        return None
+    return [
+        {
+            **token,
+            "logprob": float(token["logprob"]),
+            "top_logprobs": [{**alt, "logprob": float(alt["logprob"])} for alt in token.get("top_logprobs") or []],
+        }
+        for token in content
+    ]
 
 
 def _response_format(value: Any) -> dict[str, Any] | None:
@@ -103,7 +135,12 @@ class LocalLM(LM):
     """
 
     provider = "local"
-    eager_transport = True  # llama.cpp runs in a worker thread; waiting for it needs no task
+    # What llama-cpp-python's create_chat_completion takes (n: one call per completion). Asking
+    # for logprobs loads a second copy of the model that keeps every token's logits.
+    supported_settings = frozenset({*_PASSED, "n", "logprobs", "top_logprobs", "response_format"})
+    supported_extras = frozenset(
+        {"min_p", "typical_p", "repeat_penalty", "tfs_z", "mirostat_mode", "mirostat_tau", "mirostat_eta"}
+    )
     supports_json_schema = True
     supports_scoring = True
     default_adapter = "json"
@@ -136,22 +173,25 @@ class LocalLM(LM):
     def dump_state(self) -> dict[str, Any]:
         return {**super().dump_state(), "model_path": self.model_path.name}
 
-    def _model(self) -> _LoadedModel:
-        return _REGISTRY.get(self.model_path, self.n_ctx, self.n_threads)
+    def _model(self, logits_all: bool = False) -> _LoadedModel:
+        return _REGISTRY.get(self.model_path, self.n_ctx, self.n_threads, logits_all)
 
     def _kwargs(self, settings: dict[str, Any]) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {}
-        for key in ("temperature", "top_p", "top_k", "min_p", "stop", "seed", "max_tokens", "repeat_penalty"):
-            if key in settings:
-                kwargs[key] = settings[key]
+        """The keyword arguments of ``create_chat_completion`` for these request settings."""
+        kwargs: dict[str, Any] = {key: settings[key] for key in _PASSED if key in settings}
+        kwargs.update(settings.get("extra") or {})
         fmt = _response_format(settings.get("response_format"))
         if fmt is not None:
             kwargs["response_format"] = fmt
+        logprobs = settings.get("logprobs", "top_logprobs" in settings)
+        if logprobs is not False:  # True, or an int: how many alternatives per token (as OpenAI's API)
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = settings.get("top_logprobs", 0) if isinstance(logprobs, bool) else int(logprobs)
         return kwargs
 
     def _generate(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
-        model = self._model()
         kwargs = self._kwargs(settings)
+        model = self._model(logits_all="logprobs" in kwargs)
         n = int(settings.get("n", 1))
         completions: list[Completion] = []
         prompt_tokens = completion_tokens = 0
@@ -165,7 +205,12 @@ class LocalLM(LM):
                     raise ProviderError(f"local model failed: {exc}", retryable=False) from None
                 choice = out["choices"][0]
                 completions.append(
-                    Completion(text=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason"))
+                    Completion(
+                        text=choice["message"].get("content") or "",
+                        tool_calls=_parse_tool_calls(choice["message"]),
+                        logprobs=_plain_logprobs((choice.get("logprobs") or {}).get("content")),
+                        finish_reason=choice.get("finish_reason"),
+                    )
                 )
                 usage = out.get("usage") or {}
                 prompt_tokens = int(usage.get("prompt_tokens", 0))

@@ -27,6 +27,7 @@ from ..errors import (
 from ..runtime import close_with_loop
 from ._base import LM, _judge
 from ._logprobs import score_continuations
+from ._settings import PROVIDER_SETTINGS
 from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens
 
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524})
@@ -162,12 +163,25 @@ def parse_chat_response(data: Any, model: str, messages: list[Message], raw: byt
     return LMResponse(completions=completions, usage=usage, model=str(data.get("model") or model))
 
 
+def _one_base_url(base_url: str | None, api_base: str | None, model: str) -> str | None:
+    """``base_url``, or DSPy's ``api_base`` for it; both, when they differ, is a mistake."""
+    if api_base is None:
+        return base_url
+    if base_url is not None and base_url.rstrip("/") != api_base.rstrip("/"):
+        raise ConfigurationError(
+            f"LM({model!r}) got base_url={base_url!r} and api_base={api_base!r}: they name the same "
+            "setting (api_base is DSPy's name for base_url). Pass one of them."
+        )
+    return api_base
+
+
 class OpenAILM(LM):
     """An OpenAI-compatible chat-completions client (OpenAI, vLLM, llama.cpp server, Ollama, ...).
 
     Args:
         model: ``"openai/<model>"``.
         base_url: the API root (``.../v1``); default ``$OPENAI_BASE_URL`` or OpenAI's.
+        api_base: DSPy's name for ``base_url`` (pass one of the two).
         api_key: the key; default ``$OPENAI_API_KEY``. Never logged, cached or saved.
         headers: extra HTTP headers.
         supports_json_schema: whether the server honours ``response_format`` JSON schemas
@@ -181,6 +195,8 @@ class OpenAILM(LM):
     """
 
     provider = "openai"
+    supported_settings = PROVIDER_SETTINGS  # "top_k" goes to the servers that take it (vLLM, llama.cpp)
+    supported_extras = None  # any extra goes into the request body
     supports_tools = True
     supports_logprobs = True
 
@@ -189,6 +205,7 @@ class OpenAILM(LM):
         model: str,
         *,
         base_url: str | None = None,
+        api_base: str | None = None,
         api_key: str | None = None,
         headers: dict[str, str] | None = None,
         supports_json_schema: bool | None = None,
@@ -197,6 +214,7 @@ class OpenAILM(LM):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("timeout", 120.0)
+        base_url = _one_base_url(base_url, api_base, model)
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
         parsed = urlparse(self.base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -213,7 +231,9 @@ class OpenAILM(LM):
         if score_top_logprobs < 1:
             raise ConfigurationError(f"score_top_logprobs must be at least 1, got {score_top_logprobs}")
         self.score_top_logprobs = score_top_logprobs
-        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        # One session per event loop; a session leaves this dict when it is closed (by aclose,
+        # or when its loop shuts down), so nothing here outlives its loop.
+        self._sessions: dict[asyncio.AbstractEventLoop, tuple[Any, Any]] = {}
 
     @property
     def endpoint_label(self) -> str:
@@ -236,16 +256,24 @@ class OpenAILM(LM):
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
             session = aiohttp.ClientSession(connector=connector, headers=headers)
-            entry = (session, await close_with_loop(session.close))  # closed when the loop shuts down
+            owner = weakref.ref(self)  # not self: an LM dropped by its user must not be kept by its session's guard
+
+            async def close() -> None:
+                lm = owner()
+                if lm is not None and lm._sessions.get(loop, (None,))[0] is session:
+                    del lm._sessions[loop]
+                await session.close()
+
+            entry = (session, await close_with_loop(close))  # closed when the loop shuts down
             self._sessions[loop] = entry
         return entry[0]
 
     async def aclose(self) -> None:
         """Close the HTTP session of the running event loop (it is also closed when the loop ends)."""
         loop = asyncio.get_running_loop()
-        entry = self._sessions.pop(loop, None)
+        entry = self._sessions.get(loop)
         if entry is not None:
-            await entry[0].close()
+            await entry[1].aclose()  # runs the guard's close now: the session leaves the dict, closed
 
     def _body(self, messages: list[Message], settings: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model_name, "messages": messages}
@@ -255,6 +283,8 @@ class OpenAILM(LM):
             elif key == "logprobs" and isinstance(value, int) and not isinstance(value, bool):
                 body["logprobs"] = True
                 body["top_logprobs"] = value
+            elif key == "extra":
+                body.update(value)  # provider-specific fields, as the server names them
             else:
                 body[key] = value
         return body

@@ -62,6 +62,10 @@ SETTING_NAMES: frozenset[str] = frozenset(RequestSettings.__optional_keys__)
 #: Request options that never reach the provider (every LM honours them itself).
 UNSENT_SETTINGS: frozenset[str] = frozenset({"cache", "rollout_id"})
 
+#: The settings a provider may declare in ``supported_settings`` (``extra`` is checked by name
+#: against ``supported_extras`` instead).
+PROVIDER_SETTINGS: frozenset[str] = SETTING_NAMES - UNSENT_SETTINGS - {"extra"}
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -10,17 +10,14 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..schema._format import format_value
 from ..schema._types import field_marker
 from ._base import LM, completion_response
+from ._settings import PROVIDER_SETTINGS
 from ._types import LMResponse, Message
 
 _MARKER_RE = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
 _COMPLETED = field_marker("completed")
-
-
-def _value_text(value: Any) -> str:
-    """A scripted output value as the text of an answer: strings as they are, the rest as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _has_markers(messages: list[Message]) -> bool:
@@ -47,11 +44,8 @@ def render_answer(answer: Any, settings: dict[str, Any], messages: list[Message]
     if settings.get("response_format"):
         return json.dumps(dict(answer), default=str)
     if messages and not _has_markers(messages):
-        return "\n".join(f"{key}: {_value_text(value)}" for key, value in answer.items())
-    parts = []
-    # field_marker(key) written out and _value_text's str case inline: this runs for every scripted answer
-    for key, value in answer.items():
-        parts.append(f"[[ ## {key} ## ]]\n{value if isinstance(value, str) else _value_text(value)}")
+        return "\n".join(f"{key}: {format_value(value)}" for key, value in answer.items())
+    parts = [f"{field_marker(key)}\n{format_value(value)}" for key, value in answer.items()]
     parts.append(_COMPLETED)
     return "\n\n".join(parts)
 
@@ -101,7 +95,8 @@ class DummyLM(LM):
     """
 
     provider = "dummy"
-    eager_transport = True
+    supported_settings = PROVIDER_SETTINGS  # a test double takes every setting
+    supported_extras = None
     default_cache = False
 
     def __init__(
@@ -201,6 +196,8 @@ class FunctionLM(LM):
     """
 
     provider = "function"
+    supported_settings = PROVIDER_SETTINGS  # a test double takes every setting (fn sees them all)
+    supported_extras = None
     default_cache = False
 
     def __init__(
@@ -219,7 +216,6 @@ class FunctionLM(LM):
         self.fn = fn
         self.supports_json_schema = supports_json_schema
         self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
-        self.eager_transport = not self._is_async  # a user's async function may expect a task
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         if self._is_async:

@@ -16,7 +16,7 @@ from ..errors import ConfigurationError, LoadError, SignatureError
 from ..lm import LM, Usage, track_usage
 from ..lm._settings import check_settings, merge_settings
 from ..lm._types import estimate_message_tokens, estimate_tokens
-from ..runtime import need_task, run_sync
+from ..runtime import run_sync
 from ..runtime._context import current_context, run_scope
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values
 from . import _assertions, _events, _trace
@@ -225,7 +225,7 @@ class Predict(Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Prediction:
         """Run synchronously; see :meth:`aforward`."""
-        return run_sync(self.aforward(*args, **kwargs), eager=True)
+        return run_sync(self.aforward(*args, **kwargs))
 
     async def aforward(
         self,
@@ -282,7 +282,6 @@ class Predict(Module):
             )
             cached = False
         elif _events.streaming():
-            await need_task()  # streaming transports hold HTTP sessions
             name = self.signature.__name__
             outputs, text, messages = await adapter.astream_call(
                 model,

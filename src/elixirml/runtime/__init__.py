@@ -2,7 +2,7 @@
 
 from ._batch import gather_bounded, stream_bounded
 from ._policies import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy
-from ._sync import close_with_loop, need_task, run_sync
+from ._sync import close_with_loop, run_sync
 
 __all__ = [
     "close_with_loop",
@@ -11,7 +11,6 @@ __all__ = [
     "RateLimiter",
     "RetryPolicy",
     "gather_bounded",
-    "need_task",
     "run_sync",
     "stream_bounded",
 ]

@@ -1,10 +1,16 @@
-"""Run a coroutine from synchronous code.
+"""Run a coroutine from synchronous code, with public asyncio only.
 
 ElixirML implements every LM path once, as ``async``; the sync methods call :func:`run_sync`.
-Each thread keeps one event loop for these calls (creating a loop per call costs more than
-a whole ``Predict`` on a test LM). When the calling thread already runs an event loop
-(a sync call made from async code, or from Jupyter), the coroutine runs on a helper
-thread's loop instead, so the running loop is never re-entered.
+Each thread keeps one event loop for these calls (creating a loop per call costs
+more than a whole ``Predict`` on a test LM). Every call is closed off like ``asyncio.run``:
+tasks it leaves behind (after an error, or ``KeyboardInterrupt``) are cancelled before it
+returns, so nothing of it resumes in a later call. A thread's loop, with the HTTP sessions
+bound to its loop, is closed once the thread has ended (the next thread that starts making
+sync calls closes those of finished threads) and at interpreter exit.
+
+When the calling thread already runs an event loop (a sync call made from async code, or
+from Jupyter), the coroutine runs on a fresh loop in a helper thread instead, so the running
+loop is never re-entered.
 """
 
 from __future__ import annotations
@@ -14,50 +20,106 @@ import atexit
 import concurrent.futures
 import contextvars
 import threading
-import typing
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 _local = threading.local()
-# Loops this module created (one per thread that used the sync facade), finalised at exit.
-_OWNED_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+_loops_lock = threading.Lock()
 
 
-def _new_thread_loop() -> asyncio.AbstractEventLoop:
-    """Create this thread's loop for sync calls (the first call, or after it was closed)."""
-    loop = asyncio.new_event_loop()
-    _local.loop = loop
-    _OWNED_LOOPS.add(loop)
-    return loop
+class _ThreadLoop:
+    """A thread's event loop for sync calls, with the tasks created on it during the current call."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.created: list[asyncio.Task[Any]] = []
+        self._prune_at = 1024  # a long call creating many tasks keeps only those not done
+        self.in_call = False  # while a call runs: its main task stops the loop when it is done
+        self.loop.set_task_factory(self._task_factory)
+
+    def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
+        created = self.created
+        created.append(task)
+        if len(created) >= self._prune_at:
+            created[:] = [t for t in created if not t.done()]
+            self._prune_at = max(1024, 2 * len(created))
+        return task
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` in a task until it is done, then cancel the tasks it left running."""
+        main = self.loop.create_task(self._main(coro))
+        self.in_call = True
+        try:
+            self.loop.run_forever()
+        finally:
+            self.in_call = False
+            self.cancel_leftovers()
+        return main.result()
+
+    async def _main(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return await coro
+        finally:
+            if self.in_call:  # not when cancelled as a leftover (after Ctrl-C)
+                self.loop.stop()  # run_forever returns after this turn of the loop
+
+    def cancel_leftovers(self) -> None:
+        """Cancel the tasks created since the call began that are not done, and wait until they are."""
+        while self.created:
+            leftover = [task for task in self.created if not task.done()]
+            self.created.clear()
+            if not leftover:
+                return
+            for task in leftover:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+
+    def close(self) -> None:
+        """Close the loop as ``asyncio.run`` closes its own: tasks, async generators (sessions), executor."""
+        loop = self.loop
+        try:
+            self.cancel_leftovers()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            # closers of async generators dropped earlier were started as tasks: let them finish
+            pending = asyncio.all_tasks(loop)
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=0.5))
+            self.cancel_leftovers()
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
 
 
-def _finalise(loop: asyncio.AbstractEventLoop) -> None:
-    """Close async generators (and the sessions they guard), then cancel what is left.
-
-    Pending work gets a short chance to finish first; the rest is cancelled as ``asyncio.run`` does.
-    """
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    if pending:
-        loop.run_until_complete(asyncio.wait(pending, timeout=0.5))
-    leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in leftover:
-        task.cancel()
-    if leftover:
-        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+# The loop of every thread that made sync calls, closed after the thread ends.
+_loops: dict[threading.Thread, _ThreadLoop] = {}
 
 
-@atexit.register
-def _finalise_owned_loops() -> None:
-    for loop in list(_OWNED_LOOPS):
-        if not loop.is_closed() and not loop.is_running():
-            try:
-                _finalise(loop)
-            except Exception:
-                continue
+def _close_loops(*, finished_only: bool) -> None:
+    """Close the loops of finished threads (or of all threads, at exit)."""
+    with _loops_lock:
+        done = [t for t in _loops if not finished_only or not t.is_alive()]
+        closing = [_loops.pop(t) for t in done]
+    for thread_loop in closing:
+        if thread_loop.loop.is_running():
+            continue  # only at exit, in a thread still inside a call: the process is ending anyway
+        thread_loop.close()
+
+
+atexit.register(_close_loops, finished_only=False)
+
+
+def _thread_loop() -> _ThreadLoop:
+    thread_loop: _ThreadLoop | None = getattr(_local, "loop", None)
+    if thread_loop is None or thread_loop.loop.is_closed():
+        _close_loops(finished_only=True)
+        thread_loop = _ThreadLoop()
+        _local.loop = thread_loop
+        with _loops_lock:
+            _loops[threading.current_thread()] = thread_loop
+    return thread_loop
 
 
 async def _guard(closer: Callable[[], Awaitable[Any]]) -> AsyncIterator[None]:
@@ -71,130 +133,32 @@ async def close_with_loop(closer: Callable[[], Awaitable[Any]]) -> AsyncIterator
     """Arrange for ``await closer()`` to run when the running event loop shuts down.
 
     Returns a handle that the caller must keep referenced for as long as the resource lives.
-    ``asyncio.run`` finalises it before closing its loop; loops of the sync facade are
-    finalised at interpreter exit. Used to close HTTP sessions without warnings.
+    ``asyncio.run`` and :func:`run_sync`'s per-thread runners finalise it before closing their
+    loop. Used to close HTTP sessions without warnings.
     """
     handle = _guard(closer)
     await handle.__anext__()
     return handle
 
 
-def _run_on_fresh_loop(coro: Coroutine[Any, Any, T]) -> T:
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        try:
-            _finalise(loop)  # closes sessions bound to this loop
-        finally:
-            loop.close()
-
-
 def _run_in_helper_thread(coro: Coroutine[Any, Any, T]) -> T:
-    ctx = contextvars.copy_context()
+    context = contextvars.copy_context()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="elixirml-sync") as pool:
-        return pool.submit(ctx.run, _run_on_fresh_loop, coro).result()
+        return pool.submit(context.run, asyncio.run, coro).result()
 
 
-def run_sync(coro: Coroutine[Any, Any, T], *, eager: bool = False) -> T:
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion and return its result, from any synchronous context.
 
     Context variables (``em.context(...)`` settings) of the caller are visible inside;
-    changes the coroutine makes to them stay inside, as in a task.
-
-    ``eager=True`` is for ElixirML's own coroutines (a ``Predict`` call, an LM request): they
-    start right here, outside any task, with the thread's loop marked as running, and a call
-    that never has to wait (a test LM, a cache hit) finishes without the event loop turning
-    at all. At the first real wait, or where the code asks for a task with :func:`need_task`
-    (timeouts, HTTP sessions), the rest of the coroutine moves into a task on the thread's
-    loop. User code (a module's own ``aforward``) runs with ``eager=False``: it may rely on
-    being inside a task from its first line.
+    changes the coroutine makes to them stay inside, as in a task. Whether the call ends
+    normally, with an error or with ``KeyboardInterrupt`` (Ctrl-C), the tasks it started and
+    left running are cancelled, and have finished, before this returns.
     """
-    if asyncio._get_running_loop() is None:  # the non-raising form: this runs on every sync call
-        loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
-        if loop is None or loop.is_closed():
-            loop = _new_thread_loop()
-        if not eager:
-            return loop.run_until_complete(coro)
-        return _run_eagerly(loop, coro)
-    return _run_in_helper_thread(coro)
-
-
-class _TaskRequest:
-    """What :func:`need_task` yields to the eager driver: "go on inside a task"."""
-
-    __slots__ = ()
-
-
-_TASK_REQUEST = _TaskRequest()
-
-
-class _NeedTask:
-    __slots__ = ()
-
-    def __await__(self) -> Any:
-        if asyncio.current_task() is None:
-            yield _TASK_REQUEST
-        return None
-
-
-_NEED_TASK = _NeedTask()
-
-
-def need_task() -> Awaitable[None]:
-    """Make sure that what follows runs inside an asyncio task (await it before such code).
-
-    ``asyncio.timeout``, aiohttp and code calling ``asyncio.current_task()`` need one. Inside
-    a task this returns at once; in a coroutine started by ``run_sync(..., eager=True)`` it
-    moves the rest of the coroutine into a task first.
-    """
-    return _NEED_TASK
-
-
-def _run_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    context = contextvars.copy_context()
-    asyncio.events._set_running_loop(loop)
     try:
-        first = context.run(coro.send, None)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    finally:
-        asyncio.events._set_running_loop(None)
-    task = loop.create_task(_go_on(coro, first), context=context)
-    return loop.run_until_complete(task)
-
-
-async def _go_on(coro: Coroutine[Any, Any, T], first: Any) -> T:
-    return typing.cast(T, await _GoOn(coro, first))
-
-
-class _GoOn:
-    """Drive the rest of a coroutine that started outside a task, from inside one.
-
-    Whatever the coroutine yields (a future to wait on) goes up to the task; what the task
-    sends or throws back (a result, a cancellation) goes down to the coroutine.
-    """
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Any:
-        coro = self.coro
-        try:
-            value = coro.send(None) if self.first is _TASK_REQUEST else self.first
-            while True:
-                try:
-                    sent = yield value
-                except GeneratorExit:
-                    coro.close()
-                    raise
-                except BaseException as exc:
-                    value = coro.throw(exc)
-                else:
-                    value = coro.send(sent)
-        except StopIteration as done:
-            return done.value
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return _run_in_helper_thread(coro)
+    return _thread_loop().run(coro)

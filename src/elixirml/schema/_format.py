@@ -1,0 +1,29 @@
+"""Values as text: what adapters write into prompts and test LMs write into scripted answers."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+import pydantic
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert Pydantic models, enums, sets and tuples into JSON-ready values."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def format_value(value: Any) -> str:
+    """Render a value as prompt text: strings as they are, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
