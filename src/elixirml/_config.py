@@ -20,7 +20,16 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from .errors import ConfigurationError
 from .settings import _DEFAULTS, EXPECTS, SETTING_NAMES, Settings, scoped
 
-__all__ = ["ENV_PREFIX", "PROFILE_ENV", "FileLayer", "FileSettings", "build_base", "find_config_file"]
+__all__ = [
+    "ENV_PREFIX",
+    "PROFILE_ENV",
+    "FileLayer",
+    "EnvSettings",
+    "SettingsModel",
+    "build_base",
+    "find_config_file",
+    "read_file_layer",
+]
 
 ENV_PREFIX = "ELIXIRML_"
 PROFILE_ENV = "ELIXIRML_PROFILE"
@@ -29,13 +38,13 @@ _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 
 
-class FileSettings(BaseSettings):
+class SettingsModel(pydantic.BaseModel):
     """The text form of the settings, as files and ``ELIXIRML_*`` variables write them.
 
     Validated by pydantic; the values then go through the same checks as ``em.configure``.
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", case_sensitive=False)
+    model_config = pydantic.ConfigDict(extra="forbid")
 
     lm: str | None = None
     adapter: str | None = None
@@ -53,10 +62,16 @@ class FileSettings(BaseSettings):
         return value
 
 
+class EnvSettings(BaseSettings, SettingsModel):
+    """The same model read from ``ELIXIRML_<SETTING>`` variables by pydantic-settings."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
+
+
 def _validate_layer(values: Mapping[str, Any], where: Callable[[str], str]) -> dict[str, Any]:
     """``values`` validated by :class:`FileSettings`; an error names the key, its origin and the rule."""
     try:
-        model = FileSettings.model_validate(dict(values))
+        model = SettingsModel.model_validate(dict(values))
     except pydantic.ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0]) if error["loc"] else "?"
@@ -109,7 +124,7 @@ def find_config_file(start: Path | None = None) -> tuple[Path, dict[str, Any]] |
     return None
 
 
-def _read_file_layer(profile: str | None) -> FileLayer:
+def read_file_layer(profile: str | None) -> FileLayer:
     found = find_config_file()
     chosen = profile or "default"
     if found is None:
@@ -165,7 +180,7 @@ def _read_file_layer(profile: str | None) -> FileLayer:
 
 
 def _read_env_layer() -> tuple[dict[str, Any], dict[str, str]]:
-    raw = EnvSettingsSource(FileSettings, case_sensitive=False, env_prefix=ENV_PREFIX)()
+    raw = EnvSettingsSource(EnvSettings, case_sensitive=False, env_prefix=ENV_PREFIX)()
     origins = {key: f"env {ENV_PREFIX}{key.upper()}" for key in raw}
     return _validate_layer(raw, lambda key: origins.get(key, "the environment")), origins
 
@@ -173,7 +188,7 @@ def _read_env_layer() -> tuple[dict[str, Any], dict[str, str]]:
 def build_base(profile: str | None) -> tuple[Settings, FileLayer]:
     """Defaults < file (profile) < environment, validated and built (an LM name becomes an LM)."""
     chosen = profile if profile is not None else os.environ.get(PROFILE_ENV) or None
-    file_layer = _read_file_layer(chosen)
+    file_layer = read_file_layer(chosen)
     env_values, env_origins = _read_env_layer()
     values = {**file_layer.values, **env_values}
     origins = {**file_layer.origins, **env_origins}

@@ -285,8 +285,13 @@ def reload_config(profile: str | None = None) -> Settings:
 
 def extension_config(name: str) -> dict[str, Any]:
     """The ``[tool.elixirml.extensions.<name>]`` table of the configuration file (empty if none)."""
-    _DEFAULT.value  # noqa: B018 - reads the file on first use
-    return dict(_DEFAULT.file.extensions.get(name, {})) if _DEFAULT.file is not None else {}
+    file_layer = _DEFAULT.file
+    if file_layer is None:
+        # Only the file: building the settings may load extensions, which ask for their tables here.
+        from ._config import PROFILE_ENV, read_file_layer
+
+        file_layer = read_file_layer(os.environ.get(PROFILE_ENV) or None)
+    return dict(file_layer.extensions.get(name, {}))
 
 
 def _mask(key: str, value: Any) -> str:

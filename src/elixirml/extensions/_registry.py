@@ -127,6 +127,7 @@ class _Entry:
     extension: Any = None
     provided: Any = None
     loaded: bool = False
+    loading: bool = False
     error: str | None = None
 
 
@@ -240,10 +241,18 @@ class Registry:
         with self._lock:
             if entry.loaded or entry.error is not None:
                 return
+            if entry.loading:
+                raise ConfigurationError(
+                    f"The {entry.kind} extension {entry.name!r} was asked for while it was being loaded "
+                    "(its module or initialize() uses itself through the registry)"
+                )
+            entry.loading = True
             try:
                 self._load_checked(entry)
             except Exception as exc:  # a third party's import or initialize may raise anything
                 entry.error = f"{type(exc).__name__}: {exc}"
+            finally:
+                entry.loading = False
             if entry.error is not None:
                 self._report(self._info(entry), keep=False)
 
