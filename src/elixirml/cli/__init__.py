@@ -478,8 +478,7 @@ def config_show(
     try:
         from .. import settings
 
-        if profile is not None:
-            settings.reload_config(profile=profile)
+        settings.reload_config(profile=profile)  # what the file and environment say now
         path, chosen = settings.config_file()
         rows = settings.describe()
         if as_json:
