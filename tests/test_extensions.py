@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import elixirml as em
+from elixirml.adapters import adapter_for
 from elixirml.cli import app
 from elixirml.errors import ConfigurationError
 from elixirml.extensions import Extension, Registry
@@ -298,3 +299,19 @@ def test_real_third_party_package_adds_a_provider_and_a_metric(tmp_path):
     assert cli.returncode == 0, cli.stderr
     assert "acme" in cli.stdout and "1.2.0" in cli.stdout and "skipped (broken)" in cli.stdout
     assert "future" in cli.stdout.split("skipped (broken)")[1]
+
+
+def test_an_extension_adapter_is_usable_by_name():
+    class LoudChat(em.ChatAdapter):
+        pass
+
+    em.extensions.register("adapters", Extension("loud", "1.0", provides=LoudChat, capabilities=["text"]))
+    try:
+        em.configure(adapter="loud")
+        lm = em.DummyLM([{"answer": "ok"}])
+        assert em.Predict("question -> answer", lm=lm)(question="q").answer == "ok"
+        assert isinstance(adapter_for(lm, "loud"), LoudChat)
+        with pytest.raises(ConfigurationError, match="Unknown adapter name 'quiet'"):
+            adapter_for(lm, "quiet")
+    finally:
+        em.extensions.unregister("adapters", "loud")
