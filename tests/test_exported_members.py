@@ -1,6 +1,8 @@
 import elixirml as em
 
 EXPECTED = {
+    "extensions",
+    "reload_config",
     "Store",
     "LabeledFewShot",
     "BootstrapFewShotWithRandomSearch",

@@ -13,7 +13,8 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import data, errors, metrics, optimizers
+from . import data, errors, extensions, metrics, optimizers
+from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter
 from .data import Dataset
 from .evaluate import Evaluate, EvaluationResult, compare, evaluate
@@ -53,9 +54,7 @@ from .program import (
     trace,
 )
 from .schema import Example, InputField, OutputField, Prediction, Schema, Signature
-from .settings import Settings, configure, context
-
-__version__ = "0.1.0"
+from .settings import Settings, configure, context, reload_config
 
 __all__ = [
     "Store",
@@ -115,8 +114,10 @@ __all__ = [
     "configure",
     "context",
     "errors",
+    "extensions",
     "inspect_history",
     "load",
+    "reload_config",
     "trace",
     "track_usage",
 ]

@@ -21,9 +21,14 @@ def adapter_for(lm: Any, configured: Any = None) -> Adapter:
         if isinstance(configured, type) and issubclass(configured, Adapter):
             return configured()
         if isinstance(configured, str):
-            if configured not in _BY_NAME:
-                raise ConfigurationError(f"Unknown adapter name {configured!r}; use one of {list(ADAPTER_NAMES)}")
-            return _BY_NAME[configured]
+            if configured in _BY_NAME:
+                return _BY_NAME[configured]
+            from .. import extensions  # an adapter from an installed or registered extension
+
+            if configured not in extensions.names("adapters"):
+                known = extensions.names("adapters")
+                raise ConfigurationError(f"Unknown adapter name {configured!r}; use one of {known}")
+            return adapter_for(lm, extensions.get("adapters", configured))
         raise TypeError(
             f"adapter must be an Adapter, an Adapter class or one of {list(ADAPTER_NAMES)}, got {configured!r}"
         )

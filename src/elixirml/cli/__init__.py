@@ -7,6 +7,7 @@ reference, bad data, bad option). Errors print one line without a traceback unle
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -30,6 +31,8 @@ runs_app = typer.Typer(help="Optimization runs in the store.", no_args_is_help=T
 programs_app = typer.Typer(help="Programs and their versions in the store.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(programs_app, name="programs")
+config_app = typer.Typer(help="The layered configuration (defaults, file, environment, code).", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 METRICS = ("exact_match", "f1", "contains", "numeric_match")
 OPTIMIZERS = ("labeled", "bootstrap", "random", "mipro", "variable")
@@ -137,9 +140,15 @@ def make_metric(name: str, field: str | None, pred_field: str | None) -> Any:
         "contains": metrics.Contains,
         "numeric_match": metrics.NumericMatch,
     }
-    if name not in classes:
-        raise errors.ConfigurationError(f"Unknown metric {name!r}; use one of {list(classes)}")
-    return classes[name](field=field, pred_field=pred_field)
+    if name in classes:
+        return classes[name](field=field, pred_field=pred_field)
+    from .. import extensions
+
+    if name not in extensions.names("metrics"):
+        raise errors.ConfigurationError(f"Unknown metric {name!r}; use one of {extensions.names('metrics')}")
+    provided = extensions.get("metrics", name)
+    # A metric class from an extension is built like the built-ins; a function or object is used as it is.
+    return provided(field=field, pred_field=pred_field) if isinstance(provided, type) else provided
 
 
 def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
@@ -274,7 +283,12 @@ def optimize(
         elif optimizer == "variable":
             chosen = optimizers.VariableSearch([scorer, "tokens"])
         else:
-            raise errors.ConfigurationError(f"Unknown optimizer {optimizer!r}; use one of {list(OPTIMIZERS)}")
+            from .. import extensions
+
+            if optimizer not in extensions.names("optimizers"):
+                known = extensions.names("optimizers")
+                raise errors.ConfigurationError(f"Unknown optimizer {optimizer!r}; use one of {known}")
+            chosen = extensions.get("optimizers", optimizer)(scorer)  # an extension's optimizer takes the metric
         limits = _parse_pairs(budget, "--budget")
         configure(store=_store_setting())
         chosen.compile(target, trainset=train, valset=val, save_as=save or program.rpartition(":")[2], **limits)
@@ -423,6 +437,65 @@ def demo(
         from ..demo import run_demo
 
         run_demo(out=out, quick=quick)
+    except Exception as exc:
+        _fail(exc)
+
+
+@app.command("extensions")
+def extensions_command(
+    kind: Annotated[str | None, typer.Option("--kind", help="Only this kind: lms, adapters, metrics, ...")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the installed extensions with their versions and capabilities; broken ones with the reason."""
+    try:
+        from .. import extensions
+
+        infos = extensions.list(kind)
+        if as_json:
+            typer.echo(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
+            return
+        for info in infos:
+            if info.ok:
+                caps = ", ".join(info.capabilities) or "-"
+                typer.echo(f"{info.kind:<11} {info.name:<16} {info.version:<10} {info.origin:<24} {caps}")
+        broken = [i for i in infos if not i.ok]
+        if broken:
+            typer.echo("\nskipped (broken):")
+            for info in broken:
+                typer.echo(f"{info.kind:<11} {info.name:<16} {info.origin}: {info.error}")
+    except Exception as exc:
+        _fail(exc)
+
+
+@config_app.command("show")
+def config_show(
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Show this profile (default $ELIXIRML_PROFILE).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print each effective setting and the layer it came from (secrets masked)."""
+    try:
+        from .. import settings
+
+        settings.reload_config(profile=profile)  # what the file and environment say now
+        path, chosen = settings.config_file()
+        rows = settings.describe()
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "file": path,
+                        "profile": chosen,
+                        "settings": [{"name": name, "value": value, "layer": layer} for name, value, layer in rows],
+                    },
+                    indent=2,
+                )
+            )
+            return
+        typer.echo(f"# file: {path or '(none)'}  profile: {chosen}")
+        for name, value, layer in rows:
+            typer.echo(f"{name} = {value}    [{layer}]")
     except Exception as exc:
         _fail(exc)
 

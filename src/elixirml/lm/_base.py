@@ -122,32 +122,29 @@ def _judge(breaker: CircuitBreaker, exc: ProviderError, probe: bool) -> None:
 
 
 def _resolve_class(model: str) -> type[LM]:
-    if model == "local" or model.startswith("local/"):
-        from ._local import LocalLM
+    """The LM class of ``model``'s provider, found in the extensions registry (group ``elixirml.lms``)."""
+    from .. import extensions
 
-        return LocalLM
     provider, sep, _ = model.partition("/")
-    if not sep:
+    if not sep and provider != "local":
         raise ConfigurationError(
-            f"LM model {model!r} names no provider. Use 'local', 'openai/<model>', "
-            "'anthropic/<model>' or 'litellm/<provider>/<model>'."
+            f"LM model {model!r} names no provider. Use '<provider>/<model>' with one of the installed "
+            f"providers {extensions.names('lms')}: 'local', 'openai/<model>', 'anthropic/<model>', "
+            "'litellm/<provider>/<model>'."
         )
-    if provider == "openai":
-        from ._openai import OpenAILM
-
-        return OpenAILM
-    if provider == "anthropic":
-        from ._anthropic import AnthropicLM
-
-        return AnthropicLM
-    if provider == "litellm":
-        from ._litellm import LiteLLMLM
-
-        return LiteLLMLM
-    raise ConfigurationError(
-        f"Unknown LM provider {provider!r} in {model!r}. Known: local, openai, anthropic, litellm. "
-        "For other OpenAI-compatible servers use 'openai/<model>' with base_url=..."
-    )
+    if provider not in extensions.names("lms"):
+        raise ConfigurationError(
+            f"Unknown LM provider {provider!r} in {model!r}. Installed: {extensions.names('lms')}. "
+            "For other OpenAI-compatible servers use 'openai/<model>' with base_url=...; for others, "
+            "install a package that provides the provider (entry-point group 'elixirml.lms')."
+        )
+    cls = extensions.get("lms", provider)
+    if not (isinstance(cls, type) and issubclass(cls, LM)):
+        raise ConfigurationError(
+            f"The LM provider extension {provider!r} provides {cls!r}, which is not an em.LM subclass; "
+            "an 'elixirml.lms' extension must provide a subclass of elixirml.LM"
+        )
+    return cls
 
 
 class LM:
