@@ -12,7 +12,7 @@ import collections
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from .. import settings as _settings
 from ..errors import (
@@ -270,7 +270,8 @@ class LM:
     def effective_settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """Process settings, then this LM's defaults, then ``overrides`` (see :func:`~elixirml.lm.merge_settings`)."""
         process = {"max_tokens": _settings.current().max_tokens}
-        return cast(dict[str, Any], merge_settings(call=overrides, lm=self.defaults, process=process))
+        merged: dict[str, Any] = merge_settings(call=overrides, lm=self.defaults, process=process)  # type: ignore[assignment]
+        return merged
 
     def check_supported(self, settings: Mapping[str, Any], *, where: str | None = None) -> None:
         """Raise :class:`~elixirml.errors.ConfigurationError` unless this LM honours every setting.

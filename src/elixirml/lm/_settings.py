@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict
 
 from ..errors import ConfigurationError, truncate
 
@@ -176,7 +176,8 @@ def check_settings(
             if not value:
                 continue
         checked[key] = value
-    return cast(RequestSettings, checked)
+    result: RequestSettings = checked  # type: ignore[assignment]
+    return result
 
 
 def merge_settings(
@@ -219,4 +220,5 @@ def merge_settings(
                 merged[key] = value
     if extra:
         merged["extra"] = extra
-    return cast(RequestSettings, merged)
+    result: RequestSettings = merged  # type: ignore[assignment]
+    return result

@@ -117,7 +117,7 @@ class _Outermost:
         context = current_context()
         self.entries: list[Any] = context.trace if context.trace is not None else []
         self.start = len(self.entries)
-        self.token = set_context(dataclasses.replace(context, run=RunState(), trace=self.entries))
+        self.token = set_context(context.with_run(RunState(), self.entries))
 
     def attach(self, result: T) -> T:
         attach = getattr(result, "attach_trace", None)

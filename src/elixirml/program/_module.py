@@ -110,28 +110,43 @@ class Module:
 
     # ------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with self._binding_scope():
+        bound = self._binding_variables()
+        if not bound:
+            return _assertions.run_with_retries(self.forward, *args, **kwargs)
+        with self._binding_scope(bound):
             return _assertions.run_with_retries(self.forward, *args, **kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module asynchronously."""
-        with self._binding_scope():
-            if not _events.streaming():
-                return await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
-            _events.emit("module_start", module=type(self).__name__)
-            result = await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
-            _events.emit("module_end", module=type(self).__name__)
-            return result
+        bound = self._binding_variables()
+        if not bound:
+            return await self._acall(args, kwargs)
+        with self._binding_scope(bound):
+            return await self._acall(args, kwargs)
+
+    async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not _events.streaming():
+            return await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
+        _events.emit("module_start", module=type(self).__name__)
+        result = await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
+        _events.emit("module_end", module=type(self).__name__)
+        return result
 
     # ------------------------------------------------------------------ bound variables
     def _binding_variables(self) -> dict[str, Variable]:
-        return {local: v for local, v in self._variables().items() if v.binds}
+        """Declared variables that bind (a predictor's implicit variables never do)."""
+        cls = type(self)
+        bound: dict[str, Variable] | None = cls.__dict__.get("_elixirml_binding_variables")
+        if bound is None:
+            bound = {local: v for local, v in Module._variables(self).items() if v.binds}
+            type.__setattr__(cls, "_elixirml_binding_variables", bound)
+        extra: dict[str, Variable] | None = self.__dict__.get("_instance_variables")
+        if extra:
+            return {**bound, **{local: v for local, v in extra.items() if v.binds}}
+        return bound
 
-    def _binding_scope(self) -> contextlib.AbstractContextManager[Any]:
-        """A scope in which this module's bound variables reach its predictors (a no-op without any)."""
-        bound = self._binding_variables()
-        if not bound:
-            return contextlib.nullcontext()
+    def _binding_scope(self, bound: Mapping[str, Variable]) -> contextlib.AbstractContextManager[Any]:
+        """A scope in which this module's bound variables reach the predictors they target."""
         return run_scope(bindings=self.bindings(current_context().bindings, bound))
 
     def _target_predictors(self, variable: Variable) -> list[Any]:

@@ -48,6 +48,14 @@ _CODE_ONLY_SETTINGS = frozenset({"cache", "rollout_id", "tools", "tool_choice"})
 _PREDICTOR_STATE = frozenset({"signature", "demos", "config", "lm", "decoding", "adapter"})
 
 
+def _closed_output(signature: type[Signature]) -> tuple[str, tuple[Any, ...]] | None:
+    if len(signature.output_fields) != 1:
+        return None
+    name, spec = next(iter(signature.output_fields.items()))
+    values = literal_values(spec.annotation)
+    return (name, values) if values else None
+
+
 def placeholder_outputs(signature: type[Signature]) -> dict[str, Any]:
     """A stand-in value of each output field's type (for probe calls, which never reach an LM)."""
     values: dict[str, Any] = {}
@@ -178,11 +186,7 @@ class Predict(Module):
     # ------------------------------------------------------------------ implicit variables
     def closed_output(self) -> tuple[str, tuple[Any, ...]] | None:
         """``(field, allowed values)`` when the only output is a closed set, else None."""
-        if len(self.signature.output_fields) != 1:
-            return None
-        name, spec = next(iter(self.signature.output_fields.items()))
-        values = literal_values(spec.annotation)
-        return (name, values) if values else None
+        return self.signature.memo("closed_output", _closed_output, self.signature)
 
     def _variables(self) -> dict[str, Variable]:
         own = super()._variables()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import typing
 from collections.abc import Mapping
@@ -100,7 +101,7 @@ class Program(Module):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         inputs = self._begin(kwargs)
-        with self._binding_scope(), _trace.listening(self.after_prediction):
+        with self._bindings_and_listener():
             try:
                 output = _assertions.run_with_retries(lambda: self.forward(*args, **inputs))
             except Exception as exc:  # an assertion retry is a BaseException: it never reaches on_error
@@ -110,12 +111,21 @@ class Program(Module):
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run asynchronously, with schemas and hooks."""
         inputs = self._begin(kwargs)
-        with self._binding_scope(), _trace.listening(self.after_prediction):
+        with self._bindings_and_listener():
             try:
                 output = await _assertions.arun_with_retries(lambda: self.aforward(*args, **inputs))
             except Exception as exc:  # an assertion retry is a BaseException: it never reaches on_error
                 output = self._recover(exc)
         return self._end(inputs, output)
+
+    def _bindings_and_listener(self) -> contextlib.AbstractContextManager[Any]:
+        """The scope of a run: bound variables applied, ``after_prediction`` listening."""
+        stack = contextlib.ExitStack()
+        bound = self._binding_variables()
+        if bound:
+            stack.enter_context(self._binding_scope(bound))
+        stack.enter_context(_trace.listening(self.after_prediction))
+        return stack
 
     def run(self, inputs: Mapping[str, Any]) -> Any:
         """Run on a dict of inputs."""

@@ -44,14 +44,22 @@ class RunContext:
     stream: Any = None
     probe: Any = None
 
+    def with_run(self, run: Any, trace: list[Any]) -> RunContext:
+        """A copy with a run's assertion state and trace (what every outermost call opens).
+
+        Spelled out rather than ``dataclasses.replace``, which costs several times more on
+        the path every module call takes.
+        """
+        return RunContext(run, trace, self.listeners, self.forced, self.bindings, self.stream, self.probe)
+
 
 _EMPTY = RunContext()
 _CONTEXT: contextvars.ContextVar[RunContext] = contextvars.ContextVar("elixirml_run_context", default=_EMPTY)
 
 
-def current_context() -> RunContext:
-    """The run context in force here."""
-    return _CONTEXT.get()
+#: The run context in force here: ``current_context()`` (the context variable's own ``get``,
+#: with no Python call around it: this runs several times on every module call).
+current_context = _CONTEXT.get
 
 
 @contextlib.contextmanager
