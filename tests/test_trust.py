@@ -503,3 +503,26 @@ def test_saved_field_names_and_kinds_pass_the_checks_of_code(tmp_path, field, me
     path.write_text(json.dumps(document))
     with pytest.raises(em.errors.LoadError, match=message):
         em.load(path)
+
+
+# ---------------------------------------------------------------- wrappers' defaults on a narrow provider
+class NoTemperatureLM(em.FunctionLM):
+    """A provider that cannot set a temperature (as Anthropic's SDK 2.x)."""
+
+    supported_settings = frozenset({"max_tokens", "n", "stop"})
+
+
+def test_bootstrap_and_best_of_n_defaults_are_best_effort_on_a_provider_without_temperature():
+    lm = NoTemperatureLM(lambda messages, settings: {"answer": "wrong", "confidence": 0.9})
+    em.configure(lm=lm)
+    train = [
+        em.Example(context="c", question=f"q{i}", answer="right").with_inputs("context", "question") for i in range(2)
+    ]
+    em.optimizers.BootstrapFewShot(
+        lambda ex, pred, trace=None: pred.answer == ex.answer, max_bootstrapped_demos=1, max_rounds=2
+    ).compile(em.Predict(QA), trainset=train)
+    assert all("temperature" not in h["settings"] for h in lm.history)
+    assert [h["settings"].get("rollout_id") for h in lm.history] == [None, None, 1, 1]  # rounds still differ
+    em.BestOfN(em.Predict(QA), N=2, reward_fn=lambda i, p: 0.0).deepcopy()(context="c", question="q")
+    with pytest.raises(ConfigurationError, match="temperature"):  # an explicit value is required
+        em.BestOfN(em.Predict(QA), N=2, reward_fn=lambda i, p: 0.0, temperature=0.5)(context="c", question="q")

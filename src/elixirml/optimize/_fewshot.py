@@ -32,7 +32,7 @@ async def _run_teacher(
     with trace() as entries:
         try:
             overrides = {"rollout_id": round_index, "temperature": 1.0} if round_index else {}
-            with forced_settings(**overrides):
+            with forced_settings(best_effort=("temperature",), **overrides):
                 prediction = await teacher.acall(**inputs)
         except BudgetExceededError:
             raise

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import OutputError, ProviderError
 from ..program import Module, Predict
+from ..program._predict import forced_settings
 from ..schema import Example, InputField, OutputField, Signature
 
 TIPS = (
@@ -89,15 +90,15 @@ def propose_instructions(
                 break
             demos = sets[attempt % len(sets)][:3] if sets else []
             try:
-                proposal = propose(
-                    dataset_summary=summary,
-                    program_description=description,
-                    step_signature=predictor.signature.signature,
-                    current_instruction=current,
-                    step_examples=json.dumps([d.to_dict() for d in demos], default=str) if demos else "(none)",
-                    tip=TIPS[attempt % len(TIPS)],
-                    config={"rollout_id": attempt, "temperature": 1.0},
-                ).proposed_instruction.strip()
+                with forced_settings(rollout_id=attempt, temperature=1.0, best_effort=("temperature",)):
+                    proposal = propose(
+                        dataset_summary=summary,
+                        program_description=description,
+                        step_signature=predictor.signature.signature,
+                        current_instruction=current,
+                        step_examples=json.dumps([d.to_dict() for d in demos], default=str) if demos else "(none)",
+                        tip=TIPS[attempt % len(TIPS)],
+                    ).proposed_instruction.strip()
             except (OutputError, ProviderError):
                 continue
             if usable_instruction(proposal) and proposal not in candidates:

@@ -16,6 +16,13 @@ from ._predict import ChainOfThought, Predict, forced_settings
 RewardFn = Callable[[dict[str, Any], Prediction], Any]
 
 
+class _DefaultTemperature(float):
+    """BestOfN's default temperature, 1.0: applied where the provider can set one."""
+
+
+DEFAULT_TEMPERATURE = _DefaultTemperature(1.0)
+
+
 async def _reward(fn: RewardFn, inputs: dict[str, Any], prediction: Prediction) -> float:
     value = fn(inputs, prediction)
     if inspect.isawaitable(value):
@@ -50,6 +57,8 @@ class BestOfN(Module):
         fail_count: failed attempts tolerated before the error is raised (default: n - 1).
         N: DSPy's name for ``n``.
         temperature: sampling temperature forced on the attempts (None keeps the module's own).
+            The default, 1.0, applies where the LM's provider can set a temperature; a value
+            passed explicitly is required, and a provider that cannot honour it raises.
     """
 
     def __init__(
@@ -61,7 +70,7 @@ class BestOfN(Module):
         fail_count: int | None = None,
         *,
         N: int | None = None,  # noqa: N803 - DSPy's name
-        temperature: float | None = 1.0,
+        temperature: float | None = DEFAULT_TEMPERATURE,
     ) -> None:
         n = _attempts(n, N, reward_fn, type(self).__name__)
         assert reward_fn is not None
@@ -83,12 +92,13 @@ class BestOfN(Module):
         for attempt in range(self.n):
             settings: dict[str, Any] = {"rollout_id": attempt}
             if self.temperature is not None:
-                settings["temperature"] = self.temperature
+                settings["temperature"] = float(self.temperature)
+            best_effort = ("temperature",) if isinstance(self.temperature, _DefaultTemperature) else ()
             open_entries = _trace.current_entries()
             entries = open_entries if open_entries is not None else []
             start = len(entries)
             try:
-                with forced_settings(**settings):
+                with forced_settings(best_effort=best_effort, **settings):
                     prediction = await self.module.acall(**inputs)
             except Exception as exc:
                 failures.append(exc)
@@ -136,7 +146,7 @@ class Refine(BestOfN):
         *,
         N: int | None = None,  # noqa: N803 - DSPy's name
         feedback_fn: Callable[[dict[str, Any], Prediction, float], str] | None = None,
-        temperature: float | None = 1.0,
+        temperature: float | None = DEFAULT_TEMPERATURE,
     ) -> None:
         super().__init__(module, n, reward_fn, threshold, fail_count, N=N, temperature=temperature)
         self.feedback_fn = feedback_fn

@@ -6,7 +6,7 @@ import contextlib
 import json
 import time
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import settings as _settings
@@ -31,13 +31,20 @@ RESERVED_INPUTS = frozenset({"config", "lm", "demos"})
 
 
 @contextlib.contextmanager
-def forced_settings(**settings: Any) -> Iterator[None]:
+def forced_settings(*, best_effort: Iterable[str] = (), **settings: Any) -> Iterator[None]:
     """Force request settings (``rollout_id``, ``temperature``, ...) on every predictor call inside.
 
     Used by wrapper modules (BestOfN, Refine) and bootstrapping: forced values take precedence
-    over everything else, including a per-call ``config=`` (see ``merge_settings``).
+    over everything else, including a per-call ``config=`` (see ``merge_settings``). Settings
+    named in ``best_effort`` are sent only to LMs whose provider honours them (Anthropic's SDK
+    takes no temperature: bootstrapping there samples at the provider's default); any other
+    forced setting a provider cannot honour raises, as every setting does.
     """
-    with run_scope(forced={**(current_context().forced or {}), **settings}):
+    context = current_context()
+    with run_scope(
+        forced={**(context.forced or {}), **settings},
+        best_effort=context.best_effort | frozenset(best_effort),
+    ):
         yield
 
 
@@ -268,8 +275,11 @@ class Predict(Module):
         if decoding == "auto":
             decoding = model.closed_set_decoding if closed and model.supports_scoring else "generate"
         values = self.signature.validate_inputs(inputs)
+        forced = context.forced
+        if forced and context.best_effort and not context.best_effort <= model.supported_settings:
+            forced = {k: v for k, v in forced.items() if k not in context.best_effort or k in model.supported_settings}
         settings = merge_settings(
-            forced=context.forced,
+            forced=forced,
             call=config,
             bound=bound.get("settings") if bound else None,
             predictor=self.config,

@@ -31,6 +31,8 @@ class RunContext:
         trace: the open trace's entry list (None when no trace is open).
         listeners: callbacks ``(predictor, prediction)`` told about every predictor call.
         forced: request settings forced by a wrapper module (highest precedence).
+        best_effort: which of the forced settings apply only where the LM's provider honours them
+            (bootstrapping's sampling temperature, for instance); the others are required.
         bindings: predictor id -> values bound from Variables (``{"settings": {...}, "lm": LM}``).
         stream: the queue of a ``streamify`` call, when one is open.
         probe: the recorder of an optimizer's probe call (no LM is called while it is set).
@@ -40,6 +42,7 @@ class RunContext:
     trace: list[Any] | None = None
     listeners: tuple[Any, ...] = ()
     forced: Mapping[str, Any] | None = None
+    best_effort: frozenset[str] = frozenset()
     bindings: Mapping[int, Mapping[str, Any]] | None = None
     stream: Any = None
     probe: Any = None
@@ -50,7 +53,9 @@ class RunContext:
         Spelled out rather than ``dataclasses.replace``, which costs several times more on
         the path every module call takes.
         """
-        return RunContext(run, trace, self.listeners, self.forced, self.bindings, self.stream, self.probe)
+        return RunContext(
+            run, trace, self.listeners, self.forced, self.best_effort, self.bindings, self.stream, self.probe
+        )
 
 
 _EMPTY = RunContext()
