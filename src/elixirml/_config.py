@@ -53,6 +53,10 @@ class SettingsModel(pydantic.BaseModel):
     max_tokens: int = pydantic.Field(default=_DEFAULTS.max_tokens, ge=1)
     trace: bool = _DEFAULTS.trace
     history_size: int = pydantic.Field(default=_DEFAULTS.history_size, ge=0)
+    track_usage: bool = _DEFAULTS.track_usage
+    max_trace_size: int = pydantic.Field(default=_DEFAULTS.max_trace_size, ge=0)
+    warn_on_type_mismatch: bool = _DEFAULTS.warn_on_type_mismatch
+    strict_inputs: bool = _DEFAULTS.strict_inputs
 
     @pydantic.field_validator("cache", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ The hierarchy separates three families, so callers can decide what to do:
 ElixirMLError
 ├── UserError                  the caller did something wrong; fix the code or input
 │   ├── ConfigurationError     missing/invalid settings (no LM configured, bad option)
-│   ├── SignatureError         a signature that cannot be built (syntax, unknown type)
+│   ├── SignatureError         a signature that cannot be built (syntax, unknown type); also a ValueError
 │   ├── MissingDependencyError an optional extra is not installed
 │   ├── LoadError              a saved program or state cannot be loaded
 │   ├── VariableError          a variable or configuration is invalid
@@ -19,6 +19,7 @@ ElixirMLError
 │   ├── TruncatedResponseError the answer was cut off (max_tokens reached); never cached
 │   └── CircuitOpenError       the endpoint's circuit breaker is open (fail fast)
 ├── StoreError                 the store's database failed (still busy, conflicting writes, unreachable)
+├── BatchError                 more inputs of a batch failed than its max_errors allows
 └── OutputError                the LM answered, but the answer is not usable
     ├── ValidationError        a value broke a schema rule (field, value, rule named)
     ├── AdapterParseError      a completion could not be parsed (raw text attached)
@@ -35,6 +36,7 @@ from typing import Any
 __all__ = [
     "AdapterParseError",
     "AssertionFailed",
+    "BatchError",
     "BudgetExceededError",
     "CircuitOpenError",
     "ConfigurationError",
@@ -77,8 +79,8 @@ class ConfigurationError(UserError):
     """A setting is missing or invalid (for example no LM is configured)."""
 
 
-class SignatureError(UserError):
-    """A signature cannot be built from what was given."""
+class SignatureError(UserError, ValueError):
+    """A signature cannot be built from what was given (a ``ValueError`` too, as DSPy raises)."""
 
 
 class MissingDependencyError(UserError, ImportError):
@@ -182,6 +184,10 @@ class StoreError(ElixirMLError):
 
     The operation was not applied; what was asked is safe to retry.
     """
+
+
+class BatchError(ElixirMLError):
+    """More inputs of a batch failed than its ``max_errors`` allows (the first failure is the cause)."""
 
 
 class OutputError(ElixirMLError):

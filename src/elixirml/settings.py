@@ -52,6 +52,12 @@ class Settings:
         max_tokens: default cap on generated tokens when neither the LM nor the call sets one.
         trace: whether predictor calls are recorded in the current trace.
         history_size: how many recent calls each LM keeps in ``lm.history``.
+        track_usage: attach each module call's token usage, by model, to the Prediction it
+            returns (read it with ``prediction.get_lm_usage()``), as DSPy's setting does.
+        max_trace_size: the most predictor calls one open trace keeps (the oldest are dropped).
+        warn_on_type_mismatch: warn when an input's value does not have its field's type and is
+            formatted as text instead (DSPy's setting).
+        strict_inputs: raise ``ValidationError`` for such an input instead of warning.
         layers: where each setting that is not a default came from (``"env ELIXIRML_LM"``,
             ``"configure()"``, ...); not a setting itself.
     """
@@ -63,6 +69,10 @@ class Settings:
     max_tokens: int = 512
     trace: bool = True
     history_size: int = 100
+    track_usage: bool = False
+    max_trace_size: int = 10_000
+    warn_on_type_mismatch: bool = True
+    strict_inputs: bool = False
     layers: Mapping[str, str] = dataclasses.field(default_factory=lambda: _NO_LAYERS, repr=False, compare=False)
 
     def replace(self, **changes: Any) -> Settings:
@@ -103,6 +113,10 @@ EXPECTS = {
     "max_tokens": "an int >= 1",
     "trace": "True or False",
     "history_size": "an int >= 0",
+    "track_usage": "True or False",
+    "max_trace_size": "an int >= 0",
+    "warn_on_type_mismatch": "True or False",
+    "strict_inputs": "True or False",
 }
 
 
@@ -185,6 +199,10 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "max_tokens": _check_int(1),
     "trace": _check_bool,
     "history_size": _check_int(0),
+    "track_usage": _check_bool,
+    "max_trace_size": _check_int(0),
+    "warn_on_type_mismatch": _check_bool,
+    "strict_inputs": _check_bool,
 }
 
 

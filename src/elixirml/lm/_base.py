@@ -614,7 +614,7 @@ class LM:
                 "timestamp": time.time(),
             }
             self.history.add(entry, _entry_size(messages, outputs))
-        record_usage(response.usage)
+        record_usage(response.usage, self.model)
 
     def inspect_history(self, n: int = 1) -> str:
         """Print and return the last ``n`` prompts and answers of this LM."""

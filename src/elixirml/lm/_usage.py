@@ -30,19 +30,46 @@ def price_for(model: str) -> tuple[float, float] | None:
     return PRICES.get(model)
 
 
-_TRACKERS: contextvars.ContextVar[tuple[Usage, ...]] = contextvars.ContextVar("elixirml_usage", default=())
+class UsageTracker(Usage):
+    """The usage summed inside a :func:`track_usage` block, in total and by model.
+
+    It is a :class:`Usage` (``prompt_tokens``, ``total_tokens``, ``cost``, ``calls``) of every
+    call together; :meth:`get_total_tokens` splits it by model, as DSPy's tracker does.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_model: dict[str, Usage] = {}
+
+    def add_model_usage(self, model: str, usage: Usage) -> None:
+        """Count ``usage`` of one call to ``model``."""
+        self.add(usage)
+        self.by_model.setdefault(model, Usage()).add(usage)
+
+    def get_total_tokens(self) -> dict[str, dict[str, Any]]:
+        """DSPy's shape: ``{model: {"prompt_tokens", "completion_tokens", "total_tokens", ...}}``."""
+        return {model: usage.as_dict() for model, usage in self.by_model.items()}
+
+
+_TRACKERS: contextvars.ContextVar[tuple[UsageTracker, ...]] = contextvars.ContextVar("elixirml_usage", default=())
 
 
 @contextlib.contextmanager
-def track_usage() -> Iterator[Usage]:
+def track_usage() -> Iterator[UsageTracker]:
     """Sum the usage of every LM call made inside the block (this task/thread and its children).
+
+    The tracker is a :class:`Usage` of all calls together, and
+    ``tracker.get_total_tokens()`` gives DSPy's per-model dict. Blocks nest: a call counts
+    in every block open around it.
 
     Example:
         >>> with track_usage() as usage:  # doctest: +SKIP
         ...     program(question="...")
         >>> usage.total_tokens  # doctest: +SKIP
+        >>> usage.get_total_tokens()  # doctest: +SKIP
+        {'openai/gpt-4o-mini': {'prompt_tokens': 52, 'completion_tokens': 9, 'total_tokens': 61, ...}}
     """
-    usage = Usage()
+    usage = UsageTracker()
     token = _TRACKERS.set((*_TRACKERS.get(), usage))
     try:
         yield usage
@@ -50,10 +77,10 @@ def track_usage() -> Iterator[Usage]:
         _TRACKERS.reset(token)
 
 
-def record_usage(usage: Usage) -> None:
-    """Add ``usage`` to every tracker open in this context."""
+def record_usage(usage: Usage, model: str = "unknown") -> None:
+    """Add ``usage`` of a call to ``model`` to every tracker open in this context."""
     for tracker in _TRACKERS.get():
-        tracker.add(usage)
+        tracker.add_model_usage(model, usage)
 
 
 class CallBudget:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import functools
@@ -13,7 +14,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import settings as _settings
 from ..errors import ConfigurationError, LoadError, VariableError
+from ..lm._usage import UsageTracker, track_usage
 from ..runtime import run_sync
 from ..runtime._context import current_context, run_scope
 from . import _assertions, _events
@@ -110,6 +113,13 @@ class Module:
 
     # ------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _settings.current().track_usage:
+            with track_usage() as usage:
+                result = self._call(args, kwargs)
+            return _attach_usage(result, usage)
+        return self._call(args, kwargs)
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         bound = self._binding_variables()
         if not bound:
             return _assertions.run_with_retries(self.forward, *args, **kwargs)
@@ -118,6 +128,13 @@ class Module:
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module asynchronously."""
+        if _settings.current().track_usage:
+            with track_usage() as usage:
+                result = await self._acall_bound(args, kwargs)
+            return _attach_usage(result, usage)
+        return await self._acall_bound(args, kwargs)
+
+    async def _acall_bound(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         bound = self._binding_variables()
         if not bound:
             return await self._acall(args, kwargs)
@@ -192,33 +209,92 @@ class Module:
         *,
         num_threads: int | None = None,
         return_exceptions: bool = False,
-    ) -> list[Any]:
+        max_errors: int | None = None,
+        return_failed_examples: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
         """Run on many inputs at once (Examples use their inputs; dicts are keyword arguments).
 
-        Results keep the input order; with ``return_exceptions`` a failure takes its place.
-        ``num_threads`` (DSPy's name) is the same as ``concurrency``.
+        Results keep the input order. By default the first failure stops the batch and is
+        raised. DSPy's options tolerate failures instead:
+
+        Args:
+            examples: Examples (their inputs are used) or dicts of keyword arguments.
+            concurrency: inputs in flight at once (``num_threads`` is DSPy's name for it).
+            num_threads: same as ``concurrency``.
+            return_exceptions: a failure's exception takes its place in the results.
+            max_errors: tolerate up to this many failures (their results are ``None``); one
+                more raises :class:`~elixirml.errors.BatchError` naming the count and the first error.
+            return_failed_examples: return ``(results, failed_examples, exceptions)`` as DSPy does;
+                failures are tolerated (up to ``max_errors`` when it is given).
+            timeout: seconds one input may take; a slower one fails with ``TimeoutError``.
+                (DSPy re-submits such stragglers instead; here it counts as a failure.)
+
+        Returns:
+            The results, or ``(results, failed_examples, exceptions)`` with ``return_failed_examples``.
         """
         concurrency = num_threads if num_threads is not None else concurrency
-        return run_sync(self.abatch(examples, concurrency, return_exceptions=return_exceptions))
+        return run_sync(
+            self.abatch(
+                examples,
+                concurrency,
+                return_exceptions=return_exceptions,
+                max_errors=max_errors,
+                return_failed_examples=return_failed_examples,
+                timeout=timeout,
+            )
+        )
 
     async def abatch(
         self,
         examples: Sequence[Any],
         concurrency: int = 8,
         *,
+        num_threads: int | None = None,
         return_exceptions: bool = False,
-    ) -> list[Any]:
-        """Async :meth:`batch`."""
+        max_errors: int | None = None,
+        return_failed_examples: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Async :meth:`batch` (same options)."""
         from ..runtime import gather_bounded
         from ..schema import Example
+
+        concurrency = num_threads if num_threads is not None else concurrency
+        if max_errors is not None and (isinstance(max_errors, bool) or max_errors < 0):
+            raise ConfigurationError(f"batch(max_errors=...) takes an int >= 0 or None, got {max_errors!r}")
+        if timeout is not None and timeout <= 0:
+            timeout = None  # DSPy's timeout=0 turns the limit off
 
         def inputs(item: Any) -> dict[str, Any]:
             if isinstance(item, Example):
                 return dict((item.inputs() if item.input_keys is not None else item).items())
             return dict(item)
 
-        jobs = [(lambda item=item: self.acall(**inputs(item))) for item in examples]
-        return await gather_bounded(jobs, concurrency, return_exceptions=return_exceptions)
+        async def run_one(item: Any) -> Any:
+            if timeout is None:
+                return await self.acall(**inputs(item))
+            return await asyncio.wait_for(self.acall(**inputs(item)), timeout)
+
+        tolerate = max_errors is not None or return_failed_examples
+        jobs = [(lambda item=item: run_one(item)) for item in examples]
+        outcomes = await gather_bounded(jobs, concurrency, return_exceptions=return_exceptions or tolerate)
+        if not tolerate:
+            return outcomes
+        failed = [(item, out) for item, out in zip(examples, outcomes) if isinstance(out, Exception)]
+        if max_errors is not None and len(failed) > max_errors:
+            from ..errors import BatchError
+
+            first = failed[0][1]
+            raise BatchError(
+                f"{type(self).__name__}.batch: {len(failed)} of {len(outcomes)} inputs failed, more than "
+                f"max_errors={max_errors}; the first: {type(first).__name__}: {first}. Fix the failing inputs "
+                "or raise max_errors."
+            ) from first
+        results = [None if isinstance(out, Exception) and not return_exceptions else out for out in outcomes]
+        if return_failed_examples:
+            return results, [item for item, _ in failed], [exc for _, exc in failed]
+        return results
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The sync body. Default: runs :meth:`aforward` to completion."""
@@ -244,6 +320,81 @@ class Module:
         found: list[tuple[str, Any]] = [("self", self)] if isinstance(self, Predict) else []
         found.extend((n, m) for n, m in self.named_modules() if isinstance(m, Predict))
         return found
+
+    def named_sub_modules(self, type_: type | None = None, skip_compiled: bool = False) -> Iterator[tuple[str, Any]]:
+        """Every module of the tree, this one first, breadth first, with DSPy's names.
+
+        Names follow DSPy: ``"self"``, ``"self.qa"``, ``"self.stages[0]"``, ``"self.tools[key]"``;
+        a module reachable along two paths is listed once.
+
+        Args:
+            type_: list only modules of this class (default: every ``Module``).
+            skip_compiled: do not look inside modules marked compiled (``_compiled = True``).
+        """
+        wanted = type_ if type_ is not None else Module
+        queue: collections.deque[tuple[str, Any]] = collections.deque([("self", self)])
+        seen = {id(self)}
+
+        def visit(name: str, item: Any) -> None:
+            if id(item) not in seen:
+                seen.add(id(item))
+                queue.append((name, item))
+
+        while queue:
+            name, item = queue.popleft()
+            if isinstance(item, wanted):
+                yield name, item
+            if isinstance(item, Module):
+                if skip_compiled and getattr(item, "_compiled", False):
+                    continue
+                for key, value in vars(item).items():
+                    if not key.startswith("_"):
+                        visit(f"{name}.{key}", value)
+            elif isinstance(item, (list, tuple)):
+                for i, value in enumerate(item):
+                    visit(f"{name}[{i}]", value)
+            elif isinstance(item, dict):
+                for key, value in item.items():
+                    visit(f"{name}[{key}]", value)
+
+    def named_parameters(self) -> list[tuple[str, Any]]:
+        """The learnable parts (predictors) with DSPy's names: ``"qa"``, ``"cot.predict"``, ``"stages[0]"``.
+
+        A Predict lists itself as ``"self"``. Sub-modules marked compiled (``_compiled = True``)
+        are left out, as in DSPy. :meth:`named_predictors` gives the same predictors with
+        ElixirML's dotted names.
+        """
+        from ._predict import Predict
+
+        found: list[tuple[str, Any]] = []
+        seen: set[int] = set()
+
+        def add(name: str, value: Any) -> None:
+            if isinstance(value, Predict):
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    found.append((name, value))
+            elif isinstance(value, Module):
+                if not getattr(value, "_compiled", False):
+                    for sub, param in value.named_parameters():
+                        add(f"{name}.{sub}", param)
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    add(f"{name}[{i}]", item)
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    add(f"{name}['{key}']", item)
+
+        if isinstance(self, Predict):
+            add("self", self)
+        for name, value in vars(self).items():
+            if not name.startswith("_"):
+                add(name, value)
+        return found
+
+    def parameters(self) -> list[Any]:
+        """The predictors of :meth:`named_parameters`, without names."""
+        return [param for _, param in self.named_parameters()]
 
     def predictors(self) -> list[Any]:
         """Every predictor, without names."""
@@ -427,8 +578,22 @@ class Module:
             "predictors": {name: p.dump_state() for name, p in self.named_predictors()},
         }
 
-    def load_state(self, state: dict[str, Any]) -> Module:
-        """Load state produced by :meth:`dump_state` into this module's structure; returns self."""
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> Module:
+        """Load state produced by :meth:`dump_state` into this module's structure; returns self.
+
+        The LM is never rebuilt from the file: each predictor keeps the LM it has (set it in
+        code with :meth:`set_lm`).
+
+        Args:
+            state: what :meth:`dump_state` returned.
+            allow_unsafe_lm_state: DSPy's opt-in to build the LM (its class, endpoint) from the
+                file. Refused: a file must not choose where requests go or what code runs.
+
+        Raises:
+            LoadError: the state does not fit this program.
+            ConfigurationError: ``allow_unsafe_lm_state=True``.
+        """
+        refuse_unsafe_lm_state(allow_unsafe_lm_state)
         saved_config = state.get("configuration") or {}
         if saved_config:
             try:
@@ -482,6 +647,26 @@ class Module:
 
 
 _MISSING = object()
+
+
+def refuse_unsafe_lm_state(allow_unsafe_lm_state: bool) -> None:
+    """Raise unless ``allow_unsafe_lm_state`` is False (DSPy's keyword; ElixirML never loads an LM from a file)."""
+    if allow_unsafe_lm_state:
+        raise ConfigurationError(
+            "load_state(..., allow_unsafe_lm_state=True) is refused: ElixirML never builds an LM (its class, "
+            "endpoint or key) from a saved file, so a file cannot redirect requests or run code. Load the state "
+            "without it and give the program its LM in code: program.set_lm(em.LM(...))."
+        )
+
+
+def _attach_usage(result: Any, usage: UsageTracker) -> Any:
+    """Give the Prediction a module returned its usage by model (``get_lm_usage``), as DSPy does."""
+    from ..schema import Prediction
+
+    target = result[0] if isinstance(result, tuple) and result else result
+    if isinstance(target, Prediction):
+        target.set_lm_usage(usage.get_total_tokens())
+    return result
 
 
 def _tracked_init(init: Any) -> Any:

@@ -20,7 +20,7 @@ from ..runtime import run_sync
 from ..runtime._context import current_context, run_scope
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values
 from . import _assertions, _events, _trace
-from ._module import Module
+from ._module import Module, refuse_unsafe_lm_state
 from ._serialize import demo_from_json, demo_to_json
 from ._variable import Variable
 
@@ -333,6 +333,8 @@ class Predict(Module):
                     outputs=outputs,
                 )
             )
+            if len(entries) > current.max_trace_size:
+                del entries[: len(entries) - current.max_trace_size]
         return prediction
 
     def _probe(
@@ -466,8 +468,13 @@ class Predict(Module):
             "lm": self.lm.dump_state() if self.lm is not None else None,
         }
 
-    def load_state(self, state: dict[str, Any]) -> Predict:
-        """Load instructions, field descriptions, demos and config; keep this predictor's types."""
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> Predict:
+        """Load instructions, field descriptions, demos and config; keep this predictor's types and LM.
+
+        ``allow_unsafe_lm_state=True`` (DSPy's opt-in to build the LM from the file) is refused
+        with :class:`~elixirml.errors.ConfigurationError`; set the LM in code.
+        """
+        refuse_unsafe_lm_state(allow_unsafe_lm_state)
         try:
             saved_sig = state["signature"]
             saved_fields = {f["name"]: f for f in saved_sig["fields"]}

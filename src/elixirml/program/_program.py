@@ -99,7 +99,7 @@ class Program(Module):
             raise error
         return fallback
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         inputs = self._begin(kwargs)
         with self._bindings_and_listener():
             try:
@@ -108,7 +108,7 @@ class Program(Module):
                 output = self._recover(exc)
         return self._end(inputs, output)
 
-    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+    async def _acall_bound(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run asynchronously, with schemas and hooks."""
         inputs = self._begin(kwargs)
         with self._bindings_and_listener():

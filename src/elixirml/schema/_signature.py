@@ -312,29 +312,52 @@ class Signature(metaclass=SignatureMeta):
         return cls._derive(dict(cls.fields), instructions)
 
     @classmethod
-    def _insert(cls, name: str, field: FieldSpec, type_: Any, at_start: bool) -> type[Signature]:
-        if not name.isidentifier():
-            raise SignatureError(f"Invalid field name {name!r}")
+    def append_instructions(cls, instructions: str) -> type[Signature]:
+        """Return a copy whose instructions are these ones followed by ``instructions`` (a blank line between)."""
+        return cls._derive(dict(cls.fields), f"{cls.instructions}\n\n{instructions}")
+
+    @classmethod
+    def insert(cls, index: int, name: str, field: Any, type_: Any = None) -> type[Signature]:
+        """Return a copy with a field inserted at ``index`` among the fields of its kind.
+
+        Args:
+            index: position among the inputs (for an ``InputField``) or the outputs; negative
+                counts from the end, ``-1`` appends.
+            name: the new field's name.
+            field: ``em.InputField(...)`` or ``em.OutputField(...)``.
+            type_: its type (default: the field's own annotation, else ``str``).
+
+        Raises:
+            SignatureError: a bad name, a name already used, or an index out of range.
+        """
+        check_field_name(name, f"{cls.__name__}.insert")
         if name in cls.fields:
             raise SignatureError(f"Signature {cls.__name__} already has a field {name!r}")
         if not isinstance(field, FieldSpec):
             raise SignatureError("Pass em.InputField() or em.OutputField() as the field")
-        spec = field.copy(name=name, annotation=type_ if type_ is not None else str)
-        same = cls.input_fields if spec.kind == "input" else cls.output_fields
-        other = cls.output_fields if spec.kind == "input" else cls.input_fields
-        ordered = {name: spec, **same} if at_start else {**same, name: spec}
-        fields = {**ordered, **other} if spec.kind == "input" else {**other, **ordered}
-        return cls._derive(fields)
+        annotation = type_ if type_ is not None else (field.annotation if field.annotation is not None else str)
+        spec = field.copy(name=name, annotation=annotation)
+        same = list((cls.input_fields if spec.kind == "input" else cls.output_fields).items())
+        position = index + len(same) + 1 if index < 0 else index
+        if not 0 <= position <= len(same):
+            raise SignatureError(
+                f"{cls.__name__}.insert: index {index} is out of range for its {len(same)} {spec.kind} field(s); "
+                f"use 0..{len(same)}, or -1 to append."
+            )
+        same.insert(position, (name, spec))
+        inputs = dict(same) if spec.kind == "input" else cls.input_fields
+        outputs = dict(same) if spec.kind == "output" else cls.output_fields
+        return cls._derive({**inputs, **outputs})
 
     @classmethod
     def append(cls, name: str, field: Any, type_: Any = None) -> type[Signature]:
         """Return a copy with a field added at the end of its kind (inputs or outputs)."""
-        return cls._insert(name, field, type_, at_start=False)
+        return cls.insert(-1, name, field, type_)
 
     @classmethod
     def prepend(cls, name: str, field: Any, type_: Any = None) -> type[Signature]:
         """Return a copy with a field added at the start of its kind (inputs or outputs)."""
-        return cls._insert(name, field, type_, at_start=True)
+        return cls.insert(0, name, field, type_)
 
     @classmethod
     def delete(cls, name: str) -> type[Signature]:

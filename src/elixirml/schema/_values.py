@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 
@@ -19,6 +19,11 @@ def _freeze(value: Any) -> Any:
     except TypeError:
         return json.dumps(value, sort_keys=True, default=repr)
     return value
+
+
+#: Fields whose name starts with this are internal (DSPy's datasets add ``dspy_uuid``,
+#: ``dspy_split``): kept, but not counted by ``len`` nor listed by ``keys``/``values``/``items``.
+INTERNAL_PREFIX = "dspy_"
 
 
 class Example:
@@ -70,22 +75,27 @@ class Example:
         return key in self._store
 
     def __len__(self) -> int:
-        return len(self._store)
+        return sum(1 for key in self._store if not key.startswith(INTERNAL_PREFIX))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._store)
 
-    def keys(self) -> Iterable[str]:
-        """The field names."""
-        return self._store.keys()
+    def keys(self, include_dspy: bool = False) -> list[str]:
+        """The field names.
 
-    def values(self) -> Iterable[Any]:
-        """The field values."""
-        return self._store.values()
+        Args:
+            include_dspy: also list internal fields (named ``dspy_...``, as DSPy's datasets
+                write them); they are left out by default, as in DSPy.
+        """
+        return [k for k in self._store if include_dspy or not k.startswith(INTERNAL_PREFIX)]
 
-    def items(self) -> Iterable[tuple[str, Any]]:
-        """The ``(name, value)`` pairs."""
-        return self._store.items()
+    def values(self, include_dspy: bool = False) -> list[Any]:
+        """The field values (internal ``dspy_...`` fields only with ``include_dspy``)."""
+        return [v for k, v in self._store.items() if include_dspy or not k.startswith(INTERNAL_PREFIX)]
+
+    def items(self, include_dspy: bool = False) -> list[tuple[str, Any]]:
+        """The ``(name, value)`` pairs (internal ``dspy_...`` fields only with ``include_dspy``)."""
+        return [(k, v) for k, v in self._store.items() if include_dspy or not k.startswith(INTERNAL_PREFIX)]
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default``."""
@@ -107,6 +117,13 @@ class Example:
         """A copy with some values replaced."""
         new = type(self)(self)
         new._store.update(changes)
+        return new
+
+    def without(self, *keys: str) -> Example:
+        """A copy without the named fields (names it does not have are ignored, as in DSPy)."""
+        new = self.copy()
+        for key in keys:
+            new._store.pop(key, None)
         return new
 
     def with_inputs(self, *keys: str) -> Example:
@@ -154,16 +171,18 @@ class Prediction(Example):
         usage: token usage of the LM calls that produced it (a dict).
     """
 
-    __slots__ = ("_completions", "_trace", "_usage")
+    __slots__ = ("_completions", "_lm_usage", "_trace", "_usage")
     _completions: list[dict[str, Any]] | None
     _usage: dict[str, Any]
     _trace: list[Any] | None
+    _lm_usage: dict[str, dict[str, Any]] | None
 
     def __init__(self, base: Mapping[str, Any] | Example | None = None, **kwargs: Any) -> None:
         super().__init__(base, **kwargs)
         object.__setattr__(self, "_completions", None)
         object.__setattr__(self, "_usage", {})
         object.__setattr__(self, "_trace", None)
+        object.__setattr__(self, "_lm_usage", None)
 
     @classmethod
     def from_completions(cls, completions: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> Prediction:
@@ -177,6 +196,7 @@ class Prediction(Example):
         setattr_(pred, "_completions", list(completions))
         setattr_(pred, "_usage", dict(usage) if usage else {})
         setattr_(pred, "_trace", None)
+        setattr_(pred, "_lm_usage", None)
         return pred
 
     @property
@@ -193,6 +213,18 @@ class Prediction(Example):
     def trace(self) -> list[Any] | None:
         """The predictor calls of the run that produced this prediction (see ``em.inspect_trace``)."""
         return self._trace
+
+    def get_lm_usage(self) -> dict[str, dict[str, Any]] | None:
+        """Token usage by model of the module call that returned this prediction (DSPy's shape).
+
+        Set when usage tracking is on (``em.configure(track_usage=True)``), else ``None``:
+        ``{"openai/gpt-4o-mini": {"prompt_tokens": ..., "completion_tokens": ..., "total_tokens": ...}}``.
+        """
+        return self._lm_usage
+
+    def set_lm_usage(self, usage: dict[str, dict[str, Any]] | None) -> None:
+        """Record the usage by model that :meth:`get_lm_usage` returns."""
+        object.__setattr__(self, "_lm_usage", usage)
 
     def attach_trace(self, entries: list[Any]) -> None:
         """Record the trace of the run that produced this prediction."""

@@ -1,0 +1,240 @@
+"""DSPy code carries over: DSPy's names, keywords and return shapes (issue 23).
+
+Expected values were checked against DSPy 3.4.1 (bench/dspy_compat.py runs both).
+"""
+
+import json
+
+import pytest
+
+import elixirml as em
+from elixirml.errors import BatchError, ConfigurationError, SignatureError
+
+
+# ---------------------------------------------------------------------- Example
+def test_example_keys_and_len_leave_out_internal_fields():
+    ex = em.Example(question="q", answer="a", dspy_uuid="x", dspy_split="train").with_inputs("question")
+    assert len(ex) == 2
+    assert ex.keys() == ["question", "answer"]
+    assert ex.keys(include_dspy=True) == ["question", "answer", "dspy_uuid", "dspy_split"]
+    assert ex.values() == ["q", "a"]
+    assert ex.items(include_dspy=True)[-1] == ("dspy_split", "train")
+    assert dict(ex) == {"question": "q", "answer": "a"}
+    assert ex.dspy_uuid == "x" and "dspy_uuid" in ex  # still there, only not counted
+
+
+def test_example_without_drops_fields_and_keeps_inputs():
+    ex = em.Example(question="q", answer="a", extra=1).with_inputs("question")
+    trimmed = ex.without("answer", "extra", "not_there")
+    assert trimmed.toDict() == {"question": "q"}
+    assert trimmed.inputs().toDict() == {"question": "q"}
+    assert ex.toDict() == {"question": "q", "answer": "a", "extra": 1}  # the original is untouched
+
+
+# ---------------------------------------------------------------------- Module discovery
+class Inner(em.Module):
+    def __init__(self):
+        self.step = em.Predict("q -> a")
+
+
+class Outer(em.Module):
+    def __init__(self):
+        self.inner = Inner()
+        self.extra = [em.Predict("a -> b"), {"k": em.Predict("b -> c")}]
+        self.final = em.Predict("c -> d")
+
+
+def test_named_sub_modules_uses_dspy_names_breadth_first():
+    names = [n for n, _ in Outer().named_sub_modules()]
+    assert names == ["self", "self.inner", "self.final", "self.inner.step", "self.extra[0]", "self.extra[1][k]"]
+    only = [n for n, _ in Outer().named_sub_modules(type_=em.Predict)]
+    assert only == ["self.final", "self.inner.step", "self.extra[0]", "self.extra[1][k]"]
+
+
+def test_named_sub_modules_skip_compiled_does_not_look_inside():
+    program = Outer()
+    program.inner._compiled = True
+    names = [n for n, _ in program.named_sub_modules(skip_compiled=True)]
+    assert "self.inner" in names and "self.inner.step" not in names
+
+
+def test_named_parameters_lists_predictors_with_dspy_names():
+    program = Outer()
+    named = program.named_parameters()
+    assert [n for n, _ in named] == ["inner.step", "extra[0]", "extra[1]['k']", "final"]
+    assert named[0][1] is program.inner.step
+    assert program.parameters() == [p for _, p in named]
+    assert [n for n, _ in em.Predict("q -> a").named_parameters()] == ["self"]
+    program.inner._compiled = True  # a compiled sub-module stays frozen, as in DSPy
+    assert [n for n, _ in program.named_parameters()] == ["extra[0]", "extra[1]['k']", "final"]
+
+
+# ---------------------------------------------------------------------- Signature
+def test_signature_insert_append_instructions_and_errors():
+    sig = em.Signature("a, b -> c, d")
+    assert list(sig.insert(-1, "z", em.OutputField()).fields) == ["a", "b", "c", "d", "z"]
+    assert list(sig.insert(1, "y", em.InputField()).fields) == ["a", "y", "b", "c", "d"]
+    assert list(sig.insert(0, "x", em.OutputField(), int).fields) == ["a", "b", "x", "c", "d"]
+    assert sig.insert(0, "x", em.OutputField(), int).fields["x"].annotation is int
+    with pytest.raises(SignatureError, match="index 5 is out of range"):
+        sig.insert(5, "z", em.OutputField())
+    with pytest.raises(ValueError):  # DSPy raises ValueError; SignatureError is one
+        sig.insert(5, "z", em.OutputField())
+    longer = sig.append_instructions("More.")
+    assert longer.instructions == sig.instructions + "\n\nMore."
+    assert list(longer.fields) == list(sig.fields)
+
+
+def test_signature_error_is_a_value_error():
+    with pytest.raises(ValueError):
+        em.Signature("a -> ")
+
+
+# ---------------------------------------------------------------------- Evaluate
+def _qa_devset():
+    return [em.Example(question=f"q{i}", answer=str(i)).with_inputs("question") for i in range(4)]
+
+
+def _echo_lm():
+    return em.FunctionLM(lambda messages, settings: {"answer": "1"})
+
+
+def test_evaluate_num_threads_attribute_and_dspy_result_shape():
+    em.configure(lm=_echo_lm())
+    evaluator = em.Evaluate(devset=_qa_devset(), metric=lambda ex, pred, trace=None: ex.answer == pred.answer)
+    evaluator.num_threads = 2
+    assert evaluator.num_threads == 2 and evaluator.concurrency == 2
+    assert em.Evaluate(devset=[], num_threads=3).num_threads == 3
+    result = evaluator(em.Predict("question -> answer"))
+    assert result.score == 25.0
+    triples = [(ex.question, pred.answer, score) for ex, pred, score in result.results]
+    assert triples == [("q0", "1", 0.0), ("q1", "1", 1.0), ("q2", "1", 0.0), ("q3", "1", 0.0)]
+
+
+def test_evaluate_dspy_options_table_csv_json_and_per_call_devset(tmp_path, capsys):
+    em.configure(lm=_echo_lm())
+    evaluator = em.Evaluate(
+        devset=_qa_devset(),
+        metric=lambda ex, pred, trace=None: ex.answer == pred.answer,
+        display_table=2,
+        display_progress=False,
+        return_all_scores=True,
+        save_as_json=str(tmp_path / "r.json"),
+    )
+    result = evaluator(em.Predict("question -> answer"), devset=_qa_devset()[:2], save_as_csv=str(tmp_path / "r.csv"))
+    assert len(result.results) == 2 and result.score == 50.0
+    printed = capsys.readouterr().out
+    assert "#0" in printed and "#1" in printed
+    assert json.loads((tmp_path / "r.json").read_text())["summary"]["n"] == 2
+    assert (tmp_path / "r.csv").read_text().count("\n") == 3
+
+
+def test_evaluate_return_outputs_is_refused_as_in_dspy3():
+    with pytest.raises(ConfigurationError, match="return_outputs"):
+        em.Evaluate(devset=_qa_devset(), return_outputs=True)
+
+
+# ---------------------------------------------------------------------- batch
+def _failing_lm():
+    def answer(messages, settings):
+        text = json.dumps(messages)
+        if "boom" in text:
+            raise ValueError("boom input")
+        return {"answer": "ok"}
+
+    return em.FunctionLM(answer)
+
+
+def _batch_examples():
+    return [em.Example(question=q).with_inputs("question") for q in ("a", "boom", "c")]
+
+
+def test_batch_return_failed_examples_gives_dspy_triple():
+    em.configure(lm=_failing_lm())
+    program = em.Predict("question -> answer")
+    results, failed, errors = program.batch(_batch_examples(), num_threads=2, return_failed_examples=True)
+    assert [r.answer if r is not None else None for r in results] == ["ok", None, "ok"]
+    assert [ex.question for ex in failed] == ["boom"]
+    assert len(errors) == 1 and "boom input" in str(errors[0])
+
+
+def test_batch_max_errors_tolerates_then_raises():
+    em.configure(lm=_failing_lm())
+    program = em.Predict("question -> answer")
+    results = program.batch(_batch_examples(), max_errors=1)
+    assert results[1] is None and results[0].answer == "ok"
+    with pytest.raises(BatchError, match="1 of 3 inputs failed, more than max_errors=0") as info:
+        program.batch(_batch_examples(), max_errors=0)
+    assert "boom input" in str(info.value.__cause__)
+    with pytest.raises(Exception, match="boom input"):  # without DSPy's options the first failure raises
+        program.batch(_batch_examples())
+
+
+def test_batch_timeout_fails_a_slow_input():
+    import asyncio
+
+    async def slow(messages, settings):
+        if "slow" in json.dumps(messages):
+            await asyncio.sleep(60)  # cancelled by the timeout long before
+        return {"answer": "ok"}
+
+    em.configure(lm=em.FunctionLM(slow), cache=False)
+    program = em.Predict("question -> answer")
+    examples = [
+        em.Example(question="fast").with_inputs("question"),
+        em.Example(question="slow").with_inputs("question"),
+    ]
+    results, failed, errors = program.batch(examples, timeout=0.2, return_failed_examples=True)
+    assert results[0].answer == "ok" and results[1] is None
+    assert [ex.question for ex in failed] == ["slow"] and isinstance(errors[0], TimeoutError)
+
+
+# ---------------------------------------------------------------------- usage tracking
+def test_track_usage_setting_attaches_usage_by_model():
+    em.configure(lm=em.DummyLM([{"answer": "a"}] * 3, model="openai/gpt-4o-mini"), cache=False)
+    program = em.Predict("question -> answer")
+    assert program(question="q").get_lm_usage() is None  # off by default, as in DSPy
+    with em.context(track_usage=True):
+        pred = program(question="q")
+    usage = pred.get_lm_usage()
+    assert list(usage) == ["openai/gpt-4o-mini"]
+    assert usage["openai/gpt-4o-mini"]["total_tokens"] > 0
+    assert usage["openai/gpt-4o-mini"]["total_tokens"] == pred.usage["total_tokens"]
+
+
+def test_track_usage_context_splits_by_model():
+    first = em.DummyLM([{"answer": "a"}], model="openai/one")
+    second = em.DummyLM([{"answer": "b"}], model="openai/two")
+    with em.track_usage() as tracker:
+        em.Predict("question -> answer", lm=first)(question="q")
+        em.Predict("question -> answer", lm=second)(question="q")
+    totals = tracker.get_total_tokens()
+    assert sorted(totals) == ["openai/one", "openai/two"]
+    assert tracker.total_tokens == totals["openai/one"]["total_tokens"] + totals["openai/two"]["total_tokens"]
+
+
+# ---------------------------------------------------------------------- settings
+def test_max_trace_size_keeps_the_newest_entries():
+    em.configure(lm=em.DummyLM([{"answer": str(i)} for i in range(5)]), cache=False, max_trace_size=2)
+    program = em.Predict("question -> answer")
+    with em.trace() as entries:
+        for i in range(5):
+            program(question=f"q{i}")
+    assert [e.prediction.answer for e in entries] == ["3", "4"]
+
+
+@pytest.mark.parametrize("name", ["track_usage", "warn_on_type_mismatch", "strict_inputs"])
+def test_new_bool_settings_are_checked(name):
+    with pytest.raises(ConfigurationError, match=f"'{name}' expects True or False"):
+        em.configure(**{name: "yes"})
+
+
+# ---------------------------------------------------------------------- load_state
+def test_load_state_accepts_dspy_keyword_and_refuses_unsafe_lm_state():
+    program = Outer()
+    state = program.dump_state()
+    assert Outer().load_state(state, allow_unsafe_lm_state=False).dump_state() == state
+    with pytest.raises(ConfigurationError, match="never builds an LM"):
+        Outer().load_state(state, allow_unsafe_lm_state=True)
+    with pytest.raises(ConfigurationError, match="never builds an LM"):
+        em.Predict("q -> a").load_state(em.Predict("q -> a").dump_state(), allow_unsafe_lm_state=True)
