@@ -4,11 +4,12 @@ Expected values were checked against DSPy 3.4.1 (bench/dspy_compat.py runs both)
 """
 
 import json
+import warnings
 
 import pytest
 
 import elixirml as em
-from elixirml.errors import BatchError, ConfigurationError, SignatureError
+from elixirml.errors import BatchError, ConfigurationError, SignatureError, ValidationError
 
 
 # ---------------------------------------------------------------------- Example
@@ -238,3 +239,40 @@ def test_load_state_accepts_dspy_keyword_and_refuses_unsafe_lm_state():
         Outer().load_state(state, allow_unsafe_lm_state=True)
     with pytest.raises(ConfigurationError, match="never builds an LM"):
         em.Predict("q -> a").load_state(em.Predict("q -> a").dump_state(), allow_unsafe_lm_state=True)
+
+
+# ---------------------------------------------------------------------- inputs of the wrong type
+TypedInputs = em.Signature("name: str, k: int, passages: str -> answer")
+
+
+def test_inputs_converted_without_loss():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: nothing is lost
+        values = TypedInputs.validate_inputs({"name": 123, "k": "3", "passages": ["a", "b"]})
+    assert values == {"name": "123", "k": 3, "passages": "[1] «a»\n[2] «b»"}
+
+
+def test_wrong_type_input_is_sent_with_a_warning_naming_the_field():
+    seen = []
+
+    def answer(messages, settings):
+        seen.append(json.dumps(messages))
+        return {"answer": "ok"}
+
+    program = em.Predict(TypedInputs, lm=em.FunctionLM(answer))
+    with pytest.warns(UserWarning, match="input 'k' should be int, got 'three'"):
+        pred = program(name="x", k="three", passages="p")
+    assert pred.answer == "ok" and "three" in seen[0]
+    with em.context(warn_on_type_mismatch=False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert TypedInputs.validate_inputs({"name": "x", "k": "three", "passages": "p"})["k"] == "three"
+
+
+def test_strict_inputs_raises_and_rules_still_raise():
+    with em.context(strict_inputs=True), pytest.raises(ValidationError, match="'k'"):
+        TypedInputs.validate_inputs({"name": "x", "k": "three", "passages": "p"})
+    with pytest.raises(ValidationError, match="missing"):
+        TypedInputs.validate_inputs({"name": "x", "passages": "p"})
+    bounded = em.Signature("n: int -> answer").with_updated_fields("n", ge=0)
+    with pytest.raises(ValidationError, match="greater than or equal"):
+        bounded.validate_inputs({"n": -1})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import typing
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -433,18 +434,30 @@ class Signature(metaclass=SignatureMeta):
 
     @classmethod
     def validate_inputs(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """Validate and coerce input values; raises :class:`~elixirml.errors.ValidationError`.
+        """Validate and coerce input values, as leniently as DSPy and no more.
 
-        A list or tuple given for a ``str`` input (DSPy's RAG programs pass a list of passages
-        as ``context``) is written as numbered lines, ``[1] «first»``, as DSPy formats it.
+        - A value that converts without loss is converted: a list or tuple given for a ``str``
+          input (DSPy's RAG programs pass a list of passages as ``context``) is written as
+          numbered lines, ``[1] «first»``, as DSPy formats it; a number or bool given for a
+          ``str`` input becomes its text.
+        - Any other value of the wrong type is kept as it is (the adapter writes it as text)
+          with a ``UserWarning`` naming the field, as DSPy does; ``em.configure(warn_on_type_mismatch=False)``
+          silences the warning, and ``em.configure(strict_inputs=True)`` raises instead.
+
+        Raises:
+            ValidationError: a required input is missing, or a value of the wrong type under
+                ``strict_inputs=True``.
         """
         try:
             return _validate(cls, "input", values)
         except ValidationError:
-            formatted = _format_sequences(cls, values)
-            if formatted is None:
-                raise
-            return _validate(cls, "input", formatted)
+            converted = _convert_lossless(cls, values)
+            if converted is None:
+                return _lenient_inputs(cls, values)
+        try:
+            return _validate(cls, "input", converted)
+        except ValidationError:
+            return _lenient_inputs(cls, converted)
 
     @classmethod
     def validate_outputs(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -520,14 +533,59 @@ def format_sequence(items: list[Any] | tuple[Any, ...]) -> str:
     return "\n".join(lines)
 
 
-def _format_sequences(sig: type[Signature], values: dict[str, Any]) -> dict[str, Any] | None:
-    """``values`` with each list given for a ``str`` input formatted as text; None when there is none."""
-    changed = {
-        name: format_sequence(values[name])
-        for name, spec in sig.input_fields.items()
-        if spec.annotation is str and isinstance(values.get(name), (list, tuple))
-    }
+def _convert_lossless(sig: type[Signature], values: dict[str, Any]) -> dict[str, Any] | None:
+    """``values`` with what a ``str`` input can take without loss converted; None when nothing changes.
+
+    A list or tuple becomes numbered lines (DSPy's format); a number or bool becomes its text.
+    """
+    changed: dict[str, Any] = {}
+    for name, spec in sig.input_fields.items():
+        value = values.get(name)
+        if spec.annotation is not str:
+            continue
+        if isinstance(value, (list, tuple)):
+            changed[name] = format_sequence(value)
+        elif isinstance(value, (bool, int, float)):
+            changed[name] = str(value)
     return {**values, **changed} if changed else None
+
+
+# Pydantic error types that say "wrong type" (``int_parsing``, ``string_type``, ``dict_type``, ...).
+_TYPE_ERROR_SUFFIXES = ("_type", "_parsing")
+
+
+def _lenient_inputs(sig: type[Signature], values: dict[str, Any]) -> dict[str, Any]:
+    """Inputs of the wrong type kept as they are, with a warning naming each (see ``validate_inputs``)."""
+    from .. import settings as _settings
+
+    current = _settings.current()
+    model = sig._models.get("input") or sig._model("input")  # type: ignore[attr-defined]
+    errors: list[Any] = []
+    try:
+        model.__pydantic_validator__.validate_python(values)
+    except pydantic.ValidationError as exc:
+        errors = list(exc.errors())
+    bad = {str(err["loc"][0]) for err in errors if err.get("loc")}
+    # Only a value of the wrong type is let through; a missing input or a broken rule (ge=, pattern=) raises.
+    mismatch_only = all(str(err.get("type", "")).endswith(_TYPE_ERROR_SUFFIXES) for err in errors)
+    if current.strict_inputs or not bad or not mismatch_only:
+        return _validate(sig, "input", values)  # raises, naming the first problem
+    others: type[Signature] = sig
+    for name in bad:  # the other inputs are still validated (and coerced) as usual
+        others = others.delete(name)
+    checked = _validate(others, "input", {k: v for k, v in values.items() if k not in bad})
+    for name in sorted(bad):
+        checked[name] = values[name]
+        if current.warn_on_type_mismatch:
+            expected = type_to_str(sig.input_fields[name].annotation)
+            warnings.warn(
+                f"{sig.__name__}: input {name!r} should be {expected}, got {truncate(values[name])} "
+                f"({type(values[name]).__name__}); it is sent as text. Pass a value of type {expected}, or set "
+                "em.configure(strict_inputs=True) to raise instead (warn_on_type_mismatch=False silences this).",
+                UserWarning,
+                stacklevel=6,
+            )
+    return checked
 
 
 def _validate(sig: type[Signature], kind: str, values: dict[str, Any]) -> dict[str, Any]:
