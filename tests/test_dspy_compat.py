@@ -276,3 +276,51 @@ def test_strict_inputs_raises_and_rules_still_raise():
     bounded = em.Signature("n: int -> answer").with_updated_fields("n", ge=0)
     with pytest.raises(ValidationError, match="greater than or equal"):
         bounded.validate_inputs({"n": -1})
+
+
+# ---------------------------------------------------------------------- metrics called as DSPy calls them
+def test_metrics_get_trace_the_way_they_ask_for_it():
+    from elixirml.evaluate._metrics import FunctionMetric
+
+    ex, pred = em.Example(answer="a"), em.Prediction(answer="a")
+    calls = []
+
+    def two(example, pred):
+        calls.append("two")
+        return True
+
+    def kwargs_only(example, pred, **kwargs):
+        calls.append(sorted(kwargs))
+        return True
+
+    def keyword(example, pred, *, trace=None):
+        calls.append(("kw", trace))
+        return True
+
+    def third(gold, pred, t=None):
+        calls.append(("pos", t))
+        return True
+
+    for fn in (two, kwargs_only, keyword, third):
+        assert FunctionMetric(fn).calculate(ex, pred, ["entry"]) is True
+    assert calls == ["two", ["trace"], ("kw", ["entry"]), ("pos", ["entry"])]
+
+
+def test_metric_errors_are_loud_and_counted_apart_from_wrong_answers():
+    em.configure(lm=_echo_lm())
+
+    def metric(example, pred, **kwargs):
+        if example.question == "q2":
+            raise KeyError("no such label")
+        return example.answer == pred.answer
+
+    evaluator = em.Evaluate(devset=_qa_devset(), metric=metric, display_progress=False)
+    with pytest.warns(RuntimeWarning, match=r"raised on 1 of 4 examples .*KeyError"):
+        result = evaluator(em.Predict("question -> answer"))
+    assert result.score == 25.0  # q1 right; q0 and q3 wrong; q2 not scored
+    assert result.metric_errors == 1 and result.errors == 1
+    summary = result.summary()
+    assert summary["metric_errors"] == 1 and summary["program_errors"] == 0
+    failed = result.results[2]
+    assert failed.metric_failed and failed.prediction.answer == "1"
+    assert "metric failed on 1" in repr(result)

@@ -62,8 +62,9 @@ def test_metric_errors_are_recorded_and_the_rest_score():
             raise ValueError("cannot score")
         return True
 
-    result = em.evaluate(em.Predict("question -> answer"), devset(10), picky, display_progress=False)
-    assert result.errors == 1
+    with pytest.warns(RuntimeWarning, match="raised on 1 of 10 examples"):
+        result = em.evaluate(em.Predict("question -> answer"), devset(10), picky, display_progress=False)
+    assert result.errors == 1 and result.metric_errors == 1
     failed = [r for r in result.results if r.error is not None]
     assert failed[0].index == 3 and isinstance(failed[0].error, ValueError) and failed[0].score == 0
     assert sum(r.score for r in result.results) == 9

@@ -41,6 +41,8 @@ class ExampleResult:
         usage: token usage of its LM calls.
         cost: dollars spent on its LM calls.
         resumed: whether it was read back from a checkpoint instead of run.
+        metric_failed: whether ``error`` was raised by the metric (the program's output is
+            kept in ``prediction``); a failed metric is not a wrong answer.
     """
 
     index: int
@@ -53,6 +55,7 @@ class ExampleResult:
     usage: dict[str, Any]
     cost: float
     resumed: bool = False
+    metric_failed: bool = False
 
     def __iter__(self) -> Iterator[Any]:
         """DSPy's view of a result: ``for example, prediction, score in result.results``."""
@@ -108,6 +111,11 @@ class EvaluationResult:
         return sum(1 for r in self.results if r.error is not None)
 
     @property
+    def metric_errors(self) -> int:
+        """How many examples the metric raised on (counted in :attr:`errors`, scored 0)."""
+        return sum(1 for r in self.results if r.metric_failed)
+
+    @property
     def usage(self) -> Usage:
         """Token usage summed over every example."""
         total = Usage()
@@ -127,7 +135,8 @@ class EvaluationResult:
         usage = self.usage
         return (
             f"EvaluationResult(score={self.score:.1f}% ± {self.stderr:.1f}, n={len(self.results)}/{self.total}, "
-            f"errors={self.errors}, tokens={usage.total_tokens}, cost=${self.cost:.4f}, "
+            f"errors={self.errors}{f' (metric failed on {self.metric_errors})' if self.metric_errors else ''}, "
+            f"tokens={usage.total_tokens}, cost=${self.cost:.4f}, "
             f"time={self.wall_time:.1f}s{', stopped early' if self.stopped else ''})"
         )
 
@@ -180,6 +189,8 @@ class EvaluationResult:
             "n": len(self.results),
             "total": self.total,
             "errors": self.errors,
+            "program_errors": self.errors - self.metric_errors,
+            "metric_errors": self.metric_errors,
             "tokens": usage.total_tokens,
             "lm_calls": usage.calls,
             "cost": self.cost,
@@ -502,6 +513,7 @@ async def aevaluate(
         prediction: Any = None
         error: BaseException | None = None
         scores: dict[str, float] = {}
+        metric_failed = False
         with track_usage() as usage, open_trace() as entries:
             try:
                 prediction = await program.acall(**dict(inputs.items()))
@@ -523,6 +535,7 @@ async def aevaluate(
                     raise
                 except Exception as exc:
                     error = exc
+                    metric_failed = True
                     break
         if error is not None:
             scores = {name: 0.0 for name, _ in resolved}
@@ -536,6 +549,7 @@ async def aevaluate(
             latency=latency,
             usage=usage.as_dict(),
             cost=usage.cost,
+            metric_failed=metric_failed,
         )
 
     pending = [i for i in range(len(examples)) if i not in results]
@@ -582,9 +596,26 @@ async def aevaluate(
         total=len(examples),
         stopped=stopped,
     )
+    _warn_metric_errors(evaluation)
     if record:
         _record(program, examples, evaluation)
     return evaluation
+
+
+def _warn_metric_errors(evaluation: EvaluationResult) -> None:
+    """Say out loud that the metric raised: those examples score 0 without being wrong."""
+    failed = [r for r in evaluation.results if r.metric_failed]
+    if not failed:
+        return
+    first = failed[0]
+    warnings.warn(
+        f"The metric {evaluation.metric_names[0]!r} raised on {len(failed)} of {len(evaluation.results)} examples "
+        f"(scored 0, counted in result.metric_errors, not as wrong answers); the first, example #{first.index}: "
+        f"{type(first.error).__name__}: {first.error}. Fix the metric: it is called metric(example, prediction), "
+        "with trace= when it takes one.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 def _record(program: Any, examples: list[Example], result: EvaluationResult) -> None:

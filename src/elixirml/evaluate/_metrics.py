@@ -78,14 +78,35 @@ class FunctionMetric(Metric):
         self.fn = fn
         self.name = name or str(getattr(fn, "__name__", "metric"))
         self.direction = direction
-        try:
-            params = inspect.signature(fn).parameters
-            self._takes_trace = len(params) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params.values())
-        except (TypeError, ValueError):
-            self._takes_trace = True
+        self._trace_by = _trace_passing(fn)
 
     def calculate(self, example: Any, prediction: Any, trace: Any = None) -> Any:
-        return self.fn(example, prediction, trace) if self._takes_trace else self.fn(example, prediction)
+        if self._trace_by == "keyword":
+            return self.fn(example, prediction, trace=trace)
+        if self._trace_by == "position":
+            return self.fn(example, prediction, trace)
+        return self.fn(example, prediction)
+
+
+def _trace_passing(fn: Callable[..., Any]) -> str:
+    """How a metric function takes the trace: ``"keyword"``, ``"position"`` or ``"none"``.
+
+    As DSPy calls metrics: ``trace=`` by keyword to a function with a ``trace`` parameter or
+    ``**kwargs``; positionally to one with a third positional parameter of another name (or
+    ``*args``); not at all to ``metric(example, pred)``.
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: DSPy's positional call
+        return "position"
+    if any(p.name == "trace" and p.kind != p.POSITIONAL_ONLY for p in params):
+        return "keyword"
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params):
+        return "position"
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return "keyword"
+    return "none"
 
 
 def as_metric(metric: Any) -> Metric:
