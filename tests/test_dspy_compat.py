@@ -273,6 +273,8 @@ def test_strict_inputs_raises_and_rules_still_raise():
         TypedInputs.validate_inputs({"name": "x", "k": "three", "passages": "p"})
     with pytest.raises(ValidationError, match="missing"):
         TypedInputs.validate_inputs({"name": "x", "passages": "p"})
+    with pytest.raises(ValidationError, match="'k'"):  # None is not a value to send as text
+        TypedInputs.validate_inputs({"name": "x", "k": None, "passages": "p"})
     bounded = em.Signature("n: int -> answer").with_updated_fields("n", ge=0)
     with pytest.raises(ValidationError, match="greater than or equal"):
         bounded.validate_inputs({"n": -1})

@@ -445,8 +445,8 @@ class Signature(metaclass=SignatureMeta):
           silences the warning, and ``em.configure(strict_inputs=True)`` raises instead.
 
         Raises:
-            ValidationError: a required input is missing, or a value of the wrong type under
-                ``strict_inputs=True``.
+            ValidationError: a required input is missing (or ``None``), a value breaks a rule of
+                its field, or a value has the wrong type under ``strict_inputs=True``.
         """
         try:
             return _validate(cls, "input", values)
@@ -568,7 +568,8 @@ def _lenient_inputs(sig: type[Signature], values: dict[str, Any]) -> dict[str, A
     bad = {str(err["loc"][0]) for err in errors if err.get("loc")}
     # Only a value of the wrong type is let through; a missing input or a broken rule (ge=, pattern=) raises.
     mismatch_only = all(str(err.get("type", "")).endswith(_TYPE_ERROR_SUFFIXES) for err in errors)
-    if current.strict_inputs or not bad or not mismatch_only:
+    given = all(values.get(name) is not None for name in bad)  # None is a missing value, not text to send
+    if current.strict_inputs or not bad or not mismatch_only or not given:
         return _validate(sig, "input", values)  # raises, naming the first problem
     others: type[Signature] = sig
     for name in bad:  # the other inputs are still validated (and coerced) as usual
