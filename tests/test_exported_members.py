@@ -9,6 +9,7 @@ EXPECTED = {
     "BootstrapFewShot",
     "MIPROv2",
     "optimizers",
+    "callbacks",
     "tool",
     "streamify",
     "inspect_trace",

@@ -58,6 +58,10 @@ class Settings:
         warn_on_type_mismatch: warn when an input's value does not have its field's type and is
             formatted as text instead (DSPy's setting).
         strict_inputs: raise ``ValidationError`` for such an input instead of warning.
+        callbacks: :class:`~elixirml.callbacks.Callback` objects told about every module, LM,
+            adapter, tool, evaluation and optimizer trial (code only: not from files or the environment).
+        trace_content: whether OpenTelemetry spans carry prompt and answer text (off: only sizes,
+            models, token counts and timings).
         layers: where each setting that is not a default came from (``"env ELIXIRML_LM"``,
             ``"configure()"``, ...); not a setting itself.
     """
@@ -73,6 +77,8 @@ class Settings:
     max_trace_size: int = 10_000
     warn_on_type_mismatch: bool = True
     strict_inputs: bool = False
+    callbacks: tuple[Any, ...] = ()
+    trace_content: bool = False
     layers: Mapping[str, str] = dataclasses.field(default_factory=lambda: _NO_LAYERS, repr=False, compare=False)
 
     def replace(self, **changes: Any) -> Settings:
@@ -117,6 +123,8 @@ EXPECTS = {
     "max_trace_size": "an int >= 0",
     "warn_on_type_mismatch": "True or False",
     "strict_inputs": "True or False",
+    "callbacks": "a list of em.callbacks.Callback objects (or objects with their on_* methods)",
+    "trace_content": "True or False",
 }
 
 
@@ -182,6 +190,25 @@ def _check_store(name: str, value: Any) -> Any:
     raise _refuse(name, value, EXPECTS[name])
 
 
+#: True once any callback has been configured in this process: until then the hooks on the hot
+#: path skip even reading the settings. Only ever set, never cleared (it only saves work).
+callbacks_configured = False
+
+
+def _check_callbacks(name: str, value: Any) -> tuple[Any, ...]:
+    global callbacks_configured
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise _refuse(name, value, EXPECTS[name])
+    for item in value:
+        if not (callable(getattr(item, "on_module_start", None)) and callable(getattr(item, "on_module_end", None))):
+            raise ConfigurationError(
+                f"Setting {name!r}: {item!r} ({type(item).__name__}) is not a callback; expected {EXPECTS[name]}"
+            )
+    if value:
+        callbacks_configured = True
+    return tuple(value)
+
+
 _LM_FACTORY: Callable[[str], Any] | None = None
 
 
@@ -203,6 +230,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "max_trace_size": _check_int(0),
     "warn_on_type_mismatch": _check_bool,
     "strict_inputs": _check_bool,
+    "callbacks": _check_callbacks,
+    "trace_content": _check_bool,
 }
 
 

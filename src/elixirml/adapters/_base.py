@@ -18,6 +18,7 @@ import pydantic
 from ..errors import AdapterParseError, OutputError, TruncatedResponseError, ValidationError, truncate
 from ..lm import LM, LMResponse
 from ..lm._types import Message
+from ..runtime import _callbacks
 from ..schema import Example, FieldSpec, Signature, literal_values, type_to_str
 from ..schema._format import format_value as format_value  # re-exported: adapters and modules import them here
 from ..schema._format import to_jsonable as to_jsonable
@@ -301,7 +302,11 @@ class Adapter:
 
         Returns (outputs, the full completion text, messages).
         """
-        messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
+        callbacks = _callbacks.active()
+        if callbacks:
+            messages, request = self._observed_prepare(callbacks, lm, signature, demos, inputs, settings, feedback)
+        else:
+            messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
         parser = self.stream_parser(signature)
         parts: list[str] = []
         async for piece in lm.astream(messages, **request):
@@ -309,7 +314,59 @@ class Adapter:
             for field, text in parser.feed(piece):
                 on_chunk(field, text)
         text = "".join(parts)
+        if callbacks:
+            outputs = _callbacks.observe(
+                callbacks,
+                "adapter_parse",
+                self,
+                {"signature": signature, "completion": text},
+                self.parse,
+                signature,
+                text,
+            )
+            return [outputs], text, messages
         return [self.parse(signature, text)], text, messages
+
+    def _observed_prepare(
+        self,
+        callbacks: Sequence[Any],
+        lm: LM,
+        signature: type[Signature],
+        demos: Sequence[Example],
+        inputs: dict[str, Any],
+        settings: dict[str, Any],
+        feedback: Sequence[tuple[str, str]],
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """:meth:`_prepare` between the ``adapter_format`` callbacks (whose outputs are the messages)."""
+        call_id = _callbacks.start(
+            callbacks, "adapter_format", self, {"signature": signature, "demos": demos, "inputs": inputs}
+        )
+        try:
+            messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
+        except BaseException as exc:
+            _callbacks.end(callbacks, "adapter_format", call_id, None, exc)
+            raise
+        _callbacks.end(callbacks, "adapter_format", call_id, messages)
+        return messages, request
+
+    def _observed_parse_all(
+        self, callbacks: Sequence[Any], signature: type[Signature], response: LMResponse
+    ) -> list[dict[str, Any]]:
+        """:meth:`parse_all`, each completion parsed between the ``adapter_parse`` callbacks."""
+        if not response.completions:
+            return self.parse_all(signature, response)
+        return [
+            _callbacks.observe(
+                callbacks,
+                "adapter_parse",
+                self,
+                {"signature": signature, "completion": completion.text},
+                self.parse,
+                signature,
+                completion.text,
+            )
+            for completion in response.completions
+        ]
 
     def feedback_message(self, signature: type[Signature], message: str) -> str:
         """The user turn that follows a previous answer that failed a check."""
@@ -356,12 +413,19 @@ class Adapter:
         ``feedback`` holds ``(previous answer, what was wrong)`` pairs from failed output
         assertions; each becomes an assistant turn and a user turn asking for a better answer.
         """
-        messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
+        callbacks = _callbacks.active()
+        if callbacks:
+            messages, request = self._observed_prepare(callbacks, lm, signature, demos, inputs, settings, feedback)
+        else:
+            messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
         parsed: list[list[dict[str, Any]]] = []
 
         def validate(response: LMResponse) -> None:
             try:
-                parsed.append(self.parse_all(signature, response))
+                if callbacks:
+                    parsed.append(self._observed_parse_all(callbacks, signature, response))
+                else:
+                    parsed.append(self.parse_all(signature, response))
             except ValidationError as exc:  # keep the answer that broke the rule, for feedback
                 exc.completion = response.text
                 raise

@@ -19,7 +19,7 @@ from ..data._dataset import example_record
 from ..errors import BudgetExceededError, ConfigurationError, UserError
 from ..lm import Usage, track_usage
 from ..program import trace as open_trace
-from ..runtime import run_sync, stream_bounded
+from ..runtime import _callbacks, run_sync, stream_bounded
 from ..schema import Example, Prediction
 from ._metrics import Metric, as_metric
 
@@ -466,6 +466,7 @@ async def _score(metric: Metric, example: Example, prediction: Any, trace: Any) 
     return float(value)
 
 
+@_callbacks.instrument_async("evaluate", instance="program")
 async def aevaluate(
     program: Any,
     devset: Iterable[Example | Mapping[str, Any]],

@@ -23,7 +23,8 @@ from ..errors import (
     ProviderTimeoutError,
     TruncatedResponseError,
 )
-from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, run_sync
+from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, _callbacks, run_sync
+from ..runtime._callbacks import CompletionTexts
 from ._settings import SETTING_NAMES, UNSENT_SETTINGS, check_settings, merge_settings
 from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens, messages_text
 from ._usage import price_for, record_usage, reserve_call
@@ -375,6 +376,25 @@ class LM:
         Raises:
             ConfigurationError: a setting this LM's provider cannot honour.
         """
+        if _settings.callbacks_configured and (callbacks := _settings.current().callbacks):
+            inputs = {"prompt": None, "messages": messages, "kwargs": self.effective_settings(overrides)}
+            texts = await _callbacks.aobserve(
+                callbacks, "lm", self, inputs, lambda: self._observed_request(messages, validate, overrides)
+            )
+            response: LMResponse = texts.response
+            return response
+        return await self._request(messages, validate, overrides)
+
+    async def _observed_request(
+        self, messages: list[Message], validate: Callable[[LMResponse], Any] | None, overrides: dict[str, Any]
+    ) -> CompletionTexts:
+        response = await self._request(messages, validate, overrides)
+        return CompletionTexts([c.text for c in response.completions], response)
+
+    async def _request(
+        self, messages: list[Message], validate: Callable[[LMResponse], Any] | None, overrides: dict[str, Any]
+    ) -> LMResponse:
+        """The body of :meth:`arequest` (what callbacks observe)."""
         settings = self.effective_settings(overrides)
         self.check_supported(settings)
         cache, key = self._cached(settings.pop("cache", None), messages, settings)

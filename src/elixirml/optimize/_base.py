@@ -24,6 +24,7 @@ from ..lm import Usage, track_usage
 from ..lm._usage import CallBudget, price_for, spending_limit
 from ..program import Module
 from ..program._serialize import configuration_to_json
+from ..runtime import _callbacks
 from ..schema import Example
 
 
@@ -297,6 +298,9 @@ class Optimizer:
             full=full,
         )
         state.trials.append(trial)
+        callbacks = _callbacks.active()
+        if callbacks:
+            _callbacks.notify(callbacks, "on_trial_end", instance=self, trial=trial)
         store = state.extra.get("_store")
         if store is not None:
             store.add_trial(state.run_id, dataclasses.asdict(trial))
@@ -309,6 +313,7 @@ class Optimizer:
         return trial
 
     # ------------------------------------------------------------------ driver
+    @_callbacks.instrument("compile", instance="self")
     def compile(
         self,
         program: Module | None = None,

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..errors import AssertionFailed
+from ..runtime._callbacks import ControlFlowSignal
 from ..runtime._context import current_context, reset_context, set_context
 
 T = TypeVar("T")
@@ -48,12 +49,12 @@ class RunState:
         self.attempts: dict[str, list[Any]] = {}
 
 
-class RetrySignal(BaseException):
+class RetrySignal(ControlFlowSignal):
     """Raised by a failed assertion that still has retries; the outermost call re-runs.
 
     A control-flow signal, not an error: it derives from ``BaseException`` so that no
     ``except Exception`` (a user's ``on_error`` hook, a wrapper module, evaluation) can
-    swallow it on its way to the outermost call.
+    swallow it on its way to the outermost call, and callbacks never see it as an exception.
     """
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from .. import settings as _settings
 from ..errors import ConfigurationError, LoadError, VariableError
 from ..lm._usage import UsageTracker, track_usage
-from ..runtime import run_sync
+from ..runtime import _callbacks, run_sync
 from ..runtime._context import current_context, run_scope
 from . import _assertions, _events
 from ._space import Configuration, SpaceEntry, VariableSpace
@@ -113,6 +113,14 @@ class Module:
 
     # ------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _settings.callbacks_configured and (callbacks := _settings.current().callbacks):
+            return _callbacks.observe(
+                callbacks, "module", self, {"args": args, "kwargs": kwargs}, self._call_with_usage, args, kwargs
+            )
+        return self._call_with_usage(args, kwargs)
+
+    def _call_with_usage(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The body of ``__call__`` (what callbacks observe)."""
         if _settings.current().track_usage:
             with track_usage() as usage:
                 result = self._call(args, kwargs)
@@ -128,6 +136,18 @@ class Module:
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module asynchronously."""
+        if _settings.callbacks_configured and (callbacks := _settings.current().callbacks):
+            return await _callbacks.aobserve(
+                callbacks,
+                "module",
+                self,
+                {"args": args, "kwargs": kwargs},
+                lambda: self._acall_with_usage(args, kwargs),
+            )
+        return await self._acall_with_usage(args, kwargs)
+
+    async def _acall_with_usage(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The body of :meth:`acall` (what callbacks observe)."""
         if _settings.current().track_usage:
             with track_usage() as usage:
                 result = await self._acall_bound(args, kwargs)

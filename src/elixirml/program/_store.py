@@ -43,7 +43,7 @@ class Store(ResourceStore):
         is validated against the program's variable space.
         """
         summary = "; ".join(f"{n}: {p.signature.signature}" for n, p in program.named_predictors())
-        return self.add_version(
+        info = self.add_version(
             name,
             program.dump_state(),
             configuration=configuration_to_json(program.configuration()),
@@ -54,11 +54,15 @@ class Store(ResourceStore):
             message=message,
             parent=parent,
         )
+        program.__dict__["_elixirml_stored"] = (info["name"], info["number"])  # named so in telemetry
+        return info
 
     def load(self, name: str, version: int | str = "latest", *, cls: type[Module] | None = None) -> Module:
         """Build the stored program (JSON only; no code from the database is ever run)."""
         info = self.get_version(name, version)
-        return build_program({"class": info["class_path"], "state": info["state"]}, cls)
+        program = build_program({"class": info["class_path"], "state": info["state"]}, cls)
+        program.__dict__["_elixirml_stored"] = (info["name"], info["number"])  # named so in telemetry
+        return program
 
 
 def configured_store() -> Store | None:

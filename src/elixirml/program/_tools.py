@@ -17,6 +17,7 @@ from typing import Any
 import pydantic
 
 from ..errors import ConfigurationError, ElixirMLError
+from ..runtime import _callbacks
 
 
 class ToolError(ElixirMLError):
@@ -131,6 +132,14 @@ class Tool:
 
     async def acall(self, **arguments: Any) -> Any:
         """Validate the arguments and run the tool (raises :class:`ToolError` on failure)."""
+        callbacks = _callbacks.active()
+        if callbacks:
+            return await _callbacks.aobserve(
+                callbacks, "tool", self, {"kwargs": arguments}, lambda: self._run(arguments)
+            )
+        return await self._run(arguments)
+
+    async def _run(self, arguments: dict[str, Any]) -> Any:
         values = self.validate(arguments)
         try:
             if self._is_async:
