@@ -112,7 +112,10 @@ def test_a_predict_call_reports_module_adapter_and_lm_in_nesting_order():
         "module_end",
     ]
     start = recorder.first("module_start")
-    assert start["instance"] is predict and start["inputs"] == {"args": (), "kwargs": {"question": "Capital of France?"}}
+    assert start["instance"] is predict and start["inputs"] == {
+        "args": (),
+        "kwargs": {"question": "Capital of France?"},
+    }
     end = recorder.first("module_end")
     assert end["call_id"] == start["call_id"] and end["outputs"] is prediction and end["exception"] is None
     lm_start = recorder.first("lm_start")
