@@ -65,11 +65,23 @@ def test_openai_itself_gets_max_completion_tokens():
     assert body["logprobs"] is True and body["top_logprobs"] == 3
 
 
-def test_openai_without_key_is_a_configuration_error(monkeypatch):
+def test_openai_without_key_is_built_and_raises_at_the_first_request(monkeypatch):
+    # As DSPy: programs and Variable.lm choices are built before keys exist.
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    lm = em.LM("openai/gpt-4o-mini", cache=False, num_retries=0)
+    predict = em.Predict("question -> answer", lm=lm)
     with pytest.raises(em.errors.ConfigurationError, match="OPENAI_API_KEY"):
-        em.LM("openai/gpt-4o-mini")
+        predict(question="hi")
+    assert not lm.history
+
+
+def test_openai_key_set_after_construction_is_used(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    lm = em.LM("openai/gpt-4o-mini", cache=False)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    assert lm._request_api_key() == SECRET
 
 
 def test_unknown_provider_is_clear():

@@ -182,7 +182,9 @@ class OpenAILM(LM):
         model: ``"openai/<model>"``.
         base_url: the API root (``.../v1``); default ``$OPENAI_BASE_URL`` or OpenAI's.
         api_base: DSPy's name for ``base_url`` (pass one of the two).
-        api_key: the key; default ``$OPENAI_API_KEY``. Never logged, cached or saved.
+        api_key: the key; default ``$OPENAI_API_KEY``, read when a request is made (an LM for
+            OpenAI is built without one and raises ``ConfigurationError`` at the first request).
+            Never logged, cached or saved.
         headers: extra HTTP headers.
         supports_json_schema: whether the server honours ``response_format`` JSON schemas
             (default True for OpenAI's API, False elsewhere: set it for vLLM or llama.cpp).
@@ -220,9 +222,9 @@ class OpenAILM(LM):
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ConfigurationError(f"base_url must be an http(s) URL, got {self.base_url!r}")
         self._is_openai = parsed.hostname == "api.openai.com"
-        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        if self._is_openai and not self._api_key:
-            raise ConfigurationError("OpenAI needs an API key: pass api_key=... or set OPENAI_API_KEY")
+        # Without a key, construction succeeds (as in DSPy: programs and Variable.lm choices are
+        # built before keys exist); the key is looked up, and its absence raised, per request.
+        self._api_key = api_key
         self._headers = dict(headers or {})
         super().__init__(model, **kwargs)
         self.model_name = model.split("/", 1)[1]
@@ -243,18 +245,33 @@ class OpenAILM(LM):
     def __repr__(self) -> str:
         return f"OpenAILM(model={self.model!r}, base_url={redact_url(self.base_url)!r})"
 
+    def _request_api_key(self) -> str | None:
+        """The key for a request: the one passed, else ``$OPENAI_API_KEY`` as it is now.
+
+        Raises:
+            ConfigurationError: OpenAI's own API and no key (other servers may need none).
+        """
+        key = self._api_key if self._api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if self._is_openai and not key:
+            raise ConfigurationError(
+                f"LM({self.model!r}) has no API key for {self.base_url}: pass api_key=... to em.LM "
+                "or set the OPENAI_API_KEY environment variable before the first request."
+            )
+        return key
+
     async def _session(self) -> Any:
         try:
             import aiohttp
         except ImportError:  # pragma: no cover - aiohttp is a core dependency
             raise MissingDependencyError("aiohttp", "all", "The OpenAI-compatible client") from None
+        api_key = self._request_api_key()
         loop = asyncio.get_running_loop()
         entry = self._sessions.get(loop)
         if entry is None or entry[0].closed:
             connector = aiohttp.TCPConnector(limit=self.limiter.limit or 0, ttl_dns_cache=300)
             headers = {"Content-Type": "application/json", **self._headers}
-            if self._api_key:
-                headers["Authorization"] = f"Bearer {self._api_key}"
+            if api_key:
+                headers["Authorization"] = f"Bearer {api_key}"
             session = aiohttp.ClientSession(connector=connector, headers=headers)
             owner = weakref.ref(self)  # not self: an LM dropped by its user must not be kept by its session's guard
 
