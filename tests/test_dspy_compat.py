@@ -6,6 +6,7 @@ Expected values were checked against DSPy 3.4.1 (bench/dspy_compat.py runs both)
 import json
 import warnings
 
+import pydantic
 import pytest
 
 import elixirml as em
@@ -89,6 +90,52 @@ def test_signature_insert_append_instructions_and_errors():
 def test_signature_error_is_a_value_error():
     with pytest.raises(ValueError):
         em.Signature("a -> ")
+
+
+@pytest.mark.parametrize("spec", ["", "   ", "question", "a -> b -> c"])
+def test_signature_without_one_arrow_raises_value_error_as_dspy(spec):
+    with pytest.raises(ValueError, match="exactly one '->'"):
+        em.Signature(spec)
+
+
+def test_string_signature_resolves_types_from_the_callers_scope():
+    import decimal
+    from pathlib import Path
+
+    class Ticket(pydantic.BaseModel):
+        title: str
+
+    sig = em.Signature("path: Path, amount: decimal.Decimal, ticket: Ticket -> ok: bool, tags: list[Ticket]")
+    assert sig.input_fields["path"].annotation is Path
+    assert sig.input_fields["ticket"].annotation is Ticket
+    assert sig.output_fields["tags"].annotation == list[Ticket]
+    assert sig.input_fields["amount"].annotation is decimal.Decimal
+    predict = em.Predict("path: Path -> ok: bool", lm=em.DummyLM([{"ok": "true"}]))
+    assert predict.signature.input_fields["path"].annotation is Path  # the caller of Predict, not elixirml
+    assert predict(path=Path("/tmp")).ok is True
+
+
+_MODULE_LEVEL_NOT_A_TYPE = print
+
+
+def test_caller_scope_names_must_be_types_and_nothing_is_evaluated():
+    calls = []
+
+    def record() -> type:
+        calls.append(1)
+        return str
+
+    with pytest.raises(SignatureError, match="'record' .*not a type"):
+        em.Signature("x: record -> y")
+    with pytest.raises(SignatureError, match="_MODULE_LEVEL_NOT_A_TYPE"):
+        em.Signature("x: _MODULE_LEVEL_NOT_A_TYPE -> y")
+    with pytest.raises(SignatureError, match="not a type|Unsupported syntax"):
+        em.Signature("x: record() -> y")
+    with pytest.raises(SignatureError, match="Unsupported syntax"):
+        em.Signature("x: str.upper() -> y")
+    with pytest.raises(SignatureError, match="Unknown type name 'Nowhere'"):
+        em.Signature("x: Nowhere -> y")
+    assert calls == []
 
 
 # ---------------------------------------------------------------------- Evaluate

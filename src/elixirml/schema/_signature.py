@@ -188,7 +188,7 @@ def _parse_side(text: str, kind: str, spec: str, custom_types: dict[str, Any] | 
         if name in fields:
             raise SignatureError(f"Field {name!r} appears twice in {where}")
         try:
-            annotation = parse_type(type_text, custom_types) if sep else str
+            annotation = parse_type(type_text, custom_types, caller_scope=True) if sep else str
         except SignatureError as exc:
             raise SignatureError(f"Field {name!r} of {where}: {exc}") from None
         fields[name] = FieldSpec(kind, annotation=annotation, name=name)
@@ -625,7 +625,9 @@ def make_signature(
             dict mapping names to :func:`InputField`/:func:`OutputField` results, or to
             ``(type, field)`` pairs.
         instructions: the instructions; a default sentence is used when omitted.
-        custom_types: extra type names allowed in the text form.
+        custom_types: extra type names allowed in the text form. Other names are looked up,
+            as in DSPy, in the scope of the code that called into ElixirML (see
+            :func:`~elixirml.schema.parse_type`); nothing is evaluated.
         name: the class name of the new signature.
     """
     fields: dict[str, FieldSpec] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import datetime
+import sys
 import types
 import typing
 from typing import Any, Literal, Optional, Union
@@ -38,12 +39,16 @@ _NAMES: dict[str, Any] = {
 }
 
 
-def parse_type(text: str, extra: dict[str, Any] | None = None) -> Any:
+def parse_type(text: str, extra: dict[str, Any] | None = None, *, caller_scope: bool = False) -> Any:
     """Parse a type expression such as ``"list[str]"`` or ``"int | None"``.
 
     Args:
         text: the expression.
         extra: more names that may appear (for example the user's Pydantic models).
+        caller_scope: also look names up in the scope of the code that called into ElixirML
+            (its local, then global variables), as DSPy's string signatures do. A name found
+            there must be a type, or a module for a dotted name (``decimal.Decimal``); the
+            lookup reads the namespaces only, it never calls or evaluates anything.
 
     Raises:
         SignatureError: the expression uses syntax or names outside the whitelist.
@@ -63,6 +68,8 @@ def parse_type(text: str, extra: dict[str, Any] | None = None) -> Any:
     depth = _depth(tree.body)
     if depth > MAX_TYPE_DEPTH:
         raise SignatureError(f"Type {shown} is nested {depth} levels deep; the limit is {MAX_TYPE_DEPTH}")
+    if caller_scope:
+        names.update(_names_from_caller(tree.body, names, text))
     result = _convert(tree.body, names, text)
     if not _is_type(result):
         raise SignatureError(f"{shown} is not a type; write a type such as str, int or list[str]")
@@ -86,6 +93,65 @@ def _depth(root: ast.AST) -> int:
     return deepest
 
 
+def _caller_frame() -> types.FrameType | None:
+    """The innermost frame outside ElixirML: the code that built the signature."""
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module != "elixirml" and not module.startswith("elixirml."):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _names_from_caller(root: ast.expr, known: dict[str, Any], text: str) -> dict[str, Any]:
+    """The types that the unknown names (and dotted names) of ``root`` have in the caller's scope.
+
+    Only namespaces are read (the frame's locals, then its globals, then modules' ``__dict__``):
+    no attribute hook, property or call runs. Names not found are left for ``_convert`` to report.
+    """
+    wanted: set[str] = set()
+    for node in ast.walk(root):
+        if isinstance(node, ast.Attribute):
+            try:
+                wanted.add(_dotted(node))
+            except SignatureError:
+                continue  # _convert reports it
+        elif isinstance(node, ast.Name) and node.id not in known:
+            wanted.add(node.id)
+    wanted -= set(known)
+    if not wanted:
+        return {}
+    frame = _caller_frame()
+    if frame is None:
+        return {}
+    scopes = (frame.f_locals, frame.f_globals)
+    del frame  # no reference cycle through the frame
+    found: dict[str, Any] = {}
+    for dotted in sorted(wanted):
+        head, *rest = dotted.split(".")
+        value = next((scope[head] for scope in scopes if head in scope), _MISSING)
+        for attr in rest:
+            if not isinstance(value, types.ModuleType):
+                value = _MISSING
+                break
+            value = vars(value).get(attr, _MISSING)
+        if value is _MISSING:
+            continue
+        if isinstance(value, types.ModuleType) and any(d.startswith(dotted + ".") for d in wanted):
+            continue  # a module on the way to a longer dotted name
+        if not (_is_type(value) or any(value is form for form in (Literal, Optional, Union))):
+            raise SignatureError(
+                f"{dotted!r} in {truncate(text.strip(), 80)} names {type(value).__name__} {truncate(repr(value), 60)} "
+                "in the calling code, not a type; write a type such as str, list[str] or a class."
+            )
+        found[dotted] = value
+    return found
+
+
+_MISSING = object()
+
+
 def _is_type(value: Any) -> bool:
     """Whether a converted expression is usable as an annotation (not a bare constant)."""
     return isinstance(value, type) or value is Any or typing.get_origin(value) is not None
@@ -97,7 +163,8 @@ def _convert(node: ast.expr, names: dict[str, Any], text: str) -> Any:
             known = ", ".join(sorted(names))
             raise SignatureError(
                 f"Unknown type name {node.id!r} in {text!r}. Known names: {known}. "
-                "Use the class form of Signature for custom types."
+                "Import the type where the string signature is built, pass custom_types=, "
+                "or use the class form of Signature."
             )
         return names[node.id]
     if isinstance(node, ast.Attribute):
