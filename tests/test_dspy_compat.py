@@ -373,3 +373,44 @@ def test_metric_errors_are_loud_and_counted_apart_from_wrong_answers():
     failed = result.results[2]
     assert failed.metric_failed and failed.prediction.answer == "1"
     assert "metric failed on 1" in repr(result)
+
+
+# ---------------------------------------------------------------------- DSPy's answer metrics
+class _Plain:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def test_answer_exact_match_on_examples_plain_objects_and_dicts():
+    from elixirml.evaluate import answer_exact_match
+
+    assert em.evaluate.answer_exact_match is answer_exact_match  # DSPy's dspy.evaluate.answer_exact_match
+    assert em.metrics.answer_exact_match is answer_exact_match
+    assert answer_exact_match(em.Example(answer="The Eiffel Tower"), em.Prediction(answer="eiffel tower!")) is True
+    assert answer_exact_match(_Plain(answer="Paris"), _Plain(answer="paris.")) is True
+    assert answer_exact_match(_Plain(answer=["Lyon", "Paris"]), _Plain(answer="Paris")) is True
+    assert answer_exact_match({"answer": "Paris"}, {"answer": "Rome"}) is False
+    assert answer_exact_match(_Plain(answer="a b c"), _Plain(answer="a b"), frac=0.5) is True  # F1 0.8
+    assert answer_exact_match(_Plain(answer="a b c"), _Plain(answer="a b"), frac=0.9) is False
+    with pytest.raises(ValueError, match="answer"):
+        answer_exact_match(_Plain(answer=3), _Plain(answer="3"))
+    with pytest.raises(AttributeError, match="answer"):
+        answer_exact_match(_Plain(label="x"), _Plain(answer="x"))
+
+
+def test_answer_passage_match_reads_context_and_matches_whole_tokens():
+    from elixirml.evaluate import answer_passage_match
+
+    assert em.evaluate.answer_passage_match is answer_passage_match
+    passages = ["Nothing here.", "The Eiffel Tower is in Paris."]
+    assert answer_passage_match(em.Example(answer="eiffel tower"), em.Prediction(context=passages)) is True
+    assert answer_passage_match(_Plain(answer=["Louvre", "Paris"]), _Plain(context=passages)) is True
+    assert answer_passage_match(_Plain(answer="cat"), _Plain(context=["concatenate"])) is False  # tokens, as DSPy
+    devset = [em.Example(question="q", answer="Paris").with_inputs("question")]
+
+    class Retrieve(em.Module):
+        def forward(self, question):
+            return em.Prediction(context=passages)
+
+    result = em.Evaluate(devset=devset, metric=answer_passage_match)(Retrieve())
+    assert result.score == 100.0

@@ -12,10 +12,10 @@ import inspect
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ValidationError
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
@@ -217,6 +217,75 @@ class PassageMatch(Metric):
         passages = prediction[self.passages_field]
         texts = [normalize_text(p) for p in passages]
         return float(any(normalize_text(g) in t for g in golds for t in texts))
+
+
+def _field(obj: Any, name: str) -> Any:
+    """``obj.name``, or ``obj[name]`` for a mapping: DSPy's metrics read plain objects too."""
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        if isinstance(obj, Mapping) and name in obj:
+            return obj[name]
+        raise AttributeError(
+            f"{type(obj).__name__} has no field {name!r}: DSPy's answer metrics read example.answer "
+            f"and the prediction's {name!r}; use em.metrics.ExactMatch(field=...) for other fields."
+        ) from None
+
+
+def _gold_answers(metric: str, example: Any) -> list[Any]:
+    gold = _field(example, "answer")
+    if isinstance(gold, str):
+        return [gold]
+    if isinstance(gold, (list, tuple)):
+        return list(gold)
+    raise ValidationError(metric, "answer", gold, "the example's answer must be a str or a list of str, as in DSPy")
+
+
+def answer_exact_match(example: Any, pred: Any, trace: Any = None, frac: float = 1.0) -> bool:
+    """DSPy's ``answer_exact_match``: whether ``pred.answer`` matches one of ``example.answer``.
+
+    Texts are compared after :func:`normalize_text`. Examples, predictions, dicts and plain
+    objects with an ``answer`` attribute all work.
+
+    Args:
+        example: has ``answer``, a str or a list of str.
+        pred: has ``answer``.
+        trace: unused (metrics receive it during optimization).
+        frac: below 1.0, a token F1 of at least ``frac`` with one gold answer counts as a match.
+
+    Raises:
+        ValidationError: ``example.answer`` is neither a str nor a list (a ``ValueError``, as in DSPy).
+    """
+    golds = _gold_answers("answer_exact_match", example)
+    predicted = normalize_text(_field(pred, "answer"))
+    if frac >= 1.0:
+        return any(normalize_text(gold) == predicted for gold in golds)
+    return max((_f1(normalize_text(gold).split(), predicted.split()) for gold in golds), default=0.0) >= frac
+
+
+def answer_passage_match(example: Any, pred: Any, trace: Any = None) -> bool:
+    """DSPy's ``answer_passage_match``: whether a passage of ``pred.context`` has a gold answer.
+
+    An answer matches when its normalised words occur as consecutive whole words of a passage
+    (``"cat"`` is not found in ``"concatenate"``).
+
+    Args:
+        example: has ``answer``, a str or a list of str.
+        pred: has ``context``, a list of passages (texts).
+        trace: unused.
+
+    Raises:
+        ValidationError: ``example.answer`` is neither a str nor a list (a ``ValueError``, as in DSPy).
+    """
+    golds = [normalize_text(gold).split() for gold in _gold_answers("answer_passage_match", example)]
+    context = _field(pred, "context")
+    passages = [context] if isinstance(context, str) else list(context)
+    for passage in passages:
+        words = normalize_text(passage).split()
+        for gold in golds:
+            if gold and any(words[i : i + len(gold)] == gold for i in range(len(words) - len(gold) + 1)):
+                return True
+    return False
 
 
 class LMJudge(Metric):
