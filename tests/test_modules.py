@@ -69,11 +69,48 @@ def test_react_solves_multi_step_task_and_survives_tool_errors():
     agent = em.ReAct("question -> answer", tools=[calculator, lookup], max_iters=8)
     pred = agent(question="What is twice the population of the capital of France?")
     assert pred.answer == "4200000"
-    observations = [s["observation"] for s in pred.trajectory]
+    trajectory = pred.trajectory  # DSPy's dict: thought_i, tool_name_i, tool_args_i, observation_i
+    assert list(trajectory)[:4] == ["thought_0", "tool_name_0", "tool_args_0", "observation_0"]
+    assert len(trajectory) == 4 * 6  # five tool steps and the finish step, as in DSPy
+    observations = [trajectory[f"observation_{i}"] for i in range(6)]
     assert observations[0] == "Paris"
-    assert observations[1].startswith("Error: invalid argument expression") and not pred.trajectory[1]["ok"]
+    assert observations[1].startswith("Error: invalid argument expression")
     assert "ZeroDivisionError" in observations[2]
-    assert observations[3:] == ["2100000", "4200000"]
+    assert observations[3:] == ["2100000", "4200000", "Completed."]
+    assert trajectory["thought_0"] == "find the capital" and trajectory["tool_name_0"] == "lookup"
+    assert trajectory["tool_args_0"] == {"key": "capital of France"}
+    assert trajectory["tool_name_5"] == "finish" and trajectory["tool_args_5"] == {}
+
+
+def test_react_without_tools_can_only_finish_as_in_dspy():
+    lm = em.DummyLM([step("nothing to call", "finish", {}), {"reasoning": "r", "answer": "42"}])
+    agent = em.ReAct("question -> answer", tools=[])
+    em.configure(lm=lm)
+    pred = agent(question="q")
+    assert pred.answer == "42"
+    assert pred.trajectory == {
+        "thought_0": "nothing to call",
+        "tool_name_0": "finish",
+        "tool_args_0": {},
+        "observation_0": "Completed.",
+    }
+
+
+def test_react_untyped_tool_arguments_arrive_as_the_lm_gave_them():
+    got = []
+
+    def add(a, b):
+        """Add two numbers."""
+        got.append((a, b))
+        return a + b
+
+    lm = em.DummyLM(
+        [step("add", "add", {"a": 1, "b": 2}), step("done", "finish", {}), {"reasoning": "r", "answer": "3"}]
+    )
+    em.configure(lm=lm)
+    pred = em.ReAct("question -> answer", tools=[add])(question="1 + 2?")
+    assert got == [(1, 2)]  # JSON numbers stay numbers, as in DSPy 3.4.1
+    assert pred.trajectory["observation_0"] == "3"
 
 
 def test_react_native_tool_calling_over_http():
@@ -95,7 +132,9 @@ def test_react_native_tool_calling_over_http():
         agent = em.ReAct("question -> answer", tools=[calculator, lookup])
         em.configure(lm=lm)
         pred = agent(question="What is the capital of France?")
-        assert pred.answer == "Paris" and len(pred.trajectory) == 2
+        assert pred.answer == "Paris" and len(pred.trajectory) == 2 * 4
+        assert pred.trajectory["tool_name_0"] == "lookup" and pred.trajectory["observation_0"] == "Paris"
+        assert pred.trajectory["tool_name_1"] == "nope" and "no tool named" in pred.trajectory["observation_1"]
         assert len(server.requests) == 2
 
 

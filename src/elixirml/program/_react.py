@@ -18,16 +18,29 @@ from ._tools import Tool
 TRAJECTORY_DESC = "the thoughts, tool calls and observations so far"
 
 
-def format_trajectory(steps: list[dict[str, Any]]) -> str:
-    """The trajectory as text for the prompt."""
-    if not steps:
+#: The observation of the ``finish`` step, as DSPy records it.
+FINISHED = "Completed."
+
+
+def format_trajectory(trajectory: dict[str, Any]) -> str:
+    """The trajectory (DSPy's ``{"thought_0": ..., "tool_name_0": ...}`` dict) as text for the prompt."""
+    if not trajectory:
         return "(no steps yet)"
     lines = []
-    for i, step in enumerate(steps, 1):
-        lines.append(f"Step {i} thought: {step['thought']}")
-        lines.append(f"Step {i} tool: {step['tool']}({json.dumps(step['args'], default=str)})")
-        lines.append(f"Step {i} observation: {step['observation']}")
+    for i in range(len(trajectory) // 4):
+        args = json.dumps(trajectory[f"tool_args_{i}"], default=str)
+        lines.append(f"Step {i + 1} thought: {trajectory[f'thought_{i}']}")
+        lines.append(f"Step {i + 1} tool: {trajectory[f'tool_name_{i}']}({args})")
+        lines.append(f"Step {i + 1} observation: {trajectory[f'observation_{i}']}")
     return "\n".join(lines)
+
+
+def _add_step(trajectory: dict[str, Any], thought: Any, tool: str, args: Any, observation: str) -> None:
+    index = len(trajectory) // 4
+    trajectory[f"thought_{index}"] = thought
+    trajectory[f"tool_name_{index}"] = tool
+    trajectory[f"tool_args_{index}"] = args
+    trajectory[f"observation_{index}"] = observation
 
 
 class ReAct(Module):
@@ -38,9 +51,14 @@ class ReAct(Module):
     predictor (thought, tool name, tool arguments) through the adapter's text protocol. Bad
     arguments, tool exceptions and timeouts become observations; the loop goes on.
 
+    The prediction's ``trajectory`` is DSPy's dict: ``thought_0``, ``tool_name_0``,
+    ``tool_args_0``, ``observation_0``, then ``..._1`` and so on; the ``finish`` step is recorded
+    with the observation ``"Completed."``. Observations are the text the model was shown.
+
     Args:
         signature: the task's signature.
-        tools: :class:`~elixirml.Tool` objects or plain functions.
+        tools: :class:`~elixirml.Tool` objects or plain functions (none: the agent can only finish,
+            as in DSPy).
         max_iters: the most tool steps before the outputs are produced anyway.
         native: force (True) or forbid (False) native tool calling; default: when supported.
     """
@@ -50,8 +68,6 @@ class ReAct(Module):
         if max_iters < 1:
             raise ConfigurationError("max_iters must be >= 1")
         built = [t if isinstance(t, Tool) else Tool(t) for t in tools]
-        if not built:
-            raise ConfigurationError("ReAct needs at least one tool")
         self.signature = sig
         self.tools = {t.name: t for t in built}
         if "finish" in self.tools:
@@ -77,27 +93,20 @@ class ReAct(Module):
     async def aforward(self, **inputs: Any) -> Prediction:
         lm = self.react.lm or _settings.current().lm
         use_native = self.native if self.native is not None else bool(getattr(lm, "supports_tools", False))
-        if use_native:
+        if use_native and self.tools:  # with no tool there is nothing to call natively
             return await self._native(lm, inputs)
-        steps: list[dict[str, Any]] = []
+        trajectory: dict[str, Any] = {}
         for _ in range(self.max_iters):
-            step = await self.react.acall(**inputs, trajectory=format_trajectory(steps))
+            step = await self.react.acall(**inputs, trajectory=format_trajectory(trajectory))
             if step.next_tool_name == "finish":
+                _add_step(trajectory, step.next_thought, "finish", step.next_tool_args, FINISHED)
                 break
             tool = self.tools[step.next_tool_name]
             _events.emit("tool_call", tool=tool.name, arguments=step.next_tool_args)
-            observation, ok = await tool.observe(step.next_tool_args)
-            steps.append(
-                {
-                    "thought": step.next_thought,
-                    "tool": tool.name,
-                    "args": step.next_tool_args,
-                    "observation": observation,
-                    "ok": ok,
-                }
-            )
-        final = await self.extract.acall(**inputs, trajectory=format_trajectory(steps))
-        return Prediction({**final.to_dict(), "trajectory": steps})
+            observation, _ok = await tool.observe(step.next_tool_args)
+            _add_step(trajectory, step.next_thought, tool.name, step.next_tool_args, observation)
+        final = await self.extract.acall(**inputs, trajectory=format_trajectory(trajectory))
+        return Prediction({**final.to_dict(), "trajectory": trajectory})
 
     async def _native(self, lm: Any, inputs: dict[str, Any]) -> Prediction:
         if lm is None:
@@ -110,12 +119,12 @@ class ReAct(Module):
             "answer in the structure above."
         )
         schemas = [t.openai_schema() for t in self.tools.values()]
-        steps: list[dict[str, Any]] = []
+        trajectory: dict[str, Any] = {}
         for _ in range(self.max_iters):
             response = await lm.arequest(messages, tools=schemas)
             completion = response.completions[0]
             if not completion.tool_calls:
-                return Prediction({**adapter.parse(self.signature, completion.text), "trajectory": steps})
+                return Prediction({**adapter.parse(self.signature, completion.text), "trajectory": trajectory})
             messages.append(
                 {
                     "role": "assistant",
@@ -134,18 +143,10 @@ class ReAct(Module):
                 tool = self.tools.get(call["name"])
                 _events.emit("tool_call", tool=call["name"], arguments=call["arguments"])
                 if tool is None:
-                    observation, ok = f"Error: no tool named {call['name']!r}; tools: {list(self.tools)}", False
+                    observation = f"Error: no tool named {call['name']!r}; tools: {list(self.tools)}"
                 else:
-                    observation, ok = await tool.observe(call["arguments"])
+                    observation, _ok = await tool.observe(call["arguments"])
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": observation})
-                steps.append(
-                    {
-                        "thought": completion.text,
-                        "tool": call["name"],
-                        "args": call["arguments"],
-                        "observation": observation,
-                        "ok": ok,
-                    }
-                )
+                _add_step(trajectory, completion.text, call["name"], call["arguments"], observation)
         response = await lm.arequest(messages)  # out of steps: answer without tools
-        return Prediction({**adapter.parse(self.signature, response.text), "trajectory": steps})
+        return Prediction({**adapter.parse(self.signature, response.text), "trajectory": trajectory})
