@@ -414,3 +414,17 @@ def test_answer_passage_match_reads_context_and_matches_whole_tokens():
 
     result = em.Evaluate(devset=devset, metric=answer_passage_match)(Retrieve())
     assert result.score == 100.0
+
+
+# ---------------------------------------------------------------------- n > 1, positional inputs, enums, copies
+def test_completions_read_as_in_dspy():
+    lm = em.FunctionLM(lambda messages, settings: [{"answer": "a"}, {"answer": "b"}][: settings.get("n", 1)])
+    pred = em.Predict("question -> answer", lm=lm)(question="q", config={"n": 2})
+    completions = pred.completions
+    assert len(completions) == 2 and pred.answer == "a"
+    assert completions.answer == ["a", "b"] and completions["answer"] == ["a", "b"]
+    assert isinstance(completions[1], em.Prediction) and completions[1].answer == "b"
+    assert [c.answer for c in completions] == ["a", "b"] and [c["answer"] for c in completions] == ["a", "b"]
+    assert completions == [{"answer": "a"}, {"answer": "b"}]
+    with pytest.raises(AttributeError, match="reasoning"):
+        completions.reasoning  # noqa: B018

@@ -3,9 +3,10 @@
 from ._schema import Schema
 from ._signature import FieldSpec, InputField, OutputField, Signature, SignatureMeta, ensure_signature, make_signature
 from ._types import literal_values, parse_type, type_to_str
-from ._values import Example, Prediction
+from ._values import Completions, Example, Prediction
 
 __all__ = [
+    "Completions",
     "Example",
     "FieldSpec",
     "InputField",

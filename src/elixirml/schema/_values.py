@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
 
 
 def _freeze(value: Any) -> Any:
@@ -162,12 +162,74 @@ class Example:
         return dict(self._store)
 
 
+class Completions(Sequence["Prediction"]):
+    """The completions of an ``n > 1`` call, read as in DSPy.
+
+    ``completions[i]`` is a :class:`Prediction`; ``completions.answer`` and
+    ``completions["answer"]`` list one field over every completion. It compares equal to a
+    list of dicts with the same values.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Sequence[Mapping[str, Any]]) -> None:
+        self._items = [dict(item) for item in items]
+
+    @overload
+    def __getitem__(self, key: int) -> Prediction: ...
+    @overload
+    def __getitem__(self, key: slice) -> list[Prediction]: ...
+    @overload
+    def __getitem__(self, key: str) -> list[Any]: ...
+    def __getitem__(self, key: int | slice | str) -> Prediction | list[Prediction] | list[Any]:
+        if isinstance(key, str):
+            if not self._items or any(key not in item for item in self._items):
+                raise KeyError(f"{key!r} is not a field of every completion; fields: {self._fields()}")
+            return [item[key] for item in self._items]
+        if isinstance(key, slice):
+            return [Prediction(item) for item in self._items[key]]
+        return Prediction(self._items[key])
+
+    def __getattr__(self, name: str) -> list[Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"Completions have no field {name!r}; fields: {self._fields()}") from None
+
+    def _fields(self) -> list[str]:
+        return list(self._items[0]) if self._items else []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Prediction]:
+        return (Prediction(item) for item in self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Completions):
+            return self._items == other._items
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == len(self._items) and all(
+                isinstance(o, (Mapping, Example)) and dict(o) == item
+                for o, item in zip(other, self._items, strict=False)
+            )
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable contents, like a list
+
+    def __repr__(self) -> str:
+        return f"Completions({self._items!r})"
+
+
 class Prediction(Example):
     """The output of a module: output fields as attributes.
 
     Attributes:
-        completions: when the LM returned several completions (``n > 1``), one dict of
-            output values per completion; the prediction's own fields are the first.
+        completions: when the LM returned several completions (``n > 1``), their output
+            values as :class:`Completions` (DSPy's reading: ``completions.answer`` lists every
+            answer, ``completions[i]`` is a Prediction); the prediction's own fields are the first.
         usage: token usage of the LM calls that produced it (a dict).
     """
 
@@ -200,9 +262,9 @@ class Prediction(Example):
         return pred
 
     @property
-    def completions(self) -> list[dict[str, Any]]:
+    def completions(self) -> Completions:
         """Every completion's output values (one element when ``n == 1``)."""
-        return list(self._completions) if self._completions is not None else [dict(self._store)]
+        return Completions(self._completions if self._completions is not None else [self._store])
 
     @property
     def usage(self) -> dict[str, Any]:
