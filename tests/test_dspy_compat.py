@@ -428,3 +428,58 @@ def test_completions_read_as_in_dspy():
     assert completions == [{"answer": "a"}, {"answer": "b"}]
     with pytest.raises(AttributeError, match="reasoning"):
         completions.reasoning  # noqa: B018
+
+
+def test_enum_inputs_are_written_as_their_value_like_dspy():
+    import enum
+
+    class Color(enum.Enum):
+        RED = "red"
+        GREEN = "green"
+
+    class Pick(em.Signature):
+        """Describe the color."""
+
+        color: Color = em.InputField()
+        shade: Color = em.OutputField()
+
+    lm = em.DummyLM([{"shade": "RED"}, {"shade": "green"}])
+    predict = em.Predict(Pick, lm=lm)
+    assert predict(color=Color.GREEN).shade is Color.RED  # a member's name is read too, as in DSPy
+    assert predict(color=Color.RED).shade is Color.GREEN
+    user = lm.requests[0]["messages"][-1]["content"]
+    assert "[[ ## color ## ]]\ngreen\n" in user  # not '"green"'
+
+
+def test_deepcopy_of_a_module_copies_state_and_shares_the_lm():
+    import copy
+
+    lm = em.DummyLM([{"answer": "a"}])
+
+    class QA(em.Module):
+        def __init__(self):
+            super().__init__()
+            self.qa = em.Predict("question -> answer")
+
+        def forward(self, question):
+            return self.qa(question=question)
+
+    program = QA()
+    program.qa.demos = [em.Example(question="x", answer="y")]
+    program.qa.set_lm(lm)
+    clone = copy.deepcopy(program)
+    clone.qa.demos.append(em.Example(question="z", answer="w"))
+    assert len(program.qa.demos) == 1 and len(clone.qa.demos) == 2 and clone.qa is not program.qa
+    assert clone.qa.lm is lm  # DSPy copies the LM; a client with open connections is shared here
+    assert clone(question="hi").answer == "a"
+
+
+def test_parallel_runs_examples_with_their_inputs_and_refuses_positional_inputs():
+    lm = em.FunctionLM(lambda messages, settings: {"answer": "ok"})
+    em.configure(lm=lm)
+    predict = em.Predict("question -> answer")
+    example = em.Example(question="hi", answer="gold").with_inputs("question")
+    results = em.Parallel(num_threads=2)([(predict, example), (predict, {"question": "yo"})])
+    assert [r.answer for r in results] == ["ok", "ok"]
+    with pytest.raises(TypeError, match=r"keywords, e\.g\. predict\(question=\.\.\.\)"):
+        predict("hi")  # DSPy refuses too (with a ValueError)

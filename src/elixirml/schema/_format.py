@@ -23,7 +23,13 @@ def to_jsonable(value: Any) -> Any:
 
 
 def format_value(value: Any) -> str:
-    """Render a value as prompt text: strings as they are, everything else as JSON."""
+    """Render a value as prompt text: strings as they are, everything else as JSON.
+
+    An enum member with a string value is written as that value (``red``, not ``"red"``), as
+    DSPy writes it.
+    """
+    if isinstance(value, enum.Enum) and isinstance(value.value, str):
+        value = value.value
     if isinstance(value, str):
         return value
     return json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
