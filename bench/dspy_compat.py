@@ -226,7 +226,7 @@ def load_state_unsafe(m: Any, side: Side) -> Any:
     return raises(lambda: predict.load_state(predict.dump_state(), allow_unsafe_lm_state=True))
 
 
-@snippet("load(path) of a file dspy.Module.save(path) wrote", "not carried over yet")
+@snippet("load(path) of a file dspy.Module.save(path) wrote")
 def load_dspy_file(m: Any, side: Side) -> Any:
     path = Path(os.environ["DSPY_COMPAT_DIR"]) / "dspy_saved.json"
     predict = m.Predict("question -> answer")

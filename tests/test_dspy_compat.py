@@ -483,3 +483,110 @@ def test_parallel_runs_examples_with_their_inputs_and_refuses_positional_inputs(
     assert [r.answer for r in results] == ["ok", "ok"]
     with pytest.raises(TypeError, match=r"keywords, e\.g\. predict\(question=\.\.\.\)"):
         predict("hi")  # DSPy refuses too (with a ValueError)
+
+
+# ---------------------------------------------------------------- files written by dspy.Module.save
+def _dspy_saved_file():
+    """What DSPy 3.4.1's ``QA().save(path)`` wrote for the program below (abridged to its keys)."""
+
+    def field(prefix, name):
+        return {"prefix": prefix, "description": "${" + name + "}"}
+
+    return {
+        "answer.predict": {
+            "traces": [],
+            "train": [],
+            "demos": [{"augmented": True, "question": "q1", "reasoning": "r1", "answer": "a1"}],
+            "signature": {
+                "instructions": "Answer briefly.",
+                "fields": [
+                    field("Question:", "question"),
+                    field("Reasoning:", "reasoning"),
+                    {"prefix": "Final Answer:", "description": "one word"},
+                ],
+            },
+            "lm": None,
+        },
+        "check": {
+            "traces": [],
+            "train": [],
+            "demos": [],
+            "signature": {
+                "instructions": "Given the fields `question`, `answer`, produce the fields `verdict`.",
+                "fields": [field("Question:", "question"), field("Answer:", "answer"), field("Verdict:", "verdict")],
+            },
+            "lm": {
+                "_dspy_lm_class": "dspy.clients.lm.LM",
+                "model": "openai/gpt-4o-mini",
+                "model_type": "chat",
+                "cache": True,
+                "num_retries": 3,
+                "temperature": 0.3,
+                "max_tokens": 100,
+                "launch_kwargs": {},
+            },
+        },
+        "metadata": {"dependency_versions": {"python": "3.11", "dspy": "3.4.1", "cloudpickle": "3.1"}},
+    }
+
+
+class SavedByDSPy(em.Module):
+    def __init__(self):
+        self.answer = em.ChainOfThought("question -> answer")
+        self.check = em.Predict("question, answer -> verdict: bool")
+
+    def forward(self, question):
+        return self.answer(question=question)
+
+
+def test_a_file_written_by_dspy_save_loads_into_the_equivalent_program(tmp_path):
+    import json
+
+    path = tmp_path / "dspy.json"
+    path.write_text(json.dumps(_dspy_saved_file()))
+    program = SavedByDSPy()
+    with pytest.warns(UserWarning, match="gpt-4o-mini"):  # the model is reported, never built from the file
+        assert program.load(path) is program
+    assert program.answer.instructions == "Answer briefly."
+    [demo] = program.answer.demos
+    assert demo.toDict() == {"question": "q1", "reasoning": "r1", "answer": "a1"} and list(demo.inputs()) == [
+        "question"
+    ]
+    assert program.answer.signature.fields["answer"].desc == "one word"
+    assert program.answer.signature.fields["answer"].prefix == "Final Answer:"
+    assert program.answer.signature.fields["question"].prefix is None  # DSPy's default prefix is not copied
+    assert program.check.config == {"temperature": 0.3, "max_tokens": 100}
+    assert program.check.lm is None
+    with pytest.raises(em.errors.LoadError, match="written by DSPy"):
+        em.load(path)
+
+
+def test_a_dspy_file_of_another_structure_or_with_bad_values_is_refused_whole(tmp_path):
+    import json
+
+    document = _dspy_saved_file()
+    document["extra_step"] = document.pop("check")
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(document))
+    program = SavedByDSPy()
+    with pytest.raises(em.errors.LoadError, match="extra_step"):
+        program.load(path)
+    assert program.answer.demos == [] and program.answer.instructions != "Answer briefly."  # nothing changed
+    document = _dspy_saved_file()
+    document["check"]["lm"]["temperature"] = "hot"
+    path.write_text(json.dumps(document))
+    with pytest.raises(em.errors.LoadError, match="temperature"):
+        program.load(path)
+    assert program.check.config == {}
+
+
+def test_a_single_predictor_saved_by_dspy_loads(tmp_path):
+    import json
+
+    saved = _dspy_saved_file()["check"]
+    saved["lm"] = None
+    saved["demos"] = [{"question": "q", "answer": "a", "verdict": True}]
+    path = tmp_path / "predict.json"
+    path.write_text(json.dumps({**saved, "metadata": {"dependency_versions": {"dspy": "3.4.1"}}}))
+    predict = em.Predict("question, answer -> verdict: bool").load(path)
+    assert [d.toDict() for d in predict.demos] == [{"question": "q", "answer": "a", "verdict": True}]

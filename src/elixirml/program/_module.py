@@ -661,8 +661,19 @@ class Module:
         return target
 
     def load(self, path: str | os.PathLike[str]) -> Module:
-        """Load state saved by :meth:`save` into this module; returns self."""
-        document = read_program_file(path)
+        """Load state saved by :meth:`save` into this module; returns self.
+
+        A file written by DSPy's ``Module.save(path)`` (its JSON state format) loads too, into a
+        program of the same structure: demos, instructions, field descriptions and prefixes, and
+        the saved LM's request settings (see docs/dspy.md). Nothing in either file is executed.
+        """
+        from ._dspy_state import is_dspy_state, load_dspy_state
+
+        document = _read_json(path)
+        if is_dspy_state(document):
+            load_dspy_state(self, document, repr(os.fspath(path)))
+            return self
+        document = read_program_file(path, document)
         return self.load_state(document["state"])
 
 
@@ -731,16 +742,31 @@ def write_json_atomic(target: Path, document: Any) -> None:
         raise
 
 
-def read_program_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a saved program file (JSON only; nothing in it is executed)."""
+def _read_json(path: str | os.PathLike[str]) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
+            return json.load(handle)
     except FileNotFoundError:
         raise LoadError(f"No saved program at {os.fspath(path)!r}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LoadError(f"{os.fspath(path)!r} is not a JSON program file: {exc}") from None
+
+
+def read_program_file(path: str | os.PathLike[str], document: Any = None) -> dict[str, Any]:
+    """Read and check a saved program file (JSON only; nothing in it is executed).
+
+    ``document`` is the file's JSON when the caller has read it already.
+    """
+    if document is None:
+        document = _read_json(path)
     if not isinstance(document, dict) or document.get("format") != FORMAT:
+        from ._dspy_state import is_dspy_state
+
+        if is_dspy_state(document):
+            raise LoadError(
+                f"{os.fspath(path)!r} was written by DSPy's Module.save: it holds state, not a program. Build "
+                "the equivalent program and load the file into it: YourProgram().load(path)"
+            )
         raise LoadError(f"{os.fspath(path)!r} is not an ElixirML program file (format {FORMAT!r} expected)")
     if document.get("version") != FORMAT_VERSION:
         raise LoadError(
