@@ -116,16 +116,17 @@ def example_to_dict(m: Any, side: Side) -> Any:
     return m.Example(question="q", answer="a").toDict()
 
 
-@snippet("adapter(lm, lm_kwargs, signature, demos, inputs)", "not carried over yet")
+@snippet("adapter(lm, lm_kwargs, signature, demos, inputs)")
 def adapter_callable(m: Any, side: Side) -> Any:
     lm = side.lm([{"answer": "4"}])
     out = m.ChatAdapter()(lm, {}, m.Signature("question -> answer"), [], {"question": "2+2?"})
     return [dict(o) for o in out]
 
 
-@snippet("XMLAdapter", "not carried over yet")
+@snippet("XMLAdapter")
 def xml_adapter(m: Any, side: Side) -> Any:
-    return hasattr(m, "XMLAdapter")
+    parsed = m.XMLAdapter().parse(m.Signature("question -> answer"), "<answer>\n4\n</answer>")
+    return dict(parsed)
 
 
 @snippet("TwoStepAdapter", "not carried over yet")
@@ -133,7 +134,10 @@ def two_step_adapter(m: Any, side: Side) -> Any:
     return hasattr(m, "TwoStepAdapter")
 
 
-@snippet("ChatAdapter(use_native_function_calling=...)", "not carried over yet")
+@snippet(
+    "ChatAdapter(use_native_function_calling=...)",
+    "True refused on purpose: no tool fields in signatures; ReAct(native=True) has native tool calls",
+)
 def chat_adapter_native_flag(m: Any, side: Side) -> Any:
     return raises(lambda: m.ChatAdapter(use_native_function_calling=True))
 

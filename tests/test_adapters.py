@@ -116,3 +116,37 @@ def test_opt_in_fallback_adapter_makes_second_call():
     pred = em.Predict(Sentiment, lm=lm, adapter=em.ChatAdapter(fallback=em.JSONAdapter()))(text="x")
     assert pred.label == "positive"
     assert len(lm.requests) == 2
+
+
+# ---------------------------------------------------------------- DSPy's XMLAdapter and adapter call
+def test_xml_adapter_formats_and_parses_elements():
+    seen = []
+
+    def answer(messages, settings):
+        seen.append(messages)
+        return "<Label>\npositive\n</Label>\n<score>0.9</score>"
+
+    lm = em.FunctionLM(answer)
+    pred = em.Predict(Sentiment, lm=lm, adapter="xml")(text="a joy")
+    assert pred.label == "positive" and pred.score == 0.9
+    assert "<text>\na joy\n</text>" in seen[0][-1]["content"]
+    assert "<label>" in seen[0][0]["content"]
+    demo = em.Example(text="a bore", label="negative", score=0.1).with_inputs("text")
+    messages = em.XMLAdapter().format(Sentiment, [demo], {"text": "x"})
+    assert messages[2] == {"role": "assistant", "content": "<label>\nnegative\n</label>\n\n<score>\n0.1\n</score>"}
+    with pytest.raises(AdapterParseError):
+        em.XMLAdapter().parse(Sentiment, "<label>positive</label>")
+
+
+def test_an_adapter_is_callable_as_in_dspy():
+    lm = em.DummyLM([{"label": "negative", "score": 0.2}])
+    outputs = em.ChatAdapter()(lm, {"temperature": 0.1}, Sentiment, [], {"text": "a bore"})
+    assert outputs == [{"label": "negative", "score": 0.2}]
+    assert lm.requests[0]["settings"]["temperature"] == 0.1
+
+
+def test_dspy_adapter_keywords():
+    assert isinstance(em.ChatAdapter(use_json_adapter_fallback=True).fallback, em.JSONAdapter)
+    assert em.ChatAdapter(use_native_function_calling=False).fallback is None
+    with pytest.raises(em.errors.ConfigurationError, match="ReAct"):
+        em.ChatAdapter(use_native_function_calling=True)

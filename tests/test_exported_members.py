@@ -57,6 +57,7 @@ EXPECTED = {
     "Signature",
     "TraceEntry",
     "Usage",
+    "XMLAdapter",
     "__version__",
     "configure",
     "context",

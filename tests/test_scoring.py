@@ -179,14 +179,14 @@ def test_the_adapter_can_be_a_variable_that_optimizers_set_and_programs_save(tmp
 
 
 def test_bad_adapter_names_fail_early():
-    with pytest.raises(ConfigurationError, match="Unknown adapter name 'xml'"):
-        em.Predict(Sentiment, adapter="xml")
+    with pytest.raises(ConfigurationError, match="Unknown adapter name 'yaml'"):
+        em.Predict(Sentiment, adapter="yaml")
     with pytest.raises(ConfigurationError, match="Unknown adapter name"):
-        em.Predict(Sentiment, adapter=em.Variable.choice(["chat", "xml"]))
+        em.Predict(Sentiment, adapter=em.Variable.choice(["chat", "yaml"]))
     with pytest.raises(ConfigurationError, match="adapter names"):
         em.Predict(Sentiment, adapter=em.Variable.float(default=0.5, low=0, high=1))
-    with pytest.raises(VariableError, match="'xml' is not one of"):
-        em.Predict(Sentiment, adapter=em.Variable.choice(["chat", "plain"])).with_variables(adapter="xml")
+    with pytest.raises(VariableError, match="'yaml' is not one of"):
+        em.Predict(Sentiment, adapter=em.Variable.choice(["chat", "plain"])).with_variables(adapter="yaml")
     state = em.Predict(Sentiment, adapter="plain").dump_state()
     state["adapter"] = "xml"
     with pytest.raises(LoadError, match="unknown adapter"):

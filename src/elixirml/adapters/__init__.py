@@ -9,8 +9,9 @@ from ._base import Adapter
 from ._chat import ChatAdapter
 from ._json import JSONAdapter
 from ._plain import PlainAdapter
+from ._xml import XMLAdapter
 
-__all__ = ["ADAPTER_NAMES", "Adapter", "ChatAdapter", "JSONAdapter", "PlainAdapter", "adapter_for"]
+__all__ = ["ADAPTER_NAMES", "Adapter", "ChatAdapter", "JSONAdapter", "PlainAdapter", "XMLAdapter", "adapter_for"]
 
 
 def adapter_for(lm: Any, configured: Any = None) -> Adapter:
@@ -38,6 +39,11 @@ def adapter_for(lm: Any, configured: Any = None) -> Adapter:
 # Adapters without a fallback hold no state, so the defaults can be shared.
 _DEFAULT_CHAT = ChatAdapter()
 _DEFAULT_JSON = JSONAdapter()
-_BY_NAME: dict[str, Adapter] = {"chat": _DEFAULT_CHAT, "json": _DEFAULT_JSON, "plain": PlainAdapter()}
+_BY_NAME: dict[str, Adapter] = {
+    "chat": _DEFAULT_CHAT,
+    "json": _DEFAULT_JSON,
+    "plain": PlainAdapter(),
+    "xml": XMLAdapter(),
+}
 #: Names accepted wherever an adapter is expected (``Predict(adapter="plain")``, ``em.configure``).
 ADAPTER_NAMES = tuple(_BY_NAME)

@@ -15,7 +15,14 @@ from typing import Any
 
 import pydantic
 
-from ..errors import AdapterParseError, OutputError, TruncatedResponseError, ValidationError, truncate
+from ..errors import (
+    AdapterParseError,
+    ConfigurationError,
+    OutputError,
+    TruncatedResponseError,
+    ValidationError,
+    truncate,
+)
 from ..lm import LM, LMResponse
 from ..lm._types import Message
 from ..runtime import _callbacks
@@ -189,12 +196,50 @@ class Adapter:
     Args:
         fallback: another adapter to try, with a second LM request, when parsing fails.
             Off by default: no hidden second call.
+        use_json_adapter_fallback: DSPy's spelling of ``fallback=JSONAdapter()`` (DSPy turns it
+            on by default; here it is asked for).
+        use_native_function_calling: DSPy's switch for tool fields in signatures. ElixirML's
+            native tool calling is ReAct's (``em.ReAct(sig, tools, native=True)``); ``True``
+            here raises ``ConfigurationError`` saying so.
     """
 
     name = "Adapter"
 
-    def __init__(self, fallback: Adapter | None = None) -> None:
+    def __init__(
+        self,
+        fallback: Adapter | None = None,
+        *,
+        use_json_adapter_fallback: bool = False,
+        use_native_function_calling: bool = False,
+    ) -> None:
+        if use_native_function_calling:
+            raise ConfigurationError(
+                f"{type(self).__name__}(use_native_function_calling=True): signatures with tool fields are not "
+                "supported; for tools with the LM's native function calling use em.ReAct(signature, tools, "
+                "native=True)"
+            )
+        if use_json_adapter_fallback and fallback is None:
+            from ._json import JSONAdapter
+
+            fallback = JSONAdapter()
         self.fallback = fallback
+
+    def __call__(
+        self,
+        lm: LM,
+        lm_kwargs: dict[str, Any],
+        signature: type[Signature],
+        demos: Sequence[Example],
+        inputs: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """Format, send, parse, as DSPy's ``adapter(lm, lm_kwargs, signature, demos, inputs)``.
+
+        Returns one dict of output values per completion. The sync form of :meth:`acall`.
+        """
+        from ..runtime import run_sync
+
+        outputs, _, _ = run_sync(self.acall(lm, signature, demos, dict(inputs), dict(lm_kwargs or {})))
+        return outputs
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

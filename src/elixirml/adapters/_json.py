@@ -44,8 +44,14 @@ class JSONAdapter(Adapter):
 
     name = "JSONAdapter"
 
-    def __init__(self, fallback: Adapter | None = None, *, max_depth: int = MAX_JSON_DEPTH) -> None:
-        super().__init__(fallback)
+    def __init__(
+        self,
+        fallback: Adapter | None = None,
+        *,
+        max_depth: int = MAX_JSON_DEPTH,
+        use_native_function_calling: bool = False,
+    ) -> None:
+        super().__init__(fallback, use_native_function_calling=use_native_function_calling)
         self.max_depth = max_depth
 
     def system_message(self, signature: type[Signature]) -> str:

@@ -43,6 +43,7 @@ litellm = Extension(
 chat_adapter = Extension("chat", __version__, provides="elixirml.adapters:ChatAdapter", capabilities=["text"])
 json_adapter = Extension("json", __version__, provides="elixirml.adapters:JSONAdapter", capabilities=["json_schema"])
 plain_adapter = Extension("plain", __version__, provides="elixirml.adapters:PlainAdapter", capabilities=["text"])
+xml_adapter = Extension("xml", __version__, provides="elixirml.adapters:XMLAdapter", capabilities=["text"])
 
 # Metrics: elixirml evaluate --metric <name>.
 exact_match = Extension("exact_match", __version__, provides="elixirml.metrics:ExactMatch", capabilities=["field"])
@@ -70,7 +71,7 @@ variable = Extension(
 
 _DECLARED = {
     "lms": ["local", "openai", "anthropic", "litellm"],
-    "adapters": ["chat_adapter", "json_adapter", "plain_adapter"],
+    "adapters": ["chat_adapter", "json_adapter", "plain_adapter", "xml_adapter"],
     "metrics": ["exact_match", "f1", "contains", "numeric_match"],
     "optimizers": ["labeled", "bootstrap", "random", "mipro", "variable"],
 }
