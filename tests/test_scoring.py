@@ -188,7 +188,7 @@ def test_bad_adapter_names_fail_early():
     with pytest.raises(VariableError, match="'yaml' is not one of"):
         em.Predict(Sentiment, adapter=em.Variable.choice(["chat", "plain"])).with_variables(adapter="yaml")
     state = em.Predict(Sentiment, adapter="plain").dump_state()
-    state["adapter"] = "xml"
+    state["adapter"] = "yaml"
     with pytest.raises(LoadError, match="unknown adapter"):
         em.Predict(Sentiment).load_state(state)
 
