@@ -129,9 +129,9 @@ def xml_adapter(m: Any, side: Side) -> Any:
     return dict(parsed)
 
 
-@snippet("TwoStepAdapter", "not carried over yet")
+@snippet("TwoStepAdapter")
 def two_step_adapter(m: Any, side: Side) -> Any:
-    return hasattr(m, "TwoStepAdapter")
+    return hasattr(m, "TwoStepAdapter") and callable(m.TwoStepAdapter)
 
 
 @snippet(

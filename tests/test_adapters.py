@@ -150,3 +150,24 @@ def test_dspy_adapter_keywords():
     assert em.ChatAdapter(use_native_function_calling=False).fallback is None
     with pytest.raises(em.errors.ConfigurationError, match="ReAct"):
         em.ChatAdapter(use_native_function_calling=True)
+
+
+def test_two_step_adapter_asks_in_plain_words_then_extracts_the_fields():
+    main_seen, extract_seen = [], []
+
+    def main(messages, settings):
+        main_seen.append(messages)
+        return "It is clearly a happy review, so I would call it positive with a confidence around 0.8."
+
+    def extract(messages, settings):
+        extract_seen.append(messages)
+        assert "clearly a happy review" in messages[-1]["content"]
+        return {"label": "positive", "score": 0.8}
+
+    adapter = em.TwoStepAdapter(em.FunctionLM(extract))
+    pred = em.Predict(Sentiment, lm=em.FunctionLM(main), adapter=adapter)(text="a joy")
+    assert (pred.label, pred.score) == ("positive", 0.8)
+    assert len(main_seen) == len(extract_seen) == 1
+    assert "[[ ##" not in main_seen[0][0]["content"] and "text: a joy" in main_seen[0][-1]["content"]
+    with pytest.raises(em.errors.ConfigurationError, match="extraction_model"):
+        em.TwoStepAdapter(None)

@@ -56,6 +56,7 @@ EXPECTED = {
     "Settings",
     "Signature",
     "TraceEntry",
+    "TwoStepAdapter",
     "Usage",
     "XMLAdapter",
     "__version__",

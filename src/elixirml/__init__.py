@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from . import callbacks, data, errors, extensions, metrics, optimizers
 from ._version import __version__
-from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, XMLAdapter
+from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
 from .data import Dataset
 from .evaluate import Evaluate, EvaluationResult, compare, evaluate
 from .lm import LM, DummyLM, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
@@ -110,6 +110,7 @@ __all__ = [
     "Settings",
     "Signature",
     "TraceEntry",
+    "TwoStepAdapter",
     "Usage",
     "XMLAdapter",
     "__version__",

@@ -9,9 +9,19 @@ from ._base import Adapter
 from ._chat import ChatAdapter
 from ._json import JSONAdapter
 from ._plain import PlainAdapter
+from ._two_step import TwoStepAdapter
 from ._xml import XMLAdapter
 
-__all__ = ["ADAPTER_NAMES", "Adapter", "ChatAdapter", "JSONAdapter", "PlainAdapter", "XMLAdapter", "adapter_for"]
+__all__ = [
+    "ADAPTER_NAMES",
+    "Adapter",
+    "ChatAdapter",
+    "JSONAdapter",
+    "PlainAdapter",
+    "TwoStepAdapter",
+    "XMLAdapter",
+    "adapter_for",
+]
 
 
 def adapter_for(lm: Any, configured: Any = None) -> Adapter:
