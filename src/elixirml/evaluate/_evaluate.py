@@ -783,9 +783,17 @@ class Evaluate:
         DSPy's per-call options (``num_threads``, ``display_progress``, ``display_table``,
         ``save_as_csv``, ``save_as_json``) override the ones given to the constructor.
         """
-        examples = self.devset if devset is None else list(devset)
-        result = evaluate(program, examples, metric or self.metric, **self._options(overrides))
-        return self._report(result, display_table, save_as_csv, save_as_json)
+        return run_sync(
+            self.acall(
+                program,
+                metric,
+                devset,
+                display_table=display_table,
+                save_as_csv=save_as_csv,
+                save_as_json=save_as_json,
+                **overrides,
+            )
+        )
 
     async def acall(
         self,
