@@ -285,6 +285,7 @@ def test_multi_chain_comparison():
     pred = mcc(question="q")
     assert pred.answer == "2" and pred.rationale == "attempt 2 is right"
     assert lm.requests[0]["settings"]["n"] == 3
+    assert lm.requests[0]["settings"]["temperature"] == 0.7
     compare_prompt = lm.requests[1]["messages"][-1]["content"]
     assert "my prediction is answer: 1" in compare_prompt and "[[ ## attempt_3 ## ]]" in compare_prompt
 

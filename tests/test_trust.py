@@ -526,3 +526,13 @@ def test_bootstrap_and_best_of_n_defaults_are_best_effort_on_a_provider_without_
     em.BestOfN(em.Predict(QA), N=2, reward_fn=lambda i, p: 0.0).deepcopy()(context="c", question="q")
     with pytest.raises(ConfigurationError, match="temperature"):  # an explicit value is required
         em.BestOfN(em.Predict(QA), N=2, reward_fn=lambda i, p: 0.0, temperature=0.5)(context="c", question="q")
+    attempts = NoTemperatureLM(
+        lambda messages, settings: (
+            [{"reasoning": "r", "answer": "a"}] * settings.get("n", 1)
+            if "attempt_1" not in messages[-1]["content"]
+            else {"rationale": "same", "answer": "a"}
+        )
+    )
+    em.configure(lm=attempts)
+    assert em.MultiChainComparison("question -> answer", M=2)(question="q").answer == "a"
+    assert all("temperature" not in h["settings"] for h in attempts.history)

@@ -174,16 +174,23 @@ class MultiChainComparison(Module):
     Args:
         signature: the task's signature.
         M: how many attempts to compare.
-        temperature: sampling temperature of the attempts.
+        temperature: sampling temperature of the attempts, forced on them (0.7 by default, applied
+            where the LM's provider can set a temperature; a value passed explicitly is required).
     """
 
-    def __init__(self, signature: Any, M: int = 3, temperature: float = 0.7) -> None:  # noqa: N803 - DSPy's name
+    def __init__(
+        self,
+        signature: Any,
+        M: int = 3,  # noqa: N803 - DSPy's name
+        temperature: float = _DefaultTemperature(0.7),
+    ) -> None:
         sig = ensure_signature(signature)
         if M < 2:
             raise ConfigurationError("MultiChainComparison needs M >= 2")
         self.M = M
         self.signature = sig
-        self.generate = ChainOfThought(sig, temperature=temperature)
+        self.temperature = temperature
+        self.generate = ChainOfThought(sig)
         fields: dict[str, Any] = {name: (spec.annotation, spec) for name, spec in sig.input_fields.items()}
         for i in range(1, M + 1):
             fields[f"attempt_{i}"] = (str, InputField(desc=f"student attempt #{i}"))
@@ -199,7 +206,9 @@ class MultiChainComparison(Module):
 
     async def aforward(self, completions: Sequence[dict[str, Any]] | None = None, **inputs: Any) -> Prediction:
         if completions is None:
-            generated = await self.generate.acall(**inputs, config={"n": self.M})
+            best_effort = ("temperature",) if isinstance(self.temperature, _DefaultTemperature) else ()
+            with forced_settings(temperature=float(self.temperature), best_effort=best_effort):
+                generated = await self.generate.acall(**inputs, config={"n": self.M})
             completions = generated.completions
         attempts = [dict(c) for c in completions[: self.M]]
         while len(attempts) < self.M:
