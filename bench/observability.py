@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
+
+from overhead import ours  # the same timing loop as the overhead benchmark
 
 import elixirml as em
 
@@ -41,27 +42,12 @@ def configure(mode: str) -> None:
         raise SystemExit(f"unknown mode {mode!r}; use off, callback or otel")
 
 
-def per_call(module_cls: type, answer: dict[str, str], n: int = 1000, repeats: int = 7) -> float:
-    """Best of ``repeats`` runs of ``n`` calls, in seconds per call."""
-    lm = em.DummyLM([answer] * (n * repeats + 50))
-    module = module_cls("question -> answer", lm=lm)
-    for i in range(50):
-        module(question=f"warm {i}")
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for i in range(n):
-            module(question=f"question {i}")
-        best = min(best, (time.perf_counter() - start) / n)
-    return best
-
-
 def main() -> None:
     """Measure the mode given on the command line."""
     mode = sys.argv[1] if len(sys.argv) > 1 else "off"
     configure(mode)
-    predict = per_call(em.Predict, {"answer": "x"}) * 1e6
-    cot = per_call(em.ChainOfThought, {"reasoning": "r", "answer": "x"}) * 1e6
+    predict = ours(em.Predict, {"answer": "x"}, 1000, repeats=7) * 1e6
+    cot = ours(em.ChainOfThought, {"reasoning": "r", "answer": "x"}, 1000, repeats=7) * 1e6
     print(json.dumps({"mode": mode, "predict_us": round(predict, 1), "cot_us": round(cot, 1)}))
 
 
