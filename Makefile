@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo install lint typecheck bench bench-env clean
+.PHONY: test demo install system-packages lint typecheck bench bench-env clean
 
 install: $(STAMP)
 
@@ -14,7 +14,11 @@ $(STAMP): pyproject.toml
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install --disable-pip-version-check -q -e '.[all,dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# Debian packages for the real components the tests start (PostgreSQL, ...); idempotent.
+system-packages:
+	bash .ci/system-packages.sh
+
+test: $(STAMP) system-packages
 	$(PY) -m ruff check src tests bench examples
 	$(PY) -m mypy
 	$(PY) -m pytest

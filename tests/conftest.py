@@ -27,3 +27,21 @@ def _fresh_settings():
         yield
     finally:
         _settings._DEFAULT.value = saved
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the whole test session, on 127.0.0.1 (see tests/_postgres.py)."""
+    from _postgres import postgres_server as start, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with start() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A SQLAlchemy URL (psycopg driver) to a fresh database of its own on the session's server."""
+    return postgres_server.url(postgres_server.create_database())
