@@ -27,6 +27,7 @@ EXPECTED = {
     "compare",
     "EvaluationResult",
     "Evaluate",
+    "Feedback",
     "Dataset",
     "Configuration",
     "Pipeline",

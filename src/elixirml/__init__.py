@@ -17,7 +17,7 @@ from . import callbacks, data, errors, extensions, metrics, optimizers
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
 from .data import Dataset
-from .evaluate import Evaluate, EvaluationResult, compare, evaluate
+from .evaluate import Evaluate, EvaluationResult, Feedback, compare, evaluate
 from .lm import LM, DummyLM, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
 from .optimizers import (
     BootstrapFewShot,
@@ -81,6 +81,7 @@ __all__ = [
     "compare",
     "EvaluationResult",
     "Evaluate",
+    "Feedback",
     "Dataset",
     "suggest_output",
     "stage",

@@ -4,6 +4,7 @@ DSPy's names are aliases: ``BootstrapFewShotWithRandomSearch`` (RandomSearch) an
 """
 
 from .optimize import (
+    GEPA,
     MIPRO,
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
@@ -20,6 +21,7 @@ __all__ = [
     "MIPRO",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "GEPA",
     "LabeledFewShot",
     "MIPROv2",
     "OptimizationResult",

@@ -7,6 +7,7 @@ from typing import Any
 from .. import settings as _settings
 from ._base import OptimizationResult, OptimizationState, Optimizer, Trial
 from ._fewshot import BootstrapFewShot, LabeledFewShot, bootstrap_demos
+from ._gepa import GEPA
 from ._search import MIPRO, RandomSearch, VariableSearch
 
 
@@ -60,6 +61,7 @@ __all__ = [
     "MIPRO",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "GEPA",
     "LabeledFewShot",
     "MIPROv2",
     "OptimizationResult",
