@@ -20,8 +20,13 @@ from .data import Dataset
 from .evaluate import Evaluate, EvaluationResult, Feedback, compare, evaluate
 from .lm import LM, DummyLM, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
 from .optimizers import (
+    COPRO,
+    GEPA,
+    SIMBA,
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
+    Ensemble,
+    KNNFewShot,
     LabeledFewShot,
     MIPROv2,
 )
@@ -62,6 +67,11 @@ __all__ = [
     "BootstrapFewShotWithRandomSearch",
     "BootstrapFewShot",
     "MIPROv2",
+    "GEPA",
+    "SIMBA",
+    "COPRO",
+    "KNNFewShot",
+    "Ensemble",
     "optimizers",
     "callbacks",
     "tool",
