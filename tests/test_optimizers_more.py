@@ -183,3 +183,35 @@ def test_ensemble_reduces_by_majority_first_or_a_function():
         Ensemble(reduce_fn="median")
     with pytest.raises(ConfigurationError):
         Ensemble(size=5).compile(programs)
+
+
+def test_metric_call_budget_holds_for_every_optimizer():
+    proposals = []
+
+    def answer(messages, settings):
+        system, user = messages[0]["content"], messages[-1]["content"]
+        if "instruction optimizer" in system:
+            proposals.append(1)
+            return {"proposed_instruction": f"Echo it, try number {len(proposals)}."}
+        if "Write one short rule" in system:
+            return {"rule": "Be careful and precise."}
+        word = re.search(r"echo (w\d+)", user).group(1)
+        return {"answer": word.upper() if settings.get("temperature", 1.0) < 0.5 else word}
+
+    em.configure(lm=em.FunctionLM(answer))
+    for optimizer in (COPRO(exact, breadth=4, depth=2), SIMBA(exact, bsize=4, num_candidates=3, max_steps=4)):
+        optimizer.compile(em.Predict("question -> answer"), trainset=data(6), max_metric_calls=14)
+        result = optimizer.last_result
+        assert result.details["metric_calls"] <= 14 and result.stopped == "max_metric_calls", result.summary()
+
+
+def test_gepa_without_the_package_names_the_extra(monkeypatch):
+    import sys
+
+    from elixirml.errors import MissingDependencyError
+    from elixirml.optimizers import GEPA
+
+    monkeypatch.setitem(sys.modules, "gepa", None)
+    em.configure(lm=em.FunctionLM(lambda messages, settings: {"answer": "x"}))
+    with pytest.raises(MissingDependencyError, match=r"elixirml\[gepa\]"):
+        GEPA(exact, auto="light").compile(em.Predict("question -> answer"), trainset=data(3))

@@ -265,6 +265,9 @@ class Optimizer:
         """
         if self.metric is None:
             raise ConfigurationError(f"{self.name} needs a metric")
+        limit = self.budget["max_metric_calls"]
+        if limit is not None and self.metric_calls + len(data) > limit:
+            raise _StopOptimization("max_metric_calls")  # never start an evaluation the budget cannot pay for
         self.metric_calls += len(data)
         return evaluate(
             program,
