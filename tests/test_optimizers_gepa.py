@@ -176,3 +176,20 @@ def test_gepa_refuses_what_it_cannot_honour():
         GEPA(feedback_metric, auto="huge")
     with pytest.raises(ConfigurationError, match="candidate_selection"):
         GEPA(feedback_metric, auto="light", candidate_selection="random")
+
+
+def test_gepa_drops_degenerate_reflections_instead_of_scoring_them():
+    def answer(messages, settings):
+        user = messages[-1]["content"]
+        if len(messages) == 1 and "```" in user:
+            return "The task is to provide a detailed feedback.\n\n" * 30  # what a 135M model writes
+        return task_answer(messages)
+
+    lm = em.FunctionLM(answer)
+    em.configure(lm=lm)
+    program = em.Predict("question -> answer")
+    gepa = GEPA(feedback_metric, max_metric_calls=20, reflection_lm=lm, seed=0)
+    compiled = gepa.compile(program, trainset=data(4), valset=data(3, offset=10))
+    assert compiled.signature.instructions == program.signature.instructions
+    assert gepa.last_result.details["reflections_dropped"] > 0
+    assert len(gepa.last_result.details["candidates"]) == 1

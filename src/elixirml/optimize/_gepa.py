@@ -87,14 +87,37 @@ class _Logger:
         _log.debug("%s", message)
 
 
+def usable_reflection(text: str, current: str) -> bool:
+    """Whether a reflected text is worth scoring: not empty, not the current one, not a loop of repeats.
+
+    A weak reflection LM often loops on one sentence until its token limit; such a text is not
+    tried (the component keeps its current text, which the minibatch test then rejects).
+    """
+    words = text.split()
+    if not words or text.strip() == current.strip() or len(text) > 8000:
+        return False
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) >= 4 and len(set(lines)) / len(lines) < 0.5:
+        return False
+    return len(words) < 12 or len(set(words)) / len(words) >= 0.3
+
+
 class _Adapter:
     """The ``gepa.GEPAAdapter`` of an ElixirML program (see the module docstring)."""
 
-    propose_new_texts = None  # gepa's own reflective proposal, with the reflection LM
-
-    def __init__(self, optimizer: GEPA, state: OptimizationState, components: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        optimizer: GEPA,
+        state: OptimizationState,
+        components: Mapping[str, str],
+        reflection: Any,
+        template: str | None,
+    ) -> None:
         self.optimizer = optimizer
         self.state = state
+        self.reflection = reflection
+        self.template = template
+        self.dropped = 0
         self.components = dict(components)
         space = state.program.variable_space()
         # component -> predictor name, for components that are a predictor's instructions
@@ -126,7 +149,7 @@ class _Adapter:
             state, candidate, result, program, usage=usage, wall_time=time.perf_counter() - started, full=full
         )
         if full:
-            self.full_trials[_key(candidate)] = trial
+            self.full_trials.setdefault(_key(candidate), trial)  # the first validation pass of each candidate
         names = {id(p): n for n, p in program.named_predictors()}
         rollouts = [_Rollout(r, names) for r in result.results] if capture_traces else None
         return gepa.EvaluationBatch(
@@ -168,6 +191,32 @@ class _Adapter:
                     )
             dataset[component] = records
         return dataset
+
+    def propose_new_texts(
+        self,
+        candidate: dict[str, str],
+        reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
+        components_to_update: list[str],
+    ) -> dict[str, str]:
+        """The reflective proposal of gepa (its prompt and extraction), with degenerate texts left out."""
+        from gepa.strategies.instruction_proposal import InstructionProposalSignature
+
+        new: dict[str, str] = {}
+        for component in components_to_update:
+            proposed = InstructionProposalSignature.run(
+                self.reflection,
+                {
+                    "current_instruction_doc": candidate[component],
+                    "dataset_with_feedback": list(reflective_dataset.get(component, [])),
+                    "prompt_template": self.template,
+                },
+            )["new_instruction"]
+            if usable_reflection(proposed, candidate[component]):
+                new[component] = proposed
+            else:
+                self.dropped += 1
+                new[component] = candidate[component]
+        return new
 
     def _feedback(self, result: ExampleResult, predictor: str | None, entries: Sequence[Any]) -> str:
         """The metric's feedback text; per predictor when the metric takes DSPy's ``pred_name``."""
@@ -354,9 +403,6 @@ class GEPA(Optimizer):
     # ------------------------------------------------------------------ text search (gepa)
     def _evolve_texts(self, state: OptimizationState) -> None:
         gepa = _gepa()
-        adapter = _Adapter(self, state, state.extra["components"])
-        tracker = _Tracker()
-        state.extra["gepa"] = (adapter, tracker)
         lm = self.reflection_lm or state.program.get_lm()
         if lm is None:
             from ..settings import current
@@ -364,6 +410,13 @@ class GEPA(Optimizer):
             lm = current().lm
         if lm is None:
             raise ConfigurationError("GEPA needs a reflection_lm (or a configured LM) to write new texts")
+        if self.reflection_prompt_template is not None:
+            for placeholder in ("<curr_param>", "<side_info>"):
+                if placeholder not in self.reflection_prompt_template:
+                    raise ConfigurationError(f"reflection_prompt_template must contain {placeholder}")
+        adapter = _Adapter(self, state, state.extra["components"], _reflection(lm), self.reflection_prompt_template)
+        tracker = _Tracker()
+        state.extra["gepa"] = (adapter, tracker)
         stop: list[str] = []
 
         def spent(_: Any) -> bool:
@@ -378,11 +431,9 @@ class GEPA(Optimizer):
                 trainset=list(state.trainset),
                 valset=list(state.valset),
                 adapter=adapter,
-                reflection_lm=_reflection(lm),
                 candidate_selection_strategy=self.candidate_selection,
                 skip_perfect_score=self.skip_perfect_score,
                 reflection_minibatch_size=self.reflection_minibatch_size,
-                reflection_prompt_template=self.reflection_prompt_template,
                 use_merge=self.use_merge,
                 max_metric_calls=state.extra["text_budget"],
                 stop_callbacks=[spent],
@@ -416,6 +467,7 @@ class GEPA(Optimizer):
             candidate["trial"] = trial.number if trial is not None else None
             del candidate["scores"]
         state.extra["details"] = {
+            "reflections_dropped": adapter.dropped,
             "candidates": candidates,
             "pareto_front": {"candidates": front, "by_example": by_example},
         }
