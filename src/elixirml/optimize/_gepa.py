@@ -306,6 +306,7 @@ class GEPA(Optimizer):
         auto: ``"light"``, ``"medium"`` or ``"heavy"``: a metric-call budget sized for 6, 12
             or 18 candidates (see :func:`auto_metric_calls`); or None with ``max_metric_calls``.
         max_metric_calls: the metric-call budget (examples scored), instead of ``auto``.
+        max_full_evals: DSPy's third form of budget: this many passes over trainset + valset.
         reflection_lm: the LM that reads the feedback and writes new texts (default: the
             program's LM, else the configured one). A strong model reflects far better.
         candidate_selection: ``"pareto"`` (sample from the Pareto front, GEPA's default) or
@@ -316,6 +317,7 @@ class GEPA(Optimizer):
         reflection_prompt_template: gepa's prompt template (with ``<curr_param>`` and ``<side_info>``).
         search_variables: tune the program's non-text variables after the text search.
         variable_trials: trials of that tuning.
+        track_stats: accepted for DSPy code; the candidates are always in ``last_result.details``.
         seed: the seed of every random choice.
         **kwargs: as for :class:`Optimizer` (``max_lm_calls``, ``timeout``, ...).
     """
@@ -329,6 +331,7 @@ class GEPA(Optimizer):
         *,
         auto: str | None = None,
         max_metric_calls: int | None = None,
+        max_full_evals: int | None = None,
         reflection_lm: Any = None,
         candidate_selection: str = "pareto",
         candidate_selection_strategy: str | None = None,
@@ -338,15 +341,17 @@ class GEPA(Optimizer):
         reflection_prompt_template: str | None = None,
         search_variables: bool = True,
         variable_trials: int = 8,
+        track_stats: bool = False,
         seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(metric, seed=seed, max_metric_calls=max_metric_calls, **kwargs)
         if metric is None:
             raise ConfigurationError("GEPA needs a metric (it may return em.Feedback(score, feedback=...))")
-        if (auto is None) == (max_metric_calls is None):
+        if sum(x is not None for x in (auto, max_metric_calls, max_full_evals)) != 1:
             raise ConfigurationError(
-                "GEPA needs exactly one budget: auto='light' | 'medium' | 'heavy', or max_metric_calls=N"
+                "GEPA needs exactly one budget: auto='light' | 'medium' | 'heavy', "
+                "max_metric_calls=N or max_full_evals=N"
             )
         if auto is not None and auto not in AUTO_CANDIDATES:
             raise ConfigurationError(f"auto must be one of {list(AUTO_CANDIDATES)}, got {auto!r}")
@@ -356,6 +361,8 @@ class GEPA(Optimizer):
         if self.metric is not None and self.metric.direction != "maximize":
             raise ConfigurationError("GEPA maximizes its metric; pass a metric whose direction is 'maximize'")
         self.auto = auto
+        self.max_full_evals = max_full_evals
+        self.track_stats = track_stats
         self.reflection_lm = reflection_lm
         self.candidate_selection = SELECTION[selection]
         self.reflection_minibatch_size = reflection_minibatch_size
@@ -375,6 +382,8 @@ class GEPA(Optimizer):
         components = text_components(state.program)
         if not components:
             raise ConfigurationError("GEPA found no text to evolve: the program has no predictor or Variable.text")
+        if self.max_full_evals is not None:  # DSPy's unit: passes over the training and validation sets
+            self.budget["max_metric_calls"] = self.max_full_evals * (len(state.trainset) + len(state.valset))
         if self.auto is not None:
             budget = auto_metric_calls(self.auto, len(state.valset), len(components), self.reflection_minibatch_size)
             given = self.budget["max_metric_calls"]
