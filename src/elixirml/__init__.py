@@ -17,11 +17,16 @@ from . import callbacks, data, errors, extensions, metrics, optimizers
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
 from .data import Dataset
-from .evaluate import Evaluate, EvaluationResult, compare, evaluate
+from .evaluate import Evaluate, EvaluationResult, Feedback, compare, evaluate
 from .lm import LM, DummyLM, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
 from .optimizers import (
+    COPRO,
+    GEPA,
+    SIMBA,
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
+    Ensemble,
+    KNNFewShot,
     LabeledFewShot,
     MIPROv2,
 )
@@ -62,6 +67,11 @@ __all__ = [
     "BootstrapFewShotWithRandomSearch",
     "BootstrapFewShot",
     "MIPROv2",
+    "GEPA",
+    "SIMBA",
+    "COPRO",
+    "KNNFewShot",
+    "Ensemble",
     "optimizers",
     "callbacks",
     "tool",
@@ -81,6 +91,7 @@ __all__ = [
     "compare",
     "EvaluationResult",
     "Evaluate",
+    "Feedback",
     "Dataset",
     "suggest_output",
     "stage",

@@ -1,12 +1,20 @@
-"""Optimizers (``em.optimizers``): LabeledFewShot, BootstrapFewShot, RandomSearch, MIPRO, VariableSearch.
+"""Optimizers (``em.optimizers``): the few-shot, search and reflective optimizers.
+
+LabeledFewShot, BootstrapFewShot, RandomSearch, MIPRO, VariableSearch, GEPA, SIMBA, COPRO,
+KNNFewShot and Ensemble.
 
 DSPy's names are aliases: ``BootstrapFewShotWithRandomSearch`` (RandomSearch) and ``MIPROv2`` (MIPRO).
 """
 
 from .optimize import (
+    COPRO,
+    GEPA,
     MIPRO,
+    SIMBA,
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
+    Ensemble,
+    KNNFewShot,
     LabeledFewShot,
     MIPROv2,
     OptimizationResult,
@@ -14,12 +22,19 @@ from .optimize import (
     RandomSearch,
     Trial,
     VariableSearch,
+    majority,
 )
 
 __all__ = [
+    "COPRO",
+    "SIMBA",
+    "Ensemble",
+    "KNNFewShot",
+    "majority",
     "MIPRO",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "GEPA",
     "LabeledFewShot",
     "MIPROv2",
     "OptimizationResult",

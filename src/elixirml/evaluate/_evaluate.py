@@ -21,6 +21,7 @@ from ..lm import Usage, track_usage
 from ..program import trace as open_trace
 from ..runtime import _callbacks, run_sync, stream_bounded
 from ..schema import Example, Prediction
+from ._feedback import split_feedback
 from ._metrics import Metric, as_metric
 
 MEASURED = {"cost": "minimize", "latency": "minimize", "tokens": "minimize"}
@@ -43,6 +44,10 @@ class ExampleResult:
         resumed: whether it was read back from a checkpoint instead of run.
         metric_failed: whether ``error`` was raised by the metric (the program's output is
             kept in ``prediction``); a failed metric is not a wrong answer.
+        feedback: the text the primary metric returned with its score (an
+            :class:`~elixirml.Feedback`), or None.
+        trace: the predictor calls of the run (``TraceEntry`` list) when the evaluation was
+            asked to keep them (``keep_traces=True``), else None.
     """
 
     index: int
@@ -56,6 +61,8 @@ class ExampleResult:
     cost: float
     resumed: bool = False
     metric_failed: bool = False
+    feedback: str | None = None
+    trace: list[Any] | None = None
 
     def __iter__(self) -> Iterator[Any]:
         """DSPy's view of a result: ``for example, prediction, score in result.results``."""
@@ -150,6 +157,8 @@ class EvaluationResult:
             if isinstance(r.prediction, (Example, Mapping)):
                 row.update({f"prediction.{k}": v for k, v in dict(r.prediction.items()).items()})
             row.update({f"score.{k}": v for k, v in r.scores.items()})
+            if r.feedback is not None:
+                row["feedback"] = r.feedback
             row.update(
                 {
                     "error": f"{type(r.error).__name__}: {r.error}" if r.error else "",
@@ -292,6 +301,7 @@ def _record_json(key: str, result: ExampleResult, fingerprint: Mapping[str, str]
         "latency": result.latency,
         "usage": result.usage,
         "cost": result.cost,
+        "feedback": result.feedback,
         "fingerprint": dict(fingerprint),
     }
     loaded: dict[str, Any] = json.loads(json.dumps(record, default=str))
@@ -459,11 +469,13 @@ def _resolve_metrics(metric: Any, metrics: Mapping[str, Any] | None) -> list[tup
     return resolved
 
 
-async def _score(metric: Metric, example: Example, prediction: Any, trace: Any) -> float:
+async def _score(metric: Metric, example: Example, prediction: Any, trace: Any) -> tuple[float, str | None]:
+    """The metric's score and the feedback text it returned with it (None for a bare number)."""
     value = metric.calculate(example, prediction, trace)
     if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
         value = await value
-    return float(value)
+    score, feedback = split_feedback(value)
+    return float(score), feedback
 
 
 @_callbacks.instrument_async("evaluate", instance="program")
@@ -480,6 +492,7 @@ async def aevaluate(
     on_result: Callable[[ExampleResult], None] | None = None,
     record: bool = True,
     resume: bool | str = True,
+    keep_traces: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``program`` on ``devset`` with asyncio tasks (see :func:`evaluate`)."""
     examples = [e if isinstance(e, Example) else Example(e) for e in devset]
@@ -505,6 +518,7 @@ async def aevaluate(
                     usage=saved["usage"],
                     cost=float(saved.get("cost", 0.0)),
                     resumed=True,
+                    feedback=saved["feedback"] if isinstance(saved.get("feedback"), str) else None,
                 )
 
     async def run_one(index: int) -> ExampleResult:
@@ -514,6 +528,7 @@ async def aevaluate(
         prediction: Any = None
         error: BaseException | None = None
         scores: dict[str, float] = {}
+        feedback: str | None = None
         metric_failed = False
         with track_usage() as usage, open_trace() as entries:
             try:
@@ -531,13 +546,15 @@ async def aevaluate(
                     scores[name] = {"cost": usage.cost, "latency": latency, "tokens": float(usage.total_tokens)}[m]
                     continue
                 try:
-                    scores[name] = await _score(m, example, prediction, entries)
+                    scores[name], text = await _score(m, example, prediction, entries)
                 except UserError:
                     raise
                 except Exception as exc:
                     error = exc
                     metric_failed = True
                     break
+                if name == primary:
+                    feedback = text
         if error is not None:
             scores = {name: 0.0 for name, _ in resolved}
         return ExampleResult(
@@ -551,6 +568,8 @@ async def aevaluate(
             usage=usage.as_dict(),
             cost=usage.cost,
             metric_failed=metric_failed,
+            feedback=feedback,
+            trace=list(entries) if keep_traces else None,
         )
 
     pending = [i for i in range(len(examples)) if i not in results]
@@ -670,6 +689,8 @@ def evaluate(
         display_progress: a progress bar with the running score (default: when stderr is a terminal).
         on_result: called with each :class:`ExampleResult` as it finishes.
         record: write the evaluation to the configured store (when one is configured).
+        keep_traces: keep each example's predictor calls in ``ExampleResult.trace`` (the
+            reflective optimizers read them).
         **kwargs: the options above, by keyword.
     """
     return run_sync(aevaluate(program, devset, metric, **kwargs))

@@ -6,8 +6,13 @@ from typing import Any
 
 from .. import settings as _settings
 from ._base import OptimizationResult, OptimizationState, Optimizer, Trial
+from ._copro import COPRO
+from ._ensemble import Ensemble, EnsembledProgram, majority
 from ._fewshot import BootstrapFewShot, LabeledFewShot, bootstrap_demos
+from ._gepa import GEPA
+from ._knn import KNNFewShot, KNNProgram
 from ._search import MIPRO, RandomSearch, VariableSearch
+from ._simba import SIMBA
 
 
 class BootstrapFewShotWithRandomSearch(RandomSearch):
@@ -57,9 +62,16 @@ class MIPROv2(MIPRO):
 
 
 __all__ = [
+    "COPRO",
     "MIPRO",
+    "SIMBA",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
+    "Ensemble",
+    "EnsembledProgram",
+    "GEPA",
+    "KNNFewShot",
+    "KNNProgram",
     "LabeledFewShot",
     "MIPROv2",
     "OptimizationResult",
@@ -69,4 +81,5 @@ __all__ = [
     "Trial",
     "VariableSearch",
     "bootstrap_demos",
+    "majority",
 ]

@@ -169,6 +169,8 @@ class Optimizer:
         metric: ``metric(example, prediction, trace=None)`` (or an ``em.metrics.Metric``).
         seed: seed of every random choice (runs are deterministic with a cached LM).
         max_lm_calls: hard cap on LM calls (cache hits are free).
+        max_metric_calls: stop once this many examples have been scored (each example a
+            candidate is evaluated on is one metric call, as in GEPA).
         max_cost: stop when this many dollars are spent.
         max_trials: stop after this many trials.
         timeout: stop after this many seconds.
@@ -187,6 +189,7 @@ class Optimizer:
         *,
         seed: int = 0,
         max_lm_calls: int | None = None,
+        max_metric_calls: int | None = None,
         max_cost: float | None = None,
         max_trials: int | None = None,
         timeout: float | None = None,
@@ -202,6 +205,7 @@ class Optimizer:
         self.seed = seed
         self.budget: dict[str, Any] = {
             "max_lm_calls": max_lm_calls,
+            "max_metric_calls": max_metric_calls,
             "max_cost": max_cost,
             "max_trials": max_trials,
             "timeout": timeout,
@@ -210,6 +214,9 @@ class Optimizer:
         self.display_progress = display_progress
         self.last_result: OptimizationResult | None = None
         self._calls: CallBudget | None = None
+        self._usage: Usage | None = None
+        self._started = 0.0
+        self.metric_calls = 0
 
     # ------------------------------------------------------------------ protocol
     def initialize(self, state: OptimizationState) -> None:
@@ -250,24 +257,56 @@ class Optimizer:
         state.extra["inert"] = list(report.inert)
         return space, kept
 
-    def evaluate(self, program: Module, data: Sequence[Example]) -> EvaluationResult:
-        """Score ``program`` on ``data`` with this optimizer's metric; budget stops surface as errors."""
+    def evaluate(self, program: Module, data: Sequence[Example], *, keep_traces: bool = False) -> EvaluationResult:
+        """Score ``program`` on ``data`` with this optimizer's metric; budget stops surface as errors.
+
+        Every example scored counts against ``max_metric_calls``; ``keep_traces`` keeps each
+        example's predictor calls (``ExampleResult.trace``) for optimizers that reflect on them.
+        """
         if self.metric is None:
             raise ConfigurationError(f"{self.name} needs a metric")
+        limit = self.budget["max_metric_calls"]
+        if limit is not None and self.metric_calls + len(data) > limit:
+            raise _StopOptimization("max_metric_calls")  # never start an evaluation the budget cannot pay for
+        self.metric_calls += len(data)
         return evaluate(
-            program, list(data), self.metric, concurrency=self.concurrency, display_progress=False, record=False
+            program,
+            list(data),
+            self.metric,
+            concurrency=self.concurrency,
+            display_progress=False,
+            record=False,
+            keep_traces=keep_traces,
         )
+
+    def budget_spent(self, state: OptimizationState) -> str | None:
+        """The budget that is spent (``"max_lm_calls"``, ``"max_metric_calls"``, ...), or None.
+
+        Usable inside a step (GEPA's engine asks it between iterations); the driver asks it
+        before every step.
+        """
+        if self._calls is not None and self._calls.exhausted:
+            return "max_lm_calls"
+        limit = self.budget["max_metric_calls"]
+        if limit is not None and self.metric_calls >= limit:
+            return "max_metric_calls"
+        if (
+            self.budget["max_cost"] is not None
+            and self._usage is not None
+            and self._usage.cost >= self.budget["max_cost"]
+        ):
+            return "max_cost"
+        if self.budget["timeout"] is not None and time.perf_counter() - self._started >= self.budget["timeout"]:
+            return "timeout"
+        if self.budget["max_trials"] is not None and len(state.trials) >= self.budget["max_trials"]:
+            return "max_trials"
+        return None
 
     def check_budget(self, state: OptimizationState, usage: Usage, started: float) -> None:
         """Raise the internal stop signal when a budget is spent."""
-        if self._calls is not None and self._calls.exhausted:
-            raise _StopOptimization("max_lm_calls")
-        if self.budget["max_cost"] is not None and usage.cost >= self.budget["max_cost"]:
-            raise _StopOptimization("max_cost")
-        if self.budget["timeout"] is not None and time.perf_counter() - started >= self.budget["timeout"]:
-            raise _StopOptimization("timeout")
-        if self.budget["max_trials"] is not None and len(state.trials) >= self.budget["max_trials"]:
-            raise _StopOptimization("max_trials")
+        reason = self.budget_spent(state)
+        if reason is not None:
+            raise _StopOptimization(reason)
 
     def record_trial(
         self,
@@ -340,8 +379,8 @@ class Optimizer:
                 (default: the program's class name). Runs and trials are recorded there too.
             requires_permission_to_run: as in DSPy: show the projected LM calls and ask before
                 spending them (needs an interactive terminal).
-            **options: budgets for this run (``max_lm_calls``, ``max_cost``, ``max_trials``,
-                ``timeout``) and the optimizer's own per-run options (``run_options``; for
+            **options: budgets for this run (``max_lm_calls``, ``max_metric_calls``, ``max_cost``,
+                ``max_trials``, ``timeout``) and the optimizer's own per-run options (``run_options``; for
                 MIPRO ``max_bootstrapped_demos``, ``max_labeled_demos``, ``num_trials``, ...).
         """
         program = program if program is not None else student
@@ -418,7 +457,7 @@ class Optimizer:
         stopped: str | None = None
         try:
             with spending_limit(self.budget["max_lm_calls"]) as calls, track_usage() as usage:
-                self._calls = calls
+                self._calls, self._usage, self._started, self.metric_calls = calls, usage, started, 0
                 progress = _Progress(self.name, self.display_progress)
                 try:
                     try:
@@ -441,7 +480,7 @@ class Optimizer:
                 self._abandon(store, state, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             raise
         finally:
-            self._calls = None
+            self._calls = self._usage = None
             self.budget = saved_budget
         totals: dict[str, Any] = {
             "lm_calls": int(before["lm_calls"]) + usage.calls,
@@ -461,9 +500,13 @@ class Optimizer:
             run_id=state.run_id,
             inert_variables=list(state.extra.get("inert", [])),
             details={
-                key: configuration_to_json(state.extra[key]) if key == "structure" else state.extra[key]
-                for key in ("structure", "structures_scored", "instructions_dropped")
-                if key in state.extra
+                **{
+                    key: configuration_to_json(state.extra[key]) if key == "structure" else state.extra[key]
+                    for key in ("structure", "structures_scored", "instructions_dropped")
+                    if key in state.extra
+                },
+                "metric_calls": self.metric_calls,
+                **state.extra.get("details", {}),
             },
             version=version,
             save_error=save_error,

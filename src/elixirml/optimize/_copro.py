@@ -1,0 +1,170 @@
+"""COPRO: coordinate ascent over each predictor's instructions, with an LM proposing them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..errors import ConfigurationError, OutputError, ProviderError
+from ..lm import track_usage
+from ..program import Predict
+from ..program._predict import forced_settings
+from ..schema import InputField, OutputField, Signature
+from ._base import OptimizationState, Optimizer
+from ._propose import usable_instruction
+from ._search import implicit_key
+
+
+class BasicGenerateInstruction(Signature):
+    """You are an instruction optimizer for large language models. I will give you a step's signature and its instruction. Write a better instruction for the step. Answer with the instruction only."""  # noqa: E501
+
+    step_signature: str = InputField(desc="the inputs and outputs of the step")
+    basic_instruction: str = InputField(desc="the step's current instruction")
+    proposed_instruction: str = OutputField(desc="the improved instruction")
+
+
+class GenerateInstructionGivenAttempts(Signature):
+    """You are an instruction optimizer for large language models. I will give you instructions I tried for a step, each with its validation score (higher is better), worst first. Write a new instruction that will score higher. Answer with the instruction only."""  # noqa: E501
+
+    step_signature: str = InputField(desc="the inputs and outputs of the step")
+    attempted_instructions: str = InputField(desc="instructions tried, with their scores, worst first")
+    proposed_instruction: str = OutputField(desc="the new instruction")
+
+
+class COPRO(Optimizer):
+    """Coordinate ascent over instructions (DSPy's ``COPRO``).
+
+    For each predictor in turn (the others held at their best), the prompt LM proposes
+    ``breadth`` instructions, each scored on the validation set; then ``depth`` times it is
+    shown the instructions tried so far with their scores and proposes ``breadth`` more. The
+    best instruction of each predictor is kept; the program as given is scored first, so the
+    result is never worse on the validation set.
+
+    Args:
+        metric: the score to maximise.
+        prompt_model: the LM that proposes instructions (default: the program's LM).
+        breadth: instructions proposed per predictor per round (at least 2, as in DSPy).
+        depth: rounds of proposals from the attempts so far.
+        init_temperature: sampling temperature of the proposals.
+        track_stats: accepted for DSPy code; every score is in ``last_result.trials``.
+        **kwargs: as for :class:`Optimizer`.
+    """
+
+    name = "COPRO"
+    run_options = ("breadth", "depth")
+
+    def __init__(
+        self,
+        metric: Any = None,
+        *,
+        prompt_model: Any = None,
+        breadth: int = 10,
+        depth: int = 3,
+        init_temperature: float = 1.4,
+        track_stats: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(metric, **kwargs)
+        if metric is None:
+            raise ConfigurationError("COPRO needs a metric")
+        if breadth < 2:
+            raise ConfigurationError(f"COPRO needs breadth >= 2 (as DSPy), got {breadth}")
+        if depth < 0:
+            raise ConfigurationError(f"depth must be >= 0, got {depth}")
+        self.prompt_model = prompt_model
+        self.breadth = breadth
+        self.depth = depth
+        self.init_temperature = init_temperature
+        self.track_stats = track_stats
+
+    def compile(self, *args: Any, eval_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """As :meth:`Optimizer.compile`; DSPy's ``eval_kwargs`` (``num_threads``) set the evaluation concurrency."""
+        extra = dict(eval_kwargs or {})
+        threads = extra.pop("num_threads", None)
+        extra.pop("display_progress", None)
+        extra.pop("display_table", None)
+        if extra:
+            raise ConfigurationError(
+                f"COPRO eval_kwargs takes num_threads, display_progress, display_table; got {sorted(extra)}"
+            )
+        saved = self.concurrency
+        self.concurrency = int(threads) if threads is not None else saved
+        try:
+            return super().compile(*args, **kwargs)
+        finally:
+            self.concurrency = saved
+
+    def projected_calls(self, state: OptimizationState) -> int:
+        predictors = max(1, len(state.program.named_predictors()))
+        rounds = (self.depth + 1) * predictors
+        return rounds * self.breadth * (1 + len(state.valset) * predictors) + len(state.valset) * predictors
+
+    def initialize(self, state: OptimizationState) -> None:
+        names = [n for n, _ in state.program.named_predictors()]
+        if not names:
+            raise ConfigurationError("COPRO found no predictor to instruct in this program")
+        self._score(state, {}, None)  # the program as given
+        state.extra.update(
+            names=names,
+            rounds=[(d, n) for d in range(self.depth + 1) for n in names],
+            attempts={n: {} for n in names},  # predictor -> instruction -> score
+            config={},
+            round=0,
+        )
+        current = dict(state.program.named_predictors())
+        for n in names:
+            state.extra["attempts"][n][current[n].signature.instructions] = state.best_score
+
+    def _score(self, state: OptimizationState, config: dict[str, Any], predictor: str | None) -> float:
+        started = time.perf_counter()
+        with track_usage() as usage:
+            candidate = state.program.with_configuration(config)
+            result = self.evaluate(candidate, state.valset)
+        self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
+        return result.score
+
+    def _propose(self, state: OptimizationState, depth: int, name: str) -> list[str]:
+        lm = self.prompt_model or state.program.get_lm()
+        predictor = dict(state.program.named_predictors())[name]
+        signature = str(predictor.signature.signature)
+        attempts: dict[str, float] = state.extra["attempts"][name]
+        if depth == 0:
+            propose: Predict = Predict(BasicGenerateInstruction, lm=lm)
+            inputs = {"step_signature": signature, "basic_instruction": predictor.signature.instructions}
+        else:
+            propose = Predict(GenerateInstructionGivenAttempts, lm=lm)
+            ranked = sorted(attempts.items(), key=lambda item: item[1])
+            shown = "\n".join(
+                f"Instruction #{i + 1}: {text}\nScore: {score:.1f}" for i, (text, score) in enumerate(ranked)
+            )
+            inputs = {"step_signature": signature, "attempted_instructions": shown}
+        proposals: list[str] = []
+        for attempt in range(self.breadth):
+            try:
+                with forced_settings(
+                    rollout_id=depth * 1000 + attempt, temperature=self.init_temperature, best_effort=("temperature",)
+                ):
+                    text = str(propose(**inputs).proposed_instruction).strip()
+            except (OutputError, ProviderError):  # an unusable answer; a setup error or a spent budget propagates
+                continue
+            if usable_instruction(text) and text not in attempts and text not in proposals:
+                proposals.append(text)
+        return proposals
+
+    def optimize_step(self, state: OptimizationState) -> bool:
+        rounds: list[tuple[int, str]] = state.extra["rounds"]
+        index: int = state.extra["round"]
+        if index >= len(rounds):
+            return False
+        depth, name = rounds[index]
+        key = implicit_key(name, "instructions")
+        attempts: dict[str, float] = state.extra["attempts"][name]
+        for text in self._propose(state, depth, name):
+            config = {**state.extra["config"], key: text}
+            attempts[text] = self._score(state, config, name)
+        best_text = max(attempts, key=lambda t: attempts[t])
+        original = dict(state.program.named_predictors())[name].signature.instructions
+        if best_text != original:
+            state.extra["config"][key] = best_text
+        state.extra["round"] = index + 1
+        return index + 1 < len(rounds)

@@ -1,0 +1,532 @@
+"""GEPA: reflective prompt evolution with a Pareto frontier, on the reference ``gepa`` package.
+
+The ``gepa`` package is the search engine (candidate selection over the Pareto front of
+validation examples, minibatch acceptance, budgets); this module is its adapter. A candidate
+is the program's text variables (each predictor's instructions and every ``Variable.text``);
+it runs through :func:`em.evaluate` with traces, and the reflective dataset is built from the
+traces and the metric's :class:`~elixirml.Feedback`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ConfigurationError, MissingDependencyError
+from ..evaluate import ExampleResult
+from ..evaluate._feedback import split_feedback
+from ..evaluate._metrics import FunctionMetric
+from ..lm import track_usage
+from ..program import Module, VariableSpace
+from ..schema import Example
+from ._base import OptimizationState, Optimizer, Trial, _StopOptimization
+from ._search import implicit_key, other_variables, suggest_space
+
+_log = logging.getLogger("elixirml.optimize.gepa")
+
+#: candidates GEPA is budgeted to find per preset (DSPy's numbers)
+AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
+SELECTION = {
+    "pareto": "pareto",
+    "best": "current_best",
+    "current_best": "current_best",
+    "epsilon_greedy": "epsilon_greedy",
+}
+
+
+def _gepa() -> Any:
+    try:
+        import gepa
+    except ImportError:
+        raise MissingDependencyError("gepa", "gepa", "em.optimizers.GEPA") from None
+    return gepa
+
+
+def text_components(program: Module) -> dict[str, str]:
+    """The program's searchable text variables (instructions and ``Variable.text``) with their values."""
+    space = program.variable_space()
+    current = space.current()
+    return {
+        name: current[name]
+        for name in space.searchable()
+        if space[name].kind == "text" and isinstance(current.get(name), str)
+    }
+
+
+def auto_metric_calls(auto: str, valset_size: int, components: int, minibatch_size: int) -> int:
+    """The metric-call budget of an ``auto`` preset.
+
+    The seed is scored on the validation set; each of the preset's candidates is budgeted a
+    parent and a child minibatch per component, plus one validation pass, and as much again
+    for proposals that the minibatch test rejects.
+    """
+    candidates = AUTO_CANDIDATES[auto]
+    per_candidate = valset_size + 2 * 2 * minibatch_size * max(1, components)
+    return valset_size + candidates * per_candidate
+
+
+@dataclasses.dataclass
+class _Rollout:
+    """One example's run, as GEPA's opaque trajectory: the result and predictor id -> name."""
+
+    result: ExampleResult
+    names: dict[int, str]
+
+
+class _TextBudgetSpent(Exception):
+    """The text search's share of the metric calls is spent (the other variables' share is left)."""
+
+
+class _Logger:
+    def log(self, message: str) -> None:
+        _log.debug("%s", message)
+
+
+def usable_reflection(text: str, current: str) -> bool:
+    """Whether a reflected text is worth scoring: not empty, not the current one, not a loop of repeats.
+
+    A weak reflection LM often loops on one sentence until its token limit; such a text is not
+    tried (the component keeps its current text, which the minibatch test then rejects).
+    """
+    words = text.split()
+    if not words or text.strip() == current.strip() or len(text) > 8000:
+        return False
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) >= 4 and len(set(lines)) / len(lines) < 0.5:
+        return False
+    return len(words) < 12 or len(set(words)) / len(words) >= 0.3
+
+
+class _Adapter:
+    """The ``gepa.GEPAAdapter`` of an ElixirML program (see the module docstring)."""
+
+    def __init__(
+        self,
+        optimizer: GEPA,
+        state: OptimizationState,
+        components: Mapping[str, str],
+        reflection: Any,
+        template: str | None,
+    ) -> None:
+        self.optimizer = optimizer
+        self.state = state
+        self.reflection = reflection
+        self.template = template
+        self.dropped = 0
+        self.components = dict(components)
+        space = state.program.variable_space()
+        # component -> predictor name, for components that are a predictor's instructions
+        self.predictor_of: dict[str, str] = {}
+        for name, _ in state.program.named_predictors():
+            key = implicit_key(name, "instructions")
+            if key in self.components:
+                self.predictor_of[key] = name
+        self.space = space
+        self.full_trials: dict[str, Trial] = {}
+        metric = optimizer.metric
+        self.per_predictor = isinstance(metric, FunctionMetric) and "pred_name" in _parameters(metric.fn)
+
+    def build(self, candidate: Mapping[str, str]) -> Module:
+        return self.state.program.with_configuration(dict(candidate))
+
+    def evaluate(self, batch: list[Example], candidate: dict[str, str], capture_traces: bool = False) -> Any:
+        gepa = _gepa()
+        optimizer, state = self.optimizer, self.state
+        limit = state.extra["text_budget"]
+        if limit is not None and optimizer.metric_calls + len(batch) > limit:
+            raise _TextBudgetSpent  # never start an evaluation the budget cannot pay for
+        started = time.perf_counter()
+        with track_usage() as usage:
+            program = self.build(candidate)
+            result = optimizer.evaluate(program, batch, keep_traces=capture_traces)
+        full = len(batch) == len(state.valset) and all(a is b for a, b in zip(batch, state.valset))
+        trial = optimizer.record_trial(
+            state, candidate, result, program, usage=usage, wall_time=time.perf_counter() - started, full=full
+        )
+        if full:
+            self.full_trials.setdefault(_key(candidate), trial)  # the first validation pass of each candidate
+        names = {id(p): n for n, p in program.named_predictors()}
+        rollouts = [_Rollout(r, names) for r in result.results] if capture_traces else None
+        return gepa.EvaluationBatch(
+            outputs=[r.prediction for r in result.results],
+            scores=[float(r.score) for r in result.results],
+            trajectories=rollouts,
+        )
+
+    def make_reflective_dataset(
+        self, candidate: dict[str, str], eval_batch: Any, components_to_update: list[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        rollouts: list[_Rollout] = list(eval_batch.trajectories or [])
+        dataset: dict[str, list[dict[str, Any]]] = {}
+        for component in components_to_update:
+            predictor = self.predictor_of.get(component)
+            records: list[dict[str, Any]] = []
+            for rollout in rollouts:
+                result = rollout.result
+                entries = [e for e in result.trace or [] if rollout.names.get(id(e.predictor)) == predictor]
+                if predictor is not None and entries:
+                    entry = entries[-1]
+                    outputs: Any = (
+                        entry.prediction.to_dict() if entry.prediction is not None else f"Error: {entry.error}"
+                    )
+                    records.append(
+                        {
+                            "Inputs": dict(entry.inputs),
+                            "Generated Outputs": outputs,
+                            "Feedback": self._feedback(result, predictor, entries),
+                        }
+                    )
+                else:  # a Variable.text, or a predictor this run never reached: the program's own view
+                    records.append(
+                        {
+                            "Inputs": _inputs(result.example),
+                            "Generated Outputs": _outputs(result),
+                            "Feedback": self._feedback(result, None, []),
+                        }
+                    )
+            dataset[component] = records
+        return dataset
+
+    def propose_new_texts(
+        self,
+        candidate: dict[str, str],
+        reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
+        components_to_update: list[str],
+    ) -> dict[str, str]:
+        """The reflective proposal of gepa (its prompt and extraction), with degenerate texts left out."""
+        from gepa.strategies.instruction_proposal import InstructionProposalSignature
+
+        new: dict[str, str] = {}
+        for component in components_to_update:
+            proposed = InstructionProposalSignature.run(
+                self.reflection,
+                {
+                    "current_instruction_doc": candidate[component],
+                    "dataset_with_feedback": list(reflective_dataset.get(component, [])),
+                    "prompt_template": self.template,
+                },
+            )["new_instruction"]
+            if usable_reflection(proposed, candidate[component]):
+                new[component] = proposed
+            else:
+                self.dropped += 1
+                new[component] = candidate[component]
+        return new
+
+    def _feedback(self, result: ExampleResult, predictor: str | None, entries: Sequence[Any]) -> str:
+        """The metric's feedback text; per predictor when the metric takes DSPy's ``pred_name``."""
+        if result.error is not None:
+            return f"The program failed on this input ({type(result.error).__name__}: {result.error}); score 0."
+        text = result.feedback
+        if self.per_predictor and predictor is not None and isinstance(self.optimizer.metric, FunctionMetric):
+            pred_trace = [(e.predictor, dict(e.inputs), e.prediction) for e in entries]
+            value = self.optimizer.metric.fn(result.example, result.prediction, None, predictor, pred_trace)
+            _, text = split_feedback(value)
+            text = text if text is not None else result.feedback
+        if text:
+            return text
+        return f"This trajectory got a score of {result.score:g}."
+
+
+def _parameters(fn: Any) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _key(candidate: Mapping[str, str]) -> str:
+    return json.dumps(dict(candidate), sort_keys=True)
+
+
+def _inputs(example: Example) -> dict[str, Any]:
+    return dict((example.inputs() if example.input_keys is not None else example).items())
+
+
+def _outputs(result: ExampleResult) -> Any:
+    prediction = result.prediction
+    if prediction is None:
+        return f"Error: {result.error}"
+    return prediction.to_dict() if hasattr(prediction, "to_dict") else str(prediction)
+
+
+class _Tracker:
+    """A gepa callback that keeps every candidate scored on the validation set, with its parents."""
+
+    def __init__(self) -> None:
+        self.candidates: list[dict[str, Any]] = []
+
+    def on_valset_evaluated(self, event: Mapping[str, Any]) -> None:
+        self.candidates.append(
+            {
+                "index": int(event["candidate_idx"]),
+                "texts": dict(event["candidate"]),
+                "parents": [p for p in event["parent_ids"] if p is not None],
+                "scores": {int(k): float(v) for k, v in event["scores_by_val_id"].items()},
+                "score": 100.0 * float(event["average_score"]),
+            }
+        )
+
+
+def _reflection(lm: Any) -> Any:
+    """Gepa's ``LanguageModel`` (``prompt -> text``) over an ElixirML LM."""
+
+    def ask(prompt: str | list[dict[str, Any]]) -> str:
+        texts = lm(prompt) if isinstance(prompt, str) else lm(messages=prompt)
+        return str(texts[0]) if texts else ""
+
+    return ask
+
+
+class GEPA(Optimizer):
+    """Reflective prompt evolution (GEPA) over the program's text variables, with a Pareto frontier.
+
+    Each iteration picks a candidate from the Pareto front of validation examples (or the best
+    one), runs it on a minibatch of training examples with traces, shows the reflection LM the
+    inputs, outputs and the metric's feedback (return :class:`~elixirml.Feedback` from the metric),
+    and asks for a better text for one component (a predictor's instructions or a
+    ``Variable.text``); the new candidate is kept when it beats its parent on that minibatch and
+    is then scored on the validation set. The search engine is the reference ``gepa`` package
+    (``pip install 'elixirml[gepa]'``).
+
+    Beyond DSPy: after the text search, the program's other variables (numbers, choices, modules,
+    LMs) are tuned with Optuna's TPE for the best texts (``variable_trials`` trials on the
+    validation set), and ``last_result.details`` keeps every candidate with its lineage
+    (``"candidates"``) and the Pareto front over validation examples (``"pareto_front"``).
+
+    Args:
+        metric: ``metric(example, prediction, trace=None)`` returning a number or a
+            :class:`~elixirml.Feedback`. A metric that takes DSPy's ``pred_name`` and
+            ``pred_trace`` is asked again per predictor for feedback about that step.
+        auto: ``"light"``, ``"medium"`` or ``"heavy"``: a metric-call budget sized for 6, 12
+            or 18 candidates (see :func:`auto_metric_calls`); or None with ``max_metric_calls``.
+        max_metric_calls: the metric-call budget (examples scored), instead of ``auto``.
+        max_full_evals: DSPy's third form of budget: this many passes over trainset + valset.
+        reflection_lm: the LM that reads the feedback and writes new texts (default: the
+            program's LM, else the configured one). A strong model reflects far better.
+        candidate_selection: ``"pareto"`` (sample from the Pareto front, GEPA's default) or
+            ``"best"`` (always improve the best so far).
+        reflection_minibatch_size: training examples per reflection step.
+        skip_perfect_score: do not reflect on a minibatch the candidate already solves.
+        use_merge: also try merging two candidates of the front (GEPA's merge proposer).
+        reflection_prompt_template: gepa's prompt template (with ``<curr_param>`` and ``<side_info>``).
+        search_variables: tune the program's non-text variables after the text search.
+        variable_trials: trials of that tuning.
+        track_stats: accepted for DSPy code; the candidates are always in ``last_result.details``.
+        seed: the seed of every random choice.
+        **kwargs: as for :class:`Optimizer` (``max_lm_calls``, ``timeout``, ...).
+    """
+
+    name = "GEPA"
+    run_options = ("reflection_minibatch_size", "variable_trials")
+
+    def __init__(
+        self,
+        metric: Any,
+        *,
+        auto: str | None = None,
+        max_metric_calls: int | None = None,
+        max_full_evals: int | None = None,
+        reflection_lm: Any = None,
+        candidate_selection: str = "pareto",
+        candidate_selection_strategy: str | None = None,
+        reflection_minibatch_size: int = 3,
+        skip_perfect_score: bool = True,
+        use_merge: bool = False,
+        reflection_prompt_template: str | None = None,
+        search_variables: bool = True,
+        variable_trials: int = 8,
+        track_stats: bool = False,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(metric, seed=seed, max_metric_calls=max_metric_calls, **kwargs)
+        if metric is None:
+            raise ConfigurationError("GEPA needs a metric (it may return em.Feedback(score, feedback=...))")
+        if sum(x is not None for x in (auto, max_metric_calls, max_full_evals)) != 1:
+            raise ConfigurationError(
+                "GEPA needs exactly one budget: auto='light' | 'medium' | 'heavy', "
+                "max_metric_calls=N or max_full_evals=N"
+            )
+        if auto is not None and auto not in AUTO_CANDIDATES:
+            raise ConfigurationError(f"auto must be one of {list(AUTO_CANDIDATES)}, got {auto!r}")
+        selection = candidate_selection_strategy or candidate_selection
+        if selection not in SELECTION:
+            raise ConfigurationError(f"candidate_selection must be one of {sorted(SELECTION)}, got {selection!r}")
+        if self.metric is not None and self.metric.direction != "maximize":
+            raise ConfigurationError("GEPA maximizes its metric; pass a metric whose direction is 'maximize'")
+        self.auto = auto
+        self.max_full_evals = max_full_evals
+        self.track_stats = track_stats
+        self.reflection_lm = reflection_lm
+        self.candidate_selection = SELECTION[selection]
+        self.reflection_minibatch_size = reflection_minibatch_size
+        self.skip_perfect_score = skip_perfect_score
+        self.use_merge = use_merge
+        self.reflection_prompt_template = reflection_prompt_template
+        self.search_variables = search_variables
+        self.variable_trials = variable_trials
+
+    def projected_calls(self, state: OptimizationState) -> int:
+        per_run = max(1, len(state.program.named_predictors()))
+        limit = self.budget["max_metric_calls"] or 0
+        return limit * per_run + limit // max(1, 2 * self.reflection_minibatch_size)
+
+    def initialize(self, state: OptimizationState) -> None:
+        _gepa()
+        components = text_components(state.program)
+        if not components:
+            raise ConfigurationError("GEPA found no text to evolve: the program has no predictor or Variable.text")
+        if self.max_full_evals is not None:  # DSPy's unit: passes over the training and validation sets
+            self.budget["max_metric_calls"] = self.max_full_evals * (len(state.trainset) + len(state.valset))
+        if self.auto is not None:
+            budget = auto_metric_calls(self.auto, len(state.valset), len(components), self.reflection_minibatch_size)
+            given = self.budget["max_metric_calls"]
+            self.budget["max_metric_calls"] = budget if given is None else min(given, budget)
+        state.extra["components"] = components
+        state.extra["phase"] = "text"
+        total = self.budget["max_metric_calls"]
+        names: list[str] = []
+        if self.search_variables and self.variable_trials > 0:
+            space, names = self.searchable(state, other_variables(state.program.variable_space(), include_text=False))
+            state.extra.update(space=space, names=names)
+        trials = self.variable_trials if names else 0
+        if total is not None and trials:
+            # the variables' trials are paid out of the budget: at most half of it, the rest is GEPA's
+            trials = min(trials, total // 2 // max(1, len(state.valset)))
+        state.extra["trials_planned"] = trials
+        state.extra["text_budget"] = None if total is None else total - trials * len(state.valset)
+
+    def optimize_step(self, state: OptimizationState) -> bool:
+        if state.extra["phase"] == "text":
+            state.extra["phase"] = "variables"
+            self._evolve_texts(state)
+            return self._prepare_variables(state)
+        return self._variable_trial(state)
+
+    # ------------------------------------------------------------------ text search (gepa)
+    def _evolve_texts(self, state: OptimizationState) -> None:
+        gepa = _gepa()
+        lm = self.reflection_lm or state.program.get_lm()
+        if lm is None:
+            from ..settings import current
+
+            lm = current().lm
+        if lm is None:
+            raise ConfigurationError("GEPA needs a reflection_lm (or a configured LM) to write new texts")
+        if self.reflection_prompt_template is not None:
+            for placeholder in ("<curr_param>", "<side_info>"):
+                if placeholder not in self.reflection_prompt_template:
+                    raise ConfigurationError(f"reflection_prompt_template must contain {placeholder}")
+        adapter = _Adapter(self, state, state.extra["components"], _reflection(lm), self.reflection_prompt_template)
+        tracker = _Tracker()
+        state.extra["gepa"] = (adapter, tracker)
+        stop: list[str] = []
+
+        def spent(_: Any) -> bool:
+            reason = self.budget_spent(state)
+            if reason is not None:
+                stop.append(reason)
+            return reason is not None
+
+        try:
+            gepa.optimize(
+                seed_candidate=dict(state.extra["components"]),
+                trainset=list(state.trainset),
+                valset=list(state.valset),
+                adapter=adapter,
+                candidate_selection_strategy=self.candidate_selection,
+                skip_perfect_score=self.skip_perfect_score,
+                reflection_minibatch_size=self.reflection_minibatch_size,
+                use_merge=self.use_merge,
+                max_metric_calls=state.extra["text_budget"],
+                stop_callbacks=[spent],
+                logger=_Logger(),
+                callbacks=[tracker],
+                track_best_outputs=False,
+                display_progress_bar=False,
+                seed=self.seed,
+                raise_on_exception=True,
+            )
+        except _TextBudgetSpent:
+            pass
+        finally:
+            self._summarize(state)
+        if stop and stop[0] != "max_metric_calls":
+            raise _StopOptimization(stop[0])
+
+    def _summarize(self, state: OptimizationState) -> None:
+        """Candidates with lineage and the Pareto front over validation examples, from what was scored."""
+        adapter, tracker = state.extra["gepa"]
+        candidates = tracker.candidates
+        by_example: dict[int, list[int]] = {}
+        for example in range(len(state.valset)):
+            scored = [(c["scores"][example], c["index"]) for c in candidates if example in c["scores"]]
+            if scored:
+                best = max(s for s, _ in scored)
+                by_example[example] = [i for s, i in scored if s == best]
+        front = sorted({i for ids in by_example.values() for i in ids})
+        for candidate in candidates:
+            trial = adapter.full_trials.get(_key(candidate["texts"]))
+            candidate["trial"] = trial.number if trial is not None else None
+            del candidate["scores"]
+        state.extra["details"] = {
+            "reflections_dropped": adapter.dropped,
+            "candidates": candidates,
+            "pareto_front": {"candidates": front, "by_example": by_example},
+        }
+        state.extra["front_trials"] = [
+            adapter.full_trials[_key(c["texts"])]
+            for c in candidates
+            if c["index"] in front and _key(c["texts"]) in adapter.full_trials
+        ]
+
+    # ------------------------------------------------------------------ other variables (TPE)
+    def _prepare_variables(self, state: OptimizationState) -> bool:
+        if not state.extra["trials_planned"] or state.best_program is None:
+            return False
+        from ._search import _optuna
+
+        optuna = _optuna()
+        sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=min(4, state.extra["trials_planned"]))
+        state.extra.update(
+            study=optuna.create_study(direction="maximize", sampler=sampler),
+            texts=dict(state.best_configuration),
+            variable_done=0,
+        )
+        return True
+
+    def _variable_trial(self, state: OptimizationState) -> bool:
+        if state.extra["variable_done"] >= state.extra["trials_planned"]:
+            return False
+        limit = self.budget["max_metric_calls"]
+        if limit is not None and self.metric_calls + len(state.valset) > limit:
+            raise _StopOptimization("max_metric_calls")
+        study = state.extra["study"]
+        space: VariableSpace = state.extra["space"]
+        trial = study.ask()
+        config = {**state.extra["texts"], **suggest_space(trial, space, state.extra["names"], space.current())}
+        started = time.perf_counter()
+        with track_usage() as usage:
+            candidate = state.program.with_configuration(config)
+            result = self.evaluate(candidate, state.valset)
+        self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
+        study.tell(trial, result.score)
+        done: int = state.extra["variable_done"] + 1
+        state.extra["variable_done"] = done
+        return done < int(state.extra["trials_planned"])
+
+    def finalize(self, state: OptimizationState) -> Module:
+        if "gepa" in state.extra and "details" not in state.extra:
+            self._summarize(state)
+        return super().finalize(state)
+
+    def _result_extras(self, state: OptimizationState) -> dict[str, Any]:
+        front: list[Trial] = state.extra.get("front_trials", [])
+        assert self.metric is not None
+        return {"pareto_front": front, "directions": {self.metric.name: "maximize"} if front else {}}
