@@ -1,6 +1,9 @@
 import elixirml as em
 
 EXPECTED = {
+    "Embedder",
+    "Retrieve",
+    "retrievers",
     "extensions",
     "reload_config",
     "Store",

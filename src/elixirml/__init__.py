@@ -13,12 +13,12 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import callbacks, data, errors, extensions, metrics, optimizers
+from . import callbacks, data, errors, extensions, metrics, optimizers, retrievers
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
 from .data import Dataset
 from .evaluate import Evaluate, EvaluationResult, compare, evaluate
-from .lm import LM, DummyLM, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
+from .lm import LM, DummyLM, Embedder, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
 from .optimizers import (
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
@@ -38,6 +38,7 @@ from .program import (
     Program,
     ReAct,
     Refine,
+    Retrieve,
     StatusEvent,
     Store,
     Tool,
@@ -57,6 +58,9 @@ from .schema import Example, InputField, OutputField, Prediction, Schema, Signat
 from .settings import Settings, configure, context, reload_config
 
 __all__ = [
+    "Embedder",
+    "Retrieve",
+    "retrievers",
     "Store",
     "LabeledFewShot",
     "BootstrapFewShotWithRandomSearch",

@@ -122,6 +122,29 @@ def _judge(breaker: CircuitBreaker, exc: ProviderError, probe: bool) -> None:
         breaker.record_failure(probe=probe)
 
 
+def resolve_cache(choice: Any, default_cache: bool, opened: dict[str, Any]) -> Any:
+    """The :class:`~elixirml.lm.Cache` a client's ``cache=`` choice names, or None for none.
+
+    ``None`` follows ``em.configure(cache=...)`` (when ``default_cache``); ``False`` is none;
+    ``True`` is the default location; a path or a ``Cache`` selects one. Caches opened from a
+    path are kept in ``opened`` (one per path and client).
+    """
+    if choice is None:
+        choice = _settings.current().cache if default_cache else False
+    if choice is False or choice is None:
+        return None
+    from ._cache import Cache
+
+    if isinstance(choice, Cache):
+        return choice
+    key = "" if choice is True else str(choice)
+    cache = opened.get(key)
+    if cache is None:
+        cache = Cache(None if choice is True else choice)
+        opened[key] = cache
+    return cache
+
+
 def _resolve_class(model: str) -> type[LM]:
     """The LM class of ``model``'s provider, found in the extensions registry (group ``elixirml.lms``)."""
     from .. import extensions
@@ -313,22 +336,7 @@ class LM:
         )
 
     def _resolve_cache(self, choice: Any) -> Any:
-        if choice is None:
-            choice = self.cache
-        if choice is None:
-            choice = _settings.current().cache if self.default_cache else False
-        if choice is False or choice is None:
-            return None
-        from ._cache import Cache
-
-        if isinstance(choice, Cache):
-            return choice
-        key = "" if choice is True else str(choice)
-        cache = self._caches.get(key)
-        if cache is None:
-            cache = Cache(None if choice is True else choice)
-            self._caches[key] = cache
-        return cache
+        return resolve_cache(self.cache if choice is None else choice, self.default_cache, self._caches)
 
     def _cached(self, choice: Any, messages: list[Message], settings: dict[str, Any]) -> tuple[Any, str]:
         """The cache in force for this request and the request's key in it (``(None, "")`` without one)."""

@@ -306,12 +306,12 @@ class OpenAILM(LM):
                 body[key] = value
         return body
 
-    async def _post(self, body: dict[str, Any]) -> Any:
+    async def _post(self, body: dict[str, Any], path: str = "/chat/completions") -> Any:
         import aiohttp
 
         session = await self._session()
         try:
-            response = await session.post(f"{self.base_url}/chat/completions", json=body)
+            response = await session.post(f"{self.base_url}{path}", json=body)
         except (aiohttp.ClientError, OSError) as exc:
             raise ProviderError(f"{self.endpoint_label}: connection failed ({type(exc).__name__})") from None
         if response.status != 200:
