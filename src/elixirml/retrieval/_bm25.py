@@ -51,6 +51,10 @@ class BM25(IndexRetriever):
         bm25s = _bm25s()
         self._index = bm25s.BM25(k1=k1, b=b, method=method)
         tokens = self._tokenize([p.text for p in self.passages])
+        if not any(tokens):
+            raise ConfigurationError(
+                "BM25 found no words to index in the corpus (words of two or more letters, stopwords left out)"
+            )
         self._index.index(tokens, show_progress=False)
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
