@@ -19,7 +19,8 @@ class Retrieve(Module):
     ``k`` is a Variable (``retrieve.k`` in the program's variable space), so optimizers search it.
 
     Args:
-        k: passages per query (1 to 20).
+        k: passages per query (1 to 20), or a ``Variable.int`` that sets its own range and
+            default (``em.Retrieve(k=em.Variable.int(3, low=1, high=5))``: what fits the LM's context).
         retriever: what to search (``em.retrievers.BM25(corpus)``, ``Embeddings``, ``PGVector``,
             or any object with ``search``/``asearch``); default: ``em.configure(rm=...)``.
 
@@ -30,9 +31,14 @@ class Retrieve(Module):
 
     k = Variable.int(default=3, low=1, high=20, description="passages retrieved per query")
 
-    def __init__(self, k: int = 3, retriever: Retriever | None = None) -> None:
+    def __init__(self, k: int | Variable = 3, retriever: Retriever | None = None) -> None:
         super().__init__()
-        self.k = k
+        if isinstance(k, Variable):
+            if k.kind != "int" or k.low is None or k.low < 1:
+                raise ConfigurationError(f"Retrieve(k=...) takes an int or a Variable.int with low >= 1, got {k!r}")
+            self.register_variable("k", k)
+        else:
+            self.k = k
         if retriever is not None and not isinstance(retriever, Retriever):
             raise ConfigurationError(
                 "Retrieve(retriever=...) needs an object with search(query, k) and asearch(query, k), "
