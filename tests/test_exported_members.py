@@ -1,6 +1,10 @@
 import elixirml as em
 
 EXPECTED = {
+    "Code",
+    "History",
+    "Image",
+    "ToolCalls",
     "Embedder",
     "Retrieve",
     "retrievers",

@@ -54,10 +54,14 @@ from .program import (
     tool,
     trace,
 )
-from .schema import Example, InputField, OutputField, Prediction, Schema, Signature
+from .schema import Code, Example, History, Image, InputField, OutputField, Prediction, Schema, Signature, ToolCalls
 from .settings import Settings, configure, context, reload_config
 
 __all__ = [
+    "Code",
+    "History",
+    "Image",
+    "ToolCalls",
     "Embedder",
     "Retrieve",
     "retrievers",

@@ -6,10 +6,10 @@ import csv
 import hashlib
 import json
 import os
-from pathlib import Path
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, LoadError, MissingDependencyError

@@ -26,7 +26,16 @@ from ..errors import (
 from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, _callbacks, run_sync
 from ..runtime._callbacks import CompletionTexts
 from ._settings import SETTING_NAMES, UNSENT_SETTINGS, check_settings, merge_settings
-from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens, messages_text
+from ._types import (
+    Completion,
+    LMResponse,
+    Message,
+    Usage,
+    estimate_message_tokens,
+    estimate_tokens,
+    has_images,
+    messages_text,
+)
 from ._usage import price_for, record_usage, reserve_call
 
 #: Characters of prompts and outputs that ``lm.history`` keeps at most (besides its count limit).
@@ -213,6 +222,8 @@ class LM:
     _setting_notes: Mapping[str, str] = {}  # why a provider cannot honour a setting, where it is worth saying
     supports_json_schema = False
     supports_tools = False
+    #: Whether the provider takes image content parts (``em.Image`` inputs); others refuse them.
+    supports_images = False
     supports_logprobs = False
     supports_scoring = False
     default_adapter = "chat"
@@ -405,6 +416,11 @@ class LM:
         """The body of :meth:`arequest` (what callbacks observe)."""
         settings = self.effective_settings(overrides)
         self.check_supported(settings)
+        if not self.supports_images and has_images(messages):
+            raise ConfigurationError(
+                f"{self.endpoint_label} cannot take images, and the request has an em.Image input. "
+                "Use an LM whose provider takes images (openai/..., anthropic/..., litellm/...)."
+            )
         cache, key = self._cached(settings.pop("cache", None), messages, settings)
         hit: LMResponse | None = cache.get(key) if cache is not None else None
         if hit is not None:

@@ -200,6 +200,7 @@ class OpenAILM(LM):
     supported_settings = PROVIDER_SETTINGS  # "top_k" goes to the servers that take it (vLLM, llama.cpp)
     supported_extras = None  # any extra goes into the request body
     supports_tools = True
+    supports_images = True
     supports_logprobs = True
 
     def __init__(
