@@ -200,10 +200,17 @@ def parse_json_like(text: str) -> Any:
 def _rich(spec: FieldSpec, value: Any) -> Any:
     """A demo's value of a rich-type field (em.Image, em.Code, ...) as that type, even when it was loaded as JSON."""
     annotation = spec.annotation
-    rich = isinstance(annotation, type) and issubclass(annotation, (Image, ToolCalls, Code))
-    if rich and isinstance(value, dict):
+    if typing.get_origin(annotation) is list and isinstance(value, list):
+        (item,) = typing.get_args(annotation) or (Any,)
+        if _is_rich(item):
+            return [item.model_validate(v) if isinstance(v, dict) else v for v in value]
+    if _is_rich(annotation) and isinstance(value, dict):
         return annotation.model_validate(value)
     return value
+
+
+def _is_rich(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, (Image, ToolCalls, Code))
 
 
 def _history_messages(value: Any) -> list[dict[str, Any]]:
