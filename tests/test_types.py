@@ -167,9 +167,11 @@ def test_code_of_a_fixed_language():
     assert em.Code["sql"].model_validate("SELECT 1").language == "sql"
     assert em.Code["sql"].model_validate("```\nSELECT 2\n```") == em.Code["sql"](code="SELECT 2", language="sql")
 
+    sql = em.Code["sql"]
+
     class Query(em.Signature):
         request: str = em.InputField()
-        query: em.Code["sql"] = em.OutputField()
+        query: sql = em.OutputField()
 
     lm = em.DummyLM(["[[ ## query ## ]]\nSELECT * FROM t\n\n[[ ## completed ## ]]"])
     write = em.Predict(Query)
