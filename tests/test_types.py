@@ -14,6 +14,7 @@ from elixirml.testing import FakeLMServer
 
 PNG = bytes.fromhex("89504e470d0a1a0a") + b"\x00" * 24
 JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 24
+SQL = em.Code["sql"]
 
 
 def image_parts(messages):
@@ -167,11 +168,9 @@ def test_code_of_a_fixed_language():
     assert em.Code["sql"].model_validate("SELECT 1").language == "sql"
     assert em.Code["sql"].model_validate("```\nSELECT 2\n```") == em.Code["sql"](code="SELECT 2", language="sql")
 
-    sql = em.Code["sql"]
-
     class Query(em.Signature):
         request: str = em.InputField()
-        query: sql = em.OutputField()
+        query: SQL = em.OutputField()
 
     lm = em.DummyLM(["[[ ## query ## ]]\nSELECT * FROM t\n\n[[ ## completed ## ]]"])
     write = em.Predict(Query)
