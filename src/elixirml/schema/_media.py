@@ -291,7 +291,7 @@ class Code(pydantic.BaseModel):
             raise ConfigurationError(f"Code[...] takes a language name such as 'python', got {language!r}")
         made = _CODE_TYPES.get(language)
         if made is None:
-            made = type(f"Code[{language!r}]", (Code,), {"default_language": language})
+            made = type(f"Code[{language!r}]", (Code,), {"default_language": language, "__module__": __name__})
             _CODE_TYPES[language] = made
         return made
 
