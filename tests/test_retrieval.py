@@ -269,3 +269,15 @@ def test_retrieve_uses_the_configured_rm_and_merges_queries():
 def test_retrievers_are_registered_extensions():
     assert {"bm25", "embeddings", "pgvector"} <= set(em.extensions.names("retrievers"))
     assert em.extensions.get("retrievers", "bm25") is em.retrievers.BM25
+
+
+@pytest.mark.local_model
+def test_local_embedder_runs_the_embedded_gguf(tmp_path):
+    embedder = em.Embedder("local", cache=Cache(tmp_path / "c.sqlite"))
+    texts = ["The cat sat on the mat.", "A kitten rested on a rug.", "Stock markets fell sharply today."]
+    vectors = embedder(texts)
+    assert vectors.shape[0] == 3 and vectors.shape[1] > 100
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > similarity[0, 2]  # the two sentences about cats are the closest pair
+    assert np.allclose(embedder(texts[:1])[0], vectors[0])  # cached: the same vector back
