@@ -26,6 +26,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import elixirml as em
@@ -104,6 +105,7 @@ def answers_part(args: argparse.Namespace, cache_dir: Path) -> dict[str, object]
             "test_f1": round(by_f1.score, 1),
             "test_exact_match": round(by_em.score, 1),
             "test_errors": by_f1.errors,
+            "test_error_kinds": dict(Counter(type(r.error).__name__ for r in by_f1.results if r.error is not None)),
             "test_lm_calls": usage.calls,
             "test_seconds": round(time.perf_counter() - start, 1),
             **extra,
