@@ -1,6 +1,13 @@
 import elixirml as em
 
 EXPECTED = {
+    "Code",
+    "History",
+    "Image",
+    "ToolCalls",
+    "Embedder",
+    "Retrieve",
+    "retrievers",
     "extensions",
     "reload_config",
     "Store",

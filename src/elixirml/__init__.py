@@ -13,12 +13,12 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import callbacks, data, errors, extensions, metrics, optimizers
+from . import callbacks, data, errors, extensions, metrics, optimizers, retrievers
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
 from .data import Dataset
 from .evaluate import Evaluate, EvaluationResult, Feedback, compare, evaluate
-from .lm import LM, DummyLM, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
+from .lm import LM, DummyLM, Embedder, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
 from .optimizers import (
     COPRO,
     GEPA,
@@ -43,6 +43,7 @@ from .program import (
     Program,
     ReAct,
     Refine,
+    Retrieve,
     StatusEvent,
     Store,
     Tool,
@@ -58,10 +59,17 @@ from .program import (
     tool,
     trace,
 )
-from .schema import Example, InputField, OutputField, Prediction, Schema, Signature
+from .schema import Code, Example, History, Image, InputField, OutputField, Prediction, Schema, Signature, ToolCalls
 from .settings import Settings, configure, context, reload_config
 
 __all__ = [
+    "Code",
+    "History",
+    "Image",
+    "ToolCalls",
+    "Embedder",
+    "Retrieve",
+    "retrievers",
     "Store",
     "LabeledFewShot",
     "BootstrapFewShotWithRandomSearch",

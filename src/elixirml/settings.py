@@ -62,6 +62,8 @@ class Settings:
             adapter, tool, evaluation and optimizer trial (code only: not from files or the environment).
         trace_content: whether OpenTelemetry spans carry prompt and answer text (off: only sizes,
             models, token counts and timings).
+        rm: the default retriever of ``em.Retrieve`` modules that have none of their own
+            (DSPy's ``rm``; code only: not from files or the environment).
         layers: where each setting that is not a default came from (``"env ELIXIRML_LM"``,
             ``"configure()"``, ...); not a setting itself.
     """
@@ -79,6 +81,7 @@ class Settings:
     strict_inputs: bool = False
     callbacks: tuple[Any, ...] = ()
     trace_content: bool = False
+    rm: Any = None
     layers: Mapping[str, str] = dataclasses.field(default_factory=lambda: _NO_LAYERS, repr=False, compare=False)
 
     def replace(self, **changes: Any) -> Settings:
@@ -125,6 +128,7 @@ EXPECTS = {
     "strict_inputs": "True or False",
     "callbacks": "a list of em.callbacks.Callback objects (or objects with their on_* methods)",
     "trace_content": "True or False",
+    "rm": "a retriever (an object with search(query, k) and asearch(query, k), such as em.retrievers.BM25) or None",
 }
 
 
@@ -209,6 +213,12 @@ def _check_callbacks(name: str, value: Any) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def _check_retriever(name: str, value: Any) -> Any:
+    if value is None or (callable(getattr(value, "search", None)) and callable(getattr(value, "asearch", None))):
+        return value
+    raise _refuse(name, value, EXPECTS[name])
+
+
 _LM_FACTORY: Callable[[str], Any] | None = None
 
 
@@ -232,6 +242,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "strict_inputs": _check_bool,
     "callbacks": _check_callbacks,
     "trace_content": _check_bool,
+    "rm": _check_retriever,
 }
 
 

@@ -1,4 +1,4 @@
-"""A loopback OpenAI-compatible (and Anthropic-compatible) server for tests and benchmarks.
+"""A loopback OpenAI-compatible (and Anthropic-compatible) server for tests and benchmarks (chat and embeddings).
 
 It listens on 127.0.0.1 only, answers with a function you give it, and injects faults on
 request: HTTP 429 with ``Retry-After``, 500 and 503, timeouts (it answers too late),
@@ -29,6 +29,20 @@ FAULTS = ("429", "500", "503", "timeout", "malformed", "empty")
 ALL_FAULTS = (*FAULTS, "reset", "truncated")
 
 
+def hashed_embedding(text: str, dim: int = 64) -> list[float]:
+    """Default embedding of the fake server: a bag of hashed lower-cased words (texts sharing words are close)."""
+    import hashlib
+
+    vector = [0.0] * dim
+    for word in text.lower().split():
+        word = word.strip(".,;:!?\"'()")
+        if word:
+            vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % dim] += 1.0
+    if not any(vector):
+        vector[0] = 1.0
+    return vector
+
+
 def echo_answer(body: dict[str, Any]) -> str:
     """Default answer: the last user message, prefixed with ``echo: ``."""
     for message in reversed(body.get("messages", [])):
@@ -55,6 +69,8 @@ class FakeLMServer:
         retry_after: the ``Retry-After`` value sent with 429.
         seed: seed of the fault draw.
         stream_chunk: characters per chunk when the client asks for ``stream=True``.
+        embed: ``embed(text)`` gives the vector ``/v1/embeddings`` returns for a text
+            (default :func:`hashed_embedding`).
 
     Attributes:
         base_url: ``http://127.0.0.1:<port>/v1`` once started.
@@ -76,6 +92,7 @@ class FakeLMServer:
         retry_after: str = "0",
         seed: int = 0,
         stream_chunk: int = 4,
+        embed: Callable[[str], list[float]] = hashed_embedding,
     ) -> None:
         unknown = set(faults) - set(ALL_FAULTS)
         if unknown:
@@ -87,6 +104,7 @@ class FakeLMServer:
         self.timeout_delay = timeout_delay
         self.retry_after = retry_after
         self.stream_chunk = stream_chunk
+        self.embed = embed
         self._rng = random.Random(seed)
         self._outage_until = 0.0
         self.requests: list[dict[str, Any]] = []
@@ -223,6 +241,35 @@ class FakeLMServer:
         await response.write_eof()
         return response
 
+    async def _embeddings(self, request: Any) -> Any:
+        """OpenAI's ``/v1/embeddings`` shape; faults as for chat (a malformed body, 429, 5xx, timeouts)."""
+        from aiohttp import web
+
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            body, fault = await self._begin(request, ("429", "500", "503", "timeout", "outage", "malformed"))
+            if fault == "malformed":
+                return web.Response(text='{"data": [', content_type="application/json")
+            if fault is not None:
+                return await self._fault_response(fault)
+            inputs = body.get("input")
+            texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+            self.served += 1
+            return web.json_response(
+                {
+                    "object": "list",
+                    "model": body.get("model", "fake"),
+                    "data": [
+                        {"object": "embedding", "index": i, "embedding": self.embed(text)}
+                        for i, text in enumerate(texts)
+                    ],
+                    "usage": {"prompt_tokens": sum(len(t) for t in texts) // 4, "total_tokens": 0},
+                }
+            )
+        finally:
+            self.in_flight -= 1
+
     async def _messages(self, request: Any) -> Any:
         """Anthropic Messages API shape, for the Anthropic client's tests."""
         from aiohttp import web
@@ -268,6 +315,7 @@ class FakeLMServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/_control/outage", self._control_outage)
         app.router.add_get("/_control/stats", self._control_stats)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)

@@ -26,9 +26,10 @@ from ..errors import (
 from ..lm import LM, LMResponse
 from ..lm._types import Message
 from ..runtime import _callbacks
-from ..schema import Example, FieldSpec, Signature, literal_values, type_to_str
+from ..schema import Code, Example, FieldSpec, History, Image, Signature, ToolCalls, literal_values, type_to_str
 from ..schema._format import format_value as format_value  # re-exported: adapters and modules import them here
 from ..schema._format import to_jsonable as to_jsonable
+from ..schema._media import images_in, split_image_parts
 from ..schema._types import field_marker
 
 _FENCE_RE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
@@ -49,6 +50,9 @@ def type_hint(spec: FieldSpec) -> str:
         return "must be exactly one of: " + ", ".join(str(a) for a in allowed)
     if spec.annotation is str:
         return ""
+    hint = getattr(spec.annotation, "prompt_hint", None)
+    if hint is not None:  # a rich type that says how it is written (em.Code, em.ToolCalls)
+        return str(hint())
     rules = []
     for key, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
         if key in spec.constraints:
@@ -98,6 +102,9 @@ def coerce_text(text: str, spec: FieldSpec) -> Any:
     text = text.strip()
     if annotation is str:
         return text
+    from_text = getattr(annotation, "from_completion_text", None)
+    if from_text is not None:  # a rich type that reads its own text (em.Code: fences stripped)
+        return from_text(text)
     allowed = literal_values(annotation)
     if allowed is not None:
         return _normalise_literal(text, allowed)
@@ -190,6 +197,29 @@ def parse_json_like(text: str) -> Any:
         return json_repair.loads(text)
 
 
+def _rich(spec: FieldSpec, value: Any) -> Any:
+    """A demo's value of a rich-type field (em.Image, em.Code, ...) as that type, even when it was loaded as JSON."""
+    annotation = spec.annotation
+    if typing.get_origin(annotation) is list and isinstance(value, list):
+        (item,) = typing.get_args(annotation) or (Any,)
+        if _is_rich(item):
+            return [item.model_validate(v) if isinstance(v, dict) else v for v in value]
+    if _is_rich(annotation) and isinstance(value, dict):
+        return annotation.model_validate(value)
+    return value
+
+
+def _is_rich(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, (Image, ToolCalls, Code))
+
+
+def _history_messages(value: Any) -> list[dict[str, Any]]:
+    """The earlier turns an :class:`~elixirml.History` input holds (none for a missing value)."""
+    if value is None:
+        return []
+    return list(History.model_validate(value).messages)
+
+
 class Adapter:
     """Base class of adapters. Subclasses implement :meth:`format` and :meth:`parse`.
 
@@ -268,6 +298,13 @@ class Adapter:
         for demo_in, demo_out in self._demo_pairs(signature, demos) if demos else ():
             messages.append({"role": "user", "content": self.user_turn(signature, demo_in, False)})
             messages.append({"role": "assistant", "content": self.format_outputs(signature, demo_out)})
+        history = [n for n, spec in signature.input_fields.items() if spec.annotation is History]
+        if history:  # earlier turns (em.History) become prior user/assistant messages
+            turns = [turn for name in history for turn in _history_messages(inputs.get(name))]
+            inputs = {k: v for k, v in inputs.items() if k not in history}
+            for turn_in, turn_out in self._demo_pairs(signature, turns):
+                messages.append({"role": "user", "content": self.user_turn(signature, turn_in, False)})
+                messages.append({"role": "assistant", "content": self.format_outputs(signature, turn_out)})
         messages.append({"role": "user", "content": self.user_turn(signature, inputs, True)})
         return messages
 
@@ -304,6 +341,11 @@ class Adapter:
         for previous, message in feedback:
             messages.append({"role": "assistant", "content": previous})
             messages.append({"role": "user", "content": self.feedback_message(signature, message)})
+        images = images_in([inputs, self._demo_pairs(signature, demos)]) if demos else images_in(inputs)
+        if images:  # each image marker in a user turn becomes an image content part
+            for m in messages:
+                if m["role"] == "user" and isinstance(m["content"], str):
+                    m["content"] = split_image_parts(m["content"], images)
         return messages
 
     def scoring_messages(
@@ -437,11 +479,27 @@ class Adapter:
     def parse_all(self, signature: type[Signature], response: LMResponse) -> list[dict[str, Any]]:
         """Parse every completion of a response (the first failure raises)."""
         completions = response.completions
-        if len(completions) == 1:
-            return [self.parse(signature, completions[0].text)]
         if not completions:
             raise AdapterParseError(self.name, signature.__name__, "", "the LM returned no completions")
+        tool_fields = [n for n, spec in signature.output_fields.items() if spec.annotation is ToolCalls]
+        if tool_fields and any(c.tool_calls for c in completions):
+            return [self._parse_with_tool_calls(signature, c, tool_fields) for c in completions]
+        if len(completions) == 1:
+            return [self.parse(signature, completions[0].text)]
         return [self.parse(signature, c.text) for c in completions]
+
+    def _parse_with_tool_calls(
+        self, signature: type[Signature], completion: Any, tool_fields: list[str]
+    ) -> dict[str, Any]:
+        """A completion with native tool calls: the :class:`ToolCalls` fields from them, the rest from its text."""
+        if not completion.tool_calls:
+            return self.parse(signature, completion.text)
+        calls = ToolCalls.from_native(completion.tool_calls)
+        rest = signature
+        for name in tool_fields:
+            rest = rest.delete(name)
+        values = self.parse(rest, completion.text) if rest.output_fields else {}
+        return signature.validate_outputs({**values, **dict.fromkeys(tool_fields, calls)})
 
     async def acall(
         self,
@@ -484,12 +542,13 @@ class Adapter:
         return parsed[-1], response, messages
 
     def _demo_pairs(
-        self, signature: type[Signature], demos: Sequence[Example]
+        self, signature: type[Signature], demos: Sequence[Example] | Sequence[dict[str, Any]]
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         pairs = []
+        fields = {**signature.input_fields, **signature.output_fields}
         for demo in demos:
-            ins = {k: demo[k] for k in signature.input_fields if k in demo}
-            outs = {k: demo[k] for k in signature.output_fields if k in demo}
+            ins = {k: _rich(fields[k], demo[k]) for k in signature.input_fields if k in demo}
+            outs = {k: _rich(fields[k], demo[k]) for k in signature.output_fields if k in demo}
             if ins and outs:
                 pairs.append((ins, outs))
         return pairs

@@ -76,7 +76,8 @@ class ChatAdapter(Adapter):
             name = names.get(pieces[i].strip().lower().replace(" ", "_"))
             if name is not None and name not in sections:
                 section = pieces[i + 1].strip()
-                sections[name] = strip_fences(section) if "```" in section else section
+                reads_own = hasattr(signature.output_fields[name].annotation, "from_completion_text")  # em.Code
+                sections[name] = strip_fences(section) if "```" in section and not reads_own else section
         if len(pieces) == 1 and len(signature.output_fields) == 1:
             sections[next(iter(signature.output_fields))] = text
         return self.validate_sections(signature, sections, completion)

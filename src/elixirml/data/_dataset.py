@@ -9,6 +9,7 @@ import os
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, LoadError, MissingDependencyError
@@ -266,3 +267,33 @@ def gsm8k(split: str = "train", *, limit: int | None = None) -> Dataset:
             if limit is not None and len(records) >= limit:
                 break
     return Dataset.from_records(records, inputs=["question"], name=f"gsm8k-{split}")
+
+
+def squad(path: str | os.PathLike[str], *, limit: int | None = None) -> tuple[list[dict[str, Any]], Dataset]:
+    """A file in SQuAD v1.1's JSON layout as a retrieval corpus and a question set.
+
+    Returns ``(passages, dataset)``: the paragraphs as ``{"id", "text", "title"}`` dicts (ids
+    ``"<article>-<n>"``) and one example per question with ``question`` (input), ``answers``
+    (every gold answer text), ``answer`` (the first) and ``passage_id`` (its paragraph).
+
+    Raises:
+        LoadError: the file is not SQuAD JSON.
+    """
+    from ..errors import LoadError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+        passages: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        for article in data:
+            for n, paragraph in enumerate(article["paragraphs"]):
+                pid = f"{article['title']}-{n}"
+                passages.append({"id": pid, "text": paragraph["context"], "title": article["title"]})
+                for qa in paragraph["qas"]:
+                    answers = list(dict.fromkeys(a["text"] for a in qa["answers"]))
+                    records.append(
+                        {"question": qa["question"], "answers": answers, "answer": answers[0], "passage_id": pid}
+                    )
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise LoadError(f"{path} is not a SQuAD v1.1 JSON file ({type(exc).__name__}: {exc})") from None
+    return passages, Dataset.from_records(records[:limit], inputs=["question"], name=Path(path).stem)

@@ -69,11 +69,35 @@ variable = Extension(
     capabilities=["variables", "multi_objective"],
 )
 
+# Retrievers: em.retrievers.<Name>(...), found by name through the registry.
+bm25 = Extension(
+    "bm25",
+    __version__,
+    provides="elixirml.retrieval:BM25",
+    capabilities=["lexical", "embedded"],
+    description="BM25 on bm25s, no model needed (extra: retrieval)",
+)
+embeddings = Extension(
+    "embeddings",
+    __version__,
+    provides="elixirml.retrieval:Embeddings",
+    capabilities=["dense", "save"],
+    description="exact cosine search over an em.Embedder's vectors; FAISS when installed (extra: retrieval)",
+)
+pgvector = Extension(
+    "pgvector",
+    __version__,
+    provides="elixirml.retrieval:PGVector",
+    capabilities=["dense", "shared"],
+    description="PostgreSQL with the pgvector extension (extra: pgvector)",
+)
+
 _DECLARED = {
     "lms": ["local", "openai", "anthropic", "litellm"],
     "adapters": ["chat_adapter", "json_adapter", "plain_adapter", "xml_adapter"],
     "metrics": ["exact_match", "f1", "contains", "numeric_match"],
     "optimizers": ["labeled", "bootstrap", "random", "mipro", "variable"],
+    "retrievers": ["bm25", "embeddings", "pgvector"],
 }
 
 #: The built-ins as entry points: ``(name, "elixirml.extensions._builtins:<attribute>", group)``.

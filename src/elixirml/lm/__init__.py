@@ -1,8 +1,9 @@
-"""LM layer: clients (local llama.cpp, OpenAI-compatible, Anthropic, LiteLLM), test doubles, cache, usage."""
+"""LM layer: clients, embedders (local llama.cpp, OpenAI-compatible, Anthropic, LiteLLM), test doubles, cache, usage."""
 
 from .. import settings as _process_settings  # not _settings: that name is this package's submodule
 from ._base import LM
 from ._cache import Cache
+from ._embed import Embedder, FunctionEmbedder, LocalEmbedder, OpenAIEmbedder
 from ._settings import SETTING_NAMES, RequestSettings, check_settings, merge_settings
 from ._testing import DummyLM, FunctionLM
 from ._types import Completion, LMResponse, Usage
@@ -17,6 +18,10 @@ __all__ = [
     "Cache",
     "Completion",
     "DummyLM",
+    "Embedder",
+    "FunctionEmbedder",
+    "LocalEmbedder",
+    "OpenAIEmbedder",
     "FunctionLM",
     "LMResponse",
     "RequestSettings",

@@ -24,8 +24,31 @@ _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 def split_system(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
     """Anthropic takes the system prompt apart from the turns."""
     system = [m["content"] for m in messages if m.get("role") == "system" and isinstance(m.get("content"), str)]
-    turns = [{"role": m["role"], "content": m["content"]} for m in messages if m.get("role") in ("user", "assistant")]
+    turns = [
+        {"role": m["role"], "content": anthropic_content(m["content"])}
+        for m in messages
+        if m.get("role") in ("user", "assistant")
+    ]
     return ("\n\n".join(system) or None), turns
+
+
+def anthropic_content(content: Any) -> Any:
+    """A message's content in the Messages API's form: OpenAI ``image_url`` parts become ``image`` blocks."""
+    if not isinstance(content, list):
+        return content
+    blocks = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            if url.startswith("data:"):
+                head, _, data = url.partition(",")
+                media_type = head[len("data:") :].split(";", 1)[0]
+                blocks.append({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
+            else:
+                blocks.append({"type": "image", "source": {"type": "url", "url": url}})
+        else:
+            blocks.append(part)
+    return blocks
 
 
 def convert_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -77,6 +100,7 @@ class AnthropicLM(LM):
         "the anthropic SDK 2.x sends API version 2026-10-21, which rejects sampling parameters",
     )
     supports_tools = True
+    supports_images = True
 
     def __init__(
         self,

@@ -26,7 +26,16 @@ from ..errors import (
 from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, _callbacks, run_sync
 from ..runtime._callbacks import CompletionTexts
 from ._settings import SETTING_NAMES, UNSENT_SETTINGS, check_settings, merge_settings
-from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens, messages_text
+from ._types import (
+    Completion,
+    LMResponse,
+    Message,
+    Usage,
+    estimate_message_tokens,
+    estimate_tokens,
+    has_images,
+    messages_text,
+)
 from ._usage import price_for, record_usage, reserve_call
 
 #: Characters of prompts and outputs that ``lm.history`` keeps at most (besides its count limit).
@@ -122,6 +131,29 @@ def _judge(breaker: CircuitBreaker, exc: ProviderError, probe: bool) -> None:
         breaker.record_failure(probe=probe)
 
 
+def resolve_cache(choice: Any, default_cache: bool, opened: dict[str, Any]) -> Any:
+    """The :class:`~elixirml.lm.Cache` a client's ``cache=`` choice names, or None for none.
+
+    ``None`` follows ``em.configure(cache=...)`` (when ``default_cache``); ``False`` is none;
+    ``True`` is the default location; a path or a ``Cache`` selects one. Caches opened from a
+    path are kept in ``opened`` (one per path and client).
+    """
+    if choice is None:
+        choice = _settings.current().cache if default_cache else False
+    if choice is False or choice is None:
+        return None
+    from ._cache import Cache
+
+    if isinstance(choice, Cache):
+        return choice
+    key = "" if choice is True else str(choice)
+    cache = opened.get(key)
+    if cache is None:
+        cache = Cache(None if choice is True else choice)
+        opened[key] = cache
+    return cache
+
+
 def _resolve_class(model: str) -> type[LM]:
     """The LM class of ``model``'s provider, found in the extensions registry (group ``elixirml.lms``)."""
     from .. import extensions
@@ -190,6 +222,8 @@ class LM:
     _setting_notes: Mapping[str, str] = {}  # why a provider cannot honour a setting, where it is worth saying
     supports_json_schema = False
     supports_tools = False
+    #: Whether the provider takes image content parts (``em.Image`` inputs); others refuse them.
+    supports_images = False
     supports_logprobs = False
     supports_scoring = False
     default_adapter = "chat"
@@ -313,22 +347,7 @@ class LM:
         )
 
     def _resolve_cache(self, choice: Any) -> Any:
-        if choice is None:
-            choice = self.cache
-        if choice is None:
-            choice = _settings.current().cache if self.default_cache else False
-        if choice is False or choice is None:
-            return None
-        from ._cache import Cache
-
-        if isinstance(choice, Cache):
-            return choice
-        key = "" if choice is True else str(choice)
-        cache = self._caches.get(key)
-        if cache is None:
-            cache = Cache(None if choice is True else choice)
-            self._caches[key] = cache
-        return cache
+        return resolve_cache(self.cache if choice is None else choice, self.default_cache, self._caches)
 
     def _cached(self, choice: Any, messages: list[Message], settings: dict[str, Any]) -> tuple[Any, str]:
         """The cache in force for this request and the request's key in it (``(None, "")`` without one)."""
@@ -397,6 +416,11 @@ class LM:
         """The body of :meth:`arequest` (what callbacks observe)."""
         settings = self.effective_settings(overrides)
         self.check_supported(settings)
+        if not self.supports_images and has_images(messages):
+            raise ConfigurationError(
+                f"{self.endpoint_label} cannot take images, and the request has an em.Image input. "
+                "Use an LM whose provider takes images (openai/..., anthropic/..., litellm/...)."
+            )
         cache, key = self._cached(settings.pop("cache", None), messages, settings)
         hit: LMResponse | None = cache.get(key) if cache is not None else None
         if hit is not None:

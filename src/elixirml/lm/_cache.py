@@ -67,6 +67,24 @@ def _decode(key: str, text: Any) -> LMResponse | None:
     return LMResponse(completions=built, usage=Usage(cached_calls=1), model=model, cached=True)
 
 
+def _decode_vector(key: str, text: Any) -> list[float] | None:
+    """The embedding a cache row holds for ``key``, or None when the row is not a valid one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != key:
+        return None
+    vector = data.get("vector")
+    if not isinstance(vector, list) or not vector:
+        return None
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector):
+        return None
+    return [float(x) for x in vector]
+
+
 def _busy(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -211,6 +229,37 @@ class Cache:
             self._query(
                 "INSERT OR REPLACE INTO lm_cache (key, model, response, created_at) VALUES (?, ?, ?, ?)",
                 (key, response.model, text, time.time()),
+            )
+
+    def get_vector(self, key: str) -> list[float] | None:
+        """The cached embedding for ``key`` (see :meth:`put_vector`), or None.
+
+        Embeddings share the table with LM responses; a row is a vector only when it says so,
+        carries this format version and answers ``key``.
+        """
+        with self._lock:
+            text = self._memory.get(key)
+            if text is None and self._db is not None:
+                row = self._query("SELECT response FROM lm_cache WHERE key = ?", (key,))
+                text = row[0] if row is not None else None
+            vector = _decode_vector(key, text)
+            if vector is None:
+                self._memory.pop(key, None)
+                self.misses += 1
+                return None
+            assert text is not None
+            self._remember(key, text)
+            self.hits += 1
+        return vector
+
+    def put_vector(self, key: str, model: str, vector: list[float]) -> None:
+        """Store one embedding under ``key`` (a key built with :meth:`key`, like an LM request's)."""
+        text = json.dumps({"format": FORMAT, "key": key, "model": model, "vector": vector})
+        with self._lock:
+            self._remember(key, text)
+            self._query(
+                "INSERT OR REPLACE INTO lm_cache (key, model, response, created_at) VALUES (?, ?, ?, ?)",
+                (key, model, text, time.time()),
             )
 
     def _query(self, sql: str, parameters: tuple[Any, ...]) -> Any:

@@ -29,6 +29,7 @@ class LiteLLMLM(LM):
     supported_settings = PROVIDER_SETTINGS - {"top_k"}
     supported_extras = None
     supports_tools = True
+    supports_images = True
 
     def __init__(
         self,

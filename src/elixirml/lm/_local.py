@@ -63,7 +63,7 @@ class _ModelRegistry:
     """Process-wide registry so each GGUF file is loaded once (a resource cache, not settings)."""
 
     def __init__(self) -> None:
-        self._models: dict[tuple[str, int, int | None, bool], _LoadedModel] = {}
+        self._models: dict[tuple[str, int, int | None, bool, bool], _LoadedModel] = {}
         self._lock = threading.Lock()
         atexit.register(self.close_all)
 
@@ -78,9 +78,15 @@ class _ModelRegistry:
                     model.llama.close()
             self._models.clear()
 
-    def get(self, path: Path, n_ctx: int, n_threads: int | None, logits_all: bool = False) -> _LoadedModel:
-        """The model of ``path`` (loaded on first use); ``logits_all`` keeps every token's logits (logprobs)."""
-        key = (str(path), n_ctx, n_threads, logits_all)
+    def get(
+        self, path: Path, n_ctx: int, n_threads: int | None, logits_all: bool = False, embedding: bool = False
+    ) -> _LoadedModel:
+        """The model of ``path`` (loaded on first use).
+
+        ``logits_all`` keeps every token's logits (logprobs); ``embedding`` loads it for
+        embeddings (mean-pooled over the tokens), a copy of its own.
+        """
+        key = (str(path), n_ctx, n_threads, logits_all, embedding)
         with self._lock:
             model = self._models.get(key)
             if model is None:
@@ -88,8 +94,24 @@ class _ModelRegistry:
                     from llama_cpp import Llama
                 except ImportError:
                     raise MissingDependencyError("llama-cpp-python", "local", "The embedded local model") from None
+                extra: dict[str, Any] = {}
+                if embedding:
+                    import llama_cpp
+
+                    extra = {
+                        "embedding": True,
+                        "pooling_type": llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                        "n_batch": n_ctx,
+                        "n_ubatch": n_ctx,
+                    }
                 llama = Llama(
-                    model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, logits_all=logits_all, verbose=False, seed=0
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads,
+                    logits_all=logits_all,
+                    verbose=False,
+                    seed=0,
+                    **extra,
                 )
                 model = _LoadedModel(llama)
                 self._models[key] = model

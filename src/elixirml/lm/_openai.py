@@ -200,6 +200,7 @@ class OpenAILM(LM):
     supported_settings = PROVIDER_SETTINGS  # "top_k" goes to the servers that take it (vLLM, llama.cpp)
     supported_extras = None  # any extra goes into the request body
     supports_tools = True
+    supports_images = True
     supports_logprobs = True
 
     def __init__(
@@ -306,12 +307,12 @@ class OpenAILM(LM):
                 body[key] = value
         return body
 
-    async def _post(self, body: dict[str, Any]) -> Any:
+    async def _post(self, body: dict[str, Any], path: str = "/chat/completions") -> Any:
         import aiohttp
 
         session = await self._session()
         try:
-            response = await session.post(f"{self.base_url}/chat/completions", json=body)
+            response = await session.post(f"{self.base_url}{path}", json=body)
         except (aiohttp.ClientError, OSError) as exc:
             raise ProviderError(f"{self.endpoint_label}: connection failed ({type(exc).__name__})") from None
         if response.status != 200:

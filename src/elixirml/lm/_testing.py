@@ -98,6 +98,7 @@ class DummyLM(LM):
     supported_settings = PROVIDER_SETTINGS  # a test double takes every setting
     supported_extras = None
     default_cache = False
+    supports_images = True  # a test double takes any content
 
     def __init__(
         self,
@@ -199,6 +200,7 @@ class FunctionLM(LM):
     supported_settings = PROVIDER_SETTINGS  # a test double takes every setting (fn sees them all)
     supported_extras = None
     default_cache = False
+    supports_images = True  # a test double takes any content
 
     def __init__(
         self,

@@ -119,3 +119,12 @@ def messages_text(messages: list[Message]) -> str:
 def estimate_message_tokens(messages: list[Message]) -> int:
     """A rough token count of the messages' text."""
     return estimate_tokens(messages_text(messages))
+
+
+def has_images(messages: list[Message]) -> bool:
+    """Whether any message carries an image content part."""
+    return any(
+        isinstance(m.get("content"), list)
+        and any(isinstance(p, dict) and p.get("type") in ("image_url", "image") for p in m["content"])
+        for m in messages
+    )

@@ -1,4 +1,4 @@
-"""Program layer: modules, predictors, variables, programs, pipelines, assertions, traces."""
+"""Program layer: modules, predictors, variables, programs, pipelines, assertions, traces, retrieval."""
 
 from ._assertions import assert_output, suggest_output
 from ._composite import BestOfN, MultiChainComparison, Parallel, Refine
@@ -8,6 +8,7 @@ from ._pipeline import Pipeline, stage
 from ._predict import ChainOfThought, Predict
 from ._program import Program
 from ._react import ReAct
+from ._retrieve import Retrieve
 from ._space import Configuration, VariableSpace
 from ._store import Store
 from ._tools import Tool, ToolError, tool
@@ -21,6 +22,7 @@ __all__ = [
     "ToolError",
     "Tool",
     "ReAct",
+    "Retrieve",
     "streamify",
     "StatusEvent",
     "FieldChunk",

@@ -1,11 +1,17 @@
-"""Schema layer: signatures, runtime schemas, and the core values Example and Prediction."""
+"""Schema layer: signatures, runtime schemas, and the core values Example and Prediction, rich field types."""
 
+from ._media import Code, History, Image, ToolCall, ToolCalls
 from ._schema import Schema
 from ._signature import FieldSpec, InputField, OutputField, Signature, SignatureMeta, ensure_signature, make_signature
 from ._types import literal_values, parse_type, type_to_str
 from ._values import Completions, Example, Prediction
 
 __all__ = [
+    "Code",
+    "History",
+    "Image",
+    "ToolCall",
+    "ToolCalls",
     "Completions",
     "Example",
     "FieldSpec",

@@ -32,4 +32,10 @@ def format_value(value: Any) -> str:
         value = value.value
     if isinstance(value, str):
         return value
+    from ._media import Image
+
+    if isinstance(value, Image):
+        return value.marker()  # the adapter puts the image itself there (an image content part)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, Image) for v in value):
+        return "\n".join(v.marker() for v in value)
     return json.dumps(to_jsonable(value), ensure_ascii=False, default=str)

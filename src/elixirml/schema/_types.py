@@ -14,6 +14,7 @@ import typing
 from typing import Any, Literal, Optional, Union
 
 from ..errors import SignatureError, truncate
+from ._media import Code, History, Image, ToolCalls
 
 _NAMES: dict[str, Any] = {
     "str": str,
@@ -36,6 +37,10 @@ _NAMES: dict[str, Any] = {
     "Set": set,
     "date": datetime.date,
     "datetime": datetime.datetime,
+    "Image": Image,
+    "History": History,
+    "ToolCalls": ToolCalls,
+    "Code": Code,
 }
 
 
