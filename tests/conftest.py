@@ -32,7 +32,8 @@ def _fresh_settings():
 @pytest.fixture(scope="session")
 def postgres_server():
     """One real PostgreSQL server for the whole test session, on 127.0.0.1 (see tests/_postgres.py)."""
-    from _postgres import postgres_server as start, unavailable_reason
+    from _postgres import postgres_server as start
+    from _postgres import unavailable_reason
 
     reason = unavailable_reason()
     if reason is not None:
