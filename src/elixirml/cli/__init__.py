@@ -11,7 +11,6 @@ import dataclasses
 import importlib.util
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -174,51 +173,22 @@ def run(
         _ensure_lm()
         target = load_program(program)
         inputs = _parse_pairs(input, "--input")
-        from ..lm import track_usage
-        from ..program._store import configured_store
-        from ..program._trace import TraceEntry
+        from ..program._store import configured_store, recording
 
-        start = time.perf_counter()
-        with track_usage() as usage:
-            result = target(**inputs)
-        outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
-        typer.echo(json.dumps(outputs, indent=2, default=str, ensure_ascii=False))
         store = configured_store()
-        if store is not None:
-            trace: list[TraceEntry] = getattr(result, "trace", None) or []
-            store.add_execution(
-                program_name=program,
-                inputs=json.loads(json.dumps(inputs, default=str)),
-                outputs=json.loads(json.dumps(outputs, default=str)),
-                trace=[_entry_json(e) for e in trace],
-                latency=time.perf_counter() - start,
-                tokens=usage.total_tokens,
-            )
+        if store is None:
+            result = target(**inputs)
+            outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
+        else:
+            with recording(store, program, inputs) as rec:
+                result = target(**inputs)
+                outputs = rec.outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
             store.close()
+        typer.echo(json.dumps(outputs, indent=2, default=str, ensure_ascii=False))
     except typer.Exit:
         raise
     except Exception as exc:
         _fail(exc)
-
-
-def _entry_json(entry: Any) -> dict[str, Any]:
-    sig = getattr(entry.predictor, "signature", None)
-    data: dict[str, Any] = json.loads(
-        json.dumps(
-            {
-                "predictor": type(entry.predictor).__name__,
-                "signature": sig.signature if sig is not None else "",
-                "inputs": entry.inputs,
-                "outputs": entry.prediction.to_dict() if entry.prediction is not None else None,
-                "messages": entry.messages,
-                "usage": entry.usage,
-                "latency": entry.latency,
-                "assertions": entry.assertions,
-            },
-            default=str,
-        )
-    )
-    return data
 
 
 @app.command("eval")
