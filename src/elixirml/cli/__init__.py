@@ -398,6 +398,37 @@ def inspect() -> None:
 
 
 @app.command()
+def console(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    store_url: Annotated[
+        str | None, typer.Option("--store", help="Store URL (default: the global --store or $ELIXIRML_STORE).")
+    ] = None,
+) -> None:
+    """Open the web console over the store (programs, runs, evaluations, traces, "try it")."""
+    try:
+        from ..console import create_console_app
+        from ..settings import current
+
+        try:
+            import uvicorn
+        except ImportError:
+            raise errors.MissingDependencyError("uvicorn", "serve", "elixirml console") from None
+        lm: Any = None
+        if current().lm is None:
+            from ..lm import LM
+
+            lm = lambda: LM("local")  # noqa: E731  built at the first "try it", not at start
+        app_ = create_console_app(store_url or _store_setting(), lm=lm)
+        typer.echo(f"ElixirML console on http://{host}:{port}/ (Ctrl+C stops it)")
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        _fail(exc)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the plot.")] = Path("."),
     quick: Annotated[bool, typer.Option(help="A smaller run (fewer examples and trials).")] = False,

@@ -674,6 +674,8 @@ class ResourceStore:
                     "scores": t.scores,
                     "configuration": t.configuration,
                     "lm_calls": t.lm_calls,
+                    "tokens": t.tokens,
+                    "cost": t.cost,
                     "status": t.status,
                     "full": bool(t.full),
                     "wall_time": t.wall_time,
