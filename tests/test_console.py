@@ -34,6 +34,17 @@ def _answer(messages: list[dict[str, Any]], settings: dict[str, Any]) -> dict[st
     return {"reasoning": "count it", "answer": str(number) if number % 2 == 0 else "wrong"}
 
 
+def _searched(messages: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, str]:
+    """The LM of the search: "number only" is always right and terse, "think it through" right but wordy."""
+    system, question = str(messages[0]["content"]), str(messages[-1]["content"])
+    number = int(re.findall(r"item (\d+)", question)[-1])
+    if "number only" in system:
+        return {"reasoning": "n", "answer": str(number)}
+    if "Think it through" in system:
+        return {"reasoning": "Let me count carefully, one by one, to be sure. " * 4, "answer": str(number)}
+    return {"reasoning": "a guess", "answer": str(number) if number % 2 == 0 else "?"}
+
+
 def fill_store(url: str) -> dict[str, Any]:
     """A store with a program in two versions, two optimization runs, two evaluations and a trace."""
     store = em.Store(url)
@@ -54,12 +65,12 @@ def fill_store(url: str) -> dict[str, Any]:
     em.evaluate(store.load("qa"), data, em.metrics.exact_match, display_progress=False)
     evaluations = [e["id"] for e in store.evaluations()]  # newest first
 
-    em.configure(lm=em.FunctionLM(lambda m, s: {"reasoning": "r", "answer": re.findall(r"item (\d+)", str(m))[-1]}))
+    em.configure(lm=em.FunctionLM(_searched))
     candidates = {"self": ["Reply with the number only.", "Think it through, then give the number, and nothing else."]}
     search = em.optimizers.VariableSearch(
         [em.metrics.exact_match, "tokens"], n_trials=5, seed=1, instruction_candidates=candidates
     )
-    search.compile(store.load("qa"), trainset=data[:3], save_as="qa-search")
+    search.compile(store.load("qa"), trainset=data[:4], save_as="qa-search")
 
     em.configure(lm=em.DummyLM({"Paris": {"reasoning": "It is in France.", "answer": "Paris"}}))
     program = store.load("qa")
@@ -352,7 +363,8 @@ def test_in_a_real_browser(served, tmp_path):
         visit("/", "overview", "Programs", "qa", "VariableSearch")
         visit("/programs/qa", "program", "first cut", "instructions and demos")
         page.click("text=Show the differences")
-        page.wait_for_url(re.compile(r".*/diff\?a=1&b=2"))
+        page.wait_for_url(lambda url: "/diff?" in url)
+        assert "a=1" in page.url and "b=2" in page.url, page.url
         assert page.locator(".word-diff ins").count() > 0
         assert EVIL in page.inner_text(".word-diff")  # shown as text, never run (no dialog opened)
         page.screenshot(path=str(shots / "diff.png"), full_page=True)
@@ -394,3 +406,19 @@ def test_in_a_real_browser(served, tmp_path):
         keep.mkdir(parents=True, exist_ok=True)
         for f in shots.iterdir():
             shutil.copy(f, keep / f.name)
+
+
+def test_plot_axes_cover_every_value_and_the_front_is_the_non_dominated_set():
+    from elixirml.console._plots import _ticks, pareto_front
+
+    for low, high in ((235, 291), (0, 4), (0.5, 1.0), (7, 7), (-3, 12.5)):
+        ticks = _ticks(low, high)
+        assert ticks[0] <= low and ticks[-1] >= high and len(ticks) <= 12
+    trials = [
+        {"number": 0, "scores": {"acc": 0.9, "cost": 5.0}},
+        {"number": 1, "scores": {"acc": 0.9, "cost": 3.0}},
+        {"number": 2, "scores": {"acc": 0.5, "cost": 1.0}},
+        {"number": 3, "scores": {"acc": 0.4, "cost": 2.0}},
+        {"number": 4, "scores": {"acc": 1.0, "cost": 9.0}, "status": "budget"},
+    ]
+    assert pareto_front(trials, ["acc", "cost"], {"acc": "maximize", "cost": "minimize"}) == [1, 2]

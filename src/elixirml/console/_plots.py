@@ -12,23 +12,22 @@ from typing import Any
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 720, 300
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 44
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 30, 44
+PAD = 0.04  # of the axis range, on each side, so no point sits on an axis
 
 
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high]."""
+    """Round tick values covering [low, high] (a single value gets a range around it)."""
     if high <= low:
-        high = low + 1.0
+        pad = max(abs(low) * 0.1, 1.0)
+        low, high = low - pad, high + pad
     raw = (high - low) / count
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    start = math.floor(low / step) * step
-    ticks = []
-    value = start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    ticks = [math.floor(low / step) * step]
+    while ticks[-1] < high - step * 1e-9:
+        ticks.append(ticks[-1] + step)
+    return [round(t, 10) for t in ticks]
 
 
 def _fmt(value: float) -> str:
@@ -43,8 +42,10 @@ class _Frame:
     def __init__(self, xs: Sequence[float], ys: Sequence[float], x_label: str, y_label: str) -> None:
         self.xticks = _ticks(min(xs), max(xs))
         self.yticks = _ticks(min(ys), max(ys))
-        self.x0, self.x1 = self.xticks[0], self.xticks[-1]
-        self.y0, self.y1 = self.yticks[0], self.yticks[-1]
+        xpad = (self.xticks[-1] - self.xticks[0]) * PAD
+        ypad = (self.yticks[-1] - self.yticks[0]) * PAD
+        self.x0, self.x1 = self.xticks[0] - xpad, self.xticks[-1] + xpad
+        self.y0, self.y1 = self.yticks[0] - ypad, self.yticks[-1] + ypad
         self.x_label, self.y_label = x_label, y_label
 
     def x(self, value: float) -> float:
@@ -97,7 +98,7 @@ def trials_plot(trials: Sequence[Mapping[str, Any]]) -> Markup:
     """
     numbers = [float(t["number"]) for t in trials]
     scores = [float(t["score"]) for t in trials]
-    frame = _Frame(numbers, [*scores, 0.0], "trial", "score")
+    frame = _Frame(numbers, [*scores, 0.0, 100.0] if max(scores) <= 100 else [*scores, 0.0], "trial", "score")
     parts = frame.axes()
     best: float | None = None
     steps: list[str] = []
@@ -122,7 +123,7 @@ def trials_plot(trials: Sequence[Mapping[str, Any]]) -> Markup:
             f"<title>{escape(label)}</title></circle></a>"
         )
     parts.append(
-        f'<g class="legend" transform="translate({WIDTH - RIGHT - 210} {TOP + 4})">'
+        f'<g class="legend" transform="translate({WIDTH - RIGHT - 210} 6)">'
         '<circle class="point" cx="6" cy="6" r="5"/><text x="16" y="10">trial</text>'
         '<circle class="point mini" cx="66" cy="6" r="5"/><text x="76" y="10">minibatch</text>'
         '<line class="best" x1="146" y1="6" x2="166" y2="6"/><text x="170" y="10">best</text></g>'
@@ -173,7 +174,7 @@ def pareto_plot(
             f'r="6"><title>{escape(label)}</title></circle></a>'
         )
     parts.append(
-        f'<g class="legend" transform="translate({WIDTH - RIGHT - 190} {TOP + 4})">'
+        f'<g class="legend" transform="translate({WIDTH - RIGHT - 190} 6)">'
         '<circle class="point front-point" cx="6" cy="6" r="5"/><text x="16" y="10">Pareto front</text>'
         '<circle class="point dominated" cx="112" cy="6" r="5"/><text x="122" y="10">dominated</text></g>'
     )
