@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo install lint typecheck bench bench-env clean
+.PHONY: test demo install lint typecheck bench bench-env clean browser
 
 install: $(STAMP)
 
@@ -14,10 +14,19 @@ $(STAMP): pyproject.toml
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install --disable-pip-version-check -q -e '.[all,dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m ruff check src tests bench examples
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+# Headless Chromium for the console's browser tests (Debian's package; Playwright's own browsers are
+# never downloaded). Installed where missing, as root, when apt is there; skipped quietly otherwise
+# (the browser tests then skip and say why).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		$$(command -v flock >/dev/null 2>&1 && echo flock /tmp/elixirml-apt.lock) sh -c 'apt-get update -qq && apt-get install -y -qq chromium' \
+			|| echo "chromium could not be installed; the console's browser tests will skip"; \
+	fi
 
 demo: $(STAMP)
 	$(VENV)/bin/elixirml demo

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 import elixirml as em
-from elixirml.program._store import recording
 
 pytest.importorskip("fastapi", reason="the console needs the 'serve' extra (fastapi)")
 from fastapi.testclient import TestClient
@@ -74,7 +73,7 @@ def fill_store(url: str) -> dict[str, Any]:
 
     em.configure(lm=em.DummyLM({"Paris": {"reasoning": "It is in France.", "answer": "Paris"}}))
     program = store.load("qa")
-    with recording(store, "qa", {"question": "Where is Paris?"}) as rec:
+    with store.recording("qa", {"question": "Where is Paris?"}) as rec:
         rec.outputs = program(question="Where is Paris?").to_dict()
     em.configure(store=None, lm=None)
     runs = store.runs()
@@ -126,7 +125,7 @@ def test_recording_keeps_spans_messages_and_raw_answers(filled):
 def test_recording_stores_a_failed_run_with_its_error(tmp_path):
     store = em.Store(f"sqlite:///{tmp_path / 'fail.db'}")
     em.configure(lm=em.FunctionLM(lambda m, s: (_ for _ in ()).throw(RuntimeError("backend down"))))
-    with pytest.raises(RuntimeError), recording(store, "p", {"q": "x"}) as rec:
+    with pytest.raises(RuntimeError), store.recording("p", {"q": "x"}) as rec:
         em.Predict("q -> a")(q="x")
     stored = store.execution(rec.execution_id)
     assert "backend down" in stored["error"]

@@ -173,14 +173,14 @@ def run(
         _ensure_lm()
         target = load_program(program)
         inputs = _parse_pairs(input, "--input")
-        from ..program._store import configured_store, recording
+        from ..program._store import configured_store
 
         store = configured_store()
         if store is None:
             result = target(**inputs)
             outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
         else:
-            with recording(store, program, inputs) as rec:
+            with store.recording(program, inputs) as rec:
                 result = target(**inputs)
                 outputs = rec.outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
             store.close()

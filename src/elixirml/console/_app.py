@@ -284,7 +284,6 @@ async def _stream(
     import asyncio
 
     from ..program import FieldChunk, StatusEvent, streamify
-    from ..program._store import recording
     from ..settings import context
 
     rec = None
@@ -298,7 +297,7 @@ async def _stream(
                 "or pass create_console_app(store, lm=...)."
             )
         yield _event("status", {"kind": "start", "program": name, "inputs": inputs})
-        with context(lm=model), recording(store, name, inputs) as rec:
+        with context(lm=model), store.recording(name, inputs) as rec:
             async for item in streamify(program)(**inputs):
                 if isinstance(item, FieldChunk):
                     yield _event("chunk", {"predictor": item.predictor, "field": item.field, "text": item.text})

@@ -66,6 +66,17 @@ class Store(ResourceStore):
         program.__dict__["_elixirml_stored"] = (info["name"], info["number"])  # named so in telemetry
         return program
 
+    def recording(self, program_name: str, inputs: dict[str, Any]) -> contextlib.AbstractContextManager[RunRecording]:
+        """Record the run made inside the ``with`` block as a trace (see :func:`recording`).
+
+        Example::
+
+            with store.recording("qa", {"question": q}) as rec:
+                rec.outputs = program(question=q).to_dict()
+            store.execution(rec.execution_id)   # inputs, outputs, predictor calls, span tree
+        """
+        return recording(self, program_name, inputs)
+
 
 def configured_store() -> Store | None:
     """The store set with ``em.configure(store=...)`` or ``$ELIXIRML_STORE``; None when neither is set."""
