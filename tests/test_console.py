@@ -153,25 +153,25 @@ def test_overview_and_programs(client):
     css = c.get("/static/console.css")
     assert css.status_code == 200 and "svg .point" in css.text
     assert c.get("/static/console.js").status_code == 200
-    listing = c.get("/programs").text
+    listing = c.get("/catalog").text
     assert "v2" in listing and "question: str -&gt; reasoning: str, answer: str" in listing
 
 
 def test_program_versions_and_diff(client):
     c, _, _ = client
-    page = c.get("/programs/qa").text
+    page = c.get("/catalog/qa").text
     assert "first cut" in page and "instructions and demos" in page and "baseline" in page
-    version = c.get("/programs/qa/versions/2").text
+    version = c.get("/catalog/qa/versions/2").text
     assert "item 10" in version and "Answer with one number." in version
-    diff = c.get("/programs/qa/diff", params={"a": 1, "b": 2}).text
+    diff = c.get("/catalog/qa/diff", params={"a": 1, "b": 2}).text
     assert "<ins>" in diff and "<del>" in diff and "0 → 2" in diff
     assert "Given the fields" in diff and "item 12" in diff
     assert EVIL not in diff and "&lt;script&gt;" in diff  # instructions are user text: escaped
-    same = c.get("/programs/qa/diff", params={"a": 2, "b": 2}).text
+    same = c.get("/catalog/qa/diff", params={"a": 2, "b": 2}).text
     assert "have the same instructions, demos and variable values" in same
-    missing = c.get("/programs/nope")
+    missing = c.get("/catalog/nope")
     assert missing.status_code == 404 and "No stored program named" in missing.text
-    bad = c.get("/programs/qa/diff", params={"a": 1, "b": 9})
+    bad = c.get("/catalog/qa/diff", params={"a": 1, "b": 9})
     assert bad.status_code == 404 and "has no version 9" in bad.text
 
 
@@ -228,9 +228,9 @@ def test_trace_page_says_when_a_run_has_no_spans(client):
 
 def test_try_it_form_streams_the_answer_and_records_a_trace(client):
     c, _, url = client
-    form = c.get("/programs/qa/try").text
+    form = c.get("/catalog/qa/try").text
     assert 'name="question"' in form and "required" in form
-    with c.stream("POST", "/programs/qa/try", json={"inputs": {"question": "Where is Rome?"}}) as response:
+    with c.stream("POST", "/catalog/qa/try", json={"inputs": {"question": "Where is Rome?"}}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         body = "".join(response.iter_text())
     events = re.findall(r"event: (\w+)\ndata: (.*)\n\n", body)
@@ -248,17 +248,17 @@ def test_try_it_form_streams_the_answer_and_records_a_trace(client):
 
 def test_try_it_reports_errors_in_the_stream(client):
     c, _, _ = client
-    with c.stream("POST", "/programs/qa/try", json={"inputs": {}}) as response:
+    with c.stream("POST", "/catalog/qa/try", json={"inputs": {}}) as response:
         body = "".join(response.iter_text())
     assert "event: error" in body and "question" in body
-    assert c.post("/programs/qa/try", json=[1]).status_code == 400
+    assert c.post("/catalog/qa/try", json=[1]).status_code == 400
 
 
 def test_try_it_without_an_lm_says_so(filled):
     url, _ = filled
     with TestClient(create_console_app(url)) as c:
-        assert "No LM is configured" in c.get("/programs/qa/try").text
-        with c.stream("POST", "/programs/qa/try", json={"inputs": {"question": "q"}}) as response:
+        assert "No LM is configured" in c.get("/catalog/qa/try").text
+        with c.stream("POST", "/catalog/qa/try", json={"inputs": {"question": "q"}}) as response:
             body = "".join(response.iter_text())
     assert "event: error" in body and "No LM is configured" in body
 
@@ -270,8 +270,26 @@ def test_mounted_under_a_prefix_links_stay_inside_it(filled):
     outer = FastAPI()
     outer.mount("/console", create_console_app(url))
     with TestClient(outer) as c:
-        page = c.get("/console/programs").text
-    assert 'href="/console/programs/qa"' in page and 'href="/console/static/console.css"' in page
+        page = c.get("/console/catalog").text
+    assert 'href="/console/catalog/qa"' in page and 'href="/console/static/console.css"' in page
+
+
+def test_mounted_at_the_root_beside_a_programs_api(filled):
+    from fastapi import FastAPI
+
+    url, _ = filled
+    outer = FastAPI()  # as elixirml serve: its own /programs API first, the console at /
+
+    @outer.get("/programs")
+    def api() -> list[str]:
+        return ["qa"]
+
+    outer.mount("/", create_console_app(url))
+    with TestClient(outer) as c:
+        assert c.get("/programs").json() == ["qa"]
+        page = c.get("/catalog/qa")
+        assert page.status_code == 200 and "first cut" in page.text
+        assert "Programs" in c.get("/").text
 
 
 def test_console_command_is_listed():
@@ -360,7 +378,8 @@ def test_in_a_real_browser(served, tmp_path):
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
         visit("/", "overview", "Programs", "qa", "VariableSearch")
-        visit("/programs/qa", "program", "first cut", "instructions and demos")
+        visit("/catalog/qa/versions/2", "version", "Answer with one number.", "item 12")
+        visit("/catalog/qa", "program", "first cut", "instructions and demos")
         page.click("text=Show the differences")
         page.wait_for_url(lambda url: "/diff?" in url)
         assert "a=1" in page.url and "b=2" in page.url, page.url
@@ -386,7 +405,7 @@ def test_in_a_real_browser(served, tmp_path):
 
         visit(f"/traces/{info['execution']}", "trace", "Span tree", "chat dummy", "Raw answer", "It is in France.")
 
-        visit("/programs/qa/try", "try-form", "question")
+        visit("/catalog/qa/try", "try-form", "question")
         page.fill("#input-question", "Where is Rome?")
         page.click("#run-button")
         page.wait_for_selector("#trace-link", timeout=20_000)
@@ -399,7 +418,7 @@ def test_in_a_real_browser(served, tmp_path):
         browser.close()
     assert not problems, problems
     saved = sorted(f.name for f in shots.iterdir())
-    assert len(saved) == 10, saved
+    assert len(saved) == 11, saved
     keep = Path(os.environ.get("ELIXIRML_CONSOLE_SHOTS", ""))
     if keep.name:  # to look at the pages: ELIXIRML_CONSOLE_SHOTS=/some/dir pytest tests/test_console.py
         keep.mkdir(parents=True, exist_ok=True)

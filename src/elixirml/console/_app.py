@@ -65,7 +65,7 @@ def create_console_app(
 
     Example::
 
-        app = em.console.create_console_app("sqlite:///programs.db")
+        app = em.console.create_console_app("sqlite:///catalog.db")
         uvicorn.run(app, host="127.0.0.1", port=8700)
 
     Raises:
@@ -131,11 +131,11 @@ def create_console_app(
             executions=opened.executions(limit=10),
         )
 
-    @app.get("/programs", response_class=HTMLResponse)
+    @app.get("/catalog", response_class=HTMLResponse)
     def programs(request: Request) -> Any:
         return render(request, "programs.html", programs=opened.programs())
 
-    @app.get("/programs/{name}", response_class=HTMLResponse)
+    @app.get("/catalog/{name}", response_class=HTMLResponse)
     def program(request: Request, name: str) -> Any:
         versions = opened.versions(name)
         return render(
@@ -148,7 +148,7 @@ def create_console_app(
             executions=opened.executions(program=name, limit=20),
         )
 
-    @app.get("/programs/{name}/versions/{number}", response_class=HTMLResponse)
+    @app.get("/catalog/{name}/versions/{number}", response_class=HTMLResponse)
     def version(request: Request, name: str, number: int) -> Any:
         info = opened.get_version(name, number)
         predictors = [
@@ -157,7 +157,7 @@ def create_console_app(
                 "kind": str(p.get("type", "")),
                 "fields": views.fields_text(p),
                 "instructions": (p.get("signature") or {}).get("instructions") or "",
-                "demos": [views.pretty(d) for d in p.get("demos") or []],
+                "demos": [views.demo_text(d) for d in p.get("demos") or []],
             }
             for key, p in views.predictors_of(info["state"]).items()
         ]
@@ -171,7 +171,7 @@ def create_console_app(
             versions=opened.versions(name),
         )
 
-    @app.get("/programs/{name}/diff", response_class=HTMLResponse)
+    @app.get("/catalog/{name}/diff", response_class=HTMLResponse)
     def diff(request: Request, name: str, a: int, b: int) -> Any:
         left, right = opened.get_version(name, a), opened.get_version(name, b)
         changes = opened.diff(name, a, b)
@@ -245,7 +245,7 @@ def create_console_app(
         )
 
     # ------------------------------------------------------------------ try it
-    @app.get("/programs/{name}/try", response_class=HTMLResponse)
+    @app.get("/catalog/{name}/try", response_class=HTMLResponse)
     def try_form(request: Request, name: str) -> Any:
         built = opened.load(name)
         info = opened.get_version(name)
@@ -258,7 +258,7 @@ def create_console_app(
             lm_ready=lm is not None or current_lm() is not None,
         )
 
-    @app.post("/programs/{name}/try")
+    @app.post("/catalog/{name}/try")
     async def try_run(request: Request, name: str) -> Any:
         body = await request.json()
         submitted = body.get("inputs") if isinstance(body, dict) else None

@@ -55,6 +55,14 @@ def fields_text(predictor: Mapping[str, Any]) -> str:
     return f"{', '.join(inputs)} -> {', '.join(outputs)}"
 
 
+def demo_text(demo: Any) -> str:
+    """A saved demo as ``field: value`` lines (a saved Example keeps its values under ``data``)."""
+    values = demo.get("data", demo) if isinstance(demo, Mapping) else demo
+    if not isinstance(values, Mapping):
+        return pretty(values)
+    return "\n".join(f"{k}: {v if isinstance(v, str) else pretty(v)}" for k, v in values.items())
+
+
 def configuration_values(configuration: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Variable values to show: demos (long) are counted, everything else printed."""
     rows = []
@@ -88,8 +96,8 @@ def version_diff(left: Mapping[str, Any], right: Mapping[str, Any], changes: Map
                 "instructions_to": a_instr or "",
                 "instructions_diff": word_diff(b_instr, a_instr),
                 "demos_changed": b_demos != a_demos,
-                "demos_from": [pretty(d) for d in b_demos],
-                "demos_to": [pretty(d) for d in a_demos],
+                "demos_from": [demo_text(d) for d in b_demos],
+                "demos_to": [demo_text(d) for d in a_demos],
                 "decoding": (
                     {"from": pretty(before.get("decoding")), "to": pretty(after.get("decoding"))}
                     if before.get("decoding") != after.get("decoding")
