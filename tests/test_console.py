@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from elixirml.console import create_console_app
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("ELIXIRML_CHROMIUM", "/usr/bin/chromium")  # Debian's package
 EVIL = "<script>alert('x')</script>"
 
 
@@ -440,3 +440,34 @@ def test_plot_axes_cover_every_value_and_the_front_is_the_non_dominated_set():
         {"number": 4, "scores": {"acc": 1.0, "cost": 9.0}, "status": "budget"},
     ]
     assert pareto_front(trials, ["acc", "cost"], {"acc": "maximize", "cost": "minimize"}) == [1, 2]
+
+
+def test_try_it_form_follows_the_input_schema_and_coerces_values():
+    from elixirml.console._views import coerce_inputs, input_fields
+
+    program = em.Predict("question: str, k: int, strict: bool, tags: list[str] -> answer")
+    fields = input_fields(program)
+    assert [(f["name"], f["type"], f["required"]) for f in fields] == [
+        ("question", "string", True),
+        ("k", "integer", True),
+        ("strict", "boolean", True),
+        ("tags", "array", True),
+    ]
+    values = coerce_inputs(fields, {"question": "q", "k": "3", "strict": True, "tags": '["a", "b"]'})
+    assert values == {"question": "q", "k": 3, "strict": True, "tags": ["a", "b"]}
+    with pytest.raises(ValueError, match="'k' must be integer"):
+        coerce_inputs(fields, {"k": "three"})
+
+    class Two(em.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = em.Predict("context, question -> answer")
+
+        def forward(self, context, question, hint=""):
+            return self.first(context=context, question=question)
+
+    assert [(f["name"], f["required"]) for f in input_fields(Two())] == [
+        ("context", True),
+        ("question", True),
+        ("hint", False),
+    ]
