@@ -76,6 +76,7 @@ def fill_store(url: str) -> dict[str, Any]:
     with store.recording("qa", {"question": "Where is Paris?"}) as rec:
         rec.outputs = program(question="Where is Paris?").to_dict()
     em.configure(store=None, lm=None)
+    assert [e["id"] for e in store.evaluations()] == evaluations  # a search's trials are not evaluations
     runs = store.runs()
     info = {
         "evaluations": evaluations,
