@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install --disable-pip-version-check -q -e '.[all,dev]'
 	touch $(STAMP)
 
-# Debian packages for the real components the tests start (PostgreSQL, ...); idempotent.
+# Debian packages for the real components the tests start (PostgreSQL, Chromium); idempotent.
 system-packages:
 	bash .ci/system-packages.sh
 

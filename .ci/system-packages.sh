@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite's real components need (PostgreSQL, Chromium, ...)
+# Installs the Debian packages the test suite's real components need (PostgreSQL, Chromium)
 # where they are missing. Runs apt-get only as root on a Debian-like machine; elsewhere it says
 # what is missing and the tests that need it skip with that reason.
 set -uo pipefail
@@ -7,6 +7,7 @@ set -uo pipefail
 # "check|package": check is a shell test that succeeds when the package's program is present.
 needs=(
   "ls /usr/lib/postgresql/*/bin/initdb|postgresql"
+  "test -x /usr/bin/chromium|chromium"
 )
 
 missing=()

@@ -55,6 +55,9 @@ def test_run_then_inspect(workspace):
     shown = runner.invoke(app, ["inspect"])
     assert shown.exit_code == 0
     assert "Predict(question: str -> answer: str)" in shown.output and "item 3" in shown.output
+    recorded = em.Store().last_execution()  # what the web console shows of the run
+    assert [s["kind"] for s in recorded["spans"]][:2] == ["module", "module"]
+    assert "yes" in recorded["trace"][0]["completion"]
 
 
 def test_eval_prints_the_summary(workspace):

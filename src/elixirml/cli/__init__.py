@@ -11,7 +11,6 @@ import dataclasses
 import importlib.util
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -174,51 +173,22 @@ def run(
         _ensure_lm()
         target = load_program(program)
         inputs = _parse_pairs(input, "--input")
-        from ..lm import track_usage
         from ..program._store import configured_store
-        from ..program._trace import TraceEntry
 
-        start = time.perf_counter()
-        with track_usage() as usage:
-            result = target(**inputs)
-        outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
-        typer.echo(json.dumps(outputs, indent=2, default=str, ensure_ascii=False))
         store = configured_store()
-        if store is not None:
-            trace: list[TraceEntry] = getattr(result, "trace", None) or []
-            store.add_execution(
-                program_name=program,
-                inputs=json.loads(json.dumps(inputs, default=str)),
-                outputs=json.loads(json.dumps(outputs, default=str)),
-                trace=[_entry_json(e) for e in trace],
-                latency=time.perf_counter() - start,
-                tokens=usage.total_tokens,
-            )
+        if store is None:
+            result = target(**inputs)
+            outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
+        else:
+            with store.recording(program, inputs) as rec:
+                result = target(**inputs)
+                outputs = rec.outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
             store.close()
+        typer.echo(json.dumps(outputs, indent=2, default=str, ensure_ascii=False))
     except typer.Exit:
         raise
     except Exception as exc:
         _fail(exc)
-
-
-def _entry_json(entry: Any) -> dict[str, Any]:
-    sig = getattr(entry.predictor, "signature", None)
-    data: dict[str, Any] = json.loads(
-        json.dumps(
-            {
-                "predictor": type(entry.predictor).__name__,
-                "signature": sig.signature if sig is not None else "",
-                "inputs": entry.inputs,
-                "outputs": entry.prediction.to_dict() if entry.prediction is not None else None,
-                "messages": entry.messages,
-                "usage": entry.usage,
-                "latency": entry.latency,
-                "assertions": entry.assertions,
-            },
-            default=str,
-        )
-    )
-    return data
 
 
 @app.command("eval")
@@ -423,6 +393,37 @@ def inspect() -> None:
             typer.echo(f"  outputs: {step['outputs']}")
             for message in step["messages"]:
                 typer.echo(f"  --- {message.get('role')}: {str(message.get('content'))[:500]}")
+    except Exception as exc:
+        _fail(exc)
+
+
+@app.command()
+def console(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    store_url: Annotated[
+        str | None, typer.Option("--store", help="Store URL (default: the global --store or $ELIXIRML_STORE).")
+    ] = None,
+) -> None:
+    """Open the web console over the store (programs, runs, evaluations, traces, "try it")."""
+    try:
+        from ..console import create_console_app
+        from ..settings import current
+
+        try:
+            import uvicorn
+        except ImportError:
+            raise errors.MissingDependencyError("uvicorn", "serve", "elixirml console") from None
+        lm: Any = None
+        if current().lm is None:
+            from ..lm import LM
+
+            lm = lambda: LM("local")  # noqa: E731  built at the first "try it", not at start
+        app_ = create_console_app(store_url or _store_setting(), lm=lm)
+        typer.echo(f"ElixirML console on http://{host}:{port}/ (Ctrl+C stops it)")
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+    except typer.Exit:
+        raise
     except Exception as exc:
         _fail(exc)
 

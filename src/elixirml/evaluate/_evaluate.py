@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data._dataset import example_record
-from ..errors import BudgetExceededError, ConfigurationError, UserError
+from ..errors import BudgetExceededError, ConfigurationError, LoadError, UserError
 from ..lm import Usage, track_usage
 from ..program import trace as open_trace
 from ..runtime import _callbacks, run_sync, stream_bounded
@@ -649,8 +649,17 @@ def _record(program: Any, examples: list[Example], result: EvaluationResult) -> 
     try:
         rows = json.loads(json.dumps(result.rows(), default=str))
         summary = json.loads(json.dumps(result.summary(), default=str))
+        keys = examples[0].input_keys if examples else None
+        summary["input_keys"] = sorted(keys) if keys else []  # which example.* columns are inputs
+        stored = getattr(program, "__dict__", {}).get("_elixirml_stored")  # set by Store.save / load
+        version_id = None
+        if stored is not None:
+            try:
+                version_id = store.get_version(stored[0], stored[1])["id"]
+            except LoadError:  # saved in another store than the one configured
+                version_id = None
         store.add_evaluation(
-            program_name=type(program).__name__,
+            program_name=stored[0] if stored is not None else type(program).__name__,
             dataset_fingerprint=Dataset(examples).fingerprint(),
             metric=result.metric_names[0],
             score=result.score,
@@ -658,6 +667,7 @@ def _record(program: Any, examples: list[Example], result: EvaluationResult) -> 
             errors=result.errors,
             summary=summary,
             results=rows,
+            version_id=version_id,
         )
     finally:
         store.close()

@@ -600,9 +600,15 @@ class VariableSearch(Optimizer):
         return self.n_trials * len(state.valset) * max(1, len(state.program.named_predictors()))
 
     def evaluate_objectives(self, program: Module, data: Sequence[Example]) -> EvaluationResult:
-        """Evaluate every objective at once (each under its own name)."""
+        """Evaluate every objective at once (each under its own name); a trial, not an evaluation of the store."""
         return evaluate(
-            program, list(data), None, metrics=self.objectives, concurrency=self.concurrency, display_progress=False
+            program,
+            list(data),
+            None,
+            metrics=self.objectives,
+            concurrency=self.concurrency,
+            display_progress=False,
+            record=False,
         )
 
     def initialize(self, state: OptimizationState) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from ..store import ResourceStore
@@ -64,6 +66,17 @@ class Store(ResourceStore):
         program.__dict__["_elixirml_stored"] = (info["name"], info["number"])  # named so in telemetry
         return program
 
+    def recording(self, program_name: str, inputs: dict[str, Any]) -> contextlib.AbstractContextManager[RunRecording]:
+        """Record the run made inside the ``with`` block as a trace (see :func:`recording`).
+
+        Example::
+
+            with store.recording("qa", {"question": q}) as rec:
+                rec.outputs = program(question=q).to_dict()
+            store.execution(rec.execution_id)   # inputs, outputs, predictor calls, span tree
+        """
+        return recording(self, program_name, inputs)
+
 
 def configured_store() -> Store | None:
     """The store set with ``em.configure(store=...)`` or ``$ELIXIRML_STORE``; None when neither is set."""
@@ -77,3 +90,87 @@ def configured_store() -> Store | None:
     if setting is None and not os.environ.get("ELIXIRML_STORE"):
         return None
     return Store(setting)
+
+
+def trace_entry_json(entry: Any) -> dict[str, Any]:
+    """One trace entry as the store keeps it: inputs, outputs, rendered messages, raw completion, timing."""
+    import json
+
+    sig = getattr(entry.predictor, "signature", None)
+    data: dict[str, Any] = json.loads(
+        json.dumps(
+            {
+                "predictor": type(entry.predictor).__name__,
+                "signature": sig.signature if sig is not None else "",
+                "inputs": entry.inputs,
+                "outputs": entry.prediction.to_dict() if entry.prediction is not None else None,
+                "messages": entry.messages,
+                "completion": entry.completion,
+                "error": f"{type(entry.error).__name__}: {entry.error}" if entry.error is not None else "",
+                "cached": entry.cached,
+                "usage": entry.usage,
+                "latency": entry.latency,
+                "assertions": entry.assertions,
+            },
+            default=str,
+        )
+    )
+    return data
+
+
+class RunRecording:
+    """What :func:`recording` collects while a run is in progress; set :attr:`outputs` before the block ends.
+
+    Attributes:
+        outputs: the run's output values (a dict).
+        execution_id: the stored execution's id, once the block has ended.
+    """
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, Any] = {}
+        self.execution_id: int | None = None
+
+
+@contextlib.contextmanager
+def recording(store: ResourceStore, program_name: str, inputs: dict[str, Any]) -> Iterator[RunRecording]:
+    """Record the run inside the block as a stored execution: trace entries, span tree, usage, latency.
+
+    Works for sync and async calls, streamed ones included (the trace, the span recorder and
+    the usage tracker follow the tasks started inside). A run that raises is stored with its
+    error, and the error propagates.
+
+    Example::
+
+        with recording(store, "qa", {"question": q}) as rec:
+            rec.outputs = program(question=q).to_dict()
+        store.execution(rec.execution_id)
+    """
+    import json
+    import time
+
+    from ..lm import track_usage
+    from ..runtime import SpanRecorder
+    from ..settings import context, current
+    from ._trace import trace
+
+    record = RunRecording()
+    recorder = SpanRecorder()
+    start = time.perf_counter()
+    error = ""
+    with trace() as entries, track_usage() as usage, context(callbacks=[*current().callbacks, recorder]):
+        try:
+            yield record
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            record.execution_id = store.add_execution(
+                program_name=program_name,
+                inputs=json.loads(json.dumps(inputs, default=str)),
+                outputs=json.loads(json.dumps(record.outputs, default=str)),
+                trace=[trace_entry_json(e) for e in entries],
+                spans=recorder.spans,
+                error=error,
+                latency=time.perf_counter() - start,
+                tokens=usage.total_tokens,
+            )

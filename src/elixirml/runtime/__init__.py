@@ -2,6 +2,7 @@
 
 from ._batch import gather_bounded, stream_bounded
 from ._policies import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy
+from ._spans import SpanRecorder
 from ._sync import close_with_loop, run_sync
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "ConcurrencyLimiter",
     "RateLimiter",
     "RetryPolicy",
+    "SpanRecorder",
     "gather_bounded",
     "run_sync",
     "stream_bounded",

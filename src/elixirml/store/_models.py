@@ -161,7 +161,7 @@ class EvaluationRecord(Base):
 
 
 class ExecutionRecord(Base):
-    """A traced run of a program: inputs, outputs and every predictor call."""
+    """A traced run of a program: inputs, outputs, every predictor call and the span tree (from 0004)."""
 
     __tablename__ = "em_executions"
 
@@ -171,6 +171,7 @@ class ExecutionRecord(Base):
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     trace: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    spans: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
     latency: Mapped[float] = mapped_column(Float, default=0.0)
     tokens: Mapped[int] = mapped_column(Integer, default=0)

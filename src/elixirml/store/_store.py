@@ -674,6 +674,8 @@ class ResourceStore:
                     "scores": t.scores,
                     "configuration": t.configuration,
                     "lm_calls": t.lm_calls,
+                    "tokens": t.tokens,
+                    "cost": t.cost,
                     "status": t.status,
                     "full": bool(t.full),
                     "wall_time": t.wall_time,
@@ -749,6 +751,32 @@ class ResourceStore:
                 for e in query
             ]
 
+    def evaluation(self, evaluation_id: int) -> dict[str, Any]:
+        """One evaluation with its per-example results.
+
+        Raises:
+            LoadError: no evaluation has that id.
+        """
+        from ._models import EvaluationRecord
+
+        with self.session() as session:
+            e = session.get(EvaluationRecord, int(evaluation_id))
+            if e is None:
+                raise LoadError(f"No evaluation with id {evaluation_id}")
+            return {
+                "id": e.id,
+                "program": e.program_name,
+                "version_id": e.version_id,
+                "dataset": e.dataset_fingerprint,
+                "metric": e.metric,
+                "score": e.score,
+                "n": e.n,
+                "errors": e.errors,
+                "summary": e.summary,
+                "results": e.results,
+                "created_at": e.created_at.isoformat() if e.created_at else None,
+            }
+
     def add_execution(
         self,
         *,
@@ -759,22 +787,81 @@ class ResourceStore:
         error: str = "",
         latency: float = 0.0,
         tokens: int = 0,
+        spans: list[Any] | None = None,
     ) -> int:
-        """Record a traced run; returns its id."""
+        """Record a traced run; returns its id.
+
+        ``trace`` holds one JSON entry per predictor call (inputs, outputs, rendered messages,
+        raw completion); ``spans`` the run's span tree as recorded by
+        :class:`~elixirml.runtime.SpanRecorder` (each span names its parent).
+        """
         from ._models import ExecutionRecord
 
-        _refuse_secrets({"inputs": inputs, "outputs": outputs, "trace": trace})
+        _refuse_secrets({"inputs": inputs, "outputs": outputs, "trace": trace, "spans": spans})
         with self.session() as session:
             record = ExecutionRecord(
                 program_name=program_name,
                 inputs=inputs,
                 outputs=outputs,
                 trace=trace,
+                spans=spans,
                 error=error,
                 latency=latency,
                 tokens=tokens,
             )
             return self._insert(session, record)
+
+    @staticmethod
+    def _execution_info(record: Any) -> dict[str, Any]:
+        return {
+            "id": record.id,
+            "program": record.program_name,
+            "inputs": record.inputs,
+            "outputs": record.outputs,
+            "trace": record.trace,
+            "spans": record.spans or [],
+            "error": record.error,
+            "latency": record.latency,
+            "tokens": record.tokens,
+            "created_at": record.created_at.isoformat() if record.created_at else None,
+        }
+
+    def execution(self, execution_id: int) -> dict[str, Any]:
+        """One traced run with its trace entries and spans.
+
+        Raises:
+            LoadError: no execution has that id.
+        """
+        from ._models import ExecutionRecord
+
+        with self.session() as session:
+            record = session.get(ExecutionRecord, int(execution_id))
+            if record is None:
+                raise LoadError(f"No traced run with id {execution_id}")
+            return self._execution_info(record)
+
+    def executions(self, *, program: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Traced runs, newest first (at most ``limit``), without their traces and spans."""
+        from ._models import ExecutionRecord
+
+        with self.session() as session:
+            query = session.query(ExecutionRecord).order_by(ExecutionRecord.id.desc())
+            if program is not None:
+                query = query.filter_by(program_name=program)
+            return [
+                {
+                    "id": e.id,
+                    "program": e.program_name,
+                    "inputs": e.inputs,
+                    "outputs": e.outputs,
+                    "error": e.error,
+                    "latency": e.latency,
+                    "tokens": e.tokens,
+                    "steps": len(e.trace or []),
+                    "created_at": e.created_at.isoformat() if e.created_at else None,
+                }
+                for e in query.limit(limit)
+            ]
 
     def checkpoint_records(self, checkpoint: str) -> dict[str, dict[str, Any]]:
         """The finished examples of evaluation checkpoint ``checkpoint`` (key -> record)."""
@@ -808,15 +895,4 @@ class ResourceStore:
 
         with self.session() as session:
             record = session.query(ExecutionRecord).order_by(ExecutionRecord.id.desc()).first()
-            if record is None:
-                return None
-            return {
-                "id": record.id,
-                "program": record.program_name,
-                "inputs": record.inputs,
-                "outputs": record.outputs,
-                "trace": record.trace,
-                "error": record.error,
-                "latency": record.latency,
-                "tokens": record.tokens,
-            }
+            return None if record is None else self._execution_info(record)
