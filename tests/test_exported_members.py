@@ -22,6 +22,7 @@ EXPECTED = {
     "FieldChunk",
     "BestOfN",
     "metrics",
+    "runtime",
     "evaluate",
     "data",
     "compare",
