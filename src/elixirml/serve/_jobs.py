@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import ConfigurationError, LoadError, MissingDependencyError, SupervisorError, UserError
+from ..errors import ConfigurationError, LoadError, MissingDependencyError, StoreError, SupervisorError, UserError
 from ..program import Module, Store
 from ..runtime import Supervisor
 from ..runtime._callbacks import Callback
@@ -283,7 +283,7 @@ class JobManager:
 
         manager = JobManager(em.Store("sqlite:///jobs.db"), lm="mypkg.lms:make_lm", allow_modules=["mypkg"])
         await manager.start()                      # resumes jobs left unfinished
-        job = manager.submit({"kind": "evaluate", "program": "qa@2", "dataset": "sst2", "limit": 50})
+        job = await manager.submit({"kind": "evaluate", "program": "qa@2", "dataset": "sst2", "limit": 50})
         ...
         print(manager.get(job["id"]))              # state, progress, trials, best_score
         await manager.stop()                       # unfinished jobs resume at the next start
@@ -370,7 +370,7 @@ class JobManager:
         await self.stop()
 
     # ------------------------------------------------------------------ jobs
-    def submit(self, request: JobRequest | Mapping[str, Any]) -> dict[str, Any]:
+    async def submit(self, request: JobRequest | Mapping[str, Any]) -> dict[str, Any]:
         """Check a job request, record the job and start it; returns the job.
 
         Everything a worker needs is checked first (program and version, its class, the data,
@@ -382,6 +382,12 @@ class JobManager:
         """
         if self._supervisor is None:
             raise SupervisorError("The job manager is not running; call `await manager.start()` first")
+        created = await asyncio.to_thread(self._create, request)
+        self._launch(created)
+        return await asyncio.to_thread(self.get, created["id"])
+
+    def _create(self, request: JobRequest | Mapping[str, Any]) -> dict[str, Any]:
+        """Validate a request and record its job (state ``queued``)."""
         if not isinstance(request, JobRequest):
             try:
                 request = JobRequest.model_validate(dict(request))
@@ -402,9 +408,7 @@ class JobManager:
         if request.kind == "optimize":
             prepared.optimizer(spec)
         job_id = uuid.uuid4().hex[:12]
-        created = self.store.create_job(job_id, kind=request.kind, program=name, version=info["number"], spec=spec)
-        self._launch(created)
-        return self.get(job_id)
+        return self.store.create_job(job_id, kind=request.kind, program=name, version=info["number"], spec=spec)
 
     def get(self, job_id: str) -> dict[str, Any]:
         """A job as stored, with its worker's live state (``restarting``, restarts, pid) when it runs here.
@@ -469,7 +473,9 @@ class JobManager:
         if job["kind"] == "evaluate":
             self._supervisor.start_task(job_id, lambda: self._evaluate(job_id), restart="transient")
         else:
-            self._supervisor.start_process(job_id, self._worker_command(job_id), env=self._worker_environment())
+            self._supervisor.start_process(
+                job_id, self._worker_command(job_id), env=self._worker_environment(), restart="transient"
+            )
         self._watchers[job_id] = asyncio.get_running_loop().create_task(self._watch(self._supervisor, job_id))
 
     def _worker_command(self, job_id: str) -> list[str]:
@@ -585,7 +591,7 @@ def jobs_router(manager: JobManager, *, dependencies: Sequence[Any] = (), prefix
     router = APIRouter(prefix=prefix, dependencies=list(dependencies), tags=["jobs"])
 
     def http_error(exc: BaseException, *, missing_job: bool = False) -> HTTPException:
-        if isinstance(exc, SupervisorError):
+        if isinstance(exc, (SupervisorError, StoreError)):
             return HTTPException(503, str(exc))
         if missing_job and isinstance(exc, LoadError):
             return HTTPException(404, str(exc))
@@ -595,8 +601,8 @@ def jobs_router(manager: JobManager, *, dependencies: Sequence[Any] = (), prefix
     async def create_job(request: JobRequest) -> dict[str, Any]:
         """Start an evaluation or an optimization of a stored program."""
         try:
-            return await run_in_threadpool(manager.submit, request)
-        except (UserError, SupervisorError) as exc:
+            return await manager.submit(request)
+        except (UserError, SupervisorError, StoreError) as exc:
             raise http_error(exc) from None
 
     @router.get("/jobs")
