@@ -46,3 +46,8 @@ def make_lm():
         return {"answer": str(2 * number if "careful" in user else 2 * number + 1)}
 
     return em.FunctionLM(answer, cache=False)
+
+
+def crashing_lm():
+    """An LM factory that crashes the worker (not a user mistake: the supervisor restarts it)."""
+    raise RuntimeError("the GPU fell off the bus")

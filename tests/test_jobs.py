@@ -118,18 +118,27 @@ def test_optimization_worker_sigkilled_twice_still_finishes_with_the_right_resul
 def test_restart_intensity_exceeded_fails_the_job_with_the_reason(store):
     async def main():
         # the worker's LM factory raises: every attempt crashes the worker process
-        manager = manager_for(
-            store, lm="jobs_fixture_lib:no_such_factory", max_restarts=1, window=60, worker_env=worker_env()
-        )
-        async with manager:
-            job = await manager.submit(
-                {"kind": "optimize", "program": "doubler", "rows": rows(), **METRIC, "optimizer": "labeled"}
-            )
-            final = await manager.wait(job["id"], 60)
-        assert final["state"] == "failed"
+        env = worker_env()
+        async with manager_for(store, lm="jobs_fixture_lib:crashing_lm", max_restarts=1, worker_env=env) as manager:
+            request = {"kind": "optimize", "program": "doubler", "rows": rows(), **METRIC, "optimizer": "labeled"}
+            final = await manager.wait((await manager.submit(request))["id"], 60)
+        assert final["state"] == "failed" and final["attempts"] == 2
         assert "restart intensity exceeded" in final["error"] and "max_restarts=1" in final["error"]
-        assert "no callable 'no_such_factory'" in final["error"]  # the worker's own error, from its stderr
-        assert final["attempts"] == 2
+        assert "RuntimeError: the GPU fell off the bus" in final["error"]  # the worker's own error, from its stderr
+
+    run(main())
+
+
+def test_a_mistake_no_restart_can_fix_fails_the_job_at_once(store):
+    async def main():
+        env = worker_env()
+        async with manager_for(store, lm="jobs_fixture_lib:no_such_factory", worker_env=env) as manager:
+            request = {"kind": "optimize", "program": "doubler", "rows": rows(), **METRIC, "optimizer": "labeled"}
+            optimize = await manager.wait((await manager.submit(request))["id"], 60)
+            evaluate = await manager.wait((await manager.submit({**request, "kind": "evaluate"}))["id"], 60)
+        for final in (optimize, evaluate):
+            assert final["state"] == "failed" and final["attempts"] == 1, final
+            assert "no callable 'no_such_factory'" in final["error"] and "not retried" in final["error"]
 
     run(main())
 

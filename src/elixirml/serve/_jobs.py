@@ -201,6 +201,13 @@ def begin_attempt(store: Store, job_id: str) -> dict[str, Any]:
     return job
 
 
+def fail_for_good(store: Store, job_id: str, exc: BaseException) -> None:
+    """Mark a job failed by a mistake that restarting its worker cannot fix (a :class:`UserError`)."""
+    store.update_job(
+        job_id, state="failed", error=f"{type(exc).__name__}: {exc} (not retried: fix the job or the server)"
+    )
+
+
 class _TrialProgress(Callback):
     """Writes an optimization's trials so far and best score to its job as trials finish."""
 
@@ -418,6 +425,7 @@ class JobManager:
         """
         job = self.store.job(job_id)
         job.pop("spec", None)
+        job["pid"] = None
         supervisor = self._supervisor
         if supervisor is not None and job["state"] not in FINAL_STATES:
             with contextlib.suppress(ConfigurationError):
@@ -496,7 +504,9 @@ class JobManager:
         status = await supervisor.wait(job_id)
         fields: dict[str, Any]
         if status.state == "succeeded":
-            fields = {"state": "succeeded", "error": ""}
+            current = await asyncio.to_thread(self.store.job, job_id)
+            # a worker that met a mistake no restart can fix marked its job failed itself
+            fields = {} if current["state"] == "failed" else {"state": "succeeded", "error": ""}
         elif status.state == "failed":
             fields = {"state": "failed", "error": status.error or "the worker failed"}
         elif job_id in self._cancelled:
@@ -505,12 +515,21 @@ class JobManager:
             fields = {"state": "interrupted"}
         self._cancelled.discard(job_id)
         try:
-            await asyncio.to_thread(self.store.update_job, job_id, **fields)
+            if fields:
+                await asyncio.to_thread(self.store.update_job, job_id, **fields)
         finally:
             if self._watchers.get(job_id) is asyncio.current_task():
                 del self._watchers[job_id]
 
-    async def _evaluate(self, job_id: str) -> float:
+    async def _evaluate(self, job_id: str) -> float | None:
+        """One attempt at an evaluation job; a mistake no restart can fix fails the job at once."""
+        try:
+            return await self._evaluate_attempt(job_id)
+        except UserError as exc:
+            await asyncio.to_thread(fail_for_good, self.store, job_id, exc)
+            return None
+
+    async def _evaluate_attempt(self, job_id: str) -> float:
         """One attempt at an evaluation job: finished examples come back from its checkpoint."""
         from ..data import Dataset
         from ..evaluate import aevaluate

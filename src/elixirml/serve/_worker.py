@@ -2,14 +2,17 @@
 
 It reads the job from the store named by ``ELIXIRML_STORE``, runs (or resumes) the
 optimization and writes its progress and result to the job; it exits with 0 when done and
-non-zero when it failed, so its supervisor restarts it. It exits by itself when the process
-that started it goes away, so an orphaned worker never races the next manager's.
+non-zero when it crashed, so its supervisor restarts it. A mistake no restart can fix (a
+``UserError``: no LM configured, a bad option) fails the job at once and exits with 0. It exits
+by itself when the process that started it goes away, so an orphaned worker never races the
+next manager's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -34,12 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _exit_with_parent(os.getppid())
 
+    from ..errors import UserError
     from ..program import Store
-    from ._jobs import run_optimization
+    from ._jobs import fail_for_good, run_optimization
 
     store = Store()
     try:
         run_optimization(store, args.job_id, lm=args.lm, allow_modules=args.allow_module)
+    except UserError as exc:  # restarting cannot fix it: the job fails now, with the reason
+        fail_for_good(store, args.job_id, exc)
+        print(f"error: {exc}", file=sys.stderr)
     finally:
         store.close()
     return 0
