@@ -289,3 +289,14 @@ def test_the_router_through_a_bare_fastapi_app(store):
             assert client.get("/jobs?state=cancelled", headers=auth).json()[0]["id"] == slow["id"]
     finally:
         os.environ.pop("JOBS_TEST_LM_DELAY", None)
+
+
+def test_job_rows_are_user_data_and_errors_lose_their_credentials(store):
+    rows_with_password = [{"question": "item 1", "answer": "2", "password": "hunter2"}]
+    job = store.create_job("data", kind="evaluate", program="doubler", version=2, spec={"rows": rows_with_password})
+    assert store.job(job["id"])["spec"]["rows"] == rows_with_password  # a field called password is the user's data
+    with pytest.raises(em.errors.ConfigurationError, match="credentials"):
+        store.create_job("bad", kind="evaluate", program="doubler", version=2, spec={"settings": {"api_key": "sk-1"}})
+    failed = store.update_job("data", state="failed", error="could not reach postgresql://bob:hunter2@db/x")
+    assert "hunter2" not in failed["error"] and "postgresql://bob:***@db/x" in failed["error"]
+    assert failed["finished_at"] is not None

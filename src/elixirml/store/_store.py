@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +31,7 @@ from ..errors import ConfigurationError, LoadError, MissingDependencyError, Stor
 from ._url import store_url
 
 EVENTS = ("before_save", "after_save", "before_load", "after_load")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 _WRITE_ATTEMPTS = 30
 T = TypeVar("T")
 
@@ -837,7 +839,7 @@ class ResourceStore:
         """
         from ._models import JobRecord
 
-        _refuse_secrets(spec)
+        _refuse_secrets({k: v for k, v in spec.items() if k not in ("rows", "valrows")})  # rows are user data
 
         def create() -> dict[str, Any]:
             with self.session() as session:
@@ -904,7 +906,9 @@ class ResourceStore:
             raise ConfigurationError(f"Unknown job field(s) {sorted(unknown)}; fields: {list(self._JOB_FIELDS)}")
         if "state" in fields and fields["state"] not in self.JOB_STATES:
             raise ConfigurationError(f"Unknown job state {fields['state']!r}; states: {list(self.JOB_STATES)}")
-        _refuse_secrets(fields.get("result"), fields.get("error"))
+        _refuse_secrets(fields.get("result"))
+        if fields.get("error"):  # a worker's error text may quote a URL: keep it, without its credentials
+            fields["error"] = _URL.sub(lambda m: redact_url(m.group(0)), str(fields["error"]))
 
         def update() -> dict[str, Any]:
             with self.session() as session:
