@@ -39,10 +39,10 @@ def make_lm():
             return {"proposed_instruction": "Double the number in the question."}
         if delay:
             time.sleep(delay)
+        number = int(re.search(r"item (\d+)", user).group(1))
         if calls_file:
             with open(calls_file, "a") as f:
-                f.write(user.replace("\n", " ")[-40:] + "\n")
-        number = int(re.search(r"item (\d+)", user).group(1))
+                f.write(f"item {number}\n")
         return {"answer": str(2 * number if "careful" in user else 2 * number + 1)}
 
     return em.FunctionLM(answer, cache=False)
@@ -51,3 +51,18 @@ def make_lm():
 def crashing_lm():
     """An LM factory that crashes the worker (not a user mistake: the supervisor restarts it)."""
     raise RuntimeError("the GPU fell off the bus")
+
+
+class WorkerCrash(BaseException):
+    """Takes a whole evaluation down (not an example's error): what a crashing worker looks like."""
+
+
+class CrashOnce(Doubler):
+    """A careful Doubler that crashes its worker the first time it sees 'item 3' (JOBS_TEST_CRASH_MARKER)."""
+
+    def forward(self, question):
+        marker = os.environ.get("JOBS_TEST_CRASH_MARKER")
+        if question == "item 3" and marker and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise WorkerCrash("crashed on item 3")
+        return super().forward(question)

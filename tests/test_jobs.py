@@ -143,6 +143,26 @@ def test_a_mistake_no_restart_can_fix_fails_the_job_at_once(store):
     run(main())
 
 
+def test_a_crashed_evaluation_restarts_from_its_checkpoint(store, tmp_path, monkeypatch):
+    from jobs_fixture_lib import CrashOnce
+
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("JOBS_TEST_CALLS_FILE", str(calls))
+    monkeypatch.setenv("JOBS_TEST_CRASH_MARKER", str(tmp_path / "crashed"))
+    store.save(CrashOnce().with_variables(style="careful"), "crashy")
+
+    async def main():
+        async with manager_for(store) as manager:
+            request = {"kind": "evaluate", "program": "crashy", "rows": rows(6), **METRIC, "concurrency": 1}
+            return await manager.wait((await manager.submit(request))["id"], 30)
+
+    final = run(main())
+    assert final["state"] == "succeeded" and final["restarts"] == 1 and final["best_score"] == 100.0
+    asked = calls.read_text().splitlines()
+    assert len(asked) == 6  # items 0-2 before the crash, 3-5 after it: none asked twice
+    assert len({line.split("item ")[-1] for line in asked}) == 6
+
+
 def test_an_interrupted_job_is_resumed_by_a_new_manager(store, tmp_path):
     calls = tmp_path / "calls.txt"
     os.environ["JOBS_TEST_CALLS_FILE"] = str(calls)
