@@ -34,6 +34,7 @@ EXPECTED = {
     "FieldChunk",
     "BestOfN",
     "metrics",
+    "runtime",
     "evaluate",
     "data",
     "compare",

@@ -13,7 +13,7 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import callbacks, data, errors, extensions, metrics, optimizers, retrievers
+from . import callbacks, data, errors, extensions, metrics, optimizers, retrievers, runtime
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
 from .data import Dataset
@@ -94,6 +94,7 @@ __all__ = [
     "FieldChunk",
     "BestOfN",
     "metrics",
+    "runtime",
     "evaluate",
     "data",
     "compare",

@@ -20,6 +20,7 @@ ElixirMLError
 │   └── CircuitOpenError       the endpoint's circuit breaker is open (fail fast)
 ├── StoreError                 the store's database failed (still busy, conflicting writes, unreachable)
 ├── BatchError                 more inputs of a batch failed than its max_errors allows
+├── SupervisorError            a supervisor cannot do what was asked (it failed, or is stopping)
 └── OutputError                the LM answered, but the answer is not usable
     ├── ValidationError        a value broke a schema rule (field, value, rule named)
     ├── AdapterParseError      a completion could not be parsed (raw text attached)
@@ -50,6 +51,7 @@ __all__ = [
     "RateLimitError",
     "SignatureError",
     "StoreError",
+    "SupervisorError",
     "TruncatedResponseError",
     "UserError",
     "ValidationError",
@@ -188,6 +190,10 @@ class StoreError(ElixirMLError):
 
 class BatchError(ElixirMLError):
     """More inputs of a batch failed than its ``max_errors`` allows (the first failure is the cause)."""
+
+
+class SupervisorError(ElixirMLError):
+    """A supervisor cannot do what was asked: it failed (its restart intensity was exceeded) or is stopping."""
 
 
 class OutputError(ElixirMLError):

@@ -103,51 +103,16 @@ def load_program(reference: str) -> Any:
 
 def load_data(reference: str, inputs: str | None, limit: int | None) -> list[Any]:
     """Examples from a .jsonl/.csv/.tsv file or a bundled set (``sst2``, ``gsm8k``, ``gsm8k:test``)."""
-    from ..data import Dataset, gsm8k, sst2
+    from ..data import load_examples
 
-    fields = [f.strip() for f in inputs.split(",")] if inputs else None
-    name, _, split = reference.partition(":")
-    if name == "sst2" and not Path(reference).exists():
-        data = sst2(limit=limit)
-    elif name == "gsm8k" and not Path(reference).exists():
-        data = gsm8k(split or "train", limit=limit)
-    else:
-        path = Path(reference)
-        if not path.is_file():
-            raise errors.LoadError(f"No such data file: {reference} (or use sst2, gsm8k, gsm8k:test)")
-        if path.suffix == ".jsonl":
-            data = Dataset.from_jsonl(path, inputs=fields, limit=limit)
-        elif path.suffix in (".csv", ".tsv"):
-            data = Dataset.from_csv(path, inputs=fields, delimiter="\t" if path.suffix == ".tsv" else ",", limit=limit)
-        else:
-            raise errors.LoadError(f"Unknown data format {path.suffix!r}; use .jsonl, .csv or .tsv")
-    examples = data.to_list()
-    if fields:
-        examples = [e.with_inputs(*fields) for e in examples]
-    if examples and examples[0].input_keys is None:
-        raise errors.LoadError("Mark the input fields with --inputs field1,field2")
-    return examples
+    return load_examples(reference, inputs, limit)
 
 
 def make_metric(name: str, field: str | None, pred_field: str | None) -> Any:
     """A built-in metric by name, comparing ``field`` (and ``pred_field`` in the prediction)."""
-    from .. import metrics
+    from ..evaluate._metrics import metric_by_name
 
-    classes = {
-        "exact_match": metrics.ExactMatch,
-        "f1": metrics.F1,
-        "contains": metrics.Contains,
-        "numeric_match": metrics.NumericMatch,
-    }
-    if name in classes:
-        return classes[name](field=field, pred_field=pred_field)
-    from .. import extensions
-
-    if name not in extensions.names("metrics"):
-        raise errors.ConfigurationError(f"Unknown metric {name!r}; use one of {extensions.names('metrics')}")
-    provided = extensions.get("metrics", name)
-    # A metric class from an extension is built like the built-ins; a function or object is used as it is.
-    return provided(field=field, pred_field=pred_field) if isinstance(provided, type) else provided
+    return metric_by_name(name, field, pred_field)
 
 
 def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
@@ -235,30 +200,13 @@ def optimize(
     """Optimize a program; the result is saved in the store as a new version."""
     try:
         _ensure_lm()
-        from .. import optimizers
-
         target = load_program(program)
         train = load_data(data, inputs, limit)
         val = load_data(valset, inputs, limit) if valset else None
         scorer = make_metric(metric, field, pred_field)
-        chosen: Any
-        if optimizer == "labeled":
-            chosen = optimizers.LabeledFewShot()
-        elif optimizer == "bootstrap":
-            chosen = optimizers.BootstrapFewShot(scorer)
-        elif optimizer == "random":
-            chosen = optimizers.RandomSearch(scorer)
-        elif optimizer == "mipro":
-            chosen = optimizers.MIPRO(scorer, auto=auto)
-        elif optimizer == "variable":
-            chosen = optimizers.VariableSearch([scorer, "tokens"])
-        else:
-            from .. import extensions
+        from ..optimize._named import optimizer_by_name
 
-            if optimizer not in extensions.names("optimizers"):
-                known = extensions.names("optimizers")
-                raise errors.ConfigurationError(f"Unknown optimizer {optimizer!r}; use one of {known}")
-            chosen = extensions.get("optimizers", optimizer)(scorer)  # an extension's optimizer takes the metric
+        chosen: Any = optimizer_by_name(optimizer, scorer, **({"auto": auto} if optimizer == "mipro" else {}))
         limits = _parse_pairs(budget, "--budget")
         configure(store=_store_setting())
         chosen.compile(target, trainset=train, valset=val, save_as=save or program.rpartition(":")[2], **limits)

@@ -346,3 +346,34 @@ f1 = F1()
 numeric_match = NumericMatch()
 contains = Contains()
 passage_match = PassageMatch()
+
+
+METRIC_NAMES = ("exact_match", "f1", "contains", "numeric_match")
+
+
+def metric_by_name(name: str, field: str | None = None, pred_field: str | None = None) -> Any:
+    """A metric by name: a built-in (``exact_match``, ``f1``, ``contains``, ``numeric_match``) or an extension's.
+
+    Args:
+        name: the metric's name.
+        field: the example field to compare (default: the metric picks it).
+        pred_field: the prediction field, if named differently.
+
+    Raises:
+        ConfigurationError: no metric has this name.
+    """
+    classes: dict[str, type[FieldMetric]] = {
+        "exact_match": ExactMatch,
+        "f1": F1,
+        "contains": Contains,
+        "numeric_match": NumericMatch,
+    }
+    if name in classes:
+        return classes[name](field=field, pred_field=pred_field)
+    from .. import extensions
+
+    if name not in extensions.names("metrics"):
+        raise ConfigurationError(f"Unknown metric {name!r}; use one of {extensions.names('metrics')}")
+    provided = extensions.get("metrics", name)
+    # A metric class from an extension is built like the built-ins; a function or object is used as it is.
+    return provided(field=field, pred_field=pred_field) if isinstance(provided, type) else provided

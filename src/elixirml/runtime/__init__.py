@@ -1,11 +1,13 @@
-"""Runtime layer: sync bridge and resilience policies (retries, circuit breaker, limits)."""
+"""Runtime layer: sync bridge, resilience policies (retries, circuit breaker, limits) and the Supervisor."""
 
 from ._batch import gather_bounded, stream_bounded
 from ._policies import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy
 from ._spans import SpanRecorder
+from ._supervisor import ChildStatus, Supervisor
 from ._sync import close_with_loop, run_sync
 
 __all__ = [
+    "ChildStatus",
     "close_with_loop",
     "CircuitBreaker",
     "ConcurrencyLimiter",
@@ -15,4 +17,5 @@ __all__ = [
     "gather_bounded",
     "run_sync",
     "stream_bounded",
+    "Supervisor",
 ]

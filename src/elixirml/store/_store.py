@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +31,7 @@ from ..errors import ConfigurationError, LoadError, MissingDependencyError, Stor
 from ._url import store_url
 
 EVENTS = ("before_save", "after_save", "before_load", "after_load")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 _WRITE_ATTEMPTS = 30
 T = TypeVar("T")
 
@@ -896,3 +898,149 @@ class ResourceStore:
         with self.session() as session:
             record = session.query(ExecutionRecord).order_by(ExecutionRecord.id.desc()).first()
             return None if record is None else self._execution_info(record)
+
+    # ------------------------------------------------------------------ jobs
+    JOB_STATES = ("queued", "running", "restarting", "interrupted", "succeeded", "failed", "cancelled")
+    JOB_FINAL_STATES = ("succeeded", "failed", "cancelled")
+    _JOB_FIELDS = ("state", "progress", "trials", "best_score", "attempts", "result", "error")
+
+    def create_job(
+        self, job_id: str, *, kind: str, program: str, version: int | None, spec: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Record a new job (state ``queued``), owned by this process; returns it.
+
+        Raises:
+            ConfigurationError: the spec holds what looks like credentials.
+            StoreError: the database failed (or the id is taken).
+        """
+        from ._models import JobRecord
+
+        _refuse_secrets({k: v for k, v in spec.items() if k not in ("rows", "valrows")})  # rows are user data
+
+        def create() -> dict[str, Any]:
+            with self.session() as session:
+                record = JobRecord(
+                    id=job_id,
+                    kind=kind,
+                    program=program,
+                    version=version,
+                    spec=spec,
+                    state="queued",
+                    progress=0.0,
+                    trials=0,
+                    attempts=0,
+                    result={},
+                    error="",
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                )
+                session.add(record)
+                session.flush()
+                return self._job_info(record)
+
+        return self._retrying(f"Creating job {job_id!r}", create)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """One job.
+
+        Raises:
+            LoadError: no job has this id.
+        """
+        from ._models import JobRecord
+
+        with self.session() as session:
+            record = session.get(JobRecord, job_id)
+            if record is None:
+                raise LoadError(f"No job {job_id!r}")
+            return self._job_info(record)
+
+    def jobs(self, *, state: str | None = None, program: str | None = None) -> list[dict[str, Any]]:
+        """Jobs, newest first (filter by state or program name)."""
+        from ._models import JobRecord
+
+        with self.session() as session:
+            query = session.query(JobRecord).order_by(JobRecord.created_at.desc())
+            if state is not None:
+                query = query.filter_by(state=state)
+            if program is not None:
+                query = query.filter_by(program=program)
+            return [self._job_info(r) for r in query]
+
+    def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """Change a job's ``state``, ``progress``, ``trials``, ``best_score``, ``attempts``, ``result`` or ``error``.
+
+        Entering a final state (succeeded, failed, cancelled) stamps ``finished_at``. Returns the job.
+
+        Raises:
+            ConfigurationError: an unknown field or state.
+            LoadError: no job has this id.
+        """
+        from ._models import JobRecord, utcnow
+
+        unknown = set(fields) - set(self._JOB_FIELDS)
+        if unknown:
+            raise ConfigurationError(f"Unknown job field(s) {sorted(unknown)}; fields: {list(self._JOB_FIELDS)}")
+        if "state" in fields and fields["state"] not in self.JOB_STATES:
+            raise ConfigurationError(f"Unknown job state {fields['state']!r}; states: {list(self.JOB_STATES)}")
+        _refuse_secrets(fields.get("result"))
+        if fields.get("error"):  # a worker's error text may quote a URL: keep it, without its credentials
+            fields["error"] = _URL.sub(lambda m: redact_url(m.group(0)), str(fields["error"]))
+
+        def update() -> dict[str, Any]:
+            with self.session() as session:
+                record = session.get(JobRecord, job_id)
+                if record is None:
+                    raise LoadError(f"No job {job_id!r}")
+                for key, value in fields.items():
+                    setattr(record, key, value)
+                record.updated_at = utcnow()
+                if fields.get("state") in self.JOB_FINAL_STATES:
+                    record.finished_at = record.updated_at
+                return self._job_info(record)
+
+        return self._retrying(f"Updating job {job_id!r}", update)
+
+    def claim_jobs(self) -> list[dict[str, Any]]:
+        """Take over the unfinished jobs nobody runs any more, and return them (oldest first).
+
+        A job is taken when it is ``interrupted`` (its manager stopped), or ``queued``,
+        ``running`` or ``restarting`` under a process of this host that has ended. Jobs of live
+        processes, and of other hosts, are left alone. Taken jobs are owned by this process.
+        """
+        from ._models import JobRecord
+
+        host, me = socket.gethostname(), os.getpid()
+
+        def claim() -> list[dict[str, Any]]:
+            with self.session() as session:
+                taken = []
+                query = session.query(JobRecord).filter(JobRecord.state.notin_(self.JOB_FINAL_STATES))
+                for record in query.order_by(JobRecord.created_at):
+                    orphaned = record.host == host and (record.pid is None or not _process_alive(record.pid))
+                    if record.state == "interrupted" or orphaned:
+                        record.host, record.pid = host, me
+                        taken.append(self._job_info(record))
+                return taken
+
+        return self._retrying("Claiming interrupted jobs", claim)
+
+    @staticmethod
+    def _job_info(record: Any) -> dict[str, Any]:
+        return {
+            "id": record.id,
+            "kind": record.kind,
+            "program": record.program,
+            "version": record.version,
+            "spec": record.spec,
+            "state": record.state,
+            "progress": record.progress,
+            "trials": record.trials,
+            "best_score": record.best_score,
+            "attempts": record.attempts,
+            "restarts": max(0, record.attempts - 1),
+            "result": record.result,
+            "error": record.error,
+            "created_at": record.created_at.isoformat() if record.created_at else None,
+            "updated_at": record.updated_at.isoformat() if record.updated_at else None,
+            "finished_at": record.finished_at.isoformat() if record.finished_at else None,
+        }

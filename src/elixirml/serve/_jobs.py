@@ -1,0 +1,650 @@
+"""Supervised jobs: evaluations and optimizations of stored programs, kept in the store.
+
+A :class:`JobManager` starts each job under an :class:`~elixirml.runtime.Supervisor`:
+evaluations as asyncio tasks in this process (they resume from an evaluation checkpoint in the
+store), optimizations as one subprocess each (they resume their optimization run and, for
+MIPRO, its Optuna study in the store database). A crashed worker is restarted with backoff,
+at most ``max_restarts`` times within ``window`` seconds; past that the job fails with the
+reason. Jobs live in the store's ``em_jobs`` table; a job left unfinished by a manager that
+stopped or a process that died is resumed by the next manager that starts on the store.
+
+:func:`jobs_router` puts a manager behind HTTP (FastAPI, the ``serve`` extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import math
+import os
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ConfigurationError, LoadError, MissingDependencyError, StoreError, SupervisorError, UserError
+from ..program import Module, Store
+from ..runtime import Supervisor
+from ..runtime._callbacks import Callback
+
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+_PROGRESS_EVERY = 0.5  # seconds between progress writes of an evaluation
+
+
+class JobRequest(BaseModel):
+    """What ``POST /jobs`` (or :meth:`JobManager.submit`) takes.
+
+    Attributes:
+        kind: ``"evaluate"`` or ``"optimize"``.
+        program: a stored program, ``name`` (latest version) or ``name@N``.
+        dataset: a bundled set (``sst2``, ``gsm8k``, ``gsm8k:test``) or a .jsonl/.csv/.tsv file
+            under one of the manager's ``data_dirs``; or use ``rows``.
+        rows: the examples inline (a list of objects), instead of ``dataset``.
+        inputs: the input fields of the examples.
+        limit: use only the first N examples.
+        valset: validation data for an optimization (a reference like ``dataset``); or ``valrows``.
+        valrows: validation examples inline.
+        metric: ``exact_match``, ``f1``, ``contains``, ``numeric_match`` or an extension's metric.
+        field: the example field the metric compares.
+        pred_field: the prediction field, if named differently.
+        optimizer: ``mipro``, ``random``, ``bootstrap``, ``labeled``, ``variable`` or an extension's.
+        settings: the optimizer's constructor arguments (``{"auto": "light", "num_trials": 8}``).
+        options: ``compile`` options: budgets (``max_lm_calls``, ``max_cost``, ``max_trials``,
+            ``timeout``) and the optimizer's run options.
+        save_as: the program name the optimized version is saved under (default: the program's).
+        concurrency: examples in flight at once (evaluations).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["evaluate", "optimize"]
+    program: str = Field(min_length=1, max_length=220)
+    dataset: str | None = None
+    rows: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    inputs: list[str] | None = None
+    limit: int | None = Field(default=None, ge=1)
+    valset: str | None = None
+    valrows: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    metric: str = "exact_match"
+    field: str | None = None
+    pred_field: str | None = None
+    optimizer: str = "mipro"
+    settings: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    save_as: str | None = None
+    concurrency: int = Field(default=8, ge=1, le=256)
+
+
+def parse_program_reference(reference: str) -> tuple[str, int | str]:
+    """``"name"`` -> (name, "latest"); ``"name@3"`` -> (name, 3).
+
+    Raises:
+        ConfigurationError: the version is not a number.
+    """
+    name, sep, version = reference.rpartition("@")
+    if not sep:
+        return reference, "latest"
+    if not name or not version.isdigit():
+        raise ConfigurationError(f"A program reference is 'name' or 'name@N' (N a version number), got {reference!r}")
+    return name, int(version)
+
+
+def resolve_lm(spec: str) -> Any:
+    """The LM a worker uses: ``"pkg.module:factory"`` calls that function; anything else is ``em.LM(spec)``."""
+    module, sep, attribute = spec.partition(":")
+    if sep and "/" not in module and module.replace(".", "").replace("_", "").isalnum():
+        factory = getattr(importlib.import_module(module), attribute, None)
+        if not callable(factory):
+            raise ConfigurationError(f"LM factory {spec!r}: {module} has no callable {attribute!r}")
+        return factory()
+    from ..lm import LM
+
+    return LM(spec)
+
+
+def load_program_class(class_path: str, allow_modules: Sequence[str]) -> None:
+    """Make sure the class a stored program names is loaded, importing its module only if it is allowed.
+
+    Raises:
+        ConfigurationError: the module is neither loaded nor under an allowed prefix, or fails to import.
+    """
+    module = class_path.partition(":")[0]
+    if not module or module in sys.modules:
+        return
+    if not any(module == prefix or module.startswith(prefix + ".") for prefix in allow_modules):
+        raise ConfigurationError(
+            f"The stored program's class {class_path!r} lives in module {module!r}, which is not loaded and not "
+            f"allowed to be imported; start the manager with allow_modules=[{module.split('.')[0]!r}] "
+            "(elixirml serve --allow-module ...)."
+        )
+    try:
+        importlib.import_module(module)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"Importing {module!r} for the stored program failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _examples(spec: Mapping[str, Any], reference: str | None, rows: list[Any] | None, data_dirs: Sequence[str]) -> Any:
+    from ..data import load_examples
+    from ..data._load import BUNDLED, mark_inputs
+
+    limit = spec.get("limit")
+    if rows is not None:
+        examples = mark_inputs(list(rows[:limit] if limit else rows), spec.get("inputs"))
+    elif reference is None:
+        return None
+    elif reference in BUNDLED or reference.partition(":")[0] in ("sst2", "gsm8k"):
+        examples = load_examples(reference, spec.get("inputs"), limit)
+    else:
+        examples = load_examples(str(_data_file(reference, data_dirs)), spec.get("inputs"), limit)
+    if not examples:
+        raise LoadError(f"The dataset {reference or 'rows'!r} has no examples")
+    return examples
+
+
+def _data_file(reference: str, data_dirs: Sequence[str]) -> Path:
+    if not data_dirs:
+        raise ConfigurationError(
+            f"Dataset {reference!r}: this server reads no data files (start it with data_dirs=[...]); "
+            "send the examples inline as rows, or use a bundled set (sst2, gsm8k, gsm8k:test)"
+        )
+    for folder in data_dirs:
+        root = Path(folder).resolve()
+        candidate = (root / reference).resolve()
+        if candidate.is_relative_to(root) and candidate.is_file():
+            return candidate
+    raise LoadError(f"No data file {reference!r} under the server's data folders; send the examples as rows instead")
+
+
+class _Prepared:
+    """A job's program, data and metric, rebuilt from its spec (in the manager or in a worker)."""
+
+    def __init__(self, store: Store, job: Mapping[str, Any], allow_modules: Sequence[str], data_dirs: Sequence[str]):
+        from ..evaluate._metrics import metric_by_name
+
+        spec = job["spec"]
+        name, version = job["program"], job["version"] or "latest"
+        info = store.get_version(name, version)
+        load_program_class(info["class_path"], allow_modules)
+        self.version_info = info
+        self.program: Module = store.load(name, version)
+        self.examples = _examples(spec, spec.get("dataset"), spec.get("rows"), data_dirs)
+        self.valset = _examples(spec, spec.get("valset"), spec.get("valrows"), data_dirs)
+        self.metric = metric_by_name(spec.get("metric", "exact_match"), spec.get("field"), spec.get("pred_field"))
+
+    def optimizer(self, spec: Mapping[str, Any]) -> Any:
+        from ..optimize._named import optimizer_by_name
+
+        settings = dict(spec.get("settings") or {})
+        settings.setdefault("display_progress", False)
+        optimizer = optimizer_by_name(spec.get("optimizer", "mipro"), self.metric, **settings)
+        options = dict(spec.get("options") or {})
+        unknown = set(options) - set(optimizer.budget) - set(optimizer.run_options)
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown option(s) {sorted(unknown)} for {optimizer.name}; budgets: {sorted(optimizer.budget)}"
+                + (f"; run options: {sorted(optimizer.run_options)}" if optimizer.run_options else "")
+            )
+        return optimizer
+
+
+def begin_attempt(store: Store, job_id: str) -> dict[str, Any]:
+    """Count a worker's start on the job and mark it running; returns the job as it was."""
+    job = store.job(job_id)
+    store.update_job(job_id, state="running", attempts=job["attempts"] + 1, error="")
+    return job
+
+
+def fail_for_good(store: Store, job_id: str, exc: BaseException) -> None:
+    """Mark a job failed by a mistake that restarting its worker cannot fix (a :class:`UserError`)."""
+    store.update_job(
+        job_id, state="failed", error=f"{type(exc).__name__}: {exc} (not retried: fix the job or the server)"
+    )
+
+
+class _TrialProgress(Callback):
+    """Writes an optimization's trials so far and best score to its job as trials finish."""
+
+    def __init__(self, store: Store, job: Mapping[str, Any], total: int | None) -> None:
+        self.store, self.job_id, self.total = store, job["id"], total
+        self.trials = int(job["trials"])
+        self.best = job["best_score"]
+
+    def on_trial_end(self, call_id: str, instance: Any, trial: Any) -> None:
+        self.trials = max(self.trials, int(trial.number) + 1)
+        if trial.full and trial.status == "complete" and (self.best is None or trial.score > self.best):
+            self.best = float(trial.score)
+        progress = min(0.99, self.trials / self.total) if self.total else 0.0
+        self.store.update_job(self.job_id, trials=self.trials, best_score=self.best, progress=progress)
+
+
+def run_optimization(store: Store, job_id: str, *, lm: str | None, allow_modules: Sequence[str]) -> dict[str, Any]:
+    """Run (or resume) an optimization job to the end in this process; what a worker subprocess does.
+
+    The optimization run's id is ``job-<id>``, so a restarted worker resumes the run (and, for
+    MIPRO, its Optuna study in the store database) instead of starting over.
+    """
+    from ..settings import configure, context
+
+    job = begin_attempt(store, job_id)
+    spec = job["spec"]
+    prepared = _Prepared(store, job, allow_modules, spec.get("data_dirs", []))
+    optimizer = prepared.optimizer(spec)
+    configure(store=store.url)
+    if lm is not None:
+        configure(lm=resolve_lm(lm))
+    total = getattr(optimizer, "num_trials", None) or getattr(optimizer, "num_candidates", None)
+    run_id = f"job-{job_id}"
+    with context(callbacks=[_TrialProgress(store, job, total)]):
+        optimizer.compile(
+            prepared.program,
+            trainset=prepared.examples,
+            valset=prepared.valset,
+            resume=run_id,
+            save_as=spec.get("save_as") or job["program"],
+            **dict(spec.get("options") or {}),
+        )
+    result = optimizer.last_result
+    version = result.version or {}
+    outcome = {
+        "run_id": run_id,
+        "best_score": result.best_score,
+        "best_configuration": result.best_configuration,
+        "version": version.get("number"),
+        "saved_as": version.get("name"),
+        "stopped": result.stopped,
+        "lm_calls": result.lm_calls,
+        "save_error": str(result.save_error) if result.save_error is not None else None,
+    }
+    store.update_job(job_id, progress=1.0, trials=len(result.trials), best_score=result.best_score, result=outcome)
+    return outcome
+
+
+class JobManager:
+    """Start, watch, cancel and resume supervised jobs of a store.
+
+    Args:
+        store: the store (an ``em.Store``, a URL, or None for the configured store).
+        lm: the LM workers run on: ``"pkg.module:factory"`` (a function returning an LM,
+            imported in each worker) or a model name for ``em.LM`` (``"openai/gpt-4o-mini"``,
+            ``"local"``). None: evaluations use this process's configured LM and optimization
+            workers the configured one of theirs (``ELIXIRML_LM``, the config file).
+        allow_modules: module prefixes from which a stored program's class may be imported
+            (the server's ``--allow-module``); a class from elsewhere must already be loaded.
+        data_dirs: folders whose files a job may name as its dataset (none by default:
+            bundled sets and inline rows only).
+        max_restarts: restarts of a crashed worker allowed within ``window`` seconds.
+        window: the restart intensity window in seconds.
+        backoff: seconds before the first restart (doubling up to ``max_backoff``).
+        max_backoff: the longest wait before a restart.
+        python: the interpreter that runs optimization workers.
+        worker_env: extra environment variables for the workers.
+
+    Example::
+
+        manager = JobManager(em.Store("sqlite:///jobs.db"), lm="mypkg.lms:make_lm", allow_modules=["mypkg"])
+        await manager.start()                      # resumes jobs left unfinished
+        job = await manager.submit({"kind": "evaluate", "program": "qa@2", "dataset": "sst2", "limit": 50})
+        ...
+        print(manager.get(job["id"]))              # state, progress, trials, best_score
+        await manager.stop()                       # unfinished jobs resume at the next start
+    """
+
+    def __init__(
+        self,
+        store: Store | str | None = None,
+        *,
+        lm: str | None = None,
+        allow_modules: Sequence[str] = (),
+        data_dirs: Sequence[str | os.PathLike[str]] = (),
+        max_restarts: int = 3,
+        window: float = 60.0,
+        backoff: float = 0.5,
+        max_backoff: float = 10.0,
+        python: str = sys.executable,
+        worker_env: Mapping[str, str] | None = None,
+    ) -> None:
+        if lm is not None and not isinstance(lm, str):
+            raise ConfigurationError(
+                "JobManager(lm=...) takes a string (workers run in other processes): 'pkg.module:factory' or a model"
+            )
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.lm = lm
+        self.allow_modules = tuple(allow_modules)
+        self.data_dirs = tuple(os.fspath(d) for d in data_dirs)
+        self.python = python
+        self.worker_env = dict(worker_env or {})
+        self._limits = (max_restarts, window, backoff, max_backoff)
+        self._new_supervisor()  # checks the limits now
+        self._supervisor: Supervisor | None = None
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"JobManager({self.store!r}, running={self.running})"
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def running(self) -> bool:
+        """Whether the manager has been started and not stopped."""
+        return self._supervisor is not None
+
+    def _new_supervisor(self) -> Supervisor:
+        max_restarts, window, backoff, max_backoff = self._limits
+        return Supervisor(
+            "one_for_one",
+            max_restarts=max_restarts,
+            window=window,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            name="jobs",
+        )
+
+    async def start(self) -> list[str]:
+        """Start supervising; resume every job left unfinished (returns their ids).
+
+        Call it from the event loop that will run the jobs (an ASGI app's lifespan).
+        """
+        if self._supervisor is not None:
+            return []
+        self._supervisor = self._new_supervisor()
+        claimed = await asyncio.to_thread(self.store.claim_jobs)
+        for job in claimed:
+            self._launch(job)
+        return [job["id"] for job in claimed]
+
+    async def stop(self) -> None:
+        """Stop every worker; their jobs are marked ``interrupted`` and resume at the next start."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is None:
+            return
+        await supervisor.stop()
+        if self._watchers:
+            await asyncio.wait(set(self._watchers.values()))
+        self._watchers.clear()
+
+    async def __aenter__(self) -> JobManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ jobs
+    async def submit(self, request: JobRequest | Mapping[str, Any]) -> dict[str, Any]:
+        """Check a job request, record the job and start it; returns the job.
+
+        Everything a worker needs is checked first (program and version, its class, the data,
+        the metric, the optimizer and its options), so a bad request fails here, not in a worker.
+
+        Raises:
+            UserError: a bad request (the message names what is wrong).
+            SupervisorError: the manager is not started.
+        """
+        if self._supervisor is None:
+            raise SupervisorError("The job manager is not running; call `await manager.start()` first")
+        created = await asyncio.to_thread(self._create, request)
+        self._launch(created)
+        return await asyncio.to_thread(self.get, created["id"])
+
+    def _create(self, request: JobRequest | Mapping[str, Any]) -> dict[str, Any]:
+        """Validate a request and record its job (state ``queued``)."""
+        if not isinstance(request, JobRequest):
+            try:
+                request = JobRequest.model_validate(dict(request))
+            except ValueError as exc:
+                raise ConfigurationError(f"Bad job request: {exc}") from None
+        if request.dataset is None and request.rows is None:
+            raise ConfigurationError("A job needs data: a dataset reference or inline rows")
+        if request.dataset is not None and request.rows is not None:
+            raise ConfigurationError("Give either dataset or rows, not both")
+        if request.kind == "evaluate" and (request.valset is not None or request.valrows is not None):
+            raise ConfigurationError("valset/valrows are for optimizations; an evaluation scores its dataset")
+        name, version = parse_program_reference(request.program)
+        info = self.store.get_version(name, version)
+        spec = request.model_dump(exclude={"kind", "program"}, exclude_none=True)
+        spec["data_dirs"] = list(self.data_dirs)
+        job = {"id": "", "kind": request.kind, "program": name, "version": info["number"], "spec": spec}
+        prepared = _Prepared(self.store, job, self.allow_modules, self.data_dirs)
+        if request.kind == "optimize":
+            prepared.optimizer(spec)
+        job_id = uuid.uuid4().hex[:12]
+        return self.store.create_job(job_id, kind=request.kind, program=name, version=info["number"], spec=spec)
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """A job as stored, with its worker's live state (``restarting``, restarts, pid) when it runs here.
+
+        Raises:
+            LoadError: no job has this id.
+        """
+        job = self.store.job(job_id)
+        job.pop("spec", None)
+        job["pid"] = None
+        supervisor = self._supervisor
+        if supervisor is not None and job["state"] not in FINAL_STATES:
+            with contextlib.suppress(ConfigurationError):
+                live = supervisor.status(job_id)
+                if live.state == "restarting":
+                    job["state"] = "restarting"
+                    job["next_restart_in"] = live.next_restart_in
+                    job["error"] = live.error or job["error"]
+                job["pid"] = live.pid
+        return job
+
+    def jobs(self, *, state: str | None = None, program: str | None = None) -> list[dict[str, Any]]:
+        """Jobs, newest first (filter by state or program)."""
+        jobs = self.store.jobs(state=state, program=program)
+        for job in jobs:
+            job.pop("spec", None)
+        return jobs
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job: stop its worker; the job ends ``cancelled``.
+
+        Raises:
+            LoadError: no job has this id.
+            ConfigurationError: the job has already ended.
+        """
+        job = await asyncio.to_thread(self.store.job, job_id)
+        if job["state"] in FINAL_STATES:
+            raise ConfigurationError(f"Job {job_id!r} has already ended ({job['state']}); nothing to cancel")
+        self._cancelled.add(job_id)
+        watcher = self._watchers.get(job_id)
+        if self._supervisor is not None and watcher is not None:
+            await self._supervisor.terminate_child(job_id)
+            await asyncio.wait({watcher})
+        else:  # not running here (another process's job, or the manager is stopped)
+            await asyncio.to_thread(self.store.update_job, job_id, state="cancelled", error="cancelled")
+        return await asyncio.to_thread(self.get, job_id)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Wait until a job running here has ended; returns it.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        watcher = self._watchers.get(job_id)
+        if watcher is not None:
+            await asyncio.wait_for(asyncio.shield(watcher), timeout)
+        return await asyncio.to_thread(self.get, job_id)
+
+    # ------------------------------------------------------------------ workers
+    def _launch(self, job: Mapping[str, Any]) -> None:
+        assert self._supervisor is not None
+        job_id = job["id"]
+        if job["kind"] == "evaluate":
+            self._supervisor.start_task(job_id, lambda: self._evaluate(job_id), restart="transient")
+        else:
+            self._supervisor.start_process(
+                job_id, self._worker_command(job_id), env=self._worker_environment(), restart="transient"
+            )
+        self._watchers[job_id] = asyncio.get_running_loop().create_task(self._watch(self._supervisor, job_id))
+
+    def _worker_command(self, job_id: str) -> list[str]:
+        command = [self.python, "-m", "elixirml.serve._worker", job_id]
+        if self.lm is not None:
+            command += ["--lm", self.lm]
+        for prefix in self.allow_modules:
+            command += ["--allow-module", prefix]
+        return command
+
+    def _worker_environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.worker_env)
+        env["ELIXIRML_STORE"] = self.store.url
+        return env
+
+    async def _watch(self, supervisor: Supervisor, job_id: str) -> None:
+        status = await supervisor.wait(job_id)
+        fields: dict[str, Any]
+        if status.state == "succeeded":
+            current = await asyncio.to_thread(self.store.job, job_id)
+            # a worker that met a mistake no restart can fix marked its job failed itself
+            fields = {} if current["state"] == "failed" else {"state": "succeeded", "error": ""}
+        elif status.state == "failed":
+            fields = {"state": "failed", "error": status.error or "the worker failed"}
+        elif job_id in self._cancelled:
+            fields = {"state": "cancelled", "error": "cancelled"}
+        else:  # the manager stopped: the next one resumes it
+            fields = {"state": "interrupted"}
+        self._cancelled.discard(job_id)
+        try:
+            if fields:
+                await asyncio.to_thread(self.store.update_job, job_id, **fields)
+        finally:
+            if self._watchers.get(job_id) is asyncio.current_task():
+                del self._watchers[job_id]
+
+    async def _evaluate(self, job_id: str) -> float | None:
+        """One attempt at an evaluation job; a mistake no restart can fix fails the job at once."""
+        try:
+            return await self._evaluate_attempt(job_id)
+        except UserError as exc:
+            await asyncio.to_thread(fail_for_good, self.store, job_id, exc)
+            return None
+
+    async def _evaluate_attempt(self, job_id: str) -> float:
+        """One attempt at an evaluation job: finished examples come back from its checkpoint."""
+        from ..data import Dataset
+        from ..evaluate import aevaluate
+        from ..settings import context
+
+        job = await asyncio.to_thread(begin_attempt, self.store, job_id)
+        prepared = await asyncio.to_thread(_Prepared, self.store, job, self.allow_modules, self.data_dirs)
+        checkpoint = f"job-{job_id}"
+        total = len(prepared.examples)
+        done = len(await asyncio.to_thread(self.store.checkpoint_records, checkpoint))
+        last_write = [time.monotonic()]
+
+        def on_result(_result: Any) -> None:
+            nonlocal done
+            done += 1
+            now = time.monotonic()
+            if now - last_write[0] >= _PROGRESS_EVERY:
+                last_write[0] = now
+                self.store.update_job(job_id, progress=min(0.99, done / total))
+
+        lm = resolve_lm(self.lm) if self.lm is not None else None
+        with context(lm=lm) if lm is not None else contextlib.nullcontext():
+            result = await aevaluate(
+                prepared.program,
+                prepared.examples,
+                prepared.metric,
+                concurrency=int(job["spec"].get("concurrency", 8)),
+                checkpoint=(self.store, checkpoint),
+                display_progress=False,
+                on_result=on_result,
+                record=False,
+            )
+        score = float(result.score)
+        evaluation_id = await asyncio.to_thread(
+            lambda: self.store.add_evaluation(
+                program_name=job["program"],
+                dataset_fingerprint=Dataset(prepared.examples).fingerprint(),
+                metric=result.metric_names[0],
+                score=score if math.isfinite(score) else 0.0,
+                n=len(result.results),
+                errors=result.errors,
+                summary={k: v for k, v in result.summary().items() if isinstance(v, (int, float, str))},
+                results=[],
+                version_id=prepared.version_info["id"],
+            )
+        )
+        outcome = {"score": score, "n": len(result.results), "errors": result.errors, "evaluation_id": evaluation_id}
+        await asyncio.to_thread(lambda: self.store.update_job(job_id, progress=1.0, best_score=score, result=outcome))
+        return score
+
+
+def jobs_router(manager: JobManager, *, dependencies: Sequence[Any] = (), prefix: str = "") -> Any:
+    """A FastAPI ``APIRouter`` with the job endpoints of ``manager``.
+
+    ``POST /jobs`` (a :class:`JobRequest`; 201 with the job), ``GET /jobs`` (``?state=``,
+    ``?program=``), ``GET /jobs/{id}`` (state, progress, trials, best score, restarts, error,
+    result) and ``DELETE /jobs/{id}`` (cancel). A bad request is answered with 400 (or 422 for
+    a body that breaks the schema) and a message; an unknown job with 404; cancelling a job
+    that has ended with 409; a manager that is not running with 503.
+
+    Start and stop the manager in the app's lifespan (``await manager.start()`` /
+    ``await manager.stop()``).
+
+    Args:
+        manager: the job manager.
+        dependencies: FastAPI dependencies for every route (authentication).
+        prefix: a path prefix for the routes.
+
+    Raises:
+        MissingDependencyError: FastAPI is not installed (the ``serve`` extra).
+    """
+    try:
+        from fastapi import APIRouter, HTTPException
+        from starlette.concurrency import run_in_threadpool
+    except ImportError:
+        raise MissingDependencyError("fastapi", "serve", "The job endpoints") from None
+
+    router = APIRouter(prefix=prefix, dependencies=list(dependencies), tags=["jobs"])
+
+    def http_error(exc: BaseException, *, missing_job: bool = False) -> HTTPException:
+        if isinstance(exc, (SupervisorError, StoreError)):
+            return HTTPException(503, str(exc))
+        if missing_job and isinstance(exc, LoadError):
+            return HTTPException(404, str(exc))
+        return HTTPException(400, str(exc))
+
+    @router.post("/jobs", status_code=201)
+    async def create_job(request: JobRequest) -> dict[str, Any]:
+        """Start an evaluation or an optimization of a stored program."""
+        try:
+            return await manager.submit(request)
+        except (UserError, SupervisorError, StoreError) as exc:
+            raise http_error(exc) from None
+
+    @router.get("/jobs")
+    async def list_jobs(state: str | None = None, program: str | None = None) -> list[dict[str, Any]]:
+        """Jobs, newest first."""
+        return await run_in_threadpool(lambda: manager.jobs(state=state, program=program))
+
+    @router.get("/jobs/{job_id}")
+    async def get_job(job_id: str) -> dict[str, Any]:
+        """One job: state, progress, trials so far, best score, restarts, error and result."""
+        try:
+            return await run_in_threadpool(manager.get, job_id)
+        except UserError as exc:
+            raise http_error(exc, missing_job=True) from None
+
+    @router.delete("/jobs/{job_id}")
+    async def cancel_job(job_id: str) -> dict[str, Any]:
+        """Cancel a job."""
+        try:
+            return await manager.cancel(job_id)
+        except LoadError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ConfigurationError as exc:
+            raise HTTPException(409, str(exc)) from None
+
+    return router
