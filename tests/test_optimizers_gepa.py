@@ -193,3 +193,13 @@ def test_gepa_drops_degenerate_reflections_instead_of_scoring_them():
     assert compiled.signature.instructions == program.signature.instructions
     assert gepa.last_result.details["reflections_dropped"] > 0
     assert len(gepa.last_result.details["candidates"]) == 1
+
+
+def test_feedback_survives_a_checkpoint(tmp_path):
+    em.configure(lm=scripted_lm())
+    path = tmp_path / "run.jsonl"
+    program = em.Predict("question -> answer")
+    em.evaluate(program, data(2), feedback_metric, checkpoint=path, display_progress=False)
+    again = em.evaluate(program, data(2), feedback_metric, checkpoint=path, display_progress=False)
+    assert all(r.resumed for r in again.results)
+    assert all(SECRET in r.feedback for r in again.results)
