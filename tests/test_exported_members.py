@@ -1,6 +1,8 @@
 import elixirml as em
 
 EXPECTED = {
+    "RayExecutor",
+    "distributed",
     "extensions",
     "reload_config",
     "Store",

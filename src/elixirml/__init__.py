@@ -13,10 +13,11 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import callbacks, data, errors, extensions, metrics, optimizers
+from . import callbacks, data, distributed, errors, extensions, metrics, optimizers
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
 from .data import Dataset
+from .distributed import RayExecutor
 from .evaluate import Evaluate, EvaluationResult, compare, evaluate
 from .lm import LM, DummyLM, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
 from .optimizers import (
@@ -57,6 +58,8 @@ from .schema import Example, InputField, OutputField, Prediction, Schema, Signat
 from .settings import Settings, configure, context, reload_config
 
 __all__ = [
+    "RayExecutor",
+    "distributed",
     "Store",
     "LabeledFewShot",
     "BootstrapFewShotWithRandomSearch",
