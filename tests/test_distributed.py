@@ -205,3 +205,10 @@ def test_workers_that_cannot_be_placed_raise_instead_of_hanging(ray_cluster):
     finally:
         runner.shutdown()
     assert time.monotonic() - began < 30
+
+
+def test_a_predictor_with_its_own_lm_is_refused(executor):
+    program = Echo()
+    program.answer.set_lm(em.FunctionLM(upper))
+    with pytest.raises(ConfigurationError, match="answer"):
+        em.distributed.run(program, _devset(2), executor=executor)

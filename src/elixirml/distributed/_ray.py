@@ -186,6 +186,13 @@ class RayExecutor:
         """
         if not items:
             return
+        own = sorted(name for name, state in program.state.get("predictors", {}).items() if state.get("lm"))
+        if own:
+            raise ConfigurationError(
+                f"Predictor(s) {', '.join(own)} carry an LM of their own, and an LM never travels in a program's "
+                "state: the workers would silently use another one. Give the LM to the executor instead "
+                "(em.RayExecutor(lm=...)) or configure it (em.configure(lm=...)), and leave the predictors without one."
+            )
         ray = self._ray()
         blueprint = self._blueprint()
         _, limits_cls = self._actor_classes()
