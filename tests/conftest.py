@@ -46,3 +46,32 @@ def postgres_server():
 def postgres_url(postgres_server):
     """A SQLAlchemy URL (psycopg driver) to a fresh database of its own on the session's server."""
     return postgres_server.url(postgres_server.create_database())
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole test session, every address on 127.0.0.1.
+
+    The workers find the test programs (``tests/_dist_programs.py``) on their PYTHONPATH.
+    Refuses to run when Ray would listen on anything but loopback.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # set before Ray is imported: keeps it on 127.0.0.1
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'elixirml[ray]')")
+    here = os.path.dirname(os.path.abspath(__file__))
+    python_path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(
+        num_cpus=2,
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"PYTHONPATH": python_path}},
+    )
+    try:
+        addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
+        addresses.add(ray.util.get_node_ip_address())
+        if not all(address.startswith("127.") for address in addresses):
+            pytest.exit(f"Ray picked a non-loopback address {sorted(addresses)}: refusing to run the Ray tests", 3)
+        yield ray
+    finally:
+        ray.shutdown()

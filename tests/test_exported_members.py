@@ -8,6 +8,8 @@ EXPECTED = {
     "Embedder",
     "Retrieve",
     "retrievers",
+    "RayExecutor",
+    "distributed",
     "extensions",
     "reload_config",
     "Store",

@@ -13,10 +13,11 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import callbacks, data, errors, extensions, metrics, optimizers, retrievers, runtime
+from . import callbacks, data, distributed, errors, extensions, metrics, optimizers, retrievers, runtime
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
 from .data import Dataset
+from .distributed import RayExecutor
 from .evaluate import Evaluate, EvaluationResult, Feedback, compare, evaluate
 from .lm import LM, DummyLM, Embedder, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
 from .optimizers import (
@@ -70,6 +71,8 @@ __all__ = [
     "Embedder",
     "Retrieve",
     "retrievers",
+    "RayExecutor",
+    "distributed",
     "Store",
     "LabeledFewShot",
     "BootstrapFewShotWithRandomSearch",

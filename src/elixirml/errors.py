@@ -21,6 +21,7 @@ ElixirMLError
 ├── StoreError                 the store's database failed (still busy, conflicting writes, unreachable)
 ├── BatchError                 more inputs of a batch failed than its max_errors allows
 ├── SupervisorError            a supervisor cannot do what was asked (it failed, or is stopping)
+├── DistributedError           distributed workers kept dying, or the cluster cannot run the work
 └── OutputError                the LM answered, but the answer is not usable
     ├── ValidationError        a value broke a schema rule (field, value, rule named)
     ├── AdapterParseError      a completion could not be parsed (raw text attached)
@@ -41,6 +42,7 @@ __all__ = [
     "BudgetExceededError",
     "CircuitOpenError",
     "ConfigurationError",
+    "DistributedError",
     "ElixirMLError",
     "LoadError",
     "MissingDependencyError",
@@ -71,6 +73,19 @@ def truncate(value: Any, limit: int = _MAX_VALUE_CHARS) -> str:
 
 class ElixirMLError(Exception):
     """Base class of every error ElixirML raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its message and attributes, not by calling __init__ again (whose
+        # signature differs per class): an error raised on a distributed worker crosses to the
+        # driver intact.
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild_error(cls: type[ElixirMLError], args: tuple[Any, ...], state: dict[str, Any]) -> ElixirMLError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class UserError(ElixirMLError):
@@ -194,6 +209,10 @@ class BatchError(ElixirMLError):
 
 class SupervisorError(ElixirMLError):
     """A supervisor cannot do what was asked: it failed (its restart intensity was exceeded) or is stopping."""
+
+
+class DistributedError(ElixirMLError):
+    """Distributed work could not finish: its workers kept dying, or the cluster cannot run it."""
 
 
 class OutputError(ElixirMLError):

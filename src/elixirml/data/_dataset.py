@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigurationError, LoadError, MissingDependencyError
 from ..schema import Example
@@ -131,15 +131,7 @@ class Dataset:
 
     def partition(self, n: int) -> list[Dataset]:
         """``n`` contiguous parts of nearly equal size (for distributing work)."""
-        if n < 1:
-            raise ConfigurationError(f"partition needs n >= 1, got {n}")
-        size, extra = divmod(len(self), n)
-        parts, start = [], 0
-        for i in range(n):
-            end = start + size + (1 if i < extra else 0)
-            parts.append(Dataset(self._examples[start:end], name=self.name))
-            start = end
-        return parts
+        return [Dataset(part, name=self.name) for part in split_evenly(self._examples, n)]
 
     # ------------------------------------------------------------------ loaders
     @classmethod
@@ -297,3 +289,19 @@ def squad(path: str | os.PathLike[str], *, limit: int | None = None) -> tuple[li
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise LoadError(f"{path} is not a SQuAD v1.1 JSON file ({type(exc).__name__}: {exc})") from None
     return passages, Dataset.from_records(records[:limit], inputs=["question"], name=Path(path).stem)
+
+
+T = TypeVar("T")
+
+
+def split_evenly(items: Sequence[T], n: int) -> list[list[T]]:
+    """``n`` contiguous parts of ``items`` whose sizes differ by at most one (some empty when ``n > len(items)``)."""
+    if n < 1:
+        raise ConfigurationError(f"partition needs n >= 1, got {n}")
+    size, extra = divmod(len(items), n)
+    parts, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        parts.append(list(items[start:end]))
+        start = end
+    return parts

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -11,7 +13,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from ..errors import BudgetExceededError, ConfigurationError, LoadError, UserErr
 from ..lm import Usage, track_usage
 from ..program import trace as open_trace
 from ..runtime import _callbacks, run_sync, stream_bounded
+from ..runtime._executor import ProgramSpec, resolve_executor
 from ..schema import Example, Prediction
 from ._feedback import split_feedback
 from ._metrics import Metric, as_metric
@@ -478,6 +481,69 @@ async def _score(metric: Metric, example: Example, prediction: Any, trace: Any) 
     return float(score), feedback
 
 
+async def run_example(
+    program: Any,
+    index: int,
+    example: Example,
+    *,
+    metrics: Sequence[tuple[str, Metric | str]],
+    keep_traces: bool = False,
+) -> ExampleResult:
+    """Run ``program`` on one example and score it with every metric (the first is the primary one).
+
+    This is what an evaluation does per example, here or on a distributed worker.
+    """
+    primary = metrics[0][0]
+    inputs = example.inputs() if example.input_keys is not None else example
+    began = time.perf_counter()
+    prediction: Any = None
+    error: BaseException | None = None
+    scores: dict[str, float] = {}
+    feedback: str | None = None
+    metric_failed = False
+    with track_usage() as usage, open_trace() as entries:
+        try:
+            prediction = await program.acall(**dict(inputs.items()))
+        except BudgetExceededError as exc:
+            error = exc
+        except UserError:  # a setup mistake (no LM, a missing extra, a bad signature) stops the run
+            raise
+        except Exception as exc:
+            error = exc
+    latency = time.perf_counter() - began
+    if error is None:
+        for name, m in metrics:
+            if isinstance(m, str):
+                scores[name] = {"cost": usage.cost, "latency": latency, "tokens": float(usage.total_tokens)}[m]
+                continue
+            try:
+                scores[name], text = await _score(m, example, prediction, entries)
+            except UserError:
+                raise
+            except Exception as exc:
+                error = exc
+                metric_failed = True
+                break
+            if name == primary:
+                feedback = text
+    if error is not None:
+        scores = {name: 0.0 for name, _ in metrics}
+    return ExampleResult(
+        index=index,
+        example=example,
+        prediction=prediction,
+        score=scores.get(primary, 0.0),
+        scores=scores,
+        error=error,
+        latency=latency,
+        usage=usage.as_dict(),
+        cost=usage.cost,
+        metric_failed=metric_failed,
+        feedback=feedback,
+        trace=list(entries) if keep_traces else None,
+    )
+
+
 @_callbacks.instrument_async("evaluate", instance="program")
 async def aevaluate(
     program: Any,
@@ -493,11 +559,12 @@ async def aevaluate(
     record: bool = True,
     resume: bool | str = True,
     keep_traces: bool = False,
+    executor: Any = None,
 ) -> EvaluationResult:
     """Evaluate ``program`` on ``devset`` with asyncio tasks (see :func:`evaluate`)."""
+    runner = resolve_executor(executor)
     examples = [e if isinstance(e, Example) else Example(e) for e in devset]
     resolved = _resolve_metrics(metric, metrics)
-    primary = resolved[0][0]
     store = _open_checkpoint(checkpoint, program, examples, [n for n, _ in resolved], resume)
     results: dict[int, ExampleResult] = {}
     keys = [example_key(e) for e in examples] if store is not None else []
@@ -521,77 +588,35 @@ async def aevaluate(
                     feedback=saved["feedback"] if isinstance(saved.get("feedback"), str) else None,
                 )
 
-    async def run_one(index: int) -> ExampleResult:
-        example = examples[index]
-        inputs = example.inputs() if example.input_keys is not None else example
-        began = time.perf_counter()
-        prediction: Any = None
-        error: BaseException | None = None
-        scores: dict[str, float] = {}
-        feedback: str | None = None
-        metric_failed = False
-        with track_usage() as usage, open_trace() as entries:
-            try:
-                prediction = await program.acall(**dict(inputs.items()))
-            except BudgetExceededError as exc:
-                error = exc
-            except UserError:  # a setup mistake (no LM, a missing extra, a bad signature) stops the run
-                raise
-            except Exception as exc:
-                error = exc
-        latency = time.perf_counter() - began
-        if error is None:
-            for name, m in resolved:
-                if isinstance(m, str):
-                    scores[name] = {"cost": usage.cost, "latency": latency, "tokens": float(usage.total_tokens)}[m]
-                    continue
-                try:
-                    scores[name], text = await _score(m, example, prediction, entries)
-                except UserError:
-                    raise
-                except Exception as exc:
-                    error = exc
-                    metric_failed = True
-                    break
-                if name == primary:
-                    feedback = text
-        if error is not None:
-            scores = {name: 0.0 for name, _ in resolved}
-        return ExampleResult(
-            index=index,
-            example=example,
-            prediction=prediction,
-            score=scores.get(primary, 0.0),
-            scores=scores,
-            error=error,
-            latency=latency,
-            usage=usage.as_dict(),
-            cost=usage.cost,
-            metric_failed=metric_failed,
-            feedback=feedback,
-            trace=list(entries) if keep_traces else None,
-        )
-
     pending = [i for i in range(len(examples)) if i not in results]
     progress = _Progress(len(examples), display_progress)
     score_sum = sum(r.score for r in results.values())
     errors = 0
     stopped = False
     try:
-        jobs = [(lambda i=i: run_one(i)) for i in pending]
-        async for _, outcome in stream_bounded(jobs, concurrency):
-            assert isinstance(outcome, ExampleResult)
-            results[outcome.index] = outcome
-            if store is not None:
-                store.write(keys[outcome.index], outcome)
-            if on_result is not None:
-                on_result(outcome)
-            score_sum += outcome.score
-            errors += outcome.error is not None
-            progress.update(len(results), score_sum, errors)
-            if max_errors is not None and errors > max_errors:
-                stopped = True
-                break
+        outcomes: AsyncGenerator[tuple[int, Any], None]
+        if runner is None:
+            jobs = [(lambda i=i: run_example(program, i, examples[i], metrics=resolved, keep_traces=keep_traces)) for i in pending]
+            outcomes = stream_bounded(jobs, concurrency)
+        else:
+            work = functools.partial(run_example, metrics=resolved, keep_traces=keep_traces)
+            items = [(i, examples[i]) for i in pending]
+            outcomes = runner.stream(ProgramSpec.of(program), work, items, concurrency=concurrency)
+        async with contextlib.aclosing(outcomes):
+            async for _, outcome in outcomes:
+                assert isinstance(outcome, ExampleResult)
+                outcome.example = examples[outcome.index]
+                results[outcome.index] = outcome
+                if store is not None:
+                    store.write(keys[outcome.index], outcome)
+                if on_result is not None:
+                    on_result(outcome)
+                score_sum += outcome.score
+                errors += outcome.error is not None
+                progress.update(len(results), score_sum, errors)
+                if max_errors is not None and errors > max_errors:
+                    stopped = True
+                    break
     finally:
         progress.close()
         if store is not None:
@@ -701,6 +726,10 @@ def evaluate(
         record: write the evaluation to the configured store (when one is configured).
         keep_traces: keep each example's predictor calls in ``ExampleResult.trace`` (the
             reflective optimizers read them).
+        executor: where the examples run: ``None``/``"local"`` (asyncio tasks here), ``"ray"``
+            (a default :class:`~elixirml.RayExecutor`) or an executor object. Workers rebuild
+            the program from its class path and JSON state; this process scores nothing twice
+            and owns the checkpoint.
         **kwargs: the options above, by keyword.
     """
     return run_sync(aevaluate(program, devset, metric, **kwargs))

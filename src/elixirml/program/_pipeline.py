@@ -10,12 +10,14 @@ em.stage.assert_output(lambda v: len(v["answer"]) < 200, message="Too long", ret
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import AssertionFailed, ConfigurationError, ValidationError
 from ..runtime import gather_bounded, run_sync, stream_bounded
+from ..runtime._executor import ProgramSpec, call_program, resolve_executor
 from ..schema import Example, Prediction, ensure_signature
 from . import _assertions
 from ._module import Module
@@ -259,17 +261,43 @@ class Pipeline(Module):
         concurrency: int = 8,
         *,
         return_exceptions: bool = False,
+        executor: Any = None,
     ) -> list[Any]:
-        """Run every input; ``sequential`` one at a time, ``parallel`` up to ``concurrency`` at once.
+        """Run every input; results keep the input order.
 
-        Results keep the input order.
+        ``sequential`` runs one at a time, ``parallel`` up to ``concurrency`` at once,
+        ``distributed`` on ``executor`` (``"ray"`` or an executor such as ``em.RayExecutor(...)``).
         """
+        if strategy == "distributed":
+            return await self._arun_distributed(inputs, concurrency, executor, return_exceptions)
         jobs = [(lambda item=item: self.acall(**dict(item))) for item in inputs]
         if strategy == "sequential":
             return await gather_bounded(jobs, 1, return_exceptions=return_exceptions)
         if strategy == "parallel":
             return await gather_bounded(jobs, concurrency, return_exceptions=return_exceptions)
-        raise ConfigurationError(f"Unknown batch strategy {strategy!r}; use 'sequential', 'parallel' or 'streaming'")
+        raise ConfigurationError(
+            f"Unknown batch strategy {strategy!r}; use 'sequential', 'parallel', 'streaming' or 'distributed'"
+        )
+
+    async def _arun_distributed(
+        self, inputs: Sequence[Mapping[str, Any]], concurrency: int, executor: Any, return_exceptions: bool
+    ) -> list[Any]:
+        if type(self) is Pipeline:
+            raise ConfigurationError(
+                "run_batch(strategy='distributed') rebuilds the pipeline on each worker from its class and JSON "
+                "state, and an em.Pipeline(...) built inline has no class that makes it. Define it as a subclass "
+                "in an importable module (class MyPipeline(em.Pipeline): def __init__(self): "
+                "super().__init__(...stages...)) and run that."
+            )
+        runner = resolve_executor("ray" if executor is None else executor)
+        if runner is None:
+            return await self.arun_batch(inputs, "parallel", concurrency, return_exceptions=return_exceptions)
+        work = functools.partial(_call_catching, return_exceptions=return_exceptions)
+        items = [(index, dict(item)) for index, item in enumerate(inputs)]
+        results: dict[int, Any] = {}
+        async for index, outcome in runner.stream(ProgramSpec.of(self), work, items, concurrency=concurrency):
+            results[index] = outcome
+        return [results[index] for index, _ in items]
 
     def run_batch(
         self,
@@ -278,15 +306,20 @@ class Pipeline(Module):
         concurrency: int = 8,
         *,
         return_exceptions: bool = False,
+        executor: Any = None,
     ) -> Any:
         """Run a batch of inputs.
 
-        Returns a list for ``sequential``/``parallel``; for ``streaming`` an async iterator of
-        ``(index, result)`` pairs in the order they finish.
+        Returns a list for ``sequential``/``parallel``/``distributed``; for ``streaming`` an
+        async iterator of ``(index, result)`` pairs in the order they finish. ``distributed``
+        runs on ``executor`` (default ``"ray"``): each worker rebuilds the pipeline from its
+        class path and JSON state, so the pipeline's class must be importable on the workers.
         """
         if strategy == "streaming":
             return self.stream_batch(inputs, concurrency, return_exceptions=return_exceptions)
-        return run_sync(self.arun_batch(inputs, strategy, concurrency, return_exceptions=return_exceptions))
+        return run_sync(
+            self.arun_batch(inputs, strategy, concurrency, return_exceptions=return_exceptions, executor=executor)
+        )
 
     def stream_batch(
         self, inputs: Sequence[Mapping[str, Any]], concurrency: int = 8, *, return_exceptions: bool = False
@@ -294,3 +327,13 @@ class Pipeline(Module):
         """Yield ``(index, result)`` as each input finishes (an async iterator)."""
         jobs = [(lambda item=item: self.acall(**dict(item))) for item in inputs]
         return stream_bounded(jobs, concurrency, return_exceptions=return_exceptions)
+
+
+async def _call_catching(program: Any, index: int, item: Any, *, return_exceptions: bool) -> Any:
+    """A distributed batch item: the program's result, or its exception when ``return_exceptions``."""
+    try:
+        return await call_program(program, index, item)
+    except Exception as exc:
+        if not return_exceptions:
+            raise
+        return exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
@@ -48,7 +48,7 @@ async def gather_bounded(
 
 async def stream_bounded(
     jobs: Sequence[Callable[[], Awaitable[T]]], concurrency: int, *, return_exceptions: bool = False
-) -> AsyncIterator[tuple[int, T | BaseException]]:
+) -> AsyncGenerator[tuple[int, T | BaseException], None]:
     """Run ``jobs`` with at most ``concurrency`` at once; yield ``(index, result)`` as each finishes."""
     _check(concurrency)
     queue: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue()

@@ -1,0 +1,298 @@
+"""``RayExecutor``: runs a batch's items on Ray workers.
+
+Each worker rebuilds the program from its class path and JSON state; results stream back to
+the driver, which owns the checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import uuid
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from typing import Any
+
+from ..data._dataset import split_evenly
+from ..errors import ConfigurationError, DistributedError, MissingDependencyError
+from ..lm import LM
+from ..runtime._executor import ProgramSpec, Work
+from ..settings import current
+from ._limits import LimitsActor
+from ._workers import LMBlueprint, Worker
+
+
+def ray_module() -> Any:
+    """The ``ray`` package, or an error naming the extra that installs it."""
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("ray", "ray", "Distributed execution (em.RayExecutor)") from None
+    return ray
+
+
+def _died(ray: Any) -> tuple[type[BaseException], ...]:
+    """The errors that mean a worker process is gone (its unfinished items must run elsewhere)."""
+    errors = ray.exceptions
+    names = ("RayActorError", "ActorUnavailableError", "WorkerCrashedError", "ObjectLostError", "OwnerDiedError")
+    return tuple(getattr(errors, name) for name in names if hasattr(errors, name))
+
+
+def _cause(ray: Any, exc: BaseException) -> BaseException:
+    """The exception a worker's code raised (Ray wraps it in a RayTaskError)."""
+    if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, BaseException):
+        return exc.cause
+    return exc
+
+
+class RayExecutor:
+    """Run evaluations, batches and optimization trials on Ray workers.
+
+    Each worker is a Ray actor that imports the program's module, rebuilds the program from its
+    JSON state (``dump_state``; nothing of the program is pickled), builds its own LM client and
+    runs its share of the items with the async engine, streaming each result back as it
+    finishes. A worker that dies mid-run is replaced and its unfinished items run again on the
+    new one; each item's result is taken once. The LM's rate limits and circuit breaker are
+    shared by all workers through one Ray actor.
+
+    Args:
+        address: ``None`` (the Ray instance this process already joined, or a new local one),
+            ``"auto"`` (the cluster on this machine started with ``ray start``), or
+            ``"ray://host:port"`` (a remote cluster through Ray Client).
+        num_workers: how many worker actors (default: as many as the cluster's free CPUs hold).
+        resources_per_worker: Ray resources each worker holds (``{"CPU": 1}`` by default;
+            ``"GPU"`` and custom resources too).
+        lm: the LM the workers use: an ``em.LM`` (its settings travel and each worker builds its
+            own client) or a function that builds one on the worker (needed for an embedded
+            model). Default: the LM configured when the run starts (``em.configure(lm=...)``).
+        max_worker_failures: how many worker deaths one run tolerates before it raises
+            :class:`~elixirml.errors.DistributedError`.
+        runtime_env: Ray's ``runtime_env`` for the workers (``py_modules``, ``working_dir``,
+            ``env_vars``, ...), to ship code the nodes do not have installed.
+        init_options: more keywords for ``ray.init`` when this executor starts or joins Ray.
+        start_timeout: seconds a worker may take to start (to be placed on a node with its
+            resources free, and to import the program); past it the run raises
+            :class:`~elixirml.errors.DistributedError` instead of waiting for ever.
+
+    Example:
+        >>> executor = em.RayExecutor(num_workers=4)                  # doctest: +SKIP
+        >>> result = em.evaluate(program, devset, metric, executor=executor)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        num_workers: int | None = None,
+        resources_per_worker: Mapping[str, float] | None = None,
+        lm: LM | Callable[[], LM] | None = None,
+        max_worker_failures: int = 3,
+        runtime_env: Mapping[str, Any] | None = None,
+        init_options: Mapping[str, Any] | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
+        if num_workers is not None and num_workers < 1:
+            raise ConfigurationError(f"num_workers must be >= 1, got {num_workers}")
+        if address is not None and address != "auto" and not address.startswith("ray://"):
+            raise ConfigurationError(f"address= takes None, 'auto' or 'ray://host:port', got {address!r}")
+        self.address = address
+        self.num_workers = num_workers
+        self.resources_per_worker = dict(resources_per_worker or {"CPU": 1})
+        self.lm = lm
+        self.max_worker_failures = max_worker_failures
+        self.runtime_env = dict(runtime_env or {})
+        self.init_options = dict(init_options or {})
+        self.start_timeout = start_timeout
+        self._workers: list[Any] = []
+        self._ephemeral = False  # made for executor="ray": its workers stop when the run ends
+        self._classes: tuple[Any, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"RayExecutor(address={self.address!r}, num_workers={self.num_workers!r})"
+
+    # ------------------------------------------------------------------ cluster
+    def _ray(self) -> Any:
+        ray = ray_module()
+        if not ray.is_initialized():
+            ray.init(address=self.address, **self.init_options)
+        return ray
+
+    def workers(self) -> int:
+        """How many workers a run uses (starting Ray if needed)."""
+        if self.num_workers is not None:
+            return self.num_workers
+        per_worker = float(self.resources_per_worker.get("CPU", 1)) or 1.0
+        free = float(self._ray().available_resources().get("CPU", 1))
+        return max(1, int(free // per_worker))
+
+    def _actor_classes(self) -> tuple[Any, Any]:
+        if self._classes is None:
+            ray = self._ray()
+            resources = dict(self.resources_per_worker)
+            options: dict[str, Any] = {
+                "num_cpus": resources.pop("CPU", 1),
+                "num_gpus": resources.pop("GPU", 0),
+                "max_restarts": 0,
+                "max_concurrency": 1000,
+            }
+            if resources:
+                options["resources"] = resources
+            if self.runtime_env:
+                options["runtime_env"] = self.runtime_env
+            worker = ray.remote(**options)(Worker)
+            limits = ray.remote(num_cpus=0, max_restarts=0)(LimitsActor)
+            self._classes = (worker, limits)
+        return self._classes
+
+    def _new_worker(self) -> Any:
+        worker_cls, _ = self._actor_classes()
+        return worker_cls.remote()
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the live workers (starting them if none runs yet)."""
+        ray = self._ray()
+        self._ensure_workers(self.workers())
+        return [int(pid) for pid in ray.get([w.pid.remote() for w in self._workers])]
+
+    def _ensure_workers(self, n: int) -> list[Any]:
+        while len(self._workers) < n:
+            self._workers.append(self._new_worker())
+        return self._workers[:n]
+
+    def shutdown(self) -> None:
+        """Stop this executor's workers (Ray itself keeps running)."""
+        ray = ray_module()
+        for worker in self._workers:
+            with contextlib.suppress(Exception):
+                ray.kill(worker)
+        self._workers = []
+
+    # ------------------------------------------------------------------ running
+    def _blueprint(self) -> LMBlueprint | None:
+        lm = self.lm if self.lm is not None else current().lm
+        if lm is None:
+            return None  # the program's predictors carry their own LMs, or the run fails with its usual error
+        return LMBlueprint(lm)
+
+    async def stream(
+        self, program: ProgramSpec, work: Work, items: Sequence[tuple[int, Any]], *, concurrency: int = 16
+    ) -> AsyncGenerator[tuple[int, Any], None]:
+        """Run ``work`` on every item on the workers; yield ``(index, result)`` as each one finishes.
+
+        Raises:
+            LoadError: a worker cannot import the program's module (the message names it).
+            DistributedError: workers kept dying (more than ``max_worker_failures``).
+        """
+        if not items:
+            return
+        own = sorted(name for name, state in program.state.get("predictors", {}).items() if state.get("lm"))
+        if own:
+            raise ConfigurationError(
+                f"Predictor(s) {', '.join(own)} carry an LM of their own, and an LM never travels in a program's "
+                "state: the workers would silently use another one. Give the LM to the executor instead "
+                "(em.RayExecutor(lm=...)) or configure it (em.configure(lm=...)), and leave the predictors without one."
+            )
+        ray = self._ray()
+        blueprint = self._blueprint()
+        _, limits_cls = self._actor_classes()
+        limits = limits_cls.remote()
+        if blueprint is not None and (blueprint.rate is not None or blueprint.breaker is not None):
+            await limits.configure.remote(blueprint.key, blueprint.rate, blueprint.breaker)
+        parts = [part for part in split_evenly(list(items), self.workers()) if part]
+        workers = self._ensure_workers(len(parts))
+        per_worker = max(1, math.ceil(concurrency / len(parts)))
+        run_key = uuid.uuid4().hex
+        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+        taken: set[int] = set()
+        failures = 0
+        died = _died(ray)
+
+        async def drive(slot: int, part: list[tuple[int, Any]]) -> None:
+            nonlocal failures
+            remaining = dict(part)
+            worker = workers[slot]
+            while remaining:
+                try:
+                    await self._setup(worker, program, blueprint, limits, run_key)
+                    stream = worker.run.options(num_returns="streaming").remote(
+                        run_key, work, list(remaining.items()), per_worker
+                    )
+                    async for ref in stream:
+                        index, result = await ref
+                        if remaining.pop(index, _GONE) is not _GONE and index not in taken:
+                            taken.add(index)
+                            await queue.put((index, result))
+                    with contextlib.suppress(*died):
+                        await worker.forget.remote(run_key)
+                except died as exc:
+                    failures += 1
+                    if failures > self.max_worker_failures:
+                        raise DistributedError(
+                            f"{failures} Ray workers died during this run (more than max_worker_failures="
+                            f"{self.max_worker_failures}); the last: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                        ) from exc
+                    worker = self._new_worker()  # the dead one's unfinished items run on a fresh worker
+                    self._replace(workers[slot], worker)
+                    workers[slot] = worker
+                except ray.exceptions.RayTaskError as exc:
+                    raise _cause(ray, exc) from None
+
+        tasks = [asyncio.create_task(drive(slot, part)) for slot, part in enumerate(parts)]
+        waiting = set(tasks)
+        try:
+            while waiting or not queue.empty():
+                if not queue.empty():
+                    yield queue.get_nowait()
+                    continue
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, *waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                else:
+                    getter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await getter
+                for task in done - {getter}:
+                    waiting.discard(task)
+                    task.result()  # a worker's failure stops the run
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                ray.kill(limits)
+            if self._ephemeral:
+                self.shutdown()
+
+    async def _setup(self, worker: Any, program: ProgramSpec, blueprint: Any, limits: Any, run_key: str) -> None:
+        ray = ray_module()
+        try:
+            await asyncio.wait_for(
+                asyncio.wrap_future(worker.setup.remote(program, blueprint, limits, run_key).future()),
+                self.start_timeout,
+            )
+        except TimeoutError:
+            free = ray.available_resources()
+            raise DistributedError(
+                f"A Ray worker did not start within {self.start_timeout:.0f}s: each needs {self.resources_per_worker} "
+                f"and the cluster has { ({k: v for k, v in free.items() if not k.startswith('node:')}) } free. "
+                "Lower num_workers or resources_per_worker, add nodes, or stop other executors (executor.shutdown())."
+            ) from None
+
+    def _replace(self, old: Any, new: Any) -> None:
+        for position, worker in enumerate(self._workers):
+            if worker is old:
+                self._workers[position] = new
+                return
+        self._workers.append(new)
+
+
+_GONE = object()
+
+
+def default_executor() -> RayExecutor:
+    """What ``executor="ray"`` means: a :class:`RayExecutor` with the defaults."""
+    executor = RayExecutor(address=os.environ.get("RAY_ADDRESS") or None)
+    executor._ephemeral = True
+    return executor

@@ -1,0 +1,145 @@
+"""What runs inside a Ray worker.
+
+It rebuilds the program from its class path and JSON state, builds the LM with the run's
+shared limits, and streams results back as they finish.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from ..errors import ConfigurationError, LoadError
+from ..lm import LM, Usage
+from ..lm._base import History
+from ..program._module import Module, build_program
+from ..runtime import ConcurrencyLimiter, RateLimiter, stream_bounded
+from ..runtime._executor import ProgramSpec, Work
+from ..settings import context
+from ._limits import SharedCircuitBreaker, SharedRateLimiter, breaker_options
+
+# An LM's parts that belong to one process (locks, connections, counters, recent calls): never
+# sent to a worker; the worker builds its own.
+_PROCESS_PARTS = ("limiter", "rate_limiter", "breaker", "history", "usage", "_caches", "_sessions", "_lock", "requests")
+
+
+class LMBlueprint:
+    """How a worker builds its own client of the driver's LM (or calls a factory that builds one).
+
+    The LM's settings travel; what belongs to a process (connections, locks, its history and
+    usage counters) does not, and the worker's rate limiter and circuit breaker are the run's
+    shared ones.
+    """
+
+    def __init__(self, lm: LM | Callable[[], LM]) -> None:
+        self.factory: Callable[[], LM] | None = None
+        self.cls: type[LM] | None = None
+        self.state: dict[str, Any] = {}
+        if isinstance(lm, LM):
+            self.cls = type(lm)
+            self.state = {k: v for k, v in vars(lm).items() if k not in _PROCESS_PARTS}
+            self.max_concurrency = lm.limiter.limit
+            self.history = (lm.history.maxlen, lm.history.max_bytes)
+            limiter = lm.rate_limiter
+            self.rate = (limiter.rpm, limiter.tpm, limiter.window) if limiter.active else None
+            self.breaker = breaker_options(lm.breaker) if lm.breaker is not None else None
+            self.key = lm.endpoint_label
+            self.process_parts = [k for k in ("_caches", "_sessions", "_lock", "requests") if k in vars(lm)]
+        elif callable(lm):
+            self.factory = lm
+            self.rate = None
+            self.breaker = None
+            self.key = ""
+        else:
+            raise ConfigurationError(f"lm= takes an em.LM or a function that returns one, got {lm!r}")
+
+    def build(self, limits: Any) -> LM:
+        """The worker's LM; its rate limit and breaker are the shared ones in ``limits``."""
+        if self.factory is not None:
+            lm = self.factory()
+            if not isinstance(lm, LM):
+                raise ConfigurationError(f"The lm= factory returned {lm!r}, not an em.LM")
+            return lm
+        assert self.cls is not None
+        lm = self.cls.__new__(self.cls)
+        vars(lm).update(self.state)
+        lm.limiter = ConcurrencyLimiter(self.max_concurrency)
+        lm.history = History(maxlen=self.history[0], max_bytes=self.history[1])
+        lm.usage = Usage()
+        fresh: dict[str, Any] = {"_caches": {}, "_sessions": {}, "_lock": threading.Lock(), "requests": []}
+        for name in self.process_parts:
+            setattr(lm, name, fresh[name])
+        if self.rate is not None:
+            rpm, tpm, window = self.rate
+            lm.rate_limiter = SharedRateLimiter(limits, self.key, rpm, tpm, window)
+        else:
+            lm.rate_limiter = RateLimiter()
+        lm.breaker = SharedCircuitBreaker(limits, self.key, **self.breaker) if self.breaker is not None else None
+        return lm
+
+
+def import_program_class(class_path: str) -> type[Module]:
+    """The class named ``"module:QualName"``, imported here.
+
+    Raises:
+        LoadError: the module cannot be imported on this worker, or does not define the class.
+    """
+    module_name, _, qualname = class_path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise LoadError(
+            f"A worker cannot import the program's module {module_name!r} ({type(exc).__name__}: {exc}). "
+            "Install the package that defines it on every node, or ship it with Ray's runtime_env "
+            "(RayExecutor(runtime_env={'py_modules': [...]}) or {'working_dir': ...})."
+        ) from None
+    value: Any = module
+    for part in qualname.split("."):
+        value = getattr(value, part, None)
+    if not (isinstance(value, type) and issubclass(value, Module)):
+        raise LoadError(
+            f"Module {module_name!r} has no program class {qualname!r} on this worker; "
+            "is the same version of the code installed on every node?"
+        )
+    return value
+
+
+class Worker:
+    """One worker process (a Ray actor): runs items of a batch on a program it rebuilt itself."""
+
+    def __init__(self) -> None:
+        self._programs: dict[str, Module] = {}
+        self._lms: dict[int, LM] = {}
+
+    def pid(self) -> int:
+        """The worker's process id."""
+        return os.getpid()
+
+    def setup(self, spec: ProgramSpec, blueprint: LMBlueprint | None, limits: Any, key: str) -> str:
+        """Rebuild the program (and its LM) for the run ``key``; returns the class path."""
+        cls = import_program_class(spec.class_path)
+        self._programs[key] = build_program({"class": spec.class_path, "state": spec.state}, cls)
+        if blueprint is not None:
+            self._lms[id(self._programs[key])] = blueprint.build(limits)
+        return spec.class_path
+
+    def forget(self, key: str) -> None:
+        """Drop the run ``key``'s program."""
+        program = self._programs.pop(key, None)
+        if program is not None:
+            self._lms.pop(id(program), None)
+
+    async def run(
+        self, key: str, work: Work, items: Sequence[tuple[int, Any]], concurrency: int
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """Yield ``(index, work(program, index, item))`` as each item finishes."""
+        program = self._programs[key]
+        lm = self._lms.get(id(program))
+        overrides = {"lm": lm} if lm is not None else {}
+        with context(**overrides):
+            jobs = [(lambda index=index, item=item: work(program, index, item)) for index, item in items]
+            async for position, result in stream_bounded(jobs, concurrency):
+                yield items[position][0], result

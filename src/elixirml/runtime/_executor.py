@@ -1,0 +1,95 @@
+"""The executor interface: where a batch of work items runs (this process, or a cluster).
+
+Lower layers (evaluate, program pipelines) run work through an :class:`Executor` without
+knowing what is behind it; the distributed layer implements it for Ray and registers it
+under a name, so ``evaluate(..., executor="ray")`` finds it without importing upwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import ConfigurationError
+
+#: What a worker runs for one item: ``work(program, index, item)``. It must be importable or
+#: picklable by value (a module-level function, or a ``functools.partial`` of one).
+Work = Callable[[Any, int, Any], Awaitable[Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramSpec:
+    """How a worker rebuilds a program: its importable class path and its JSON state.
+
+    Attributes:
+        class_path: ``"package.module:QualName"`` of the program's class.
+        state: what ``program.dump_state()`` returned (JSON data, never a pickle).
+    """
+
+    class_path: str
+    state: dict[str, Any]
+
+    @classmethod
+    def of(cls, program: Any) -> ProgramSpec:
+        """The spec of ``program`` (a :class:`~elixirml.Module`)."""
+        kind = type(program)
+        return cls(f"{kind.__module__}:{kind.__qualname__}", program.dump_state())
+
+    @property
+    def module(self) -> str:
+        """The module that defines the program's class."""
+        return self.class_path.partition(":")[0]
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs ``work`` on every item and yields ``(index, result)`` as each one finishes.
+
+    An implementation yields each index exactly once, whatever happens to the processes
+    that run them (an item whose worker died runs again elsewhere), and raises when it
+    cannot finish the batch.
+    """
+
+    def stream(
+        self, program: ProgramSpec, work: Work, items: Sequence[tuple[int, Any]], *, concurrency: int
+    ) -> AsyncGenerator[tuple[int, Any], None]:
+        """Yield ``(index, work(rebuilt_program, index, item))`` for each ``(index, item)``, in finishing order."""
+        ...
+
+
+async def call_program(program: Any, index: int, item: Any) -> Any:
+    """One item's prediction: ``program`` called with the item's inputs (an Example's marked inputs, or a dict)."""
+    from ..schema import Example
+
+    inputs = item.inputs() if isinstance(item, Example) and item.input_keys is not None else item
+    return await program.acall(**dict(inputs.items()))
+
+
+_FACTORIES: dict[str, Callable[[], Executor]] = {}
+
+
+def register_executor(name: str, factory: Callable[[], Executor]) -> None:
+    """Make ``executor=name`` mean ``factory()`` (the distributed layer registers ``"ray"``)."""
+    _FACTORIES[name] = factory
+
+
+def resolve_executor(executor: Any) -> Executor | None:
+    """``None`` (run here), an :class:`Executor`, or the name of a registered one.
+
+    Raises:
+        ConfigurationError: an unknown name, or an object that is not an executor.
+    """
+    if executor is None or executor == "local":
+        return None
+    if isinstance(executor, str):
+        factory = _FACTORIES.get(executor)
+        if factory is None:
+            known = ", ".join(sorted(["local", *_FACTORIES]))
+            raise ConfigurationError(f"Unknown executor {executor!r}; known: {known} (or pass an executor object)")
+        return factory()
+    if not isinstance(executor, Executor):
+        raise ConfigurationError(
+            f"executor= takes 'local', 'ray' or an executor such as em.RayExecutor(...), got {executor!r}"
+        )
+    return executor

@@ -1,0 +1,78 @@
+"""Programs and LM functions the distributed tests run on Ray workers (importable there: the
+test cluster puts this folder on the workers' PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import elixirml as em
+from elixirml.lm._testing import input_field_values
+
+
+class Echo(em.Program):
+    """Answers with the question in capitals (the LM function decides the answer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = em.Predict("question -> answer")
+
+    def forward(self, question: str) -> Any:
+        return self.answer(question=question)
+
+
+class EchoPipeline(em.Pipeline):
+    """A pipeline subclass: workers rebuild it from its class."""
+
+    def __init__(self) -> None:
+        super().__init__(em.stage.predict("question -> answer"))
+
+
+def _question(messages: list[dict[str, Any]]) -> str:
+    return input_field_values(messages).get("question", "").split("\n\n")[0].strip()
+
+
+def upper(messages: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, str]:
+    """The answer is the question in capitals, except for questions ending in '?' (answered wrong)."""
+    question = _question(messages)
+    return {"answer": "WRONG" if question.endswith("?") else question.upper()}
+
+
+def upper_killing_once(marker: str, messages: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, str]:
+    """Like :func:`upper`, but the first worker to see 'kill me' SIGKILLs its own process (once)."""
+    question = _question(messages)
+    if question == "kill me":
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            time.sleep(0.2)  # let the worker's other in-flight examples start
+            os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.02)
+    return upper(messages, settings)
+
+
+def stamped(messages: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, str]:
+    """Answers with the time the request reached the LM."""
+    return {"answer": repr(time.time())}
+
+
+def failing(messages: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, str]:
+    """Every request fails as a provider error."""
+    time.sleep(0.05)
+    raise em.errors.ProviderError("the endpoint is down", retryable=False)
+
+
+def exact(example: em.Example, prediction: Any, trace: Any = None) -> float:
+    """1.0 when the answer equals the label."""
+    return float(prediction.answer == example.answer)
+
+
+def knows_instructions(messages: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, str]:
+    """'yes' when the system prompt carries the instructions the test set on the program."""
+    return {"answer": "yes" if "Shout the question back." in messages[0]["content"] else "no"}
