@@ -596,7 +596,10 @@ async def aevaluate(
     try:
         outcomes: AsyncGenerator[tuple[int, Any], None]
         if runner is None:
-            jobs = [(lambda i=i: run_example(program, i, examples[i], metrics=resolved, keep_traces=keep_traces)) for i in pending]
+            jobs = [
+                (lambda i=i: run_example(program, i, examples[i], metrics=resolved, keep_traces=keep_traces))
+                for i in pending
+            ]
             outcomes = stream_bounded(jobs, concurrency)
         else:
             work = functools.partial(run_example, metrics=resolved, keep_traces=keep_traces)
