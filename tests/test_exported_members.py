@@ -9,6 +9,7 @@ EXPECTED = {
     "BootstrapFewShot",
     "MIPROv2",
     "optimizers",
+    "serve",
     "callbacks",
     "tool",
     "streamify",

@@ -13,7 +13,7 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import callbacks, data, errors, extensions, metrics, optimizers
+from . import callbacks, data, errors, extensions, metrics, optimizers, serve
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
 from .data import Dataset
@@ -63,6 +63,7 @@ __all__ = [
     "BootstrapFewShot",
     "MIPROv2",
     "optimizers",
+    "serve",
     "callbacks",
     "tool",
     "streamify",
