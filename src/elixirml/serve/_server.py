@@ -57,7 +57,7 @@ def run(
         )
     drain = state.settings.drain_timeout if drain_timeout is None else drain_timeout
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=drain, lifespan="on"
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=max(1, round(drain)), lifespan="on"
     )
 
     class DrainingServer(uvicorn.Server):

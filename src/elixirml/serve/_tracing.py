@@ -42,7 +42,7 @@ def request_trace(headers: Mapping[str, str], name: str, attributes: Mapping[str
         return
     from ..runtime._telemetry import extract_trace_context
 
-    context, trace = otel
+    _, trace = otel
     parent = extract_trace_context(headers)
     tracer = trace.get_tracer("elixirml.serve")
     with tracer.start_as_current_span(
