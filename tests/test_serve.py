@@ -450,3 +450,33 @@ def test_body_limit_and_per_token_concurrency_limit(store):
     assert [r.status_code for r in done] == [200, 200, 200]  # the other token was not limited
     assert after.status_code == 200
     assert 'elixirml_rejected_total{reason="too_many_requests"} 1' in metrics.text
+
+
+def test_request_span_continues_the_callers_traceparent_and_parents_program_spans(store):
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from elixirml.callbacks import OpenTelemetryCallback
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    em.configure(callbacks=[OpenTelemetryCallback(provider)])
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[], tracer_provider=provider)
+    trace_id, parent_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+
+    async def go():
+        async with client(app) as c:
+            headers = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+            return await c.post("/programs/qa/run", json={"question": "x"}, headers=headers)
+
+    assert run(go()).json()["trace_id"] == trace_id
+    spans = {s.name: s for s in memory.get_finished_spans()}
+    server = spans["run qa"]
+    assert format(server.context.trace_id, "032x") == trace_id
+    assert format(server.parent.span_id, "016x") == parent_id
+    assert server.attributes["elixirml.program.version"] == 2
+    module = spans["module Predict"]
+    assert module.parent.span_id == server.context.span_id

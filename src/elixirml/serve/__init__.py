@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from ._auth import Caller, require_token
     from ._client import deploy, rollback
     from ._server import run
-    from ._state import ServeState
+    from ._state import ServeSettings, ServeState
 
-__all__ = ["Caller", "ServeState", "create_app", "deploy", "require_token", "rollback", "run"]
+__all__ = ["Caller", "ServeSettings", "ServeState", "create_app", "deploy", "require_token", "rollback", "run"]
 
 _WHERE = {
     "create_app": "._app",
@@ -35,6 +35,7 @@ _WHERE = {
     "rollback": "._client",
     "run": "._server",
     "ServeState": "._state",
+    "ServeSettings": "._state",
 }
 
 

@@ -115,6 +115,7 @@ def create_app(
     allow_modules: Sequence[str] = (),
     settings: ServeSettings | None = None,
     title: str = "ElixirML",
+    tracer_provider: Any = None,
 ) -> FastAPI:
     """Build the ASGI app that serves stored programs.
 
@@ -128,6 +129,8 @@ def create_app(
             start, and for ``deploy`` with ``"reload": true``).
         settings: limits (:class:`~elixirml.serve._state.ServeSettings`).
         title: the OpenAPI title.
+        tracer_provider: the OpenTelemetry tracer provider of each request's server span
+            (default: the global one); the span continues the request's ``traceparent``.
 
     Returns:
         A FastAPI app; ``app.state.serve`` holds its :class:`~elixirml.serve.ServeState`.
@@ -146,6 +149,7 @@ def create_app(
         settings or ServeSettings(),
         lm_settings,
     )
+    state.tracer_provider = tracer_provider
     _load_programs(state, programs)
 
     app = FastAPI(title=title, version=__version__, description="Programs served by ElixirML.")

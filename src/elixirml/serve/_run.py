@@ -182,7 +182,7 @@ async def observed(
         with (
             scoped(state.lm_settings) if state.lm_settings is not None else contextlib.nullcontext(),
             track_usage() as usage,
-            request_trace(headers, f"{endpoint} {version.name}", attributes) as trace_id,
+            request_trace(headers, f"{endpoint} {version.name}", attributes, state.tracer_provider) as trace_id,
         ):
             run = Observed(version, trace_id, usage, time.perf_counter())
             try:

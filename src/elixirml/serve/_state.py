@@ -184,6 +184,7 @@ class ServeState:
         stats: (program, version) -> :class:`VersionStats`.
         rejected: reason -> count of requests refused before reaching a program.
         draining: set when a shutdown began; ``/readyz`` answers 503.
+        tracer_provider: the OpenTelemetry provider of the requests' server spans (None: the global one).
     """
 
     def __init__(
@@ -205,6 +206,7 @@ class ServeState:
         self.rejected: dict[str, int] = {}
         self.in_flight = 0
         self.draining = False
+        self.tracer_provider: Any = None
         self.started_at = time.time()
 
     def __repr__(self) -> str:

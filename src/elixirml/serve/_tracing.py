@@ -33,8 +33,13 @@ def _opentelemetry() -> Any:
 
 
 @contextlib.contextmanager
-def request_trace(headers: Mapping[str, str], name: str, attributes: Mapping[str, Any]) -> Iterator[str]:
-    """Run the block in a server span continuing ``headers``' trace; yields the trace id (32 hex)."""
+def request_trace(
+    headers: Mapping[str, str], name: str, attributes: Mapping[str, Any], tracer_provider: Any = None
+) -> Iterator[str]:
+    """Run the block in a server span continuing ``headers``' trace; yields the trace id (32 hex).
+
+    The span comes from ``tracer_provider`` (default: the global one).
+    """
     otel = _opentelemetry()
     incoming = _incoming_trace_id(headers)
     if otel is None:
@@ -44,7 +49,7 @@ def request_trace(headers: Mapping[str, str], name: str, attributes: Mapping[str
 
     _, trace = otel
     parent = extract_trace_context(headers)
-    tracer = trace.get_tracer("elixirml.serve")
+    tracer = trace.get_tracer("elixirml.serve", tracer_provider=tracer_provider)
     with tracer.start_as_current_span(
         name, context=parent, kind=trace.SpanKind.SERVER, attributes=dict(attributes)
     ) as span:
