@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..program import FieldChunk, streamify
+from ..program import FieldChunk, StatusEvent, streamify
 from ._auth import require_token
 from ._run import RequestError, observed, outputs_of, parse_json, validate_inputs
 from ._state import LoadedVersion, ServeState
@@ -234,7 +234,7 @@ async def _stream(
                     if stripped:
                         sent += stripped
                         yield chunk({"content": stripped})
-                elif not isinstance(item, FieldChunk) and not hasattr(item, "kind"):
+                elif not isinstance(item, StatusEvent):
                     final = item
             usage = run.usage
     except RequestError as exc:
