@@ -305,9 +305,7 @@ def create_app(
         built (its code fails to import, or does not accept the stored state), nothing changes
         and the answer (422) says why.
         """
-        existing = state.deployments.get(name)
-        lock = existing.lock if existing is not None else asyncio.Lock()
-        async with lock:
+        async with state.deploy_lock(name):
             existing = state.deployments.get(name)
             number: int | str = request.version or (existing.live.number if existing and request.reload else "latest")
             try:
@@ -343,7 +341,7 @@ def create_app(
     async def rollback(name: str) -> JSONResponse:
         """End the canary if there is one, else return to the previously live version."""
         deployment = _deployment(state, name)
-        async with deployment.lock:
+        async with state.deploy_lock(name):
             message = deployment.rollback()
         app.openapi_schema = None
         log.info("Rollback %s: %s", name, message)

@@ -100,7 +100,6 @@ class Deployment:
         self.canary: LoadedVersion | None = None
         self.traffic = 0.0
         self.history: list[LoadedVersion] = []
-        self.lock = asyncio.Lock()  # one deploy at a time per program; requests never wait on it
 
     def pick(self) -> LoadedVersion:
         """The version that answers the next request (the canary for its share of traffic)."""
@@ -207,6 +206,11 @@ class ServeState:
         self.in_flight = 0
         self.draining = False
         self.tracer_provider: Any = None
+        self.deploy_locks: dict[str, asyncio.Lock] = {}  # one deploy at a time per name; requests never wait
+
+    def deploy_lock(self, name: str) -> asyncio.Lock:
+        """The lock that makes deploys and rollbacks of ``name`` happen one at a time."""
+        return self.deploy_locks.setdefault(name, asyncio.Lock())
         self.started_at = time.time()
 
     def __repr__(self) -> str:
