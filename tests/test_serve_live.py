@@ -128,46 +128,78 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_sigterm_drains_requests_in_flight(tmp_path):
+@contextlib.contextmanager
+def served_subprocess(tmp_path, lm_url: str, drain_timeout: float):
+    """`elixirml serve` in a child process over a store with one program; yields its base URL and process."""
     url = f"sqlite:///{tmp_path / 'drain.db'}"
     store = em.Store(url)
     store.save(em.Predict("question -> answer"), "qa")
     store.close()
-    with FakeLMServer(lambda body: ANSWER.format("drained"), latency=1.0) as lm_server:
-        port = _free_port()
-        env = {**os.environ, "OPENAI_BASE_URL": lm_server.base_url, "OPENAI_API_KEY": "fake-key"}
-        command = [sys.executable, "-m", "elixirml", "--store", url, "--lm", "openai/fake"]
-        command += ["serve", "--port", str(port), "--drain-timeout", "10", "--log-level", "warning"]
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        base = f"http://127.0.0.1:{port}"
+    port = _free_port()
+    env = {**os.environ, "OPENAI_BASE_URL": lm_url, "OPENAI_API_KEY": "fake-key"}
+    command = [sys.executable, "-m", "elixirml", "--store", url, "--lm", "openai/fake"]
+    command += ["serve", "--port", str(port), "--drain-timeout", str(drain_timeout), "--log-level", "warning"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _call_in_thread(base: str, result: dict, question: str) -> threading.Thread:
+    def call():
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                try:
-                    if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
-            result: dict = {}
+            result["response"] = httpx.post(base + "/programs/qa/run", json={"question": question}, timeout=15)
+        except httpx.HTTPError as exc:
+            result["error"] = exc
 
-            def call():
-                result["response"] = httpx.post(base + "/programs/qa/run", json={"question": "slow"}, timeout=15)
+    caller = threading.Thread(target=call)
+    caller.start()
+    return caller
 
-            caller = threading.Thread(target=call)
-            caller.start()
-            time.sleep(0.4)  # the request is in flight, waiting on the LM
-            proc.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
-            with pytest.raises(httpx.ConnectError):
-                httpx.get(base + "/healthz", timeout=1)  # no new connections while draining
-            caller.join(15)
-            response = result["response"]
-            assert response.status_code == 200 and response.json()["outputs"] == {"answer": "drained"}
-            assert proc.wait(15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+
+def test_sigterm_drains_requests_in_flight(tmp_path):
+    with (
+        FakeLMServer(lambda body: ANSWER.format("drained"), latency=1.0) as lm_server,
+        served_subprocess(tmp_path, lm_server.base_url, drain_timeout=10) as (base, proc),
+    ):
+        result: dict = {}
+        caller = _call_in_thread(base, result, "drained?")
+        time.sleep(0.4)  # the request is in flight, waiting on the LM
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(base + "/healthz", timeout=1)  # no new connections while draining
+        caller.join(15)
+        response = result["response"]
+        assert response.status_code == 200 and response.json()["outputs"] == {"answer": "drained"}
+        assert proc.wait(15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+
+
+def test_sigterm_drain_stops_at_its_deadline(tmp_path):
+    with (
+        FakeLMServer(lambda body: ANSWER.format("late"), latency=8.0) as lm_server,
+        served_subprocess(tmp_path, lm_server.base_url, drain_timeout=1) as (base, proc),
+    ):
+        result: dict = {}
+        caller = _call_in_thread(base, result, "too late?")  # a question no other test asks: not cached
+        time.sleep(0.4)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(6) in (0, -signal.SIGTERM)
+        assert time.monotonic() - began < 5  # it did not wait for the 8 s answer
+        caller.join(15)
+        assert "error" in result or result["response"].status_code >= 500
