@@ -88,8 +88,8 @@ def _load_programs(state: ServeState, programs: Sequence[str] | None) -> None:
             continue
         try:
             state.deployments[name] = Deployment(state.loader.load(name, "latest"))
-        except LoadError as exc:
-            state.unavailable[name] = str(exc)
+        except Exception as exc:  # one program that cannot be built must not keep the others from serving
+            state.unavailable[name] = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
             log.warning("Not serving program %r: %s", name, exc)
 
 
