@@ -89,7 +89,12 @@ class ProgramLoader:
                     f"allowed: start the server with --allow-module {module_name.split('.')[0]} (allowed now: "
                     f"{list(self.allow_modules)})."
                 )
-        program = build_program({"class": class_path, "state": info["state"]}, cls)
+        try:
+            program = build_program({"class": class_path, "state": info["state"]}, cls)
+        except LoadError:
+            raise
+        except Exception as exc:  # the program's own constructor failed: the caller is told why
+            raise LoadError(f"Building {class_path!r} from v{info['number']} failed: {_describe(exc)}") from exc
         return self._loaded(name, info, program, code="stored")
 
     def reload(self, name: str, version: int | str) -> LoadedVersion:
