@@ -23,6 +23,7 @@ EXPECTED = {
     "KNNFewShot",
     "Ensemble",
     "optimizers",
+    "serve",
     "callbacks",
     "tool",
     "streamify",
@@ -105,7 +106,7 @@ def test_import_does_not_load_heavy_packages():
     code = (
         "import sys, elixirml;"
         "heavy=[m for m in ('aiohttp','llama_cpp','json_repair','optuna','ray','sqlalchemy','rich',"
-        "'anthropic','litellm') if m in sys.modules]; print(heavy)"
+        "'anthropic','litellm','fastapi','uvicorn','starlette','openai','httpx') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -13,7 +13,7 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import callbacks, data, distributed, errors, extensions, metrics, optimizers, retrievers, runtime
+from . import callbacks, data, distributed, errors, extensions, metrics, optimizers, retrievers, runtime, serve
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
 from .data import Dataset
@@ -84,6 +84,7 @@ __all__ = [
     "KNNFewShot",
     "Ensemble",
     "optimizers",
+    "serve",
     "callbacks",
     "tool",
     "streamify",

@@ -449,6 +449,74 @@ def config_show(
         _fail(exc)
 
 
+@app.command("serve")
+def serve_command(
+    program: Annotated[
+        list[str], typer.Option("--program", "-p", help="Serve only name or name@version (repeatable).")
+    ] = [],  # noqa: B006
+    host: Annotated[str, typer.Option(help="Address to bind; non-loopback needs tokens.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    token: Annotated[
+        list[str], typer.Option("--token", help="An accepted bearer token (repeatable; or $ELIXIRML_SERVE_TOKENS).")
+    ] = [],  # noqa: B006
+    allow_module: Annotated[
+        list[str], typer.Option("--allow-module", help="Module prefix whose code may be imported (repeatable).")
+    ] = [],  # noqa: B006
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1_048_576,
+    max_concurrency: Annotated[int, typer.Option(help="Requests in flight per token (429 above).")] = 64,
+    max_batch: Annotated[int, typer.Option(help="Most inputs per /batch request.")] = 64,
+    drain_timeout: Annotated[float, typer.Option(help="Seconds SIGTERM waits for requests in flight.")] = 30.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve stored programs over HTTP (run, stream, batch, OpenAI chat completions, deploy)."""
+    try:
+        from .. import serve
+        from ..serve._state import ServeSettings
+        from ..settings import current
+
+        app = serve.create_app(
+            programs=program or None,
+            lm=current().lm,
+            tokens=token or None,
+            allow_modules=allow_module,
+            settings=ServeSettings(
+                max_body_bytes=max_body_bytes,
+                max_concurrency=max_concurrency,
+                max_batch=max_batch,
+                drain_timeout=drain_timeout,
+            ),
+        )
+        serve.run(app, host=host, port=port, log_level=log_level)
+    except Exception as exc:
+        _fail(exc)
+
+
+@app.command("deploy")
+def deploy_command(
+    reference: Annotated[str, typer.Argument(help="name@version (name alone: the latest)")],
+    server: Annotated[str, typer.Option("--server", help="The server's base URL, e.g. http://127.0.0.1:8000")],
+    traffic: Annotated[float | None, typer.Option(help="Deploy as a canary with this share of requests.")] = None,
+    reload: Annotated[bool, typer.Option("--reload", help="Re-import the program's code first.")] = False,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Roll back instead (end the canary, or go back).")
+    ] = False,
+) -> None:
+    """Deploy a stored version on a running server (token from $ELIXIRML_SERVE_TOKEN)."""
+    try:
+        from .. import serve
+
+        name, _, version = reference.partition("@")
+        if version and not version.isdigit():
+            raise errors.ConfigurationError(f"The version in {reference!r} must be a number")
+        if rollback:
+            answer = serve.rollback(server, name)
+        else:
+            answer = serve.deploy(server, name, int(version) if version else None, traffic=traffic, reload=reload)
+        typer.echo(f"{name}: {answer['message']}")
+    except Exception as exc:
+        _fail(exc)
+
+
 def main() -> None:
     """Entry point of the ``elixirml`` command."""
     app()

@@ -1,0 +1,275 @@
+"""The OpenAI-compatible endpoint: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+``model`` names a served program. The last user message becomes its inputs: a JSON object of
+them, or plain text for a program with one input. The outputs come back as the assistant
+message: the value itself for a program with one output, else a JSON object of them. With
+``"stream": true`` the answer streams as ``chat.completion.chunk`` events (a one-output
+program's text as the LM writes it), then ``data: [DONE]``.
+
+Request options a program cannot honour per call (``temperature``, ``tools``, ...) are refused
+with 400 rather than ignored: set them in the program's stored configuration instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ..program import FieldChunk, StatusEvent, streamify
+from ._auth import require_token
+from ._run import RequestError, observed, outputs_of, parse_json, validate_inputs
+from ._state import LoadedVersion, ServeState
+
+log = logging.getLogger("elixirml.serve")
+VERSION_HEADER = "X-Program-Version"
+#: Request keys accepted besides ``model``, ``messages`` and ``stream``; anything else is refused.
+ACCEPTED = frozenset({"model", "messages", "stream", "stream_options", "user", "n"})
+
+
+def _error(exc: RequestError) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, default=str)
+    kind = "invalid_request_error" if exc.status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": None, "code": str(exc.status)}, **exc.body()}
+    headers = dict(exc.headers)
+    if exc.version is not None:
+        headers[VERSION_HEADER] = str(exc.version)
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if len(parts) == len(content):
+            return "".join(parts)
+    raise RequestError(400, "Message content must be text (a string, or a list of text parts)")
+
+
+def chat_inputs(version: LoadedVersion, body: Any) -> dict[str, Any]:
+    """The program's inputs from a chat-completions request body.
+
+    Raises:
+        RequestError: 400 for a malformed request or an unsupported option, 422 for bad inputs.
+    """
+    if not isinstance(body, dict):
+        raise RequestError(400, "The request body must be a JSON object")
+    unsupported = sorted(set(body) - ACCEPTED)
+    if unsupported:
+        raise RequestError(
+            400,
+            f"Options {unsupported} are not supported by a served program; set them in the program's stored "
+            "configuration (this endpoint takes model, messages, stream, stream_options, user).",
+            version=version.number,
+        )
+    if body.get("n", 1) != 1:
+        raise RequestError(400, "n must be 1: a served program gives one answer per request", version=version.number)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(400, "messages must be a non-empty list", version=version.number)
+    last = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None)
+    if last is None:
+        raise RequestError(400, "messages holds no user message", version=version.number)
+    text = _text(last.get("content"))
+    names, required = version.interface.input_names, version.interface.required
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and set(parsed) <= set(names) and set(required) <= set(parsed) and parsed:
+        return validate_inputs(version, parsed)
+    if len(names) == 1:
+        return validate_inputs(version, {names[0]: text})
+    raise RequestError(
+        422,
+        [
+            {
+                "loc": ["body", "messages", len(messages) - 1, "content"],
+                "msg": f"Program {version.name!r} takes inputs {list(names)} (required {list(required)}): send the "
+                "last user message as a JSON object of them",
+                "type": "value_error",
+            }
+        ],
+        version=version.number,
+    )
+
+
+def _content(version: LoadedVersion, outputs: dict[str, Any]) -> str:
+    names = version.interface.output_names or tuple(outputs)
+    if len(names) == 1 and names[0] in outputs:
+        value = outputs[names[0]]
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return json.dumps(outputs, ensure_ascii=False)
+
+
+def _usage(usage: Any) -> dict[str, int]:
+    return {
+        "prompt_tokens": int(usage.prompt_tokens),
+        "completion_tokens": int(usage.completion_tokens),
+        "total_tokens": int(usage.total_tokens),
+    }
+
+
+def _frame(data: Any) -> bytes:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def openai_router(state: ServeState) -> APIRouter:
+    """The router of ``/v1/chat/completions`` and ``/v1/models`` (bearer token required when set)."""
+    router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_token)])
+
+    @router.get("/models")
+    async def models() -> dict[str, Any]:
+        """The served programs, as OpenAI models."""
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": int(d.live.loaded_at), "owned_by": "elixirml"}
+                for name, d in sorted(state.deployments.items())
+            ],
+        }
+
+    @router.post("/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        """OpenAI's chat completions, answered by the program named in ``model``."""
+        try:
+            body = parse_json(await request.body())
+            name = body.get("model") if isinstance(body, dict) else None
+            deployment = state.deployments.get(name) if isinstance(name, str) else None
+            if deployment is None:
+                raise RequestError(404, f"model must name a served program; served: {sorted(state.deployments)}")
+            version = deployment.pick()
+            inputs = chat_inputs(version, body)
+        except RequestError as exc:
+            if exc.status == 422:
+                state.reject("invalid")
+            return _error(exc)
+        completion_id = "chatcmpl-" + secrets.token_hex(12)
+        created = int(time.time())
+        fingerprint = f"{version.name}@v{version.number}"
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(
+                _stream(state, version, inputs, dict(request.headers), completion_id, created, include_usage),
+                media_type="text/event-stream",
+                headers={VERSION_HEADER: str(version.number), "Cache-Control": "no-cache"},
+            )
+        try:
+            async with observed(state, version, request.headers, "chat") as run:
+                result = await version.program.acall(**inputs)
+        except RequestError as exc:
+            return _error(exc)
+        outputs = outputs_of(result)
+        answer = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": version.name,
+            "system_fingerprint": fingerprint,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": _content(version, outputs)},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": _usage(run.usage),
+            "elixirml": {"version": version.number, "trace_id": run.trace_id, "outputs": outputs},
+        }
+        return JSONResponse(answer, headers={VERSION_HEADER: str(version.number)})
+
+    return router
+
+
+async def _stream(
+    state: ServeState,
+    version: LoadedVersion,
+    inputs: dict[str, Any],
+    headers: dict[str, str],
+    completion_id: str,
+    created: int,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """``chat.completion.chunk`` frames: role, content as it is written, the end, usage, ``[DONE]``."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _frame(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": version.name,
+                "system_fingerprint": f"{version.name}@v{version.number}",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            }
+        )
+
+    names, model = version.interface.output_names, version.interface.output_model
+    text_output = len(names) == 1 and model is not None and model.model_fields[names[0]].annotation is str
+    single = names[0] if text_output else None  # only plain text streams as it is written
+    predictors = version.program.predictors()
+    last = predictors[-1].signature.__name__ if predictors else None
+    yield chunk({"role": "assistant", "content": ""})
+    sent, held = "", ""  # text sent so far; trailing whitespace held back (the final value is trimmed)
+    try:
+        async with observed(state, version, headers, "chat") as run:
+            final = None
+            async for item in streamify(version.program)(**inputs):
+                if isinstance(item, FieldChunk):
+                    if single is None or item.field != single or item.predictor != last:
+                        continue
+                    text = held + item.text
+                    if not sent:
+                        text = text.lstrip()
+                    stripped = text.rstrip()
+                    held = text[len(stripped) :]
+                    if stripped:
+                        sent += stripped
+                        yield chunk({"content": stripped})
+                elif not isinstance(item, StatusEvent):
+                    final = item
+            usage = run.usage
+    except RequestError as exc:
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, default=str)
+        yield _frame({"error": {"message": message, "type": "server_error", "code": str(exc.status)}})
+        yield b"data: [DONE]\n\n"
+        return
+    content = _content(version, outputs_of(final))
+    if content.startswith(sent):
+        rest = content[len(sent) :]
+        if rest:
+            yield chunk({"content": rest})
+    else:  # the parsed text is not what streamed (the adapter repaired it): the client is told, not misled
+        log.warning("Streamed text of %s differs from its parsed output", version.name)
+        yield _frame(
+            {
+                "error": {
+                    "message": f"The answer's parsed text differs from the streamed text; the parsed text: {content}",
+                    "type": "server_error",
+                    "code": "502",
+                }
+            }
+        )
+        yield b"data: [DONE]\n\n"
+        return
+    yield chunk({}, "stop")
+    if include_usage:
+        yield _frame(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": version.name,
+                "choices": [],
+                "usage": _usage(usage),
+            }
+        )
+    yield b"data: [DONE]\n\n"

@@ -1,0 +1,72 @@
+"""Run a served app under uvicorn, with a graceful drain on SIGTERM."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+from ..errors import ConfigurationError, MissingDependencyError
+
+log = logging.getLogger("elixirml.serve")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    drain_timeout: float | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve ``app`` (from :func:`~elixirml.serve.create_app`) until SIGTERM or SIGINT.
+
+    On SIGTERM the server stops accepting connections, ``/readyz`` answers 503, and requests
+    in flight get up to ``drain_timeout`` seconds (default: the app's ``settings.drain_timeout``)
+    to finish; those still running then are cancelled.
+
+    Args:
+        app: the app.
+        host: the address to bind; anything but loopback requires bearer tokens.
+        port: the port (0: any free one).
+        drain_timeout: seconds to wait for requests in flight on shutdown.
+        log_level: uvicorn's log level.
+
+    Raises:
+        ConfigurationError: a non-loopback address without tokens.
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise MissingDependencyError("uvicorn", "serve", "The HTTP server") from None
+    state = app.state.serve
+    if not is_loopback(host) and not state.tokens:
+        raise ConfigurationError(
+            f"Serving on {host} (not a loopback address) requires bearer tokens: pass --token or set "
+            "ELIXIRML_SERVE_TOKENS (comma-separated), or bind to 127.0.0.1."
+        )
+    drain = state.settings.drain_timeout if drain_timeout is None else drain_timeout
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=max(1, round(drain)), lifespan="on"
+    )
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server, marking the app as draining (``/readyz`` 503) as soon as a signal arrives."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not state.draining:
+                log.info("Draining: %d request(s) in flight, up to %.1fs", state.in_flight, drain)
+            state.draining = True
+            super().handle_exit(sig, frame)
+
+    DrainingServer(config).run()
