@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import textwrap
+import time
 
 import httpx
 import pytest
@@ -480,3 +481,38 @@ def test_request_span_continues_the_callers_traceparent_and_parents_program_span
     assert server.attributes["elixirml.program.version"] == 2
     module = spans["module Predict"]
     assert module.parent.span_id == server.context.span_id
+
+
+def test_the_app_serves_jobs_and_the_console_and_refuses_the_console_beside_tokens(store):
+    from fastapi.testclient import TestClient
+
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[])
+    with TestClient(app) as http:  # the lifespan starts the job manager
+        job = http.post(
+            "/jobs",
+            json={
+                "kind": "evaluate",
+                "program": "qa@1",
+                "rows": [{"question": "x", "answer": "A: x"}],
+                "inputs": ["question"],
+                "metric": "exact_match",
+            },
+        )
+        assert job.status_code == 201, job.text
+        for _ in range(200):
+            state = http.get(f"/jobs/{job.json()['id']}").json()
+            if state["state"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.05)
+        assert state["state"] == "succeeded", state
+        assert state["best_score"] == 100.0
+        page = http.get("/catalog")
+        assert page.status_code == 200 and "qa" in page.text and "<html" in page.text.lower()
+        assert http.get("/programs").json()["programs"]  # the API still answers its own paths
+
+    guarded = em.serve.create_app(store, lm=make_lm(), tokens=["s3cret-token-123456"])
+    with TestClient(guarded) as http:
+        assert http.get("/catalog").status_code == 404  # no console without a login
+        assert http.get("/jobs").status_code == 401
+    with pytest.raises(ConfigurationError, match="console has no login"):
+        em.serve.create_app(store, lm=make_lm(), tokens=["s3cret-token-123456"], console=True)

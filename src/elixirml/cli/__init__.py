@@ -467,8 +467,15 @@ def serve_command(
     max_batch: Annotated[int, typer.Option(help="Most inputs per /batch request.")] = 64,
     drain_timeout: Annotated[float, typer.Option(help="Seconds SIGTERM waits for requests in flight.")] = 30.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    console: Annotated[
+        bool | None,
+        typer.Option("--console/--no-console", help="Mount the web console at / (default: when no tokens are set)."),
+    ] = None,
+    jobs_lm: Annotated[
+        str | None, typer.Option(help="LM of optimization jobs' workers: a model name or pkg.module:factory.")
+    ] = None,
 ) -> None:
-    """Serve stored programs over HTTP (run, stream, batch, OpenAI chat completions, deploy)."""
+    """Serve stored programs over HTTP (run, stream, batch, OpenAI chat completions, deploy, jobs, console)."""
     try:
         from .. import serve
         from ..serve._state import ServeSettings
@@ -485,6 +492,8 @@ def serve_command(
                 max_batch=max_batch,
                 drain_timeout=drain_timeout,
             ),
+            console=console,
+            jobs_lm=jobs_lm,
         )
         serve.run(app, host=host, port=port, log_level=log_level)
     except Exception as exc:

@@ -10,6 +10,7 @@ included and protected with :func:`~elixirml.serve.require_token`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -34,6 +35,7 @@ from ..program import FieldChunk, StatusEvent, streamify
 from ..program._store import Store
 from ..runtime import gather_bounded
 from ._auth import Caller, TokenSet, require_token
+from ._jobs import JobManager, jobs_router
 from ._limits import LimitsMiddleware
 from ._loader import ProgramLoader
 from ._metrics import render_metrics
@@ -116,6 +118,9 @@ def create_app(
     settings: ServeSettings | None = None,
     title: str = "ElixirML",
     tracer_provider: Any = None,
+    jobs: bool = True,
+    jobs_lm: str | None = None,
+    console: bool | None = None,
 ) -> FastAPI:
     """Build the ASGI app that serves stored programs.
 
@@ -131,28 +136,54 @@ def create_app(
         title: the OpenAPI title.
         tracer_provider: the OpenTelemetry tracer provider of each request's server span
             (default: the global one); the span continues the request's ``traceparent``.
+        jobs: serve ``/jobs`` (supervised evaluations and optimizations, behind the tokens);
+            the job manager starts and stops with the app, resuming interrupted jobs.
+        jobs_lm: the LM of optimization jobs, which run in worker processes: a model name or
+            ``"pkg.module:factory"`` (default: the LM the worker's configuration names).
+        console: mount the web console at ``/``. Default: when the server has no tokens. The
+            console has no login, so asking for it on a server with tokens is refused.
 
     Returns:
         A FastAPI app; ``app.state.serve`` holds its :class:`~elixirml.serve.ServeState`.
 
     Raises:
         LoadError: a program named in ``programs`` cannot be built.
-        ConfigurationError: a bad option (a short token, a bad reference).
+        ConfigurationError: a bad option (a short token, a bad reference, the console with tokens).
     """
     if store is None or isinstance(store, str):
         store = Store(store)
+    token_set = TokenSet.from_sources(tokens)
+    if console and token_set:
+        raise ConfigurationError(
+            "The web console has no login, so it is not served next to bearer tokens: pass console=False "
+            "(elixirml serve --no-console), or run `elixirml console` on a loopback address"
+        )
+    mount_console = not token_set if console is None else console
     lm_settings = _settings.current()._with({"lm": lm}, "serve") if lm is not None else None
     state = ServeState(
         store,
         ProgramLoader(store, allow_modules),
-        TokenSet.from_sources(tokens),
+        token_set,
         settings or ServeSettings(),
         lm_settings,
     )
     state.tracer_provider = tracer_provider
     _load_programs(state, programs)
 
-    app = FastAPI(title=title, version=__version__, description="Programs served by ElixirML.")
+    manager = JobManager(store, lm=jobs_lm, evaluation_lm=lm, allow_modules=allow_modules) if jobs else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manager is None:
+            yield
+            return
+        await manager.start()
+        try:
+            yield
+        finally:
+            await manager.stop()
+
+    app = FastAPI(title=title, version=__version__, description="Programs served by ElixirML.", lifespan=lifespan)
     app.state.serve = state
     app.add_middleware(LimitsMiddleware, state=state)
 
@@ -349,6 +380,12 @@ def create_app(
 
     app.include_router(protected)
     app.include_router(openai_router(state))
+    if manager is not None:
+        app.include_router(jobs_router(manager, dependencies=[Depends(require_token)]))
+    if mount_console:  # last: the console's pages answer every path the API does not
+        from ..console import create_console_app
+
+        app.mount("/", create_console_app(store, lm=lm))
     app.openapi = lambda: _openapi(app, state)  # type: ignore[method-assign]
     return app
 

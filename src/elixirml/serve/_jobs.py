@@ -275,6 +275,8 @@ class JobManager:
             imported in each worker) or a model name for ``em.LM`` (``"openai/gpt-4o-mini"``,
             ``"local"``). None: evaluations use this process's configured LM and optimization
             workers the configured one of theirs (``ELIXIRML_LM``, the config file).
+        evaluation_lm: an LM object that evaluation jobs (which run in this process) use
+            instead of ``lm`` (``create_app(lm=...)`` passes its LM here).
         allow_modules: module prefixes from which a stored program's class may be imported
             (the server's ``--allow-module``); a class from elsewhere must already be loaded.
         data_dirs: folders whose files a job may name as its dataset (none by default:
@@ -301,6 +303,7 @@ class JobManager:
         store: Store | str | None = None,
         *,
         lm: str | None = None,
+        evaluation_lm: Any = None,
         allow_modules: Sequence[str] = (),
         data_dirs: Sequence[str | os.PathLike[str]] = (),
         max_restarts: int = 3,
@@ -316,6 +319,7 @@ class JobManager:
             )
         self.store = store if isinstance(store, Store) else Store(store)
         self.lm = lm
+        self.evaluation_lm = evaluation_lm
         self.allow_modules = tuple(allow_modules)
         self.data_dirs = tuple(os.fspath(d) for d in data_dirs)
         self.python = python
@@ -550,7 +554,7 @@ class JobManager:
                 last_write[0] = now
                 self.store.update_job(job_id, progress=min(0.99, done / total))
 
-        lm = resolve_lm(self.lm) if self.lm is not None else None
+        lm = self.evaluation_lm if self.evaluation_lm is not None else resolve_lm(self.lm) if self.lm else None
         with context(lm=lm) if lm is not None else contextlib.nullcontext():
             result = await aevaluate(
                 prepared.program,
