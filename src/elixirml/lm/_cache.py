@@ -43,8 +43,8 @@ _COMPLETION_FIELDS = {"text": (str,), "tool_calls": (list, type(None)), "logprob
 _COMPLETION_FIELDS["finish_reason"] = (str, type(None))
 
 
-def _decode(key: str, text: Any) -> LMResponse | None:
-    """The response a cache row holds for ``key``, or None when the row is not a valid answer to it."""
+def _envelope(key: str, text: Any) -> dict[str, Any] | None:
+    """A cache row's JSON object when it is in this cache's format and written for ``key``, else None."""
     if not isinstance(text, str):
         return None
     try:
@@ -52,6 +52,14 @@ def _decode(key: str, text: Any) -> LMResponse | None:
     except ValueError:
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != key:
+        return None
+    return data
+
+
+def _decode(key: str, text: Any) -> LMResponse | None:
+    """The response a cache row holds for ``key``, or None when the row is not a valid answer to it."""
+    data = _envelope(key, text)
+    if data is None:
         return None
     completions = data.get("completions")
     model = data.get("model", "")
@@ -69,13 +77,8 @@ def _decode(key: str, text: Any) -> LMResponse | None:
 
 def _decode_vector(key: str, text: Any) -> list[float] | None:
     """The embedding a cache row holds for ``key``, or None when the row is not a valid one."""
-    if not isinstance(text, str):
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != key:
+    data = _envelope(key, text)
+    if data is None:
         return None
     vector = data.get("vector")
     if not isinstance(vector, list) or not vector:
