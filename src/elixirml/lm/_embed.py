@@ -227,16 +227,8 @@ class _EmbeddingsClient(OpenAILM):
     """The OpenAI client, sending to ``/embeddings``: the same session, errors and policies."""
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
-        import aiohttp
-
         body = {"model": self.model_name, "input": [m["content"] for m in messages], **settings}
-        response = await self._post(body, "/embeddings")
-        try:
-            raw = await response.read()
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ProviderError(f"{self.endpoint_label}: connection lost ({type(exc).__name__})") from None
-        finally:
-            response.release()
+        raw = await self._read(body, "/embeddings")
         try:
             data = json.loads(raw)
             vectors = _parse_embeddings(data, len(messages))

@@ -334,16 +334,21 @@ class OpenAILM(LM):
             message, status=status, retryable=status in _RETRYABLE_STATUS, retry_after=parse_retry_after(retry_after)
         )
 
-    async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+    async def _read(self, body: dict[str, Any], path: str = "/chat/completions") -> bytes:
+        """POST ``body`` to ``path`` and read the whole answer (a dropped connection is a ProviderError)."""
         import aiohttp
 
-        response = await self._post(self._body(messages, settings))
+        response = await self._post(body, path)
         try:
             raw = await response.read()
         except (aiohttp.ClientError, OSError) as exc:
             raise ProviderError(f"{self.endpoint_label}: connection lost ({type(exc).__name__})") from None
         finally:
             response.release()
+        return bytes(raw)
+
+    async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        raw = await self._read(self._body(messages, settings))
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
