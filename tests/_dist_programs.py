@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 from typing import Any
 
@@ -76,3 +77,44 @@ def exact(example: em.Example, prediction: Any, trace: Any = None) -> float:
 def knows_instructions(messages: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, str]:
     """'yes' when the system prompt carries the instructions the test set on the program."""
     return {"answer": "yes" if "Shout the question back." in messages[0]["content"] else "no"}
+
+
+class Tunable(em.Program):
+    """A program with a temperature to search: :func:`cold_upper` answers right only when it is low."""
+
+    temperature = em.Variable.float(default=1.0, low=0.0, high=2.0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = em.Predict("question -> answer")
+
+    def forward(self, question: str) -> Any:
+        return self.answer(question=question, config={"temperature": self.temperature})
+
+
+def cold_upper(log_dir: str, messages: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, str]:
+    """The question in capitals when the temperature is below 0.5, else a wrong answer.
+
+    Every call leaves a file named after the calling process in ``log_dir``, so a test counts
+    the calls made in all processes (the driver's and the workers').
+    """
+    fd, _ = tempfile.mkstemp(prefix=f"{os.getpid()}-", dir=log_dir)
+    os.write(fd, repr(time.time()).encode())
+    os.close(fd)
+    system = messages[0]["content"]
+    if "Summarize what these examples" in system:
+        return {"summary": "Questions to repeat in capitals."}
+    if "Propose a better instruction" in system:
+        return {"proposed_instruction": "Repeat the question in capitals."}
+    time.sleep(0.01)
+    question = _question(messages)
+    return {"answer": question.upper() if float(settings.get("temperature", 1.0)) < 0.5 else "warm"}
+
+
+def calls_by_process(log_dir: str) -> dict[int, int]:
+    """How many :func:`cold_upper` calls each process made."""
+    counts: dict[int, int] = {}
+    for name in os.listdir(log_dir):
+        pid = int(name.split("-")[0])
+        counts[pid] = counts.get(pid, 0) + 1
+    return counts

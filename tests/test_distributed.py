@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 
 import pytest
 
 import elixirml as em
-from _dist_programs import Echo, EchoPipeline, exact, failing, knows_instructions, stamped, upper, upper_killing_once
+from _dist_programs import (
+    Echo,
+    EchoPipeline,
+    Tunable,
+    calls_by_process,
+    cold_upper,
+    exact,
+    failing,
+    knows_instructions,
+    stamped,
+    upper,
+    upper_killing_once,
+)
 from elixirml.errors import CircuitOpenError, ConfigurationError, LoadError, ProviderError
 from elixirml.runtime import CircuitBreaker, RateLimiter
 
@@ -212,3 +225,156 @@ def test_a_predictor_with_its_own_lm_is_refused(executor):
     program.answer.set_lm(em.FunctionLM(upper))
     with pytest.raises(ConfigurationError, match="answer"):
         em.distributed.run(program, _devset(2), executor=executor)
+
+
+# ---------------------------------------------------------------------------- parallel optimization
+class Watching:
+    """An executor around another that records how many runs overlap (an optimizer's parallel trials)."""
+
+    def __init__(self, inner: em.RayExecutor) -> None:
+        self.inner, self.active, self.peak, self.runs = inner, 0, 0, 0
+
+    async def stream(self, program, work, items, *, concurrency):
+        self.active += 1
+        self.runs += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            async for outcome in self.inner.stream(program, work, items, concurrency=concurrency):
+                yield outcome
+        finally:
+            self.active -= 1
+
+
+def _tunable_data(n: int, offset: int = 0) -> list[em.Example]:
+    return [
+        em.Example(question=f"item {i}", answer=f"ITEM {i}").with_inputs("question") for i in range(offset, offset + n)
+    ]
+
+
+@pytest.fixture
+def cold(tmp_path):
+    """The call log of the parallel-optimization tests' LM, and an executor with 2 workers on that LM."""
+    log = tmp_path / "calls"
+    log.mkdir()
+    lm = em.FunctionLM(functools.partial(cold_upper, str(log)))
+    runner = _runner(lm)
+    with em.context(lm=lm):
+        yield str(log), runner
+    runner.shutdown()
+
+
+def _worker_calls(log: str, runner: em.RayExecutor) -> int:
+    counts = calls_by_process(log)
+    return sum(n for pid, n in counts.items() if pid != os.getpid())
+
+
+def test_random_search_runs_its_trials_on_workers_in_parallel_with_the_local_result(cold):
+    log, runner = cold
+    train, val = _tunable_data(6), _tunable_data(8, offset=10)
+    local = em.optimizers.RandomSearch(exact, num_candidates=6, max_bootstrapped_demos=1, seed=3)
+    local.compile(Tunable(), trainset=train, valset=val)
+    for name in os.listdir(log):
+        os.remove(os.path.join(log, name))
+    watching = Watching(runner)
+    parallel = em.optimizers.RandomSearch(
+        exact, num_candidates=6, max_bootstrapped_demos=1, seed=3, n_workers=2, executor=watching
+    )
+    compiled = parallel.compile(Tunable(), trainset=train, valset=val)
+    assert watching.peak == 2  # two trials in flight at once
+    assert [t.score for t in parallel.last_result.trials] == [t.score for t in local.last_result.trials]
+    assert compiled.temperature == local.last_result.best_configuration["temperature"]
+    assert parallel.last_result.best_score == local.last_result.best_score == 100.0
+    # every trial evaluation ran on the workers, and their calls are counted in the run's usage
+    assert _worker_calls(log, runner) >= 6 * len(val)
+    assert parallel.last_result.lm_calls == sum(calls_by_process(log).values())
+
+
+def test_max_lm_calls_holds_across_workers(cold):
+    log, runner = cold
+    optimizer = em.optimizers.RandomSearch(
+        exact, num_candidates=20, max_bootstrapped_demos=0, n_workers=2, executor=runner, search_variables=True
+    )
+    optimizer.compile(Tunable(), trainset=_tunable_data(4), valset=_tunable_data(10, offset=10), max_lm_calls=37)
+    made = sum(calls_by_process(log).values())
+    assert made <= 37
+    assert optimizer.last_result.stopped == "max_lm_calls"
+    assert optimizer.last_result.lm_calls == made  # the workers' calls came back into the run's count
+    assert _worker_calls(log, runner) > 0
+
+
+def test_max_trials_holds_across_workers(cold):
+    _, runner = cold
+    optimizer = em.optimizers.RandomSearch(
+        exact, num_candidates=8, max_bootstrapped_demos=0, n_workers=2, executor=runner
+    )
+    optimizer.compile(Tunable(), trainset=_tunable_data(4), valset=_tunable_data(6, offset=10), max_trials=3)
+    assert len(optimizer.last_result.trials) == 3
+    assert optimizer.last_result.stopped == "max_trials"
+
+
+def test_mipro_asks_trials_of_one_study_in_parallel_and_resumes(cold, tmp_path):
+    optuna = pytest.importorskip("optuna")
+    _, runner = cold
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    train, val = _tunable_data(6), _tunable_data(30, offset=10)
+
+    def mipro(executor):
+        return em.optimizers.MIPRO(
+            exact, num_trials=6, num_candidates=2, minibatch_size=5, storage=storage, n_workers=2, executor=executor
+        )
+
+    watching = Watching(runner)
+    first = mipro(watching)
+    first.compile(Tunable(), trainset=train, valset=val, resume="parallel", max_trials=4)
+    assert first.last_result.stopped == "max_trials"
+    study = optuna.load_study(study_name="elixirml-mipro-parallel", storage=storage)
+    done = {t.number: t.params for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert done and all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+
+    second = mipro(watching)
+    second.compile(Tunable(), trainset=train, valset=val, resume="parallel")
+    assert watching.peak == 2
+    study = optuna.load_study(study_name="elixirml-mipro-parallel", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 6  # one study across the workers and the legs: 6 trials in all
+    assert all(study.trials[n].params == params for n, params in done.items())  # kept, not run again
+    numbers = [t.number for t in second.last_result.trials]
+    assert len(numbers) == len(set(numbers))
+    assert second.last_result.run_id == "parallel"
+
+
+def test_variable_search_runs_trials_in_parallel(cold):
+    log, runner = cold
+    watching = Watching(runner)
+    optimizer = em.optimizers.VariableSearch([exact, "latency"], n_trials=4, n_workers=2, executor=watching)
+    optimizer.compile(Tunable(), trainset=_tunable_data(4), valset=_tunable_data(6, offset=10))
+    assert watching.peak == 2
+    assert len(optimizer.last_result.trials) == 4
+    assert optimizer.last_result.pareto_front
+    assert _worker_calls(log, runner) >= 4 * 6
+
+
+def test_n_workers_without_an_executor_starts_ray_with_that_many_workers(monkeypatch):
+    from elixirml.runtime import _executor
+
+    made = []
+
+    class Recorded:
+        def __init__(self, ephemeral, num_workers=None):
+            made.append((ephemeral, num_workers))
+            self.closed = False
+
+        async def stream(self, program, work, items, *, concurrency):
+            yield  # pragma: no cover - never run
+
+        def shutdown(self):
+            self.closed = True
+
+    monkeypatch.setitem(
+        _executor._FACTORIES, "ray", lambda *, ephemeral=True, **options: Recorded(ephemeral, **options)
+    )
+    with em.optimizers.MIPRO(exact, n_workers=3)._open_executor() as runner:
+        assert made == [(False, 3)]  # kept for every trial of the run, not stopped after each
+    assert runner.closed
+    with pytest.raises(ConfigurationError, match="n_workers"):
+        em.optimizers.RandomSearch(exact, n_workers=0)

@@ -1,16 +1,18 @@
-"""An LM's rate limits and circuit breaker shared by every worker, through one Ray actor.
+"""An LM's rate limits, its circuit breaker and the run's LM call budget, shared by every worker.
 
 Each worker's LM gets a :class:`SharedRateLimiter` and a :class:`SharedCircuitBreaker` in
 place of its own: they ask the one :class:`LimitsActor` of the run, so 4 workers under a
 600 RPM limit send at most 600 requests a minute together, and failures seen by any worker
-open the circuit for all of them.
+open the circuit for all of them. A :class:`SharedCallBudget` does the same for the driver's
+``max_lm_calls``: every worker's call is taken from one count.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import CircuitOpenError
+from ..errors import BudgetExceededError, CircuitOpenError
+from ..lm._usage import CallBudget
 from ..runtime import CircuitBreaker, RateLimiter
 
 
@@ -20,6 +22,19 @@ class LimitsActor:
     def __init__(self) -> None:
         self._limiters: dict[str, RateLimiter] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._calls_taken = 0
+        self._calls_allowed: int | None = None
+
+    def allow_calls(self, total: int | None) -> None:
+        """Let the workers take LM calls while fewer than ``total`` were taken in all (None: no cap)."""
+        self._calls_allowed = total
+
+    def take_call(self) -> bool:
+        """Count one LM call of a worker; False (and nothing counted) when the budget is spent."""
+        if self._calls_allowed is not None and self._calls_taken >= self._calls_allowed:
+            return False
+        self._calls_taken += 1
+        return True
 
     def configure(
         self, key: str, rate: tuple[int | None, int | None, float] | None, breaker: dict[str, Any] | None
@@ -102,6 +117,27 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     def release_probe(self) -> None:
         self._actor.release_probe.remote(self._key)
+
+
+class SharedCallBudget(CallBudget):
+    """A worker's view of the driver's LM call budget: each call is taken from the shared count."""
+
+    def __init__(self, actor: Any) -> None:
+        super().__init__(None)
+        self._actor = actor
+
+    def take(self) -> None:
+        from ._ray import ray_module
+
+        self._granted(bool(ray_module().get(self._actor.take_call.remote())))
+
+    async def atake(self) -> None:
+        self._granted(bool(await self._actor.take_call.remote()))
+
+    def _granted(self, granted: bool) -> None:
+        if not granted:
+            raise BudgetExceededError("The run's LM call budget (max_lm_calls, shared by every worker) is spent")
+        self.used += 1
 
 
 def breaker_options(breaker: CircuitBreaker) -> dict[str, Any]:

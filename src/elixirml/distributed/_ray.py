@@ -11,12 +11,14 @@ import contextlib
 import math
 import os
 import uuid
+import weakref
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..data._dataset import split_evenly
 from ..errors import ConfigurationError, DistributedError, MissingDependencyError
-from ..lm import LM
+from ..lm import LM, Usage
+from ..lm._usage import CallBudget, open_budgets, record_usage
 from ..runtime._executor import ProgramSpec, Work
 from ..settings import current
 from ._limits import LimitsActor
@@ -54,7 +56,11 @@ class RayExecutor:
     runs its share of the items with the async engine, streaming each result back as it
     finishes. A worker that dies mid-run is replaced and its unfinished items run again on the
     new one; each item's result is taken once. The LM's rate limits and circuit breaker are
-    shared by all workers through one Ray actor.
+    shared by all workers through one Ray actor, and so is the driver's LM call budget
+    (``em.spending_limit`` / an optimizer's ``max_lm_calls``): the workers' calls together stay
+    within it. The usage of the workers' LM calls is added to the driver's ``track_usage``
+    blocks as results arrive. Runs started at the same time on one executor (an optimizer's
+    parallel trials) share its workers, limits and budget.
 
     Args:
         address: ``None`` (the Ray instance this process already joined, or a new local one),
@@ -107,6 +113,10 @@ class RayExecutor:
         self._workers: list[Any] = []
         self._ephemeral = False  # made for executor="ray": its workers stop when the run ends
         self._classes: tuple[Any, Any] | None = None
+        self._limits: Any = None  # the LimitsActor of the runs in progress
+        self._runs = 0  # runs in progress (they share the workers and the limits actor)
+        self._charged: weakref.WeakKeyDictionary[CallBudget, int] = weakref.WeakKeyDictionary()
+        self._charged_calls = 0  # worker calls added to the driver's budgets since the limits actor started
 
     def __repr__(self) -> str:
         return f"RayExecutor(address={self.address!r}, num_workers={self.num_workers!r})"
@@ -168,6 +178,29 @@ class RayExecutor:
                 ray.kill(worker)
         self._workers = []
 
+    # ------------------------------------------------------------------ shared budget
+    async def _share_budget(self, limits: Any) -> bool:
+        """Let the workers spend what is left of the tightest open call budget; False when none caps calls.
+
+        Every call a worker makes is taken from one count in the limits actor. The driver's
+        budgets learn of those calls as results arrive (:meth:`_charge`); the workers may take
+        what those budgets have left plus what has already been charged to them.
+        """
+        left = [b.max_calls - b.used for b in open_budgets() if b.max_calls is not None]
+        if not left:
+            return False
+        await limits.allow_calls.remote(max(0, min(left)) + self._charged_calls)
+        return True
+
+    def _charge(self, usage: dict[str, Any]) -> None:
+        """Add one item's worker usage to the driver's usage trackers and call budgets."""
+        for model, part in usage["models"].items():
+            record_usage(Usage.from_dict(part), model)
+        calls = int(usage["calls"])
+        for budget in open_budgets():
+            budget.used += calls
+        self._charged_calls += calls
+
     # ------------------------------------------------------------------ running
     def _blueprint(self) -> LMBlueprint | None:
         lm = self.lm if self.lm is not None else current().lm
@@ -196,9 +229,17 @@ class RayExecutor:
         ray = self._ray()
         blueprint = self._blueprint()
         _, limits_cls = self._actor_classes()
-        limits = limits_cls.remote()
-        if blueprint is not None and (blueprint.rate is not None or blueprint.breaker is not None):
-            await limits.configure.remote(blueprint.key, blueprint.rate, blueprint.breaker)
+        if self._runs == 0:
+            self._limits, self._charged_calls = limits_cls.remote(), 0
+        self._runs += 1
+        limits = self._limits
+        try:
+            if blueprint is not None and (blueprint.rate is not None or blueprint.breaker is not None):
+                await limits.configure.remote(blueprint.key, blueprint.rate, blueprint.breaker)
+            share_budget = await self._share_budget(limits)
+        except BaseException:
+            self._end_run()
+            raise
         parts = [part for part in split_evenly(list(items), self.workers()) if part]
         workers = self._ensure_workers(len(parts))
         per_worker = max(1, math.ceil(concurrency / len(parts)))
@@ -216,12 +257,13 @@ class RayExecutor:
                 try:
                     await self._setup(worker, program, blueprint, limits, run_key)
                     stream = worker.run.options(num_returns="streaming").remote(
-                        run_key, work, list(remaining.items()), per_worker
+                        run_key, work, list(remaining.items()), per_worker, share_budget
                     )
                     async for ref in stream:
-                        index, result = await ref
+                        index, result, usage = await ref
                         if remaining.pop(index, _GONE) is not _GONE and index not in taken:
                             taken.add(index)
+                            self._charge(usage)
                             await queue.put((index, result))
                     with contextlib.suppress(*died):
                         await worker.forget.remote(run_key)
@@ -260,10 +302,18 @@ class RayExecutor:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                ray.kill(limits)
-            if self._ephemeral:
-                self.shutdown()
+            self._end_run()
+
+    def _end_run(self) -> None:
+        """One run ended; the last one running stops the limits actor (and an ephemeral executor's workers)."""
+        self._runs -= 1
+        if self._runs:
+            return
+        with contextlib.suppress(Exception):
+            ray_module().kill(self._limits)
+        self._limits = None
+        if self._ephemeral:
+            self.shutdown()
 
     async def _setup(self, worker: Any, program: ProgramSpec, blueprint: Any, limits: Any, run_key: str) -> None:
         ray = ray_module()
@@ -291,8 +341,14 @@ class RayExecutor:
 _GONE = object()
 
 
-def default_executor() -> RayExecutor:
-    """What ``executor="ray"`` means: a :class:`RayExecutor` with the defaults."""
-    executor = RayExecutor(address=os.environ.get("RAY_ADDRESS") or None)
-    executor._ephemeral = True
+def default_executor(*, ephemeral: bool = True, num_workers: int | None = None) -> RayExecutor:
+    """What ``executor="ray"`` means: a :class:`RayExecutor` with the defaults (``RAY_ADDRESS`` if set).
+
+    Args:
+        ephemeral: stop its workers when each run ends (``evaluate(..., executor="ray")``); an
+            optimizer that runs many trials keeps them until it is done and then shuts them down.
+        num_workers: as for :class:`RayExecutor`.
+    """
+    executor = RayExecutor(address=os.environ.get("RAY_ADDRESS") or None, num_workers=num_workers)
+    executor._ephemeral = ephemeral
     return executor

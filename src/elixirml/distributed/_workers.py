@@ -1,11 +1,13 @@
 """What runs inside a Ray worker.
 
 It rebuilds the program from its class path and JSON state, builds the LM with the run's
-shared limits, and streams results back as they finish.
+shared limits, and streams results back as they finish, each with the LM usage it took (the
+driver adds it to its own ``track_usage`` blocks and call budgets).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import threading
@@ -15,11 +17,12 @@ from typing import Any
 from ..errors import ConfigurationError, LoadError
 from ..lm import LM, Usage
 from ..lm._base import History
+from ..lm._usage import limit_calls, spending_limit, track_usage
 from ..program._module import Module, build_program
 from ..runtime import ConcurrencyLimiter, RateLimiter, stream_bounded
 from ..runtime._executor import ProgramSpec, Work
 from ..settings import context
-from ._limits import SharedCircuitBreaker, SharedRateLimiter, breaker_options
+from ._limits import SharedCallBudget, SharedCircuitBreaker, SharedRateLimiter, breaker_options
 
 # An LM's parts that belong to one process (locks, connections, counters, recent calls): never
 # sent to a worker; the worker builds its own.
@@ -113,6 +116,7 @@ class Worker:
     def __init__(self) -> None:
         self._programs: dict[str, Module] = {}
         self._lms: dict[int, LM] = {}
+        self._limits: dict[str, Any] = {}
 
     def pid(self) -> int:
         """The worker's process id."""
@@ -122,6 +126,7 @@ class Worker:
         """Rebuild the program (and its LM) for the run ``key``; returns the class path."""
         cls = import_program_class(spec.class_path)
         self._programs[key] = build_program({"class": spec.class_path, "state": spec.state}, cls)
+        self._limits[key] = limits
         if blueprint is not None:
             self._lms[id(self._programs[key])] = blueprint.build(limits)
         return spec.class_path
@@ -129,17 +134,33 @@ class Worker:
     def forget(self, key: str) -> None:
         """Drop the run ``key``'s program."""
         program = self._programs.pop(key, None)
+        self._limits.pop(key, None)
         if program is not None:
             self._lms.pop(id(program), None)
 
     async def run(
-        self, key: str, work: Work, items: Sequence[tuple[int, Any]], concurrency: int
-    ) -> AsyncIterator[tuple[int, Any]]:
-        """Yield ``(index, work(program, index, item))`` as each item finishes."""
+        self, key: str, work: Work, items: Sequence[tuple[int, Any]], concurrency: int, share_budget: bool = False
+    ) -> AsyncIterator[tuple[int, Any, dict[str, Any]]]:
+        """Yield ``(index, work(program, index, item), usage)`` as each item finishes.
+
+        ``usage`` is what the item's LM calls took: ``{"calls": n, "models": {model: Usage dict}}``
+        (calls answered from the cache are not counted in ``calls``). With ``share_budget`` every
+        call is taken from the run's shared call budget first.
+        """
         program = self._programs[key]
         lm = self._lms.get(id(program))
         overrides = {"lm": lm} if lm is not None else {}
-        with context(**overrides):
-            jobs = [(lambda index=index, item=item: work(program, index, item)) for index, item in items]
-            async for position, result in stream_bounded(jobs, concurrency):
-                yield items[position][0], result
+
+        async def job(index: int, item: Any) -> tuple[Any, dict[str, Any]]:
+            with track_usage() as usage, spending_limit(None) as counted:
+                result = await work(program, index, item)
+            models = {model: part.as_dict() for model, part in usage.by_model.items()}
+            return result, {"calls": counted.used, "models": models}
+
+        shared = limit_calls(SharedCallBudget(self._limits[key])) if share_budget else contextlib.nullcontext()
+        with context(**overrides), shared:
+            jobs = [(lambda index=index, item=item: job(index, item)) for index, item in items]
+            async for position, outcome in stream_bounded(jobs, concurrency):
+                assert not isinstance(outcome, BaseException)  # without return_exceptions, errors raise
+                result, usage = outcome
+                yield items[position][0], result, usage

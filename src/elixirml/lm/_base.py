@@ -434,7 +434,7 @@ class LM:
                 self._record(messages, settings, hit)
                 return hit
         send_settings = _sendable(settings)
-        reserve_call()
+        await reserve_call()
 
         def accept(response: LMResponse) -> None:
             self._price(response)
@@ -608,7 +608,7 @@ class LM:
         if hit is not None:
             self._record(messages, settings, hit)
             return [float(x) for x in json.loads(hit.text)]
-        reserve_call()
+        await reserve_call()
         start = time.perf_counter()
         scores = await self._score_send(messages, prefix, list(continuations))
         response = LMResponse(

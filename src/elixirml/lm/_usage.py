@@ -100,6 +100,22 @@ class CallBudget:
         """Whether no call is left."""
         return self.max_calls is not None and self.used >= self.max_calls
 
+    def take(self) -> None:
+        """Count one call (the caller checked :attr:`exhausted`); a shared budget may still refuse it.
+
+        Raises:
+            BudgetExceededError: the budget is spent.
+        """
+        if self.exhausted:
+            from ..errors import BudgetExceededError
+
+            raise BudgetExceededError(f"LM call budget of {self.max_calls} calls is spent")
+        self.used += 1
+
+    async def atake(self) -> None:
+        """:meth:`take` for callers on an event loop (a shared budget asks its owner without blocking)."""
+        self.take()
+
 
 _BUDGETS: contextvars.ContextVar[tuple[CallBudget, ...]] = contextvars.ContextVar("elixirml_budgets", default=())
 
@@ -107,7 +123,17 @@ _BUDGETS: contextvars.ContextVar[tuple[CallBudget, ...]] = contextvars.ContextVa
 @contextlib.contextmanager
 def spending_limit(max_calls: int | None) -> Iterator[CallBudget]:
     """Refuse LM calls beyond ``max_calls`` inside the block (raises ``BudgetExceededError``)."""
-    budget = CallBudget(max_calls)
+    with limit_calls(CallBudget(max_calls)) as budget:
+        yield budget
+
+
+@contextlib.contextmanager
+def limit_calls(budget: CallBudget) -> Iterator[CallBudget]:
+    """Count every LM call made inside the block against ``budget`` (as :func:`spending_limit` does).
+
+    For a budget object of one's own, such as a distributed worker's view of a budget the
+    driver holds.
+    """
     token = _BUDGETS.set((*_BUDGETS.get(), budget))
     try:
         yield budget
@@ -115,7 +141,12 @@ def spending_limit(max_calls: int | None) -> Iterator[CallBudget]:
         _BUDGETS.reset(token)
 
 
-def reserve_call() -> None:
+def open_budgets() -> tuple[CallBudget, ...]:
+    """The call budgets open around this context, outermost first."""
+    return _BUDGETS.get()
+
+
+async def reserve_call() -> None:
     """Count one LM call against every open budget; raise if any is spent (nothing is sent then)."""
     budgets = _BUDGETS.get()
     if not budgets:
@@ -126,7 +157,7 @@ def reserve_call() -> None:
 
             raise BudgetExceededError(f"LM call budget of {budget.max_calls} calls is spent")
     for budget in budgets:
-        budget.used += 1
+        await budget.atake()
 
 
 def format_history(entries: list[dict[str, Any]]) -> str:

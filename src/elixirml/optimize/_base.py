@@ -7,6 +7,7 @@ shows progress with the best score so far, and stops cleanly at a limit, keeping
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import random
@@ -18,13 +19,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, StoreError
-from ..evaluate import EvaluationResult, evaluate
+from ..evaluate import EvaluationResult, aevaluate, evaluate
 from ..evaluate._metrics import as_metric
 from ..lm import Usage, track_usage
 from ..lm._usage import CallBudget, price_for, spending_limit
 from ..program import Module
 from ..program._serialize import configuration_to_json
-from ..runtime import _callbacks
+from ..runtime import _callbacks, run_sync
+from ..runtime._executor import Executor, open_executor
 from ..schema import Example
 
 
@@ -177,6 +179,15 @@ class Optimizer:
         concurrency: examples evaluated at once.
         num_threads: DSPy's name for ``concurrency`` (honoured as it).
         display_progress: progress bar (default: when stderr is a terminal).
+        n_workers: how many Ray workers evaluate candidates (default 1: in this process).
+            ``MIPRO``, ``RandomSearch`` and ``VariableSearch`` also run this many trials at
+            once against their one study; budgets (``max_lm_calls``, ``max_trials``,
+            ``max_metric_calls``) hold across the workers. Without ``executor=`` it starts
+            ``executor="ray"`` with ``num_workers=n_workers`` (``RAY_ADDRESS`` is honoured).
+        executor: where evaluations run: ``None``/``"local"`` (this process), ``"ray"`` or an
+            executor object such as ``em.RayExecutor(address="auto")`` (see ``em.evaluate``).
+            Workers rebuild each candidate from its JSON state and importable class, so the
+            program's class must be importable on the workers.
     """
 
     name = "Optimizer"
@@ -196,11 +207,17 @@ class Optimizer:
         concurrency: int = 8,
         num_threads: int | None = None,
         display_progress: bool | None = None,
+        n_workers: int = 1,
+        executor: Any = None,
     ) -> None:
         if num_threads is not None:
             concurrency = num_threads
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency (num_threads) must be an int >= 1, got {concurrency!r}")
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+            raise ConfigurationError(f"n_workers must be an int >= 1, got {n_workers!r}")
+        self.n_workers = n_workers
+        self.executor = executor
         self.metric = as_metric(metric) if metric is not None else None
         self.seed = seed
         self.budget: dict[str, Any] = {
@@ -215,6 +232,7 @@ class Optimizer:
         self.last_result: OptimizationResult | None = None
         self._calls: CallBudget | None = None
         self._usage: Usage | None = None
+        self._runner: Executor | None = None
         self._started = 0.0
         self.metric_calls = 0
 
@@ -277,7 +295,59 @@ class Optimizer:
             display_progress=False,
             record=False,
             keep_traces=keep_traces,
+            executor=self._runner,
         )
+
+    def trial_slots(self, state: OptimizationState, examples_per_trial: int, left: int) -> int:
+        """How many trials to start at once: ``n_workers``, fewer when a budget or the search has less room.
+
+        At least one: a trial the budget cannot pay for is stopped by :meth:`evaluate`'s own check.
+        """
+        slots = min(self.n_workers, left)
+        if self.budget["max_trials"] is not None:
+            slots = min(slots, self.budget["max_trials"] - len(state.trials))
+        limit = self.budget["max_metric_calls"]
+        if limit is not None and examples_per_trial > 0:
+            slots = min(slots, (limit - self.metric_calls) // examples_per_trial)
+        return max(1, slots)
+
+    def evaluate_trials(
+        self, jobs: Sequence[tuple[Module, Sequence[Example]]], *, metrics: Mapping[str, Any] | None = None
+    ) -> list[tuple[EvaluationResult, Usage, float]]:
+        """Evaluate several candidates at once (parallel trials): ``(result, usage, seconds)`` for each, in order.
+
+        Each candidate is scored with this optimizer's metric (or ``metrics``, every objective
+        under its name) on its own data; on an executor their examples share its workers. The
+        candidates' examples count against ``max_metric_calls`` as with :meth:`evaluate`.
+        """
+        if metrics is None:
+            if self.metric is None:
+                raise ConfigurationError(f"{self.name} needs a metric")
+            limit = self.budget["max_metric_calls"]
+            needed = sum(len(data) for _, data in jobs)
+            if limit is not None and self.metric_calls + needed > limit:
+                raise _StopOptimization("max_metric_calls")
+            self.metric_calls += needed
+
+        async def one(program: Module, data: Sequence[Example]) -> tuple[EvaluationResult, Usage, float]:
+            started = time.perf_counter()
+            with track_usage() as usage:
+                result = await aevaluate(
+                    program,
+                    list(data),
+                    self.metric if metrics is None else None,
+                    metrics=metrics,
+                    concurrency=self.concurrency,
+                    display_progress=False,
+                    record=False,
+                    executor=self._runner,
+                )
+            return result, usage, time.perf_counter() - started
+
+        async def together() -> list[tuple[EvaluationResult, Usage, float]]:
+            return list(await asyncio.gather(*(one(program, data) for program, data in jobs)))
+
+        return run_sync(together())
 
     def budget_spent(self, state: OptimizationState) -> str | None:
         """The budget that is spent (``"max_lm_calls"``, ``"max_metric_calls"``, ...), or None.
@@ -456,8 +526,13 @@ class Optimizer:
         started = time.perf_counter()
         stopped: str | None = None
         try:
-            with spending_limit(self.budget["max_lm_calls"]) as calls, track_usage() as usage:
+            with (
+                spending_limit(self.budget["max_lm_calls"]) as calls,
+                track_usage() as usage,
+                self._open_executor() as runner,
+            ):
                 self._calls, self._usage, self._started, self.metric_calls = calls, usage, started, 0
+                self._runner = runner
                 progress = _Progress(self.name, self.display_progress)
                 try:
                     try:
@@ -480,7 +555,7 @@ class Optimizer:
                 self._abandon(store, state, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             raise
         finally:
-            self._calls = self._usage = None
+            self._calls = self._usage = self._runner = None
             self.budget = saved_budget
         totals: dict[str, Any] = {
             "lm_calls": int(before["lm_calls"]) + usage.calls,
@@ -514,6 +589,14 @@ class Optimizer:
             **self._result_extras(state),
         )
         return final
+
+    def _open_executor(self) -> Any:
+        """The run's executor: ``executor=``, else Ray with ``n_workers`` workers when there are several."""
+        if self.executor is None and self.n_workers == 1:
+            return open_executor(None)
+        executor = "ray" if self.executor is None else self.executor
+        options = {"num_workers": self.n_workers} if executor == "ray" and self.n_workers > 1 else {}
+        return open_executor(executor, **options)
 
     def _permission(self, state: OptimizationState) -> bool:
         """DSPy's ``requires_permission_to_run``: show the projected calls and ask on the terminal."""

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, MissingDependencyError
-from ..evaluate import EvaluationResult, evaluate
+from ..evaluate import EvaluationResult
 from ..evaluate._evaluate import MEASURED
 from ..evaluate._metrics import as_metric
-from ..lm import track_usage
+from ..lm import Usage, track_usage
 from ..program import Module, Variable, VariableSpace
 from ..program._serialize import configuration_to_json, demo_from_json, demo_to_json
 from ..schema import Example
@@ -174,24 +174,32 @@ class RandomSearch(Optimizer):
                 self, state, space, structural, sample_size=max(50, len(state.valset) // 2)
             )
 
+    def _candidate(self, state: OptimizationState, index: int) -> dict[str, Any]:
+        config: dict[str, Any] = {implicit_key(n, "demos"): d for n, d in self._candidate_demos(state, index).items()}
+        if self.search_variables and index > 0:
+            space: VariableSpace = state.extra["space"]
+            sampled = space.sample(random.Random(self.seed * 7919 + index))
+            config.update(state.extra.get("structure", {}))
+            config.update({k: sampled[k] for k in state.extra["others"] if k in sampled})
+        return config
+
     def optimize_step(self, state: OptimizationState) -> bool:
-        index = len(state.trials)
-        if index >= self.num_candidates:
+        first = len(state.trials)
+        if first >= self.num_candidates:
             return False
-        started = time.perf_counter()
-        with track_usage() as usage:
-            config: dict[str, Any] = {
-                implicit_key(n, "demos"): d for n, d in self._candidate_demos(state, index).items()
-            }
-            if self.search_variables and index > 0:
-                space: VariableSpace = state.extra["space"]
-                sampled = space.sample(random.Random(self.seed * 7919 + index))
-                config.update(state.extra.get("structure", {}))
-                config.update({k: sampled[k] for k in state.extra["others"] if k in sampled})
-            candidate = state.program.with_configuration(config)
-            result = self.evaluate(candidate, state.valset)
-        self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
-        return index + 1 < self.num_candidates
+        indices = range(first, first + self.trial_slots(state, len(state.valset), self.num_candidates - first))
+        configs: list[dict[str, Any]] = []
+        spent: list[Usage] = []
+        for index in indices:  # building a candidate may bootstrap demos: its calls count in its trial
+            with track_usage() as building:
+                configs.append(self._candidate(state, index))
+            spent.append(building)
+        candidates = [state.program.with_configuration(config) for config in configs]
+        outcomes = self.evaluate_trials([(candidate, state.valset) for candidate in candidates])
+        for config, candidate, before, (result, usage, seconds) in zip(configs, candidates, spent, outcomes):
+            usage.add(before)  # the trial's calls: building its candidate, then evaluating it
+            self.record_trial(state, config, result, candidate, usage=usage, wall_time=seconds)
+        return len(state.trials) < self.num_candidates
 
 
 def upper_bound(percent: float, n: int, z: float = 1.96) -> float:
@@ -332,7 +340,11 @@ class MIPRO(Optimizer):
         others = [n for n in others if n not in structural]
         study_name = f"elixirml-mipro-{state.run_id}"
         storage = self.storage or store_url()
-        sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=min(8, max(2, self.num_trials // 3)))
+        sampler = optuna.samplers.TPESampler(
+            seed=self.seed,
+            n_startup_trials=min(8, max(2, self.num_trials // 3)),
+            constant_liar=self.n_workers > 1,  # trials asked before others are told: do not ask the same one
+        )
         study = optuna.create_study(
             study_name=study_name, storage=storage, direction="maximize", sampler=sampler, load_if_exists=True
         )
@@ -422,14 +434,8 @@ class MIPRO(Optimizer):
         return config
 
     # ------------------------------------------------------------------ search
-    def optimize_step(self, state: OptimizationState) -> bool:
-        optuna = _optuna()
-        study = state.extra["study"]
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(done) >= self.num_trials:
-            self._promote_close_calls(state)
-            return False
-        started = time.perf_counter()
+    def _ask(self, state: OptimizationState, study: Any) -> tuple[Any, dict[str, Any], list[Example]]:
+        """One new trial of the study: the Optuna trial, its configuration and its minibatch."""
         trial = study.ask()
         params: dict[str, Any] = {}
         for name in state.extra["instructions"]:
@@ -443,29 +449,38 @@ class MIPRO(Optimizer):
         config = self._config_from_params(state, params)
         config.update(suggest_space(trial, space, state.extra["others"], space.current()))
         minibatch = _full_minibatch(state.valset, self.minibatch_size, random.Random(self.seed * 104729 + trial.number))
-        full = len(minibatch) == len(state.valset)
-        with track_usage() as usage:
-            candidate = state.program.with_configuration(config)
-            try:
-                result = self.evaluate(candidate, minibatch)
-            except BaseException:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                raise
-        trial.set_user_attr("config", configuration_to_json(config))
-        trial.set_user_attr("full", full)
-        trial.set_user_attr("lm_calls", usage.calls)
+        return trial, config, minibatch
+
+    def optimize_step(self, state: OptimizationState) -> bool:
+        optuna = _optuna()
+        study = state.extra["study"]
+        done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+        if done >= self.num_trials:
+            self._promote_close_calls(state)
+            return False
+        slots = self.trial_slots(state, min(self.minibatch_size, len(state.valset)), self.num_trials - done)
+        asked = [self._ask(state, study) for _ in range(slots)]
+        told, full_eval_due = 0, False
         try:
-            self.record_trial(
-                state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started, full=full
-            )
-        except BaseException:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        study.tell(trial, result.score)
-        if full:
-            state.extra["full"][str(trial.number)] = result.score
-            study.set_user_attr("full", state.extra["full"])
-        elif (len(done) + 1) % self.full_eval_steps == 0:
+            candidates = [state.program.with_configuration(config) for _, config, _ in asked]
+            outcomes = self.evaluate_trials([(c, minibatch) for c, (_, _, minibatch) in zip(candidates, asked)])
+            for (trial, config, minibatch), candidate, (result, usage, seconds) in zip(asked, candidates, outcomes):
+                full = len(minibatch) == len(state.valset)
+                trial.set_user_attr("config", configuration_to_json(config))
+                trial.set_user_attr("full", full)
+                trial.set_user_attr("lm_calls", usage.calls)
+                self.record_trial(state, config, result, candidate, usage=usage, wall_time=seconds, full=full)
+                study.tell(trial, result.score)
+                told += 1
+                if full:
+                    state.extra["full"][str(trial.number)] = result.score
+                    study.set_user_attr("full", state.extra["full"])
+                elif (done + told) % self.full_eval_steps == 0:
+                    full_eval_due = True
+        finally:
+            for trial, _, _ in asked[told:]:  # a stop or an error: the trials not told are failed ones
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if full_eval_due:  # every full_eval_steps trials, the best so far on the whole validation set
             self._full_eval_best(state)
         return True
 
@@ -599,22 +614,12 @@ class VariableSearch(Optimizer):
     def projected_calls(self, state: OptimizationState) -> int:
         return self.n_trials * len(state.valset) * max(1, len(state.program.named_predictors()))
 
-    def evaluate_objectives(self, program: Module, data: Sequence[Example]) -> EvaluationResult:
-        """Evaluate every objective at once (each under its own name); a trial, not an evaluation of the store."""
-        return evaluate(
-            program,
-            list(data),
-            None,
-            metrics=self.objectives,
-            concurrency=self.concurrency,
-            display_progress=False,
-            record=False,
-        )
-
     def initialize(self, state: OptimizationState) -> None:
         optuna = _optuna()
         if self.sampler == "tpe":
-            sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=min(10, max(2, self.n_trials // 3)))
+            sampler = optuna.samplers.TPESampler(
+                seed=self.seed, n_startup_trials=min(10, max(2, self.n_trials // 3)), constant_liar=self.n_workers > 1
+            )
         else:
             sampler = optuna.samplers.NSGAIISampler(seed=self.seed, population_size=max(4, min(20, self.n_trials // 3)))
         study = optuna.create_study(directions=list(self.directions.values()), sampler=sampler)
@@ -655,24 +660,23 @@ class VariableSearch(Optimizer):
             return False
         study = state.extra["study"]
         space: VariableSpace = state.extra["space"]
-        trial = study.ask()
-        config = {
-            **state.extra.get("structure", {}),
-            **suggest_space(trial, space, state.extra["names"], space.current()),
-        }
-        for key, variable in state.extra["instructions"].items():
-            config[key] = suggest(trial, key, variable)
-        started = time.perf_counter()
-        with track_usage() as usage:
-            candidate = state.program.with_configuration(config)
-            result = self.evaluate_objectives(candidate, state.valset)
-        record = self.record_trial(
-            state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started
-        )
+        asked = []
+        for _ in range(self.trial_slots(state, 0, self.n_trials - len(state.trials))):
+            trial = study.ask()
+            config = {
+                **state.extra.get("structure", {}),
+                **suggest_space(trial, space, state.extra["names"], space.current()),
+            }
+            for key, variable in state.extra["instructions"].items():
+                config[key] = suggest(trial, key, variable)
+            asked.append((trial, config, state.program.with_configuration(config)))
+        outcomes = self.evaluate_trials([(c, state.valset) for _, _, c in asked], metrics=self.objectives)
         names = list(self.objectives)
-        values = [result.metric(n) for n in names]
-        record.scores = dict(zip(names, values))
-        study.tell(trial, values)
+        for (trial, config, candidate), (result, usage, seconds) in zip(asked, outcomes):
+            record = self.record_trial(state, config, result, candidate, usage=usage, wall_time=seconds)
+            values = [result.metric(n) for n in names]
+            record.scores = dict(zip(names, values))
+            study.tell(trial, values)
         return len(state.trials) < self.n_trials
 
     def _front(self, state: OptimizationState) -> list[Trial]:

@@ -7,8 +7,9 @@ under a name, so ``evaluate(..., executor="ray")`` finds it without importing up
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ConfigurationError
@@ -66,12 +67,25 @@ async def call_program(program: Any, index: int, item: Any) -> Any:
     return await program.acall(**dict(inputs.items()))
 
 
-_FACTORIES: dict[str, Callable[[], Executor]] = {}
+_FACTORIES: dict[str, Callable[..., Executor]] = {}
 
 
-def register_executor(name: str, factory: Callable[[], Executor]) -> None:
-    """Make ``executor=name`` mean ``factory()`` (the distributed layer registers ``"ray"``)."""
+def register_executor(name: str, factory: Callable[..., Executor]) -> None:
+    """Make ``executor=name`` mean ``factory()`` (the distributed layer registers ``"ray"``).
+
+    ``factory(ephemeral=True)`` makes an executor whose workers stop when each run ends;
+    :func:`open_executor` calls ``factory(ephemeral=False, **options)`` for many runs and then
+    the executor's ``shutdown()``.
+    """
     _FACTORIES[name] = factory
+
+
+def _factory(name: str) -> Callable[..., Executor]:
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        known = ", ".join(sorted(["local", *_FACTORIES]))
+        raise ConfigurationError(f"Unknown executor {name!r}; known: {known} (or pass an executor object)")
+    return factory
 
 
 def resolve_executor(executor: Any) -> Executor | None:
@@ -83,13 +97,32 @@ def resolve_executor(executor: Any) -> Executor | None:
     if executor is None or executor == "local":
         return None
     if isinstance(executor, str):
-        factory = _FACTORIES.get(executor)
-        if factory is None:
-            known = ", ".join(sorted(["local", *_FACTORIES]))
-            raise ConfigurationError(f"Unknown executor {executor!r}; known: {known} (or pass an executor object)")
-        return factory()
+        return _factory(executor)()
     if not isinstance(executor, Executor):
         raise ConfigurationError(
             f"executor= takes 'local', 'ray' or an executor such as em.RayExecutor(...), got {executor!r}"
         )
     return executor
+
+
+@contextlib.contextmanager
+def open_executor(executor: Any, **options: Any) -> Iterator[Executor | None]:
+    """One executor for many runs (an optimizer's trials): resolved once, its workers kept between runs.
+
+    An executor named here (``"ray"``) is made with ``options`` (such as ``num_workers``) and
+    shut down when the block ends; an executor object is used as it is and left running.
+    """
+    if not isinstance(executor, str) or executor == "local":
+        if options and executor is not None and executor != "local":
+            raise ConfigurationError(
+                f"Options {sorted(options)} apply to an executor named by a string; set them on {executor!r} itself"
+            )
+        yield resolve_executor(executor)
+        return
+    made = _factory(executor)(ephemeral=False, **options)
+    try:
+        yield made
+    finally:
+        shutdown = getattr(made, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
