@@ -49,27 +49,36 @@ def postgres_url(postgres_server):
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray cluster for the whole test session, every address on 127.0.0.1.
+def ray_cluster_process():
+    """One Ray cluster for the whole test session, started with ``ray start --head`` on 127.0.0.1.
 
     The workers find the test programs (``tests/_dist_programs.py``) on their PYTHONPATH.
-    Refuses to run when Ray would listen on anything but loopback.
     """
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # set before Ray is imported: keeps it on 127.0.0.1
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'elixirml[ray]')")
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'elixirml[ray]')")
+    from _ray_cluster import ray_cluster as start
+
     here = os.path.dirname(os.path.abspath(__file__))
     python_path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    with start(num_cpus=2, python_path=python_path) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(ray_cluster_process):
+    """This process joined to the session's cluster (by its address); refuses to run off loopback."""
+    import ray
+
     ray.init(
-        num_cpus=2,
-        _node_ip_address="127.0.0.1",
-        include_dashboard=False,
+        address=ray_cluster_process.address,
         log_to_driver=False,
         configure_logging=False,
-        runtime_env={"env_vars": {"PYTHONPATH": python_path}},
+        runtime_env={"env_vars": {"PYTHONPATH": ray_cluster_process.env["PYTHONPATH"]}},
     )
     try:
         addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
         addresses.add(ray.util.get_node_ip_address())
+        addresses.add(ray_cluster_process.address.rsplit(":", 1)[0])
         if not all(address.startswith("127.") for address in addresses):
             pytest.exit(f"Ray picked a non-loopback address {sorted(addresses)}: refusing to run the Ray tests", 3)
         yield ray

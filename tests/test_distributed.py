@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -378,3 +380,47 @@ def test_n_workers_without_an_executor_starts_ray_with_that_many_workers(monkeyp
     assert runner.closed
     with pytest.raises(ConfigurationError, match="n_workers"):
         em.optimizers.RandomSearch(exact, n_workers=0)
+
+
+# ---------------------------------------------------------------------------- address mode
+AUTO_DRIVER = textwrap.dedent(
+    """
+    import json, os
+    import ray
+    import elixirml as em
+    from _dist_programs import Echo, exact, upper
+
+    executor = em.RayExecutor(
+        address="auto",
+        num_workers=2,
+        resources_per_worker={"CPU": 0.25},
+        lm=em.FunctionLM(upper),
+        start_timeout=60,
+        init_options={"log_to_driver": False, "runtime_env": {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}},
+    )
+    devset = [em.Example(question=f"q{i}" + ("?" if i % 2 else ""), answer=f"Q{i}").with_inputs("question")
+              for i in range(10)]
+    result = em.evaluate(Echo(), devset, exact, executor=executor, record=False)
+    print(json.dumps({
+        "score": result.score,
+        "gcs": ray.get_runtime_context().gcs_address,
+        "nodes": [node["NodeManagerAddress"] for node in ray.nodes()],
+        "workers": executor.worker_pids(),
+    }))
+    executor.shutdown()
+    """
+)
+
+
+def test_a_driver_joins_the_running_cluster_with_address_auto(ray_cluster_process, tmp_path):
+    env = {**os.environ, "PYTHONPATH": ray_cluster_process.env["PYTHONPATH"], "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_ADDRESS", None)  # found as a user on a cluster node finds it: the running `ray start` cluster
+    done = subprocess.run(
+        [sys.executable, "-c", AUTO_DRIVER], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["gcs"] == ray_cluster_process.address  # the session's cluster, not a new one
+    assert report["nodes"] and all(address.startswith("127.") for address in report["nodes"])
+    assert report["score"] == pytest.approx(50.0)
+    assert len(set(report["workers"])) == 2
