@@ -1,0 +1,305 @@
+"""Resuming interrupted GEPA, SIMBA and COPRO runs from the JSON state they keep in the store (issue 21).
+
+Each test runs an optimizer without interruption, then the same run interrupted (a metric that
+raises KeyboardInterrupt at its Nth call, or a budget), resumes it with the same run id, and
+checks that the resumed run ends where the uninterrupted one did, without repeating what the
+earlier leg finished, and within the budgets of the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import elixirml as em
+from elixirml.errors import ConfigurationError
+from elixirml.optimizers import COPRO, SIMBA
+
+
+def data(n, offset=0):
+    return [
+        em.Example(question=f"echo w{i}", answer=f"W{i}").with_inputs("question") for i in range(offset, offset + n)
+    ]
+
+
+class Counting:
+    """``exact`` that counts its calls and raises KeyboardInterrupt at call ``stop_at`` (a kill mid-run)."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.calls = 0
+        self.stop_at = stop_at
+
+    def __call__(self, example, prediction, trace=None):
+        self.calls += 1
+        if self.stop_at is not None and self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return float(prediction.answer == example.answer)
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    em.configure(store=url)
+    return url
+
+
+def kept(url, run_id):
+    store = em.Store(url)
+    try:
+        return store.run(run_id), store.run_state(run_id)
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------------------------- COPRO
+def copro_lm(log):
+    """Proposals differ by their position within a round (each round's proposals come from one leg)."""
+    asked = {"basic": 0, "attempts": 0}
+
+    def answer(messages, settings):
+        system, user = messages[0]["content"], messages[-1]["content"]
+        if "I will give you instructions I tried" in system:
+            log.append("propose")
+            asked["attempts"] += 1
+            scores = [float(s) for s in re.findall(r"Score: ([\d.]+)", user)]
+            best = re.findall(r"Instruction #\d+: (.*)\nScore", user)[scores.index(max(scores))]
+            return {"proposed_instruction": best + (" Use capitals." if asked["attempts"] % 2 else " Use capitals!")}
+        if "Write a better instruction" in system:
+            log.append("propose")
+            asked["basic"] += 1
+            return {"proposed_instruction": f"Echo the word, variant {asked['basic']}."}
+        log.append("task")
+        word = re.search(r"echo (w\d+)", user).group(1)
+        return {"answer": word.upper() if "capitals" in system else word}
+
+    return em.FunctionLM(answer)
+
+
+def copro(metric, **kwargs):
+    return COPRO(metric, breadth=2, depth=1, concurrency=1, **kwargs)
+
+
+def test_copro_resumes_an_interrupted_run_without_repeating_finished_evaluations(store_url):
+    whole_log: list[str] = []
+    em.configure(lm=copro_lm(whole_log))
+    whole_metric = Counting()
+    whole = copro(whole_metric)
+    expected = whole.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-whole")
+    assert whole_metric.calls == 20  # 5 evaluations of 4 examples: the original, then 2 proposals in each of 2 rounds
+
+    log: list[str] = []
+    em.configure(lm=copro_lm(log))
+    first = Counting(stop_at=11)  # in the third evaluation: the original and round 0's first proposal are done
+    with pytest.raises(KeyboardInterrupt):
+        copro(first).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-legs")
+    run, state = kept(store_url, "copro-legs")
+    assert run["status"] == "interrupted" and len(run["trial_list"]) == 2
+    assert state["state"]["search"]["round"] == 0 and len(state["state"]["search"]["proposals"]) == 2
+    assert log.count("propose") == 2
+
+    log.clear()
+    second_metric = Counting()
+    second = copro(second_metric)
+    compiled = second.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-legs")
+    assert second_metric.calls == 12  # the evaluation in progress and the 2 after it; nothing finished is redone
+    assert log.count("propose") == 2  # round 0's proposals were kept; only round 1 proposes
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert "capitals" in compiled.signature.instructions
+    result = second.last_result
+    assert result.best_score == whole.last_result.best_score == 100.0
+    assert [t.number for t in result.trials] == [0, 1, 2, 3, 4]  # numbers continue after the first leg's
+    assert [t.score for t in result.trials] == [t.score for t in whole.last_result.trials]
+    # the whole run's, both legs: 20, and the 4 of the evaluation the interruption cut short (counted when it began)
+    assert result.details["metric_calls"] == 24
+    run, _ = kept(store_url, "copro-legs")
+    assert run["status"] == "finished" and [t["number"] for t in run["trial_list"]] == [0, 1, 2, 3, 4]
+
+
+def test_copro_budget_holds_across_legs(store_url):
+    log: list[str] = []
+    em.configure(lm=copro_lm(log))
+    first = copro(Counting(), max_metric_calls=12)
+    first.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-budget")
+    assert first.last_result.stopped == "max_metric_calls" and first.last_result.details["metric_calls"] == 12
+
+    again_metric = Counting()
+    again = copro(again_metric, max_metric_calls=12)  # the same budget: spent already, nothing more runs
+    again.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-budget")
+    assert again_metric.calls == 0 and again.last_result.stopped == "max_metric_calls"
+    assert again.last_result.best_score == first.last_result.best_score
+
+    more_metric = Counting()
+    more = copro(more_metric)
+    compiled = more.compile(
+        em.Predict("question -> answer"), trainset=data(4), resume="copro-budget", max_metric_calls=20
+    )
+    assert more_metric.calls == 8 and more.last_result.stopped is None
+    assert "capitals" in compiled.signature.instructions and more.last_result.best_score == 100.0
+
+
+def test_copro_lm_call_budget_counts_earlier_legs(store_url):
+    log: list[str] = []
+    em.configure(lm=copro_lm(log))
+    with pytest.raises(KeyboardInterrupt):
+        copro(Counting(stop_at=11)).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-calls")
+    spent = len(log)
+    log.clear()
+    limited = copro(Counting(), max_lm_calls=spent + 3)
+    limited.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-calls")
+    assert len(log) <= 3 and limited.last_result.stopped == "max_lm_calls"
+    assert limited.last_result.lm_calls <= spent + 3
+
+
+def test_resume_refuses_another_program_or_data(store_url):
+    em.configure(lm=copro_lm([]))
+    with pytest.raises(KeyboardInterrupt):
+        copro(Counting(stop_at=11)).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-other")
+    with pytest.raises(ConfigurationError, match="another program or other data"):
+        copro(Counting()).compile(em.Predict("question -> answer"), trainset=data(5), resume="copro-other")
+    with pytest.raises(ConfigurationError, match="COPRO run; resume it with COPRO"):
+        SIMBA(Counting(), bsize=4).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-other")
+    # the refused attempts left the run as it was: it still resumes
+    copro(Counting()).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-other")
+    run, _ = kept(store_url, "copro-other")
+    assert run["status"] == "finished"
+
+
+def test_resume_without_a_store_is_refused(monkeypatch):
+    monkeypatch.delenv("ELIXIRML_STORE", raising=False)
+    em.configure(lm=copro_lm([]))
+    with pytest.raises(ConfigurationError, match="no store is configured"):
+        copro(Counting()).compile(em.Predict("question -> answer"), trainset=data(4), resume="anything")
+
+
+# ---------------------------------------------------------------------------------------------- SIMBA
+def simba_lm(log):
+    def answer(messages, settings):
+        system, user = messages[0]["content"], messages[-1]["content"]
+        if "Write one short rule" in system:
+            log.append("rule")
+            better = json.loads(re.search(r"\[\[ ## better_run ## \]\]\n(.*?)\n\n", user, re.S).group(1))
+            worse = json.loads(re.search(r"\[\[ ## worse_run ## \]\]\n(.*?)\n\n", user, re.S).group(1))
+            if better["outputs"]["answer"].isupper() and not worse["outputs"]["answer"].isupper():
+                return {"rule": "Write the answer in uppercase letters."}
+            return {"rule": f"Be careful, variant {len(log)}."}
+        log.append("task")
+        word = re.search(r"echo (w\d+)", user).group(1)
+        cold = settings.get("temperature", 1.0) < 0.5
+        return {"answer": word.upper() if "uppercase" in system or cold else word}
+
+    return em.FunctionLM(answer)
+
+
+def simba(metric, **kwargs):
+    options = {"bsize": 4, "num_candidates": 3, "max_steps": 3, "max_demos": 1, "seed": 0, "concurrency": 1}
+    return SIMBA(metric, **{**options, **kwargs})
+
+
+class MarkedSIMBA(SIMBA):
+    """SIMBA noting its metric's call count each time it keeps its state (step, final evaluations done)."""
+
+    def _keep(self, state):
+        self.marks[(state.extra["step"], len(state.extra["final"]))] = self.metric.fn.calls
+        super()._keep(state)
+
+
+def test_simba_resumes_an_interrupted_run_at_its_step(store_url):
+    em.configure(lm=simba_lm([]))
+    whole_metric = Counting()
+    whole = MarkedSIMBA(whole_metric, bsize=4, num_candidates=3, max_steps=3, max_demos=1, seed=0, concurrency=1)
+    whole.marks = {}
+    expected = whole.compile(em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20))
+    total = whole_metric.calls
+
+    em.configure(lm=simba_lm([]))
+    first = Counting(stop_at=40)
+    with pytest.raises(KeyboardInterrupt):
+        simba(first).compile(
+            em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20), resume="simba-legs"
+        )
+    _, state = kept(store_url, "simba-legs")
+    search = state["state"]["search"]
+    assert search["step"] >= 1 and len(search["pool"]) > 1  # stopped after at least one whole step
+    kept_calls = whole.marks[(search["step"], len(search["final"]))]  # what the uninterrupted run had done there
+    assert 0 < kept_calls < 40
+
+    em.configure(lm=simba_lm([]))
+    second_metric = Counting()
+    second = simba(second_metric)
+    compiled = second.compile(
+        em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20), resume="simba-legs"
+    )
+    assert second_metric.calls == total - kept_calls  # only the step in progress is run again
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert compiled.demos == expected.demos
+    result = second.last_result
+    assert result.best_score == whole.last_result.best_score
+    assert result.details["rules"] == whole.last_result.details["rules"]
+    assert result.details["pool_size"] == whole.last_result.details["pool_size"]
+    numbers = [t.number for t in result.trials]
+    assert numbers == sorted(set(numbers)) and len(numbers) > len(whole.last_result.trials) - 1
+
+
+def test_simba_max_trials_holds_across_legs(store_url):
+    em.configure(lm=simba_lm([]))
+    first = simba(Counting(), max_trials=5)
+    first.compile(em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20), resume="simba-t")
+    assert first.last_result.stopped == "max_trials"
+    done = len(first.last_result.trials)
+    again_metric = Counting()
+    again = simba(again_metric, max_trials=5)
+    again.compile(em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20), resume="simba-t")
+    assert again.last_result.stopped == "max_trials" and again_metric.calls == 0
+    assert len(again.last_result.trials) == done
+
+
+# ---------------------------------------------------------------------------------------------- the others
+NOT_RESUMABLE = [
+    lambda: em.optimizers.LabeledFewShot(k=2),
+    lambda: em.optimizers.BootstrapFewShot(Counting(), max_bootstrapped_demos=1),
+    lambda: em.optimizers.RandomSearch(Counting(), num_candidates=2),
+    lambda: em.optimizers.BootstrapFewShotWithRandomSearch(Counting(), num_candidate_programs=2),
+    lambda: em.optimizers.KNNFewShot(k=1),
+    lambda: em.optimizers.VariableSearch([Counting()], n_trials=2),
+]
+
+
+@pytest.mark.parametrize("make", NOT_RESUMABLE)
+def test_optimizers_that_cannot_resume_refuse_an_unfinished_run(store_url, make):
+    optimizer = make()
+    assert not optimizer.resumable
+    store = em.Store(store_url)
+    store.create_run("half-done", optimizer.name, {})
+    store.finish_run(
+        "half-done", status="interrupted", best_score=None, best_version_id=None, lm_calls=0, tokens=0, cost=0.0
+    )
+    store.close()
+    em.configure(lm=copro_lm([]))
+    with pytest.raises(ConfigurationError, match=f"{optimizer.name} cannot resume run 'half-done'"):
+        optimizer.compile(em.Predict("question -> answer"), trainset=data(4), resume="half-done")
+    run, _ = kept(store_url, "half-done")
+    assert run["status"] == "interrupted"  # left as it was
+
+
+def test_an_optimizer_that_cannot_resume_still_names_a_new_run_and_returns_a_finished_one(store_url):
+    em.configure(lm=copro_lm([]))
+    first = em.optimizers.LabeledFewShot(k=2)
+    compiled = first.compile(em.Predict("question -> answer"), trainset=data(4), resume="labeled-run")
+    assert first.last_result.run_id == "labeled-run"
+    again = em.optimizers.LabeledFewShot(k=2)
+    returned = again.compile(em.Predict("question -> answer"), trainset=data(4), resume="labeled-run")
+    assert returned.demos == compiled.demos
+
+
+def test_bootstrap_interrupted_then_resumed_is_refused(store_url):
+    em.configure(lm=copro_lm([]))
+    with pytest.raises(KeyboardInterrupt):
+        em.optimizers.BootstrapFewShot(Counting(stop_at=2), max_bootstrapped_demos=2).compile(
+            em.Predict("question -> answer"), trainset=data(4), resume="boot"
+        )
+    with pytest.raises(ConfigurationError, match="BootstrapFewShot cannot resume"):
+        em.optimizers.BootstrapFewShot(Counting(), max_bootstrapped_demos=2).compile(
+            em.Predict("question -> answer"), trainset=data(4), resume="boot"
+        )
