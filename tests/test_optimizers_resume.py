@@ -111,8 +111,8 @@ def test_copro_resumes_an_interrupted_run_without_repeating_finished_evaluations
     assert result.best_score == whole.last_result.best_score == 100.0
     assert [t.number for t in result.trials] == [0, 1, 2, 3, 4]  # numbers continue after the first leg's
     assert [t.score for t in result.trials] == [t.score for t in whole.last_result.trials]
-    # the whole run's, both legs: 20, and the 4 of the evaluation the interruption cut short (counted when it began)
-    assert result.details["metric_calls"] == 24
+    # the whole run's, both legs: 20, and the 2 examples that the cut-short evaluation had scored
+    assert result.details["metric_calls"] == 22
     run, _ = kept(store_url, "copro-legs")
     assert run["status"] == "finished" and [t["number"] for t in run["trial_list"]] == [0, 1, 2, 3, 4]
 
@@ -253,6 +253,113 @@ def test_simba_max_trials_holds_across_legs(store_url):
     again.compile(em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20), resume="simba-t")
     assert again.last_result.stopped == "max_trials" and again_metric.calls == 0
     assert len(again.last_result.trials) == done
+
+
+# ---------------------------------------------------------------------------------------------- GEPA
+class Feedbacks(Counting):
+    """The GEPA tests' feedback metric, counting its calls and raising KeyboardInterrupt at call ``stop_at``."""
+
+    def __call__(self, example, prediction, trace=None):
+        from test_optimizers_gepa import feedback_metric
+
+        self.calls += 1
+        if self.stop_at is not None and self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return feedback_metric(example, prediction, trace)
+
+
+def gepa_run(metric, run_id, calls=None, **options):
+    from test_optimizers_gepa import data as echo_data
+    from test_optimizers_gepa import scripted_lm
+
+    lm = scripted_lm(calls)
+    em.configure(lm=lm)
+    options.setdefault("max_metric_calls", 40)
+    gepa = em.optimizers.GEPA(metric, reflection_lm=lm, seed=0, concurrency=1, **options)
+    compiled = gepa.compile(
+        em.Predict("question -> answer"), trainset=echo_data(6), valset=echo_data(4, offset=10), resume=run_id
+    )
+    return gepa, compiled
+
+
+def lineage(result):
+    return [(c["index"], c["parents"], c["texts"], c["score"]) for c in result.details["candidates"]]
+
+
+def engine_field(state, name):
+    return dict(state["state"]["search"]["engine"]["__items__"])[name]
+
+
+def test_gepa_resumes_its_text_search_from_the_kept_engine_state(store_url):
+    pytest.importorskip("gepa")
+    pytest.importorskip("optuna")
+    whole_metric = Feedbacks()
+    whole, expected = gepa_run(whole_metric, "gepa-whole")
+    assert whole_metric.calls == 40
+
+    with pytest.raises(KeyboardInterrupt):
+        gepa_run(Feedbacks(stop_at=15), "gepa-legs")  # in the second iteration: the seed and one child are scored
+    run, state = kept(store_url, "gepa-legs")
+    assert run["status"] == "interrupted" and state["state"]["search"]["phase"] == "text"
+    assert engine_field(state, "i") == 1 and engine_field(state, "total_num_evals") == 14
+    assert len(engine_field(state, "program_candidates")) == 2  # the Pareto candidates, kept as JSON
+
+    second_metric = Feedbacks()
+    second, compiled = gepa_run(second_metric, "gepa-legs")
+    assert second_metric.calls == 40 - 14  # the seed is not scored again, nor the accepted child
+    assert compiled.signature.instructions == expected.signature.instructions
+    result = second.last_result
+    assert lineage(result) == lineage(whole.last_result)
+    assert result.details["pareto_front"] == whole.last_result.details["pareto_front"]
+    assert result.best_score == whole.last_result.best_score == 100.0
+    assert result.details["metric_calls"] == 40  # the budget held across both legs
+    assert [t.score for t in result.trials] == [t.score for t in whole.last_result.trials]
+    assert [t.number for t in result.trials] == list(range(len(result.trials)))
+    assert result.pareto_front and all(t.full for t in result.pareto_front)
+    run, _ = kept(store_url, "gepa-legs")
+    assert run["status"] == "finished"
+
+
+def test_gepa_resumes_its_variable_tuning_without_searching_texts_again(store_url):
+    pytest.importorskip("gepa")
+    pytest.importorskip("optuna")
+    whole, expected = gepa_run(Feedbacks(), "gepa-tune-whole")
+    with pytest.raises(KeyboardInterrupt):
+        gepa_run(Feedbacks(stop_at=29), "gepa-tune")  # the text search took 20 calls; 2 tuning trials of 4 are done
+    _, state = kept(store_url, "gepa-tune")
+    search = state["state"]["search"]
+    assert search["phase"] == "variables" and len(search["variable_trials"]) == 2
+    assert state["state"]["spent"]["metric_calls"] == 28
+
+    calls: list = []
+    second, compiled = gepa_run(Feedbacks(), "gepa-tune", calls)
+    assert not any(len(m) == 1 and "```" in m[-1]["content"] for m in calls)  # no reflection: the texts are done
+    assert len(calls) == 3 * 4  # the 3 tuning trials left, each on the 4 validation examples
+    _, state = kept(store_url, "gepa-tune")
+    assert len(state["state"]["search"]["variable_trials"]) == 5
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert lineage(second.last_result) == lineage(whole.last_result)
+    assert second.last_result.best_score == whole.last_result.best_score
+    assert second.last_result.details["metric_calls"] == 40
+
+
+def test_gepa_lm_call_budget_holds_across_legs(store_url):
+    pytest.importorskip("gepa")
+    pytest.importorskip("optuna")
+    whole, expected = gepa_run(Feedbacks(), "gepa-calls-whole", search_variables=False)
+    calls: list = []
+    first, _ = gepa_run(Feedbacks(), "gepa-calls", calls, max_lm_calls=12, search_variables=False)
+    assert first.last_result.stopped == "max_lm_calls" and len(calls) <= 12
+    calls.clear()
+    again, _ = gepa_run(Feedbacks(), "gepa-calls", calls, max_lm_calls=12, search_variables=False)
+    assert again.last_result.stopped == "max_lm_calls" and calls == []  # spent already: not one more call
+    calls.clear()
+    last, compiled = gepa_run(Feedbacks(), "gepa-calls", calls, search_variables=False)
+    assert last.last_result.stopped is None
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert lineage(last.last_result) == lineage(whole.last_result)
+    assert again.last_result.lm_calls == first.last_result.lm_calls <= 12  # the run's totals: leg 2 added none
+    assert last.last_result.lm_calls == first.last_result.lm_calls + len(calls)
 
 
 # ---------------------------------------------------------------------------------------------- the others

@@ -293,15 +293,26 @@ class Optimizer:
         if limit is not None and self.metric_calls + len(data) > limit:
             raise _StopOptimization("max_metric_calls")  # never start an evaluation the budget cannot pay for
         self.metric_calls += len(data)
-        return evaluate(
-            program,
-            list(data),
-            self.metric,
-            concurrency=self.concurrency,
-            display_progress=False,
-            record=False,
-            keep_traces=keep_traces,
-        )
+        scored = 0
+
+        def count(_: Any) -> None:
+            nonlocal scored
+            scored += 1
+
+        try:
+            return evaluate(
+                program,
+                list(data),
+                self.metric,
+                concurrency=self.concurrency,
+                display_progress=False,
+                record=False,
+                keep_traces=keep_traces,
+                on_result=count,
+            )
+        except BaseException:
+            self.metric_calls -= len(data) - scored  # cut short: only the examples scored were spent
+            raise
 
     def budget_spent(self, state: OptimizationState) -> str | None:
         """The budget that is spent (``"max_lm_calls"``, ``"max_metric_calls"``, ...), or None.
