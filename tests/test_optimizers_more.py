@@ -257,6 +257,21 @@ KNN_TRAIN = [
 KNN_QUERIES = ["what is the capital of Spain", "melting point of ice and water", "kitten", "lorry"]
 
 
+def test_a_knn_program_in_the_store_keeps_a_trainset_field_named_like_a_credential(tmp_path):
+    train = [
+        em.Example(question="reset my password", password="use the reset link").with_inputs("question"),
+        em.Example(question="open the door", password="say friend").with_inputs("question"),
+    ]
+    em.configure(lm=em.FunctionLM(lambda messages, settings: {"password": "ok"}))
+    compiled = KNNFewShot(1, train).compile(em.Predict("question -> password"))
+    store = em.Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.save(compiled, "doors")  # user data, not a secret
+    loaded = store.load("doors")
+    store.close()
+    loaded(question="the door is locked")
+    assert [d.password for d in loaded.last_demos] == ["say friend"]
+
+
 def demos_of(program, question):
     program(question=question)
     return [(d.toDict(), sorted(d.input_keys)) for d in program.last_demos]

@@ -176,7 +176,7 @@ class KNNProgram(Module):
             "k": self._k,
             "input_keys": self._keys,
             "similarity": self._similarity(),
-            "trainset": [demo_to_json(e) for e in self._trainset],
+            "examples": [demo_to_json(e) for e in self._trainset],  # user data: names in it are not settings
             "program": {"class": class_path(type(self.program)), "state": self.program.dump_state()},
         }
         return state
@@ -205,7 +205,7 @@ class KNNProgram(Module):
         try:
             self._k = int(knn["k"])
             self._keys = list(knn["input_keys"]) if knn["input_keys"] is not None else None
-            self._trainset = [demo_from_json(d) for d in knn["trainset"]]
+            self._trainset = [demo_from_json(d) for d in knn["examples"]]
             similarity = knn["similarity"]
             kind = similarity["kind"]
         except (KeyError, TypeError, ValueError) as exc:
