@@ -410,3 +410,27 @@ def test_bootstrap_interrupted_then_resumed_is_refused(store_url):
         em.optimizers.BootstrapFewShot(Counting(), max_bootstrapped_demos=2).compile(
             em.Predict("question -> answer"), trainset=data(4), resume="boot"
         )
+
+
+def test_mipro_metric_budget_counts_earlier_legs(store_url):
+    pytest.importorskip("optuna")
+    from test_store_reliability import Task, number_lm
+    from test_store_reliability import data as numbers
+
+    em.configure(lm=number_lm())
+
+    def mipro(metric):
+        return em.optimizers.MIPRO(metric, num_trials=6, num_candidates=3, max_metric_calls=30)
+
+    first = mipro(Counting())
+    first.compile(Task(), trainset=numbers(), resume="mipro-budget")
+    assert first.last_result.stopped == "max_metric_calls"
+    spent = first.last_result.details["metric_calls"]
+    assert spent <= 30
+    _, state = kept(store_url, "mipro-budget")
+    assert state["optimizer"] == "MIPRO" and state["state"]["spent"]["metric_calls"] == spent
+    again_metric = Counting()
+    again = mipro(again_metric)
+    again.compile(Task(), trainset=numbers(), resume="mipro-budget")
+    assert again_metric.calls <= 30 - spent  # only what the whole run's budget has left
+    assert again.last_result.details["metric_calls"] <= 30

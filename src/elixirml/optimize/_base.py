@@ -676,8 +676,8 @@ class Optimizer:
     def _keep_spent(self, store: Any, state: OptimizationState, spent: dict[str, Any]) -> None:
         """Write the run state kept last with ``spent`` (when the optimizer keeps one)."""
         search = state.extra.get("_search")
-        if search is None or not self.keeps_run_state:
-            return
+        if not self.resumable or (search is None and self.keeps_run_state):
+            return  # nothing to resume from; an optimizer keeping its state elsewhere (MIPRO) keeps only its spend
         best = None
         if state.best_score > -math.inf:
             best = {"score": state.best_score, "configuration": configuration_to_json(state.best_configuration)}
@@ -725,11 +725,11 @@ class Optimizer:
                 "search state to continue from. Start a new run (leave out resume=), or use an optimizer that "
                 "resumes (MIPRO, GEPA, SIMBA, COPRO)."
             )
-        if not self.keeps_run_state:
-            return None
         kept = store.run_state(resume)
         if kept is None:
             return None  # stopped before its first step was kept: it starts again (only that step is lost)
+        if not self.keeps_run_state:  # its search state is elsewhere (MIPRO's study): only the spend is read
+            return kept["state"] if kept["optimizer"] == self.name else None
         if kept["optimizer"] != self.name:
             raise ConfigurationError(
                 f"Run {resume!r} is a {kept['optimizer']} run; resume it with {kept['optimizer']}, not {self.name}"
@@ -751,6 +751,8 @@ class Optimizer:
         """Put back what an earlier leg kept: its spend, its trials, its best configuration and its search state."""
         spent = payload.get("spent") or {}
         self._spent_before = {key: spent.get(key, value) for key, value in _NOTHING_SPENT.items()}
+        if not self.keeps_run_state:
+            return
         state.trials = [
             Trial(
                 number=t["number"],
