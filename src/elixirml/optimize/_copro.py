@@ -40,6 +40,9 @@ class COPRO(Optimizer):
     best instruction of each predictor is kept; the program as given is scored first, so the
     result is never worse on the validation set.
 
+    With a store configured the search state is kept after every scored instruction, so
+    ``compile(..., resume=run_id)`` continues an interrupted run (see docs/optimizers.md).
+
     Args:
         metric: the score to maximise.
         prompt_model: the LM that proposes instructions (default: the program's LM).

@@ -390,6 +390,11 @@ class GEPA(Optimizer):
     validation set), and ``last_result.details`` keeps every candidate with its lineage
     (``"candidates"``) and the Pareto front over validation examples (``"pareto_front"``).
 
+    With a store configured the engine's state (candidates, per-example scores, Pareto front,
+    counters), the random state and the minibatch sampler are kept as JSON at every iteration,
+    then the tuning trials, so ``compile(..., resume=run_id)`` continues an interrupted run
+    (never through gepa's pickled run directory; see docs/optimizers.md).
+
     Args:
         metric: ``metric(example, prediction, trace=None)`` returning a number or a
             :class:`~elixirml.Feedback`. A metric that takes DSPy's ``pred_name`` and

@@ -48,6 +48,9 @@ class SIMBA(Optimizer):
     programs of the pool are scored on the validation set and the best one is returned (the
     program as given is one of them, so the result is never worse there).
 
+    With a store configured the pool, step, rules and random state are kept after every step,
+    so ``compile(..., resume=run_id)`` continues an interrupted run (see docs/optimizers.md).
+
     Args:
         metric: the score to maximise (an :class:`~elixirml.Feedback`'s text is shown to the LM).
         bsize: examples per minibatch.
