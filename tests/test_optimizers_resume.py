@@ -434,3 +434,44 @@ def test_mipro_metric_budget_counts_earlier_legs(store_url):
     again.compile(Task(), trainset=numbers(), resume="mipro-budget")
     assert again_metric.calls <= 30 - spent  # only what the whole run's budget has left
     assert again.last_result.details["metric_calls"] <= 30
+
+
+GEPA_CHILD = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+import elixirml as em
+from test_optimizers_resume import Feedbacks, gepa_run
+
+class Killing(Feedbacks):
+    def __call__(self, example, prediction, trace=None):
+        if self.calls + 1 == 15:
+            os.kill(os.getpid(), signal.SIGKILL)  # killed mid-iteration: nothing runs after this
+        return super().__call__(example, prediction, trace)
+
+em.configure(store=sys.argv[1])
+gepa_run(Killing(), "gepa-killed")
+"""
+
+
+def test_gepa_resumes_after_sigkill_from_the_state_it_kept_while_running(store_url):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pytest.importorskip("gepa")
+    pytest.importorskip("optuna")
+    whole, expected = gepa_run(Feedbacks(), "gepa-unkilled")
+    child = subprocess.run(
+        [sys.executable, "-c", GEPA_CHILD, store_url, os.path.dirname(__file__)], timeout=120, capture_output=True
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    run, state = kept(store_url, "gepa-killed")
+    assert run["status"] == "interrupted"  # its process is gone
+    assert engine_field(state, "i") == 1 and state["state"]["spent"]["metric_calls"] == 14
+    second_metric = Feedbacks()
+    second, compiled = gepa_run(second_metric, "gepa-killed")
+    assert second_metric.calls == 40 - 14
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert lineage(second.last_result) == lineage(whole.last_result)
+    assert second.last_result.details["metric_calls"] == 40
