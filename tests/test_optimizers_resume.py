@@ -390,6 +390,11 @@ def test_optimizers_that_cannot_resume_refuse_an_unfinished_run(store_url, make)
     assert run["status"] == "interrupted"  # left as it was
 
 
+def test_ensemble_refuses_resume():
+    with pytest.raises(ConfigurationError, match="Ensemble cannot resume run 'x'"):
+        em.optimizers.Ensemble().compile([em.Predict("question -> answer")], resume="x")
+
+
 def test_an_optimizer_that_cannot_resume_still_names_a_new_run_and_returns_a_finished_one(store_url):
     em.configure(lm=copro_lm([]))
     first = em.optimizers.LabeledFewShot(k=2)
