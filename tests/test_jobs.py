@@ -320,3 +320,20 @@ def test_job_rows_are_user_data_and_errors_lose_their_credentials(store):
     failed = store.update_job("data", state="failed", error="could not reach postgresql://bob:hunter2@db/x")
     assert "hunter2" not in failed["error"] and "postgresql://bob:***@db/x" in failed["error"]
     assert failed["finished_at"] is not None
+
+
+def test_a_restarted_job_of_an_optimizer_that_cannot_resume_starts_a_new_run(store):
+    from elixirml.serve._jobs import run_optimization
+
+    manager = manager_for(store)
+    job = manager._create({"kind": "optimize", "program": "doubler", "rows": rows(), **METRIC, "optimizer": "labeled"})
+    # the first attempt's worker died mid-run: its run is left interrupted, the job counts one attempt
+    store.create_run(f"job-{job['id']}", "LabeledFewShot", {})
+    store.finish_run(
+        f"job-{job['id']}", status="interrupted", best_score=None, best_version_id=None, lm_calls=0, tokens=0, cost=0.0
+    )
+    store.update_job(job["id"], attempts=1)
+    outcome = run_optimization(store, job["id"], lm="jobs_fixture_lib:make_lm", allow_modules=["jobs_fixture_lib"])
+    assert outcome["run_id"] == f"job-{job['id']}-2"  # LabeledFewShot keeps no state to resume: a new run
+    assert store.run(f"job-{job['id']}-2")["status"] == "finished"
+    assert store.run(f"job-{job['id']}")["status"] == "interrupted"

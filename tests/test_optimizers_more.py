@@ -235,3 +235,109 @@ def test_knn_few_shot_uses_an_em_embedder():
     compiled(question="lorry")
     assert [d.answer for d in compiled.last_demos] == ["vehicle"]
     assert any("kitten" in " ".join(batch) for batch in calls)  # the query went through the Embedder
+
+
+# ---------------------------------------------------------------------------------------------- KNNFewShot saving
+CAT_CALLS: list[list[str]] = []
+
+
+def cat_vectors(texts):
+    """A module-level embedding function (so a saved KNNProgram can find it again)."""
+    CAT_CALLS.append(list(texts))
+    return np.array([[1.0, 0.0] if "cat" in t or "kitten" in t else [0.0, 1.0] for t in texts])
+
+
+KNN_TRAIN = [
+    em.Example(question="capital of France", answer="Paris").with_inputs("question"),
+    em.Example(question="capital of Italy", answer="Rome").with_inputs("question"),
+    em.Example(question="boiling point of water", answer="100 C").with_inputs("question"),
+    em.Example(question="freezing point of water", answer="0 C").with_inputs("question"),
+    em.Example(question="a small cat", answer="feline").with_inputs("question"),
+]
+KNN_QUERIES = ["what is the capital of Spain", "melting point of ice and water", "kitten", "lorry"]
+
+
+def test_a_knn_program_in_the_store_keeps_a_trainset_field_named_like_a_credential(tmp_path):
+    train = [
+        em.Example(question="reset my password", password="use the reset link").with_inputs("question"),
+        em.Example(question="open the door", password="say friend").with_inputs("question"),
+    ]
+    em.configure(lm=em.FunctionLM(lambda messages, settings: {"password": "ok"}))
+    compiled = KNNFewShot(1, train).compile(em.Predict("question -> password"))
+    store = em.Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.save(compiled, "doors")  # user data, not a secret
+    loaded = store.load("doors")
+    store.close()
+    loaded(question="the door is locked")
+    assert [d.password for d in loaded.last_demos] == ["say friend"]
+
+
+def demos_of(program, question):
+    program(question=question)
+    return [(d.toDict(), sorted(d.input_keys)) for d in program.last_demos]
+
+
+def test_a_saved_lexical_knn_program_loads_with_the_same_demos(tmp_path):
+    em.configure(lm=em.FunctionLM(lambda messages, settings: {"reasoning": "near", "answer": "ok"}))
+    compiled = KNNFewShot(k=2, trainset=KNN_TRAIN).compile(em.ChainOfThought("question -> answer"))
+    path = compiled.save(tmp_path / "knn.json")
+    loaded = em.load(path)
+    assert type(loaded).__name__ == "KNNProgram" and isinstance(loaded.program, em.ChainOfThought)
+    for question in KNN_QUERIES:
+        assert demos_of(loaded, question) == demos_of(compiled, question)
+    # into an existing KNNProgram too (another trainset and k before)
+    other = KNNFewShot(k=1, trainset=KNN_TRAIN[:2]).compile(em.ChainOfThought("question -> answer"))
+    other.load(path)
+    assert [demos_of(other, q) for q in KNN_QUERIES] == [demos_of(compiled, q) for q in KNN_QUERIES]
+    # and through the store
+    store = em.Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.save(compiled, "knn")
+    stored = store.load("knn")
+    store.close()
+    assert [demos_of(stored, q) for q in KNN_QUERIES] == [demos_of(compiled, q) for q in KNN_QUERIES]
+
+
+def test_a_saved_knn_program_with_an_em_embedder_finds_its_function_again(tmp_path):
+    em.configure(lm=em.FunctionLM(lambda messages, settings: {"answer": "ok"}))
+    compiled = KNNFewShot(1, KNN_TRAIN, embedder=em.Embedder(cat_vectors, batch_size=8)).compile(
+        em.Predict("question -> answer")
+    )
+    path = compiled.save(tmp_path / "knn.json")
+    saved = json.loads(path.read_text())["state"]["knn"]["similarity"]
+    assert saved["embedder"]["kind"] == "function" and saved["embedder"]["qualname"] == "cat_vectors"
+    CAT_CALLS.clear()
+    loaded = em.load(path)
+    assert demos_of(loaded, "kitten") == demos_of(compiled, "kitten") == [(KNN_TRAIN[4].toDict(), ["question"])]
+    assert demos_of(loaded, "lorry") == demos_of(compiled, "lorry")
+    assert any("kitten" in " ".join(batch) for batch in CAT_CALLS)  # the loaded program embeds with the function
+
+
+def test_a_knn_program_that_cannot_be_saved_says_what_to_pass_instead(tmp_path):
+    em.configure(lm=em.FunctionLM(lambda messages, settings: {"answer": "ok"}))
+    plain = KNNFewShot(1, KNN_TRAIN, embedder=cat_vectors).compile(em.Predict("question -> answer"))
+    with pytest.raises(ConfigurationError, match=r"plain callable.*em\.Embedder\(f\)"):
+        plain.save(tmp_path / "plain.json")
+    nested = KNNFewShot(1, KNN_TRAIN, embedder=em.Embedder(lambda texts: cat_vectors(texts))).compile(
+        em.Predict("question -> answer")
+    )
+    with pytest.raises(ConfigurationError, match="lambda or nested function"):
+        nested.save(tmp_path / "nested.json")
+    assert not (tmp_path / "plain.json").exists()
+
+
+def test_a_loaded_knn_program_waits_for_an_embedder_that_sends_requests(tmp_path):
+    remote = em.Embedder("openai/text-embedding-3-small", base_url="http://127.0.0.1:9/v1", api_key="sk-test-123456")
+    described = json.dumps(remote.dump_state())
+    assert "sk-test" not in described and "127.0.0.1" not in described and "text-embedding-3-small" in described
+    em.configure(lm=em.FunctionLM(lambda messages, settings: {"answer": "ok"}))
+    compiled = KNNFewShot(1, KNN_TRAIN, embedder=em.Embedder(cat_vectors)).compile(em.Predict("question -> answer"))
+    path = compiled.save(tmp_path / "knn.json")
+    document = json.loads(path.read_text())
+    document["state"]["knn"]["similarity"]["embedder"] = remote.dump_state()  # as if saved with the remote one
+    path.write_text(json.dumps(document))
+    loaded = em.load(path)
+    with pytest.raises(ConfigurationError, match="set_embedder"):
+        loaded(question="kitten")
+    with pytest.raises(ConfigurationError, match="saved with the embedder 'openai/text-embedding-3-small'"):
+        loaded.set_embedder(em.Embedder(cat_vectors))
+    assert em.load(loaded.save(tmp_path / "again.json"))._awaited["model"] == "openai/text-embedding-3-small"

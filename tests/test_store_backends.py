@@ -115,3 +115,23 @@ def test_mipro_on_the_store_database_resumes(url):
     assert len(numbers) == len(set(numbers))
     assert run["status"] == "finished" and run["lm_calls"] == len(calls)
     store.close()
+
+
+def test_run_state_is_kept_replaced_and_read_back(url):
+    from elixirml.errors import ConfigurationError, LoadError
+
+    store = em.Store(url)
+    assert store.run_state("nope") is None
+    with pytest.raises(LoadError, match="No optimization run"):
+        store.set_run_state("nope", "GEPA", {"step": 1})
+    store.create_run("stateful", "GEPA", {})
+    store.set_run_state("stateful", "GEPA", {"step": 1, "pool": [{"texts": {"a": "b"}, "scores": {"0": 1.0}}]})
+    store.set_run_state("stateful", "GEPA", {"step": 2, "pool": []})
+    kept = store.run_state("stateful")
+    assert kept["optimizer"] == "GEPA" and kept["state"] == {"step": 2, "pool": []} and kept["updated_at"]
+    with pytest.raises(ConfigurationError, match="must be JSON"):
+        store.set_run_state("stateful", "GEPA", {"step": object()})
+    with pytest.raises(ConfigurationError, match="credentials"):
+        store.set_run_state("stateful", "GEPA", {"lm": {"api_key": "sk-1234567890abcdef"}})
+    assert store.run_state("stateful")["state"]["step"] == 2
+    store.close()

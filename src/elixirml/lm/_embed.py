@@ -19,7 +19,8 @@ import dataclasses
 import inspect
 import json
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +108,25 @@ class Embedder:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Embedder:
         return self  # a client, shared like an LM: copying a program does not copy its embedder
+
+    #: what :meth:`dump_state` calls this kind of embedder
+    kind = "embedder"
+
+    def dump_state(self) -> dict[str, Any]:
+        """A JSON-ready description: the kind, the model and the settings (never keys or URLs).
+
+        :func:`embedder_from_state` builds it again where a saved file may choose it.
+        """
+        return {
+            "kind": self.kind,
+            "model": self.model,
+            "batch_size": self.batch_size,
+            "max_concurrency": self.max_concurrency,
+            **self._described(),
+        }
+
+    def _described(self) -> dict[str, Any]:
+        return {}
 
     # ------------------------------------------------------------------ calling
     def __call__(self, texts: str | Sequence[str]) -> np.ndarray:
@@ -211,10 +231,18 @@ class FunctionEmbedder(Embedder):
     """
 
     default_cache = False
+    kind = "function"
 
     def __init__(self, model: Callable[[list[str]], Any], **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.function = model
+
+    def _described(self) -> dict[str, Any]:
+        function = self.function
+        return {
+            "module": getattr(function, "__module__", None),
+            "qualname": getattr(function, "__qualname__", None) or type(function).__qualname__,
+        }
 
     async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
         result = self.function(list(texts))
@@ -301,8 +329,13 @@ class OpenAIEmbedder(Embedder):
             model, base_url=base_url, api_key=api_key, cache=False, max_concurrency=max_concurrency, **kwargs
         )
 
+    kind = "openai"
+
     def __repr__(self) -> str:
         return f"OpenAIEmbedder(model={self.model!r}, base_url={self.client!r})"
+
+    def _described(self) -> dict[str, Any]:
+        return {"dimensions": self.dimensions}
 
     def _cache_settings(self) -> dict[str, Any]:
         return {"kind": "embedding", "dimensions": self.dimensions}
@@ -361,8 +394,13 @@ class LocalEmbedder(Embedder):
         self.n_ctx = n_ctx
         self.n_threads = n_threads
 
+    kind = "local"
+
     def __repr__(self) -> str:
         return f"LocalEmbedder(model_path={str(self.model_path)!r})"
+
+    def _described(self) -> dict[str, Any]:
+        return {"model_file": self.model_path.name, "n_ctx": self.n_ctx}
 
     def _cache_settings(self) -> dict[str, Any]:
         return {"kind": "embedding", "file": self.model_path.name, "n_ctx": self.n_ctx, "pooling": "mean"}
@@ -380,3 +418,48 @@ class LocalEmbedder(Embedder):
 
     async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self._embed_sync, texts)
+
+
+def saveable_function(function: Any) -> bool:
+    """Whether a function can be found again by its module and name (not a lambda or a nested function)."""
+    qualname = getattr(function, "__qualname__", "")
+    return bool(getattr(function, "__module__", None)) and bool(qualname) and "<" not in qualname
+
+
+def embedder_from_state(spec: Mapping[str, Any]) -> Embedder | None:
+    """The embedder :meth:`Embedder.dump_state` described, where a saved file may choose it; else None.
+
+    A saved file never chooses where requests go: an ``openai`` embedder (its server and key), or
+    a ``local`` one on a model file of its own, is not built from it (None: give it in code). A
+    ``function`` embedder is found by its module and name among the modules already imported
+    (ElixirML never imports what a file names); the embedded local model is built again.
+
+    Raises:
+        LoadError: the description is malformed, or names a function that is not loaded.
+    """
+    from ..errors import LoadError
+
+    kind = spec.get("kind")
+    sizes = {"batch_size": int(spec.get("batch_size", 64)), "max_concurrency": int(spec.get("max_concurrency", 4))}
+    if kind == "function":
+        module_name, qualname = str(spec.get("module")), str(spec.get("qualname"))
+        target: Any = sys.modules.get(module_name)
+        if target is None:
+            raise LoadError(
+                f"The embedding function {module_name}.{qualname} is not loaded in this process: import "
+                f"{module_name} first (ElixirML never imports what a file names)"
+            )
+        for part in qualname.split("."):
+            target = getattr(target, part, None)
+        if target is None or not callable(target):
+            raise LoadError(f"{module_name} has no embedding function {qualname}")
+        return Embedder(target, **sizes)
+    if kind == "local":
+        from ._local import default_model_path
+
+        if spec.get("model_file") != default_model_path().name:
+            return None
+        return Embedder(str(spec.get("model", "local")), n_ctx=int(spec.get("n_ctx", 512)), **sizes)
+    if kind == "openai":
+        return None
+    raise LoadError(f"Unknown embedder kind {kind!r} in saved state")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 import math
 import random
 import sys
@@ -18,13 +20,13 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, StoreError
+from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, LoadError, StoreError
 from ..evaluate import EvaluationResult, aevaluate, evaluate
 from ..evaluate._metrics import as_metric
 from ..lm import Usage, track_usage
 from ..lm._usage import CallBudget, price_for, spending_limit
 from ..program import Module
-from ..program._serialize import configuration_to_json
+from ..program._serialize import configuration_from_json, configuration_to_json
 from ..runtime import _callbacks, run_sync
 from ..runtime._executor import Executor, open_executor
 from ..schema import Example
@@ -141,6 +143,23 @@ class OptimizationResult:
         return "\n".join(lines)
 
 
+_NOTHING_SPENT: dict[str, Any] = {"lm_calls": 0, "tokens": 0, "cost": 0.0, "metric_calls": 0}
+RUN_STATE_FORMAT = 1
+
+
+def _fingerprint(program: Module, train: Sequence[Example], val: Sequence[Example]) -> str:
+    """SHA-256 of what a run optimizes: the program's class and state, the trainset and the valset."""
+    from ..data import Dataset
+    from ..program._module import class_path
+
+    digest = hashlib.sha256()
+    digest.update(class_path(type(program)).encode("utf-8"))
+    digest.update(json.dumps(program.dump_state(), sort_keys=True, default=str).encode("utf-8"))
+    digest.update(Dataset(list(train)).fingerprint().encode("ascii"))
+    digest.update(Dataset(list(val)).fingerprint().encode("ascii"))
+    return digest.hexdigest()
+
+
 class _StopOptimization(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -193,6 +212,10 @@ class Optimizer:
     name = "Optimizer"
     #: Attributes that ``compile(...)`` may override for one run (DSPy passes some there).
     run_options: tuple[str, ...] = ()
+    #: Whether ``compile(resume=run_id)`` continues an unfinished run (others refuse it).
+    resumable = False
+    #: Whether the search state is kept in the store (``save_run_state``) rather than elsewhere.
+    keeps_run_state = False
 
     def __init__(
         self,
@@ -235,6 +258,7 @@ class Optimizer:
         self._runner: Executor | None = None
         self._started = 0.0
         self.metric_calls = 0
+        self._spent_before: dict[str, Any] = dict(_NOTHING_SPENT)
 
     # ------------------------------------------------------------------ protocol
     def initialize(self, state: OptimizationState) -> None:
@@ -287,16 +311,27 @@ class Optimizer:
         if limit is not None and self.metric_calls + len(data) > limit:
             raise _StopOptimization("max_metric_calls")  # never start an evaluation the budget cannot pay for
         self.metric_calls += len(data)
-        return evaluate(
-            program,
-            list(data),
-            self.metric,
-            concurrency=self.concurrency,
-            display_progress=False,
-            record=False,
-            keep_traces=keep_traces,
-            executor=self._runner,
-        )
+        scored = 0
+
+        def count(_: Any) -> None:
+            nonlocal scored
+            scored += 1
+
+        try:
+            return evaluate(
+                program,
+                list(data),
+                self.metric,
+                concurrency=self.concurrency,
+                display_progress=False,
+                record=False,
+                keep_traces=keep_traces,
+                on_result=count,
+                executor=self._runner,
+            )
+        except BaseException:
+            self.metric_calls -= len(data) - scored  # cut short: only the examples scored were spent
+            raise
 
     def trial_slots(self, state: OptimizationState, examples_per_trial: int, left: int) -> int:
         """How many trials to start at once: ``n_workers``, fewer when a budget or the search has less room.
@@ -327,7 +362,14 @@ class Optimizer:
             needed = sum(len(data) for _, data in jobs)
             if limit is not None and self.metric_calls + needed > limit:
                 raise _StopOptimization("max_metric_calls")
-            self.metric_calls += needed
+        else:
+            needed = 0  # objectives: not counted as metric calls
+        self.metric_calls += needed
+        scored = 0
+
+        def count(_: Any) -> None:
+            nonlocal scored
+            scored += 1
 
         async def one(program: Module, data: Sequence[Example]) -> tuple[EvaluationResult, Usage, float]:
             started = time.perf_counter()
@@ -340,6 +382,7 @@ class Optimizer:
                     concurrency=self.concurrency,
                     display_progress=False,
                     record=False,
+                    on_result=count,
                     executor=self._runner,
                 )
             return result, usage, time.perf_counter() - started
@@ -347,7 +390,11 @@ class Optimizer:
         async def together() -> list[tuple[EvaluationResult, Usage, float]]:
             return list(await asyncio.gather(*(one(program, data) for program, data in jobs)))
 
-        return run_sync(together())
+        try:
+            return run_sync(together())
+        except BaseException:
+            self.metric_calls -= max(0, needed - scored)  # cut short: only the examples scored were spent
+            raise
 
     def budget_spent(self, state: OptimizationState) -> str | None:
         """The budget that is spent (``"max_lm_calls"``, ``"max_metric_calls"``, ...), or None.
@@ -363,7 +410,7 @@ class Optimizer:
         if (
             self.budget["max_cost"] is not None
             and self._usage is not None
-            and self._usage.cost >= self.budget["max_cost"]
+            and self._usage.cost + float(self._spent_before["cost"]) >= self.budget["max_cost"]
         ):
             return "max_cost"
         if self.budget["timeout"] is not None and time.perf_counter() - self._started >= self.budget["timeout"]:
@@ -508,9 +555,17 @@ class Optimizer:
         store = configured_store()
         name = save_as or type(program).__name__
         before: dict[str, Any] = {"lm_calls": 0, "tokens": 0, "cost": 0.0}
+        self._spent_before = dict(_NOTHING_SPENT)
+        if resume is not None and store is None and (self.keeps_run_state or not self.resumable):
+            self.budget = saved_budget
+            raise ConfigurationError(
+                f"{self.name} cannot resume run {resume!r}: no store is configured, so no run was kept; "
+                "configure one (em.configure(store=...) or $ELIXIRML_STORE) before the run you want to resume"
+            )
         if store is not None:
             state.extra["_store"] = store
             try:
+                saved = self._resumable_state(store, state, resume, program, train, val)
                 before = store.create_run(
                     state.run_id, self.name, {"budget": dict(self.budget), "seed": self.seed}, program=name
                 )
@@ -523,6 +578,15 @@ class Optimizer:
             if resume is not None and before["status"] == "finished" and before.get("best_version_id") is not None:
                 self.budget = saved_budget
                 return self._finished(store, state, before, name, type(program))
+            if saved is not None:
+                self._restore(state, before, saved)
+        base = {
+            "lm_calls": max(int(before["lm_calls"]), int(self._spent_before["lm_calls"])),
+            "tokens": max(int(before["tokens"]), int(self._spent_before["tokens"])),
+            "cost": max(float(before["cost"]), float(self._spent_before["cost"])),
+        }
+        if before.get("status", "new") != "new":  # a resumed run: its budgets count what earlier legs spent
+            self._spent_before.update(base)
         started = time.perf_counter()
         stopped: str | None = None
         try:
@@ -531,8 +595,9 @@ class Optimizer:
                 track_usage() as usage,
                 self._open_executor() as runner,
             ):
-                self._calls, self._usage, self._started, self.metric_calls = calls, usage, started, 0
-                self._runner = runner
+                calls.used = int(self._spent_before["lm_calls"])
+                self._calls, self._usage, self._started, self._runner = calls, usage, started, runner
+                self.metric_calls = int(self._spent_before["metric_calls"])
                 progress = _Progress(self.name, self.display_progress)
                 try:
                     try:
@@ -552,16 +617,13 @@ class Optimizer:
                     progress.close()
         except BaseException as exc:
             if store is not None:
-                self._abandon(store, state, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+                spent = self._spent(self._usage)
+                self._abandon(store, state, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", spent)
             raise
         finally:
             self._calls = self._usage = self._runner = None
             self.budget = saved_budget
-        totals: dict[str, Any] = {
-            "lm_calls": int(before["lm_calls"]) + usage.calls,
-            "tokens": int(before["tokens"]) + usage.total_tokens,
-            "cost": float(before["cost"]) + usage.cost,
-        }
+        totals = {k: v for k, v in self._spent(usage).items() if k != "metric_calls"}
         version, save_error = None, None
         if store is not None:
             version, save_error = self._save(store, state, final, name, stopped, totals)
@@ -638,22 +700,27 @@ class Optimizer:
                     best_version_id=version["id"] if version is not None else None,
                     **totals,
                 )
+                self._keep_spent(store, state, {**totals, "metric_calls": self.metric_calls})
             except StoreError as exc:
                 error = error or exc
         finally:
             store.close()
         if error is not None:
+            again = f", or compile(..., resume={state.run_id!r}) to try again" if self.resumable else ""
             warnings.warn(
                 f"{self.name} finished run {state.run_id!r} but could not save the result as {name!r}: {error}. "
-                "The optimized program is returned; save it with em.Store().save(program, name), "
-                f"or compile(..., resume={state.run_id!r}) to try again.",
+                f"The optimized program is returned; save it with em.Store().save(program, name){again}.",
                 RuntimeWarning,
                 stacklevel=3,
             )
         return version, error
 
-    def _abandon(self, store: Any, state: OptimizationState, status: str) -> None:
-        """Mark the run as ended (``failed`` or ``interrupted``) when the optimization raised."""
+    def _abandon(self, store: Any, state: OptimizationState, status: str, spent: dict[str, Any]) -> None:
+        """Mark the run as ended (``failed`` or ``interrupted``) when the optimization raised.
+
+        Its totals are what every leg spent (LM calls outside trials included), so a resumed
+        run's budgets count them.
+        """
         best = state.best_score if state.best_score > -math.inf else None
         try:
             current = store.run(state.run_id)
@@ -662,14 +729,146 @@ class Optimizer:
                 status=status,
                 best_score=best,
                 best_version_id=None,
-                lm_calls=current["lm_calls"],
-                tokens=current["tokens"],
-                cost=current["cost"],
+                lm_calls=max(int(current["lm_calls"]), int(spent["lm_calls"])),
+                tokens=max(int(current["tokens"]), int(spent["tokens"])),
+                cost=max(float(current["cost"]), float(spent["cost"])),
             )
+            self._keep_spent(store, state, spent)
         except StoreError:
             pass  # the optimization's own error is the one to report; runs() shows the run as interrupted
         finally:
             store.close()
+
+    # ------------------------------------------------------------------ run state (resume)
+    def save_run_state(self, state: OptimizationState, search: dict[str, Any]) -> None:
+        """Keep the search state (JSON) of this run in the store, with what the run has spent so far.
+
+        Optimizers that resume (``keeps_run_state``) call it after every step; a resumed run
+        gets ``search`` back from :meth:`resumed_state`. Without a store nothing is kept.
+        """
+        state.extra["_search"] = search
+        store = state.extra.get("_store")
+        if store is None or not self.keeps_run_state:
+            return
+        self._keep_spent(store, state, self._spent(self._usage))
+
+    def resumed_state(self, state: OptimizationState) -> dict[str, Any] | None:
+        """The search state an earlier leg of this run kept (None for a new run)."""
+        resumed: dict[str, Any] | None = state.extra.get("_resumed")
+        return resumed
+
+    def _spent(self, usage: Usage | None) -> dict[str, Any]:
+        """What the run has spent: earlier legs and this one."""
+        before = self._spent_before
+        return {
+            "lm_calls": int(before["lm_calls"]) + (usage.calls if usage is not None else 0),
+            "tokens": int(before["tokens"]) + (usage.total_tokens if usage is not None else 0),
+            "cost": float(before["cost"]) + (usage.cost if usage is not None else 0.0),
+            "metric_calls": self.metric_calls,
+        }
+
+    def _keep_spent(self, store: Any, state: OptimizationState, spent: dict[str, Any]) -> None:
+        """Write the run state kept last with ``spent`` (when the optimizer keeps one)."""
+        search = state.extra.get("_search")
+        if not self.resumable or (search is None and self.keeps_run_state):
+            return  # nothing to resume from; an optimizer keeping its state elsewhere (MIPRO) keeps only its spend
+        best = None
+        if state.best_score > -math.inf:
+            best = {"score": state.best_score, "configuration": configuration_to_json(state.best_configuration)}
+            try:
+                json.dumps(best, allow_nan=False)
+            except (TypeError, ValueError):
+                best = None  # a value with no JSON form (an LM as a choice): the search state rebuilds it
+        payload = {
+            "format": RUN_STATE_FORMAT,
+            "fingerprint": state.extra.get("_fingerprint", ""),
+            "spent": spent,
+            "best": best,
+            "search": search,
+        }
+        store.set_run_state(state.run_id, self.name, payload)
+
+    def _resumable_state(
+        self,
+        store: Any,
+        state: OptimizationState,
+        resume: str | None,
+        program: Module,
+        train: Sequence[Example],
+        val: Sequence[Example],
+    ) -> dict[str, Any] | None:
+        """Check that ``resume=`` can be honoured; the run state an earlier leg kept, or None.
+
+        Raises:
+            ConfigurationError: the optimizer cannot resume an unfinished run, the run is
+                another optimizer's, or it optimized another program or other data.
+        """
+        if self.keeps_run_state:
+            state.extra["_fingerprint"] = _fingerprint(program, train, val)
+        if resume is None:
+            return None
+        try:
+            existing = store.run(resume)
+        except LoadError:
+            return None  # no such run yet: it starts under this id
+        if existing["status"] == "finished" and existing.get("best_version_id") is not None:
+            return None  # returned as it finished
+        if not self.resumable:
+            raise ConfigurationError(
+                f"{self.name} cannot resume run {resume!r} (it ended {existing['status']!r}): {self.name} keeps no "
+                "search state to continue from. Start a new run (leave out resume=), or use an optimizer that "
+                "resumes (MIPRO, GEPA, SIMBA, COPRO)."
+            )
+        kept = store.run_state(resume)
+        if kept is None:
+            return None  # stopped before its first step was kept: it starts again (only that step is lost)
+        if not self.keeps_run_state:  # its search state is elsewhere (MIPRO's study): only the spend is read
+            return kept["state"] if kept["optimizer"] == self.name else None
+        if kept["optimizer"] != self.name:
+            raise ConfigurationError(
+                f"Run {resume!r} is a {kept['optimizer']} run; resume it with {kept['optimizer']}, not {self.name}"
+            )
+        payload: dict[str, Any] = kept["state"]
+        if payload.get("format") != RUN_STATE_FORMAT:
+            raise ConfigurationError(
+                f"Run {resume!r} was kept in run state format {payload.get('format')!r}; this version reads "
+                f"format {RUN_STATE_FORMAT}. Start a new run."
+            )
+        if payload.get("fingerprint") != state.extra["_fingerprint"]:
+            raise ConfigurationError(
+                f"Run {resume!r} optimized another program or other data: resume= continues a run on the same "
+                "program, trainset and valset. Start a new run (leave out resume=) for these."
+            )
+        return payload
+
+    def _restore(self, state: OptimizationState, before: dict[str, Any], payload: dict[str, Any]) -> None:
+        """Put back what an earlier leg kept: its spend, its trials, its best configuration and its search state."""
+        spent = payload.get("spent") or {}
+        self._spent_before = {key: spent.get(key, value) for key, value in _NOTHING_SPENT.items()}
+        if not self.keeps_run_state:
+            return
+        state.trials = [
+            Trial(
+                number=t["number"],
+                configuration=t["configuration"],
+                score=t["score"],
+                scores=t["scores"],
+                lm_calls=t["lm_calls"],
+                tokens=t["tokens"],
+                cost=t["cost"],
+                wall_time=t["wall_time"],
+                status=t["status"],
+                full=t["full"],
+            )
+            for t in before.get("trial_list", [])
+        ]
+        best = payload.get("best")
+        if best is not None:
+            state.best_score = float(best["score"])
+            state.best_configuration = configuration_from_json(best["configuration"])
+            state.best_program = state.program.with_configuration(state.best_configuration)
+        state.extra["_resumed"] = payload["search"]
+        state.extra["_search"] = payload["search"]
 
     def _finished(
         self, store: Any, state: OptimizationState, before: dict[str, Any], name: str, cls: type[Module]

@@ -40,6 +40,9 @@ class COPRO(Optimizer):
     best instruction of each predictor is kept; the program as given is scored first, so the
     result is never worse on the validation set.
 
+    With a store configured the search state is kept after every scored instruction, so
+    ``compile(..., resume=run_id)`` continues an interrupted run (see docs/optimizers.md).
+
     Args:
         metric: the score to maximise.
         prompt_model: the LM that proposes instructions (default: the program's LM).
@@ -52,6 +55,8 @@ class COPRO(Optimizer):
 
     name = "COPRO"
     run_options = ("breadth", "depth")
+    resumable = True
+    keeps_run_state = True
 
     def __init__(
         self,
@@ -103,17 +108,44 @@ class COPRO(Optimizer):
         names = [n for n, _ in state.program.named_predictors()]
         if not names:
             raise ConfigurationError("COPRO found no predictor to instruct in this program")
+        rounds = [(d, n) for d in range(self.depth + 1) for n in names]
+        resumed = self.resumed_state(state)
+        if resumed is not None:  # an earlier leg of this run: continue at its round, with its attempts
+            state.extra.update(
+                names=names,
+                rounds=rounds,
+                attempts={n: {text: float(score) for text, score in resumed["attempts"][n]} for n in names},
+                config=dict(resumed["config"]),
+                round=int(resumed["round"]),
+                proposals=resumed["proposals"],
+            )
+            return
         self._score(state, {}, None)  # the program as given
         state.extra.update(
             names=names,
-            rounds=[(d, n) for d in range(self.depth + 1) for n in names],
+            rounds=rounds,
             attempts={n: {} for n in names},  # predictor -> instruction -> score
             config={},
             round=0,
+            proposals=None,  # the current round's proposals, once made
         )
         current = dict(state.program.named_predictors())
         for n in names:
             state.extra["attempts"][n][current[n].signature.instructions] = state.best_score
+        self._keep(state)
+
+    def _keep(self, state: OptimizationState) -> None:
+        """Keep the search state in the store: a resumed run continues at the evaluation in progress."""
+        extra = state.extra
+        self.save_run_state(
+            state,
+            {
+                "round": extra["round"],
+                "config": dict(extra["config"]),
+                "attempts": {n: [[text, score] for text, score in a.items()] for n, a in extra["attempts"].items()},
+                "proposals": extra["proposals"],
+            },
+        )
 
     def _score(self, state: OptimizationState, config: dict[str, Any], predictor: str | None) -> float:
         started = time.perf_counter()
@@ -159,12 +191,20 @@ class COPRO(Optimizer):
         depth, name = rounds[index]
         key = implicit_key(name, "instructions")
         attempts: dict[str, float] = state.extra["attempts"][name]
-        for text in self._propose(state, depth, name):
+        if state.extra["proposals"] is None:
+            state.extra["proposals"] = self._propose(state, depth, name)
+            self._keep(state)
+        for text in state.extra["proposals"]:
+            if text in attempts:
+                continue  # scored before this run was resumed
             config = {**state.extra["config"], key: text}
             attempts[text] = self._score(state, config, name)
+            self._keep(state)
         best_text = max(attempts, key=lambda t: attempts[t])
         original = dict(state.program.named_predictors())[name].signature.instructions
         if best_text != original:
             state.extra["config"][key] = best_text
         state.extra["round"] = index + 1
+        state.extra["proposals"] = None
+        self._keep(state)
         return index + 1 < len(rounds)

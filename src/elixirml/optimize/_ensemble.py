@@ -102,8 +102,17 @@ class Ensemble:
         self.size = size
         self.seed = seed
 
-    def compile(self, programs: Sequence[Module]) -> EnsembledProgram:
-        """A program that runs ``programs`` (copies of them) and reduces their outputs."""
+    def compile(self, programs: Sequence[Module], *, resume: str | None = None) -> EnsembledProgram:
+        """A program that runs ``programs`` (copies of them) and reduces their outputs.
+
+        Raises:
+            ConfigurationError: ``resume=`` is given (an ensemble runs no search to resume).
+        """
+        if resume is not None:
+            raise ConfigurationError(
+                f"Ensemble cannot resume run {resume!r}: it runs no search and records no run; call "
+                "compile(programs) again (it makes no LM call)"
+            )
         programs = list(programs)
         if not programs:
             raise ConfigurationError("Ensemble.compile() needs at least one program")

@@ -13,11 +13,15 @@ import dataclasses
 import inspect
 import json
 import logging
+import math
+import random
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..errors import ConfigurationError, MissingDependencyError
+from ..errors import ConfigurationError, LoadError, MissingDependencyError
 from ..evaluate import ExampleResult
 from ..evaluate._feedback import split_feedback
 from ..evaluate._metrics import FunctionMetric
@@ -37,6 +41,15 @@ SELECTION = {
     "current_best": "current_best",
     "epsilon_greedy": "epsilon_greedy",
 }
+
+
+def _gepa_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gepa")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _gepa() -> Any:
@@ -128,6 +141,7 @@ class _Adapter:
                 self.predictor_of[key] = name
         self.space = space
         self.full_trials: dict[str, Trial] = {}
+        self.seed_scores: list[float] | None = None
         metric = optimizer.metric
         self.per_predictor = isinstance(metric, FunctionMetric) and "pred_name" in _parameters(metric.fn)
 
@@ -137,6 +151,10 @@ class _Adapter:
     def evaluate(self, batch: list[Example], candidate: dict[str, str], capture_traces: bool = False) -> Any:
         gepa = _gepa()
         optimizer, state = self.optimizer, self.state
+        if self.seed_scores is not None and not capture_traces and dict(candidate) == self.components:
+            # a resumed run: the engine scores the seed first, and the earlier leg already did
+            scores, self.seed_scores = self.seed_scores, None
+            return gepa.EvaluationBatch(outputs=[None] * len(scores), scores=scores, trajectories=None)
         limit = state.extra["text_budget"]
         if limit is not None and optimizer.metric_calls + len(batch) > limit:
             raise _TextBudgetSpent  # never start an evaluation the budget cannot pay for
@@ -256,12 +274,21 @@ def _outputs(result: ExampleResult) -> Any:
 
 
 class _Tracker:
-    """A gepa callback that keeps every candidate scored on the validation set, with its parents."""
+    """A gepa callback that keeps every candidate scored on the validation set, with its parents.
 
-    def __init__(self) -> None:
+    ``keep(engine_state)`` is called at the start of every iteration (the run state is written
+    there); a resumed run skips the engine's new event for the seed, which it already has.
+    """
+
+    def __init__(self, keep: Callable[[Any], None] | None = None) -> None:
         self.candidates: list[dict[str, Any]] = []
+        self.keep = keep
+        self.skip_seed = False
 
     def on_valset_evaluated(self, event: Mapping[str, Any]) -> None:
+        if self.skip_seed and int(event["candidate_idx"]) == 0:
+            self.skip_seed = False
+            return
         self.candidates.append(
             {
                 "index": int(event["candidate_idx"]),
@@ -271,6 +298,70 @@ class _Tracker:
                 "score": 100.0 * float(event["average_score"]),
             }
         )
+
+    def on_iteration_start(self, event: Mapping[str, Any]) -> None:
+        if self.keep is not None:
+            self.keep(event["state"])
+
+
+class _Carried(BaseException):
+    """Carries an error out of a gepa callback: gepa logs and drops an ``Exception`` raised in one."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _NoJSON(Exception):
+    """A value of the engine's state has no JSON form (a newer gepa keeps something else)."""
+
+
+def to_json(value: Any) -> Any:
+    """The engine's state (dicts with int keys, sets, tuples, counters) as JSON; :func:`from_json` reverses it."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return {"__float__": repr(value)}
+        return value
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    if isinstance(value, tuple):
+        return {"__tuple__": [to_json(v) for v in value]}
+    if isinstance(value, (set, frozenset)):
+        try:
+            items = sorted(value)
+        except TypeError:
+            items = list(value)
+        return {"__set__": [to_json(v) for v in items]}
+    if isinstance(value, Counter):
+        return {"__counter__": [[to_json(k), v] for k, v in value.items()]}
+    if type(value) is dict or isinstance(value, defaultdict):
+        return {"__items__": [[to_json(k), to_json(v)] for k, v in value.items()]}
+    raise _NoJSON(f"{type(value).__name__} has no JSON form")
+
+
+def from_json(value: Any) -> Any:
+    """The value :func:`to_json` wrote."""
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__float__" in value:
+        return float(value["__float__"])
+    if "__tuple__" in value:
+        return tuple(from_json(v) for v in value["__tuple__"])
+    if "__set__" in value:
+        return {from_json(v) for v in value["__set__"]}
+    if "__counter__" in value:
+        return Counter({from_json(k): v for k, v in value["__counter__"]})
+    if "__items__" in value:
+        return {from_json(k): from_json(v) for k, v in value["__items__"]}
+    raise LoadError(f"Malformed GEPA run state: {value!r}")
+
+
+#: engine fields that are not kept: runtime hooks, and what this adapter never turns on
+_NOT_KEPT = frozenset({"_budget_hooks", "evaluation_cache", "best_outputs_valset"})
 
 
 def _reflection(lm: Any) -> Any:
@@ -299,6 +390,11 @@ class GEPA(Optimizer):
     validation set), and ``last_result.details`` keeps every candidate with its lineage
     (``"candidates"``) and the Pareto front over validation examples (``"pareto_front"``).
 
+    With a store configured the engine's state (candidates, per-example scores, Pareto front,
+    counters), the random state and the minibatch sampler are kept as JSON at every iteration,
+    then the tuning trials, so ``compile(..., resume=run_id)`` continues an interrupted run
+    (never through gepa's pickled run directory; see docs/optimizers.md).
+
     Args:
         metric: ``metric(example, prediction, trace=None)`` returning a number or a
             :class:`~elixirml.Feedback`. A metric that takes DSPy's ``pred_name`` and
@@ -324,6 +420,8 @@ class GEPA(Optimizer):
 
     name = "GEPA"
     run_options = ("reflection_minibatch_size", "variable_trials")
+    resumable = True
+    keeps_run_state = True
 
     def __init__(
         self,
@@ -401,6 +499,9 @@ class GEPA(Optimizer):
             trials = min(trials, total // 2 // max(1, len(state.valset)))
         state.extra["trials_planned"] = trials
         state.extra["text_budget"] = None if total is None else total - trials * len(state.valset)
+        resumed = self.resumed_state(state)
+        if resumed is not None and resumed["phase"] == "variables":  # the text search was over: tune on
+            self._restore_variables(state, resumed)
 
     def optimize_step(self, state: OptimizationState) -> bool:
         if state.extra["phase"] == "text":
@@ -423,9 +524,33 @@ class GEPA(Optimizer):
             for placeholder in ("<curr_param>", "<side_info>"):
                 if placeholder not in self.reflection_prompt_template:
                     raise ConfigurationError(f"reflection_prompt_template must contain {placeholder}")
+        from gepa.strategies.batch_sampler import EpochShuffledBatchSampler
+
         adapter = _Adapter(self, state, state.extra["components"], _reflection(lm), self.reflection_prompt_template)
         tracker = _Tracker()
         state.extra["gepa"] = (adapter, tracker)
+        # the random state, the candidate selector and the minibatch sampler are ours, so a run state can keep them
+        rng = random.Random(self.seed)
+        sampler = EpochShuffledBatchSampler(minibatch_size=self.reflection_minibatch_size, rng=rng)
+        resumed = self.resumed_state(state)
+        pending = self._restore_text(state, resumed, adapter, tracker) if resumed is not None else None
+
+        def keep(engine: Any) -> None:
+            nonlocal pending
+            try:
+                if pending is not None:  # the resumed engine's first iteration: it becomes the kept one
+                    for key, value in from_json(pending["engine"]).items():
+                        setattr(engine, key, value)
+                    version, internal, gauss = pending["rng"]
+                    rng.setstate((version, tuple(internal), gauss))
+                    for key, value in from_json(pending["sampler"]).items():
+                        setattr(sampler, key, value)
+                    pending = None
+                self._keep_text(state, engine, rng, sampler)
+            except Exception as exc:  # not lost in gepa's callback handling: the run stops with it
+                raise _Carried(exc) from exc
+
+        tracker.keep = keep
         stop: list[str] = []
 
         def spent(_: Any) -> bool:
@@ -440,9 +565,9 @@ class GEPA(Optimizer):
                 trainset=list(state.trainset),
                 valset=list(state.valset),
                 adapter=adapter,
-                candidate_selection_strategy=self.candidate_selection,
+                candidate_selection_strategy=self._selector(rng),
                 skip_perfect_score=self.skip_perfect_score,
-                reflection_minibatch_size=self.reflection_minibatch_size,
+                batch_sampler=sampler,
                 use_merge=self.use_merge,
                 max_metric_calls=state.extra["text_budget"],
                 stop_callbacks=[spent],
@@ -455,10 +580,101 @@ class GEPA(Optimizer):
             )
         except _TextBudgetSpent:
             pass
+        except _Carried as carried:
+            raise carried.error from carried.error.__cause__
         finally:
             self._summarize(state)
         if stop and stop[0] != "max_metric_calls":
             raise _StopOptimization(stop[0])
+
+    def _selector(self, rng: random.Random) -> Any:
+        from gepa.strategies.candidate_selector import (
+            CurrentBestCandidateSelector,
+            EpsilonGreedyCandidateSelector,
+            ParetoCandidateSelector,
+        )
+
+        if self.candidate_selection == "pareto":
+            return ParetoCandidateSelector(rng=rng)
+        if self.candidate_selection == "current_best":
+            return CurrentBestCandidateSelector()
+        return EpsilonGreedyCandidateSelector(epsilon=0.1, rng=rng)  # gepa's own epsilon
+
+    # ------------------------------------------------------------------ run state (resume)
+    def _keep_text(self, state: OptimizationState, engine: Any, rng: random.Random, sampler: Any) -> None:
+        """Keep the text search at the start of an iteration: the engine's state, our random state and sampler."""
+        if state.extra.get("_store") is None:
+            return
+        adapter, tracker = state.extra["gepa"]
+        try:
+            kept = {
+                "phase": "text",
+                "gepa": _gepa_version(),
+                "engine": to_json({k: v for k, v in vars(engine).items() if k not in _NOT_KEPT}),
+                "sampler": to_json({k: v for k, v in vars(sampler).items() if k != "rng"}),
+                "rng": to_json(list(rng.getstate())),
+                "candidates": to_json(tracker.candidates),
+                "full_trials": {key: trial.number for key, trial in adapter.full_trials.items()},
+                "dropped": adapter.dropped,
+            }
+        except _NoJSON as exc:
+            if not state.extra.get("_unkept"):
+                state.extra["_unkept"] = True
+                warnings.warn(
+                    f"GEPA cannot keep this gepa version's engine state as JSON ({exc}); run {state.run_id!r} "
+                    "will not resume its text search",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return
+        self.save_run_state(state, kept)
+
+    def _restore_text(
+        self, state: OptimizationState, resumed: dict[str, Any], adapter: _Adapter, tracker: _Tracker
+    ) -> dict[str, Any]:
+        """Put back what the adapter and tracker had; the engine's state is put back at its first iteration."""
+        if resumed.get("gepa") != _gepa_version():
+            raise ConfigurationError(
+                f"Run {state.run_id!r} was kept by gepa {resumed.get('gepa')}, and gepa {_gepa_version()} is "
+                "installed: its engine state may not fit. Resume with that gepa version, or start a new run."
+            )
+        rng = from_json(resumed["rng"])
+        tracker.candidates = from_json(resumed["candidates"])
+        tracker.skip_seed = True
+        adapter.dropped = int(resumed["dropped"])
+        by_number = {t.number: t for t in state.trials}
+        adapter.full_trials = {k: by_number[n] for k, n in resumed["full_trials"].items() if n in by_number}
+        seed = next(c for c in tracker.candidates if c["index"] == 0)
+        if sorted(seed["scores"]) == list(range(len(state.valset))):
+            adapter.seed_scores = [seed["scores"][i] for i in range(len(state.valset))]
+        return {**resumed, "rng": rng}
+
+    def _keep_variables(self, state: OptimizationState) -> None:
+        """Keep the tuning of the other variables after each of its trials (the text search is over)."""
+        extra = state.extra
+        self.save_run_state(
+            state,
+            {
+                "phase": "variables",
+                "details": to_json(extra["details"]),
+                "front_trials": [t.number for t in extra["front_trials"]],
+                "texts": extra.get("texts", {}),
+                "variable_trials": list(extra.get("variable_trials", [])),
+            },
+        )
+
+    def _restore_variables(self, state: OptimizationState, resumed: dict[str, Any]) -> None:
+        by_number = {t.number: t for t in state.trials}
+        state.extra.update(
+            phase="variables",
+            details=from_json(resumed["details"]),
+            front_trials=[by_number[n] for n in resumed["front_trials"] if n in by_number],
+            texts=dict(resumed["texts"]),
+            variable_trials=list(resumed["variable_trials"]),
+            variable_done=len(resumed["variable_trials"]),
+        )
+        if state.extra["trials_planned"] and state.best_program is not None:
+            self._new_study(state)
 
     def _summarize(self, state: OptimizationState) -> None:
         """Candidates with lineage and the Pareto front over validation examples, from what was scored."""
@@ -488,21 +704,37 @@ class GEPA(Optimizer):
 
     # ------------------------------------------------------------------ other variables (TPE)
     def _prepare_variables(self, state: OptimizationState) -> bool:
+        state.extra.update(texts=dict(state.best_configuration), variable_trials=[], variable_done=0)
+        self._keep_variables(state)
         if not state.extra["trials_planned"] or state.best_program is None:
             return False
+        self._new_study(state)
+        return True
+
+    def _new_study(self, state: OptimizationState) -> None:
+        """The TPE study of the other variables, with the trials an earlier leg finished told to it."""
         from ._search import _optuna
 
         optuna = _optuna()
-        sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=min(4, state.extra["trials_planned"]))
-        state.extra.update(
-            study=optuna.create_study(direction="maximize", sampler=sampler),
-            texts=dict(state.best_configuration),
-            variable_done=0,
-        )
-        return True
+        done = state.extra["variable_trials"]
+        # a resumed study samples on from another seed: it knows the finished trials, not the sampler's random state
+        seed = self.seed + len(done)
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(4, state.extra["trials_planned"]))
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        for trial in done:
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=trial["params"],
+                    distributions={
+                        n: optuna.distributions.json_to_distribution(d) for n, d in trial["distributions"].items()
+                    },
+                    value=trial["value"],
+                )
+            )
+        state.extra["study"] = study
 
     def _variable_trial(self, state: OptimizationState) -> bool:
-        if state.extra["variable_done"] >= state.extra["trials_planned"]:
+        if state.extra["variable_done"] >= state.extra["trials_planned"] or "study" not in state.extra:
             return False
         limit = self.budget["max_metric_calls"]
         if limit is not None and self.metric_calls + len(state.valset) > limit:
@@ -517,8 +749,19 @@ class GEPA(Optimizer):
             result = self.evaluate(candidate, state.valset)
         self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
         study.tell(trial, result.score)
+        from ._search import _optuna
+
+        distribution_to_json = _optuna().distributions.distribution_to_json
+        state.extra["variable_trials"].append(
+            {
+                "params": dict(trial.params),
+                "distributions": {n: distribution_to_json(d) for n, d in trial.distributions.items()},
+                "value": result.score,
+            }
+        )
         done: int = state.extra["variable_done"] + 1
         state.extra["variable_done"] = done
+        self._keep_variables(state)
         return done < int(state.extra["trials_planned"])
 
     def finalize(self, state: OptimizationState) -> Module:

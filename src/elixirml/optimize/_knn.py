@@ -9,8 +9,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, LoadError
+from ..lm import Embedder, FunctionEmbedder
+from ..lm._embed import embedder_from_state, saveable_function
 from ..program import Module
+from ..program._module import build_program, class_path, refuse_unsafe_lm_state
+from ..program._serialize import demo_from_json, demo_to_json
 from ..schema import Example
 from ._base import OptimizationState, Optimizer
 
@@ -74,6 +78,12 @@ class KNNProgram(Module):
     """A program whose every predictor gets, per call, the ``k`` trainset examples nearest the input as demos.
 
     Built by :class:`KNNFewShot`. ``last_demos`` holds the demos of the latest call.
+
+    It saves (``save``, ``em.load``, the store) with its trainset, ``k``, the input keys and the
+    similarity: lexical, or an :class:`~elixirml.Embedder` described by its model. A function
+    embedder (``em.Embedder(f)`` with a module-level ``f``) is found again among the loaded
+    modules and the embedded local model is built again; an embedder that sends requests is
+    never built from a file: give it to the loaded program with :meth:`set_embedder`.
     """
 
     def __init__(
@@ -81,7 +91,7 @@ class KNNProgram(Module):
         program: Module,
         trainset: Sequence[Example],
         k: int,
-        index: LexicalIndex | EmbeddingIndex,
+        index: LexicalIndex | EmbeddingIndex | None,
         keys: Sequence[str] | None,
     ) -> None:
         super().__init__()
@@ -90,12 +100,37 @@ class KNNProgram(Module):
         self._k = k
         self._index = index
         self._keys = list(keys) if keys is not None else None
+        self._awaited: dict[str, Any] | None = None  # the saved embedder a loaded program waits for
         self.last_demos: list[Example] = []
 
     def demos_for(self, **inputs: Any) -> list[Example]:
         """The trainset examples nearest these inputs (most similar first)."""
+        if self._index is None:
+            spec = self._awaited or {}
+            raise ConfigurationError(
+                f"This KNNProgram was saved with the embedder {spec.get('model')!r} ({spec.get('kind')}), which a "
+                "saved file never builds (it would choose where requests go): give it in code with "
+                f"program.set_embedder(em.Embedder({spec.get('model')!r}, ...))"
+            )
         query = _text(inputs, self._keys)
         return [self._trainset[i] for i in self._index.nearest(query, self._k)]
+
+    def set_embedder(self, embedder: Callable[[list[str]], Any]) -> KNNProgram:
+        """Choose the demos by this embedder's similarity (the trainset is embedded again); returns self.
+
+        Raises:
+            ConfigurationError: the program was saved with another embedder model.
+        """
+        if self._awaited is not None:
+            model = embedder.dump_state().get("model") if isinstance(embedder, Embedder) else None
+            if model != self._awaited.get("model"):
+                raise ConfigurationError(
+                    f"This KNNProgram was saved with the embedder {self._awaited.get('model')!r}; give that model "
+                    f"(got {model!r}): another model's vectors would choose other demos"
+                )
+        self._index = EmbeddingIndex([_text(e, self._keys) for e in self._trainset], embedder)
+        self._awaited = None
+        return self
 
     async def aforward(self, **inputs: Any) -> Any:
         if isinstance(self._index, EmbeddingIndex):
@@ -108,6 +143,92 @@ class KNNProgram(Module):
             predictor.demos = list(demos)
         return await program.acall(**inputs)
 
+    # ------------------------------------------------------------------ state
+    def _similarity(self) -> dict[str, Any]:
+        if self._awaited is not None:
+            return {"kind": "embedding", "embedder": dict(self._awaited)}
+        if not isinstance(self._index, EmbeddingIndex):
+            return {"kind": "lexical"}
+        embedder = self._index.embedder
+        instead = (
+            "pass embedder=em.Embedder(f) with a function f defined at module level, em.Embedder('local') or "
+            "em.Embedder('openai/<model>', ...), or no embedder (lexical similarity)"
+        )
+        if not isinstance(embedder, Embedder):
+            raise ConfigurationError(
+                f"KNNFewShot's embedder {embedder!r} is a plain callable, which cannot be saved: {instead}"
+            )
+        if isinstance(embedder, FunctionEmbedder) and not saveable_function(embedder.function):
+            raise ConfigurationError(
+                f"KNNFewShot's embedder wraps {embedder.model}, a lambda or nested function that cannot be found "
+                f"again when loading: {instead}"
+            )
+        return {"kind": "embedding", "embedder": embedder.dump_state()}
+
+    def dump_state(self) -> dict[str, Any]:
+        """As :meth:`Module.dump_state`, with the trainset, ``k``, input keys, similarity and inner program.
+
+        Raises:
+            ConfigurationError: the embedder cannot be saved (a plain callable, or a lambda).
+        """
+        state = super().dump_state()
+        state["knn"] = {
+            "k": self._k,
+            "input_keys": self._keys,
+            "similarity": self._similarity(),
+            "examples": [demo_to_json(e) for e in self._trainset],  # user data: names in it are not settings
+            "program": {"class": class_path(type(self.program)), "state": self.program.dump_state()},
+        }
+        return state
+
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> KNNProgram:
+        """Load what :meth:`dump_state` wrote into this program (its inner program keeps its class and LM)."""
+        refuse_unsafe_lm_state(allow_unsafe_lm_state)
+        knn = _knn_state(state)
+        self.program.load_state(knn["program"]["state"])
+        self._set_from(knn)
+        return self
+
+    @classmethod
+    def from_saved_state(cls, state: dict[str, Any]) -> KNNProgram:
+        """Build a KNNProgram from a saved file's state (used by ``em.load`` and the store).
+
+        Its inner program is built as ``em.load`` builds one (its class must be loaded).
+        """
+        knn = _knn_state(state)
+        program = build_program(knn["program"])
+        new = cls(program, [], 1, None, None)
+        new._set_from(knn)
+        return new
+
+    def _set_from(self, knn: dict[str, Any]) -> None:
+        try:
+            self._k = int(knn["k"])
+            self._keys = list(knn["input_keys"]) if knn["input_keys"] is not None else None
+            self._trainset = [demo_from_json(d) for d in knn["examples"]]
+            similarity = knn["similarity"]
+            kind = similarity["kind"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LoadError(f"Malformed KNNProgram state: {exc!r}") from None
+        self._awaited = None
+        if kind == "lexical":
+            self._index = LexicalIndex([_text(e, self._keys) for e in self._trainset])
+        elif kind == "embedding":
+            embedder = embedder_from_state(similarity["embedder"])
+            if embedder is None:
+                self._index, self._awaited = None, dict(similarity["embedder"])
+            else:
+                self._index = EmbeddingIndex([_text(e, self._keys) for e in self._trainset], embedder)
+        else:
+            raise LoadError(f"Unknown KNNProgram similarity {kind!r}")
+
+
+def _knn_state(state: dict[str, Any]) -> dict[str, Any]:
+    knn = state.get("knn")
+    if not isinstance(knn, dict) or not isinstance(knn.get("program"), dict):
+        raise LoadError("State has no 'knn' section; was it written by KNNProgram.dump_state()?")
+    return knn
+
 
 class KNNFewShot(Optimizer):
     """Demos chosen per input: the ``k`` trainset examples nearest to it (DSPy's ``KNNFewShot``).
@@ -115,7 +236,9 @@ class KNNFewShot(Optimizer):
     Similarity is lexical (TF-IDF cosine over words, no model needed) unless an ``embedder``
     is given: any callable ``embedder(texts: list[str]) -> numpy array (n, d)``, such as an
     ``em.Embedder``. The compiled program embeds each input and sets the demos of every
-    predictor for that call only; no LM call is made while compiling.
+    predictor for that call only; no LM call is made while compiling. The compiled
+    :class:`KNNProgram` saves with its trainset (``save``, ``em.load``, the store) when its
+    similarity is lexical or an ``em.Embedder``; a plain callable refuses to save.
 
     Args:
         k: demos per call.

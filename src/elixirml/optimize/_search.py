@@ -264,6 +264,7 @@ class MIPRO(Optimizer):
     """
 
     name = "MIPRO"
+    resumable = True
     run_options = ("num_candidates", "num_trials", "minibatch_size", "max_bootstrapped_demos", "max_labeled_demos")
 
     def __init__(

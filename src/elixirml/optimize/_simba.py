@@ -12,6 +12,7 @@ from ..evaluate import EvaluationResult, ExampleResult
 from ..lm import track_usage
 from ..program import Module, Predict
 from ..program._predict import forced_settings
+from ..program._serialize import configuration_from_json, configuration_to_json
 from ..schema import Example, InputField, OutputField, Signature
 from ._base import OptimizationState, Optimizer
 from ._propose import usable_instruction
@@ -47,6 +48,9 @@ class SIMBA(Optimizer):
     programs of the pool are scored on the validation set and the best one is returned (the
     program as given is one of them, so the result is never worse there).
 
+    With a store configured the pool, step, rules and random state are kept after every step,
+    so ``compile(..., resume=run_id)`` continues an interrupted run (see docs/optimizers.md).
+
     Args:
         metric: the score to maximise (an :class:`~elixirml.Feedback`'s text is shown to the LM).
         bsize: examples per minibatch.
@@ -62,6 +66,8 @@ class SIMBA(Optimizer):
 
     name = "SIMBA"
     run_options = ("bsize", "num_candidates", "max_steps", "max_demos")
+    resumable = True
+    keeps_run_state = True
 
     def __init__(
         self,
@@ -101,7 +107,38 @@ class SIMBA(Optimizer):
     def initialize(self, state: OptimizationState) -> None:
         if not state.program.named_predictors():
             raise ConfigurationError("SIMBA found no predictor in this program")
-        state.extra.update(pool=[{"config": {}, "scores": []}], step=0, rules=[])
+        resumed = self.resumed_state(state)
+        if resumed is not None:  # an earlier leg of this run: its pool, step, rules and random state
+            version, internal, gauss = resumed["rng"]
+            state.rng.setstate((version, tuple(internal), gauss))
+            state.extra.update(
+                pool=[
+                    {"config": configuration_from_json(p["config"]), "scores": list(p["scores"])}
+                    for p in resumed["pool"]
+                ],
+                step=int(resumed["step"]),
+                rules=list(resumed["rules"]),
+                final={int(k): float(v) for k, v in resumed["final"].items()},
+            )
+            return
+        state.extra.update(pool=[{"config": {}, "scores": []}], step=0, rules=[], final={})
+        self._keep(state)
+
+    def _keep(self, state: OptimizationState) -> None:
+        """Keep the search state in the store after a step (a resumed run repeats only the step in progress)."""
+        extra = state.extra
+        self.save_run_state(
+            state,
+            {
+                "step": extra["step"],
+                "pool": [
+                    {"config": configuration_to_json(p["config"]), "scores": list(p["scores"])} for p in extra["pool"]
+                ],
+                "rules": list(extra["rules"]),
+                "rng": list(state.rng.getstate()),
+                "final": {str(k): v for k, v in extra["final"].items()},
+            },
+        )
 
     # ------------------------------------------------------------------ one step
     def optimize_step(self, state: OptimizationState) -> bool:
@@ -146,6 +183,7 @@ class SIMBA(Optimizer):
         for source, result, _ in runs:
             pool[source]["scores"].append(result.score)
         state.extra["step"] = step + 1
+        self._keep(state)
         return True
 
     def _run(
@@ -225,8 +263,13 @@ class SIMBA(Optimizer):
             range(1, len(pool)),
             key=lambda i: (-(sum(pool[i]["scores"]) / len(pool[i]["scores"])) if pool[i]["scores"] else 0.0, i),
         )
+        done: dict[int, float] = state.extra["final"]
         for index in [0, *ranked[: self.num_final]]:
-            self._run(state, pool[index]["config"], state.valset)
+            if index in done:
+                continue  # scored before this run was resumed (the best so far was restored with it)
+            result, _ = self._run(state, pool[index]["config"], state.valset)
+            done[index] = result.score
+            self._keep(state)
 
     def finalize(self, state: OptimizationState) -> Module:
         pool = state.extra.get("pool", [])

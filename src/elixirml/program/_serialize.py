@@ -43,3 +43,14 @@ def configuration_to_json(config: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = to_jsonable(value)
     return out
+
+
+def configuration_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration that :func:`configuration_to_json` wrote (demo lists back as Examples)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if is_demos_key(key) and isinstance(value, list):
+            out[key] = [demo_from_json(d) for d in value]
+        else:
+            out[key] = value
+    return out

@@ -227,8 +227,9 @@ class _TrialProgress(Callback):
 def run_optimization(store: Store, job_id: str, *, lm: str | None, allow_modules: Sequence[str]) -> dict[str, Any]:
     """Run (or resume) an optimization job to the end in this process; what a worker subprocess does.
 
-    The optimization run's id is ``job-<id>``, so a restarted worker resumes the run (and, for
-    MIPRO, its Optuna study in the store database) instead of starting over.
+    The optimization run's id is ``job-<id>``, so a restarted worker resumes the run (MIPRO from
+    its Optuna study in the store database, GEPA, SIMBA and COPRO from their run state) instead
+    of starting over. An optimizer that cannot resume starts again, as run ``job-<id>-<attempt>``.
     """
     from ..settings import configure, context
 
@@ -241,6 +242,8 @@ def run_optimization(store: Store, job_id: str, *, lm: str | None, allow_modules
         configure(lm=resolve_lm(lm))
     total = getattr(optimizer, "num_trials", None) or getattr(optimizer, "num_candidates", None)
     run_id = f"job-{job_id}"
+    if job["attempts"] and not optimizer.resumable:
+        run_id = f"job-{job_id}-{job['attempts'] + 1}"  # nothing to resume from: a new run for this attempt
     with context(callbacks=[_TrialProgress(store, job, total)]):
         optimizer.compile(
             prepared.program,

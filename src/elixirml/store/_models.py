@@ -142,6 +142,21 @@ class TrialRecord(Base):
     run: Mapped[OptimizationRun] = relationship(back_populates="trials")
 
 
+class RunStateRecord(Base):
+    """The search state an optimizer keeps for one run (JSON), so an interrupted run can resume (from 0006).
+
+    One row per run, replaced as the run goes; what it holds is the optimizer's own (its
+    candidates, scores and step counter), with what the run has spent so far.
+    """
+
+    __tablename__ = "em_run_states"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("em_optimization_runs.id"), primary_key=True)
+    optimizer: Mapped[str] = mapped_column(String(100))
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class EvaluationRecord(Base):
     """An evaluation: which data (fingerprint), which metric, the score and per-example results."""
 

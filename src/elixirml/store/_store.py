@@ -594,6 +594,50 @@ class ResourceStore:
 
         self._retrying(f"Recording a trial of run {run_id!r}", add)
 
+    def set_run_state(self, run_id: str, optimizer: str, state: dict[str, Any]) -> None:
+        """Keep ``optimizer``'s search state of run ``run_id`` (JSON), replacing the one kept before.
+
+        Optimizers that resume write it after every step; :meth:`run_state` reads it back.
+
+        Raises:
+            ConfigurationError: the state is not JSON, or holds what looks like credentials.
+            LoadError: there is no run ``run_id``.
+            StoreError: the database failed.
+        """
+        from ._models import OptimizationRun, RunStateRecord, utcnow
+
+        try:
+            json.dumps(state, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"The state of run {run_id!r} must be JSON: {exc}") from None
+        _refuse_secrets(state)
+
+        def write() -> None:
+            with self.session() as session:
+                if session.get(OptimizationRun, run_id) is None:
+                    raise LoadError(f"No optimization run {run_id!r}")
+                record = session.get(RunStateRecord, run_id)
+                if record is None:
+                    session.add(RunStateRecord(run_id=run_id, optimizer=optimizer, state=state, updated_at=utcnow()))
+                else:
+                    record.optimizer, record.state, record.updated_at = optimizer, state, utcnow()
+
+        self._retrying(f"Keeping the state of run {run_id!r}", write)
+
+    def run_state(self, run_id: str) -> dict[str, Any] | None:
+        """The search state kept for run ``run_id``: ``{"optimizer", "state", "updated_at"}``, or None."""
+        from ._models import RunStateRecord
+
+        with self.session() as session:
+            record = session.get(RunStateRecord, run_id)
+            if record is None:
+                return None
+            return {
+                "optimizer": record.optimizer,
+                "state": record.state,
+                "updated_at": record.updated_at.isoformat() if record.updated_at else None,
+            }
+
     def finish_run(
         self,
         run_id: str,
@@ -660,6 +704,7 @@ class ResourceStore:
             "optimizer": run.optimizer,
             "status": run.status,
             "best_score": run.best_score,
+            "best_version_id": run.best_version_id,
             "program": run.program.name if run.program is not None else None,
             "settings": run.settings,
             "lm_calls": run.lm_calls,

@@ -1,0 +1,482 @@
+"""Resuming interrupted GEPA, SIMBA and COPRO runs from the JSON state they keep in the store (issue 21).
+
+Each test runs an optimizer without interruption, then the same run interrupted (a metric that
+raises KeyboardInterrupt at its Nth call, or a budget), resumes it with the same run id, and
+checks that the resumed run ends where the uninterrupted one did, without repeating what the
+earlier leg finished, and within the budgets of the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import elixirml as em
+from elixirml.errors import ConfigurationError
+from elixirml.optimizers import COPRO, SIMBA
+
+
+def data(n, offset=0):
+    return [
+        em.Example(question=f"echo w{i}", answer=f"W{i}").with_inputs("question") for i in range(offset, offset + n)
+    ]
+
+
+class Counting:
+    """``exact`` that counts its calls and raises KeyboardInterrupt at call ``stop_at`` (a kill mid-run)."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.calls = 0
+        self.stop_at = stop_at
+
+    def __call__(self, example, prediction, trace=None):
+        self.calls += 1
+        if self.stop_at is not None and self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return float(prediction.answer == example.answer)
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    em.configure(store=url)
+    return url
+
+
+def kept(url, run_id):
+    store = em.Store(url)
+    try:
+        return store.run(run_id), store.run_state(run_id)
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------------------------- COPRO
+def copro_lm(log):
+    """Proposals differ by their position within a round (each round's proposals come from one leg)."""
+    asked = {"basic": 0, "attempts": 0}
+
+    def answer(messages, settings):
+        system, user = messages[0]["content"], messages[-1]["content"]
+        if "I will give you instructions I tried" in system:
+            log.append("propose")
+            asked["attempts"] += 1
+            scores = [float(s) for s in re.findall(r"Score: ([\d.]+)", user)]
+            best = re.findall(r"Instruction #\d+: (.*)\nScore", user)[scores.index(max(scores))]
+            return {"proposed_instruction": best + (" Use capitals." if asked["attempts"] % 2 else " Use capitals!")}
+        if "Write a better instruction" in system:
+            log.append("propose")
+            asked["basic"] += 1
+            return {"proposed_instruction": f"Echo the word, variant {asked['basic']}."}
+        log.append("task")
+        word = re.search(r"echo (w\d+)", user).group(1)
+        return {"answer": word.upper() if "capitals" in system else word}
+
+    return em.FunctionLM(answer)
+
+
+def copro(metric, **kwargs):
+    return COPRO(metric, breadth=2, depth=1, concurrency=1, **kwargs)
+
+
+def test_copro_resumes_an_interrupted_run_without_repeating_finished_evaluations(store_url):
+    whole_log: list[str] = []
+    em.configure(lm=copro_lm(whole_log))
+    whole_metric = Counting()
+    whole = copro(whole_metric)
+    expected = whole.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-whole")
+    assert whole_metric.calls == 20  # 5 evaluations of 4 examples: the original, then 2 proposals in each of 2 rounds
+
+    log: list[str] = []
+    em.configure(lm=copro_lm(log))
+    first = Counting(stop_at=11)  # in the third evaluation: the original and round 0's first proposal are done
+    with pytest.raises(KeyboardInterrupt):
+        copro(first).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-legs")
+    run, state = kept(store_url, "copro-legs")
+    assert run["status"] == "interrupted" and len(run["trial_list"]) == 2
+    assert state["state"]["search"]["round"] == 0 and len(state["state"]["search"]["proposals"]) == 2
+    assert log.count("propose") == 2
+
+    log.clear()
+    second_metric = Counting()
+    second = copro(second_metric)
+    compiled = second.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-legs")
+    assert second_metric.calls == 12  # the evaluation in progress and the 2 after it; nothing finished is redone
+    assert log.count("propose") == 2  # round 0's proposals were kept; only round 1 proposes
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert "capitals" in compiled.signature.instructions
+    result = second.last_result
+    assert result.best_score == whole.last_result.best_score == 100.0
+    assert [t.number for t in result.trials] == [0, 1, 2, 3, 4]  # numbers continue after the first leg's
+    assert [t.score for t in result.trials] == [t.score for t in whole.last_result.trials]
+    # the whole run's, both legs: 20, and the 2 examples that the cut-short evaluation had scored
+    assert result.details["metric_calls"] == 22
+    run, _ = kept(store_url, "copro-legs")
+    assert run["status"] == "finished" and [t["number"] for t in run["trial_list"]] == [0, 1, 2, 3, 4]
+
+
+def test_copro_budget_holds_across_legs(store_url):
+    log: list[str] = []
+    em.configure(lm=copro_lm(log))
+    first = copro(Counting(), max_metric_calls=12)
+    first.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-budget")
+    assert first.last_result.stopped == "max_metric_calls" and first.last_result.details["metric_calls"] == 12
+
+    again_metric = Counting()
+    again = copro(again_metric, max_metric_calls=12)  # the same budget: spent already, nothing more runs
+    again.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-budget")
+    assert again_metric.calls == 0 and again.last_result.stopped == "max_metric_calls"
+    assert again.last_result.best_score == first.last_result.best_score
+
+    more_metric = Counting()
+    more = copro(more_metric)
+    compiled = more.compile(
+        em.Predict("question -> answer"), trainset=data(4), resume="copro-budget", max_metric_calls=20
+    )
+    assert more_metric.calls == 8 and more.last_result.stopped is None
+    assert "capitals" in compiled.signature.instructions and more.last_result.best_score == 100.0
+
+
+def test_copro_lm_call_budget_counts_earlier_legs(store_url):
+    log: list[str] = []
+    em.configure(lm=copro_lm(log))
+    with pytest.raises(KeyboardInterrupt):
+        copro(Counting(stop_at=11)).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-calls")
+    spent = len(log)
+    log.clear()
+    limited = copro(Counting(), max_lm_calls=spent + 3)
+    limited.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-calls")
+    assert len(log) <= 3 and limited.last_result.stopped == "max_lm_calls"
+    assert limited.last_result.lm_calls <= spent + 3
+
+
+def test_resume_refuses_another_program_or_data(store_url):
+    em.configure(lm=copro_lm([]))
+    with pytest.raises(KeyboardInterrupt):
+        copro(Counting(stop_at=11)).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-other")
+    with pytest.raises(ConfigurationError, match="another program or other data"):
+        copro(Counting()).compile(em.Predict("question -> answer"), trainset=data(5), resume="copro-other")
+    with pytest.raises(ConfigurationError, match="COPRO run; resume it with COPRO"):
+        SIMBA(Counting(), bsize=4).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-other")
+    # the refused attempts left the run as it was: it still resumes
+    copro(Counting()).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-other")
+    run, _ = kept(store_url, "copro-other")
+    assert run["status"] == "finished"
+
+
+def test_resume_without_a_store_is_refused(monkeypatch):
+    monkeypatch.delenv("ELIXIRML_STORE", raising=False)
+    em.configure(lm=copro_lm([]))
+    with pytest.raises(ConfigurationError, match="no store is configured"):
+        copro(Counting()).compile(em.Predict("question -> answer"), trainset=data(4), resume="anything")
+
+
+# ---------------------------------------------------------------------------------------------- SIMBA
+def simba_lm(log):
+    def answer(messages, settings):
+        system, user = messages[0]["content"], messages[-1]["content"]
+        if "Write one short rule" in system:
+            log.append("rule")
+            better = json.loads(re.search(r"\[\[ ## better_run ## \]\]\n(.*?)\n\n", user, re.S).group(1))
+            worse = json.loads(re.search(r"\[\[ ## worse_run ## \]\]\n(.*?)\n\n", user, re.S).group(1))
+            if better["outputs"]["answer"].isupper() and not worse["outputs"]["answer"].isupper():
+                return {"rule": "Write the answer in uppercase letters."}
+            return {"rule": f"Be careful, variant {len(log)}."}
+        log.append("task")
+        word = re.search(r"echo (w\d+)", user).group(1)
+        cold = settings.get("temperature", 1.0) < 0.5
+        return {"answer": word.upper() if "uppercase" in system or cold else word}
+
+    return em.FunctionLM(answer)
+
+
+def simba(metric, **kwargs):
+    options = {"bsize": 4, "num_candidates": 3, "max_steps": 3, "max_demos": 1, "seed": 0, "concurrency": 1}
+    return SIMBA(metric, **{**options, **kwargs})
+
+
+class MarkedSIMBA(SIMBA):
+    """SIMBA noting its metric's call count each time it keeps its state (step, final evaluations done)."""
+
+    def _keep(self, state):
+        self.marks[(state.extra["step"], len(state.extra["final"]))] = self.metric.fn.calls
+        super()._keep(state)
+
+
+def test_simba_resumes_an_interrupted_run_at_its_step(store_url):
+    em.configure(lm=simba_lm([]))
+    whole_metric = Counting()
+    whole = MarkedSIMBA(whole_metric, bsize=4, num_candidates=3, max_steps=3, max_demos=1, seed=0, concurrency=1)
+    whole.marks = {}
+    expected = whole.compile(em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20))
+    total = whole_metric.calls
+
+    em.configure(lm=simba_lm([]))
+    first = Counting(stop_at=40)
+    with pytest.raises(KeyboardInterrupt):
+        simba(first).compile(
+            em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20), resume="simba-legs"
+        )
+    _, state = kept(store_url, "simba-legs")
+    search = state["state"]["search"]
+    assert search["step"] >= 1 and len(search["pool"]) > 1  # stopped after at least one whole step
+    kept_calls = whole.marks[(search["step"], len(search["final"]))]  # what the uninterrupted run had done there
+    assert 0 < kept_calls < 40
+
+    em.configure(lm=simba_lm([]))
+    second_metric = Counting()
+    second = simba(second_metric)
+    compiled = second.compile(
+        em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20), resume="simba-legs"
+    )
+    assert second_metric.calls == total - kept_calls  # only the step in progress is run again
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert compiled.demos == expected.demos
+    result = second.last_result
+    assert result.best_score == whole.last_result.best_score
+    assert result.details["rules"] == whole.last_result.details["rules"]
+    assert result.details["pool_size"] == whole.last_result.details["pool_size"]
+    numbers = [t.number for t in result.trials]
+    assert numbers == sorted(set(numbers)) and len(numbers) > len(whole.last_result.trials) - 1
+
+
+def test_simba_max_trials_holds_across_legs(store_url):
+    em.configure(lm=simba_lm([]))
+    first = simba(Counting(), max_trials=5)
+    first.compile(em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20), resume="simba-t")
+    assert first.last_result.stopped == "max_trials"
+    done = len(first.last_result.trials)
+    again_metric = Counting()
+    again = simba(again_metric, max_trials=5)
+    again.compile(em.Predict("question -> answer"), trainset=data(8), valset=data(4, offset=20), resume="simba-t")
+    assert again.last_result.stopped == "max_trials" and again_metric.calls == 0
+    assert len(again.last_result.trials) == done
+
+
+# ---------------------------------------------------------------------------------------------- GEPA
+class Feedbacks(Counting):
+    """The GEPA tests' feedback metric, counting its calls and raising KeyboardInterrupt at call ``stop_at``."""
+
+    def __call__(self, example, prediction, trace=None):
+        from test_optimizers_gepa import feedback_metric
+
+        self.calls += 1
+        if self.stop_at is not None and self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        return feedback_metric(example, prediction, trace)
+
+
+def gepa_run(metric, run_id, calls=None, **options):
+    from test_optimizers_gepa import data as echo_data
+    from test_optimizers_gepa import scripted_lm
+
+    lm = scripted_lm(calls)
+    em.configure(lm=lm)
+    options.setdefault("max_metric_calls", 40)
+    gepa = em.optimizers.GEPA(metric, reflection_lm=lm, seed=0, concurrency=1, **options)
+    compiled = gepa.compile(
+        em.Predict("question -> answer"), trainset=echo_data(6), valset=echo_data(4, offset=10), resume=run_id
+    )
+    return gepa, compiled
+
+
+def lineage(result):
+    return [(c["index"], c["parents"], c["texts"], c["score"]) for c in result.details["candidates"]]
+
+
+def engine_field(state, name):
+    return dict(state["state"]["search"]["engine"]["__items__"])[name]
+
+
+def test_gepa_resumes_its_text_search_from_the_kept_engine_state(store_url):
+    pytest.importorskip("gepa")
+    pytest.importorskip("optuna")
+    whole_metric = Feedbacks()
+    whole, expected = gepa_run(whole_metric, "gepa-whole")
+    assert whole_metric.calls == 40
+
+    with pytest.raises(KeyboardInterrupt):
+        gepa_run(Feedbacks(stop_at=15), "gepa-legs")  # in the second iteration: the seed and one child are scored
+    run, state = kept(store_url, "gepa-legs")
+    assert run["status"] == "interrupted" and state["state"]["search"]["phase"] == "text"
+    assert engine_field(state, "i") == 1 and engine_field(state, "total_num_evals") == 14
+    assert len(engine_field(state, "program_candidates")) == 2  # the Pareto candidates, kept as JSON
+
+    second_metric = Feedbacks()
+    second, compiled = gepa_run(second_metric, "gepa-legs")
+    assert second_metric.calls == 40 - 14  # the seed is not scored again, nor the accepted child
+    assert compiled.signature.instructions == expected.signature.instructions
+    result = second.last_result
+    assert lineage(result) == lineage(whole.last_result)
+    assert result.details["pareto_front"] == whole.last_result.details["pareto_front"]
+    assert result.best_score == whole.last_result.best_score == 100.0
+    assert result.details["metric_calls"] == 40  # the budget held across both legs
+    assert [t.score for t in result.trials] == [t.score for t in whole.last_result.trials]
+    assert [t.number for t in result.trials] == list(range(len(result.trials)))
+    assert result.pareto_front and all(t.full for t in result.pareto_front)
+    run, _ = kept(store_url, "gepa-legs")
+    assert run["status"] == "finished"
+
+
+def test_gepa_resumes_its_variable_tuning_without_searching_texts_again(store_url):
+    pytest.importorskip("gepa")
+    pytest.importorskip("optuna")
+    whole, expected = gepa_run(Feedbacks(), "gepa-tune-whole")
+    with pytest.raises(KeyboardInterrupt):
+        gepa_run(Feedbacks(stop_at=29), "gepa-tune")  # the text search took 20 calls; 2 tuning trials of 4 are done
+    _, state = kept(store_url, "gepa-tune")
+    search = state["state"]["search"]
+    assert search["phase"] == "variables" and len(search["variable_trials"]) == 2
+    assert state["state"]["spent"]["metric_calls"] == 28
+
+    calls: list = []
+    second, compiled = gepa_run(Feedbacks(), "gepa-tune", calls)
+    assert not any(len(m) == 1 and "```" in m[-1]["content"] for m in calls)  # no reflection: the texts are done
+    assert len(calls) == 3 * 4  # the 3 tuning trials left, each on the 4 validation examples
+    _, state = kept(store_url, "gepa-tune")
+    assert len(state["state"]["search"]["variable_trials"]) == 5
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert lineage(second.last_result) == lineage(whole.last_result)
+    assert second.last_result.best_score == whole.last_result.best_score
+    assert second.last_result.details["metric_calls"] == 40
+
+
+def test_gepa_lm_call_budget_holds_across_legs(store_url):
+    pytest.importorskip("gepa")
+    pytest.importorskip("optuna")
+    whole, expected = gepa_run(Feedbacks(), "gepa-calls-whole", search_variables=False)
+    calls: list = []
+    first, _ = gepa_run(Feedbacks(), "gepa-calls", calls, max_lm_calls=12, search_variables=False)
+    assert first.last_result.stopped == "max_lm_calls" and len(calls) <= 12
+    calls.clear()
+    again, _ = gepa_run(Feedbacks(), "gepa-calls", calls, max_lm_calls=12, search_variables=False)
+    assert again.last_result.stopped == "max_lm_calls" and calls == []  # spent already: not one more call
+    calls.clear()
+    last, compiled = gepa_run(Feedbacks(), "gepa-calls", calls, search_variables=False)
+    assert last.last_result.stopped is None
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert lineage(last.last_result) == lineage(whole.last_result)
+    assert again.last_result.lm_calls == first.last_result.lm_calls <= 12  # the run's totals: leg 2 added none
+    assert last.last_result.lm_calls == first.last_result.lm_calls + len(calls)
+
+
+# ---------------------------------------------------------------------------------------------- the others
+NOT_RESUMABLE = [
+    lambda: em.optimizers.LabeledFewShot(k=2),
+    lambda: em.optimizers.BootstrapFewShot(Counting(), max_bootstrapped_demos=1),
+    lambda: em.optimizers.RandomSearch(Counting(), num_candidates=2),
+    lambda: em.optimizers.BootstrapFewShotWithRandomSearch(Counting(), num_candidate_programs=2),
+    lambda: em.optimizers.KNNFewShot(k=1),
+    lambda: em.optimizers.VariableSearch([Counting()], n_trials=2),
+]
+
+
+@pytest.mark.parametrize("make", NOT_RESUMABLE)
+def test_optimizers_that_cannot_resume_refuse_an_unfinished_run(store_url, make):
+    optimizer = make()
+    assert not optimizer.resumable
+    store = em.Store(store_url)
+    store.create_run("half-done", optimizer.name, {})
+    store.finish_run(
+        "half-done", status="interrupted", best_score=None, best_version_id=None, lm_calls=0, tokens=0, cost=0.0
+    )
+    store.close()
+    em.configure(lm=copro_lm([]))
+    with pytest.raises(ConfigurationError, match=f"{optimizer.name} cannot resume run 'half-done'"):
+        optimizer.compile(em.Predict("question -> answer"), trainset=data(4), resume="half-done")
+    run, _ = kept(store_url, "half-done")
+    assert run["status"] == "interrupted"  # left as it was
+
+
+def test_ensemble_refuses_resume():
+    with pytest.raises(ConfigurationError, match="Ensemble cannot resume run 'x'"):
+        em.optimizers.Ensemble().compile([em.Predict("question -> answer")], resume="x")
+
+
+def test_an_optimizer_that_cannot_resume_still_names_a_new_run_and_returns_a_finished_one(store_url):
+    em.configure(lm=copro_lm([]))
+    first = em.optimizers.LabeledFewShot(k=2)
+    compiled = first.compile(em.Predict("question -> answer"), trainset=data(4), resume="labeled-run")
+    assert first.last_result.run_id == "labeled-run"
+    again = em.optimizers.LabeledFewShot(k=2)
+    returned = again.compile(em.Predict("question -> answer"), trainset=data(4), resume="labeled-run")
+    assert returned.demos == compiled.demos
+
+
+def test_bootstrap_interrupted_then_resumed_is_refused(store_url):
+    em.configure(lm=copro_lm([]))
+    with pytest.raises(KeyboardInterrupt):
+        em.optimizers.BootstrapFewShot(Counting(stop_at=2), max_bootstrapped_demos=2).compile(
+            em.Predict("question -> answer"), trainset=data(4), resume="boot"
+        )
+    with pytest.raises(ConfigurationError, match="BootstrapFewShot cannot resume"):
+        em.optimizers.BootstrapFewShot(Counting(), max_bootstrapped_demos=2).compile(
+            em.Predict("question -> answer"), trainset=data(4), resume="boot"
+        )
+
+
+def test_mipro_metric_budget_counts_earlier_legs(store_url):
+    pytest.importorskip("optuna")
+    from test_store_reliability import Task, number_lm
+    from test_store_reliability import data as numbers
+
+    em.configure(lm=number_lm())
+
+    def mipro(metric):
+        return em.optimizers.MIPRO(metric, num_trials=6, num_candidates=3, max_metric_calls=30)
+
+    first = mipro(Counting())
+    first.compile(Task(), trainset=numbers(), resume="mipro-budget")
+    assert first.last_result.stopped == "max_metric_calls"
+    spent = first.last_result.details["metric_calls"]
+    assert spent <= 30
+    _, state = kept(store_url, "mipro-budget")
+    assert state["optimizer"] == "MIPRO" and state["state"]["spent"]["metric_calls"] == spent
+    again_metric = Counting()
+    again = mipro(again_metric)
+    again.compile(Task(), trainset=numbers(), resume="mipro-budget")
+    assert again_metric.calls <= 30 - spent  # only what the whole run's budget has left
+    assert again.last_result.details["metric_calls"] <= 30
+
+
+GEPA_CHILD = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+import elixirml as em
+from test_optimizers_resume import Feedbacks, gepa_run
+
+class Killing(Feedbacks):
+    def __call__(self, example, prediction, trace=None):
+        if self.calls + 1 == 15:
+            os.kill(os.getpid(), signal.SIGKILL)  # killed mid-iteration: nothing runs after this
+        return super().__call__(example, prediction, trace)
+
+em.configure(store=sys.argv[1])
+gepa_run(Killing(), "gepa-killed")
+"""
+
+
+def test_gepa_resumes_after_sigkill_from_the_state_it_kept_while_running(store_url):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pytest.importorskip("gepa")
+    pytest.importorskip("optuna")
+    whole, expected = gepa_run(Feedbacks(), "gepa-unkilled")
+    child = subprocess.run(
+        [sys.executable, "-c", GEPA_CHILD, store_url, os.path.dirname(__file__)], timeout=120, capture_output=True
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    run, state = kept(store_url, "gepa-killed")
+    assert run["status"] == "interrupted"  # its process is gone
+    assert engine_field(state, "i") == 1 and state["state"]["spent"]["metric_calls"] == 14
+    second_metric = Feedbacks()
+    second, compiled = gepa_run(second_metric, "gepa-killed")
+    assert second_metric.calls == 40 - 14
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert lineage(second.last_result) == lineage(whole.last_result)
+    assert second.last_result.details["metric_calls"] == 40
