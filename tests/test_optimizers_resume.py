@@ -1,4 +1,4 @@
-"""Resuming interrupted GEPA, SIMBA and COPRO runs from the JSON state they keep in the store (issue 21).
+"""Resuming interrupted GEPA, SIMBA, COPRO, RandomSearch and VariableSearch runs from their JSON run state.
 
 Each test runs an optimizer without interruption, then the same run interrupted (a metric that
 raises KeyboardInterrupt at its Nth call, or a budget), resumes it with the same run id, and
@@ -22,6 +22,20 @@ def data(n, offset=0):
     return [
         em.Example(question=f"echo w{i}", answer=f"W{i}").with_inputs("question") for i in range(offset, offset + n)
     ]
+
+
+class Seeing:
+    """A metric that keeps the questions it scored and raises KeyboardInterrupt at call ``stop_at``."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.seen: list[str] = []
+        self.stop_at = stop_at
+
+    def __call__(self, example, prediction, trace=None):
+        self.seen.append(example.question)
+        if self.stop_at is not None and len(self.seen) == self.stop_at:
+            raise KeyboardInterrupt
+        return float(prediction.answer == example.answer)
 
 
 class Counting:
@@ -366,10 +380,7 @@ def test_gepa_lm_call_budget_holds_across_legs(store_url):
 NOT_RESUMABLE = [
     lambda: em.optimizers.LabeledFewShot(k=2),
     lambda: em.optimizers.BootstrapFewShot(Counting(), max_bootstrapped_demos=1),
-    lambda: em.optimizers.RandomSearch(Counting(), num_candidates=2),
-    lambda: em.optimizers.BootstrapFewShotWithRandomSearch(Counting(), num_candidate_programs=2),
     lambda: em.optimizers.KNNFewShot(k=1),
-    lambda: em.optimizers.VariableSearch([Counting()], n_trials=2),
 ]
 
 
@@ -480,3 +491,95 @@ def test_gepa_resumes_after_sigkill_from_the_state_it_kept_while_running(store_u
     assert compiled.signature.instructions == expected.signature.instructions
     assert lineage(second.last_result) == lineage(whole.last_result)
     assert second.last_result.details["metric_calls"] == 40
+
+
+# ---------------------------------------------------------------------------------------------- searches
+class Tempered(em.Program):
+    temperature = em.Variable.float(default=1.0, low=0.0, high=2.0)
+
+    def __init__(self):
+        super().__init__()
+        self.answer = em.Predict("question -> answer")
+
+    def forward(self, question):
+        return self.answer(question=question, config={"temperature": self.temperature})
+
+
+def tempered_lm(log):
+    """Right (the word in capitals) only below temperature 0.5; ``log`` counts the calls."""
+
+    def answer(messages, settings):
+        log.append(1)
+        word = re.search(r"echo (w\d+)", messages[-1]["content"]).group(1)
+        return {"answer": word.upper() if float(settings.get("temperature", 1.0)) < 0.5 else "no"}
+
+    return em.FunctionLM(answer)
+
+
+def test_random_search_resumes_at_the_candidate_after_the_last_one_scored(store_url):
+    val = data(5, offset=10)
+
+    def search(metric):
+        return em.optimizers.RandomSearch(metric, num_candidates=6, max_bootstrapped_demos=0, seed=4)
+
+    def val_calls(metric):
+        return sum(1 for question in metric.seen if question in {e.question for e in val})
+
+    em.configure(lm=tempered_lm([]))
+    seen_whole = Seeing()
+    whole = search(seen_whole)
+    whole.compile(Tempered(), trainset=data(4), valset=val, resume="whole-random")
+    assert len(whole.last_result.trials) == 6 + whole.last_result.details["structures_scored"] - 1
+    interrupted = search(Seeing(stop_at=len(seen_whole.seen) // 2))
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.compile(Tempered(), trainset=data(4), valset=val, resume="random")
+    run, state = kept(store_url, "random")
+    finished = len(state["state"]["search"]["candidates"])
+    assert run["status"] == "interrupted" and 0 < finished < 6
+    seen_again = Seeing()
+    again = search(seen_again)
+    compiled = again.compile(Tempered(), trainset=data(4), valset=val, resume="random")
+    assert [t.score for t in again.last_result.trials] == [t.score for t in whole.last_result.trials]
+    assert [t.number for t in again.last_result.trials] == list(range(len(whole.last_result.trials)))
+    # the structure is not chosen again and no finished candidate is scored again
+    assert val_calls(seen_again) == len(val) * (6 - finished)
+    assert compiled.temperature == whole.last_result.best_configuration["temperature"]
+
+
+def test_variable_search_resumes_with_its_trials_in_the_study(store_url):
+    optuna = pytest.importorskip("optuna")
+
+    def search(metric):
+        return em.optimizers.VariableSearch([metric, "latency"], n_trials=5, seed=2)
+
+    em.configure(lm=tempered_lm([]))
+    first = search(Counting())
+    first.compile(Tempered(), trainset=data(4), valset=data(4, offset=10), resume="variables", max_trials=2)
+    assert first.last_result.stopped == "max_trials"
+    _, state = kept(store_url, "variables")
+    done = state["state"]["search"]["trials"]
+    assert len(done) == 2
+    calls = []
+    em.configure(lm=tempered_lm(calls))
+    told = []
+    original = optuna.study.Study.tell
+
+    def spy(study, *args, **kwargs):
+        told.append(len(study.trials))
+        return original(study, *args, **kwargs)
+
+    optuna.study.Study.tell = spy
+    try:
+        scored = Counting()
+        again = search(scored)
+        again.compile(Tempered(), trainset=data(4), valset=data(4, offset=10), resume="variables")
+    finally:
+        optuna.study.Study.tell = original
+    assert len(again.last_result.trials) == 5
+    assert [t.configuration["temperature"] for t in again.last_result.trials[:2]] == [
+        t["params"]["temperature"] for t in done
+    ]
+    assert len(calls) <= 3 * 4  # the three trials left, nothing repeated
+    assert scored.calls == 3 * 4
+    assert told and told[0] == 3  # the study already held the two earlier trials when the third was told
+    assert again.last_result.pareto_front

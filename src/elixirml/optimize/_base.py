@@ -817,7 +817,7 @@ class Optimizer:
             raise ConfigurationError(
                 f"{self.name} cannot resume run {resume!r} (it ended {existing['status']!r}): {self.name} keeps no "
                 "search state to continue from. Start a new run (leave out resume=), or use an optimizer that "
-                "resumes (MIPRO, GEPA, SIMBA, COPRO)."
+                "resumes (MIPRO, GEPA, SIMBA, COPRO, RandomSearch, VariableSearch)."
             )
         kept = store.run_state(resume)
         if kept is None:

@@ -15,7 +15,7 @@ from ..evaluate._evaluate import MEASURED
 from ..evaluate._metrics import as_metric
 from ..lm import Usage, track_usage
 from ..program import Module, Variable, VariableSpace
-from ..program._serialize import configuration_to_json, demo_from_json, demo_to_json
+from ..program._serialize import configuration_from_json, configuration_to_json, demo_from_json, demo_to_json
 from ..schema import Example
 from ..store._url import store_url
 from ._base import OptimizationState, Optimizer, Trial
@@ -118,6 +118,8 @@ class RandomSearch(Optimizer):
 
     name = "RandomSearch"
     run_options = ("num_candidates", "max_bootstrapped_demos", "max_labeled_demos")
+    resumable = True
+    keeps_run_state = True
 
     def __init__(
         self,
@@ -166,13 +168,41 @@ class RandomSearch(Optimizer):
         return out
 
     def initialize(self, state: OptimizationState) -> None:
+        resumed = self.resumed_state(state)
         if self.search_variables:
             space, names = self.searchable(state, other_variables(state.program.variable_space()))
             structural = structural_names(space, names)
             state.extra.update(space=space, others=[n for n in names if n not in structural])
-            state.extra["structure"] = choose_structure(
-                self, state, space, structural, sample_size=max(50, len(state.valset) // 2)
-            )
+            if resumed is not None:  # an earlier leg of this run chose it (its trials were restored)
+                state.extra["structure"] = configuration_from_json(resumed["structure"])
+            else:
+                state.extra["structure"] = choose_structure(
+                    self, state, space, structural, sample_size=max(50, len(state.valset) // 2)
+                )
+        candidates = resumed["candidates"] if resumed is not None else {}
+        state.extra["candidates"] = {int(k): v for k, v in candidates.items()}  # trial number -> candidate index
+        if resumed is not None and state.best_program is None and resumed.get("best") is not None:
+            best = int(resumed["best"])  # a best configuration with no JSON form: built again from its index
+            state.best_configuration = self._candidate(state, best)
+            state.best_program = state.program.with_configuration(state.best_configuration)
+        self._keep(state)
+
+    def _keep(self, state: OptimizationState) -> None:
+        """Keep what a resumed run needs: the chosen structure and which candidate each trial scored."""
+        candidates: dict[int, int] = state.extra["candidates"]
+        best = max(
+            (t for t in state.trials if t.number in candidates and t.full and t.status == "complete"),
+            key=lambda t: t.score,
+            default=None,
+        )
+        self.save_run_state(
+            state,
+            {
+                "structure": configuration_to_json(state.extra.get("structure", {})),
+                "candidates": {str(k): v for k, v in candidates.items()},
+                "best": candidates[best.number] if best is not None else None,
+            },
+        )
 
     def _candidate(self, state: OptimizationState, index: int) -> dict[str, Any]:
         config: dict[str, Any] = {implicit_key(n, "demos"): d for n, d in self._candidate_demos(state, index).items()}
@@ -184,7 +214,8 @@ class RandomSearch(Optimizer):
         return config
 
     def optimize_step(self, state: OptimizationState) -> bool:
-        first = len(state.trials)
+        # the next candidate: after those this run scored (in earlier legs too); structure trials are not candidates
+        first = max(state.extra["candidates"].values(), default=-1) + 1
         if first >= self.num_candidates:
             return False
         indices = range(first, first + self.trial_slots(state, len(state.valset), self.num_candidates - first))
@@ -196,10 +227,16 @@ class RandomSearch(Optimizer):
             spent.append(building)
         candidates = [state.program.with_configuration(config) for config in configs]
         outcomes = self.evaluate_trials([(candidate, state.valset) for candidate in candidates])
-        for config, candidate, before, (result, usage, seconds) in zip(configs, candidates, spent, outcomes):
-            usage.add(before)  # the trial's calls: building its candidate, then evaluating it
-            self.record_trial(state, config, result, candidate, usage=usage, wall_time=seconds)
-        return len(state.trials) < self.num_candidates
+        try:
+            for index, config, candidate, before, (result, usage, seconds) in zip(
+                indices, configs, candidates, spent, outcomes
+            ):
+                usage.add(before)  # the trial's calls: building its candidate, then evaluating it
+                trial = self.record_trial(state, config, result, candidate, usage=usage, wall_time=seconds)
+                state.extra["candidates"][trial.number] = index
+        finally:
+            self._keep(state)
+        return indices[-1] + 1 < self.num_candidates
 
 
 def upper_bound(percent: float, n: int, z: float = 1.96) -> float:
@@ -565,6 +602,8 @@ class VariableSearch(Optimizer):
     """
 
     name = "VariableSearch"
+    resumable = True
+    keeps_run_state = True
 
     def __init__(
         self,
@@ -627,6 +666,25 @@ class VariableSearch(Optimizer):
         space, names = self.searchable(state, other_variables(state.program.variable_space()))
         structural = structural_names(space, names)
         names = [n for n in names if n not in structural]
+        resumed = self.resumed_state(state)
+        if resumed is not None:  # an earlier leg: its structure, instructions and trials (the sampler learns them)
+            state.extra["structure"] = configuration_from_json(resumed["structure"])
+            kept_texts = {
+                key: Variable.text(texts[0], candidates=texts[1:]) for key, texts in resumed["instructions"].items()
+            }
+            for kept in resumed["trials"]:
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        params=kept["params"],
+                        distributions={
+                            name: optuna.distributions.json_to_distribution(d)
+                            for name, d in kept["distributions"].items()
+                        },
+                        values=kept["values"],
+                    )
+                )
+            state.extra.update(study=study, space=space, names=names, instructions=kept_texts)
+            return
         primary = next((m for m in self.objectives.values() if not isinstance(m, str)), None)
         if structural and primary is not None:  # structure first, judged by the first metric objective
             self.metric = primary
@@ -655,6 +713,30 @@ class VariableSearch(Optimizer):
         if not names and not instructions:
             raise ConfigurationError("VariableSearch found no variables to search in this program")
         state.extra.update(study=study, space=space, names=names, instructions=instructions)
+        self._keep(state)
+
+    def _keep(self, state: OptimizationState) -> None:
+        """Keep what a resumed run needs: the structure, the instruction candidates and the study's trials."""
+        optuna = _optuna()
+        trials = [
+            {
+                "params": trial.params,
+                "distributions": {
+                    name: optuna.distributions.distribution_to_json(d) for name, d in trial.distributions.items()
+                },
+                "values": trial.values,
+            }
+            for trial in state.extra["study"].get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+        ]
+        instructions = {key: [v.default, *v.candidates] for key, v in state.extra["instructions"].items()}
+        self.save_run_state(
+            state,
+            {
+                "structure": configuration_to_json(state.extra.get("structure", {})),
+                "instructions": instructions,
+                "trials": trials,
+            },
+        )
 
     def optimize_step(self, state: OptimizationState) -> bool:
         if len(state.trials) >= self.n_trials:
@@ -673,11 +755,14 @@ class VariableSearch(Optimizer):
             asked.append((trial, config, state.program.with_configuration(config)))
         outcomes = self.evaluate_trials([(c, state.valset) for _, _, c in asked], metrics=self.objectives)
         names = list(self.objectives)
-        for (trial, config, candidate), (result, usage, seconds) in zip(asked, outcomes):
-            record = self.record_trial(state, config, result, candidate, usage=usage, wall_time=seconds)
-            values = [result.metric(n) for n in names]
-            record.scores = dict(zip(names, values))
-            study.tell(trial, values)
+        try:
+            for (trial, config, candidate), (result, usage, seconds) in zip(asked, outcomes):
+                record = self.record_trial(state, config, result, candidate, usage=usage, wall_time=seconds)
+                values = [result.metric(n) for n in names]
+                record.scores = dict(zip(names, values))
+                study.tell(trial, values)
+        finally:
+            self._keep(state)
         return len(state.trials) < self.n_trials
 
     def _front(self, state: OptimizationState) -> list[Trial]:
