@@ -254,7 +254,7 @@ def _tunable_data(n: int, offset: int = 0) -> list[em.Example]:
 
 
 @pytest.fixture
-def cold(tmp_path):
+def cold(ray_cluster, tmp_path):
     """The call log of the parallel-optimization tests' LM, and an executor with 2 workers on that LM."""
     log = tmp_path / "calls"
     log.mkdir()

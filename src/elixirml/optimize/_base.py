@@ -60,6 +60,22 @@ class Trial:
     status: str = "complete"
     full: bool = True
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Trial:
+        """The trial a store's trial row holds (``store.run(run_id)["trial_list"]``)."""
+        return cls(
+            number=row["number"],
+            configuration=row["configuration"],
+            score=row["score"],
+            scores=row["scores"],
+            lm_calls=row["lm_calls"],
+            tokens=row["tokens"],
+            cost=row["cost"],
+            wall_time=row["wall_time"],
+            status=row["status"],
+            full=row["full"],
+        )
+
 
 @dataclasses.dataclass
 class OptimizationResult:
@@ -847,21 +863,7 @@ class Optimizer:
         self._spent_before = {key: spent.get(key, value) for key, value in _NOTHING_SPENT.items()}
         if not self.keeps_run_state:
             return
-        state.trials = [
-            Trial(
-                number=t["number"],
-                configuration=t["configuration"],
-                score=t["score"],
-                scores=t["scores"],
-                lm_calls=t["lm_calls"],
-                tokens=t["tokens"],
-                cost=t["cost"],
-                wall_time=t["wall_time"],
-                status=t["status"],
-                full=t["full"],
-            )
-            for t in before.get("trial_list", [])
-        ]
+        state.trials = [Trial.from_row(t) for t in before.get("trial_list", [])]
         best = payload.get("best")
         if best is not None:
             state.best_score = float(best["score"])
@@ -890,19 +892,7 @@ class Optimizer:
             )
         finally:
             store.close()
-        trials = [
-            Trial(
-                number=t["number"],
-                configuration=t["configuration"],
-                score=t["score"],
-                scores=t["scores"],
-                lm_calls=t["lm_calls"],
-                status=t["status"],
-                full=t["full"],
-                wall_time=t["wall_time"],
-            )
-            for t in before["trial_list"]
-        ]
+        trials = [Trial.from_row(t) for t in before["trial_list"]]
         best_score = before["best_score"] if before["best_score"] is not None else 0.0
         best_trial = max((t for t in trials if t.full), key=lambda t: t.score, default=None)
         self.last_result = OptimizationResult(

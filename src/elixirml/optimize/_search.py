@@ -214,8 +214,9 @@ class RandomSearch(Optimizer):
         return config
 
     def optimize_step(self, state: OptimizationState) -> bool:
-        # the next candidate: after those this run scored (in earlier legs too); structure trials are not candidates
-        first = max(state.extra["candidates"].values(), default=-1) + 1
+        # the next candidate: after those this run scored (in earlier legs too); the structure trials
+        # stand for the first candidates (the program as given, in each structure)
+        first = max(state.extra["candidates"].values(), default=len(state.trials) - 1) + 1
         if first >= self.num_candidates:
             return False
         indices = range(first, first + self.trial_slots(state, len(state.valset), self.num_candidates - first))
