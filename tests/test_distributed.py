@@ -388,7 +388,8 @@ AUTO_DRIVER = textwrap.dedent(
     import json, os
     import ray
     import elixirml as em
-    from _dist_programs import Echo, exact, upper
+    from _dist_programs import exact, upper
+    from shipped import Shout  # only in this driver's folder: the workers get it through working_dir
 
     executor = em.RayExecutor(
         address="auto",
@@ -396,11 +397,12 @@ AUTO_DRIVER = textwrap.dedent(
         resources_per_worker={"CPU": 0.25},
         lm=em.FunctionLM(upper),
         start_timeout=60,
+        runtime_env={"working_dir": "."},
         init_options={"log_to_driver": False, "runtime_env": {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}},
     )
     devset = [em.Example(question=f"q{i}" + ("?" if i % 2 else ""), answer=f"Q{i}").with_inputs("question")
               for i in range(10)]
-    result = em.evaluate(Echo(), devset, exact, executor=executor, record=False)
+    result = em.evaluate(Shout(), devset, exact, executor=executor, record=False)
     print(json.dumps({
         "score": result.score,
         "gcs": ray.get_runtime_context().gcs_address,
@@ -411,8 +413,23 @@ AUTO_DRIVER = textwrap.dedent(
     """
 )
 
+SHIPPED = textwrap.dedent(
+    """
+    import elixirml as em
+
+    class Shout(em.Program):
+        def __init__(self):
+            super().__init__()
+            self.answer = em.Predict("question -> answer")
+
+        def forward(self, question):
+            return self.answer(question=question)
+    """
+)
+
 
 def test_a_driver_joins_the_running_cluster_with_address_auto(ray_cluster_process, tmp_path):
+    (tmp_path / "shipped.py").write_text(SHIPPED)
     env = {**os.environ, "PYTHONPATH": ray_cluster_process.env["PYTHONPATH"], "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)  # found as a user on a cluster node finds it: the running `ray start` cluster
     done = subprocess.run(
@@ -424,3 +441,11 @@ def test_a_driver_joins_the_running_cluster_with_address_auto(ray_cluster_proces
     assert report["nodes"] and all(address.startswith("127.") for address in report["nodes"])
     assert report["score"] == pytest.approx(50.0)
     assert len(set(report["workers"])) == 2
+
+
+def test_local_paths_in_runtime_env_after_ray_started_are_refused(ray_cluster):
+    runner = em.RayExecutor(
+        num_workers=1, resources_per_worker={"CPU": 0.25}, lm=em.FunctionLM(upper), runtime_env={"working_dir": "."}
+    )
+    with pytest.raises(ConfigurationError, match="working_dir"):
+        em.distributed.run(Echo(), _devset(2), executor=runner)

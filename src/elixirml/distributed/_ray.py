@@ -75,7 +75,10 @@ class RayExecutor:
         max_worker_failures: how many worker deaths one run tolerates before it raises
             :class:`~elixirml.errors.DistributedError`.
         runtime_env: Ray's ``runtime_env`` for the workers (``py_modules``, ``working_dir``,
-            ``env_vars``, ...), to ship code the nodes do not have installed.
+            ``env_vars``, ...), to ship code the nodes do not have installed. When this executor
+            starts Ray it is the job's environment (so local directories are uploaded); when Ray
+            was started before, it applies to the workers and local paths are refused (Ray uploads
+            them only for a whole job).
         init_options: more keywords for ``ray.init`` when this executor starts or joins Ray.
         start_timeout: seconds a worker may take to start (to be placed on a node with its
             resources free, and to import the program); past it the run raises
@@ -113,6 +116,7 @@ class RayExecutor:
         self._workers: list[Any] = []
         self._ephemeral = False  # made for executor="ray": its workers stop when the run ends
         self._classes: tuple[Any, Any] | None = None
+        self._job_env = False  # whether this executor started Ray with its runtime_env
         self._limits: Any = None  # the LimitsActor of the runs in progress
         self._runs = 0  # runs in progress (they share the workers and the limits actor)
         self._charged: weakref.WeakKeyDictionary[CallBudget, int] = weakref.WeakKeyDictionary()
@@ -125,8 +129,30 @@ class RayExecutor:
     def _ray(self) -> Any:
         ray = ray_module()
         if not ray.is_initialized():
-            ray.init(address=self.address, **self.init_options)
+            options = dict(self.init_options)
+            if self.runtime_env:  # the job's environment: local working_dir / py_modules are uploaded only here
+                options["runtime_env"] = {**options.get("runtime_env", {}), **self.runtime_env}
+                self._job_env = True
+            ray.init(address=self.address, **options)
         return ray
+
+    def _actor_env(self) -> dict[str, Any]:
+        """The workers' ``runtime_env`` when Ray was started before this executor (else it is the job's)."""
+        if not self.runtime_env or self._job_env:
+            return {}
+        local = [
+            key
+            for key in ("working_dir", "py_modules")
+            for value in _as_list(self.runtime_env.get(key))
+            if isinstance(value, str) and "://" not in value
+        ]
+        if local:
+            raise ConfigurationError(
+                f"runtime_env {sorted(set(local))} names local paths, which Ray uploads only for a whole job, and Ray "
+                "was already started in this process. Create the RayExecutor before anything starts Ray (it then "
+                "starts Ray with this runtime_env), or pass it to ray.init(runtime_env=...) yourself."
+            )
+        return dict(self.runtime_env)
 
     def workers(self) -> int:
         """How many workers a run uses (starting Ray if needed)."""
@@ -148,8 +174,9 @@ class RayExecutor:
             }
             if resources:
                 options["resources"] = resources
-            if self.runtime_env:
-                options["runtime_env"] = self.runtime_env
+            actor_env = self._actor_env()
+            if actor_env:
+                options["runtime_env"] = actor_env
             worker = ray.remote(**options)(Worker)
             limits = ray.remote(num_cpus=0, max_restarts=0)(LimitsActor)
             self._classes = (worker, limits)
@@ -339,6 +366,10 @@ class RayExecutor:
 
 
 _GONE = object()
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else ([] if value is None else [value])
 
 
 def default_executor(*, ephemeral: bool = True, num_workers: int | None = None) -> RayExecutor:
