@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RayCluster:
-    """A running cluster: its GCS address, its temp dir, and the environment its processes see."""
+    """A running cluster: its GCS address, its Ray Client address, its temp dir, the environment its processes see."""
 
     address: str
+    client_address: str
     temp_dir: str
     env: dict[str, str]
 
@@ -91,7 +92,7 @@ def _zombie(pid: int) -> bool:
 def ray_cluster(num_cpus: int, python_path: str) -> Iterator[RayCluster]:
     """Start a one-node cluster on 127.0.0.1 with ``ray start --head``; stop it at the end."""
     temp_dir = tempfile.mkdtemp(prefix="emray-", dir="/tmp")  # short: Ray's socket paths live under it
-    port = _free_port()
+    port, client_port = _free_port(), _free_port()
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONPATH": python_path}
     command = [
         _ray_cli(),
@@ -103,12 +104,15 @@ def ray_cluster(num_cpus: int, python_path: str) -> Iterator[RayCluster]:
         "--include-dashboard=false",
         "--disable-usage-stats",
         f"--temp-dir={temp_dir}",
+        f"--ray-client-server-port={client_port}",  # on the node address: 127.0.0.1
     ]
     try:
         started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
         if started.returncode != 0:
             raise RuntimeError(f"ray start failed ({started.returncode}):\n{started.stdout}\n{started.stderr}")
-        yield RayCluster(address=f"127.0.0.1:{port}", temp_dir=temp_dir, env=env)
+        yield RayCluster(
+            address=f"127.0.0.1:{port}", client_address=f"ray://127.0.0.1:{client_port}", temp_dir=temp_dir, env=env
+        )
     finally:
         _stop(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -392,7 +392,7 @@ AUTO_DRIVER = textwrap.dedent(
     from shipped import Shout  # only in this driver's folder: the workers get it through working_dir
 
     executor = em.RayExecutor(
-        address="auto",
+        address=os.environ["TEST_RAY_ADDRESS"],
         num_workers=2,
         resources_per_worker={"CPU": 0.25},
         lm=em.FunctionLM(upper),
@@ -408,6 +408,7 @@ AUTO_DRIVER = textwrap.dedent(
         "gcs": ray.get_runtime_context().gcs_address,
         "nodes": [node["NodeManagerAddress"] for node in ray.nodes()],
         "workers": executor.worker_pids(),
+        "client": ray.util.client.ray.is_connected(),
     }))
     executor.shutdown()
     """
@@ -428,10 +429,18 @@ SHIPPED = textwrap.dedent(
 )
 
 
-def test_a_driver_joins_the_running_cluster_with_address_auto(ray_cluster_process, tmp_path):
+@pytest.mark.parametrize("mode", ["auto", "client"])
+def test_a_driver_joins_the_running_cluster_by_address(ray_cluster_process, tmp_path, mode):
+    """``address="auto"`` (a driver on a cluster node) and ``"ray://host:port"`` (Ray Client, from anywhere)."""
     (tmp_path / "shipped.py").write_text(SHIPPED)
-    env = {**os.environ, "PYTHONPATH": ray_cluster_process.env["PYTHONPATH"], "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    env.pop("RAY_ADDRESS", None)  # found as a user on a cluster node finds it: the running `ray start` cluster
+    address = "auto" if mode == "auto" else ray_cluster_process.client_address
+    env = {
+        **os.environ,
+        "PYTHONPATH": ray_cluster_process.env["PYTHONPATH"],
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "TEST_RAY_ADDRESS": address,
+    }
+    env.pop("RAY_ADDRESS", None)  # "auto" finds the running `ray start` cluster as a user on a node does
     done = subprocess.run(
         [sys.executable, "-c", AUTO_DRIVER], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240
     )
@@ -441,6 +450,7 @@ def test_a_driver_joins_the_running_cluster_with_address_auto(ray_cluster_proces
     assert report["nodes"] and all(address.startswith("127.") for address in report["nodes"])
     assert report["score"] == pytest.approx(50.0)
     assert len(set(report["workers"])) == 2
+    assert report["client"] == (mode == "client")
 
 
 def test_local_paths_in_runtime_env_after_ray_started_are_refused(ray_cluster):

@@ -216,7 +216,7 @@ class RayExecutor:
         left = [b.max_calls - b.used for b in open_budgets() if b.max_calls is not None]
         if not left:
             return False
-        await limits.allow_calls.remote(max(0, min(left)) + self._charged_calls)
+        await _get(limits.allow_calls.remote(max(0, min(left)) + self._charged_calls))
         return True
 
     def _charge(self, usage: dict[str, Any]) -> None:
@@ -262,7 +262,7 @@ class RayExecutor:
         limits = self._limits
         try:
             if blueprint is not None and (blueprint.rate is not None or blueprint.breaker is not None):
-                await limits.configure.remote(blueprint.key, blueprint.rate, blueprint.breaker)
+                await _get(limits.configure.remote(blueprint.key, blueprint.rate, blueprint.breaker))
             share_budget = await self._share_budget(limits)
         except BaseException:
             self._end_run()
@@ -283,17 +283,15 @@ class RayExecutor:
             while remaining:
                 try:
                     await self._setup(worker, program, blueprint, limits, run_key)
-                    stream = worker.run.options(num_returns="streaming").remote(
-                        run_key, work, list(remaining.items()), per_worker, share_budget
-                    )
-                    async for ref in stream:
-                        index, result, usage = await ref
+                    async for index, result, usage in self._results(
+                        worker, run_key, work, remaining, per_worker, share_budget
+                    ):
                         if remaining.pop(index, _GONE) is not _GONE and index not in taken:
                             taken.add(index)
                             self._charge(usage)
                             await queue.put((index, result))
                     with contextlib.suppress(*died):
-                        await worker.forget.remote(run_key)
+                        await _get(worker.forget.remote(run_key))
                 except died as exc:
                     failures += 1
                     if failures > self.max_worker_failures:
@@ -342,13 +340,28 @@ class RayExecutor:
         if self._ephemeral:
             self.shutdown()
 
+    async def _results(
+        self, worker: Any, run_key: str, work: Work, remaining: dict[int, Any], per_worker: int, share_budget: bool
+    ) -> AsyncGenerator[tuple[int, Any, dict[str, Any]], None]:
+        """A worker's results as they come: one by one, or a batch of ``per_worker`` at a time through Ray Client.
+
+        Ray Client cannot stream from an actor, so there each batch comes back whole.
+        """
+        items = list(remaining.items())
+        if not ray_module().util.client.ray.is_connected():
+            stream = worker.run.options(num_returns="streaming").remote(run_key, work, items, per_worker, share_budget)
+            async for ref in stream:
+                yield await ref
+            return
+        for start in range(0, len(items), per_worker):
+            batch = items[start : start + per_worker]
+            for outcome in await _get(worker.run_all.remote(run_key, work, batch, per_worker, share_budget)):
+                yield outcome
+
     async def _setup(self, worker: Any, program: ProgramSpec, blueprint: Any, limits: Any, run_key: str) -> None:
         ray = ray_module()
         try:
-            await asyncio.wait_for(
-                asyncio.wrap_future(worker.setup.remote(program, blueprint, limits, run_key).future()),
-                self.start_timeout,
-            )
+            await asyncio.wait_for(_get(worker.setup.remote(program, blueprint, limits, run_key)), self.start_timeout)
         except TimeoutError:
             free = ray.available_resources()
             raise DistributedError(
@@ -366,6 +379,11 @@ class RayExecutor:
 
 
 _GONE = object()
+
+
+async def _get(ref: Any) -> Any:
+    """The value of a Ray object ref, awaited (a Ray Client ref cannot be awaited directly)."""
+    return await asyncio.wrap_future(ref.future())
 
 
 def _as_list(value: Any) -> list[Any]:

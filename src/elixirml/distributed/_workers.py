@@ -164,3 +164,9 @@ class Worker:
                 assert not isinstance(outcome, BaseException)  # without return_exceptions, errors raise
                 result, usage = outcome
                 yield items[position][0], result, usage
+
+    async def run_all(
+        self, key: str, work: Work, items: Sequence[tuple[int, Any]], concurrency: int, share_budget: bool = False
+    ) -> list[tuple[int, Any, dict[str, Any]]]:
+        """:meth:`run`'s results all at once (for drivers on Ray Client, which cannot stream from actors)."""
+        return [outcome async for outcome in self.run(key, work, items, concurrency, share_budget)]
