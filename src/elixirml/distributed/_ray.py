@@ -11,14 +11,13 @@ import contextlib
 import math
 import os
 import uuid
-import weakref
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..data._dataset import split_evenly
 from ..errors import ConfigurationError, DistributedError, MissingDependencyError
 from ..lm import LM, Usage
-from ..lm._usage import CallBudget, open_budgets, record_usage
+from ..lm._usage import open_budgets, record_usage
 from ..runtime._executor import ProgramSpec, Work
 from ..settings import current
 from ._limits import LimitsActor
@@ -119,7 +118,6 @@ class RayExecutor:
         self._job_env = False  # whether this executor started Ray with its runtime_env
         self._limits: Any = None  # the LimitsActor of the runs in progress
         self._runs = 0  # runs in progress (they share the workers and the limits actor)
-        self._charged: weakref.WeakKeyDictionary[CallBudget, int] = weakref.WeakKeyDictionary()
         self._charged_calls = 0  # worker calls added to the driver's budgets since the limits actor started
 
     def __repr__(self) -> str:
@@ -220,7 +218,11 @@ class RayExecutor:
         return True
 
     def _charge(self, usage: dict[str, Any]) -> None:
-        """Add one item's worker usage to the driver's usage trackers and call budgets."""
+        """Add one item's worker usage to the driver's usage trackers and call budgets.
+
+        Calls of an item whose worker died before returning it are not seen here (they still
+        count in the shared budget, so the cap holds).
+        """
         for model, part in usage["models"].items():
             record_usage(Usage.from_dict(part), model)
         calls = int(usage["calls"])
@@ -264,11 +266,11 @@ class RayExecutor:
             if blueprint is not None and (blueprint.rate is not None or blueprint.breaker is not None):
                 await _get(limits.configure.remote(blueprint.key, blueprint.rate, blueprint.breaker))
             share_budget = await self._share_budget(limits)
+            parts = [part for part in split_evenly(list(items), self.workers()) if part]
+            workers = self._ensure_workers(len(parts))
         except BaseException:
             self._end_run()
             raise
-        parts = [part for part in split_evenly(list(items), self.workers()) if part]
-        workers = self._ensure_workers(len(parts))
         per_worker = max(1, math.ceil(concurrency / len(parts)))
         run_key = uuid.uuid4().hex
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
