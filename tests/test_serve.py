@@ -276,23 +276,45 @@ def test_swap_and_canary_under_load_fail_no_request(store):
             first = await slow
             assert first.status_code == 200 and first.json()["version"] == 2
 
-            async def one(i):
-                await asyncio.sleep(i * 0.001)  # requests keep arriving while versions change
-                return await c.post("/programs/qa/run", json={"question": f"q{i}"})
+            answers: list[tuple[int, httpx.Response]] = []
+            seen: set[int] = set()
+            changing = True
 
-            async def deploys():
-                for body in ({"version": 2}, {"version": 1, "traffic": 0.3}, {"version": 1}):
-                    await asyncio.sleep(0.03)
+            async def traffic(lane: int) -> None:
+                # requests keep arriving, 8 at a time, for as long as the versions change
+                i = lane
+                while changing or i < 80:
+                    response = await c.post("/programs/qa/run", json={"question": f"q{i}"})
+                    answers.append((i, response))
+                    if response.status_code == 200:
+                        seen.add(response.json()["version"])
+                    i += 8
+
+            async def served(version: int) -> None:
+                # a version is only left once requests were answered by it (however slow this machine is)
+                seen.discard(version)
+                for _ in range(2000):
+                    if version in seen:
+                        return
+                    await asyncio.sleep(0.005)
+                raise AssertionError(f"no request was answered by version {version} while it was live")
+
+            async def deploys() -> None:
+                nonlocal changing
+                await served(1)
+                for body, version in (({"version": 2}, 2), ({"version": 1, "traffic": 0.3}, 1), ({"version": 1}, 1)):
                     assert (await c.post("/programs/qa/deploy", json=body)).status_code == 200
-                await asyncio.sleep(0.03)
+                    await served(version)
                 assert (await c.post("/programs/qa/rollback")).status_code == 200
+                await asyncio.sleep(0.05)
+                changing = False
 
-            results = await asyncio.gather(*(one(i) for i in range(300)), deploys())
-            answers = results[:-1]
-            assert all(r.status_code == 200 for r in answers)
-            assert all(r.json()["outputs"]["answer"] == f"A: q{i}" for i, r in enumerate(answers))
-            assert {r.json()["version"] for r in answers} == {1, 2}
-            assert all(r.headers["x-program-version"] == str(r.json()["version"]) for r in answers)
+            await asyncio.gather(*(traffic(lane) for lane in range(8)), deploys())
+            assert len(answers) >= 80
+            assert all(r.status_code == 200 for _, r in answers)
+            assert all(r.json()["outputs"]["answer"] == f"A: q{i}" for i, r in answers)
+            assert {r.json()["version"] for _, r in answers} == {1, 2}
+            assert all(r.headers["x-program-version"] == str(r.json()["version"]) for _, r in answers)
 
     run(go())
 
