@@ -33,11 +33,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-# A separate environment for reference measurements (DSPy), never mixed with ours.
+# A separate environment for reference measurements (DSPy), never mixed with ours. llama.cpp's
+# OpenAI-compatible server (the same llama-cpp-python as ours: pip reuses the built wheel) serves
+# the embedded model to DSPy in bench/_dspy_sst2.py.
 bench-env: bench/.venv-dspy/.stamp
 bench/.venv-dspy/.stamp:
 	$(PYTHON) -m venv bench/.venv-dspy
 	bench/.venv-dspy/bin/pip install --disable-pip-version-check -q dspy==3.4.1 aiohttp
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) bench/.venv-dspy/bin/pip install --disable-pip-version-check -q 'llama-cpp-python[server]==0.3.36'
 	touch $@
 
 bench: $(STAMP) bench-env

@@ -18,8 +18,15 @@ Two programs:
   to fit a shared 2-core machine (GEPA ``max_metric_calls=600`` instead of light's ~1,470;
   SIMBA ``bsize=8, num_candidates=3, max_steps=3``; COPRO ``breadth=2, depth=1``). The
   reflection / proposal LM is the same embedded 135M model.
+- ``reflective-full``: the same program under SIMBA with its defaults (``bsize=32,
+  num_candidates=6, max_steps=8, max_demos=4``) and COPRO with its defaults (``breadth=10,
+  depth=3``); ``gepa-light``: GEPA with ``auto="light"``. Recorded beside the reduced runs.
 
-Usage: python bench/optimize_sst2.py [declared|natural|both|reflective]  (writes bench/results/optimize_sst2.json)
+``split-json PATH`` writes the split (``train``, ``val``, ``test`` lists of ``{"sentence",
+"label"}`` rows) for the DSPy side.
+
+Usage: python bench/optimize_sst2.py [declared|natural|both|reflective|reflective-full|gepa-light|split-json PATH]
+(writes bench/results/optimize_sst2.json)
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Any, Literal
 import elixirml as em
 
 OUT = Path(__file__).resolve().parent / "results" / "optimize_sst2.json"
+MODES = ("declared", "natural", "both", "reflective", "reflective-full", "gepa-light", "split-json")
 
 
 class Sentiment(em.Signature):
@@ -80,9 +88,17 @@ def wilson(accuracy: float, n: int, z: float = 1.96) -> list[float]:
 
 def main() -> None:
     which = sys.argv[1] if len(sys.argv) > 1 else "both"
-    if which not in ("declared", "natural", "both", "reflective"):
-        raise SystemExit("usage: python bench/optimize_sst2.py [declared|natural|both|reflective]")
+    if which not in MODES:
+        raise SystemExit(f"usage: python bench/optimize_sst2.py [{'|'.join(MODES)} PATH]")
     train, val, test = split()
+    if which == "split-json":
+        if len(sys.argv) < 3:
+            raise SystemExit("usage: python bench/optimize_sst2.py split-json PATH")
+        rows = {"train": train, "val": val, "test": test}
+        Path(sys.argv[2]).write_text(
+            json.dumps({k: [{"sentence": r.sentence, "label": r.label} for r in v] for k, v in rows.items()})
+        )
+        return
     metric = em.metrics.ExactMatch(field="label", pred_field="sentiment")
     cache_dir = Path(tempfile.mkdtemp(prefix="sst2-bench-"))  # a fresh cache: every call is really made
     em.configure(
@@ -133,8 +149,8 @@ def main() -> None:
             },
         )
 
-    if which == "reflective":
-        reflective(train, val, metric, held_out, results)
+    if which in ("reflective", "reflective-full", "gepa-light"):
+        reflective(which, train, val, metric, held_out, results)
         return
     if which in ("natural", "both"):
         held_out("natural: zero-shot", Classifier(), 0.0, 0, {})
@@ -163,7 +179,7 @@ def main() -> None:
     save(results)
 
 
-def reflective(train: list, val: list, metric: em.metrics.Metric, held_out: Any, results: dict) -> None:
+def reflective(which: str, train: list, val: list, metric: em.metrics.Metric, held_out: Any, results: dict) -> None:
     """GEPA, SIMBA and COPRO on the declared program; each result is saved as soon as it is measured."""
     base = em.Predict(Sentiment, adapter=em.Variable.choice(["json", "plain"]))
 
@@ -175,15 +191,24 @@ def reflective(train: list, val: list, metric: em.metrics.Metric, held_out: Any,
             0.0, f"Wrong: the sentiment of this sentence is {example.label}, not {prediction.sentiment}."
         )
 
-    runs = {
-        "GEPA (600 metric calls)": em.optimizers.GEPA(
-            feedback_metric, max_metric_calls=600, seed=0, concurrency=1, variable_trials=2
-        ),
-        "SIMBA (reduced)": em.optimizers.SIMBA(
-            feedback_metric, bsize=8, num_candidates=3, max_steps=3, max_demos=2, seed=0, concurrency=1
-        ),
-        "COPRO (breadth 2, depth 1)": em.optimizers.COPRO(metric, breadth=2, depth=1, seed=0, concurrency=1),
-    }
+    runs: dict[str, em.optimizers.Optimizer]
+    if which == "reflective":
+        runs = {
+            "GEPA (600 metric calls)": em.optimizers.GEPA(
+                feedback_metric, max_metric_calls=600, seed=0, concurrency=1, variable_trials=2
+            ),
+            "SIMBA (reduced)": em.optimizers.SIMBA(
+                feedback_metric, bsize=8, num_candidates=3, max_steps=3, max_demos=2, seed=0, concurrency=1
+            ),
+            "COPRO (breadth 2, depth 1)": em.optimizers.COPRO(metric, breadth=2, depth=1, seed=0, concurrency=1),
+        }
+    elif which == "reflective-full":
+        runs = {
+            "SIMBA (defaults)": em.optimizers.SIMBA(feedback_metric, seed=0, concurrency=1),
+            "COPRO (breadth 10, depth 3)": em.optimizers.COPRO(metric, breadth=10, depth=3, seed=0, concurrency=1),
+        }
+    else:
+        runs = {"GEPA light": em.optimizers.GEPA(feedback_metric, auto="light", seed=0, concurrency=1)}
     for name, optimizer in runs.items():
         start = time.perf_counter()
         best = optimizer.compile(base, trainset=train, valset=val)
