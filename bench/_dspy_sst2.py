@@ -159,6 +159,17 @@ try:
         results[name] = entry
         print(json.dumps({"stage": name, **entry}), flush=True)  # a cut-off run keeps what it measured
 
+    def failed(name, exc, start, before):
+        """Report a stage that raised: the error and what it had spent until then."""
+        report(
+            name,
+            {
+                "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                "optimize_seconds": round(time.perf_counter() - start, 1),
+                "optimize_lm_calls": calls() - before,
+            },
+        )
+
     base = dspy.Predict(Sentiment)
     if "zero-shot" in stages:
         report("zero-shot", {"test_accuracy": held_out(base)})
@@ -188,14 +199,7 @@ try:
                 },
             )
         except Exception as exc:
-            report(
-                "MIPROv2 light",
-                {
-                    "error": f"{type(exc).__name__}: {str(exc)[:300]}",
-                    "optimize_seconds": round(time.perf_counter() - start, 1),
-                    "optimize_lm_calls": calls() - before,
-                },
-            )
+            failed("MIPROv2 light", exc, start, before)
     if "simba" in stages:
         start, before = time.perf_counter(), calls()
         try:
@@ -217,14 +221,7 @@ try:
                 },
             )
         except Exception as exc:
-            report(
-                "SIMBA (reduced)",
-                {
-                    "error": f"{type(exc).__name__}: {str(exc)[:300]}",
-                    "optimize_seconds": round(time.perf_counter() - start, 1),
-                    "optimize_lm_calls": calls() - before,
-                },
-            )
+            failed("SIMBA (reduced)", exc, start, before)
     if "gepa" in stages:
         budget = int(os.environ.get("DSPY_GEPA_METRIC_CALLS", "600"))
         name = f"GEPA ({budget} metric calls)"
@@ -270,14 +267,7 @@ try:
                 },
             )
         except Exception as exc:
-            report(
-                name,
-                {
-                    "error": f"{type(exc).__name__}: {str(exc)[:300]}",
-                    "optimize_seconds": round(time.perf_counter() - start, 1),
-                    "optimize_lm_calls": calls() - before,
-                },
-            )
+            failed(name, exc, start, before)
     print(json.dumps({"version": dspy.__version__, "results": results}))
 finally:
     server.terminate()
