@@ -218,23 +218,18 @@ def test_gepa_without_the_package_names_the_extra(monkeypatch):
 
 
 def test_knn_few_shot_uses_an_em_embedder():
-    calls = []
-
-    def vectors(texts):
-        calls.append(list(texts))
-        return np.array([[1.0, 0.0] if "cat" in t or "kitten" in t else [0.0, 1.0] for t in texts])
-
+    CAT_CALLS.clear()
     train = [
         em.Example(question="a cat", answer="feline").with_inputs("question"),
         em.Example(question="a truck", answer="vehicle").with_inputs("question"),
     ]
     em.configure(lm=em.FunctionLM(lambda messages, settings: {"answer": "ok"}))
-    compiled = KNNFewShot(1, train, embedder=em.Embedder(vectors)).compile(em.Predict("question -> answer"))
+    compiled = KNNFewShot(1, train, embedder=em.Embedder(cat_vectors)).compile(em.Predict("question -> answer"))
     compiled(question="kitten")
     assert [d.answer for d in compiled.last_demos] == ["feline"]
     compiled(question="lorry")
     assert [d.answer for d in compiled.last_demos] == ["vehicle"]
-    assert any("kitten" in " ".join(batch) for batch in calls)  # the query went through the Embedder
+    assert any("kitten" in " ".join(batch) for batch in CAT_CALLS)  # the query went through the Embedder
 
 
 # ---------------------------------------------------------------------------------------------- KNNFewShot saving
