@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, LoadError, StoreError
-from ..evaluate import EvaluationResult, aevaluate, evaluate
+from ..evaluate import EvaluationResult, aevaluate
 from ..evaluate._metrics import as_metric
 from ..lm import Usage, track_usage
 from ..lm._usage import CallBudget, price_for, spending_limit
@@ -321,33 +321,7 @@ class Optimizer:
         Every example scored counts against ``max_metric_calls``; ``keep_traces`` keeps each
         example's predictor calls (``ExampleResult.trace``) for optimizers that reflect on them.
         """
-        if self.metric is None:
-            raise ConfigurationError(f"{self.name} needs a metric")
-        limit = self.budget["max_metric_calls"]
-        if limit is not None and self.metric_calls + len(data) > limit:
-            raise _StopOptimization("max_metric_calls")  # never start an evaluation the budget cannot pay for
-        self.metric_calls += len(data)
-        scored = 0
-
-        def count(_: Any) -> None:
-            nonlocal scored
-            scored += 1
-
-        try:
-            return evaluate(
-                program,
-                list(data),
-                self.metric,
-                concurrency=self.concurrency,
-                display_progress=False,
-                record=False,
-                keep_traces=keep_traces,
-                on_result=count,
-                executor=self._runner,
-            )
-        except BaseException:
-            self.metric_calls -= len(data) - scored  # cut short: only the examples scored were spent
-            raise
+        return self.evaluate_trials([(program, data)], keep_traces=keep_traces)[0][0]
 
     def trial_slots(self, state: OptimizationState, examples_per_trial: int, left: int) -> int:
         """How many trials to start at once: ``n_workers``, fewer when a budget or the search has less room.
@@ -363,7 +337,11 @@ class Optimizer:
         return max(1, slots)
 
     def evaluate_trials(
-        self, jobs: Sequence[tuple[Module, Sequence[Example]]], *, metrics: Mapping[str, Any] | None = None
+        self,
+        jobs: Sequence[tuple[Module, Sequence[Example]]],
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        keep_traces: bool = False,
     ) -> list[tuple[EvaluationResult, Usage, float]]:
         """Evaluate several candidates at once (parallel trials): ``(result, usage, seconds)`` for each, in order.
 
@@ -377,7 +355,7 @@ class Optimizer:
             limit = self.budget["max_metric_calls"]
             needed = sum(len(data) for _, data in jobs)
             if limit is not None and self.metric_calls + needed > limit:
-                raise _StopOptimization("max_metric_calls")
+                raise _StopOptimization("max_metric_calls")  # never start an evaluation the budget cannot pay for
         else:
             needed = 0  # objectives: not counted as metric calls
         self.metric_calls += needed
@@ -398,6 +376,7 @@ class Optimizer:
                     concurrency=self.concurrency,
                     display_progress=False,
                     record=False,
+                    keep_traces=keep_traces,
                     on_result=count,
                     executor=self._runner,
                 )
