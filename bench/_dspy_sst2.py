@@ -14,8 +14,8 @@ for GEPA's Pareto tracking / the first N training rows for SIMBA (SIMBA scores e
 program on its whole trainset at the end), where time is short.
 DSPY_GEPA_SECONDS (default: no limit): GEPA stops starting iterations after this long and
 returns its best program so far.
-A SIMBA or GEPA result identical to the starting program (same instruction, no demos) is not
-re-evaluated on the test rows: it is the zero-shot program.
+DSPY_PORT (default 8766): the llama.cpp server's port, so that two stages can run side by side.
+Every optimized program is evaluated on the test rows, even one identical to the starting program.
 The settings of SIMBA are the reduced ones of ``optimize_sst2.py reflective``: bsize=8,
 num_candidates=3, max_steps=3, max_demos=2. GEPA and SIMBA get the metric with the same feedback
 text as ours. LM calls are counted by a callback on every LM (SIMBA's sampling copies and
@@ -34,6 +34,8 @@ import dspy
 from dspy.utils.callback import BaseCallback
 
 gguf, split_file = sys.argv[1], sys.argv[2]
+port = os.environ.get("DSPY_PORT", "8766")
+api_base = f"http://127.0.0.1:{port}/v1"
 stages = set((sys.argv[3] if len(sys.argv) > 3 else "zero-shot,bootstrap,mipro").split(","))
 with open(split_file) as handle:
     split = json.load(handle)
@@ -45,7 +47,7 @@ server = subprocess.Popen(
         "--model",
         gguf,
         "--port",
-        "8766",
+        port,
         "--n_ctx",
         "2048",
         "--verbose",
@@ -57,7 +59,7 @@ server = subprocess.Popen(
 try:
     for _ in range(120):
         try:
-            urllib.request.urlopen("http://127.0.0.1:8766/v1/models", timeout=1)
+            urllib.request.urlopen(f"{api_base}/models", timeout=1)
             break
         except OSError:
             time.sleep(0.5)
@@ -74,7 +76,7 @@ try:
     counter = CallCounter()
     lm = dspy.LM(
         "openai/smollm2",
-        api_base="http://127.0.0.1:8766/v1",
+        api_base=api_base,
         api_key="none",
         cache=False,
         max_tokens=int(os.environ.get("DSPY_MAX_TOKENS", "256")),
@@ -145,9 +147,8 @@ try:
 
     def tested(program):
         state = program_state(program)
-        if state == {"instructions": Sentiment.instructions, "demos": 0}:
-            return {**state, "test": "not re-evaluated: the starting (zero-shot) program"}
-        return {**state, **test_entry(program)}
+        unchanged = state == {"instructions": Sentiment.instructions, "demos": 0}
+        return {**state, "unchanged": unchanged, **test_entry(program)}
 
     def first(rows, variable):
         limit = os.environ.get(variable)
@@ -172,7 +173,7 @@ try:
 
     base = dspy.Predict(Sentiment)
     if "zero-shot" in stages:
-        report("zero-shot", {"test_accuracy": held_out(base)})
+        report("zero-shot", test_entry(base))
     if "bootstrap" in stages:
         start, before = time.perf_counter(), calls()
         bootstrap = dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=4, max_labeled_demos=4, max_errors=1000)
@@ -227,7 +228,7 @@ try:
         name = f"GEPA ({budget} metric calls)"
         reflection_lm = dspy.LM(
             "openai/smollm2",
-            api_base="http://127.0.0.1:8766/v1",
+            api_base=api_base,
             api_key="none",
             cache=False,
             max_tokens=int(os.environ.get("DSPY_REFLECTION_MAX_TOKENS", "256")),

@@ -347,6 +347,22 @@ def test_truncation_retries_are_bounded():
     assert lm.usage.calls == 3  # every cut-off answer cost tokens and is counted
 
 
+def test_allow_truncated_returns_the_cut_off_answer_once_and_does_not_cache_it(tmp_path):
+    lm = em.FunctionLM(
+        lambda m, s: response("Be precise and", "length"),
+        retry=fast_retry(truncation_retries=3),
+        cache=tmp_path / "cache.sqlite",
+    )
+    cut = lm.request(USER, allow_truncated=True)
+    assert cut.completions[0].text == "Be precise and" and cut.completions[0].finish_reason == "length"
+    assert lm.usage.calls == 1  # not asked again: the caller takes the text as it is
+    again = lm.request(USER, allow_truncated=True)
+    assert not again.cached and lm.usage.calls == 2  # a cut-off answer is never cached
+    with pytest.raises(TruncatedResponseError):  # without the flag it is still an error, after the retries
+        lm.request(USER)
+    assert lm.usage.calls == 6
+
+
 def test_a_json_object_cut_off_is_not_repaired_into_an_answer():
     sig = em.Signature("question -> answer, confidence: float")
     with pytest.raises(TruncatedResponseError):

@@ -5,8 +5,10 @@ import re
 import pytest
 
 import elixirml as em
-from elixirml.errors import ConfigurationError
+from elixirml.errors import ConfigurationError, ProviderError
+from elixirml.lm import Completion, Usage
 from elixirml.optimizers import GEPA, MIPRO
+from elixirml.runtime import RetryPolicy
 
 pytest.importorskip("gepa")
 pytest.importorskip("optuna")
@@ -189,10 +191,48 @@ def test_gepa_drops_degenerate_reflections_instead_of_scoring_them():
     em.configure(lm=lm)
     program = em.Predict("question -> answer")
     gepa = GEPA(feedback_metric, max_metric_calls=20, reflection_lm=lm, seed=0)
-    compiled = gepa.compile(program, trainset=data(4), valset=data(3, offset=10))
+    with pytest.warns(RuntimeWarning, match="none of its .* reflections gave a usable text"):
+        compiled = gepa.compile(program, trainset=data(4), valset=data(3, offset=10))
     assert compiled.signature.instructions == program.signature.instructions
     assert gepa.last_result.details["reflections_dropped"] > 0
     assert len(gepa.last_result.details["candidates"]) == 1
+
+
+def test_a_reflection_cut_off_at_the_token_limit_is_used_not_retried():
+    """A small reflection LM writes on until its limit; what it wrote first is still the new text."""
+    asked = []
+
+    def rambling(messages, settings):
+        asked.append(messages)
+        text = reflection_text(messages[-1]["content"])
+        cut = text[: text.rindex("```")] + "Also note that the answer " + " ".join(f"w{i}" for i in range(50))
+        return em.LMResponse([Completion(cut, finish_reason="length")], Usage(100, settings["max_tokens"], calls=1))
+
+    em.configure(lm=scripted_lm())
+    reflection = em.FunctionLM(rambling, retry=RetryPolicy(truncation_retries=3, base_delay=0.001))
+    gepa = GEPA(feedback_metric, max_metric_calls=40, reflection_lm=reflection, seed=0)
+    compiled = gepa.compile(em.Predict("question -> answer"), trainset=data(4), valset=data(3, offset=10))
+    details = gepa.last_result.details
+    assert SECRET in compiled.signature.instructions
+    assert details["reflections"] == details["reflections_truncated"] == len(asked) >= 1  # each asked once
+    assert details["reflections_failed"] == 0
+
+
+def test_a_failing_reflection_lm_is_counted_and_reported_not_asked_twice():
+    asked = []
+
+    def down(messages, settings):
+        asked.append(messages)
+        raise ProviderError("reflection endpoint down", retryable=False)
+
+    em.configure(lm=scripted_lm())
+    gepa = GEPA(feedback_metric, max_metric_calls=20, reflection_lm=em.FunctionLM(down), seed=0)
+    with pytest.warns(RuntimeWarning, match=r"0 degenerate, \d+ failed"):
+        compiled = gepa.compile(em.Predict("question -> answer"), trainset=data(4), valset=data(3, offset=10))
+    details = gepa.last_result.details
+    assert SECRET not in compiled.signature.instructions
+    assert details["reflections_failed"] == details["reflections"] == len(asked) >= 1  # gepa did not ask again
+    assert gepa.last_result.lm_calls >= len(asked)
 
 
 def test_feedback_survives_a_checkpoint(tmp_path):

@@ -108,6 +108,11 @@ class History(collections.deque[dict[str, Any]]):
         self.bytes = 0
 
 
+def is_truncated(response: LMResponse) -> bool:
+    """Whether a completion of ``response`` stopped at the token limit."""
+    return any(c.finish_reason in _TRUNCATED_REASONS for c in response.completions)
+
+
 def check_complete(response: LMResponse, endpoint: str) -> None:
     """Raise :class:`~elixirml.errors.TruncatedResponseError` if a completion stopped at the token limit."""
     for completion in response.completions:
@@ -377,6 +382,7 @@ class LM:
         messages: list[Message],
         *,
         validate: Callable[[LMResponse], Any] | None = None,
+        allow_truncated: bool = False,
         **overrides: Any,
     ) -> LMResponse:
         """Send a chat request and return the response.
@@ -388,6 +394,10 @@ class LM:
                 :class:`~elixirml.errors.TruncatedResponseError` it raises is retried per the
                 retry policy, as is an answer that stopped at the token limit; only complete,
                 validated answers are cached.
+            allow_truncated: return an answer that stopped at the token limit as it is (its
+                completion's ``finish_reason`` says so) instead of retrying it and raising
+                :class:`~elixirml.errors.TruncatedResponseError`: for free text where a cut-off
+                answer is still of use, such as GEPA's reflections. It is not cached.
             **overrides: request settings for this call (``temperature``, ``max_tokens``,
                 ``n``, ``response_format``, ``tools``, ``logprobs``, ``rollout_id``, ``cache``;
                 see :class:`~elixirml.lm.RequestSettings`).
@@ -398,20 +408,32 @@ class LM:
         if _settings.callbacks_configured and (callbacks := _settings.current().callbacks):
             inputs = {"prompt": None, "messages": messages, "kwargs": self.effective_settings(overrides)}
             texts = await _callbacks.aobserve(
-                callbacks, "lm", self, inputs, lambda: self._observed_request(messages, validate, overrides)
+                callbacks,
+                "lm",
+                self,
+                inputs,
+                lambda: self._observed_request(messages, validate, overrides, allow_truncated),
             )
             response: LMResponse = texts.response
             return response
-        return await self._request(messages, validate, overrides)
+        return await self._request(messages, validate, overrides, allow_truncated)
 
     async def _observed_request(
-        self, messages: list[Message], validate: Callable[[LMResponse], Any] | None, overrides: dict[str, Any]
+        self,
+        messages: list[Message],
+        validate: Callable[[LMResponse], Any] | None,
+        overrides: dict[str, Any],
+        allow_truncated: bool,
     ) -> CompletionTexts:
-        response = await self._request(messages, validate, overrides)
+        response = await self._request(messages, validate, overrides, allow_truncated)
         return CompletionTexts([c.text for c in response.completions], response)
 
     async def _request(
-        self, messages: list[Message], validate: Callable[[LMResponse], Any] | None, overrides: dict[str, Any]
+        self,
+        messages: list[Message],
+        validate: Callable[[LMResponse], Any] | None,
+        overrides: dict[str, Any],
+        allow_truncated: bool = False,
     ) -> LMResponse:
         """The body of :meth:`arequest` (what callbacks observe)."""
         settings = self.effective_settings(overrides)
@@ -439,7 +461,8 @@ class LM:
         def accept(response: LMResponse) -> None:
             self._price(response)
             self._record(messages, settings, response)
-            check_complete(response, self.endpoint_label)
+            if not allow_truncated:
+                check_complete(response, self.endpoint_label)
             if validate is not None:
                 validate(response)
 
@@ -448,9 +471,9 @@ class LM:
         except ProviderError:
             if not self.fallbacks:
                 raise
-            response = await self._try_fallbacks(messages, overrides, validate)
+            response = await self._try_fallbacks(messages, overrides, validate, allow_truncated)
             return response
-        if cache is not None:
+        if cache is not None and not is_truncated(response):
             cache.put(key, response)  # only complete, validated answers get here
         return response
 
@@ -473,11 +496,14 @@ class LM:
         messages: list[Message],
         overrides: dict[str, Any],
         validate: Callable[[LMResponse], Any] | None,
+        allow_truncated: bool,
     ) -> LMResponse:
         last: ProviderError | None = None
         for fallback in self.fallbacks:
             try:
-                return await fallback.arequest(messages, validate=validate, **overrides)
+                return await fallback.arequest(
+                    messages, validate=validate, allow_truncated=allow_truncated, **overrides
+                )
             except ProviderError as exc:
                 last = exc
         assert last is not None

@@ -21,11 +21,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..errors import ConfigurationError, LoadError, MissingDependencyError
+from ..errors import ConfigurationError, LoadError, MissingDependencyError, OutputError, ProviderError
 from ..evaluate import ExampleResult
 from ..evaluate._feedback import split_feedback
 from ..evaluate._metrics import FunctionMetric
 from ..lm import track_usage
+from ..lm._base import is_truncated
 from ..program import Module, VariableSpace
 from ..schema import Example
 from ._base import OptimizationState, Optimizer, Trial, _StopOptimization
@@ -104,7 +105,8 @@ def usable_reflection(text: str, current: str) -> bool:
     """Whether a reflected text is worth scoring: not empty, not the current one, not a loop of repeats.
 
     A weak reflection LM often loops on one sentence until its token limit; such a text is not
-    tried (the component keeps its current text, which the minibatch test then rejects).
+    tried (the component keeps its current text; with no new text at all, gepa skips the
+    iteration's minibatch).
     """
     words = text.split()
     if not words or text.strip() == current.strip() or len(text) > 8000:
@@ -130,7 +132,8 @@ class _Adapter:
         self.state = state
         self.reflection = reflection
         self.template = template
-        self.dropped = 0
+        self.dropped = 0  # reflections whose text was degenerate
+        self.failed = 0  # reflections whose LM call failed (after its retries)
         self.components = dict(components)
         space = state.program.variable_space()
         # component -> predictor name, for components that are a predictor's instructions
@@ -216,24 +219,33 @@ class _Adapter:
         reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
         components_to_update: list[str],
     ) -> dict[str, str]:
-        """The reflective proposal of gepa (its prompt and extraction), with degenerate texts left out."""
+        """The reflective proposal of gepa (its prompt and extraction), with degenerate texts left out.
+
+        A component whose reflection failed or was degenerate is left out of the result (it
+        keeps its text); a reflection LM error is counted, not raised, so gepa does not ask
+        again for the same reflection.
+        """
         from gepa.strategies.instruction_proposal import InstructionProposalSignature
 
         new: dict[str, str] = {}
         for component in components_to_update:
-            proposed = InstructionProposalSignature.run(
-                self.reflection,
-                {
-                    "current_instruction_doc": candidate[component],
-                    "dataset_with_feedback": list(reflective_dataset.get(component, [])),
-                    "prompt_template": self.template,
-                },
-            )["new_instruction"]
+            try:
+                proposed = InstructionProposalSignature.run(
+                    self.reflection,
+                    {
+                        "current_instruction_doc": candidate[component],
+                        "dataset_with_feedback": list(reflective_dataset.get(component, [])),
+                        "prompt_template": self.template,
+                    },
+                )["new_instruction"]
+            except (OutputError, ProviderError) as exc:  # a setup error or a spent budget propagates
+                self.failed += 1
+                _log.warning("GEPA: the reflection on %s failed (%s: %s)", component, type(exc).__name__, exc)
+                continue
             if usable_reflection(proposed, candidate[component]):
                 new[component] = proposed
             else:
                 self.dropped += 1
-                new[component] = candidate[component]
         return new
 
     def _feedback(self, result: ExampleResult, predictor: str | None, entries: Sequence[Any]) -> str:
@@ -364,14 +376,26 @@ def from_json(value: Any) -> Any:
 _NOT_KEPT = frozenset({"_budget_hooks", "evaluation_cache", "best_outputs_valset"})
 
 
-def _reflection(lm: Any) -> Any:
-    """Gepa's ``LanguageModel`` (``prompt -> text``) over an ElixirML LM."""
+class _Reflection:
+    """Gepa's ``LanguageModel`` (``prompt -> text``) over an ElixirML LM.
 
-    def ask(prompt: str | list[dict[str, Any]]) -> str:
-        texts = lm(prompt) if isinstance(prompt, str) else lm(messages=prompt)
-        return str(texts[0]) if texts else ""
+    An answer cut off at the token limit is used as it is, not retried: gepa takes the new
+    text from what was written, and a small model that writes on until its limit would write
+    the same again. ``asked`` and ``truncated`` count the calls and the cut-off answers.
+    """
 
-    return ask
+    def __init__(self, lm: Any) -> None:
+        self.lm = lm
+        self.asked = 0
+        self.truncated = 0
+
+    def __call__(self, prompt: str | list[dict[str, Any]]) -> str:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        self.asked += 1
+        response = self.lm.request(messages, allow_truncated=True)
+        if is_truncated(response):
+            self.truncated += 1
+        return response.completions[0].text if response.completions else ""
 
 
 class GEPA(Optimizer):
@@ -526,7 +550,7 @@ class GEPA(Optimizer):
                     raise ConfigurationError(f"reflection_prompt_template must contain {placeholder}")
         from gepa.strategies.batch_sampler import EpochShuffledBatchSampler
 
-        adapter = _Adapter(self, state, state.extra["components"], _reflection(lm), self.reflection_prompt_template)
+        adapter = _Adapter(self, state, state.extra["components"], _Reflection(lm), self.reflection_prompt_template)
         tracker = _Tracker()
         state.extra["gepa"] = (adapter, tracker)
         # the random state, the candidate selector and the minibatch sampler are ours, so a run state can keep them
@@ -616,6 +640,9 @@ class GEPA(Optimizer):
                 "candidates": to_json(tracker.candidates),
                 "full_trials": {key: trial.number for key, trial in adapter.full_trials.items()},
                 "dropped": adapter.dropped,
+                "failed": adapter.failed,
+                "asked": adapter.reflection.asked,
+                "truncated": adapter.reflection.truncated,
             }
         except _NoJSON as exc:
             if not state.extra.get("_unkept"):
@@ -642,6 +669,9 @@ class GEPA(Optimizer):
         tracker.candidates = from_json(resumed["candidates"])
         tracker.skip_seed = True
         adapter.dropped = int(resumed["dropped"])
+        adapter.failed = int(resumed.get("failed", 0))  # states kept before these counts: none known
+        adapter.reflection.asked = int(resumed.get("asked", 0))
+        adapter.reflection.truncated = int(resumed.get("truncated", 0))
         by_number = {t.number: t for t in state.trials}
         adapter.full_trials = {k: by_number[n] for k, n in resumed["full_trials"].items() if n in by_number}
         seed = next(c for c in tracker.candidates if c["index"] == 0)
@@ -691,8 +721,21 @@ class GEPA(Optimizer):
             trial = adapter.full_trials.get(_key(candidate["texts"]))
             candidate["trial"] = trial.number if trial is not None else None
             del candidate["scores"]
+        reflection = adapter.reflection
+        if reflection.asked and adapter.dropped + adapter.failed >= reflection.asked:
+            warnings.warn(
+                f"GEPA: none of its {reflection.asked} reflections gave a usable text ({adapter.dropped} "
+                f"degenerate, {adapter.failed} failed; {reflection.truncated} cut off at the token limit), so "
+                "no new text was tried. The reflection LM may be too weak for this task: pass "
+                "reflection_lm= a stronger model.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         state.extra["details"] = {
+            "reflections": reflection.asked,
+            "reflections_truncated": reflection.truncated,
             "reflections_dropped": adapter.dropped,
+            "reflections_failed": adapter.failed,
             "candidates": candidates,
             "pareto_front": {"candidates": front, "by_example": by_example},
         }
