@@ -12,12 +12,13 @@ DSPY_GEPA_METRIC_CALLS (default 600, the budget of our reduced GEPA run): GEPA's
 DSPY_GEPA_VAL_ROWS, DSPY_SIMBA_TRAIN_ROWS (default: all): use only the first N validation rows
 for GEPA's Pareto tracking / the first N training rows for SIMBA (SIMBA scores every kept
 program on its whole trainset at the end), where time is short.
+DSPY_SIMBA_STEPS (default 3): SIMBA's max_steps.
 DSPY_GEPA_SECONDS (default: no limit): GEPA stops starting iterations after this long and
 returns its best program so far.
 DSPY_PORT (default 8766): the llama.cpp server's port, so that two stages can run side by side.
 Every optimized program is evaluated on the test rows, even one identical to the starting program.
 The settings of SIMBA are the reduced ones of ``optimize_sst2.py reflective``: bsize=8,
-num_candidates=3, max_steps=3, max_demos=2. GEPA and SIMBA get the metric with the same feedback
+num_candidates=3, max_steps=3 (DSPY_SIMBA_STEPS), max_demos=2. GEPA and SIMBA get the metric with the same feedback
 text as ours. LM calls are counted by a callback on every LM (SIMBA's sampling copies and
 GEPA's reflection LM included).
 """
@@ -204,8 +205,9 @@ try:
     if "simba" in stages:
         start, before = time.perf_counter(), calls()
         try:
+            steps = int(os.environ.get("DSPY_SIMBA_STEPS", "3"))
             simba = dspy.SIMBA(
-                metric=feedback_metric, bsize=8, num_candidates=3, max_steps=3, max_demos=2, num_threads=1
+                metric=feedback_metric, bsize=8, num_candidates=3, max_steps=steps, max_demos=2, num_threads=1
             )
             simba_train = first(train, "DSPY_SIMBA_TRAIN_ROWS")
             optimized = simba.compile(base.deepcopy(), trainset=simba_train, seed=0)
@@ -216,6 +218,7 @@ try:
                     "optimize_seconds": round(seconds, 1),
                     "optimize_lm_calls": optimize_calls,
                     "train_rows": len(simba_train),
+                    "max_steps": steps,
                     "train_score": max((c["score"] for c in optimized.candidate_programs), default=None),
                     "candidates": len(optimized.candidate_programs),
                     **tested(optimized),
