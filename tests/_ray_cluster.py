@@ -9,6 +9,7 @@ the machine).
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import signal
@@ -29,6 +30,15 @@ class RayCluster:
     client_address: str
     temp_dir: str
     env: dict[str, str]
+
+    def log_tails(self, pattern: str, chars: int = 2000) -> str:
+        """The last ``chars`` of each of the cluster's log files matching ``pattern``, for a failing test's message."""
+        paths = sorted(glob.glob(os.path.join(self.temp_dir, "session_latest", "logs", pattern)))
+        parts = []
+        for path in paths:
+            with open(path, errors="replace") as f:
+                parts.append(f"--- {os.path.basename(path)}\n{f.read()[-chars:]}")
+        return "\n".join(parts) or f"(no log file {pattern} under {self.temp_dir})"
 
 
 def _free_port() -> int:

@@ -444,7 +444,7 @@ def test_a_driver_joins_the_running_cluster_by_address(ray_cluster_process, tmp_
     done = subprocess.run(
         [sys.executable, "-c", AUTO_DRIVER], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:] + "\n" + ray_cluster_process.log_tails("ray_client_server*")
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["gcs"] == ray_cluster_process.address  # the session's cluster, not a new one
     assert report["nodes"] and all(address.startswith("127.") for address in report["nodes"])
