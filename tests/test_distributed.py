@@ -459,3 +459,66 @@ def test_local_paths_in_runtime_env_after_ray_started_are_refused(ray_cluster):
     )
     with pytest.raises(ConfigurationError, match="working_dir"):
         em.distributed.run(Echo(), _devset(2), executor=runner)
+
+
+# ---------------------------------------------------------------------------- Ray Client start-up
+CLIENT_SERVER_DIED = (
+    "Initialization failure from server:\nTraceback (most recent call last):\n  ...\nRuntimeError: Starting Ray "
+    "client server failed. See ray_client_server_23000.err for detailed logs."
+)
+
+
+class _FakeRay:
+    """A ``ray`` module whose ``init`` raises the given errors in turn, then connects."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.calls: list[tuple[str | None, dict]] = []
+        self.connected = False
+
+    def is_initialized(self) -> bool:
+        return self.connected
+
+    def init(self, address: str | None = None, **options: object) -> None:
+        self.calls.append((address, options))
+        if self.errors:
+            raise self.errors.pop(0)
+        self.connected = True
+
+
+def test_a_ray_client_server_that_dies_as_it_starts_is_asked_for_again(monkeypatch, caplog):
+    """Ray Client starts a server process per driver; one that dies at start (seen: a gRPC poller
+    error in that process) is a fresh process on the next try, so the executor connects."""
+    from elixirml.distributed import _ray
+
+    fake = _FakeRay(ConnectionAbortedError(CLIENT_SERVER_DIED))
+    monkeypatch.setattr(_ray, "ray_module", lambda: fake)
+    runner = em.RayExecutor(address="ray://127.0.0.1:10001", runtime_env={"env_vars": {"A": "1"}})
+    with caplog.at_level("WARNING", logger="elixirml"):
+        assert runner._ray() is fake
+    assert [address for address, _ in fake.calls] == ["ray://127.0.0.1:10001"] * 2
+    assert fake.calls[0][1] == fake.calls[1][1] == {"runtime_env": {"env_vars": {"A": "1"}}}
+    assert "ray://127.0.0.1:10001" in caplog.text and "again" in caplog.text
+
+
+def test_a_ray_client_server_that_keeps_dying_says_where_its_log_is(monkeypatch):
+    from elixirml.distributed import _ray
+
+    fake = _FakeRay(*[ConnectionAbortedError(CLIENT_SERVER_DIED) for _ in range(5)])
+    monkeypatch.setattr(_ray, "ray_module", lambda: fake)
+    runner = em.RayExecutor(address="ray://10.0.0.5:10001")
+    with pytest.raises(em.errors.DistributedError, match=r"ray://10\.0\.0\.5:10001.*3 tries.*ray_client_server"):
+        runner._ray()
+    assert len(fake.calls) == 3
+
+
+def test_any_other_ray_client_init_failure_is_raised_at_once(monkeypatch):
+    """A runtime_env that cannot be built, for one, would fail the same way again: not retried."""
+    from elixirml.distributed import _ray
+
+    error = ConnectionAbortedError("Initialization failure from server:\nFailed to create runtime_env: no such package")
+    fake = _FakeRay(error)
+    monkeypatch.setattr(_ray, "ray_module", lambda: fake)
+    with pytest.raises(ConnectionAbortedError, match="runtime_env"):
+        em.RayExecutor(address="ray://127.0.0.1:10001")._ray()
+    assert len(fake.calls) == 1

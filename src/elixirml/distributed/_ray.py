@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import uuid
@@ -22,6 +23,13 @@ from ..runtime._executor import ProgramSpec, Work
 from ..settings import current
 from ._limits import LimitsActor
 from ._workers import LMBlueprint, Worker
+
+_log = logging.getLogger("elixirml.distributed")
+
+# Ray Client starts a server process for each driver; when that process dies as it starts, the
+# driver's ray.init fails with this in its message, and the next try starts a fresh process.
+_CLIENT_SERVER_DIED = "Starting Ray client server failed"
+_CLIENT_START_TRIES = 3
 
 
 def ray_module() -> Any:
@@ -131,8 +139,32 @@ class RayExecutor:
             if self.runtime_env:  # the job's environment: local working_dir / py_modules are uploaded only here
                 options["runtime_env"] = {**options.get("runtime_env", {}), **self.runtime_env}
                 self._job_env = True
-            ray.init(address=self.address, **options)
+            self._init(ray, options)
         return ray
+
+    def _init(self, ray: Any, options: dict[str, Any]) -> None:
+        """``ray.init``; under Ray Client, a server process that dies as it starts is asked for again."""
+        for attempt in range(1, _CLIENT_START_TRIES + 1):
+            try:
+                ray.init(address=self.address, **options)
+                return
+            except ConnectionAbortedError as exc:
+                if _CLIENT_SERVER_DIED not in str(exc):
+                    raise
+                if attempt == _CLIENT_START_TRIES:
+                    raise DistributedError(
+                        f"Ray Client at {self.address} could not start a server process for this driver "
+                        f"({_CLIENT_START_TRIES} tries). Its log says why: ray_client_server_<port>.err in the Ray "
+                        "log directory of the cluster's head node (/tmp/ray/session_latest/logs unless `ray start` "
+                        "was given --temp-dir)."
+                    ) from exc
+                _log.warning(
+                    "Ray Client at %s: the server process for this driver died as it started; asking for one again "
+                    "(try %d of %d)",
+                    self.address,
+                    attempt + 1,
+                    _CLIENT_START_TRIES,
+                )
 
     def _actor_env(self) -> dict[str, Any]:
         """The workers' ``runtime_env`` when Ray was started before this executor (else it is the job's)."""
