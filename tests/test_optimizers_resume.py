@@ -327,6 +327,9 @@ def test_gepa_resumes_its_text_search_from_the_kept_engine_state(store_url):
     assert result.details["pareto_front"] == whole.last_result.details["pareto_front"]
     assert result.best_score == whole.last_result.best_score == 100.0
     assert result.details["metric_calls"] == 40  # the budget held across both legs
+    counts = ("reflections", "reflections_truncated", "reflections_dropped", "reflections_failed")
+    assert [result.details[k] for k in counts] == [whole.last_result.details[k] for k in counts]
+    assert result.details["reflections"] > 0
     assert [t.score for t in result.trials] == [t.score for t in whole.last_result.trials]
     assert [t.number for t in result.trials] == list(range(len(result.trials)))
     assert result.pareto_front and all(t.full for t in result.pareto_front)

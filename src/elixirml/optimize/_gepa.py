@@ -125,15 +125,13 @@ class _Adapter:
         optimizer: GEPA,
         state: OptimizationState,
         components: Mapping[str, str],
-        reflection: Any,
+        reflection: _Reflection,
         template: str | None,
     ) -> None:
         self.optimizer = optimizer
         self.state = state
         self.reflection = reflection
         self.template = template
-        self.dropped = 0  # reflections whose text was degenerate
-        self.failed = 0  # reflections whose LM call failed (after its retries)
         self.components = dict(components)
         space = state.program.variable_space()
         # component -> predictor name, for components that are a predictor's instructions
@@ -239,13 +237,13 @@ class _Adapter:
                     },
                 )["new_instruction"]
             except (OutputError, ProviderError) as exc:  # a setup error or a spent budget propagates
-                self.failed += 1
+                self.reflection.failed += 1
                 _log.warning("GEPA: the reflection on %s failed (%s: %s)", component, type(exc).__name__, exc)
                 continue
             if usable_reflection(proposed, candidate[component]):
                 new[component] = proposed
             else:
-                self.dropped += 1
+                self.reflection.dropped += 1
         return new
 
     def _feedback(self, result: ExampleResult, predictor: str | None, entries: Sequence[Any]) -> str:
@@ -381,13 +379,28 @@ class _Reflection:
 
     An answer cut off at the token limit is used as it is, not retried: gepa takes the new
     text from what was written, and a small model that writes on until its limit would write
-    the same again. ``asked`` and ``truncated`` count the calls and the cut-off answers.
+    the same again. It keeps the run's counts of reflections: ``asked`` (LM calls),
+    ``truncated`` (answers cut off), and, counted by the adapter, ``dropped`` (degenerate
+    texts) and ``failed`` (LM calls that raised after their retries).
     """
+
+    COUNTS = ("asked", "truncated", "dropped", "failed")
 
     def __init__(self, lm: Any) -> None:
         self.lm = lm
-        self.asked = 0
-        self.truncated = 0
+        self.asked = self.truncated = self.dropped = self.failed = 0
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.COUNTS}
+
+    def restore(self, kept: Mapping[str, Any]) -> None:
+        """Put back the counts of a kept run state (one kept before a count existed has none of it)."""
+        for name in self.COUNTS:
+            setattr(self, name, int(kept.get(name, 0)))
+
+    def none_usable(self) -> bool:
+        """Whether reflections were asked for and none gave a text to try."""
+        return bool(self.asked) and self.dropped + self.failed >= self.asked
 
     def __call__(self, prompt: str | list[dict[str, Any]]) -> str:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
@@ -639,10 +652,7 @@ class GEPA(Optimizer):
                 "rng": to_json(list(rng.getstate())),
                 "candidates": to_json(tracker.candidates),
                 "full_trials": {key: trial.number for key, trial in adapter.full_trials.items()},
-                "dropped": adapter.dropped,
-                "failed": adapter.failed,
-                "asked": adapter.reflection.asked,
-                "truncated": adapter.reflection.truncated,
+                **adapter.reflection.counts(),
             }
         except _NoJSON as exc:
             if not state.extra.get("_unkept"):
@@ -668,10 +678,7 @@ class GEPA(Optimizer):
         rng = from_json(resumed["rng"])
         tracker.candidates = from_json(resumed["candidates"])
         tracker.skip_seed = True
-        adapter.dropped = int(resumed["dropped"])
-        adapter.failed = int(resumed.get("failed", 0))  # states kept before these counts: none known
-        adapter.reflection.asked = int(resumed.get("asked", 0))
-        adapter.reflection.truncated = int(resumed.get("truncated", 0))
+        adapter.reflection.restore(resumed)
         by_number = {t.number: t for t in state.trials}
         adapter.full_trials = {k: by_number[n] for k, n in resumed["full_trials"].items() if n in by_number}
         seed = next(c for c in tracker.candidates if c["index"] == 0)
@@ -722,10 +729,10 @@ class GEPA(Optimizer):
             candidate["trial"] = trial.number if trial is not None else None
             del candidate["scores"]
         reflection = adapter.reflection
-        if reflection.asked and adapter.dropped + adapter.failed >= reflection.asked:
+        if reflection.none_usable():
             warnings.warn(
-                f"GEPA: none of its {reflection.asked} reflections gave a usable text ({adapter.dropped} "
-                f"degenerate, {adapter.failed} failed; {reflection.truncated} cut off at the token limit), so "
+                f"GEPA: none of its {reflection.asked} reflections gave a usable text ({reflection.dropped} "
+                f"degenerate, {reflection.failed} failed; {reflection.truncated} cut off at the token limit), so "
                 "no new text was tried. The reflection LM may be too weak for this task: pass "
                 "reflection_lm= a stronger model.",
                 RuntimeWarning,
@@ -734,8 +741,8 @@ class GEPA(Optimizer):
         state.extra["details"] = {
             "reflections": reflection.asked,
             "reflections_truncated": reflection.truncated,
-            "reflections_dropped": adapter.dropped,
-            "reflections_failed": adapter.failed,
+            "reflections_dropped": reflection.dropped,
+            "reflections_failed": reflection.failed,
             "candidates": candidates,
             "pareto_front": {"candidates": front, "by_example": by_example},
         }
