@@ -433,7 +433,7 @@ class LM:
         messages: list[Message],
         validate: Callable[[LMResponse], Any] | None,
         overrides: dict[str, Any],
-        allow_truncated: bool = False,
+        allow_truncated: bool,
     ) -> LMResponse:
         """The body of :meth:`arequest` (what callbacks observe)."""
         settings = self.effective_settings(overrides)
