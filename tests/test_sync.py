@@ -126,3 +126,18 @@ def test_a_long_call_keeps_no_record_of_its_finished_tasks():
         return len(_sync._local.loop.created)
 
     assert run_sync(many()) < 1100
+
+
+def test_ctrl_c_in_a_sync_call_leaves_no_task_exception_to_be_logged_later(caplog):
+    """The interrupt reaches the caller; the task it came from must not also log it when collected."""
+    import gc
+
+    async def interrupted():
+        await asyncio.sleep(0)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(interrupted())
+    with caplog.at_level("ERROR", logger="asyncio"):
+        gc.collect()
+    assert "never retrieved" not in caplog.text

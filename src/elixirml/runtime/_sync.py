@@ -54,6 +54,10 @@ class _ThreadLoop:
         self.in_call = True
         try:
             self.loop.run_forever()
+        except BaseException:
+            if main.done() and not main.cancelled():
+                main.exception()  # it raised what propagates here (Ctrl-C): not left to be logged when collected
+            raise
         finally:
             self.in_call = False
             self.cancel_leftovers()
