@@ -314,3 +314,48 @@ def test_lm_variable_chooses_the_lm():
 
     assert Chooser()(question="q").answer == "fast"
     assert Chooser().with_variables(model="slow")(question="q").answer == "slow"
+
+
+# ---------------------------------------------------------------- issue 35: bound values reach every predictor
+class InlineQA(em.Program):
+    temperature = em.Variable.float(default=0.3, low=0.0, high=2.0, setting="temperature")
+    max_tokens = em.Variable.int(default=77, low=10, high=500, setting="max_tokens")
+
+    def forward(self, context, question):
+        return em.Predict(QA)(context=context, question=question)
+
+
+def test_predictor_created_inside_forward_gets_the_bound_values():
+    lm = em.DummyLM([{"answer": "a", "confidence": 0.9}] * 2)
+    em.configure(lm=lm)
+    InlineQA()(context="c", question="q")
+    InlineQA().with_variables(temperature=1.1, max_tokens=200)(context="c", question="q")
+    sent = [(r["settings"]["temperature"], r["settings"]["max_tokens"]) for r in lm.requests]
+    assert sent == [(0.3, 77), (1.1, 200)]
+
+
+def test_a_nested_modules_binding_wins_for_predictors_it_creates():
+    lm = em.DummyLM([{"answer": "a", "confidence": 0.9}] * 2)
+    em.configure(lm=lm)
+
+    class Inner(em.Module):
+        temperature = em.Variable.float(default=0.9, low=0.0, high=2.0, setting="temperature")
+
+        def forward(self, context, question):
+            return em.Predict(QA)(context=context, question=question)
+
+    class Outer(em.Program):
+        temperature = em.Variable.float(default=0.2, low=0.0, high=2.0, setting="temperature")
+        max_tokens = em.Variable.int(default=33, low=10, high=500, setting="max_tokens")
+
+        def __init__(self):
+            super().__init__()
+            self.inner = Inner()
+
+        def forward(self, context, question):
+            em.Predict(QA)(context=context, question=question)
+            return self.inner(context=context, question=question)
+
+    Outer()(context="c", question="q")
+    sent = [(r["settings"]["temperature"], r["settings"]["max_tokens"]) for r in lm.requests]
+    assert sent == [(0.2, 33), (0.9, 33)]

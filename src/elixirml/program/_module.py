@@ -23,6 +23,9 @@ from . import _assertions, _events
 from ._space import Configuration, SpaceEntry, VariableSpace
 from ._variable import Variable, class_variables
 
+#: The key of :meth:`Module.bindings` for every predictor that has no entry of its own.
+ANY_PREDICTOR = 0
+
 FORMAT = "elixirml.program"
 FORMAT_VERSION = 1
 
@@ -209,13 +212,21 @@ class Module:
         """What this module's bound variables set on each predictor: ``{id(predictor): {"settings", "lm"}}``.
 
         ``outer`` holds the bindings of enclosing modules; this module's own win over them for the
-        predictors it targets (the closest declaration wins).
+        predictors it targets (the closest declaration wins). A variable that targets every
+        predictor also sets the entry ``ANY_PREDICTOR``, which a predictor with no entry of its
+        own uses: one created inside ``forward`` gets the bound values too.
         """
         merged: dict[int, dict[str, Any]] = {key: dict(value) for key, value in (outer or {}).items()}
         for local, variable in (variables if variables is not None else self._binding_variables()).items():
             value = self.variable_value(local)
-            for predictor in self._target_predictors(variable):
-                entry = merged.setdefault(id(predictor), {})
+            keys = [id(predictor) for predictor in self._target_predictors(variable)]
+            if variable.targets is None or variable.targets == ("*",):
+                keys.append(ANY_PREDICTOR)  # predictors created while the module runs (inside forward)
+            for key in keys:
+                entry = merged.get(key)
+                if entry is None:
+                    wildcard = merged.get(ANY_PREDICTOR, {})
+                    entry = merged[key] = {k: dict(v) if isinstance(v, dict) else v for k, v in wildcard.items()}
                 if variable.setting is not None:
                     entry["settings"] = {**entry.get("settings", {}), variable.setting: value}
                 else:

@@ -20,7 +20,7 @@ from ..runtime import run_sync
 from ..runtime._context import current_context, run_scope
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values
 from . import _assertions, _events, _trace
-from ._module import Module, refuse_unsafe_lm_state
+from ._module import ANY_PREDICTOR, Module, refuse_unsafe_lm_state
 from ._serialize import demo_from_json, demo_to_json
 from ._variable import Variable
 
@@ -263,7 +263,8 @@ class Predict(Module):
             )
         current = _settings.current()
         context = current_context()
-        bound = context.bindings.get(id(self)) if context.bindings else None
+        bindings = context.bindings
+        bound = (bindings.get(id(self)) or bindings.get(ANY_PREDICTOR)) if bindings else None
         model = lm or (bound and bound.get("lm")) or self.lm or current.lm
         if model is None:
             raise ConfigurationError(
