@@ -4,6 +4,7 @@ cut-off answers, and malformed response bodies (issue 15, items 1-4)."""
 import asyncio
 import json
 import re
+import time
 
 import pytest
 
@@ -448,3 +449,43 @@ def test_the_json_adapter_bounds_nesting_depth():
     assert JSONAdapter(max_depth=5).parse(sig, '{"answer": [[1]]}') == {"answer": [[1]]}
     with pytest.raises(em.errors.ValidationError):  # the chat adapter's structured values too
         ChatAdapter().parse(sig, "[[ ## answer ## ]]\n" + "[" * 5000 + "]" * 5000)
+
+
+# --- Retry-After values that are not a wait (issue 35, item 9)
+
+
+@pytest.mark.parametrize("header", ["-5", "nan", "garbage", "Mon, 01 Jan 1990 00:00:00 GMT"])
+def test_a_retry_after_that_is_no_wait_falls_back_to_the_policys_backoff(header):
+    with FakeLMServer(chat_answer, failure_rate=1.0, faults=("429",), retry_after=header) as srv:
+        lm = server_lm(srv, retry=RetryPolicy(max_time=0.5, base_delay=0.05, max_delay=0.1))
+        with pytest.raises(em.errors.RateLimitError) as info:
+            lm.request(USER)
+    assert info.value.retry_after is None
+    # a tight loop sent a thousand requests in these 0.5 s; a backoff of up to 0.1 s sends a few dozen
+    assert len(srv.requests) < 60
+
+
+@pytest.mark.parametrize("header", ["inf", "1e400", "99999999"])
+def test_a_huge_retry_after_is_capped(header):
+    from elixirml.lm._openai import MAX_RETRY_AFTER, parse_retry_after
+
+    wait = parse_retry_after(header)
+    assert wait == MAX_RETRY_AFTER
+    assert round(wait) == 3600  # inf raised OverflowError where the server turned it into a header
+    with FakeLMServer(chat_answer, failure_rate=1.0, faults=("429",), retry_after=header) as srv:
+        lm = server_lm(srv, retry=RetryPolicy(max_time=0.3, base_delay=0.05, max_delay=0.1))
+        with pytest.raises(em.errors.RateLimitError) as info:
+            lm.request(USER)
+    assert info.value.retry_after == MAX_RETRY_AFTER
+    assert 2 <= len(srv.requests) < 10  # the policy's max_delay bounds each wait
+
+
+def test_a_retry_after_of_seconds_or_a_future_date_is_kept():
+    import email.utils
+
+    from elixirml.lm._openai import parse_retry_after
+
+    assert parse_retry_after("0") == 0.0
+    assert parse_retry_after("2.5") == 2.5
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < parse_retry_after(future) <= 30

@@ -34,19 +34,32 @@ _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522,
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
+#: The longest wait a ``Retry-After`` header can ask for (seconds); longer values are capped.
+MAX_RETRY_AFTER = 3600.0
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date).
+
+    None (the retry policy's own backoff) for a missing, unparseable, negative or NaN value and
+    for a date in the past; a longer wait than :data:`MAX_RETRY_AFTER` (``inf`` included) is capped.
+    """
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        try:
+            seconds = when.timestamp() - time.time()
+        except (OverflowError, OSError, ValueError):
+            return None
+    if seconds != seconds or seconds < 0:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 def body_excerpt(raw: bytes | str, limit: int = 200) -> str:
