@@ -103,3 +103,53 @@ def test_an_lm_call_survives_a_corrupt_cache_file(tmp_path):
     lm = em.DummyLM([{"answer": "4"}], cache=path)
     with pytest.warns(RuntimeWarning, match="damaged"):
         assert em.Predict("question -> answer", lm=lm)(question="2 + 2?").answer == "4"
+
+
+# --- an answer with a lone surrogate is kept (issue 35, item 10)
+
+SURROGATE_ANSWER = "[[ ## answer ## ]]\nA\ud800B\n\n[[ ## completed ## ]]"
+
+
+def _surrogate_body(body):
+    # JSON escapes can carry a lone surrogate, which no UTF-8 text can
+    reply = {"choices": [{"message": {"content": SURROGATE_ANSWER}, "finish_reason": "stop"}], "usage": {}}
+    return {"raw": json.dumps(reply)}
+
+
+def test_an_answer_with_a_lone_surrogate_is_cached_and_reaches_the_adapter(tmp_path):
+    import elixirml as em
+    from elixirml.testing import FakeLMServer
+
+    with FakeLMServer(_surrogate_body) as srv:
+        lm = em.LM("openai/fake", base_url=srv.base_url, api_key="k", cache=Cache(tmp_path / "c.sqlite"))
+        predict = em.Predict("question -> answer", lm=lm)
+        assert predict(question="q").answer == "A\ud800B"  # UnicodeEncodeError in the cache write before
+        fresh = em.LM("openai/fake", base_url=srv.base_url, api_key="k", cache=Cache(tmp_path / "c.sqlite"))
+        again = em.Predict("question -> answer", lm=fresh)(question="q")
+        assert again.answer == "A\ud800B"
+        assert len(srv.requests) == 1  # the second answer came from the file
+
+
+def test_a_request_with_a_lone_surrogate_has_a_cache_key(tmp_path):
+    cache = Cache(tmp_path / "c.sqlite")
+    messages = [{"role": "user", "content": "x\udfffy"}]
+    key = cache.key("m", messages, {})
+    assert key != cache.key("m", [{"role": "user", "content": "x?y"}], {})
+    cache.put(key, response("z\udfff"))
+    assert Cache(tmp_path / "c.sqlite").get(key).text == "z\udfff"
+
+
+def test_a_traced_run_with_a_lone_surrogate_is_stored(tmp_path):
+    import elixirml as em
+
+    store = em.Store(f"sqlite:///{tmp_path / 's.db'}")
+    lm = em.DummyLM([{"answer": "A\ud800B"}])
+    predict = em.Predict("question -> answer", lm=lm)
+    with store.recording("qa", {"question": "q\udc00"}) as rec:
+        rec.outputs = predict(question="q").to_dict()
+    stored = store.execution(rec.execution_id)
+    assert stored["outputs"]["answer"] == "A\ud800B"
+    assert "A\ud800B" in json.dumps(stored["trace"], ensure_ascii=False)
+    with pytest.raises(ValueError), store.recording("qa", {"question": "q"}) as rec:
+        raise ValueError("the answer A\ud800B is wrong")
+    assert "A" in store.execution(rec.execution_id)["error"]

@@ -88,6 +88,15 @@ def _decode_vector(key: str, text: Any) -> list[float] | None:
     return [float(x) for x in vector]
 
 
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (it holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _busy(exc: BaseException) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -192,7 +201,8 @@ class Cache:
             ensure_ascii=False,
             default=repr,
         )
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        # surrogatepass: a lone surrogate (which JSON escapes can carry) has a key too; other text is plain UTF-8
+        return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
     def get(self, key: str) -> LMResponse | None:
         """The cached response for ``key`` (marked ``cached``, zero usage), or None.
@@ -217,16 +227,15 @@ class Cache:
 
     def put(self, key: str, response: LMResponse) -> None:
         """Store a (validated) response, bound to ``key`` and tagged with the row format."""
-        text = json.dumps(
-            {
-                "format": FORMAT,
-                "key": key,
-                "model": response.model,
-                "completions": [dataclasses.asdict(c) for c in response.completions],
-            },
-            ensure_ascii=False,
-            default=repr,
-        )
+        row = {
+            "format": FORMAT,
+            "key": key,
+            "model": response.model,
+            "completions": [dataclasses.asdict(c) for c in response.completions],
+        }
+        text = json.dumps(row, ensure_ascii=False, default=repr)
+        if not _encodable(text):  # a lone surrogate in the answer: stored as a JSON escape, read back as it was
+            text = json.dumps(row, default=repr)
         with self._lock:
             self._remember(key, text)
             self._query(

@@ -161,7 +161,8 @@ def recording(store: ResourceStore, program_name: str, inputs: dict[str, Any]) -
         try:
             yield record
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            # a lone surrogate (an LM's answer can carry one) becomes its escape: UTF-8 cannot hold it
+            error = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode("utf-8")
             raise
         finally:
             record.execution_id = store.add_execution(
