@@ -397,3 +397,101 @@ def test_base_url_and_a_different_api_base_together_are_a_configuration_error():
         em.LM("openai/m", base_url="http://127.0.0.1:1/v1", api_base="http://127.0.0.1:2/v1", api_key="k")
     lm = em.LM("openai/m", base_url="http://127.0.0.1:1/v1", api_base="http://127.0.0.1:1/v1/", api_key="k")
     assert lm.base_url == "http://127.0.0.1:1/v1"
+
+
+class _Replier:
+    """A loopback server (stdlib) that answers every POST with one status and JSON body, quoting the key it got."""
+
+    def __init__(self, status, message):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                key = self.headers.get("Authorization", "").removeprefix("Bearer ") or self.headers.get("x-api-key", "")
+                reply = json.dumps({"type": "error", "error": {"type": "auth", "message": message.format(key=key)}})
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- a refused key (issue 35, item 11)
+
+ODD_KEY = "not-shaped-like-a-key-7f3a9"
+
+
+def test_a_401_names_the_environment_variable_and_never_carries_the_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", ODD_KEY)
+    with _Replier(401, "Incorrect API key provided: {key}. Find yours at the dashboard.") as srv:
+        lm = em.LM("openai/m", base_url=f"{srv.url}/v1", cache=False)
+        with pytest.raises(ProviderError) as info:
+            lm.request([{"role": "user", "content": "hi"}])
+    text = str(info.value)
+    assert ODD_KEY not in text
+    assert "OPENAI_API_KEY" in text and "HTTP 401" in text and "Incorrect API key provided: ***" in text
+    assert info.value.status == 401 and not info.value.retryable
+
+
+def test_a_401_for_a_passed_key_says_so_and_redacts_it():
+    with _Replier(401, "bad key {key}") as srv:
+        lm = em.LM("openai/m", base_url=f"{srv.url}/v1", api_key=SECRET, cache=False)
+        with pytest.raises(ProviderError) as info:
+            lm.request([{"role": "user", "content": "hi"}])
+    assert SECRET not in str(info.value) and "api_key passed to em.LM" in str(info.value)
+
+
+def test_any_provider_error_message_is_redacted():
+    with _Replier(500, "internal error while checking {key}; upstream said Bearer sk-live-abcdefgh1234") as srv:
+        lm = em.LM("openai/m", base_url=f"{srv.url}/v1", api_key=ODD_KEY, cache=False, num_retries=0)
+        with pytest.raises(ProviderError) as info:
+            lm.request([{"role": "user", "content": "hi"}])
+    assert ODD_KEY not in str(info.value) and "sk-live" not in str(info.value)
+
+
+def test_anthropic_401_names_its_variable_and_redacts_the_key(monkeypatch):
+    pytest.importorskip("anthropic")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ODD_KEY)
+    with _Replier(401, "invalid x-api-key {key}") as srv:
+        lm = em.LM("anthropic/claude-x", base_url=srv.url, cache=False, num_retries=0)
+        with pytest.raises(ProviderError) as info:
+            lm.request([{"role": "user", "content": "hi"}])
+    assert ODD_KEY not in str(info.value) and "ANTHROPIC_API_KEY" in str(info.value)
+
+
+def test_redact_text_removes_keys_and_keeps_the_rest():
+    from elixirml._secrets import redact_text
+
+    assert redact_text("key mine-1234 refused", ["mine-1234"]) == "key *** refused"
+    assert redact_text("got sk-proj-AbCdEf123456 here") == "got *** here"
+    assert redact_text("Authorization: Bearer abc.def-123") == "Authorization: Bearer ***"
+    assert redact_text("api_key=hunter22&x=1") == "api_key=***&x=1"
+    assert redact_text("see https://u:pw@h/v1?api_key=zz") == "see https://u:***@h/v1?api_key=***"
+    assert redact_text("max_tokens: 5123 is more than 4096") == "max_tokens: 5123 is more than 4096"
+
+
+def test_litellm_401_names_the_providers_variable_and_redacts_the_key(monkeypatch):
+    pytest.importorskip("litellm")
+    monkeypatch.setenv("OPENAI_API_KEY", ODD_KEY)
+    with _Replier(401, "Incorrect API key provided: {key}") as srv:
+        lm = em.LM("litellm/openai/m", api_base=f"{srv.url}/v1", cache=False, num_retries=0)
+        with pytest.raises(ProviderError) as info:
+            lm.request([{"role": "user", "content": "hi"}])
+    assert ODD_KEY not in str(info.value) and "OPENAI_API_KEY" in str(info.value)

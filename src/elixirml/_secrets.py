@@ -9,11 +9,11 @@ never inspected by name.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["USER_DATA_KEYS", "find_secrets", "is_credential_name", "redact_url"]
+__all__ = ["USER_DATA_KEYS", "find_secrets", "is_credential_name", "redact_text", "redact_url"]
 
 REDACTED = "***"
 
@@ -74,6 +74,44 @@ def redact_url(url: str) -> str:
         if any(is_credential_name(k) for k, _ in pairs):
             query = urlencode([(k, REDACTED if is_credential_name(k) else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# Key-shaped tokens in free text: OpenAI/Anthropic-style "sk-..." keys (and their "pk-", "rk-" kin), Google's
+# "AIza...", GitHub's "ghp_...", Slack's "xox?-...", AWS access key ids; and the token after "Bearer".
+_KEY_TOKEN = re.compile(
+    r"\b(?:(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{6,}|AIza[A-Za-z0-9_\-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[A-Z0-9]{16})"
+)
+_BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/\-]{6,}=*")
+# "api_key=...", "token: ...", "password='...'": a name that names a credential, then its value.
+_NAMED_VALUE = re.compile(r"(?i)\b([a-z0-9_\-]+)(\s*[:=]\s*[\"']?)([^\s\"',;&]{3,})")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>]+")
+
+
+def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` (an upstream error message, a log line) with every credential in it replaced by ``***``.
+
+    Replaced: each of ``secrets`` (the key a request sent, which a provider may quote back)
+    wherever it appears; key-shaped tokens (``sk-...``, ``AIza...``, ``ghp_...``, AWS key ids) and
+    the token after ``Bearer``; the value after a name that names a credential (``api_key=...``,
+    ``token: ...``; not ``max_tokens: 512``); and passwords and credential parameters in URLs
+    (see :func:`redact_url`). Other text is unchanged.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    if "://" in text:
+        text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    text = _KEY_TOKEN.sub(REDACTED, text)
+    text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    return _NAMED_VALUE.sub(_redact_named, text)
+
+
+def _redact_named(match: re.Match[str]) -> str:
+    name, sep, value = match.groups()
+    if value == REDACTED or value.lower() == "bearer" or not is_credential_name(name):
+        return match.group(0)
+    return name + sep + REDACTED
 
 
 def _url_has_secret(text: str) -> bool:

@@ -12,10 +12,11 @@ import os
 import weakref
 from typing import Any
 
+from .._secrets import redact_text
 from ..errors import ConfigurationError, MissingDependencyError, ProviderError, ProviderTimeoutError, RateLimitError
 from ..runtime import close_with_loop
 from ._base import LM
-from ._openai import _one_base_url, parse_retry_after
+from ._openai import _one_base_url, key_advice, parse_retry_after
 from ._types import Completion, LMResponse, Message, Usage
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -115,6 +116,7 @@ class AnthropicLM(LM):
         super().__init__(model, **kwargs)
         self.model_name = model.split("/", 1)[1]
         self._api_key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        self._key_holder = "the api_key passed to em.LM" if api_key is not None else "ANTHROPIC_API_KEY"
         self.base_url = _one_base_url(base_url, api_base, model)
         # One client per event loop, closed (and dropped) when its loop shuts down.
         self._clients: dict[asyncio.AbstractEventLoop, tuple[Any, Any]] = {}
@@ -176,8 +178,11 @@ class AnthropicLM(LM):
         except anthropic.APITimeoutError:
             raise ProviderTimeoutError(f"{self.model}: request timed out") from None
         except anthropic.APIStatusError as exc:
+            message = f"{self.model}: HTTP {exc.status_code}: {redact_text(str(exc.message)[:300], (self._api_key,))}"
+            if exc.status_code in (401, 403):
+                message += ". " + key_advice(exc.status_code, self._key_holder)
             raise ProviderError(
-                f"{self.model}: HTTP {exc.status_code}: {exc.message}",
+                message,
                 status=exc.status_code,
                 retryable=exc.status_code in _RETRYABLE_STATUS,
             ) from None

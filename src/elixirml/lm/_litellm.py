@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .._secrets import redact_text
 from ..errors import MissingDependencyError, ProviderError, ProviderTimeoutError, RateLimitError
 from ._base import LM
-from ._openai import _one_base_url, parse_chat_response
+from ._openai import _one_base_url, key_advice, parse_chat_response
 from ._settings import PROVIDER_SETTINGS
 from ._types import LMResponse, Message
 
@@ -60,6 +61,11 @@ class LiteLLMLM(LM):
     def __repr__(self) -> str:
         return f"LiteLLMLM(model={self.model!r})"
 
+    def _redacted(self, exc: BaseException) -> str:
+        """The start of a LiteLLM error's text, with the key (and anything key-shaped) redacted."""
+        env = f"{self.litellm_model.split('/', 1)[0].upper()}_API_KEY"  # where LiteLLM looks for a provider's key
+        return redact_text(str(exc)[:300], (self._api_key, os.environ.get(env)))
+
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map at import
         try:
@@ -79,14 +85,24 @@ class LiteLLMLM(LM):
             raise RateLimitError(f"{self.model}: rate limited", status=429) from None
         except litellm.Timeout:
             raise ProviderTimeoutError(f"{self.model}: request timed out") from None
+        except litellm.AuthenticationError as exc:
+            provider = self.litellm_model.split("/", 1)[0]
+            holder = f"{provider.upper()}_API_KEY ({provider}'s key)"
+            if self._api_key:
+                holder = "the api_key passed to em.LM"
+            raise ProviderError(
+                f"{self.model}: {type(exc).__name__}: {self._redacted(exc)}. {key_advice(401, holder)}",
+                status=401,
+                retryable=False,
+            ) from None
         except litellm.APIError as exc:
             status = getattr(exc, "status_code", None)
             raise ProviderError(
-                f"{self.model}: {type(exc).__name__}: {str(exc)[:300]}",
+                f"{self.model}: {type(exc).__name__}: {self._redacted(exc)}",
                 status=status,
                 retryable=status is None or status in _RETRYABLE_STATUS,
             ) from None
-        except (litellm.BadRequestError, litellm.AuthenticationError, litellm.NotFoundError) as exc:
-            raise ProviderError(f"{self.model}: {type(exc).__name__}: {str(exc)[:300]}", retryable=False) from None
+        except (litellm.BadRequestError, litellm.NotFoundError) as exc:
+            raise ProviderError(f"{self.model}: {type(exc).__name__}: {self._redacted(exc)}", retryable=False) from None
         data = reply.model_dump() if hasattr(reply, "model_dump") else dict(reply)
         return parse_chat_response(data, self.model, messages)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
-from .._secrets import redact_url
+from .._secrets import redact_text, redact_url
 from ..errors import (
     ConfigurationError,
     MissingDependencyError,
@@ -60,6 +60,13 @@ def parse_retry_after(value: str | None) -> float | None:
     if seconds != seconds or seconds < 0:
         return None
     return min(seconds, MAX_RETRY_AFTER)
+
+
+def key_advice(status: int, holder: str) -> str:
+    """What to do about a refused key (HTTP 401 or 403); ``holder`` names where the key came from."""
+    if status == 401:
+        return f"The server refused the API key from {holder}: check it, or set a valid one."
+    return f"The API key from {holder} is not allowed to do this (HTTP 403): check its permissions."
 
 
 def body_excerpt(raw: bytes | str, limit: int = 200) -> str:
@@ -340,7 +347,10 @@ class OpenAILM(LM):
             detail = json.loads(text).get("error", {}).get("message", detail)
         except (ValueError, AttributeError):
             pass
+        detail = redact_text(str(detail)[:300], (self._api_key, os.environ.get("OPENAI_API_KEY")))
         message = f"{self.endpoint_label}: HTTP {status}: {detail}"
+        if status in (401, 403):
+            message += ". " + key_advice(status, "the api_key passed to em.LM" if self._api_key else "OPENAI_API_KEY")
         if status == 429:
             raise RateLimitError(message, status=status, retry_after=parse_retry_after(retry_after))
         raise ProviderError(
