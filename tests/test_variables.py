@@ -359,3 +359,52 @@ def test_a_nested_modules_binding_wins_for_predictors_it_creates():
     Outer()(context="c", question="q")
     sent = [(r["settings"]["temperature"], r["settings"]["max_tokens"]) for r in lm.requests]
     assert sent == [(0.2, 33), (0.9, 33)]
+
+
+# ---------------------------------------------------------------- issue 35: one variable per setting
+class Formatted(em.Program):
+    fmt = em.Variable.choice(["chat", "plain"], default="chat")
+
+    def __init__(self, by_object=False):
+        super().__init__()
+        self.answer = em.Predict("question -> answer", adapter=type(self).fmt if by_object else self.fmt)
+
+    def forward(self, question):
+        return self.answer(question=question)
+
+
+def format_lm():
+    def answer(messages, settings):
+        sent = "chat" if any("[[ ## " in m["content"] for m in messages) else "plain"
+        return {"answer": sent}
+
+    return em.FunctionLM(answer)
+
+
+@pytest.mark.parametrize("by_object", [False, True])
+def test_a_users_adapter_variable_replaces_the_implicit_one(by_object):
+    em.configure(lm=format_lm())
+    program = Formatted(by_object=by_object)
+    assert program.variable_space().names() == ["fmt", "answer.instructions", "answer.demos"]
+    assert Formatted.fmt.name == "fmt"  # the user's variable keeps its name
+    assert program(question="q").answer == "chat"
+    plain = program.with_variables(fmt="plain")
+    assert plain(question="q").answer == "plain" and plain.fmt == "plain"
+    with pytest.raises(VariableError):
+        program.with_configuration({"answer.adapter": "plain"})
+
+
+def test_trials_report_the_adapter_they_sent():
+    from elixirml.optimizers import RandomSearch
+
+    em.configure(lm=format_lm())
+    train = [em.Example(question=f"q{i}", answer="plain").with_inputs("question") for i in range(3)]
+    optimizer = RandomSearch(
+        lambda ex, pred, trace=None: pred.answer == "plain", num_candidates=8, max_bootstrapped_demos=0, seed=1
+    )
+    optimizer.compile(Formatted(), trainset=train, valset=train)
+    trials = optimizer.last_result.trials
+    assert {t.configuration.get("fmt", "chat") for t in trials} == {"chat", "plain"}
+    for trial in trials:
+        assert "answer.adapter" not in trial.configuration
+        assert trial.score == (100.0 if trial.configuration.get("fmt", "chat") == "plain" else 0.0), trial

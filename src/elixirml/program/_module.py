@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import copy
 import functools
 import json
@@ -25,6 +26,8 @@ from ._variable import Variable, class_variables
 
 #: The key of :meth:`Module.bindings` for every predictor that has no entry of its own.
 ANY_PREDICTOR = 0
+
+_MISSING_READ: Any = object()
 
 FORMAT = "elixirml.program"
 FORMAT_VERSION = 1
@@ -711,6 +714,40 @@ def _attach_usage(result: Any, usage: UsageTracker) -> Any:
     return result
 
 
+# The modules whose ``__init__`` is running here, outermost first (see ``constructing``).
+_CONSTRUCTING: contextvars.ContextVar[tuple[Module, ...]] = contextvars.ContextVar("elixirml_constructing", default=())
+
+
+def constructing() -> tuple[Module, ...]:
+    """The modules whose ``__init__`` is running here, outermost first (the innermost is the caller's)."""
+    return _CONSTRUCTING.get()
+
+
+def variable_read_in_construction(
+    accept: Any, value: Any = _MISSING_READ, variable: Variable | None = None
+) -> tuple[Module, str] | None:
+    """The enclosing module under construction whose variable gave ``value`` (or is ``variable``).
+
+    A predictor built in a program's ``__init__`` asks this to learn that a setting it was
+    given comes from one of the program's variables: ``accept(variable)`` says which variables
+    qualify. With ``variable`` it finds the module that declares that very object (and reads
+    it, so a rebuild re-runs ``__init__`` when it changes); with ``value`` it looks among the
+    variables ``__init__`` has read so far, innermost module first.
+    """
+    for module in reversed(_CONSTRUCTING.get()[:-1]):
+        declared = module._variables()
+        if variable is not None:
+            for local, candidate in declared.items():
+                if candidate is variable:
+                    return module, local
+            continue
+        for local in module.__dict__.get("_init_reads", ()):
+            read = declared.get(local)
+            if read is not None and accept(read) and module._config.get(local, read.default) == value:
+                return module, local
+    return None
+
+
 def _tracked_init(init: Any) -> Any:
     """Wrap a Module subclass's ``__init__`` so the module knows which variables construction read."""
 
@@ -719,9 +756,12 @@ def _tracked_init(init: Any) -> Any:
         state = self.__dict__
         depth = state.get("_init_depth", 0)
         state["_init_depth"] = depth + 1
+        token = None if depth else _CONSTRUCTING.set((*_CONSTRUCTING.get(), self))
         try:
             init(self, *args, **kwargs)
         finally:
+            if token is not None:
+                _CONSTRUCTING.reset(token)
             if depth:
                 state["_init_depth"] = depth
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import time
 import typing
@@ -12,7 +13,7 @@ from typing import Any
 from .. import settings as _settings
 from ..adapters import Adapter, adapter_for
 from ..adapters._base import to_jsonable
-from ..errors import ConfigurationError, LoadError, SignatureError
+from ..errors import ConfigurationError, LoadError, SignatureError, VariableError
 from ..lm import LM, Usage, track_usage
 from ..lm._settings import check_settings, merge_settings
 from ..lm._types import estimate_message_tokens, estimate_tokens
@@ -20,7 +21,7 @@ from ..runtime import run_sync
 from ..runtime._context import current_context, run_scope
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values
 from . import _assertions, _events, _trace
-from ._module import ANY_PREDICTOR, Module, refuse_unsafe_lm_state
+from ._module import ANY_PREDICTOR, Module, constructing, refuse_unsafe_lm_state, variable_read_in_construction
 from ._serialize import demo_from_json, demo_to_json
 from ._variable import Variable
 
@@ -53,6 +54,21 @@ _UNSET = object()
 _CODE_ONLY_SETTINGS = frozenset({"cache", "rollout_id", "tools", "tool_choice"})
 # Attributes whose changes a rebuild carries over one by one (see Predict._changes_since_construction).
 _PREDICTOR_STATE = frozenset({"signature", "demos", "config", "lm", "decoding", "adapter"})
+
+
+def _names_adapters(variable: Variable) -> bool:
+    """Whether ``variable`` chooses among adapter names (a prompt-format variable)."""
+    options = variable.options if variable.kind == "choice" else None
+    if not options or not all(isinstance(o, str) for o in options):
+        return False
+    for option in options:
+        if option == "auto":
+            continue
+        try:
+            adapter_for(None, option)
+        except (ConfigurationError, TypeError):
+            return False
+    return True
 
 
 def _closed_output(signature: type[Signature]) -> tuple[str, tuple[Any, ...]] | None:
@@ -150,6 +166,16 @@ class Predict(Module):
         self.demos: list[Any] = list(demos or [])
         self.lm = lm
         self._adapter_choice: Variable | None = None
+        # True when the adapter comes from a variable of an enclosing module (``adapter=self.fmt``
+        # in a program's __init__): that variable owns the choice, and no implicit one competes.
+        self._adapter_from_variable = False
+        if isinstance(adapter, Variable) and adapter.name:
+            owner = variable_read_in_construction(_names_adapters, variable=adapter)
+            if owner is not None:
+                adapter = owner[0].variable_value(owner[1], resolve=False)  # read: a rebuild re-runs __init__
+                self._adapter_from_variable = True
+            else:
+                adapter = copy.copy(adapter)  # another module's variable keeps its own name
         if isinstance(adapter, Variable):
             if adapter.kind != "choice" or not all(isinstance(o, str) for o in adapter.options or ()):
                 raise ConfigurationError("adapter=Variable.choice([...]) takes adapter names, e.g. ['chat', 'plain']")
@@ -161,6 +187,9 @@ class Predict(Module):
         else:
             if isinstance(adapter, str):
                 adapter_for(None, adapter)
+                if not self._adapter_from_variable and constructing()[:-1]:
+                    found = variable_read_in_construction(_names_adapters, value=adapter)
+                    self._adapter_from_variable = found is not None
             self.adapter = adapter
         if config is not None and not isinstance(config, dict):
             raise ConfigurationError(
@@ -206,6 +235,8 @@ class Predict(Module):
         choice = self.__dict__.get("_adapter_choice")
         if choice is not None:
             implicit["adapter"] = choice
+        elif self.__dict__.get("_adapter_from_variable"):
+            pass  # the enclosing module's variable chooses the format
         elif not isinstance(self.adapter, Adapter):  # a custom adapter object is not a choice of name
             implicit["adapter"] = Variable.choice(list(ADAPTER_CHOICES), default=self.adapter or "auto", name="adapter")
         return {**own, **implicit, **{k: v for k, v in own.items() if k in implicit}}
@@ -219,6 +250,10 @@ class Predict(Module):
         if name == "decoding" and name not in declared:
             return self.decoding
         if name == "adapter" and name not in declared and not isinstance(self.adapter, Adapter):
+            if self.__dict__.get("_adapter_from_variable"):
+                raise VariableError(
+                    f"{self!r} takes its adapter from a variable of the module that builds it; set that one"
+                )
             return self.adapter or "auto"
         return super().variable_value(name, resolve=resolve)
 
