@@ -13,24 +13,17 @@ Public names are listed in ``__all__``; everything else is private.
 
 from __future__ import annotations
 
-from . import callbacks, data, distributed, errors, extensions, metrics, optimizers, retrievers, runtime, serve
+from typing import TYPE_CHECKING
+
+from . import errors
+from ._lazy import lazy_getattr
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
-from .data import Dataset
-from .distributed import RayExecutor
+
+# Eager, unlike the rest of the heavier layers: the function `evaluate` must win over the package of
+# that name, which becomes this module's attribute whenever anything imports it first.
 from .evaluate import Evaluate, EvaluationResult, Feedback, compare, evaluate
 from .lm import LM, DummyLM, Embedder, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
-from .optimizers import (
-    COPRO,
-    GEPA,
-    SIMBA,
-    BootstrapFewShot,
-    BootstrapFewShotWithRandomSearch,
-    Ensemble,
-    KNNFewShot,
-    LabeledFewShot,
-    MIPROv2,
-)
 from .program import (
     BestOfN,
     ChainOfThought,
@@ -46,7 +39,6 @@ from .program import (
     Refine,
     Retrieve,
     StatusEvent,
-    Store,
     Tool,
     TraceEntry,
     Variable,
@@ -62,6 +54,65 @@ from .program import (
 )
 from .schema import Code, Example, History, Image, InputField, OutputField, Prediction, Schema, Signature, ToolCalls
 from .settings import Settings, configure, context, reload_config
+
+if TYPE_CHECKING:
+    from . import callbacks, data, distributed, extensions, metrics, optimizers, retrievers, runtime, serve
+    from .data import Dataset
+    from .distributed import RayExecutor
+    from .optimizers import (
+        COPRO,
+        GEPA,
+        SIMBA,
+        BootstrapFewShot,
+        BootstrapFewShotWithRandomSearch,
+        Ensemble,
+        KNNFewShot,
+        LabeledFewShot,
+        MIPROv2,
+    )
+    from .program import Store
+
+# Loaded on first use, so that `import elixirml` does not pay for the optimizers, the store,
+# the server, Ray support, datasets or telemetry: public name -> module that defines it.
+_LAZY: dict[str, str] = {
+    **{
+        name: f".{name}"
+        for name in (
+            "callbacks",
+            "data",
+            "distributed",
+            "extensions",
+            "metrics",
+            "optimizers",
+            "retrievers",
+            "runtime",
+            "serve",
+        )
+    },
+    "Dataset": ".data",
+    "RayExecutor": ".distributed",
+    "Store": ".program",
+    **dict.fromkeys(
+        (
+            "COPRO",
+            "GEPA",
+            "SIMBA",
+            "BootstrapFewShot",
+            "BootstrapFewShotWithRandomSearch",
+            "Ensemble",
+            "KNNFewShot",
+            "LabeledFewShot",
+            "MIPROv2",
+        ),
+        ".optimizers",
+    ),
+}
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Code",

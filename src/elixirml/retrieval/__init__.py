@@ -1,8 +1,18 @@
 """Retrieval: the Retriever protocol, passages, and the built-in indexes (BM25, embeddings, pgvector)."""
 
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
 from ._base import Passage, Retriever, as_passages
-from ._bm25 import BM25
-from ._embeddings import Embeddings
-from ._pgvector import PGVector
+
+if TYPE_CHECKING:
+    from ._bm25 import BM25
+    from ._embeddings import Embeddings
+    from ._pgvector import PGVector
+
+# The indexes load on first use: a program with Retrieve needs only the protocol.
+__getattr__ = lazy_getattr(
+    __name__, {"BM25": "._bm25", "Embeddings": "._embeddings", "PGVector": "._pgvector"}, globals()
+)
 
 __all__ = ["BM25", "Embeddings", "PGVector", "Passage", "Retriever", "as_passages"]

@@ -1,0 +1,58 @@
+"""`import elixirml` loads the core only; the rest loads on first use (issue 32, start-up)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+DEFERRED = (
+    "elixirml.store",
+    "elixirml.optimize",
+    "elixirml.serve",
+    "elixirml.distributed",
+    "elixirml.runtime._supervisor",
+    "elixirml.runtime._telemetry",
+    "elixirml.retrieval._bm25",
+    "elixirml.retrieval._pgvector",
+    "sqlalchemy",
+    "aiohttp",
+)
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_import_loads_no_deferred_package() -> None:
+    loaded = _loaded_after("import elixirml")
+    assert [name for name in DEFERRED if name in loaded] == []
+
+
+def test_deferred_names_load_on_first_use() -> None:
+    import elixirml as em
+
+    assert em.Store.__name__ == "Store"
+    assert em.MIPROv2 is em.optimizers.MIPROv2
+    assert callable(em.evaluate)  # the function, not the package of that name
+    assert em.Dataset.__name__ == "Dataset"
+    assert em.runtime.Supervisor.__name__ == "Supervisor"
+    assert em.retrievers.BM25.__name__ == "BM25"
+    assert set(em.__all__) <= set(dir(em))
+
+
+def test_evaluate_stays_the_function_after_the_package_loads() -> None:
+    code = "import elixirml as em, elixirml.evaluate, elixirml.optimizers\nassert callable(em.evaluate)"
+    loaded = _loaded_after(code)
+    assert "elixirml.optimize" in loaded
+
+
+def test_unknown_name_is_an_attribute_error() -> None:
+    import pytest
+
+    import elixirml as em
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        em.nope  # noqa: B018
