@@ -1,14 +1,17 @@
 """Per-call framework overhead of Predict and ChainOfThought on a scripted LM, versus DSPy.
 
-Runs ElixirML in this interpreter and DSPy in bench/.venv-dspy (``make bench-env``), each on
-its own DummyLM with distinct inputs per call (no cache), and prints a table. Also times
-``import elixirml`` and ``import dspy`` in fresh interpreters.
+Sync rows call ``module(...)`` (ElixirML's sync facade over asyncio); async rows await
+``module.acall(...)`` in a running loop. ElixirML runs in this interpreter and DSPy in
+bench/.venv-dspy (``make bench-env``), each on its own DummyLM with distinct inputs per call
+(no cache), and prints a table. Also times ``import elixirml`` and ``import dspy`` in fresh
+interpreters, and ``elixirml --help``.
 
 Usage: python bench/overhead.py [N]
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import subprocess
@@ -37,6 +40,35 @@ def ours(module_cls: type, answer: dict[str, str], n: int, repeats: int = 5) -> 
     return best
 
 
+def ours_async(module_cls: type, answer: dict[str, str], n: int, repeats: int = 5) -> float:
+    """The async path: ``await module.acall(...)`` inside a running event loop (no sync bridge)."""
+    lm = em.DummyLM([answer] * (n * repeats + 50))
+    module = module_cls("question -> answer", lm=lm)
+
+    async def main() -> float:
+        for i in range(50):
+            await module.acall(question=f"warm {i}")
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(n):
+                await module.acall(question=f"question {i}")
+            best = min(best, (time.perf_counter() - start) / n)
+        return best
+
+    return asyncio.run(main())
+
+
+def command_time(argv: list[str], runs: int = 5) -> float:
+    """Median wall time of a whole command (interpreter start included)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def import_time(python: str, code: str, runs: int = 5) -> float:
     times = []
     for _ in range(runs):
@@ -50,10 +82,13 @@ def main() -> None:
     rows = {
         "Predict": ours(em.Predict, {"answer": "x"}, n),
         "ChainOfThought": ours(em.ChainOfThought, {"reasoning": "r", "answer": "x"}, n),
+        "Predict async": ours_async(em.Predict, {"answer": "x"}, n),
+        "ChainOfThought async": ours_async(em.ChainOfThought, {"reasoning": "r", "answer": "x"}, n),
     }
     em_import = import_time(
         sys.executable, "import time; s=time.perf_counter(); import elixirml; print(time.perf_counter()-s)"
     )
+    help_time = command_time([sys.executable, "-m", "elixirml", "--help"])
     dspy = None
     if DSPY_PY.exists():
         out = subprocess.run([str(DSPY_PY), str(HERE / "_dspy_overhead.py"), str(n)], capture_output=True, text=True)
@@ -63,11 +98,18 @@ def main() -> None:
             print(out.stderr[-2000:], file=sys.stderr)
         dspy_import = import_time(str(DSPY_PY), (HERE / "_dspy_import.py").read_text(), runs=3)
     print(f"calls per measurement: {n}")
-    print(f"{'module':<16}{'ElixirML us/call':>18}{'DSPy us/call':>15}{'ratio':>9}")
-    for name, key in (("Predict", "predict_s"), ("ChainOfThought", "cot_s")):
+    print(f"{'module':<22}{'ElixirML us/call':>18}{'DSPy us/call':>15}{'ratio':>9}")
+    keys = (
+        ("Predict", "predict_s"),
+        ("ChainOfThought", "cot_s"),
+        ("Predict async", "predict_async_s"),
+        ("ChainOfThought async", "cot_async_s"),
+    )
+    for name, key in keys:
         theirs = dspy[key] * 1e6 if dspy else float("nan")
-        print(f"{name:<16}{rows[name] * 1e6:>18.1f}{theirs:>15.1f}{theirs / (rows[name] * 1e6):>8.1f}x")
-    print(f"{'import':<16}{em_import:>17.3f}s" + (f"{dspy_import:>14.3f}s" if dspy else ""))
+        print(f"{name:<22}{rows[name] * 1e6:>18.1f}{theirs:>15.1f}{theirs / (rows[name] * 1e6):>8.1f}x")
+    print(f"{'import':<22}{em_import:>17.3f}s" + (f"{dspy_import:>14.3f}s" if dspy else ""))
+    print(f"{'elixirml --help':<22}{help_time:>17.3f}s")
     if dspy:
         print(f"(DSPy {dspy['version']})")
 
