@@ -7,7 +7,6 @@ extra); :func:`extract_trace_context` continues an incoming W3C ``traceparent``.
 See ``docs/observability.md``.
 """
 
-from .runtime._callbacks import Callback, CompletionTexts
-from .runtime._telemetry import OpenTelemetryCallback, extract_trace_context
+from .runtime import Callback, CompletionTexts, OpenTelemetryCallback, extract_trace_context
 
 __all__ = ["Callback", "CompletionTexts", "OpenTelemetryCallback", "extract_trace_context"]

@@ -4,7 +4,7 @@ Built-ins are ready-made instances (``exact_match``, ``f1``, ``numeric_match``, 
 ``passage_match``); use the classes to choose the field: ``ExactMatch(field="label")``.
 """
 
-from .evaluate._metrics import (
+from .evaluate import (
     F1,
     Contains,
     ExactMatch,

@@ -23,14 +23,24 @@ from ..errors import (
     ValidationError,
     truncate,
 )
-from ..lm import LM, LMResponse
-from ..lm._types import Message
+from ..lm import LM, LMResponse, Message
 from ..runtime import _callbacks
-from ..schema import Code, Example, FieldSpec, History, Image, Signature, ToolCalls, literal_values, type_to_str
-from ..schema._format import format_value as format_value  # re-exported: adapters and modules import them here
-from ..schema._format import to_jsonable as to_jsonable
-from ..schema._media import images_in, split_image_parts
-from ..schema._types import field_marker
+from ..schema import (
+    Code,
+    Example,
+    FieldSpec,
+    History,
+    Image,
+    Signature,
+    ToolCalls,
+    field_marker,
+    images_in,
+    literal_values,
+    split_image_parts,
+    type_to_str,
+)
+from ..schema import format_value as format_value  # re-exported: adapters and modules import them here
+from ..schema import to_jsonable as to_jsonable
 
 _FENCE_RE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..schema import Signature
-from ..schema._types import field_marker
+from ..schema import Signature, field_marker
 from ._base import Adapter, describe_fields, format_value, output_names_lower, strip_fences, type_hint
 
 _MARKER_RE = re.compile(r"\[\[\s*#+\s*([A-Za-z_][\w ]*?)\s*#+\s*\]\]", re.IGNORECASE)

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..lm import LM, LMResponse
-from ..lm._types import Message
+from ..lm import LM, LMResponse, Message
 from ..schema import Example, InputField, Signature, make_signature
 from ._base import Adapter, describe_fields, format_value
 from ._chat import ChatAdapter

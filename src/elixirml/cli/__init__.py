@@ -110,7 +110,7 @@ def load_data(reference: str, inputs: str | None, limit: int | None) -> list[Any
 
 def make_metric(name: str, field: str | None, pred_field: str | None) -> Any:
     """A built-in metric by name, comparing ``field`` (and ``pred_field`` in the prediction)."""
-    from ..evaluate._metrics import metric_by_name
+    from ..evaluate import metric_by_name
 
     return metric_by_name(name, field, pred_field)
 
@@ -138,7 +138,7 @@ def run(
         _ensure_lm()
         target = load_program(program)
         inputs = _parse_pairs(input, "--input")
-        from ..program._store import configured_store
+        from ..program import configured_store
 
         store = configured_store()
         if store is None:
@@ -204,7 +204,7 @@ def optimize(
         train = load_data(data, inputs, limit)
         val = load_data(valset, inputs, limit) if valset else None
         scorer = make_metric(metric, field, pred_field)
-        from ..optimize._named import optimizer_by_name
+        from ..optimize import optimizer_by_name
 
         chosen: Any = optimizer_by_name(optimizer, scorer, **({"auto": auto} if optimizer == "mipro" else {}))
         limits = _parse_pairs(budget, "--budget")
@@ -478,7 +478,7 @@ def serve_command(
     """Serve stored programs over HTTP (run, stream, batch, OpenAI chat completions, deploy, jobs, console)."""
     try:
         from .. import serve
-        from ..serve._state import ServeSettings
+        from ..serve import ServeSettings
         from ..settings import current
 
         app = serve.create_app(

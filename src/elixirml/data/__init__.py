@@ -1,6 +1,16 @@
 """Data layer: the Dataset type, loaders, and bundled slices of public datasets (SST-2, GSM8K), a SQuAD reader."""
 
-from ._dataset import Dataset, gsm8k, squad, sst2
-from ._load import load_examples
+from ._dataset import Dataset, example_record, gsm8k, split_evenly, squad, sst2
+from ._load import BUNDLED, load_examples, mark_inputs
 
-__all__ = ["Dataset", "gsm8k", "load_examples", "squad", "sst2"]
+__all__ = [
+    "Dataset",
+    "gsm8k",
+    "load_examples",
+    "squad",
+    "sst2",
+    "example_record",
+    "split_evenly",
+    "BUNDLED",
+    "mark_inputs",
+]

@@ -8,7 +8,7 @@ and circuit breaker through one Ray actor. Ray is imported only when a run start
 
 from __future__ import annotations
 
-from ..runtime._executor import Executor, ProgramSpec, register_executor
+from ..runtime import Executor, ProgramSpec, register_executor
 from ._limits import SharedCircuitBreaker, SharedRateLimiter
 from ._ray import RayExecutor, default_executor
 from ._run import arun, run

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BudgetExceededError, CircuitOpenError
-from ..lm._usage import CallBudget
+from ..lm import CallBudget
 from ..runtime import CircuitBreaker, RateLimiter
 
 

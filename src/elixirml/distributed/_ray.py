@@ -15,11 +15,10 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
-from ..data._dataset import split_evenly
+from ..data import split_evenly
 from ..errors import ConfigurationError, DistributedError, MissingDependencyError
-from ..lm import LM, Usage
-from ..lm._usage import open_budgets, record_usage
-from ..runtime._executor import ProgramSpec, Work
+from ..lm import LM, Usage, open_budgets, record_usage
+from ..runtime import ProgramSpec, Work
 from ..settings import current
 from ._limits import LimitsActor
 from ._workers import LMBlueprint, Worker

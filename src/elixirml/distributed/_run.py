@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..runtime import gather_bounded, run_sync
-from ..runtime._executor import ProgramSpec, call_program, resolve_executor
+from ..runtime import ProgramSpec, call_program, gather_bounded, resolve_executor, run_sync
 from ..schema import Example
 
 

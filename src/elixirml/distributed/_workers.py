@@ -15,12 +15,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, LoadError
-from ..lm import LM, Usage
-from ..lm._base import History
-from ..lm._usage import limit_calls, spending_limit, track_usage
-from ..program._module import Module, build_program
-from ..runtime import ConcurrencyLimiter, RateLimiter, stream_bounded
-from ..runtime._executor import ProgramSpec, Work
+from ..lm import LM, History, Usage, limit_calls, spending_limit, track_usage
+from ..program import Module, build_program
+from ..runtime import ConcurrencyLimiter, ProgramSpec, RateLimiter, Work, stream_bounded
 from ..settings import context
 from ._limits import SharedCallBudget, SharedCircuitBreaker, SharedRateLimiter, breaker_options
 

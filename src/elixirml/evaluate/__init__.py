@@ -1,14 +1,34 @@
 """Evaluation layer: metrics, concurrent evaluation, results and reports."""
 
-from ._evaluate import Evaluate, EvaluationResult, ExampleResult, aevaluate, compare, evaluate
-from ._feedback import Feedback
-from ._metrics import Metric, answer_exact_match, answer_passage_match, as_metric
+from ._evaluate import MEASURED, Evaluate, EvaluationResult, ExampleResult, aevaluate, compare, evaluate
+from ._feedback import Feedback, split_feedback
+from ._metrics import (
+    F1,
+    Contains,
+    ExactMatch,
+    FieldMetric,
+    FunctionMetric,
+    LMJudge,
+    Metric,
+    NumericMatch,
+    PassageMatch,
+    answer_exact_match,
+    answer_passage_match,
+    as_metric,
+    contains,
+    exact_match,
+    extract_number,
+    f1,
+    metric_by_name,
+    normalize_text,
+    numeric_match,
+    passage_match,
+)
 
 # DSPy code writes dspy.evaluate.answer_exact_match; here em.evaluate is the function, so it
 # carries DSPy's two metrics as attributes too.
 evaluate.answer_exact_match = answer_exact_match  # type: ignore[attr-defined]
 evaluate.answer_passage_match = answer_passage_match  # type: ignore[attr-defined]
-
 __all__ = [
     "Evaluate",
     "EvaluationResult",
@@ -21,4 +41,22 @@ __all__ = [
     "as_metric",
     "compare",
     "evaluate",
+    "MEASURED",
+    "split_feedback",
+    "Contains",
+    "ExactMatch",
+    "F1",
+    "FieldMetric",
+    "FunctionMetric",
+    "LMJudge",
+    "NumericMatch",
+    "PassageMatch",
+    "contains",
+    "exact_match",
+    "extract_number",
+    "f1",
+    "metric_by_name",
+    "normalize_text",
+    "numeric_match",
+    "passage_match",
 ]

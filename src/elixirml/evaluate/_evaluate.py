@@ -17,12 +17,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Itera
 from pathlib import Path
 from typing import Any
 
-from ..data._dataset import example_record
+from ..data import example_record
 from ..errors import BudgetExceededError, ConfigurationError, LoadError, UserError
 from ..lm import Usage, track_usage
 from ..program import trace as open_trace
-from ..runtime import _callbacks, run_sync, stream_bounded
-from ..runtime._executor import ProgramSpec, resolve_executor
+from ..runtime import ProgramSpec, _callbacks, resolve_executor, run_sync, stream_bounded
 from ..schema import Example, Prediction
 from ._feedback import split_feedback
 from ._metrics import Metric, as_metric
@@ -669,7 +668,7 @@ def _warn_metric_errors(evaluation: EvaluationResult) -> None:
 def _record(program: Any, examples: list[Example], result: EvaluationResult) -> None:
     """Write the evaluation to the configured store, if there is one."""
     from ..data import Dataset
-    from ..program._store import configured_store
+    from ..program import configured_store
 
     store = configured_store()
     if store is None:

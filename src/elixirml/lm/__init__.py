@@ -1,13 +1,23 @@
 """LM layer: clients, embedders (local llama.cpp, OpenAI-compatible, Anthropic, LiteLLM), test doubles, cache, usage."""
 
 from .. import settings as _process_settings  # not _settings: that name is this package's submodule
-from ._base import LM
+from ._base import LM, History, is_truncated
 from ._cache import Cache
-from ._embed import Embedder, FunctionEmbedder, LocalEmbedder, OpenAIEmbedder
+from ._embed import Embedder, FunctionEmbedder, LocalEmbedder, OpenAIEmbedder, embedder_from_state, saveable_function
 from ._settings import SETTING_NAMES, RequestSettings, check_settings, merge_settings
 from ._testing import DummyLM, FunctionLM
-from ._types import Completion, LMResponse, Usage
-from ._usage import PRICES, track_usage
+from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens
+from ._usage import (
+    PRICES,
+    CallBudget,
+    UsageTracker,
+    limit_calls,
+    open_budgets,
+    price_for,
+    record_usage,
+    spending_limit,
+    track_usage,
+)
 
 _process_settings.register_lm_factory(LM)
 
@@ -29,4 +39,18 @@ __all__ = [
     "check_settings",
     "merge_settings",
     "track_usage",
+    "History",
+    "is_truncated",
+    "embedder_from_state",
+    "saveable_function",
+    "Message",
+    "estimate_message_tokens",
+    "estimate_tokens",
+    "CallBudget",
+    "UsageTracker",
+    "limit_calls",
+    "open_budgets",
+    "price_for",
+    "record_usage",
+    "spending_limit",
 ]

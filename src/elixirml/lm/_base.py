@@ -23,8 +23,15 @@ from ..errors import (
     ProviderTimeoutError,
     TruncatedResponseError,
 )
-from ..runtime import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy, _callbacks, run_sync
-from ..runtime._callbacks import CompletionTexts
+from ..runtime import (
+    CircuitBreaker,
+    CompletionTexts,
+    ConcurrencyLimiter,
+    RateLimiter,
+    RetryPolicy,
+    _callbacks,
+    run_sync,
+)
 from ._settings import SETTING_NAMES, UNSENT_SETTINGS, check_settings, merge_settings
 from ._types import (
     Completion,

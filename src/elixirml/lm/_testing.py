@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..schema._format import format_value
-from ..schema._types import field_marker
+from ..schema import field_marker, format_value
 from ._base import LM, completion_response
 from ._settings import PROVIDER_SETTINGS
 from ._types import LMResponse, Message

@@ -11,6 +11,7 @@ from ._ensemble import Ensemble, EnsembledProgram, majority
 from ._fewshot import BootstrapFewShot, LabeledFewShot, bootstrap_demos
 from ._gepa import GEPA
 from ._knn import KNNFewShot, KNNProgram
+from ._named import optimizer_by_name
 from ._search import MIPRO, RandomSearch, VariableSearch
 from ._simba import SIMBA
 
@@ -82,4 +83,5 @@ __all__ = [
     "VariableSearch",
     "bootstrap_demos",
     "majority",
+    "optimizer_by_name",
 ]

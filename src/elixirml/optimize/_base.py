@@ -21,14 +21,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, LoadError, StoreError
-from ..evaluate import EvaluationResult, aevaluate
-from ..evaluate._metrics import as_metric
-from ..lm import Usage, track_usage
-from ..lm._usage import CallBudget, price_for, spending_limit
-from ..program import Module
-from ..program._serialize import configuration_from_json, configuration_to_json
-from ..runtime import _callbacks, run_sync
-from ..runtime._executor import Executor, open_executor
+from ..evaluate import EvaluationResult, aevaluate, as_metric
+from ..lm import CallBudget, Usage, price_for, spending_limit, track_usage
+from ..program import Module, configuration_from_json, configuration_to_json
+from ..runtime import Executor, _callbacks, open_executor, run_sync
 from ..schema import Example
 
 
@@ -166,7 +162,7 @@ RUN_STATE_FORMAT = 1
 def _fingerprint(program: Module, train: Sequence[Example], val: Sequence[Example]) -> str:
     """SHA-256 of what a run optimizes: the program's class and state, the trainset and the valset."""
     from ..data import Dataset
-    from ..program._module import class_path
+    from ..program import class_path
 
     digest = hashlib.sha256()
     digest.update(class_path(type(program)).encode("utf-8"))
@@ -545,7 +541,7 @@ class Optimizer:
         if ask and not self._permission(state):
             self.budget = saved_budget
             return program.deepcopy()
-        from ..program._store import configured_store
+        from ..program import configured_store
 
         store = configured_store()
         name = save_as or type(program).__name__
@@ -857,7 +853,7 @@ class Optimizer:
         """Resuming a run that already finished: return its saved result; nothing runs and nothing is saved again."""
         try:
             saved = store.get_version(before.get("program") or name, f"#{before['best_version_id']}")
-            from ..program._module import build_program
+            from ..program import build_program
 
             program = build_program({"class": saved["class_path"], "state": saved["state"]}, cls)
             store.finish_run(

@@ -7,8 +7,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, OutputError, ProviderError
 from ..lm import track_usage
-from ..program import Predict
-from ..program._predict import forced_settings
+from ..program import Predict, forced_settings
 from ..schema import InputField, OutputField, Signature
 from ._base import OptimizationState, Optimizer
 from ._propose import usable_instruction

@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import AssertionFailed, BudgetExceededError
-from ..evaluate._metrics import Metric
+from ..evaluate import Metric
 from ..lm import track_usage
-from ..program import Module, trace
-from ..program._predict import forced_settings
+from ..program import Module, forced_settings, trace
 from ..runtime import run_sync
 from ..schema import Example
 from ._base import OptimizationState, Optimizer

@@ -22,11 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, LoadError, MissingDependencyError, OutputError, ProviderError
-from ..evaluate import ExampleResult
-from ..evaluate._feedback import split_feedback
-from ..evaluate._metrics import FunctionMetric
-from ..lm import track_usage
-from ..lm._base import is_truncated
+from ..evaluate import ExampleResult, FunctionMetric, split_feedback
+from ..lm import is_truncated, track_usage
 from ..program import Module, VariableSpace
 from ..schema import Example
 from ._base import OptimizationState, Optimizer, Trial, _StopOptimization

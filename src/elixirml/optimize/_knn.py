@@ -10,11 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, LoadError
-from ..lm import Embedder, FunctionEmbedder
-from ..lm._embed import embedder_from_state, saveable_function
-from ..program import Module
-from ..program._module import build_program, class_path, refuse_unsafe_lm_state
-from ..program._serialize import demo_from_json, demo_to_json
+from ..lm import Embedder, FunctionEmbedder, embedder_from_state, saveable_function
+from ..program import Module, build_program, class_path, demo_from_json, demo_to_json, refuse_unsafe_lm_state
 from ..schema import Example
 from ._base import OptimizationState, Optimizer
 

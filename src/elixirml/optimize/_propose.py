@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import OutputError, ProviderError
-from ..program import Module, Predict
-from ..program._predict import forced_settings
+from ..program import Module, Predict, forced_settings
 from ..schema import Example, InputField, OutputField, Signature
 
 TIPS = (

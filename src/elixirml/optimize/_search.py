@@ -10,14 +10,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, MissingDependencyError
-from ..evaluate import EvaluationResult
-from ..evaluate._evaluate import MEASURED
-from ..evaluate._metrics import as_metric
+from ..evaluate import MEASURED, EvaluationResult, as_metric
 from ..lm import Usage, track_usage
-from ..program import Module, Variable, VariableSpace
-from ..program._serialize import configuration_from_json, configuration_to_json, demo_from_json, demo_to_json
+from ..program import (
+    Module,
+    Variable,
+    VariableSpace,
+    configuration_from_json,
+    configuration_to_json,
+    demo_from_json,
+    demo_to_json,
+)
 from ..schema import Example
-from ..store._url import store_url
+from ..store import store_url
 from ._base import OptimizationState, Optimizer, Trial
 from ._fewshot import bootstrap_demos, labeled_demos
 from ._propose import propose_instructions
@@ -58,7 +63,7 @@ def other_variables(space: VariableSpace, *, include_text: bool = True) -> list[
 
 
 def _declared(owner: Any) -> set[str]:
-    from ..program._variable import class_variables
+    from ..program import class_variables
 
     return {n for n, _ in class_variables(type(owner))}
 

@@ -10,9 +10,7 @@ from typing import Any
 from ..errors import ConfigurationError, OutputError, ProviderError
 from ..evaluate import EvaluationResult, ExampleResult
 from ..lm import track_usage
-from ..program import Module, Predict
-from ..program._predict import forced_settings
-from ..program._serialize import configuration_from_json, configuration_to_json
+from ..program import Module, Predict, configuration_from_json, configuration_to_json, forced_settings
 from ..schema import Example, InputField, OutputField, Signature
 from ._base import OptimizationState, Optimizer
 from ._propose import usable_instruction

@@ -6,25 +6,28 @@ from .._lazy import lazy_getattr
 from ._assertions import assert_output, suggest_output
 from ._composite import BestOfN, MultiChainComparison, Parallel, Refine
 from ._events import FieldChunk, StatusEvent, streamify
-from ._module import Module, load
+from ._module import Module, build_program, class_path, load, refuse_unsafe_lm_state
 from ._pipeline import Pipeline, stage
-from ._predict import ChainOfThought, Predict
+from ._predict import ChainOfThought, Predict, forced_settings
 from ._program import Program
 from ._react import ReAct
 from ._retrieve import Retrieve
+from ._serialize import configuration_from_json, configuration_to_json, demo_from_json, demo_to_json
 from ._space import Configuration, VariableSpace
 from ._tools import Tool, ToolError, tool
 from ._trace import TraceEntry, inspect_trace, trace
-from ._variable import Variable
+from ._variable import Variable, class_variables
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from ._store import Store, configured_store
 
 
-__getattr__ = lazy_getattr(__name__, {"Store": "._store"}, globals())  # the store loads on first use
+# The store (and the database layer under it) loads on first use.
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(("Store", "configured_store"), "._store"), globals())
 
 __all__ = [
     "Store",
+    "configured_store",
     "inspect_trace",
     "tool",
     "ToolError",
@@ -52,4 +55,13 @@ __all__ = [
     "stage",
     "suggest_output",
     "trace",
+    "build_program",
+    "class_path",
+    "refuse_unsafe_lm_state",
+    "forced_settings",
+    "configuration_from_json",
+    "configuration_to_json",
+    "demo_from_json",
+    "demo_to_json",
+    "class_variables",
 ]

@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..errors import AssertionFailed
-from ..runtime._callbacks import ControlFlowSignal
-from ..runtime._context import current_context, reset_context, set_context
+from ..runtime import ControlFlowSignal, current_context, reset_context, set_context
 
 T = TypeVar("T")
 logger = logging.getLogger("elixirml")

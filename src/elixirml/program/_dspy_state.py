@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import LoadError
-from ..lm._settings import SETTING_NAMES, check_settings
+from ..lm import SETTING_NAMES, check_settings
 from ..schema import Example
 
 # Keys of a saved DSPy LM that are request settings here (others describe the client).

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..runtime._context import current_context, run_scope
+from ..runtime import current_context, run_scope
 
 
 @dataclasses.dataclass

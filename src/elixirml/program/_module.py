@@ -17,9 +17,8 @@ from typing import Any
 
 from .. import settings as _settings
 from ..errors import ConfigurationError, LoadError, VariableError
-from ..lm._usage import UsageTracker, track_usage
-from ..runtime import _callbacks, run_sync
-from ..runtime._context import current_context, run_scope
+from ..lm import UsageTracker, track_usage
+from ..runtime import _callbacks, current_context, run_scope, run_sync
 from . import _assertions, _events
 from ._space import Configuration, SpaceEntry, VariableSpace
 from ._variable import Variable, class_variables

@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import AssertionFailed, ConfigurationError, ValidationError
-from ..runtime import gather_bounded, run_sync, stream_bounded
-from ..runtime._executor import ProgramSpec, call_program, resolve_executor
+from ..runtime import ProgramSpec, call_program, gather_bounded, resolve_executor, run_sync, stream_bounded
 from ..schema import Example, Prediction, ensure_signature
 from . import _assertions
 from ._module import Module

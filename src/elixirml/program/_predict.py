@@ -12,14 +12,10 @@ from typing import Any
 
 from .. import settings as _settings
 from ..adapters import Adapter, adapter_for
-from ..adapters._base import to_jsonable
 from ..errors import ConfigurationError, LoadError, SignatureError, VariableError
-from ..lm import LM, Usage, track_usage
-from ..lm._settings import check_settings, merge_settings
-from ..lm._types import estimate_message_tokens, estimate_tokens
-from ..runtime import run_sync
-from ..runtime._context import current_context, run_scope
-from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values
+from ..lm import LM, Usage, check_settings, estimate_message_tokens, estimate_tokens, merge_settings, track_usage
+from ..runtime import current_context, run_scope, run_sync
+from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values, to_jsonable
 from . import _assertions, _events, _trace
 from ._module import ANY_PREDICTOR, Module, constructing, refuse_unsafe_lm_state, variable_read_in_construction
 from ._serialize import demo_from_json, demo_to_json

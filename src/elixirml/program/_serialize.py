@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..adapters._base import to_jsonable
 from ..errors import LoadError
-from ..schema import Example
+from ..schema import Example, to_jsonable
 
 
 def demo_to_json(demo: Any) -> dict[str, Any]:

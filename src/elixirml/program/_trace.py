@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from ..runtime._context import current_context, run_scope
+from ..runtime import current_context, run_scope
 from ..schema import Prediction
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import VariableError
-from ..lm._settings import SETTING_NAMES
+from ..lm import SETTING_NAMES
 
 #: Request settings a Variable can be bound to with ``setting=``.
 BINDABLE_SETTINGS = SETTING_NAMES - {"cache", "extra", "rollout_id"}

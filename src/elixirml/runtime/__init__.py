@@ -4,14 +4,26 @@ from typing import TYPE_CHECKING
 
 from .._lazy import lazy_getattr
 from ._batch import gather_bounded, stream_bounded
+from ._callbacks import Callback, CompletionTexts, ControlFlowSignal
+from ._context import current_context, reset_context, run_scope, set_context
+from ._executor import Executor, ProgramSpec, Work, call_program, open_executor, register_executor, resolve_executor
 from ._policies import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy
 from ._spans import SpanRecorder
 from ._sync import close_with_loop, run_sync
 
 if TYPE_CHECKING:
     from ._supervisor import ChildStatus, Supervisor
+    from ._telemetry import OpenTelemetryCallback, extract_trace_context
 
-__getattr__ = lazy_getattr(__name__, dict.fromkeys(("ChildStatus", "Supervisor"), "._supervisor"), globals())
+# The Supervisor (the server's) and OpenTelemetry support load on first use.
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        **dict.fromkeys(("ChildStatus", "Supervisor"), "._supervisor"),
+        **dict.fromkeys(("OpenTelemetryCallback", "extract_trace_context"), "._telemetry"),
+    },
+    globals(),
+)
 
 __all__ = [
     "ChildStatus",
@@ -25,4 +37,20 @@ __all__ = [
     "run_sync",
     "stream_bounded",
     "Supervisor",
+    "OpenTelemetryCallback",
+    "extract_trace_context",
+    "Callback",
+    "CompletionTexts",
+    "ControlFlowSignal",
+    "current_context",
+    "reset_context",
+    "run_scope",
+    "set_context",
+    "Executor",
+    "ProgramSpec",
+    "Work",
+    "call_program",
+    "open_executor",
+    "register_executor",
+    "resolve_executor",
 ]

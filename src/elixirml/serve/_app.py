@@ -31,8 +31,7 @@ import pydantic
 from .. import settings as _settings
 from .._version import __version__
 from ..errors import ConfigurationError, LoadError
-from ..program import FieldChunk, StatusEvent, streamify
-from ..program._store import Store
+from ..program import FieldChunk, StatusEvent, Store, streamify
 from ..runtime import gather_bounded
 from ._auth import Caller, TokenSet, require_token
 from ._jobs import JobManager, jobs_router

@@ -29,8 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigurationError, LoadError, MissingDependencyError, StoreError, SupervisorError, UserError
 from ..program import Module, Store
-from ..runtime import Supervisor
-from ..runtime._callbacks import Callback
+from ..runtime import Callback, Supervisor
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 _PROGRESS_EVERY = 0.5  # seconds between progress writes of an evaluation
@@ -131,8 +130,7 @@ def load_program_class(class_path: str, allow_modules: Sequence[str]) -> None:
 
 
 def _examples(spec: Mapping[str, Any], reference: str | None, rows: list[Any] | None, data_dirs: Sequence[str]) -> Any:
-    from ..data import load_examples
-    from ..data._load import BUNDLED, mark_inputs
+    from ..data import BUNDLED, load_examples, mark_inputs
 
     limit = spec.get("limit")
     if rows is not None:
@@ -166,7 +164,7 @@ class _Prepared:
     """A job's program, data and metric, rebuilt from its spec (in the manager or in a worker)."""
 
     def __init__(self, store: Store, job: Mapping[str, Any], allow_modules: Sequence[str], data_dirs: Sequence[str]):
-        from ..evaluate._metrics import metric_by_name
+        from ..evaluate import metric_by_name
 
         spec = job["spec"]
         name, version = job["program"], job["version"] or "latest"
@@ -179,7 +177,7 @@ class _Prepared:
         self.metric = metric_by_name(spec.get("metric", "exact_match"), spec.get("field"), spec.get("pred_field"))
 
     def optimizer(self, spec: Mapping[str, Any]) -> Any:
-        from ..optimize._named import optimizer_by_name
+        from ..optimize import optimizer_by_name
 
         settings = dict(spec.get("settings") or {})
         settings.setdefault("display_progress", False)

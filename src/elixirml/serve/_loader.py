@@ -18,9 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import LoadError
-from ..program import Module
-from ..program._module import build_program
-from ..program._store import Store
+from ..program import Module, Store, build_program
 from ._interface import interface_of
 from ._state import LoadedVersion
 

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ..program import Module
-    from ..program._store import Store
+    from ..program import Module, Store
     from ..settings import Settings
     from ._auth import TokenSet
     from ._interface import Interface

@@ -45,7 +45,7 @@ def request_trace(
     if otel is None:
         yield incoming or secrets.token_hex(16)
         return
-    from ..runtime._telemetry import extract_trace_context
+    from ..runtime import extract_trace_context
 
     _, trace = otel
     parent = extract_trace_context(headers)
