@@ -27,6 +27,7 @@ system-packages:
 test: $(STAMP) system-packages
 	$(PY) -m ruff check src tests bench examples
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 demo: $(STAMP)
@@ -35,6 +36,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src tests bench examples
 	$(PY) -m ruff format --check src tests bench examples
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

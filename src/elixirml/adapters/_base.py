@@ -24,7 +24,7 @@ from ..errors import (
     truncate,
 )
 from ..lm import LM, LMResponse, Message
-from ..runtime import _callbacks
+from ..runtime import active_callbacks, end_callback, observe_callbacks, start_callback
 from ..schema import (
     Code,
     Example,
@@ -399,7 +399,7 @@ class Adapter:
 
         Returns (outputs, the full completion text, messages).
         """
-        callbacks = _callbacks.active()
+        callbacks = active_callbacks()
         if callbacks:
             messages, request = self._observed_prepare(callbacks, lm, signature, demos, inputs, settings, feedback)
         else:
@@ -412,7 +412,7 @@ class Adapter:
                 on_chunk(field, text)
         text = "".join(parts)
         if callbacks:
-            outputs = _callbacks.observe(
+            outputs = observe_callbacks(
                 callbacks,
                 "adapter_parse",
                 self,
@@ -435,15 +435,15 @@ class Adapter:
         feedback: Sequence[tuple[str, str]],
     ) -> tuple[list[Message], dict[str, Any]]:
         """:meth:`_prepare` between the ``adapter_format`` callbacks (whose outputs are the messages)."""
-        call_id = _callbacks.start(
+        call_id = start_callback(
             callbacks, "adapter_format", self, {"signature": signature, "demos": demos, "inputs": inputs}
         )
         try:
             messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
         except BaseException as exc:
-            _callbacks.end(callbacks, "adapter_format", call_id, None, exc)
+            end_callback(callbacks, "adapter_format", call_id, None, exc)
             raise
-        _callbacks.end(callbacks, "adapter_format", call_id, messages)
+        end_callback(callbacks, "adapter_format", call_id, messages)
         return messages, request
 
     def _observed_parse_all(
@@ -453,7 +453,7 @@ class Adapter:
         if not response.completions:
             return self.parse_all(signature, response)
         return [
-            _callbacks.observe(
+            observe_callbacks(
                 callbacks,
                 "adapter_parse",
                 self,
@@ -526,7 +526,7 @@ class Adapter:
         ``feedback`` holds ``(previous answer, what was wrong)`` pairs from failed output
         assertions; each becomes an assistant turn and a user turn asking for a better answer.
         """
-        callbacks = _callbacks.active()
+        callbacks = active_callbacks()
         if callbacks:
             messages, request = self._observed_prepare(callbacks, lm, signature, demos, inputs, settings, feedback)
         else:

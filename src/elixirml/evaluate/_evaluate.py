@@ -21,7 +21,7 @@ from ..data import example_record
 from ..errors import BudgetExceededError, ConfigurationError, LoadError, UserError
 from ..lm import Usage, track_usage
 from ..program import trace as open_trace
-from ..runtime import ProgramSpec, _callbacks, resolve_executor, run_sync, stream_bounded
+from ..runtime import ProgramSpec, instrument_async, resolve_executor, run_sync, stream_bounded
 from ..schema import Example, Prediction
 from ._feedback import split_feedback
 from ._metrics import Metric, as_metric
@@ -543,7 +543,7 @@ async def run_example(
     )
 
 
-@_callbacks.instrument_async("evaluate", instance="program")
+@instrument_async("evaluate", instance="program")
 async def aevaluate(
     program: Any,
     devset: Iterable[Example | Mapping[str, Any]],

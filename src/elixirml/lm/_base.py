@@ -29,7 +29,7 @@ from ..runtime import (
     ConcurrencyLimiter,
     RateLimiter,
     RetryPolicy,
-    _callbacks,
+    aobserve_callbacks,
     run_sync,
 )
 from ._settings import SETTING_NAMES, UNSENT_SETTINGS, check_settings, merge_settings
@@ -414,7 +414,7 @@ class LM:
         """
         if _settings.callbacks_configured and (callbacks := _settings.current().callbacks):
             inputs = {"prompt": None, "messages": messages, "kwargs": self.effective_settings(overrides)}
-            texts = await _callbacks.aobserve(
+            texts = await aobserve_callbacks(
                 callbacks,
                 "lm",
                 self,

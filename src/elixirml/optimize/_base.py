@@ -24,7 +24,7 @@ from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, Loa
 from ..evaluate import EvaluationResult, aevaluate, as_metric
 from ..lm import CallBudget, Usage, price_for, spending_limit, track_usage
 from ..program import Module, configuration_from_json, configuration_to_json
-from ..runtime import Executor, _callbacks, open_executor, run_sync
+from ..runtime import Executor, active_callbacks, instrument, notify_callbacks, open_executor, run_sync
 from ..schema import Example
 
 
@@ -445,9 +445,9 @@ class Optimizer:
             full=full,
         )
         state.trials.append(trial)
-        callbacks = _callbacks.active()
+        callbacks = active_callbacks()
         if callbacks:
-            _callbacks.notify(callbacks, "on_trial_end", instance=self, trial=trial)
+            notify_callbacks(callbacks, "on_trial_end", instance=self, trial=trial)
         store = state.extra.get("_store")
         if store is not None:
             store.add_trial(state.run_id, dataclasses.asdict(trial))
@@ -460,7 +460,7 @@ class Optimizer:
         return trial
 
     # ------------------------------------------------------------------ driver
-    @_callbacks.instrument("compile", instance="self")
+    @instrument("compile", instance="self")
     def compile(
         self,
         program: Module | None = None,

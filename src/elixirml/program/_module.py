@@ -18,7 +18,7 @@ from typing import Any
 from .. import settings as _settings
 from ..errors import ConfigurationError, LoadError, VariableError
 from ..lm import UsageTracker, track_usage
-from ..runtime import _callbacks, current_context, run_scope, run_sync
+from ..runtime import aobserve_callbacks, current_context, observe_callbacks, run_scope, run_sync
 from . import _assertions, _events
 from ._space import Configuration, SpaceEntry, VariableSpace
 from ._variable import Variable, class_variables
@@ -119,7 +119,7 @@ class Module:
     # ------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if _settings.callbacks_configured and (callbacks := _settings.current().callbacks):
-            return _callbacks.observe(
+            return observe_callbacks(
                 callbacks, "module", self, {"args": args, "kwargs": kwargs}, self._call_with_usage, args, kwargs
             )
         return self._call_with_usage(args, kwargs)
@@ -142,7 +142,7 @@ class Module:
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module asynchronously."""
         if _settings.callbacks_configured and (callbacks := _settings.current().callbacks):
-            return await _callbacks.aobserve(
+            return await aobserve_callbacks(
                 callbacks,
                 "module",
                 self,

@@ -17,7 +17,7 @@ from typing import Any
 import pydantic
 
 from ..errors import ConfigurationError, ElixirMLError
-from ..runtime import _callbacks
+from ..runtime import active_callbacks, aobserve_callbacks
 
 
 class ToolError(ElixirMLError):
@@ -132,9 +132,9 @@ class Tool:
 
     async def acall(self, **arguments: Any) -> Any:
         """Validate the arguments and run the tool (raises :class:`ToolError` on failure)."""
-        callbacks = _callbacks.active()
+        callbacks = active_callbacks()
         if callbacks:
-            return await _callbacks.aobserve(
+            return await aobserve_callbacks(
                 callbacks, "tool", self, {"kwargs": arguments}, lambda: self._run(arguments)
             )
         return await self._run(arguments)

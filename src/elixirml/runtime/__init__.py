@@ -4,7 +4,31 @@ from typing import TYPE_CHECKING
 
 from .._lazy import lazy_getattr
 from ._batch import gather_bounded, stream_bounded
-from ._callbacks import Callback, CompletionTexts, ControlFlowSignal
+from ._callbacks import (
+    Callback,
+    CompletionTexts,
+    ControlFlowSignal,
+    instrument,
+    instrument_async,
+)
+from ._callbacks import (
+    active as active_callbacks,
+)
+from ._callbacks import (
+    aobserve as aobserve_callbacks,
+)
+from ._callbacks import (
+    end as end_callback,
+)
+from ._callbacks import (
+    notify as notify_callbacks,
+)
+from ._callbacks import (
+    observe as observe_callbacks,
+)
+from ._callbacks import (
+    start as start_callback,
+)
 from ._context import current_context, reset_context, run_scope, set_context
 from ._executor import Executor, ProgramSpec, Work, call_program, open_executor, register_executor, resolve_executor
 from ._policies import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy
@@ -26,6 +50,14 @@ __getattr__ = lazy_getattr(
 )
 
 __all__ = [
+    "active_callbacks",
+    "aobserve_callbacks",
+    "end_callback",
+    "instrument",
+    "instrument_async",
+    "notify_callbacks",
+    "observe_callbacks",
+    "start_callback",
     "ChildStatus",
     "close_with_loop",
     "CircuitBreaker",

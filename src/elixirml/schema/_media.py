@@ -286,7 +286,7 @@ class Code(pydantic.BaseModel):
     #: The language ``Code["<language>"]`` fixes ("" for any).
     default_language: ClassVar[str] = ""
 
-    def __class_getitem__(cls, language: Any) -> type[Code]:  # type: ignore[override]
+    def __class_getitem__(cls, language: Any) -> type[Code]:
         if not isinstance(language, str) or not language:
             raise ConfigurationError(f"Code[...] takes a language name such as 'python', got {language!r}")
         made = _CODE_TYPES.get(language)
