@@ -27,7 +27,6 @@ from .lm import LM, DummyLM, Embedder, FunctionLM, LMResponse, RequestSettings, 
 from .program import (
     BestOfN,
     ChainOfThought,
-    Configuration,
     FieldChunk,
     Module,
     MultiChainComparison,
@@ -41,8 +40,6 @@ from .program import (
     StatusEvent,
     Tool,
     TraceEntry,
-    Variable,
-    VariableSpace,
     assert_output,
     inspect_trace,
     load,
@@ -54,6 +51,7 @@ from .program import (
 )
 from .schema import Code, Example, History, Image, InputField, OutputField, Prediction, Schema, Signature, ToolCalls
 from .settings import Settings, configure, context, reload_config
+from .variables import Configuration, Variable, VariableSpace
 
 if TYPE_CHECKING:
     from . import callbacks, data, distributed, extensions, metrics, optimizers, retrievers, runtime, serve

@@ -21,9 +21,10 @@ from . import metrics, optimizers
 from .data import sst2
 from .evaluate import EvaluationResult, evaluate
 from .lm import LM, track_usage
-from .program import ChainOfThought, Predict, Program, Store, Variable
+from .program import ChainOfThought, Predict, Program, Store
 from .schema import Example, InputField, OutputField, Signature
 from .settings import configure, current
+from .variables import Variable
 
 
 class Sentiment(Signature):

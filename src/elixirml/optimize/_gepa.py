@@ -24,8 +24,9 @@ from typing import Any
 from ..errors import ConfigurationError, LoadError, MissingDependencyError, OutputError, ProviderError
 from ..evaluate import ExampleResult, FunctionMetric, split_feedback
 from ..lm import is_truncated, track_usage
-from ..program import Module, VariableSpace
+from ..program import Module
 from ..schema import Example
+from ..variables import VariableSpace
 from ._base import OptimizationState, Optimizer, Trial, _StopOptimization
 from ._search import implicit_key, other_variables, suggest_space
 

@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, ElixirMLError, UserError
-from ..program import Module, VariableSpace, configuration_to_json
+from ..program import Module, configuration_to_json
 from ..runtime import run_scope
 from ..schema import Example
+from ..variables import VariableSpace
 
 logger = logging.getLogger("elixirml")
 
@@ -182,7 +183,7 @@ def searchable_space(
 
 def _declared(space: VariableSpace, name: str) -> bool:
     """Whether ``name`` was declared by the user (not a predictor's implicit variable)."""
-    from ..program import class_variables
+    from ..variables import class_variables
 
     entry = space.entry(name)
     return entry.local in dict(class_variables(type(entry.owner))) or entry.local in (

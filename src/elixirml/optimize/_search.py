@@ -12,17 +12,10 @@ from typing import Any
 from ..errors import ConfigurationError, MissingDependencyError
 from ..evaluate import MEASURED, EvaluationResult, as_metric
 from ..lm import Usage, track_usage
-from ..program import (
-    Module,
-    Variable,
-    VariableSpace,
-    configuration_from_json,
-    configuration_to_json,
-    demo_from_json,
-    demo_to_json,
-)
+from ..program import Module, configuration_from_json, configuration_to_json, demo_from_json, demo_to_json
 from ..schema import Example
 from ..store import store_url
+from ..variables import Variable, VariableSpace
 from ._base import OptimizationState, Optimizer, Trial
 from ._fewshot import bootstrap_demos, labeled_demos
 from ._propose import propose_instructions
@@ -63,7 +56,7 @@ def other_variables(space: VariableSpace, *, include_text: bool = True) -> list[
 
 
 def _declared(owner: Any) -> set[str]:
-    from ..program import class_variables
+    from ..variables import class_variables
 
     return {n for n, _ in class_variables(type(owner))}
 

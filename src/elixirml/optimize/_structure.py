@@ -21,8 +21,8 @@ from typing import Any
 
 from ..evaluate import EvaluationResult
 from ..lm import track_usage
-from ..program import VariableSpace
 from ..schema import Example
+from ..variables import VariableSpace
 from ._base import OptimizationState, Optimizer
 from ._probe import _probe
 

@@ -13,10 +13,8 @@ from ._program import Program
 from ._react import ReAct
 from ._retrieve import Retrieve
 from ._serialize import configuration_from_json, configuration_to_json, demo_from_json, demo_to_json
-from ._space import Configuration, VariableSpace
 from ._tools import Tool, ToolError, tool
 from ._trace import TraceEntry, inspect_trace, trace
-from ._variable import Variable, class_variables
 
 if TYPE_CHECKING:
     from ._store import Store, configured_store
@@ -42,14 +40,11 @@ __all__ = [
     "MultiChainComparison",
     "BestOfN",
     "ChainOfThought",
-    "Configuration",
     "Module",
     "Pipeline",
     "Predict",
     "Program",
     "TraceEntry",
-    "Variable",
-    "VariableSpace",
     "assert_output",
     "load",
     "stage",
@@ -63,5 +58,4 @@ __all__ = [
     "configuration_to_json",
     "demo_from_json",
     "demo_to_json",
-    "class_variables",
 ]

@@ -19,9 +19,8 @@ from .. import settings as _settings
 from ..errors import ConfigurationError, LoadError, VariableError
 from ..lm import UsageTracker, track_usage
 from ..runtime import aobserve_callbacks, current_context, observe_callbacks, run_scope, run_sync
+from ..variables import Configuration, SpaceEntry, Variable, VariableSpace, class_variables
 from . import _assertions, _events
-from ._space import Configuration, SpaceEntry, VariableSpace
-from ._variable import Variable, class_variables
 
 #: The key of :meth:`Module.bindings` for every predictor that has no entry of its own.
 ANY_PREDICTOR = 0

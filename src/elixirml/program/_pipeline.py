@@ -18,10 +18,10 @@ from typing import Any
 from ..errors import AssertionFailed, ConfigurationError, ValidationError
 from ..runtime import ProgramSpec, call_program, gather_bounded, resolve_executor, run_sync, stream_bounded
 from ..schema import Example, Prediction, ensure_signature
+from ..variables import Variable
 from . import _assertions
 from ._module import Module
 from ._predict import ChainOfThought, Predict
-from ._variable import Variable
 
 logger = logging.getLogger("elixirml")
 

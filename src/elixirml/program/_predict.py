@@ -16,10 +16,10 @@ from ..errors import ConfigurationError, LoadError, SignatureError, VariableErro
 from ..lm import LM, Usage, check_settings, estimate_message_tokens, estimate_tokens, merge_settings, track_usage
 from ..runtime import current_context, run_scope, run_sync
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values, to_jsonable
+from ..variables import Variable
 from . import _assertions, _events, _trace
 from ._module import ANY_PREDICTOR, Module, constructing, refuse_unsafe_lm_state, variable_read_in_construction
 from ._serialize import demo_from_json, demo_to_json
-from ._variable import Variable
 
 DECODING_MODES = ("auto", "generate", "score", "calibrated")
 #: Prompt formats an implicit ``adapter`` variable chooses from ("auto": configured, else the LM's choice).

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigurationError, VariableError
 from ..schema import Example, Prediction, Schema, Signature, SignatureMeta
+from ..variables import BINDABLE_SETTINGS, Variable
 from . import _assertions, _trace
 from ._module import Module
 from ._predict import Predict
-from ._variable import BINDABLE_SETTINGS, Variable
 
 
 def _validate(schema: Any, values: Mapping[str, Any], kind: str) -> dict[str, Any]:

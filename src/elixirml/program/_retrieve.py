@@ -9,8 +9,8 @@ from .. import settings as _settings
 from ..errors import ConfigurationError
 from ..retrieval import Retriever
 from ..schema import Prediction
+from ..variables import Variable
 from ._module import Module
-from ._variable import Variable
 
 
 class Retrieve(Module):
