@@ -99,7 +99,7 @@ def client(filled):
     url, info = filled
     lm = em.DummyLM({"Rome": {"reasoning": "It is the capital of Italy.", "answer": "Rome, in Italy"}}, stream_chunk=3)
     app = create_console_app(url, lm=lm)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://localhost") as c:
         yield c, info, url
 
 
@@ -257,7 +257,7 @@ def test_try_it_reports_errors_in_the_stream(client):
 
 def test_try_it_without_an_lm_says_so(filled):
     url, _ = filled
-    with TestClient(create_console_app(url)) as c:
+    with TestClient(create_console_app(url), base_url="http://localhost") as c:
         assert "No LM is configured" in c.get("/catalog/qa/try").text
         with c.stream("POST", "/catalog/qa/try", json={"inputs": {"question": "q"}}) as response:
             body = "".join(response.iter_text())
@@ -270,7 +270,7 @@ def test_mounted_under_a_prefix_links_stay_inside_it(filled):
     url, _ = filled
     outer = FastAPI()
     outer.mount("/console", create_console_app(url))
-    with TestClient(outer) as c:
+    with TestClient(outer, base_url="http://localhost") as c:
         page = c.get("/console/catalog").text
     assert 'href="/console/catalog/qa"' in page and 'href="/console/static/console.css"' in page
 
@@ -286,7 +286,7 @@ def test_mounted_at_the_root_beside_a_programs_api(filled):
         return ["qa"]
 
     outer.mount("/", create_console_app(url))
-    with TestClient(outer) as c:
+    with TestClient(outer, base_url="http://localhost") as c:
         assert c.get("/programs").json() == ["qa"]
         page = c.get("/catalog/qa")
         assert page.status_code == 200 and "first cut" in page.text

@@ -49,7 +49,7 @@ def store(tmp_path):
 
 
 def client(app) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
 
 
 def run(coro):
@@ -253,14 +253,14 @@ def test_deploy_canary_rollback_with_per_version_counts(store):
             assert info["canary"]["version"] == 2 and info["canary"]["traffic"] == 0.5
             assert info["versions"]["1"]["requests"] + info["versions"]["2"]["requests"] == 61
             assert info["canary"]["requests"] == seen.count(2)
-            r = await c.post("/programs/qa/rollback")
+            r = await c.post("/programs/qa/rollback", json={})
             assert r.json()["canary"] is None and r.json()["live"] == 1
-            r = await c.post("/programs/qa/rollback")  # back to v2, live before the deploy of v1
+            r = await c.post("/programs/qa/rollback", json={})  # back to v2, live before the deploy of v1
             assert r.json()["live"] == 2
-            assert (await c.post("/programs/qa/rollback")).status_code == 409
+            assert (await c.post("/programs/qa/rollback", json={})).status_code == 409
             assert (await c.post("/programs/qa/deploy", json={"version": 9})).status_code == 404
             assert (await c.post("/programs/qa/deploy", json={"version": 1, "traffic": 1.5})).status_code == 422
-            assert (await c.post("/programs/nope/rollback")).status_code == 404
+            assert (await c.post("/programs/nope/rollback", json={})).status_code == 404
 
     run(go())
 
@@ -305,7 +305,7 @@ def test_swap_and_canary_under_load_fail_no_request(store):
                 for body, version in (({"version": 2}, 2), ({"version": 1, "traffic": 0.3}, 1), ({"version": 1}, 1)):
                     assert (await c.post("/programs/qa/deploy", json=body)).status_code == 200
                     await served(version)
-                assert (await c.post("/programs/qa/rollback")).status_code == 200
+                assert (await c.post("/programs/qa/rollback", json={})).status_code == 200
                 await asyncio.sleep(0.05)
                 changing = False
 
@@ -455,7 +455,9 @@ def test_body_limit_and_per_token_concurrency_limit(store):
                 for _ in range(5):
                     yield b"x" * 100
 
-            streamed = await c.post("/programs/qa/run", content=chunks(), headers=a)
+            streamed = await c.post(
+                "/programs/qa/run", content=chunks(), headers={**a, "content-type": "application/json"}
+            )
             busy = [
                 asyncio.create_task(c.post("/programs/qa/run", json={"question": "x"}, headers=a)) for _ in range(2)
             ]
@@ -509,7 +511,7 @@ def test_the_app_serves_jobs_and_the_console_and_refuses_the_console_beside_toke
     from fastapi.testclient import TestClient
 
     app = em.serve.create_app(store, lm=make_lm(), tokens=[])
-    with TestClient(app) as http:  # the lifespan starts the job manager
+    with TestClient(app, base_url="http://localhost") as http:  # the lifespan starts the job manager
         job = http.post(
             "/jobs",
             json={
@@ -533,8 +535,10 @@ def test_the_app_serves_jobs_and_the_console_and_refuses_the_console_beside_toke
         assert http.get("/programs").json()["programs"]  # the API still answers its own paths
 
     guarded = em.serve.create_app(store, lm=make_lm(), tokens=["s3cret-token-123456"])
-    with TestClient(guarded) as http:
-        assert http.get("/catalog").status_code == 404  # no console without a login
+    with TestClient(guarded, base_url="http://localhost") as http:
+        assert http.get("/catalog").status_code == 401  # every path needs the token
+        login = {"Authorization": "Bearer s3cret-token-123456"}
+        assert http.get("/catalog", headers=login).status_code == 404  # no console beside tokens
         assert http.get("/jobs").status_code == 401
     with pytest.raises(ConfigurationError, match="console has no login"):
         em.serve.create_app(store, lm=make_lm(), tokens=["s3cret-token-123456"], console=True)

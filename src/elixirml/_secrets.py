@@ -8,12 +8,13 @@ never inspected by name.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["USER_DATA_KEYS", "find_secrets", "is_credential_name", "redact_text", "redact_url"]
+__all__ = ["USER_DATA_KEYS", "find_secrets", "is_credential_name", "redact_text", "redact_url", "server_secrets"]
 
 REDACTED = "***"
 
@@ -105,6 +106,16 @@ def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
     text = _KEY_TOKEN.sub(REDACTED, text)
     text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
     return _NAMED_VALUE.sub(_redact_named, text)
+
+
+def server_secrets() -> list[str]:
+    """The credentials this process holds in its environment (``OPENAI_API_KEY`` and the like), longest first.
+
+    What a server passes to :func:`redact_text` so that none of its own keys reaches a client,
+    a log or a span, even where a provider quotes one back in another shape than ``sk-...``.
+    """
+    found = {value for name, value in os.environ.items() if is_credential_name(name) and len(value) >= 8}
+    return sorted(found, key=len, reverse=True)
 
 
 def _redact_named(match: re.Match[str]) -> str:

@@ -352,10 +352,18 @@ def console(
     store_url: Annotated[
         str | None, typer.Option("--store", help="Store URL (default: the global --store or $ELIXIRML_STORE).")
     ] = None,
+    token: Annotated[
+        list[str], typer.Option("--token", help="A login token (repeatable; or $ELIXIRML_SERVE_TOKENS).")
+    ] = [],  # noqa: B006
+    allowed_host: Annotated[
+        list[str],
+        typer.Option("--allowed-host", help="A name the Host header may carry besides loopback names (repeatable)."),
+    ] = [],  # noqa: B006
 ) -> None:
     """Open the web console over the store (programs, runs, evaluations, traces, "try it")."""
     try:
         from ..console import create_console_app
+        from ..serve._server import is_loopback
         from ..settings import current
 
         try:
@@ -367,7 +375,14 @@ def console(
             from ..lm import LM
 
             lm = lambda: LM("local")  # noqa: E731  built at the first "try it", not at start
-        app_ = create_console_app(store_url or _store_setting(), lm=lm)
+        app_ = create_console_app(
+            store_url or _store_setting(), lm=lm, tokens=token or None, allowed_hosts=[*allowed_host, host]
+        )
+        if not is_loopback(host) and not app_.state.console_tokens:
+            raise errors.ConfigurationError(
+                f"The console on {host} (not a loopback address) needs a login: pass --token or set "
+                "ELIXIRML_SERVE_TOKENS (comma-separated), or bind to 127.0.0.1."
+            )
         typer.echo(f"ElixirML console on http://{host}:{port}/ (Ctrl+C stops it)")
         uvicorn.run(app_, host=host, port=port, log_level="warning")
     except typer.Exit:
@@ -466,6 +481,15 @@ def serve_command(
     max_concurrency: Annotated[int, typer.Option(help="Requests in flight per token (429 above).")] = 64,
     max_batch: Annotated[int, typer.Option(help="Most inputs per /batch request.")] = 64,
     drain_timeout: Annotated[float, typer.Option(help="Seconds SIGTERM waits for requests in flight.")] = 30.0,
+    read_timeout: Annotated[float, typer.Option(help="Seconds a request body may take to arrive (408).")] = 30.0,
+    allowed_host: Annotated[
+        list[str],
+        typer.Option("--allowed-host", help="A name the Host header may carry besides loopback names (repeatable)."),
+    ] = [],  # noqa: B006
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated proxy addresses whose X-Forwarded-For names the client (default: none)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     console: Annotated[
         bool | None,
@@ -491,11 +515,13 @@ def serve_command(
                 max_concurrency=max_concurrency,
                 max_batch=max_batch,
                 drain_timeout=drain_timeout,
+                read_timeout=read_timeout,
+                allowed_hosts=tuple(allowed_host),
             ),
             console=console,
             jobs_lm=jobs_lm,
         )
-        serve.run(app, host=host, port=port, log_level=log_level)
+        serve.run(app, host=host, port=port, log_level=log_level, forwarded_allow_ips=forwarded_allow_ips)
     except Exception as exc:
         _fail(exc)
 

@@ -1,11 +1,11 @@
 """The web console: server-rendered pages over the store, and "try it" streaming a program's answer."""
 
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from .._secrets import redact_url
+from .._http import BODY_KEY, SESSION_COOKIE, Guard, GuardPolicy, TokenSet, check_output, json_line, parse_json_body
+from .._secrets import redact_text, redact_url, server_secrets
 from ..errors import ConfigurationError, ElixirMLError, LoadError, MissingDependencyError, UserError
 from ..store import ResourceStore
 from . import _views as views
@@ -47,6 +47,9 @@ def create_console_app(
     *,
     lm: Any = None,
     title: str = "ElixirML console",
+    tokens: Sequence[str] | None = (),
+    allowed_hosts: Sequence[str] = (),
+    guard: bool = True,
 ) -> "FastAPI":
     """The web console as an ASGI app (FastAPI), to run with uvicorn or mount in another app.
 
@@ -62,6 +65,12 @@ def create_console_app(
         lm: the LM "try it" runs programs on: an LM, or a function returning one (called at the
             first run); default: the LM configured with ``em.configure(lm=...)``.
         title: the name in the page header.
+        tokens: the login: accepted tokens (at least 8 characters each); None reads
+            ``$ELIXIRML_SERVE_TOKENS``; empty: no login. With tokens every page and action needs
+            the login (a cookie set at ``/login``, or ``Authorization: Bearer <token>``).
+        allowed_hosts: names the ``Host`` header may carry besides loopback names and IP addresses.
+        guard: check each request's Host, Origin, login and JSON body (False when an app that
+            mounts the console checks them itself, as ``elixirml serve`` does).
 
     Example::
 
@@ -70,10 +79,11 @@ def create_console_app(
 
     Raises:
         MissingDependencyError: FastAPI or Jinja2 is missing (the ``serve`` extra).
+        ConfigurationError: a token shorter than 8 characters.
     """
     _require_framework()
     from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, StreamingResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from fastapi.staticfiles import StaticFiles
 
     from ..program import Store
@@ -92,7 +102,17 @@ def create_console_app(
             lm_holder["lm"] = lm if isinstance(lm, LM) or not callable(lm) else lm()
         return lm_holder["lm"]
 
+    token_set = TokenSet.from_sources(tokens)
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.console_tokens = token_set
+    if guard:
+        policy = GuardPolicy(
+            tokens=token_set,
+            allowed_hosts=frozenset(allowed_hosts),
+            login_path="/login" if token_set else None,
+            public_paths=("/login", "/static/"),
+        )
+        app.add_middleware(Guard, policy=policy)
     static = resources.files("elixirml.console") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="console-static")
 
@@ -118,6 +138,31 @@ def create_console_app(
     @app.exception_handler(ElixirMLError)
     def failed(request: Any, exc: ElixirMLError) -> Any:
         return render(request, "error.html", 500, heading="The store failed", message=str(exc))
+
+    # ------------------------------------------------------------------ login
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request) -> Any:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return HTMLResponse(env.get_template("login.html").render(root=root, title=title))
+
+    @app.post("/login")
+    async def login(request: Request) -> Any:
+        body = request.scope.get(BODY_KEY)
+        token = body.get("token") if isinstance(body, dict) else None
+        session = token_set.session(token) if isinstance(token, str) and token_set else None
+        if session is None:
+            return JSONResponse({"detail": "That token is not accepted."}, status_code=401)
+        answer = Response(status_code=204)
+        root = request.scope.get("root_path", "").rstrip("/") or "/"
+        secure = request.url.scheme == "https"
+        answer.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path=root, secure=secure)
+        return answer
+
+    @app.post("/logout")
+    def logout(request: Request) -> Any:
+        answer = Response(status_code=204)
+        answer.delete_cookie(SESSION_COOKIE, path=request.scope.get("root_path", "").rstrip("/") or "/")
+        return answer
 
     # ------------------------------------------------------------------ overview and programs
     @app.get("/", response_class=HTMLResponse)
@@ -260,7 +305,13 @@ def create_console_app(
 
     @app.post("/catalog/{name}/try")
     async def try_run(request: Request, name: str) -> Any:
-        body = await request.json()
+        if BODY_KEY in request.scope:
+            body = request.scope[BODY_KEY]
+        else:
+            try:
+                body = parse_json_body(await request.body())
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
         submitted = body.get("inputs") if isinstance(body, dict) else None
         if not isinstance(submitted, dict):
             raise ConfigurationError('The request body must be a JSON object {"inputs": {...}}')
@@ -274,7 +325,7 @@ def create_console_app(
 
 
 def _event(kind: str, data: Any) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data, default=str, ensure_ascii=False)}\n\n"
+    return f"event: {kind}\ndata: {json_line(data)}\n\n"
 
 
 async def _stream(
@@ -282,6 +333,8 @@ async def _stream(
 ) -> AsyncIterator[str]:
     """Server-Sent Events of one run: ``status``, ``chunk`` (field text as it comes), then ``result`` or ``error``."""
     import asyncio
+
+    from pydantic_core import to_jsonable_python
 
     from ..program import FieldChunk, StatusEvent, streamify
     from ..settings import context
@@ -304,8 +357,11 @@ async def _stream(
                 elif isinstance(item, StatusEvent):
                     yield _event("status", {"kind": item.kind, **item.data})
                 else:
-                    rec.outputs = item.to_dict() if hasattr(item, "to_dict") else {"output": item}
+                    outputs = item.to_dict() if hasattr(item, "to_dict") else {"output": item}
+                    check_output(to_jsonable_python(outputs, fallback=str))
+                    rec.outputs = outputs
         yield _event("result", {"outputs": rec.outputs, "execution_id": rec.execution_id})
     except Exception as exc:  # the stream reports it; the trace (when started) keeps it too
         trace_id = rec.execution_id if rec is not None else None
-        yield _event("error", {"message": f"{type(exc).__name__}: {exc}", "execution_id": trace_id})
+        message = redact_text(f"{type(exc).__name__}: {exc}", server_secrets())
+        yield _event("error", {"message": message, "execution_id": trace_id})

@@ -29,21 +29,25 @@ except ImportError as exc:  # pragma: no cover - the serve extra is missing
 import pydantic
 
 from .. import settings as _settings
+from .._http import Guard, GuardPolicy, TokenSet
 from .._version import __version__
 from ..errors import ConfigurationError, LoadError
 from ..program import FieldChunk, StatusEvent, Store, streamify
 from ..runtime import gather_bounded
-from ._auth import Caller, TokenSet, require_token
+from ._auth import Caller, require_token
 from ._jobs import JobManager, jobs_router
-from ._limits import LimitsMiddleware
 from ._loader import ProgramLoader
 from ._metrics import render_metrics
 from ._openai import openai_router
-from ._run import RequestError, observed, parse_json, validate_inputs
+from ._run import RequestError, observed, request_json, validate_inputs
 from ._state import Deployment, LoadedVersion, ServeSettings, ServeState
 
 log = logging.getLogger("elixirml.serve")
 VERSION_HEADER = "X-Program-Version"
+#: The largest version number a request may name.
+MAX_VERSION = 2**63 - 1
+#: Paths without a token, a limit or a ``Host`` check: the probes.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def sse(event: str, data: Any, ident: int) -> bytes:
@@ -58,7 +62,10 @@ class DeployRequest(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     version: int | None = pydantic.Field(
-        default=None, ge=1, description="The stored version (default: the latest; with reload, the live one)."
+        default=None,
+        ge=1,
+        le=MAX_VERSION,
+        description="The stored version (default: the latest; with reload, the live one).",
     )
     traffic: float | None = pydantic.Field(
         default=None, gt=0.0, lt=1.0, description="Send this share of requests to the version, as a canary."
@@ -184,7 +191,17 @@ def create_app(
 
     app = FastAPI(title=title, version=__version__, description="Programs served by ElixirML.", lifespan=lifespan)
     app.state.serve = state
-    app.add_middleware(LimitsMiddleware, state=state)
+    limits = state.settings
+    state.policy = GuardPolicy(
+        tokens=token_set,
+        allowed_hosts=frozenset(limits.allowed_hosts),
+        open_paths=OPEN_PATHS,
+        max_body_bytes=limits.max_body_bytes,
+        max_concurrency=limits.max_concurrency,
+        retry_after=limits.retry_after,
+        read_timeout=limits.read_timeout,
+    )
+    app.add_middleware(Guard, policy=state.policy, counters=state)
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
@@ -253,8 +270,7 @@ def create_app(
             row["stats"] = stats.summary() if stats is not None else None
         return {"name": name, "versions": rows}
 
-    async def body_of(request: Request) -> Any:
-        return parse_json(await request.body())
+    body_of = request_json
 
     @protected.post("/programs/{name}/run", tags=["programs"], include_in_schema=False)
     async def run_program(name: str, request: Request) -> JSONResponse:
@@ -384,7 +400,7 @@ def create_app(
     if mount_console:  # last: the console's pages answer every path the API does not
         from ..console import create_console_app
 
-        app.mount("/", create_console_app(store, lm=lm))
+        app.mount("/", create_console_app(store, lm=lm, guard=False))  # this app's guard checks it
     app.openapi = lambda: _openapi(app, state)  # type: ignore[method-assign]
     return app
 

@@ -16,10 +16,6 @@ A router of your own (the jobs API, say) protects its routes the same way::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
-import os
-from collections.abc import Iterable
 from typing import Any
 
 try:
@@ -29,71 +25,11 @@ except ImportError as exc:  # pragma: no cover - the serve extra is missing
 
     raise MissingDependencyError("fastapi", "serve", "The HTTP server") from exc
 
+from .._http import CALLER_KEY, bearer
 from ..errors import ConfigurationError
 
 ENV_TOKENS = "ELIXIRML_SERVE_TOKENS"
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
-
-
-def bearer(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    if not authorization:
-        return None
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
-
-
-def caller_key(authorization: str | None, client: str) -> str:
-    """Who is calling, for per-caller limits: a token's digest prefix, else the client address."""
-    token = bearer(authorization)
-    if token is not None:
-        return "token:" + _digest(token).hex()[:12]
-    return "client:" + client
-
-
-class TokenSet:
-    """The accepted tokens, as digests (compared in constant time).
-
-    Args:
-        tokens: the tokens; empty means no auth.
-    """
-
-    def __init__(self, tokens: Iterable[str]) -> None:
-        cleaned = [t.strip() for t in tokens if t and t.strip()]
-        for token in cleaned:
-            if len(token) < 8:
-                raise ConfigurationError("A serve token must have at least 8 characters (use a long random string).")
-        self._digests = tuple(dict.fromkeys(_digest(t) for t in cleaned))
-
-    @classmethod
-    def from_sources(cls, tokens: Iterable[str] | None) -> TokenSet:
-        """``tokens`` when given, else ``$ELIXIRML_SERVE_TOKENS`` (comma-separated), else none."""
-        if tokens is None:
-            tokens = [t for t in os.environ.get(ENV_TOKENS, "").split(",") if t.strip()]
-        return cls(tokens)
-
-    def __bool__(self) -> bool:
-        return bool(self._digests)
-
-    def __len__(self) -> int:
-        return len(self._digests)
-
-    def __repr__(self) -> str:
-        return f"TokenSet({len(self._digests)} token(s))"
-
-    def check(self, token: str | None) -> str | None:
-        """The caller's id (``token:<digest prefix>``) when ``token`` is accepted, else None."""
-        if token is None:
-            return None
-        digest = _digest(token)
-        if any(hmac.compare_digest(digest, known) for known in self._digests):
-            return "token:" + digest.hex()[:12]
-        return None
+_UNSET = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +53,15 @@ async def require_token(request: Request) -> Caller:
         HTTPException: 401 with ``WWW-Authenticate: Bearer`` when the token is missing or wrong.
     """
     state = _state(request)
+    checked = request.scope.get(CALLER_KEY, _UNSET)
+    if isinstance(checked, str):  # the server's guard accepted the token already
+        return Caller(checked)
     if not state.tokens:
         return Caller("anonymous")
+    if len(request.headers.getlist("authorization")) > 1:
+        raise HTTPException(
+            status_code=400, detail="A request may carry one Authorization header, this one has several."
+        )
     token = bearer(request.headers.get("authorization"))
     caller = state.tokens.check(token)
     if caller is None:

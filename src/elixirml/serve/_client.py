@@ -19,7 +19,7 @@ def _post(server: str, path: str, body: dict[str, Any] | None, token: str | None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = server.rstrip("/") + path
     try:
-        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
+        response = httpx.post(url, json=body if body is not None else {}, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         raise ConfigurationError(f"Could not reach the server at {server}: {type(exc).__name__}: {exc}") from None
     try:

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..program import FieldChunk, StatusEvent, streamify
 from ._auth import require_token
-from ._run import RequestError, observed, outputs_of, parse_json, validate_inputs
+from ._run import RequestError, observed, outputs_of, request_json, validate_inputs
 from ._state import LoadedVersion, ServeState
 
 log = logging.getLogger("elixirml.serve")
@@ -140,7 +140,7 @@ def openai_router(state: ServeState) -> APIRouter:
     async def chat_completions(request: Request) -> Any:
         """OpenAI's chat completions, answered by the program named in ``model``."""
         try:
-            body = parse_json(await request.body())
+            body = await request_json(request)
             name = body.get("model") if isinstance(body, dict) else None
             deployment = state.deployments.get(name) if isinstance(name, str) else None
             if deployment is None:

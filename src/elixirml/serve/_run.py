@@ -18,6 +18,7 @@ import pydantic
 from pydantic_core import to_jsonable_python
 
 from .. import errors
+from .._http import BODY_KEY, parse_json_body
 from ..lm import track_usage
 from ..settings import scoped
 from ._state import LoadedVersion, ServeState
@@ -83,15 +84,22 @@ def field_errors(exc: pydantic.ValidationError, where: str = "body") -> list[dic
 
 
 def parse_json(raw: bytes) -> Any:
-    """A request body as JSON.
+    """A request body as JSON (depth-limited, no NaN or Infinity).
 
     Raises:
-        RequestError: 400 when it is not JSON.
+        RequestError: 400 when it is not such JSON.
     """
     try:
-        return json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"Request body is not valid JSON: {exc}") from None
+        return parse_json_body(raw)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
+async def request_json(request: Any) -> Any:
+    """A request's JSON body: the one the server's guard parsed, else parsed here (see :func:`parse_json`)."""
+    if BODY_KEY in request.scope:
+        return request.scope[BODY_KEY]
+    return parse_json(await request.body())
 
 
 def validate_inputs(version: LoadedVersion, body: Any, where: str = "body") -> dict[str, Any]:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from .._http import TokenSet
     from ..program import Module, Store
     from ..settings import Settings
-    from ._auth import TokenSet
     from ._interface import Interface
     from ._loader import ProgramLoader
 
@@ -150,6 +150,10 @@ class ServeSettings:
         max_batch: the most inputs one ``/batch`` request may carry.
         retry_after: seconds a 429 answer tells the caller to wait.
         drain_timeout: seconds a SIGTERM waits for requests in flight before closing them.
+        read_timeout: seconds a request body may take to arrive (408 after it); a body still
+            arriving does not count against ``max_concurrency``.
+        allowed_hosts: names the ``Host`` header may carry besides loopback names and IP
+            addresses (``--allowed-host``; ``"*"``: any, for a proxy that checks it).
     """
 
     max_body_bytes: int = 1_048_576
@@ -157,6 +161,8 @@ class ServeSettings:
     max_batch: int = 64
     retry_after: int = 1
     drain_timeout: float = 30.0
+    read_timeout: float = 30.0
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_concurrency", "max_batch", "retry_after"):
@@ -165,6 +171,11 @@ class ServeSettings:
                 raise ConfigurationError(f"Serve setting {name!r} must be an integer >= 1, got {value!r}")
         if self.drain_timeout < 0:
             raise ConfigurationError(f"Serve setting 'drain_timeout' must be >= 0, got {self.drain_timeout!r}")
+        if not self.read_timeout > 0:
+            raise ConfigurationError(f"Serve setting 'read_timeout' must be > 0, got {self.read_timeout!r}")
+        if isinstance(self.allowed_hosts, str):
+            raise ConfigurationError("Serve setting 'allowed_hosts' is a list of names, not one string")
+        self.allowed_hosts = tuple(self.allowed_hosts)
 
 
 class ServeState:
@@ -183,6 +194,7 @@ class ServeState:
         rejected: reason -> count of requests refused before reaching a program.
         draining: set when a shutdown began; ``/readyz`` answers 503.
         tracer_provider: the OpenTelemetry provider of the requests' server spans (None: the global one).
+        policy: what the request guard checks (hosts, tokens, limits), set by ``create_app``.
     """
 
     def __init__(
@@ -205,6 +217,7 @@ class ServeState:
         self.in_flight = 0
         self.draining = False
         self.tracer_provider: Any = None
+        self.policy: Any = None  # the request guard's policy (elixirml._http.GuardPolicy), set by create_app
         self.deploy_locks: dict[str, asyncio.Lock] = {}  # one deploy at a time per name; requests never wait
 
     def deploy_lock(self, name: str) -> asyncio.Lock:

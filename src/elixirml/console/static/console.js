@@ -123,4 +123,21 @@
       state.textContent = "failed";
     }).then(function () { button.disabled = false; });
   });
+  // Login: the token goes as JSON (the console takes no form posts), the answer sets the login cookie.
+  var login = document.getElementById("login-form");
+  if (login) {
+    login.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var state = document.getElementById("login-state");
+      fetch(login.getAttribute("data-url"), {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ token: login.querySelector("[name=token]").value })
+      }).then(function (response) {
+        if (response.ok) { window.location.href = login.getAttribute("data-next"); return; }
+        state.hidden = false;
+        state.textContent = response.status === 401 ? "That token is not accepted." : "The server answered " + response.status;
+      });
+    });
+  }
 })();

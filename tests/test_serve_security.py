@@ -1,0 +1,211 @@
+"""The server as an attacker meets it, on a real uvicorn on 127.0.0.1 (issue 34).
+
+Tokens on every path (docs included), one identity per caller for the limits, Host and Origin
+checks, JSON-only running endpoints, typed 4xx for hostile bodies, redacted upstream errors,
+invalid LM output as 502, slow bodies, and the console's login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+
+import httpx
+import pytest
+
+import elixirml as em
+from elixirml.serve._server import server_config
+from elixirml.serve._state import ServeSettings
+
+uvicorn = pytest.importorskip("uvicorn")
+
+ANSWER = "[[ ## answer ## ]]\n{}\n\n[[ ## completed ## ]]"
+TOKEN = "client-token-123456"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def make_lm(delay: float = 0.0) -> em.FunctionLM:
+    async def answer(messages, settings):
+        if delay:
+            await asyncio.sleep(delay)
+        question = messages[-1]["content"].split("[[ ## question ## ]]")[-1].split("\n\n")[0].strip()
+        return ANSWER.format(f"A: {question}")
+
+    return em.FunctionLM(answer)
+
+
+@contextlib.contextmanager
+def serving(app, **options):
+    """``app`` on a real uvicorn at 127.0.0.1, configured as ``elixirml serve`` configures it."""
+    config = server_config(app, host="127.0.0.1", port=0, log_level="warning", **options)
+    config.lifespan = "off"
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = em.Store(f"sqlite:///{tmp_path / 'security.db'}")
+    s.save(em.Predict("question -> answer"), "qa")
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------------- item 2: docs need the token
+def test_docs_need_the_token_and_only_probes_are_open(store):
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[TOKEN], jobs=False)
+    with serving(app) as url:
+        for path in ("/openapi.json", "/docs", "/redoc", "/programs", "/v1/models"):
+            refused = httpx.get(url + path)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"] == "Bearer" and "qa" not in refused.text
+            assert httpx.get(url + path, headers=AUTH).status_code == 200, path
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert httpx.get(url + path).status_code == 200, path
+
+
+# ---------------------------------------------------------------------- item 3: one identity per caller
+async def _together(url: str, headers_of, n: int = 6) -> list[int]:
+    async with httpx.AsyncClient(timeout=20) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(url + "/programs/qa/run", json={"question": f"q{i}"}, headers=headers_of(i))
+                for i in range(n)
+            )
+        )
+    return sorted(r.status_code for r in responses)
+
+
+def test_two_authorization_headers_are_refused(store):
+    app = em.serve.create_app(
+        store, lm=make_lm(delay=0.5), tokens=[TOKEN], settings=ServeSettings(max_concurrency=2), jobs=False
+    )
+    with serving(app) as url:
+        doubled = lambda i: httpx.Headers([("authorization", f"Bearer {TOKEN}"), ("authorization", f"Bearer x{i}")])  # noqa: E731
+        assert asyncio.run(_together(url, doubled)) == [400] * 6
+        reversed_ = lambda i: httpx.Headers([("authorization", f"Bearer x{i}"), ("authorization", f"Bearer {TOKEN}")])  # noqa: E731
+        assert asyncio.run(_together(url, reversed_)) == [400] * 6
+        assert asyncio.run(_together(url, lambda i: AUTH)) == [200, 200, 429, 429, 429, 429]
+
+
+def test_without_tokens_the_limit_keys_on_the_client_address_not_a_made_up_header(store):
+    app = em.serve.create_app(store, lm=make_lm(delay=0.5), tokens=[], settings=ServeSettings(max_concurrency=2))
+    with serving(app) as url:
+        made_up = lambda i: {"Authorization": f"Bearer made-up-{i}"}  # noqa: E731
+        assert asyncio.run(_together(url, made_up)) == [200, 200, 429, 429, 429, 429]
+        forwarded = lambda i: {"X-Forwarded-For": f"10.0.0.{i}"}  # noqa: E731  no proxy is trusted by default
+        assert asyncio.run(_together(url, forwarded)) == [200, 200, 429, 429, 429, 429]
+    app = em.serve.create_app(store, lm=make_lm(delay=0.5), tokens=[], settings=ServeSettings(max_concurrency=2))
+    with serving(app, forwarded_allow_ips="127.0.0.1") as url:  # the operator's proxy runs on this host
+        assert asyncio.run(_together(url, forwarded)) == [200] * 6
+
+
+# ---------------------------------------------------------------------- item 4: Host, Origin, Content-Type
+def test_a_foreign_host_is_refused_unless_allowed(store):
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[])  # the console is mounted at /
+    with serving(app) as url:
+        evil = {"Host": "evil.example"}
+        run = httpx.post(url + "/programs/qa/run", json={"question": "x"}, headers=evil)
+        assert run.status_code == 400 and "--allowed-host evil.example" in run.json()["detail"]
+        assert httpx.get(url + "/catalog", headers=evil).status_code == 400
+        assert httpx.get(url + "/catalog", headers={"Host": "evil.example:8000"}).status_code == 400
+        for host in ("localhost", "127.0.0.1:9", "[::1]:80", "10.1.2.3"):  # an IP address is never rebound
+            assert httpx.get(url + "/catalog", headers={"Host": host}).status_code == 200, host
+        assert httpx.get(url + "/healthz", headers=evil).status_code == 200  # probes come by any name
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[], settings=ServeSettings(allowed_hosts=("api.example",)))
+    with serving(app) as url:
+        ok = httpx.post(url + "/programs/qa/run", json={"question": "x"}, headers={"Host": "api.example"})
+        assert ok.status_code == 200
+        assert httpx.get(url + "/catalog", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_running_endpoints_take_json_only_and_refuse_other_origins(store):
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[])
+    with serving(app) as url:
+        before = len(store.executions(limit=100))
+        plain = {"Content-Type": "text/plain"}
+        for path, body in (
+            ("/programs/qa/run", '{"question": "x"}'),
+            ("/programs/qa/stream", '{"question": "x"}'),
+            ("/programs/qa/deploy", "{}"),
+            ("/programs/qa/rollback", ""),
+            ("/v1/chat/completions", '{"model": "qa", "messages": [{"role": "user", "content": "x"}]}'),
+            ("/jobs", "{}"),
+            ("/catalog/qa/try", '{"inputs": {"question": "x"}}'),
+        ):
+            refused = httpx.post(url + path, content=body, headers=plain)
+            assert refused.status_code == 415 and "application/json" in refused.json()["detail"], path
+            form = httpx.post(url + path, data={"question": "x"})
+            assert form.status_code == 415, path
+        assert len(store.executions(limit=100)) == before  # "try it" recorded no trace
+        cross = httpx.post(url + "/programs/qa/run", json={"question": "x"}, headers={"Origin": "https://evil.example"})
+        assert cross.status_code == 403 and "evil.example" in cross.json()["detail"]
+        assert httpx.get(url + "/catalog", headers={"Origin": "null"}).status_code == 403
+        same = httpx.post(url + "/programs/qa/run", json={"question": "x"}, headers={"Origin": url})
+        assert same.status_code == 200
+        charset = {"Content-Type": "application/json; charset=utf-8"}
+        assert httpx.post(url + "/programs/qa/run", content='{"question": "x"}', headers=charset).status_code == 200
+
+
+# ---------------------------------------------------------------------- item 5: the console's login
+def test_console_refuses_a_public_address_without_a_login(store, monkeypatch):
+    from typer.testing import CliRunner
+
+    from elixirml.cli import app as cli
+
+    monkeypatch.delenv("ELIXIRML_SERVE_TOKENS", raising=False)
+    out = CliRunner().invoke(cli, ["--store", store.url, "console", "--host", "0.0.0.0", "--port", "1"])
+    assert out.exit_code != 0 and "needs a login" in out.output
+
+
+def test_console_with_tokens_requires_the_login_on_every_page_and_action(store):
+    from elixirml.console import create_console_app
+
+    lm = em.DummyLM({"x": {"answer": "y"}})
+    app = create_console_app(store.url, lm=lm, tokens=[TOKEN])
+    with serving_console(app) as url:
+        page = httpx.get(url + "/catalog")
+        assert page.status_code == 303 and page.headers["location"] == "/login"
+        assert httpx.get(url + "/login").status_code == 200 and "qa" not in httpx.get(url + "/login").text
+        tried = httpx.post(url + "/catalog/qa/try", json={"inputs": {"question": "x"}})
+        assert tried.status_code == 401
+        assert httpx.post(url + "/login", json={"token": "wrong-token-xyz"}).status_code == 401
+        login = httpx.post(url + "/login", json={"token": TOKEN})
+        assert login.status_code == 204
+        cookie = login.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and TOKEN not in cookie
+        with httpx.Client(base_url=url, cookies=login.cookies) as browser:
+            assert browser.get("/catalog").status_code == 200
+            with browser.stream("POST", "/catalog/qa/try", json={"inputs": {"question": "x"}}) as answer:
+                assert answer.status_code == 200 and "event: result" in "".join(answer.iter_text())
+        assert httpx.get(url + "/catalog", headers=AUTH).status_code == 200
+        assert httpx.get(url + "/catalog", cookies={"elixirml_session": "forged"}).status_code == 303
+
+
+@contextlib.contextmanager
+def serving_console(app):
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
