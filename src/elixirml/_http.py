@@ -490,6 +490,16 @@ def _is_json(content_type: bytes | None) -> bool:
     return media == b"application/json"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
@@ -527,6 +537,7 @@ __all__ = [
     "bearer",
     "check_output",
     "invalid_output",
+    "is_loopback",
     "json_line",
     "parse_json_body",
 ]

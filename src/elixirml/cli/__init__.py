@@ -363,7 +363,7 @@ def console(
     """Open the web console over the store (programs, runs, evaluations, traces, "try it")."""
     try:
         from ..console import create_console_app
-        from ..serve._server import is_loopback
+        from .._http import is_loopback
         from ..settings import current
 
         try:

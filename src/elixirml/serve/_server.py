@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
+from .._http import is_loopback
 from ..errors import ConfigurationError, MissingDependencyError
 
 log = logging.getLogger("elixirml.serve")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def server_config(
