@@ -362,8 +362,8 @@ def console(
 ) -> None:
     """Open the web console over the store (programs, runs, evaluations, traces, "try it")."""
     try:
-        from ..console import create_console_app
         from .._http import is_loopback
+        from ..console import create_console_app
         from ..settings import current
 
         try:
