@@ -29,7 +29,7 @@ from _common import DSPY_PY, HERE
 from _fault_server import value
 
 import elixirml as em
-from elixirml.evaluate import aevaluate
+from elixirml.evaluation import aevaluate
 
 LATENCY = 0.1
 TIMEOUT = 1.0  # the client's per-attempt timeout

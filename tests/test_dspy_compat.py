@@ -329,7 +329,7 @@ def test_strict_inputs_raises_and_rules_still_raise():
 
 # ---------------------------------------------------------------------- metrics called as DSPy calls them
 def test_metrics_get_trace_the_way_they_ask_for_it():
-    from elixirml.evaluate._metrics import FunctionMetric
+    from elixirml.evaluation import FunctionMetric
 
     ex, pred = em.Example(answer="a"), em.Prediction(answer="a")
     calls = []
@@ -382,7 +382,7 @@ class _Plain:
 
 
 def test_answer_exact_match_on_examples_plain_objects_and_dicts():
-    from elixirml.evaluate import answer_exact_match
+    from elixirml.evaluation import answer_exact_match
 
     assert em.evaluate.answer_exact_match is answer_exact_match  # DSPy's dspy.evaluate.answer_exact_match
     assert em.metrics.answer_exact_match is answer_exact_match
@@ -399,7 +399,7 @@ def test_answer_exact_match_on_examples_plain_objects_and_dicts():
 
 
 def test_answer_passage_match_reads_context_and_matches_whole_tokens():
-    from elixirml.evaluate import answer_passage_match
+    from elixirml.evaluation import answer_passage_match
 
     assert em.evaluate.answer_passage_match is answer_passage_match
     passages = ["Nothing here.", "The Eiffel Tower is in Paris."]

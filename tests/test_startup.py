@@ -9,6 +9,8 @@ import sys
 DEFERRED = (
     "elixirml.store",
     "elixirml.optimize",
+    "elixirml.evaluation",
+    "elixirml.data",
     "elixirml.serve",
     "elixirml.distributed",
     "elixirml.runtime._supervisor",
@@ -44,9 +46,23 @@ def test_deferred_names_load_on_first_use() -> None:
 
 
 def test_evaluate_stays_the_function_after_the_package_loads() -> None:
-    code = "import elixirml as em, elixirml.evaluate, elixirml.optimizers\nassert callable(em.evaluate)"
+    code = "import elixirml as em, elixirml.evaluation, elixirml.optimizers\nassert callable(em.evaluate)"
     loaded = _loaded_after(code)
     assert "elixirml.optimize" in loaded
+
+
+def test_evaluate_names_one_thing() -> None:
+    """`em.evaluate` is the function; the package is `elixirml.evaluation` (no name shadows another)."""
+    import importlib
+
+    import pytest
+
+    import elixirml as em
+
+    assert callable(em.evaluate)
+    assert em.evaluate is importlib.import_module("elixirml.evaluation").evaluate
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("elixirml.evaluate")
 
 
 def test_unknown_name_is_an_attribute_error() -> None:

@@ -19,10 +19,6 @@ from . import errors
 from ._lazy import lazy_getattr
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
-
-# Eager, unlike the rest of the heavier layers: the function `evaluate` must win over the package of
-# that name, which becomes this module's attribute whenever anything imports it first.
-from .evaluate import Evaluate, EvaluationResult, Feedback, compare, evaluate
 from .lm import LM, DummyLM, Embedder, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
 from .program import (
     BestOfN,
@@ -57,6 +53,7 @@ if TYPE_CHECKING:
     from . import callbacks, data, distributed, extensions, metrics, optimizers, retrievers, runtime, serve
     from .data import Dataset
     from .distributed import RayExecutor
+    from .evaluation import Evaluate, EvaluationResult, Feedback, compare, evaluate
     from .optimizers import (
         COPRO,
         GEPA,
@@ -70,8 +67,8 @@ if TYPE_CHECKING:
     )
     from .program import Store
 
-# Loaded on first use, so that `import elixirml` does not pay for the optimizers, the store,
-# the server, Ray support, datasets or telemetry: public name -> module that defines it.
+# Loaded on first use, so that `import elixirml` does not pay for the optimizers, evaluation,
+# the store, the server, Ray support, datasets or telemetry: public name -> module that defines it.
 _LAZY: dict[str, str] = {
     **{
         name: f".{name}"
@@ -90,6 +87,7 @@ _LAZY: dict[str, str] = {
     "Dataset": ".data",
     "RayExecutor": ".distributed",
     "Store": ".program",
+    **dict.fromkeys(("Evaluate", "EvaluationResult", "Feedback", "compare", "evaluate"), ".evaluation"),
     **dict.fromkeys(
         (
             "COPRO",

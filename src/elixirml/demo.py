@@ -19,7 +19,7 @@ from rich.table import Table
 
 from . import metrics, optimizers
 from .data import sst2
-from .evaluate import EvaluationResult, evaluate
+from .evaluation import EvaluationResult, evaluate
 from .lm import LM, track_usage
 from .program import ChainOfThought, Predict, Program, Store
 from .schema import Example, InputField, OutputField, Signature

@@ -1,10 +1,10 @@
-"""Metrics for :func:`elixirml.evaluate` and the optimizers (``em.metrics``).
+"""Metrics for :func:`elixirml.evaluate` (``em.evaluate``) and the optimizers (``em.metrics``).
 
 Built-ins are ready-made instances (``exact_match``, ``f1``, ``numeric_match``, ``contains``,
 ``passage_match``); use the classes to choose the field: ``ExactMatch(field="label")``.
 """
 
-from .evaluate import (
+from .evaluation import (
     F1,
     Contains,
     ExactMatch,

@@ -110,7 +110,7 @@ def load_data(reference: str, inputs: str | None, limit: int | None) -> list[Any
 
 def make_metric(name: str, field: str | None, pred_field: str | None) -> Any:
     """A built-in metric by name, comparing ``field`` (and ``pred_field`` in the prediction)."""
-    from ..evaluate import metric_by_name
+    from ..evaluation import metric_by_name
 
     return metric_by_name(name, field, pred_field)
 
@@ -170,7 +170,7 @@ def eval_command(
     """Evaluate a program on a dataset and print the summary."""
     try:
         _ensure_lm()
-        from ..evaluate import evaluate
+        from ..evaluation import evaluate
 
         target = load_program(program)
         examples = load_data(data, inputs, limit)

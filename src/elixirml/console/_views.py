@@ -10,7 +10,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from ..evaluate import MEASURED
+from ..evaluation import MEASURED
 from ._plots import interval_plot, pareto_front, pareto_plot, trials_plot
 
 Z95 = 1.96

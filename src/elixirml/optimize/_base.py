@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, LoadError, StoreError
-from ..evaluate import EvaluationResult, aevaluate, as_metric
+from ..evaluation import EvaluationResult, aevaluate, as_metric
 from ..lm import CallBudget, Usage, price_for, spending_limit, track_usage
 from ..program import Module, configuration_from_json, configuration_to_json
 from ..runtime import Executor, active_callbacks, instrument, notify_callbacks, open_executor, run_sync

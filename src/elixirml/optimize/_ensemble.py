@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..evaluate import normalize_text
+from ..evaluation import normalize_text
 from ..program import Module
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import AssertionFailed, BudgetExceededError
-from ..evaluate import Metric
+from ..evaluation import Metric
 from ..lm import track_usage
 from ..program import Module, forced_settings, trace
 from ..runtime import run_sync

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, LoadError, MissingDependencyError, OutputError, ProviderError
-from ..evaluate import ExampleResult, FunctionMetric, split_feedback
+from ..evaluation import ExampleResult, FunctionMetric, split_feedback
 from ..lm import is_truncated, track_usage
 from ..program import Module
 from ..schema import Example

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, MissingDependencyError
-from ..evaluate import MEASURED, EvaluationResult, as_metric
+from ..evaluation import MEASURED, EvaluationResult, as_metric
 from ..lm import Usage, track_usage
 from ..program import Module, configuration_from_json, configuration_to_json, demo_from_json, demo_to_json
 from ..schema import Example

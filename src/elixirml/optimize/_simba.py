@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from ..errors import ConfigurationError, OutputError, ProviderError
-from ..evaluate import EvaluationResult, ExampleResult
+from ..evaluation import EvaluationResult, ExampleResult
 from ..lm import track_usage
 from ..program import Module, Predict, configuration_from_json, configuration_to_json, forced_settings
 from ..schema import Example, InputField, OutputField, Signature

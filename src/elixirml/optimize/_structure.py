@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..evaluate import EvaluationResult
+from ..evaluation import EvaluationResult
 from ..lm import track_usage
 from ..schema import Example
 from ..variables import VariableSpace

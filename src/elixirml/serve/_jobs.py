@@ -164,7 +164,7 @@ class _Prepared:
     """A job's program, data and metric, rebuilt from its spec (in the manager or in a worker)."""
 
     def __init__(self, store: Store, job: Mapping[str, Any], allow_modules: Sequence[str], data_dirs: Sequence[str]):
-        from ..evaluate import metric_by_name
+        from ..evaluation import metric_by_name
 
         spec = job["spec"]
         name, version = job["program"], job["version"] or "latest"
@@ -537,7 +537,7 @@ class JobManager:
     async def _evaluate_attempt(self, job_id: str) -> float:
         """One attempt at an evaluation job: finished examples come back from its checkpoint."""
         from ..data import Dataset
-        from ..evaluate import aevaluate
+        from ..evaluation import aevaluate
         from ..settings import context
 
         job = await asyncio.to_thread(begin_attempt, self.store, job_id)
