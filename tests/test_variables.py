@@ -408,3 +408,47 @@ def test_trials_report_the_adapter_they_sent():
     for trial in trials:
         assert "answer.adapter" not in trial.configuration
         assert trial.score == (100.0 if trial.configuration.get("fmt", "chat") == "plain" else 0.0), trial
+
+
+def _lookup(term: str) -> str:
+    """Look a term up."""
+    return f"{term} is in Paris."
+
+
+def test_module_variable_offers_a_module_that_needs_arguments_with_them_bound():
+    import functools
+
+    class Agentic(em.Program):
+        strategy = em.Variable.module(
+            {"direct": em.Predict, "react": functools.partial(em.ReAct, tools=[_lookup], max_iters=2)}
+        )
+
+        def __init__(self):
+            super().__init__()
+            self.answer = self.strategy("question -> answer")
+
+        def forward(self, question):
+            return self.answer(question=question)
+
+    lm = em.DummyLM(
+        [
+            {"next_thought": "look", "next_tool_name": "_lookup", "next_tool_args": {"term": "the tower"}},
+            {"next_thought": "done", "next_tool_name": "finish", "next_tool_args": {}},
+            {"reasoning": "the lookup says", "answer": "Paris"},
+        ]
+    )
+    agent = Agentic().with_variables(strategy="react")
+    assert type(agent.answer) is em.ReAct and list(agent.answer.tools) == ["_lookup"]
+    assert agent.with_variables(strategy=em.ReAct).configuration()["strategy"] == "react"  # the class names it too
+    with em.context(lm=lm):
+        result = agent(question="Where is the tower?")
+    assert result.answer == "Paris" and result.trajectory["observation_0"] == "the tower is in Paris."
+    assert "strategy: module = react" in str(agent.variable_space())
+    assert type(agent.with_variables(strategy="direct").answer) is em.Predict
+
+
+def test_module_variable_refuses_an_option_that_cannot_be_built_from_a_signature():
+    with pytest.raises(VariableError, match=r"option 'react' \(ReAct\) .* needs tools.*functools\.partial\(ReAct"):
+        em.Variable.module({"direct": em.Predict, "react": em.ReAct})
+    with pytest.raises(VariableError, match="option 'x' is 3"):
+        em.Variable.module({"x": 3})

@@ -61,9 +61,19 @@ class ReAct(Module):
             as in DSPy).
         max_iters: the most tool steps before the outputs are produced anyway.
         native: force (True) or forbid (False) native tool calling; default: when supported.
+        adapter: the prompt format of both its predictors (the step and the final answer), as
+            for :class:`Predict`: a name, an adapter, or a variable (``adapter=self.fmt``).
     """
 
-    def __init__(self, signature: Any, tools: Sequence[Any], max_iters: int = 5, native: bool | None = None) -> None:
+    def __init__(
+        self,
+        signature: Any,
+        tools: Sequence[Any],
+        max_iters: int = 5,
+        native: bool | None = None,
+        *,
+        adapter: Any = None,
+    ) -> None:
         sig = ensure_signature(signature)
         if max_iters < 1:
             raise ConfigurationError("max_iters must be >= 1")
@@ -87,8 +97,8 @@ class ReAct(Module):
         step_fields["next_thought"] = (str, OutputField())
         step_fields["next_tool_name"] = (Literal.__getitem__(names), OutputField())
         step_fields["next_tool_args"] = (dict[str, Any], OutputField(desc="arguments of the tool, as a JSON object"))
-        self.react = Predict(make_signature(step_fields, instructions, name="ReActStep"))
-        self.extract = ChainOfThought(sig.append("trajectory", InputField(desc=TRAJECTORY_DESC), str))
+        self.react = Predict(make_signature(step_fields, instructions, name="ReActStep"), adapter=adapter)
+        self.extract = ChainOfThought(sig.append("trajectory", InputField(desc=TRAJECTORY_DESC), str), adapter=adapter)
 
     async def aforward(self, **inputs: Any) -> Prediction:
         lm = self.react.lm or _settings.current().lm

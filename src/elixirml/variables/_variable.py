@@ -14,6 +14,8 @@ sub-modules and its predictors; ``program.with_variables(...)`` builds a configu
 from __future__ import annotations
 
 import builtins
+import functools
+import inspect
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -127,12 +129,19 @@ class Variable:
 
     @classmethod
     def module(cls, options: Mapping[str, Any], default: str | None = None, **kw: Any) -> Variable:
-        """A choice of module class, e.g. ``{"direct": em.Predict, "cot": em.ChainOfThought}``.
+        """A choice of module, e.g. ``{"direct": em.Predict, "cot": em.ChainOfThought}``.
 
-        The instance attribute gives the chosen class; call it to build the module.
+        The instance attribute gives the chosen option; call it with a signature to build the
+        module (``self.strategy(QA)``). Each option is built from a signature alone: a module
+        class that needs more (``em.ReAct`` needs its ``tools``) is offered with those arguments
+        bound, ``functools.partial(em.ReAct, tools=[search], max_iters=3)``, or as any callable
+        that takes the signature and returns a module. An option that cannot be built from a
+        signature alone is refused here, naming what it needs.
         """
         if not options:
             raise VariableError("Variable.module needs at least one option")
+        for key, option in options.items():
+            _check_module_option(key, option, kw.get("name", ""))
         return cls("module", next(iter(options)) if default is None else default, options=dict(options), **kw)
 
     @classmethod
@@ -238,6 +247,10 @@ class Variable:
             for key, option in self.options.items():  # accept the object itself
                 if option is value:
                     return key
+            if kind == "module":  # or the class an option binds arguments of: partial(em.ReAct, tools=[...])
+                bound = [k for k, o in self.options.items() if isinstance(o, functools.partial) and o.func is value]
+                if len(bound) == 1:
+                    return bound[0]
             raise VariableError(f"{self._label()}: {value!r} is not one of {list(self.options)}")
         if kind == "demos":
             if not isinstance(value, (list, tuple)):
@@ -310,6 +323,36 @@ class Variable:
 
     def __set__(self, instance: Any, value: Any) -> None:
         instance._config[self.name] = self.validate(value)
+
+
+def _check_module_option(key: str, option: Any, name: str) -> None:
+    """Refuse a module option that cannot be built from a signature alone, naming what it needs."""
+    label = f"Variable {name!r}" if name else "Variable.module"
+    if not callable(option):
+        raise VariableError(
+            f"{label}: option {key!r} is {option!r}; an option is a module class or a callable that "
+            "builds a module from a signature"
+        )
+    try:
+        call = inspect.signature(option)
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+        return
+    try:
+        call.bind(object())
+    except TypeError:
+        missing = [
+            p.name
+            for p in list(call.parameters.values())[1:]
+            if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        target = option.func if isinstance(option, functools.partial) else option
+        shown = getattr(target, "__qualname__", repr(target))
+        needs = f"it also needs {', '.join(missing)}" if missing else "it does not take a signature as its one argument"
+        example = ", ".join(f"{m}=..." for m in missing) or "..."
+        raise VariableError(
+            f"{label}: option {key!r} ({shown}) cannot be built from a signature alone: {needs}. "
+            f"Offer it with its arguments bound: functools.partial({shown}, {example})"
+        ) from None
 
 
 def _targets(targets: Sequence[str] | str | None) -> tuple[str, ...] | None:
