@@ -105,8 +105,9 @@ def test_json_adapter_without_schema_support_sends_none():
 
 
 def test_parse_failure_spends_no_second_call():
+    # no hidden call: only the documented re-asks (output_retries, counted), none when it is 0
     lm = em.DummyLM(["garbage", "garbage"])
-    with pytest.raises(AdapterParseError):
+    with em.context(output_retries=0), pytest.raises(AdapterParseError):
         em.Predict(Sentiment, lm=lm)(text="x")
     assert len(lm.requests) == 1
 

@@ -287,7 +287,7 @@ def gepa_run(metric, run_id, calls=None, **options):
     from test_optimizers_gepa import scripted_lm
 
     lm = scripted_lm(calls)
-    em.configure(lm=lm)
+    em.configure(lm=lm, output_retries=0)  # these tests count calls per trial; re-asks: test_output_retries.py
     options.setdefault("max_metric_calls", 40)
     gepa = em.optimizers.GEPA(metric, reflection_lm=lm, seed=0, concurrency=1, **options)
     compiled = gepa.compile(

@@ -37,10 +37,11 @@ def test_chain_of_thought_adds_reasoning_first():
 
 
 def test_output_constraint_violation_raises():
-    lm = em.DummyLM([{"answer": "Paris", "confidence": 3}])
+    lm = em.DummyLM([{"answer": "Paris", "confidence": 3}] * 3)
     with pytest.raises(ValidationError) as info:
         em.Predict(QA, lm=lm)(context="c", question="q")
     assert info.value.field == "confidence"
+    assert len(lm.requests) == 3  # re-asked output_retries (2) times with the error, then raised
 
 
 def test_per_call_config_overrides_module_config():

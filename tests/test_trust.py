@@ -398,7 +398,7 @@ def test_optimizers_stop_on_a_setup_error():
 
 
 def test_provider_and_parse_failures_stay_per_example():
-    lm = em.DummyLM(["not a parsable answer at all"] * 2)
+    lm = em.DummyLM(["not a parsable answer at all"] * 6)  # each example: an answer and 2 re-asks
     em.configure(lm=lm)
     data = [em.Example(question=f"q{i}", answer="a").with_inputs("question") for i in range(2)]
     result = em.evaluate(em.Predict("question -> answer: int"), data, em.metrics.exact_match)

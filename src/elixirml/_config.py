@@ -57,6 +57,7 @@ class SettingsModel(pydantic.BaseModel):
     max_trace_size: int = pydantic.Field(default=_DEFAULTS.max_trace_size, ge=0)
     warn_on_type_mismatch: bool = _DEFAULTS.warn_on_type_mismatch
     strict_inputs: bool = _DEFAULTS.strict_inputs
+    output_retries: int = pydantic.Field(default=_DEFAULTS.output_retries, ge=0)
     trace_content: bool = _DEFAULTS.trace_content
 
     @pydantic.field_validator("cache", mode="before")

@@ -228,17 +228,19 @@ class ValidationError(OutputError, ValueError):
         value: the offending value.
         rule: the rule that was broken, in words.
         completion: the LM's answer that held the value, when the value came from one.
+        attempts: how many answers the LM gave that failed (1 unless the predictor re-asked).
     """
 
     completion: str | None = None
+    attempts: int = 1
 
-    def __init__(self, schema: str, field: str | None, value: Any, rule: str) -> None:
+    def __init__(self, schema: str, field: str | None, value: Any, rule: str, *, hint: str = "") -> None:
         self.schema = schema
         self.field = field
         self.value = value
         self.rule = rule
         where = f"field {field!r} of {schema}" if field else schema
-        super().__init__(f"Invalid value for {where}: {truncate(value)} ({rule})")
+        super().__init__(f"Invalid value for {where}: {truncate(value)} ({rule})" + (f". {hint}" if hint else ""))
 
 
 class AdapterParseError(OutputError):
@@ -248,16 +250,20 @@ class AdapterParseError(OutputError):
         adapter: the adapter's name.
         signature: the signature's name.
         completion: the raw completion text.
+        attempts: how many answers the LM gave that failed (1 unless the predictor re-asked).
     """
 
-    def __init__(self, adapter: str, signature: str, completion: str, reason: str) -> None:
+    attempts: int = 1
+
+    def __init__(self, adapter: str, signature: str, completion: str, reason: str, *, hint: str = "") -> None:
         self.adapter = adapter
         self.signature = signature
         self.completion = completion
         self.reason = reason
         super().__init__(
             f"{adapter} could not parse the LM's answer for {signature}: {reason}. "
-            f"Raw completion: {truncate(completion, 400)}"
+            + (f"{hint} " if hint else "")
+            + f"Raw completion: {truncate(completion, 400)}"
         )
 
 

@@ -58,6 +58,9 @@ class Settings:
         warn_on_type_mismatch: warn when an input's value does not have its field's type and is
             formatted as text instead (DSPy's setting).
         strict_inputs: raise ``ValidationError`` for such an input instead of warning.
+        output_retries: how many times a predictor re-asks the LM, with the error as feedback,
+            when its answer fails the signature's schema (a value out of range, a missing field)
+            before raising; each re-ask is an LM call, counted in usage and call budgets.
         callbacks: :class:`~elixirml.callbacks.Callback` objects told about every module, LM,
             adapter, tool, evaluation and optimizer trial (code only: not from files or the environment).
         trace_content: whether OpenTelemetry spans carry prompt and answer text (off: only sizes,
@@ -79,6 +82,7 @@ class Settings:
     max_trace_size: int = 10_000
     warn_on_type_mismatch: bool = True
     strict_inputs: bool = False
+    output_retries: int = 2
     callbacks: tuple[Any, ...] = ()
     trace_content: bool = False
     rm: Any = None
@@ -126,6 +130,7 @@ EXPECTS = {
     "max_trace_size": "an int >= 0",
     "warn_on_type_mismatch": "True or False",
     "strict_inputs": "True or False",
+    "output_retries": "an int >= 0",
     "callbacks": "a list of em.callbacks.Callback objects (or objects with their on_* methods)",
     "trace_content": "True or False",
     "rm": "a retriever (an object with search(query, k) and asearch(query, k), such as em.retrievers.BM25) or None",
@@ -240,6 +245,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "max_trace_size": _check_int(0),
     "warn_on_type_mismatch": _check_bool,
     "strict_inputs": _check_bool,
+    "output_retries": _check_int(0),
     "callbacks": _check_callbacks,
     "trace_content": _check_bool,
     "rm": _check_retriever,

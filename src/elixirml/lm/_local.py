@@ -135,6 +135,63 @@ def _plain_logprobs(content: Any) -> list[dict[str, Any]] | None:
     ]
 
 
+#: Widest integer range a bounded number's grammar lists value by value (wider ones stay unconstrained).
+_MAX_GRAMMAR_RANGE = 1000
+
+
+def _range_rule(schema: Any) -> str | None:
+    """A grammar rule for a number or integer between whole-number bounds ``0 <= minimum < maximum``.
+
+    llama.cpp's schema converter ignores ``minimum`` and ``maximum``, so the embedded model could
+    write ``100.0`` for a confidence in ``[0, 1]``; with this rule it can only write values the
+    schema allows. Other bounds (negative, fractional, exclusive, very wide) return None: the
+    answer is then validated after decoding, as on any provider.
+    """
+    if not isinstance(schema, dict) or schema.get("type") not in ("number", "integer"):
+        return None
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if "exclusiveMinimum" in schema or "exclusiveMaximum" in schema:
+        return None
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or isinstance(low, bool):
+        return None
+    if isinstance(high, bool) or not float(low).is_integer() or not float(high).is_integer():
+        return None
+    lo, hi = int(low), int(high)
+    if lo < 0 or hi <= lo or hi - lo > _MAX_GRAMMAR_RANGE:
+        return None
+    if schema["type"] == "integer":
+        return "(" + " | ".join(f'"{i}"' for i in range(lo, hi + 1)) + ") space"
+    below = " | ".join(f'"{i}"' for i in range(lo, hi))
+    return f'((({below}) ("." [0-9] [0-9]? [0-9]? [0-9]?)?) | ("{hi}" (".0" "0"? "0"?)?)) space'
+
+
+def _has_range(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return _range_rule(schema) is not None or any(_has_range(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_has_range(v) for v in schema)
+    return False
+
+
+def bounded_grammar(schema: Any) -> Any:
+    """A llama.cpp grammar for ``schema`` that keeps bounded numbers in range, or None when none is bounded."""
+    if not _has_range(schema):
+        return None
+    from llama_cpp import llama_grammar
+
+    class _Converter(llama_grammar.SchemaConverter):  # type: ignore[misc]
+        def visit(self, schema: Any, name: str) -> Any:
+            rule = _range_rule(schema)
+            if rule is None:
+                return super().visit(schema, name)
+            rule_name = name + "-" if name in llama_grammar.RESERVED_NAMES else name or "root"
+            return self._add_rule(rule_name, rule)
+
+    converter = _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter.visit(converter.resolve_refs(schema, "schema"), "")
+    return llama_grammar.LlamaGrammar.from_string(converter.format_grammar(), verbose=False)
+
+
 def _response_format(value: Any) -> dict[str, Any] | None:
     """Translate an OpenAI ``response_format`` into llama-cpp-python's form."""
     if not value:
@@ -203,7 +260,10 @@ class LocalLM(LM):
         kwargs: dict[str, Any] = {key: settings[key] for key in _PASSED if key in settings}
         kwargs.update(settings.get("extra") or {})
         fmt = _response_format(settings.get("response_format"))
-        if fmt is not None:
+        grammar = bounded_grammar(fmt.get("schema")) if fmt is not None else None
+        if grammar is not None:  # the schema with its number bounds kept (llama.cpp's converter drops them)
+            kwargs["grammar"] = grammar
+        elif fmt is not None:
             kwargs["response_format"] = fmt
         logprobs = settings.get("logprobs", "top_logprobs" in settings)
         if logprobs is not False:  # True, or an int: how many alternatives per token (as OpenAI's API)

@@ -12,8 +12,17 @@ from typing import Any
 
 from .. import settings as _settings
 from ..adapters import Adapter, adapter_for
-from ..errors import ConfigurationError, LoadError, SignatureError, VariableError
-from ..lm import LM, Usage, check_settings, estimate_message_tokens, estimate_tokens, merge_settings, track_usage
+from ..errors import AdapterParseError, ConfigurationError, LoadError, SignatureError, ValidationError, VariableError
+from ..lm import (
+    LM,
+    LMResponse,
+    Usage,
+    check_settings,
+    estimate_message_tokens,
+    estimate_tokens,
+    merge_settings,
+    track_usage,
+)
 from ..runtime import current_context, run_scope, run_sync
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values, to_jsonable
 from ..variables import Variable
@@ -97,6 +106,16 @@ def placeholder_outputs(signature: type[Signature]) -> dict[str, Any]:
         else:
             values[name] = None
     return values
+
+
+def _correction(exc: ValidationError | AdapterParseError) -> str:
+    """What a re-ask tells the LM about its answer that failed the schema."""
+    if isinstance(exc, AdapterParseError):
+        return f"the answer could not be read: {exc.reason}."
+    if exc.field is None:
+        return f"the answer breaks a rule of {exc.schema}: {exc.rule}."
+    value = exc.value if isinstance(exc.value, str) else json.dumps(to_jsonable(exc.value), default=str)
+    return f"the value of `{exc.field}` was {value}, which is invalid: {exc.rule}."
 
 
 class Predict(Module):
@@ -341,10 +360,10 @@ class Predict(Module):
             usage = Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1).as_dict()
             cached = False
         else:
-            outputs, response, messages = await adapter.acall(
-                model, self.signature, use_demos, values, dict(settings), feedback=feedback
+            outputs, response, messages, usage = await self._generate(
+                model, adapter, use_demos, values, dict(settings), feedback
             )
-            text, usage, cached = response.text, response.usage.as_dict(), response.cached
+            text, cached = response.text, response.cached
         prediction = Prediction.from_completions(outputs, usage)
         if run is not None:
             run.last_call = _assertions.LastCall(self, text, prediction)
@@ -368,6 +387,64 @@ class Predict(Module):
             if len(entries) > current.max_trace_size:
                 del entries[: len(entries) - current.max_trace_size]
         return prediction
+
+    async def _generate(
+        self,
+        model: LM,
+        adapter: Adapter,
+        demos: Sequence[Any],
+        values: dict[str, Any],
+        settings: dict[str, Any],
+        feedback: Sequence[tuple[str, str]],
+    ) -> tuple[list[dict[str, Any]], LMResponse, list[dict[str, Any]], dict[str, Any]]:
+        """Ask the LM; an answer that fails the schema is asked again with the error as feedback.
+
+        At most ``output_retries`` (a setting, default 2) re-asks, as Instructor re-asks on
+        Pydantic errors; each is an LM call, so it counts in usage and call budgets. The
+        returned usage is that of every attempt. After the last, the error is raised with the
+        number of attempts and what to do. Values are never clamped or coerced into range.
+        """
+        retries = _settings.current().output_retries
+        asked = list(feedback)
+        failures = 0
+        with track_usage() as spent:
+            while True:
+                try:
+                    outputs, response, messages = await adapter.acall(
+                        model, self.signature, demos, values, dict(settings), feedback=asked
+                    )
+                except (ValidationError, AdapterParseError) as exc:
+                    if exc.completion is None:  # not an answer the LM gave: nothing to correct
+                        raise
+                    failures += 1
+                    if failures > retries:
+                        raise self._gave_up(exc, failures, retries) from exc
+                    asked.append((exc.completion, _correction(exc)))
+                    continue
+                break
+        usage = spent.as_dict() if failures else response.usage.as_dict()
+        return outputs, response, messages, usage
+
+    def _gave_up(self, exc: ValidationError | AdapterParseError, attempts: int, retries: int) -> Exception:
+        """The error raised when every answer failed the schema: the last failure, with what to do."""
+        tried = (
+            f"The LM gave {attempts} answer(s), re-asked {retries} time(s) with the error as feedback "
+            "(setting output_retries)"
+            if retries
+            else "The LM was not re-asked (output_retries=0)"
+        )
+        what = (
+            "What to do: state the rule in the field's description (OutputField(desc=...)), show demos with "
+            "valid values, use a stronger LM, or raise output_retries"
+        )
+        error: ValidationError | AdapterParseError
+        if isinstance(exc, ValidationError):
+            error = ValidationError(exc.schema, exc.field, exc.value, exc.rule, hint=f"{tried}. {what}.")
+        else:
+            error = AdapterParseError(exc.adapter, exc.signature, exc.completion, exc.reason, hint=f"{tried}. {what}.")
+        error.completion = exc.completion
+        error.attempts = attempts
+        return error
 
     def _probe(
         self,
