@@ -84,8 +84,15 @@ def test_tampered_rows_never_execute_code(store, tmp_path):
         store.load("p")
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE em_programs SET class_path = 'os:system'"))
-    with pytest.raises(LoadError, match="never imports"):
+        conn.execute(sa.text("UPDATE em_program_versions SET class_path = 'os:system'"))
+    with pytest.raises(LoadError, match="not a program class"):
         store.load("p")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE em_program_versions SET class_path = 'elixirml_no_such_module:X'"))
+    with pytest.raises(LoadError, match="Cannot import module 'elixirml_no_such_module'"):
+        store.load("p")
+    with pytest.raises(LoadError, match="never imports"):
+        store.load("p", import_code=False)
     assert not marker.exists()
 
 
@@ -149,3 +156,101 @@ def test_evaluate_and_optimizers_write_to_the_configured_store(tmp_path):
     assert [t["number"] for t in detail["trial_list"]] == [0, 1]
     assert store.load("counter").signature.signature == "question: str -> answer: str"
     store.close()
+
+
+def test_each_version_loads_as_the_class_it_was_saved_from(store):
+    store.save(Pipeline(), "qa")  # a custom program first, then built-in modules under the same name
+    store.save(em.ChainOfThought("question -> answer"), "qa")
+    store.save(em.Predict("question -> answer"), "qa")
+    assert type(store.load("qa", version=1)) is Pipeline
+    assert type(store.load("qa", version=2)) is em.ChainOfThought
+    assert type(store.load("qa", version=3)) is em.Predict
+    assert [v["class_path"].rpartition(":")[2] for v in store.versions("qa")] == [
+        "Pipeline",
+        "ChainOfThought",
+        "Predict",
+    ]
+    assert store.get_version("qa", 2)["class_path"].endswith(":ChainOfThought")
+    changes = store.diff("qa", 2, 3)
+    assert changes["class"]["from"].endswith(":ChainOfThought") and changes["class"]["to"].endswith(":Predict")
+    entry = changes["predictors"]["self"]
+    assert entry["type"] == {"from": "ChainOfThought", "to": "Predict"}
+    assert entry["signature"] == {
+        "from": "question: str -> reasoning: str, answer: str",
+        "to": "question: str -> answer: str",
+    }
+    assert store.diff("qa", 3, 3) == {"class": None, "configuration": {}, "predictors": {}}
+
+
+def _today_schema_store(url: str) -> None:
+    """A store as the schema before 0007 wrote it: the class only on the program row."""
+    from elixirml.store import ResourceStore, content_hash, state_hash
+
+    old = ResourceStore(url, migrate=False)
+    old.upgrade("0006")
+    state = em.ChainOfThought("question -> answer").dump_state()
+    with old.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO em_programs (id, name, signature_summary, class_path, created_at) "
+                "VALUES (1, 'qa', 'self: question -> answer', 'elixirml.program._predict:ChainOfThought', "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        for digest, content in ((state_hash(state), state), (state_hash({}), {})):
+            conn.execute(
+                sa.text("INSERT INTO em_state_blobs (hash, state) VALUES (:h, :s)"),
+                {"h": digest, "s": json.dumps(content)},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO em_program_versions (program_id, number, state_hash, configuration_hash, tags, message, "
+                "content_hash, created_at) VALUES (1, 1, :s, :c, '[]', '', :w, CURRENT_TIMESTAMP)"
+            ),
+            {"s": state_hash(state), "c": state_hash({}), "w": content_hash(state, {})},
+        )
+    old.close()
+
+
+def test_a_store_of_the_previous_schema_keeps_loading_after_the_class_migration(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _today_schema_store(url)
+    store = em.Store(url)  # upgrades to 0007
+    assert type(store.load("qa", version=1)) is em.ChainOfThought
+    assert store.versions("qa")[0]["class_path"] == "elixirml.program._predict:ChainOfThought"
+    store.save(em.Predict("question -> answer"), "qa")
+    assert type(store.load("qa", version=1)) is em.ChainOfThought and type(store.load("qa")) is em.Predict
+    store.downgrade("0006")  # and back: the old schema still holds its rows
+    with store.engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM em_program_versions")).scalar() == 2
+    store.close()
+
+
+def test_the_cli_and_console_show_each_versions_class(tmp_path):
+    pytest.importorskip("fastapi", reason="the console needs the 'serve' extra")
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from elixirml.cli import app
+    from elixirml.console import create_console_app
+
+    url = f"sqlite:///{tmp_path / 'both.db'}"
+    store = em.Store(url)
+    store.save(em.ChainOfThought("question -> answer"), "qa")
+    store.save(em.Predict("question -> answer"), "qa")
+    store.close()
+    diff = CliRunner().invoke(app, ["--store", url, "programs", "diff", "qa", "1", "2"])
+    assert diff.exit_code == 0, diff.output
+    assert "no differences" not in diff.output
+    assert "class: elixirml.program._predict:ChainOfThought -> elixirml.program._predict:Predict" in diff.output
+    assert "self.type: 'ChainOfThought' -> 'Predict'" in diff.output
+    shown = CliRunner().invoke(app, ["--store", url, "programs", "show", "qa", "--version", "1"])
+    assert "class elixirml.program._predict:ChainOfThought" in shown.output
+    with TestClient(create_console_app(url)) as c:
+        page = c.get("/catalog/qa/diff", params={"a": 1, "b": 2}).text
+        assert "are of the same class" not in page
+        assert "elixirml.program._predict:ChainOfThought</code> → <code>elixirml.program._predict:Predict" in page
+        listing = c.get("/catalog/qa").text
+        assert ">ChainOfThought</td>" in listing and ">Predict</td>" in listing
+        version = c.get("/catalog/qa/versions/1").text
+        assert "elixirml.program._predict:ChainOfThought" in version

@@ -8,9 +8,7 @@ reference, bad data, bad option). Errors print one line without a traceback unle
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -83,15 +81,9 @@ def load_program(reference: str) -> Any:
     """A program from ``path.py:Name`` (a class, built without arguments, or an instance) or a stored name."""
     path, sep, name = reference.rpartition(":")
     if sep and path.endswith(".py"):
-        file = Path(path)
-        if not file.is_file():
-            raise errors.LoadError(f"No such file: {path}")
-        spec = importlib.util.spec_from_file_location(f"elixirml_user_{file.stem}", file)
-        if spec is None or spec.loader is None:
-            raise errors.LoadError(f"Cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
+        from ..program import import_source_file
+
+        module = import_source_file(path)  # its `if __name__ == "__main__":` block does not run
         target = getattr(module, name, None)
         if target is None:
             raise errors.LoadError(f"{path} has no {name!r}")
@@ -292,6 +284,7 @@ def programs_show(
         typer.echo(
             f"{info['name']} v{info['number']} (parent v{info['parent']}) {info['created_at']} tags {info['tags']}"
         )
+        typer.echo(f"class {info['class_path']}" + (f" from {info['class_file']}" if info.get("class_file") else ""))
         typer.echo(
             json.dumps(
                 {
@@ -315,8 +308,10 @@ def programs_diff(
     """What changed between two versions."""
     try:
         changes = _open_store().diff(name, a, b)
-        if not changes["configuration"] and not changes["predictors"]:
+        if not changes["class"] and not changes["configuration"] and not changes["predictors"]:
             typer.echo("no differences")
+        if changes["class"]:
+            typer.echo(f"class: {changes['class']['from']} -> {changes['class']['to']}")
         for key, change in changes["configuration"].items():
             typer.echo(f"{key}: {change['from']!r} -> {change['to']!r}")
         for predictor, entry in changes["predictors"].items():

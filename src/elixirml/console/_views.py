@@ -88,9 +88,12 @@ def version_diff(left: Mapping[str, Any], right: Mapping[str, Any], changes: Map
         b_instr = (before.get("signature") or {}).get("instructions")
         a_instr = (after.get("signature") or {}).get("instructions")
         b_demos, a_demos = before.get("demos") or [], after.get("demos") or []
+        entry = changes["predictors"].get(name, {})
         predictors.append(
             {
                 "name": name,
+                "type": entry.get("type"),
+                "signature": entry.get("signature"),
                 "instructions_changed": b_instr != a_instr,
                 "instructions_from": b_instr or "",
                 "instructions_to": a_instr or "",
@@ -110,10 +113,16 @@ def version_diff(left: Mapping[str, Any], right: Mapping[str, Any], changes: Map
                 ),
             }
         )
-    same = not variables and not any(
-        p["instructions_changed"] or p["demos_changed"] or p["decoding"] or p["config"] for p in predictors
+    same = (
+        not changes.get("class")
+        and not variables
+        and not any(
+            p[key]
+            for p in predictors
+            for key in ("type", "signature", "instructions_changed", "demos_changed", "decoding", "config")
+        )
     )
-    return {"variables": variables, "predictors": predictors, "same": same}
+    return {"class": changes.get("class"), "variables": variables, "predictors": predictors, "same": same}
 
 
 # ---------------------------------------------------------------------- runs

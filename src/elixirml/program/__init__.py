@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 from .._lazy import lazy_getattr
 from ._assertions import assert_output, suggest_output
+from ._code import class_allowed, class_origin, file_module_name, import_source_file, resolve_class
 from ._composite import BestOfN, MultiChainComparison, Parallel, Refine
 from ._events import FieldChunk, StatusEvent, streamify
 from ._module import Module, build_program, class_path, load, refuse_unsafe_lm_state
@@ -26,6 +27,11 @@ __getattr__ = lazy_getattr(__name__, dict.fromkeys(("Store", "configured_store")
 __all__ = [
     "Store",
     "configured_store",
+    "class_allowed",
+    "class_origin",
+    "file_module_name",
+    "import_source_file",
+    "resolve_class",
     "inspect_trace",
     "tool",
     "ToolError",

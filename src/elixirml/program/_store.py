@@ -6,8 +6,10 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from ..errors import LoadError
 from ..store import ResourceStore
-from ._module import Module, build_program, class_path
+from ._code import class_origin, resolve_class
+from ._module import Module, build_program
 from ._serialize import configuration_to_json
 
 
@@ -42,15 +44,23 @@ class Store(ResourceStore):
         """Save ``program`` as the next version of ``name``; returns the version's description.
 
         The version chains to ``parent`` (the latest version by default), and its configuration
-        is validated against the program's variable space.
+        is validated against the program's variable space. It records the program's class and
+        where it came from (its module, or its source file for a class of a script or of a
+        file given to the CLI), so :meth:`load` finds it in a new process.
+
+        Raises:
+            ConfigurationError: no other process could find the program's class (defined inside a
+                function or in an interactive session); the message names the class and the fix.
         """
+        cls_path, cls_file = class_origin(type(program))
         summary = "; ".join(f"{n}: {p.signature.signature}" for n, p in program.named_predictors())
         info = self.add_version(
             name,
             program.dump_state(),
             configuration=configuration_to_json(program.configuration()),
             space=space_json(program),
-            class_path=class_path(type(program)),
+            class_path=cls_path,
+            class_file=cls_file,
             signature_summary=summary,
             tags=tags,
             message=message,
@@ -59,9 +69,31 @@ class Store(ResourceStore):
         program.__dict__["_elixirml_stored"] = (info["name"], info["number"])  # named so in telemetry
         return info
 
-    def load(self, name: str, version: int | str = "latest", *, cls: type[Module] | None = None) -> Module:
-        """Build the stored program (JSON only; no code from the database is ever run)."""
+    def load(
+        self, name: str, version: int | str = "latest", *, cls: type[Module] | None = None, import_code: bool = True
+    ) -> Module:
+        """Build a stored version as the class it was saved from.
+
+        The state is JSON and is never executed. The class is found as it was recorded at save
+        time: already imported, else its module is imported (or, for a class of a script or of a
+        file given to the CLI, that source file, with its ``__main__`` block not run).
+
+        Args:
+            name: the program name.
+            version: ``"latest"``, a version number, or ``"#<id>"``.
+            cls: build this class instead of the recorded one.
+            import_code: False: import nothing; the recorded class must already be imported.
+
+        Raises:
+            LoadError: no such version, the class cannot be found (the message says why), or the
+                state does not fit it.
+        """
         info = self.get_version(name, version)
+        if cls is None:
+            found = resolve_class(info["class_path"], info.get("class_file"), may_import=lambda: import_code)
+            if found is not None and not (isinstance(found, type) and issubclass(found, Module)):
+                raise LoadError(f"{info['class_path']!r} names {found!r}, which is not an ElixirML Module")
+            cls = found
         program = build_program({"class": info["class_path"], "state": info["state"]}, cls)
         program.__dict__["_elixirml_stored"] = (info["name"], info["number"])  # named so in telemetry
         return program

@@ -26,7 +26,7 @@ class Base(DeclarativeBase):
 
 
 class ProgramRecord(Base):
-    """A named program; its versions hold the saved states."""
+    """A named program; its versions hold the saved states (``class_path``: the class of the newest save)."""
 
     __tablename__ = "em_programs"
 
@@ -57,6 +57,8 @@ class ProgramVersion(Base):
     The state and the configuration (which holds the demos, so it is as large) live in
     :class:`StateBlob` under ``state_hash`` and ``configuration_hash``: identical content is
     stored once. ``state`` and ``configuration`` are only filled in rows written before 0003.
+    ``class_path`` (``"module:QualName"``) and ``class_file`` (its source file, where it has
+    one) say which class the version was saved from (from 0007; older rows got the program's).
     """
 
     __tablename__ = "em_program_versions"
@@ -73,6 +75,8 @@ class ProgramVersion(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("em_program_versions.id"), nullable=True)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    class_path: Mapped[str] = mapped_column(String(400), default="")
+    class_file: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     program: Mapped[ProgramRecord] = relationship(back_populates="versions")

@@ -111,6 +111,18 @@ def state_hash(state: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _field_summary(signature: Any) -> str | None:
+    """``"question: str -> reasoning: str, answer: str"`` of a stored signature (None without one)."""
+    if not isinstance(signature, dict):
+        return None
+    fields = [f for f in signature.get("fields") or [] if isinstance(f, dict)]
+
+    def side(kind: str) -> str:
+        return ", ".join(f"{f.get('name')}: {f.get('type')}" for f in fields if f.get("kind") == kind)
+
+    return f"{side('input')} -> {side('output')}"
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -269,6 +281,7 @@ class ResourceStore:
         configuration: dict[str, Any] | None = None,
         space: dict[str, Any] | None = None,
         class_path: str = "",
+        class_file: str | None = None,
         signature_summary: str = "",
         tags: list[str] | None = None,
         message: str = "",
@@ -276,6 +289,8 @@ class ResourceStore:
     ) -> dict[str, Any]:
         """Save a new version of program ``name`` and return its description.
 
+        ``class_path`` (``"module:QualName"``) and ``class_file`` (its source file) are kept
+        with the version: each version loads as the class it was saved from.
         ``parent`` is ``"latest"`` (chain to the newest version), a version number, or None.
         Version numbers are allocated safely when several processes save at once; the state
         is stored once per distinct content.
@@ -303,6 +318,7 @@ class ResourceStore:
                     configuration=configuration,
                     space=space,
                     class_path=class_path,
+                    class_file=class_file,
                     signature_summary=signature_summary,
                     tags=tags,
                     message=message,
@@ -324,6 +340,7 @@ class ResourceStore:
         configuration: dict[str, Any],
         space: dict[str, Any] | None,
         class_path: str,
+        class_file: str | None,
         signature_summary: str,
         tags: list[str] | None,
         message: str,
@@ -362,6 +379,8 @@ class ResourceStore:
             message=message,
             parent=parent_version,
             content_hash=whole,
+            class_path=class_path,
+            class_file=class_file,
         )
         if class_path:
             program.class_path = class_path
@@ -397,7 +416,8 @@ class ResourceStore:
             "tags": list(version.tags or []),
             "message": version.message,
             "created_at": version.created_at.isoformat() if version.created_at else None,
-            "class_path": version.program.class_path,
+            "class_path": version.class_path or version.program.class_path,
+            "class_file": version.class_file,
         }
         if with_state:
             from ._models import StateBlob
@@ -495,9 +515,17 @@ class ResourceStore:
             return [self._version_info(v) for v in program.versions]
 
     def diff(self, name: str, a: int | str, b: int | str) -> dict[str, Any]:
-        """What changed between two versions: configuration values and predictor state."""
+        """What changed between two versions: class, configuration values and predictor state.
+
+        Returns ``{"class": {"from", "to"} or None, "configuration": {key: {"from", "to"}},
+        "predictors": {name: {what: {"from", "to"}}}}``; a predictor's ``what`` is ``type``,
+        ``signature`` (its fields), ``instructions``, ``demos`` (counts), ``decoding`` or
+        ``config``, and a predictor only one version has shows as ``present``.
+        """
         left, right = self.get_version(name, a), self.get_version(name, b)
-        changes: dict[str, Any] = {"configuration": {}, "predictors": {}}
+        changes: dict[str, Any] = {"class": None, "configuration": {}, "predictors": {}}
+        if left["class_path"] != right["class_path"]:
+            changes["class"] = {"from": left["class_path"], "to": right["class_path"]}
         for key in sorted(set(left["configuration"]) | set(right["configuration"])):
             before, after = left["configuration"].get(key), right["configuration"].get(key)
             if before != after:
@@ -506,7 +534,15 @@ class ResourceStore:
         rp = right["state"].get("predictors", {"self": right["state"]})
         for key in sorted(set(lp) | set(rp)):
             before, after = lp.get(key) or {}, rp.get(key) or {}
-            entry = {}
+            entry: dict[str, dict[str, Any]] = {}
+            if (key in lp) != (key in rp):
+                entry["present"] = {"from": key in lp, "to": key in rp}
+            if before.get("type") != after.get("type"):
+                entry["type"] = {"from": before.get("type"), "to": after.get("type")}
+            b_fields = _field_summary(before.get("signature"))
+            a_fields = _field_summary(after.get("signature"))
+            if b_fields != a_fields:
+                entry["signature"] = {"from": b_fields, "to": a_fields}
             b_instr = (before.get("signature") or {}).get("instructions")
             a_instr = (after.get("signature") or {}).get("instructions")
             if b_instr != a_instr:
@@ -515,6 +551,8 @@ class ResourceStore:
                 entry["demos"] = {"from": len(before.get("demos", [])), "to": len(after.get("demos", []))}
             if before.get("decoding") != after.get("decoding"):
                 entry["decoding"] = {"from": before.get("decoding"), "to": after.get("decoding")}
+            if (before.get("config") or {}) != (after.get("config") or {}):
+                entry["config"] = {"from": before.get("config") or {}, "to": after.get("config") or {}}
             if entry:
                 changes["predictors"][key] = entry
         return changes
