@@ -246,7 +246,7 @@ def test_the_cli_and_console_show_each_versions_class(tmp_path):
     assert "self.type: 'ChainOfThought' -> 'Predict'" in diff.output
     shown = CliRunner().invoke(app, ["--store", url, "programs", "show", "qa", "--version", "1"])
     assert "class elixirml.program._predict:ChainOfThought" in shown.output
-    with TestClient(create_console_app(url)) as c:
+    with TestClient(create_console_app(url), base_url="http://localhost") as c:
         page = c.get("/catalog/qa/diff", params={"a": 1, "b": 2}).text
         assert "are of the same class" not in page
         assert "elixirml.program._predict:ChainOfThought</code> → <code>elixirml.program._predict:Predict" in page
