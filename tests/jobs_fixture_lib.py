@@ -66,3 +66,18 @@ class CrashOnce(Doubler):
             open(marker, "w").close()
             raise WorkerCrash("crashed on item 3")
         return super().forward(question)
+
+
+def proposer_lm():
+    """A named job LM (JobManager(lms={"proposer": ...})): proposes the careful instruction; counts its calls."""
+    calls_file = os.environ.get("JOBS_TEST_PROPOSER_FILE")
+
+    def answer(messages, settings):
+        if calls_file:
+            with open(calls_file, "a") as f:
+                f.write("proposed\n")
+        if "Summarize what these examples" in messages[0]["content"]:
+            return {"summary": "Questions asking to double a number."}
+        return {"proposed_instruction": "Double the number in the question, carefully."}
+
+    return em.FunctionLM(answer, cache=False)

@@ -337,3 +337,97 @@ def test_a_restarted_job_of_an_optimizer_that_cannot_resume_starts_a_new_run(sto
     assert outcome["run_id"] == f"job-{job['id']}-2"  # LabeledFewShot keeps no state to resume: a new run
     assert store.run(f"job-{job['id']}-2")["status"] == "finished"
     assert store.run(f"job-{job['id']}")["status"] == "interrupted"
+
+
+def test_a_job_names_only_what_the_server_has_and_every_field_is_checked_before_recording(store):
+    """Issue 34 items 1 and 9: no setting makes the server connect anywhere; bad fields are 400s naming them."""
+    fastapi = pytest.importorskip("fastapi")
+    import socket
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    port, connections, done = listener.getsockname()[1], [], threading.Event()
+
+    def accept():
+        while not done.is_set():
+            try:
+                connections.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    watcher = threading.Thread(target=accept, daemon=True)
+    watcher.start()
+    manager = manager_for(store, lms={"proposer": "jobs_fixture_lib:proposer_lm"})
+    app = fastapi.FastAPI()
+    app.include_router(jobs_router(manager))
+    optimize = {"kind": "optimize", "program": "doubler", "rows": rows(), **METRIC, "optimizer": "mipro"}
+    evaluate = {"kind": "evaluate", "program": "doubler", "rows": rows(), **METRIC}
+    cases = [
+        ({**optimize, "settings": {"storage": f"postgresql+psycopg://127.0.0.1:{port}/x"}}, "settings.storage"),
+        ({**optimize, "settings": {"storage": f"sqlite:///{store.url}-other.db"}}, "settings.storage"),
+        ({**optimize, "settings": {"executor": "ray"}}, "settings.executor"),
+        ({**optimize, "settings": {"n_workers": 4}}, "settings.n_workers"),
+        ({**optimize, "settings": {"teacher": {"class": "os:system"}}}, "settings.teacher"),
+        ({**optimize, "settings": {"proposer_lm": "boom"}}, "settings.proposer_lm"),
+        ({**optimize, "settings": {"proposer_lm": f"openai/x@127.0.0.1:{port}"}}, "settings.proposer_lm"),
+        ({**optimize, "settings": {"num_trials": "8"}}, "settings.num_trials"),
+        ({**optimize, "settings": {"num_trials": 10**30}}, "settings.num_trials"),
+        ({**optimize, "settings": {"auto": "extreme"}}, "settings.auto"),
+        ({**optimize, "settings": {"display_progress": "yes"}}, "settings.display_progress"),
+        ({**optimize, "settings": {"max_lm_calls": -5}}, "settings.max_lm_calls"),
+        ({**optimize, "options": {"timeout": "abc"}}, "options.timeout"),
+        ({**optimize, "options": {"max_lm_calls": -5}}, "options.max_lm_calls"),
+        ({**optimize, "options": {"max_lm_calls": True}}, "options.max_lm_calls"),
+        ({**optimize, "options": {"max_cost": 0}}, "options.max_cost"),
+        ({**optimize, "settings": {"seed": 10**400}}, "settings.seed"),
+        ({**optimize, "options": {"storage": "sqlite:///x.db"}}, "options.storage"),
+        ({**optimize, "optimizer": "labeled", "options": {"num_trials": 3}}, "options.num_trials"),
+        ({**optimize, "optimizer": "labeled", "settings": {"k": -1}}, "settings.k"),
+        ({**evaluate, "settings": {"seed": 1}}, "settings"),
+        ({**evaluate, "program": "doubler@99999999999999999999999"}, "program"),
+        ({**evaluate, "program": "doubler@2147483648"}, "program"),
+        ({**evaluate, "program": "doubler@\u0661"}, "name@N"),  # an Arabic-Indic digit is not a version number
+    ]
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            client.portal.call(manager.start)
+            for body, field in cases:
+                answer = client.post("/jobs", json=body)
+                assert answer.status_code == 400, (body, answer.status_code, answer.text)
+                assert field in answer.json()["detail"], (field, answer.json())
+            huge = client.post("/jobs", json={**evaluate, "limit": 10**30})
+            assert huge.status_code == 422 and "limit" in huge.text
+            assert store.jobs() == []  # nothing was recorded
+            client.portal.call(manager.stop)
+    finally:
+        done.set()
+        watcher.join(5)
+        listener.close()
+    assert connections == []  # the server never opened a connection a client named
+
+
+def test_an_optimization_uses_the_server_lm_a_job_names(store, tmp_path, monkeypatch):
+    proposed = tmp_path / "proposed.txt"
+    env = worker_env(JOBS_TEST_PROPOSER_FILE=str(proposed))
+
+    async def main():
+        lms = {"proposer": "jobs_fixture_lib:proposer_lm"}
+        async with manager_for(store, lms=lms, worker_env=env) as manager:
+            request = {
+                "kind": "optimize",
+                "program": "doubler@1",
+                "rows": rows(),
+                **METRIC,
+                "optimizer": "mipro",
+                "settings": {"proposer_lm": "proposer", "num_trials": 2, "num_candidates": 2},
+            }
+            return await manager.wait((await manager.submit(request))["id"], 90)
+
+    final = run(main(), timeout=120)
+    assert final["state"] == "succeeded", final["error"]
+    assert proposed.read_text().splitlines()  # the named LM, built in the worker from the server's own list

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 try:
@@ -126,6 +126,7 @@ def create_app(
     tracer_provider: Any = None,
     jobs: bool = True,
     jobs_lm: str | None = None,
+    job_lms: Mapping[str, str] | None = None,
     console: bool | None = None,
 ) -> FastAPI:
     """Build the ASGI app that serves stored programs.
@@ -146,6 +147,8 @@ def create_app(
             the job manager starts and stops with the app, resuming interrupted jobs.
         jobs_lm: the LM of optimization jobs, which run in worker processes: a model name or
             ``"pkg.module:factory"`` (default: the LM the worker's configuration names).
+        job_lms: the LMs a job may name, ``{name: model}`` (``"proposer_lm": "name"``); a job names
+            no other LM, store, file or module than the server's.
         console: mount the web console at ``/``. Default: when the server has no tokens. The
             console has no login, so asking for it on a server with tokens is refused.
 
@@ -176,7 +179,9 @@ def create_app(
     state.tracer_provider = tracer_provider
     _load_programs(state, programs)
 
-    manager = JobManager(store, lm=jobs_lm, evaluation_lm=lm, allow_modules=allow_modules) if jobs else None
+    manager = (
+        JobManager(store, lm=jobs_lm, evaluation_lm=lm, allow_modules=allow_modules, lms=job_lms) if jobs else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import math
 import os
@@ -32,6 +33,7 @@ from ..program import Module, Store
 from ..runtime import Callback, Supervisor
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
+MAX_INT = 2**31 - 1  # the largest number a job may give (a version, a limit, a budget): a database INTEGER
 _PROGRESS_EVERY = 0.5  # seconds between progress writes of an evaluation
 
 
@@ -63,19 +65,19 @@ class JobRequest(BaseModel):
 
     kind: Literal["evaluate", "optimize"]
     program: str = Field(min_length=1, max_length=220)
-    dataset: str | None = None
+    dataset: str | None = Field(default=None, min_length=1, max_length=1000)
     rows: list[dict[str, Any]] | None = Field(default=None, min_length=1)
-    inputs: list[str] | None = None
-    limit: int | None = Field(default=None, ge=1)
-    valset: str | None = None
+    inputs: list[str] | None = Field(default=None, max_length=100)
+    limit: int | None = Field(default=None, ge=1, le=MAX_INT)
+    valset: str | None = Field(default=None, min_length=1, max_length=1000)
     valrows: list[dict[str, Any]] | None = Field(default=None, min_length=1)
-    metric: str = "exact_match"
-    field: str | None = None
-    pred_field: str | None = None
-    optimizer: str = "mipro"
+    metric: str = Field(default="exact_match", min_length=1, max_length=100)
+    field: str | None = Field(default=None, min_length=1, max_length=200)
+    pred_field: str | None = Field(default=None, min_length=1, max_length=200)
+    optimizer: str = Field(default="mipro", min_length=1, max_length=100)
     settings: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
-    save_as: str | None = None
+    save_as: str | None = Field(default=None, min_length=1, max_length=200)
     concurrency: int = Field(default=8, ge=1, le=256)
 
 
@@ -88,9 +90,133 @@ def parse_program_reference(reference: str) -> tuple[str, int | str]:
     name, sep, version = reference.rpartition("@")
     if not sep:
         return reference, "latest"
-    if not name or not version.isdigit():
+    if not name or not version.isascii() or not version.isdigit():
         raise ConfigurationError(f"A program reference is 'name' or 'name@N' (N a version number), got {reference!r}")
+    if len(version) > 10 or int(version) > MAX_INT:
+        raise ConfigurationError(f"program: version {version} of {name!r} is out of range (at most {MAX_INT})")
     return name, int(version)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    """What one optimizer setting or option of a job may be: its type and, for numbers, its range."""
+
+    kind: Literal["int", "float", "bool", "choice", "lm"]
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    def check(self, where: str, value: Any, lms: Sequence[str]) -> None:
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigurationError(f"{where} must be true or false, got {value!r}")
+            return
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ConfigurationError(f"{where} must be one of {list(self.choices)}, got {value!r}")
+            return
+        if self.kind == "lm":
+            if not isinstance(value, str) or value not in lms:
+                named = f"one of the server's job LMs {sorted(lms)}" if lms else "nothing: this server names no job LMs"
+                raise ConfigurationError(
+                    f"{where} names an LM of the server by name, which may be {named}, got {value!r} "
+                    "(the operator names them with JobManager(lms={{name: model}}))"
+                )
+            return
+        number_types: tuple[type, ...] = (int,) if self.kind == "int" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, number_types):
+            wanted = "an integer" if self.kind == "int" else "a number"
+            raise ConfigurationError(f"{where} must be {wanted}, got {value!r}")
+        low = -math.inf if self.low is None else self.low
+        high = math.inf if self.high is None else self.high
+        number: Any = value  # an int of any size compares exactly; NaN and infinities are out of every range
+        if (isinstance(number, float) and not math.isfinite(number)) or not low <= number <= high:
+            raise ConfigurationError(f"{where} must be between {low:g} and {high:g}, got {value!r}")
+
+
+def _int(low: int, high: int = MAX_INT) -> _Rule:
+    return _Rule("int", low, high)
+
+
+_DEMOS = {"max_bootstrapped_demos": _int(0, 64), "max_labeled_demos": _int(0, 256)}
+#: Budgets: what ``options`` (and ``settings``) of any optimizer may give.
+_BUDGETS: dict[str, _Rule] = {
+    "max_lm_calls": _int(1),
+    "max_metric_calls": _int(1),
+    "max_cost": _Rule("float", 1e-6, 1e6),
+    "max_trials": _int(1),
+    "timeout": _Rule("float", 0.001, 30 * 86400),
+}
+#: Constructor settings every optimizer takes (``n_workers`` and ``executor`` are not among them: a job
+#: cannot make the server start or reach a cluster).
+_COMMON: dict[str, _Rule] = {
+    **_BUDGETS,
+    "seed": _int(0),
+    "concurrency": _int(1, 256),
+    "num_threads": _int(1, 256),
+    "display_progress": _Rule("bool"),
+}
+#: Per optimizer, the constructor settings a job may give beyond the common ones. Settings that name
+#: something to connect to, open or import (MIPRO's ``storage``, a ``teacher`` program, an LM object)
+#: are left out; an LM is named by the server's name for it (``proposer_lm``).
+JOB_SETTINGS: dict[str, dict[str, _Rule]] = {
+    "labeled": {"k": _int(0, 256), "sample": _Rule("bool")},
+    "bootstrap": {**_DEMOS, "max_rounds": _int(1, 20), "metric_threshold": _Rule("float", -1e9, 1e9)},
+    "random": {**_DEMOS, "num_candidates": _int(1, 256), "search_variables": _Rule("bool")},
+    "mipro": {
+        **_DEMOS,
+        "auto": _Rule("choice", choices=("light", "medium", "heavy", None)),
+        "proposer_lm": _Rule("lm"),
+        "num_candidates": _int(1, 256),
+        "num_trials": _int(1, 100_000),
+        "minibatch_size": _int(1, 100_000),
+        "max_promotions": _int(0, 1000),
+    },
+    "variable": {
+        "n_trials": _int(1, 100_000),
+        "sampler": _Rule("choice", choices=("tpe", "nsga2")),
+        "instruction_candidates": _int(1, 256),
+        "proposer_lm": _Rule("lm"),
+    },
+}
+
+
+def check_optimizer_fields(
+    optimizer: str,
+    settings: Mapping[str, Any],
+    options: Mapping[str, Any],
+    run_options: Sequence[str],
+    lms: Sequence[str],
+) -> None:
+    """Check a job's optimizer ``settings`` and ``options`` against the allow-list of ``optimizer``.
+
+    Settings are the common ones (budgets, ``seed``, ``concurrency``, ``display_progress``) and the
+    optimizer's own (:data:`JOB_SETTINGS`; an extension's optimizer takes the common ones only);
+    options are budgets and those of the optimizer's ``run_options`` the allow-list knows.
+
+    Raises:
+        ConfigurationError: a field that is not allowed, or a value of the wrong type or out of range
+            (the message names the field, e.g. ``settings.storage``).
+    """
+    own = JOB_SETTINGS.get(optimizer, {})
+    allowed = {**_COMMON, **own}
+    for key, value in settings.items():
+        rule = allowed.get(key)
+        if rule is None:
+            raise ConfigurationError(
+                f"settings.{key} is not a setting a job may give the {optimizer!r} optimizer; "
+                f"allowed: {sorted(allowed)}"
+            )
+        rule.check(f"settings.{key}", value, lms)
+    allowed_options = {**_BUDGETS, **{k: own[k] for k in run_options if k in own}}
+    for key, value in options.items():
+        rule = allowed_options.get(key)
+        if rule is None:
+            raise ConfigurationError(
+                f"options.{key} is not an option a job may give the {optimizer!r} optimizer; "
+                f"allowed: {sorted(allowed_options)}"
+            )
+        rule.check(f"options.{key}", value, lms)
 
 
 def resolve_lm(spec: str) -> Any:
@@ -130,15 +256,17 @@ def load_program_class(class_path: str, allow_modules: Sequence[str]) -> None:
 
 
 def _examples(spec: Mapping[str, Any], reference: str | None, rows: list[Any] | None, data_dirs: Sequence[str]) -> Any:
-    from ..data import BUNDLED, load_examples, mark_inputs
+    from ..data import BUNDLED, gsm8k, load_examples, mark_inputs, sst2
 
     limit = spec.get("limit")
     if rows is not None:
         examples = mark_inputs(list(rows[:limit] if limit else rows), spec.get("inputs"))
     elif reference is None:
         return None
-    elif reference in BUNDLED or reference.partition(":")[0] in ("sst2", "gsm8k"):
-        examples = load_examples(reference, spec.get("inputs"), limit)
+    elif reference in BUNDLED:  # the package's own files, never a path of the same name
+        name, _, split = reference.partition(":")
+        data = sst2(limit=limit) if name == "sst2" else gsm8k(split or "train", limit=limit)
+        examples = mark_inputs(data.to_list(), spec.get("inputs"))
     else:
         examples = load_examples(str(_data_file(reference, data_dirs)), spec.get("inputs"), limit)
     if not examples:
@@ -176,19 +304,25 @@ class _Prepared:
         self.valset = _examples(spec, spec.get("valset"), spec.get("valrows"), data_dirs)
         self.metric = metric_by_name(spec.get("metric", "exact_match"), spec.get("field"), spec.get("pred_field"))
 
-    def optimizer(self, spec: Mapping[str, Any]) -> Any:
+    def optimizer(self, spec: Mapping[str, Any], lms: Mapping[str, str], *, build_lms: bool = False) -> Any:
+        """The job's optimizer, its settings and options checked against the allow-list first.
+
+        ``lms`` are the server's job LMs by name; ``build_lms`` (in a worker) replaces a setting
+        naming one (``proposer_lm``) by that LM.
+        """
         from ..optimize import optimizer_by_name
 
+        name = spec.get("optimizer", "mipro")
         settings = dict(spec.get("settings") or {})
-        settings.setdefault("display_progress", False)
-        optimizer = optimizer_by_name(spec.get("optimizer", "mipro"), self.metric, **settings)
         options = dict(spec.get("options") or {})
-        unknown = set(options) - set(optimizer.budget) - set(optimizer.run_options)
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s) {sorted(unknown)} for {optimizer.name}; budgets: {sorted(optimizer.budget)}"
-                + (f"; run options: {sorted(optimizer.run_options)}" if optimizer.run_options else "")
-            )
+        check_optimizer_fields(name, settings, {}, (), list(lms))
+        settings.setdefault("display_progress", False)
+        if build_lms:
+            for key, rule in JOB_SETTINGS.get(name, {}).items():
+                if rule.kind == "lm" and key in settings:
+                    settings[key] = resolve_lm(lms[settings[key]])
+        optimizer = optimizer_by_name(name, self.metric, **settings)
+        check_optimizer_fields(name, {}, options, optimizer.run_options, list(lms))
         return optimizer
 
 
@@ -222,7 +356,15 @@ class _TrialProgress(Callback):
         self.store.update_job(self.job_id, trials=self.trials, best_score=self.best, progress=progress)
 
 
-def run_optimization(store: Store, job_id: str, *, lm: str | None, allow_modules: Sequence[str]) -> dict[str, Any]:
+def run_optimization(
+    store: Store,
+    job_id: str,
+    *,
+    lm: str | None,
+    allow_modules: Sequence[str],
+    data_dirs: Sequence[str] = (),
+    lms: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) an optimization job to the end in this process; what a worker subprocess does.
 
     The optimization run's id is ``job-<id>``, so a restarted worker resumes the run (MIPRO from
@@ -233,8 +375,8 @@ def run_optimization(store: Store, job_id: str, *, lm: str | None, allow_modules
 
     job = begin_attempt(store, job_id)
     spec = job["spec"]
-    prepared = _Prepared(store, job, allow_modules, spec.get("data_dirs", []))
-    optimizer = prepared.optimizer(spec)
+    prepared = _Prepared(store, job, allow_modules, data_dirs)
+    optimizer = prepared.optimizer(spec, dict(lms or {}), build_lms=True)
     configure(store=store.url)
     if lm is not None:
         configure(lm=resolve_lm(lm))
@@ -282,6 +424,9 @@ class JobManager:
             (the server's ``--allow-module``); a class from elsewhere must already be loaded.
         data_dirs: folders whose files a job may name as its dataset (none by default:
             bundled sets and inline rows only).
+        lms: LMs a job may name by name, ``{name: model}`` with ``model`` as for ``lm``
+            (``{"proposer": "openai/gpt-4o"}`` lets a MIPRO job give ``"proposer_lm": "proposer"``);
+            a job names no other LM.
         max_restarts: restarts of a crashed worker allowed within ``window`` seconds.
         window: the restart intensity window in seconds.
         backoff: seconds before the first restart (doubling up to ``max_backoff``).
@@ -307,6 +452,7 @@ class JobManager:
         evaluation_lm: Any = None,
         allow_modules: Sequence[str] = (),
         data_dirs: Sequence[str | os.PathLike[str]] = (),
+        lms: Mapping[str, str] | None = None,
         max_restarts: int = 3,
         window: float = 60.0,
         backoff: float = 0.5,
@@ -323,6 +469,12 @@ class JobManager:
         self.evaluation_lm = evaluation_lm
         self.allow_modules = tuple(allow_modules)
         self.data_dirs = tuple(os.fspath(d) for d in data_dirs)
+        self.lms = dict(lms or {})
+        for name, model in self.lms.items():
+            if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+                raise ConfigurationError(f"JobManager(lms=...): LM names are letters, digits, - and _, got {name!r}")
+            if not isinstance(model, str):
+                raise ConfigurationError(f"JobManager(lms=...): the LM named {name!r} is a model name or 'pkg:factory'")
         self.python = python
         self.worker_env = dict(worker_env or {})
         self._limits = (max_restarts, window, backoff, max_backoff)
@@ -411,14 +563,17 @@ class JobManager:
             raise ConfigurationError("Give either dataset or rows, not both")
         if request.kind == "evaluate" and (request.valset is not None or request.valrows is not None):
             raise ConfigurationError("valset/valrows are for optimizations; an evaluation scores its dataset")
+        if request.kind == "evaluate":
+            given = [f for f in ("settings", "options", "save_as") if getattr(request, f)]
+            if given:
+                raise ConfigurationError(f"{given[0]} is for optimizations; an evaluation takes no {given[0]}")
         name, version = parse_program_reference(request.program)
         info = self.store.get_version(name, version)
         spec = request.model_dump(exclude={"kind", "program"}, exclude_none=True)
-        spec["data_dirs"] = list(self.data_dirs)
         job = {"id": "", "kind": request.kind, "program": name, "version": info["number"], "spec": spec}
         prepared = _Prepared(self.store, job, self.allow_modules, self.data_dirs)
         if request.kind == "optimize":
-            prepared.optimizer(spec)
+            prepared.optimizer(spec, self.lms)
         job_id = uuid.uuid4().hex[:12]
         return self.store.create_job(job_id, kind=request.kind, program=name, version=info["number"], spec=spec)
 
@@ -497,6 +652,10 @@ class JobManager:
             command += ["--lm", self.lm]
         for prefix in self.allow_modules:
             command += ["--allow-module", prefix]
+        for folder in self.data_dirs:
+            command += ["--data-dir", folder]
+        for name, model in self.lms.items():
+            command += ["--named-lm", f"{name}={model}"]
         return command
 
     def _worker_environment(self) -> dict[str, str]:

@@ -34,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("job_id")
     parser.add_argument("--lm", default=None)
     parser.add_argument("--allow-module", action="append", default=[])
+    parser.add_argument("--data-dir", action="append", default=[])
+    parser.add_argument("--named-lm", action="append", default=[], help="NAME=MODEL, an LM a job may name")
     args = parser.parse_args(argv)
     _exit_with_parent(os.getppid())
 
@@ -43,7 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     store = Store()
     try:
-        run_optimization(store, args.job_id, lm=args.lm, allow_modules=args.allow_module)
+        run_optimization(
+            store,
+            args.job_id,
+            lm=args.lm,
+            allow_modules=args.allow_module,
+            data_dirs=args.data_dir,
+            lms=dict(item.partition("=")[::2] for item in args.named_lm),
+        )
     except UserError as exc:  # restarting cannot fix it: the job fails now, with the reason
         fail_for_good(store, args.job_id, exc)
         print(f"error: {exc}", file=sys.stderr)
