@@ -41,6 +41,7 @@ from ..schema import (
 )
 from ..schema import format_value as format_value  # re-exported: adapters and modules import them here
 from ..schema import to_jsonable as to_jsonable
+from ._escape import escape_markers
 
 _FENCE_RE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
@@ -87,6 +88,11 @@ def describe_fields(fields: dict[str, FieldSpec]) -> str:
 def output_names_lower(signature: type[Signature]) -> dict[str, str]:
     """Output field names by their lower-case form (what parsers match answer labels against)."""
     return {n.lower(): n for n in signature.output_fields}
+
+
+def field_names(signature: type[Signature]) -> tuple[str, ...]:
+    """Every field name of ``signature``, inputs and outputs (what an input value may not imitate)."""
+    return tuple(signature.fields)
 
 
 def input_markers(signature: type[Signature]) -> tuple[tuple[str, str], ...]:
@@ -569,5 +575,5 @@ class Adapter:
         for name, head in signature.memo("input_markers", input_markers, signature):
             value = inputs.get(name)
             if value is not None:
-                parts.append(head + format_value(value))
+                parts.append(head + escape_markers(format_value(value)))
         return "\n\n".join(parts)

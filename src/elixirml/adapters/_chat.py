@@ -8,7 +8,8 @@ from typing import Any
 from ..schema import Signature, field_marker
 from ._base import Adapter, describe_fields, format_value, output_names_lower, strip_fences, type_hint
 
-_MARKER_RE = re.compile(r"\[\[\s*#+\s*([A-Za-z_][\w ]*?)\s*#+\s*\]\]", re.IGNORECASE)
+# A name starts with a letter or "_", in any script ("вопрос -> ответ" is a signature too).
+_MARKER_RE = re.compile(r"\[\[\s*#+\s*([^\W\d][\w ]*?)\s*#+\s*\]\]", re.IGNORECASE)
 
 
 class ChatAdapter(Adapter):

@@ -6,7 +6,8 @@ import re
 from typing import Any
 
 from ..schema import Signature, literal_values
-from ._base import Adapter, format_value, output_names_lower, strip_fences, to_jsonable
+from ._base import Adapter, field_names, format_value, output_names_lower, strip_fences, to_jsonable
+from ._escape import escape_labels
 
 
 def _hint(spec: Any) -> str:
@@ -52,8 +53,9 @@ class PlainAdapter(Adapter):
         return signature.instructions
 
     def user_turn(self, signature: type[Signature], inputs: dict[str, Any], final: bool) -> str:
+        names = signature.memo("field_names", field_names, signature)
         return "\n".join(
-            f"{name}: {format_value(inputs[name])}"
+            f"{name}: {escape_labels(format_value(inputs[name]), names)}"
             for name in signature.input_fields
             if name in inputs and inputs[name] is not None
         )

@@ -8,8 +8,9 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..lm import LM, LMResponse, Message
 from ..schema import Example, InputField, Signature, make_signature
-from ._base import Adapter, describe_fields, format_value
+from ._base import Adapter, describe_fields, field_names, format_value
 from ._chat import ChatAdapter
+from ._escape import escape_labels
 
 
 def _extraction_signature(signature: type[Signature]) -> type[Signature]:
@@ -58,7 +59,12 @@ class TwoStepAdapter(Adapter):
         )
 
     def user_turn(self, signature: type[Signature], inputs: dict[str, Any], final: bool) -> str:
-        return "\n".join(f"{name}: {format_value(inputs[name])}" for name in signature.input_fields if name in inputs)
+        names = signature.memo("field_names", field_names, signature)
+        return "\n".join(
+            f"{name}: {escape_labels(format_value(inputs[name]), names)}"
+            for name in signature.input_fields
+            if name in inputs
+        )
 
     def format_outputs(self, signature: type[Signature], outputs: dict[str, Any]) -> str:
         return "\n".join(f"{n}: {format_value(outputs[n])}" for n in signature.output_fields if n in outputs)

@@ -6,10 +6,11 @@ import re
 from typing import Any
 
 from ..schema import Signature
-from ._base import format_value, output_names_lower, strip_fences, type_hint
+from ._base import field_names, format_value, output_names_lower, strip_fences, type_hint
 from ._chat import ChatAdapter
+from ._escape import escape_tags
 
-_ELEMENT_RE = re.compile(r"<([A-Za-z_]\w*)>(.*?)</\1\s*>", re.DOTALL)
+_ELEMENT_RE = re.compile(r"<([^\W\d]\w*)>(.*?)</\1\s*>", re.DOTALL)
 
 
 def _element(name: str, value: str) -> str:
@@ -45,8 +46,9 @@ class XMLAdapter(ChatAdapter):
         return "\n".join(lines)
 
     def user_turn(self, signature: type[Signature], inputs: dict[str, Any], final: bool) -> str:
+        names = signature.memo("field_names", field_names, signature)
         text = "\n\n".join(
-            _element(name, format_value(inputs[name]))
+            _element(name, escape_tags(format_value(inputs[name]), names))
             for name in signature.input_fields
             if name in inputs and inputs[name] is not None
         )
