@@ -170,7 +170,8 @@ def test_transport_gets_its_own_settings_without_cache_only_keys():
     predict(q="1")
     predict(q="2", config={"rollout_id": 7})
     sent = [r["settings"] for r in lm.requests]
-    assert sent[0] == {"max_tokens": 512, "temperature": 0.3} and sent[1] == sent[0]
+    stop = ["[[ ## completed ## ]]", "[[ ## q ## ]]"]  # the chat format's ends (see test_stop_sequences.py)
+    assert sent[0] == {"max_tokens": 512, "temperature": 0.3, "stop": stop} and sent[1] == sent[0]
     assert lm.history[1]["settings"]["rollout_id"] == 7  # history keeps what the cache key saw
     assert all(r["settings"] is not h["settings"] for r, h in zip(lm.requests, lm.history))
 

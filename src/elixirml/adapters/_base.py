@@ -136,6 +136,9 @@ def coerce_text(text: str, spec: FieldSpec) -> Any:
     return text
 
 
+#: Most stop sequences an adapter sends (OpenAI's API takes up to 4).
+MAX_STOP_SEQUENCES = 4
+
 #: Deepest nesting of objects and arrays accepted in an answer's JSON.
 MAX_JSON_DEPTH = 100
 
@@ -332,6 +335,14 @@ class Adapter:
         """Extra request settings this adapter needs (for example ``response_format``)."""
         return {}
 
+    def stop_sequences(self, signature: type[Signature]) -> tuple[str, ...]:
+        """Where the prompt format says the answer has ended (sent as ``stop``; none by default).
+
+        At most :data:`MAX_STOP_SEQUENCES` (OpenAI's limit). A ``stop`` the caller sets wins,
+        and an LM whose provider takes no ``stop`` gets none.
+        """
+        return ()
+
     def _prepare(
         self,
         lm: LM,
@@ -343,6 +354,10 @@ class Adapter:
     ) -> tuple[list[Message], dict[str, Any]]:
         messages = self.build_messages(signature, demos, inputs, feedback)
         extra = self.request_settings(signature, lm)
+        if "stop" not in settings and "stop" in lm.supported_settings:
+            stops = signature.memo((type(self), "stop"), self.stop_sequences, signature)
+            if stops:
+                extra = {**extra, "stop": list(stops[:MAX_STOP_SEQUENCES])}
         return messages, ({**extra, **settings} if extra else settings)
 
     def build_messages(

@@ -44,6 +44,10 @@ class ChatAdapter(Adapter):
             + f"\n\nIn adhering to this structure, your objective is: {signature.instructions}"
         )
 
+    def stop_sequences(self, signature: type[Signature]) -> tuple[str, ...]:
+        """The ``completed`` marker, then the markers of the inputs (the model starting a new example)."""
+        return (field_marker("completed"), *(field_marker(n) for n in signature.input_fields))[:4]
+
     def user_turn(self, signature: type[Signature], inputs: dict[str, Any], final: bool) -> str:
         text = self._format_inputs(signature, inputs)
         if final:

@@ -42,6 +42,14 @@ class PlainAdapter(Adapter):
         lines = [f"{name}: {_hint(spec)}" for name, spec in signature.output_fields.items()]
         return f"{signature.instructions}\nAnswer with:\n" + "\n".join(lines)
 
+    def stop_sequences(self, signature: type[Signature]) -> tuple[str, ...]:
+        """A blank line (the end of the ``field: value`` lines), then an input's label on a new line.
+
+        A small model that has answered tends to go on with a new paragraph or a made-up next
+        example (``question: ...``); either ends the answer here.
+        """
+        return ("\n\n", *(f"\n{n}:" for n in signature.input_fields))[:4]
+
     def scoring_system_message(self, signature: type[Signature]) -> str:
         """The instructions alone.
 

@@ -45,6 +45,10 @@ class XMLAdapter(ChatAdapter):
         ]
         return "\n".join(lines)
 
+    def stop_sequences(self, signature: type[Signature]) -> tuple[str, ...]:
+        """An input's opening tag (the model starting a new example); outputs are closed by their own tags."""
+        return tuple(f"<{n}>" for n in signature.input_fields)[:4]
+
     def user_turn(self, signature: type[Signature], inputs: dict[str, Any], final: bool) -> str:
         names = signature.memo("field_names", field_names, signature)
         text = "\n\n".join(

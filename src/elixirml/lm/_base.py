@@ -124,10 +124,15 @@ def check_complete(response: LMResponse, endpoint: str) -> None:
     """Raise :class:`~elixirml.errors.TruncatedResponseError` if a completion stopped at the token limit."""
     for completion in response.completions:
         if completion.finish_reason in _TRUNCATED_REASONS:
+            tail = " ".join(completion.text[-80:].split())
             raise TruncatedResponseError(
-                f"{endpoint}: the answer was cut off at the token limit (finish_reason "
-                f"{completion.finish_reason!r}) after {len(completion.text)} characters. Raise max_tokens, "
-                "or let the retry policy grow it: retry=RetryPolicy(grow_max_tokens=2.0).",
+                f"{endpoint}: the model never ended its answer: it was still writing at the token limit "
+                f"(finish_reason {completion.finish_reason!r}) after {len(completion.text)} characters, "
+                f"ending {tail!r}. More tokens rarely help a model that rambles or repeats itself: ask for a "
+                "short answer in the instructions or the field's desc, add demos with short answers, use a "
+                "prompt format whose ends stop the answer (adapter='plain' or 'chat' send stop sequences), or "
+                "use a stronger LM. Only if a complete answer is really longer: raise max_tokens, or let the "
+                "retry policy grow it: retry=RetryPolicy(grow_max_tokens=2.0).",
                 completion=completion.text,
             )
 
