@@ -472,6 +472,10 @@ def serve_command(
     allow_module: Annotated[
         list[str], typer.Option("--allow-module", help="Module prefix whose code may be imported (repeatable).")
     ] = [],  # noqa: B006
+    allow_path: Annotated[
+        list[str],
+        typer.Option("--allow-path", help="A .py file or folder whose code may be imported (repeatable)."),
+    ] = [],  # noqa: B006
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1_048_576,
     max_concurrency: Annotated[int, typer.Option(help="Requests in flight per token (429 above).")] = 64,
     max_batch: Annotated[int, typer.Option(help="Most inputs per /batch request.")] = 64,
@@ -505,6 +509,7 @@ def serve_command(
             lm=current().lm,
             tokens=token or None,
             allow_modules=allow_module,
+            allow_paths=allow_path,
             settings=ServeSettings(
                 max_body_bytes=max_body_bytes,
                 max_concurrency=max_concurrency,

@@ -121,6 +121,7 @@ def create_app(
     lm: Any = None,
     tokens: Sequence[str] | None = None,
     allow_modules: Sequence[str] = (),
+    allow_paths: Sequence[str] = (),
     settings: ServeSettings | None = None,
     title: str = "ElixirML",
     tracer_provider: Any = None,
@@ -139,6 +140,8 @@ def create_app(
         tokens: accepted bearer tokens; None reads ``$ELIXIRML_SERVE_TOKENS``; empty: no auth.
         allow_modules: module prefixes whose code may be imported for a stored program (at
             start, and for ``deploy`` with ``"reload": true``).
+        allow_paths: source files or folders whose code may be imported for a stored program
+            (a class saved from a script, or from ``elixirml optimize file.py:Class``).
         settings: limits (:class:`~elixirml.serve._state.ServeSettings`).
         title: the OpenAPI title.
         tracer_provider: the OpenTelemetry tracer provider of each request's server span
@@ -171,7 +174,7 @@ def create_app(
     lm_settings = _settings.current()._with({"lm": lm}, "serve") if lm is not None else None
     state = ServeState(
         store,
-        ProgramLoader(store, allow_modules),
+        ProgramLoader(store, allow_modules, allow_paths),
         token_set,
         settings or ServeSettings(),
         lm_settings,

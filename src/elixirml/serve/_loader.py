@@ -1,8 +1,10 @@
 """Build served programs from the store, and re-import their code for a hot reload.
 
-Loading never imports a module: a program's class must already be imported (built-in modules
-always are), or its module must be under one of the prefixes allowed when the server started
-(``--allow-module mypkg``). A reload re-executes the module's source into a fresh module object
+Loading imports only what the operator allowed: a program's class must already be imported
+(built-in modules always are), or its module must be under one of the prefixes allowed when the
+server started (``--allow-module mypkg``), or its source file (a script's class, a class of a
+file given to ``elixirml optimize file.py:Class``) in a file or folder allowed with
+``--allow-path``. A reload re-executes the module's source into a fresh module object
 and builds the program with the new class from the stored state; if either step fails, the
 module that was imported before is put back, so the version that is serving keeps its code.
 """
@@ -15,10 +17,11 @@ import sys
 import time
 import types
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import LoadError
-from ..program import Module, Store, build_program
+from ..program import Module, Store, build_program, class_allowed, resolve_class
 from ._interface import interface_of
 from ._state import LoadedVersion
 
@@ -43,24 +46,25 @@ class ProgramLoader:
         store: the store the programs come from.
         allow_modules: module prefixes whose code may be imported on behalf of a stored row
             (``"mypkg"`` allows ``mypkg`` and ``mypkg.sub``, not ``mypkgx``).
+        allow_paths: source files, or folders (with everything under them), whose code may be
+            imported on behalf of a stored row.
     """
 
-    def __init__(self, store: Store, allow_modules: Sequence[str] = ()) -> None:
+    def __init__(self, store: Store, allow_modules: Sequence[str] = (), allow_paths: Sequence[str | Path] = ()) -> None:
         self.store = store
         self.allow_modules = tuple(p.strip().rstrip(".") for p in allow_modules if p.strip())
+        self.allow_paths = tuple(Path(p).resolve() for p in allow_paths if str(p).strip())
         self._generation: dict[str, int] = {}
 
-    def allowed(self, module: str) -> bool:
-        """Whether ``module`` is under one of the allowed prefixes."""
-        return any(module == prefix or module.startswith(prefix + ".") for prefix in self.allow_modules)
+    def allowed(self, module: str, class_file: str | None = None) -> bool:
+        """Whether ``module`` is under one of the allowed prefixes, or ``class_file`` in an allowed path."""
+        return class_allowed(f"{module}:_", class_file, self.allow_modules, self.allow_paths)
 
-    def _class(self, class_path: str) -> type[Module] | None:
-        """The program class a stored row names: already imported, or imported under an allowed prefix."""
-        module_name, _, qualname = class_path.partition(":")
-        module = sys.modules.get(module_name)
-        if module is None and module_name and self.allowed(module_name):
-            module = importlib.import_module(module_name)
-        cls = _resolve(module, qualname) if module is not None and qualname else None
+    def _class(self, class_path: str, class_file: str | None = None) -> type[Module] | None:
+        """The program class a stored row names: already imported, or imported as the operator allowed."""
+        cls = resolve_class(
+            class_path, class_file, may_import=lambda: self.allowed(class_path.partition(":")[0], class_file)
+        )
         if cls is None:
             return None
         if not (isinstance(cls, type) and issubclass(cls, Module)):
@@ -75,17 +79,24 @@ class ProgramLoader:
         """
         info = self.store.get_version(name, version)
         class_path = str(info["class_path"])
+        class_file = info.get("class_file")
         try:
-            cls = self._class(class_path)
-        except ImportError as exc:
-            raise LoadError(f"Importing the module of {class_path!r} failed: {_describe(exc)}") from exc
+            cls = self._class(class_path, class_file)
+        except LoadError:
+            raise
+        except Exception as exc:  # the module's own code failed as it was imported: the operator is told why
+            raise LoadError(f"Importing the code of {class_path!r} failed: {_describe(exc)}") from exc
         if cls is None:
             module_name = class_path.partition(":")[0]
-            if module_name and not self.allowed(module_name) and not module_name.startswith("elixirml."):
+            if module_name and not self.allowed(module_name, class_file) and not module_name.startswith("elixirml."):
+                if class_file and module_name.startswith("elixirml_file_"):
+                    how = f"--allow-path {class_file} (or its folder)"
+                else:
+                    how = f"--allow-module {module_name.split('.')[0]}"
                 raise LoadError(
-                    f"Program {name!r} v{info['number']} is a {class_path!r}, whose module is not imported and not "
-                    f"allowed: start the server with --allow-module {module_name.split('.')[0]} (allowed now: "
-                    f"{list(self.allow_modules)})."
+                    f"Program {name!r} v{info['number']} is a {class_path!r}, whose code is not imported and not "
+                    f"allowed: start the server with {how} (allowed now: modules {list(self.allow_modules)}, "
+                    f"paths {[str(p) for p in self.allow_paths]})."
                 )
         try:
             program = build_program({"class": class_path, "state": info["state"]}, cls)
@@ -108,7 +119,7 @@ class ProgramLoader:
         info = self.store.get_version(name, version)
         class_path = str(info["class_path"])
         module_name, _, qualname = class_path.partition(":")
-        if not self.allowed(module_name):
+        if not self.allowed(module_name, info.get("class_file")):
             raise LoadError(
                 f"Reloading {name!r} would import {module_name!r}, which is not under an allowed prefix "
                 f"{list(self.allow_modules)}; start the server with --allow-module {module_name.split('.')[0]}."
