@@ -37,10 +37,10 @@ def make_lm(delay: float = 0.0) -> em.FunctionLM:
 
 
 @contextlib.contextmanager
-def serving(app, **options):
+def serving(app, lifespan="off", **options):
     """``app`` on a real uvicorn at 127.0.0.1, configured as ``elixirml serve`` configures it."""
     config = server_config(app, host="127.0.0.1", port=0, log_level="warning", **options)
-    config.lifespan = "off"
+    config.lifespan = lifespan  # "on" starts the job manager
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -209,3 +209,39 @@ def serving_console(app):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# ---------------------------------------------------------------------- item 6: hostile bodies are typed 4xx
+def test_hostile_bodies_get_a_typed_4xx_never_a_500(store):
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[])
+    with serving(app, lifespan="on") as url:
+        json_type = {"Content-Type": "application/json"}
+        chat = "/v1/chat/completions"
+        for path in ("/programs/qa/run", "/programs/qa/batch", "/programs/qa/deploy", chat, "/jobs"):
+            deep = httpx.post(url + path, content="[" * 100_000, headers=json_type)
+            assert deep.status_code == 400 and "nested deeper" in deep.json()["detail"], path
+            nan = httpx.post(url + path, content='{"question": NaN}', headers=json_type)
+            assert nan.status_code == 400 and "NaN" in nan.json()["detail"], path
+            huge = httpx.post(url + path, content='{"question": 1e400}', headers=json_type)
+            assert huge.status_code == 400 and "too large" in huge.json()["detail"], path
+        messages = [{"role": "user", "content": "x"}]
+        for extra, named in (
+            ({"stream_options": "yes"}, "stream_options"),
+            ({"stream": True, "stream_options": {"include_usage": "yes"}}, "include_usage"),
+            ({"stream": "yes"}, "stream"),
+            ({"n": True}, "n must be 1"),
+            ({"user": 5}, "user"),
+        ):
+            r = httpx.post(url + chat, json={"model": "qa", "messages": messages, **extra})
+            assert r.status_code == 400 and named in r.json()["error"]["message"], extra
+        r = httpx.post(url + chat, json={"model": "qa", "messages": ["hello"]})
+        assert r.status_code == 400
+        nested = '{"question": ' + "[" * 5000 + "]" * 5000 + "}"
+        r = httpx.post(url + chat, json={"model": "qa", "messages": [{"role": "user", "content": nested}]})
+        assert r.status_code == 200  # not JSON inputs: the text is the question
+        deploy = httpx.post(url + "/programs/qa/deploy", json={"version": 10**30})
+        assert deploy.status_code == 422 and deploy.json()["detail"][0]["loc"] == ["body", "version"]
+        job = {"kind": "evaluate", "program": "qa@" + "9" * 30, "rows": [{"question": "q", "answer": "a"}]}
+        r = httpx.post(url + "/jobs", json={**job, "inputs": ["question"]})
+        assert r.status_code == 400 and "no version" in r.json()["detail"]
+        assert httpx.get(url + "/programs/qa/versions").status_code == 200

@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from .._http import parse_json_body
 from ..program import FieldChunk, StatusEvent, streamify
 from ._auth import require_token
 from ._run import RequestError, observed, outputs_of, request_json, validate_inputs
@@ -69,19 +70,33 @@ def chat_inputs(version: LoadedVersion, body: Any) -> dict[str, Any]:
             "configuration (this endpoint takes model, messages, stream, stream_options, user).",
             version=version.number,
         )
-    if body.get("n", 1) != 1:
+    n = body.get("n", 1)
+    if n is not None and (isinstance(n, bool) or n != 1):
         raise RequestError(400, "n must be 1: a served program gives one answer per request", version=version.number)
+    for key, kinds, what in (("stream", (bool,), "true or false"), ("user", (str,), "a string")):
+        if body.get(key) is not None and not isinstance(body[key], kinds):
+            raise RequestError(400, f"{key} must be {what}, got {type(body[key]).__name__}", version=version.number)
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict) or set(options) - {"include_usage"}:
+            raise RequestError(
+                400, 'stream_options must be an object {"include_usage": true|false}', version=version.number
+            )
+        if not isinstance(options.get("include_usage", False), bool):
+            raise RequestError(400, "stream_options.include_usage must be true or false", version=version.number)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError(400, "messages must be a non-empty list", version=version.number)
-    last = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None)
+    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+        raise RequestError(400, 'each message must be an object with a "role"', version=version.number)
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
     if last is None:
         raise RequestError(400, "messages holds no user message", version=version.number)
     text = _text(last.get("content"))
     names, required = version.interface.input_names, version.interface.required
     try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
+        parsed = parse_json_body(text.encode("utf-8"))  # depth-limited, no NaN: as a request body
+    except (ValueError, UnicodeEncodeError):
         parsed = None
     if isinstance(parsed, dict) and set(parsed) <= set(names) and set(required) <= set(parsed) and parsed:
         return validate_inputs(version, parsed)

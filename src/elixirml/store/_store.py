@@ -457,7 +457,7 @@ class ResourceStore:
                 ident = version[1:]
                 if not ident.isdigit():
                     raise LoadError(f"Version id must be '#<number>', got {version!r} for program {name!r}")
-                chosen = session.get(ProgramVersion, int(ident))
+                chosen = session.get(ProgramVersion, int(ident)) if len(ident) < 19 else None  # past a 64-bit id
                 if chosen is None or chosen.program_id != program.id:
                     raise LoadError(f"Program {name!r} has no version with id {ident}")
             else:
@@ -467,7 +467,7 @@ class ResourceStore:
                     number = int(version)
                 except (TypeError, ValueError):
                     raise LoadError(f"Version must be 'latest', a number or '#id', got {version!r}") from None
-                chosen = self._numbered(session, program.id, number)
+                chosen = self._numbered(session, program.id, number) if -(2**63) <= number < 2**63 else None
                 if chosen is None:
                     numbers = [n for (n,) in session.query(ProgramVersion.number).filter_by(program_id=program.id)]
                     raise LoadError(f"Program {name!r} has no version {number}; versions: {sorted(numbers)}")
