@@ -359,3 +359,84 @@ def test_module_inputs_may_use_any_keyword_name():
 
     assert Echo()(call="c", args="a").call == "c"
     assert asyncio.run(Echo().acall(call="c")).call == "c"
+
+
+# ---------------------------------------------------------------- issue 35: setup errors and budgets propagate
+@pytest.mark.parametrize("wrapper", [em.BestOfN, em.Refine])
+def test_best_of_n_and_refine_do_not_retry_setup_errors_or_spent_budgets(wrapper):
+    from elixirml.errors import BudgetExceededError, ConfigurationError
+    from elixirml.lm import spending_limit
+
+    em.configure(lm=None)
+    unconfigured = wrapper(em.Predict("question -> answer"), n=3, reward_fn=lambda i, p: 1.0, fail_count=5)
+    attempts = []
+    original = unconfigured.module.aforward
+
+    async def counted(**kwargs):
+        attempts.append(1)
+        return await original(**kwargs)
+
+    unconfigured.module.aforward = counted
+    with pytest.raises(ConfigurationError, match="No LM configured"):
+        unconfigured(question="q")
+    assert len(attempts) == 1
+
+    lm = em.DummyLM([{"answer": "a"}] * 5)
+    em.configure(lm=lm)
+    best = wrapper(em.Predict("question -> answer"), n=3, reward_fn=lambda i, p: 0.0, fail_count=5)
+    with spending_limit(1), pytest.raises(BudgetExceededError):
+        best(question="q")
+    assert len(lm.requests) == 1
+
+
+@pytest.mark.parametrize("failure", ["budget", "setup"])
+def test_a_spent_budget_or_a_setup_error_inside_a_tool_stops_react(failure):
+    from elixirml.errors import BudgetExceededError, ConfigurationError
+    from elixirml.lm import spending_limit
+
+    inner = em.Predict("question -> answer")
+
+    def ask(question: str) -> str:
+        """Ask a helper model (with a budget of its own)."""
+        with spending_limit(0 if failure == "budget" else None):
+            return inner(question=question).answer
+
+    lm = em.DummyLM(
+        [step("ask", "ask", {"question": "x"}), step("done", "finish", {}), {"reasoning": "r", "answer": "a"}]
+    )
+    em.configure(lm=lm if failure == "budget" else None)
+    agent = em.ReAct("question -> answer", tools=[ask], max_iters=4)
+    agent.set_lm(lm)
+    inner.lm = None
+    with pytest.raises(BudgetExceededError if failure == "budget" else ConfigurationError):
+        agent(question="q")
+    assert len(lm.requests) == 1  # the agent's first step; nothing after the tool failed
+
+
+def test_on_error_never_sees_setup_errors():
+    from elixirml.errors import ConfigurationError
+
+    seen = []
+
+    class Guarded(em.Program):
+        def __init__(self):
+            super().__init__()
+            self.answer = em.Predict("question -> answer, score: int")
+
+        def forward(self, question):
+            return self.answer(question=question)
+
+        def on_error(self, error):
+            seen.append(error)
+            return em.Prediction(answer="fallback")
+
+    em.configure(lm=None)
+    with pytest.raises(ConfigurationError, match="No LM configured"):
+        Guarded()(question="q")
+    with pytest.raises(ConfigurationError):
+        asyncio.run(Guarded().acall(question="q"))
+    assert seen == []
+    em.configure(lm=em.DummyLM(["garbage that is not an answer"] * 5))
+    with em.context(output_retries=0):  # an answer that does not parse still reaches on_error
+        assert Guarded()(question="q").answer == "fallback"
+    assert [type(e).__name__ for e in seen] == ["AdapterParseError"]

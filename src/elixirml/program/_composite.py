@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, UserError
 from ..runtime import gather_bounded
 from ..schema import Example, InputField, OutputField, Prediction, ensure_signature, make_signature
 from . import _assertions, _trace
@@ -100,6 +100,8 @@ class BestOfN(Module):
             try:
                 with forced_settings(best_effort=best_effort, **settings):
                     prediction = await self.module.acall(**inputs)
+            except UserError:  # a setup mistake or a spent budget: another attempt cannot help
+                raise
             except Exception as exc:
                 failures.append(exc)
                 if len(failures) > self.fail_count:

@@ -8,7 +8,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..errors import ConfigurationError, VariableError
+from ..errors import ConfigurationError, UserError, VariableError
 from ..schema import Example, Prediction, Schema, Signature, SignatureMeta
 from ..variables import BINDABLE_SETTINGS, Variable
 from . import _assertions, _trace
@@ -44,6 +44,8 @@ class Program(Module):
     - ``after_prediction(predictor, prediction)``: after every predictor call in the run.
     - ``after_run(inputs, output)``: may return a replacement output.
     - ``on_error(error)``: may return a fallback output; return None to let the error propagate.
+      Errors in the setup (:class:`~elixirml.errors.UserError` and its kin, a spent budget
+      included) never reach it: they propagate.
     """
 
     input_schema: ClassVar[Any] = None
@@ -68,7 +70,11 @@ class Program(Module):
         return None
 
     def on_error(self, error: Exception) -> Any:
-        """Called when the run fails; return a fallback output, or None to re-raise."""
+        """Called when the run fails; return a fallback output, or None to re-raise.
+
+        Not called for :class:`~elixirml.errors.UserError` (configuration, signature, budget):
+        those propagate.
+        """
         return None
 
     # ------------------------------------------------------------------ running
@@ -94,6 +100,8 @@ class Program(Module):
         return output if replaced is None else replaced
 
     def _recover(self, error: Exception) -> Any:
+        if isinstance(error, UserError):  # the setup is wrong or a budget is spent: no fallback hides it
+            raise error
         fallback = self.on_error(error)
         if fallback is None:
             raise error

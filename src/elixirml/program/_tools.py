@@ -16,7 +16,7 @@ from typing import Any
 
 import pydantic
 
-from ..errors import ConfigurationError, ElixirMLError
+from ..errors import ConfigurationError, ElixirMLError, UserError
 from ..runtime import active_callbacks, aobserve_callbacks
 
 
@@ -152,7 +152,7 @@ class Tool:
                 return await coro
         except TimeoutError:
             raise ToolError(f"{self.name} did not finish within {self.timeout}s") from None
-        except ToolError:
+        except (ToolError, UserError):  # a spent budget or a setup mistake is not an observation
             raise
         except Exception as exc:
             raise ToolError(f"{self.name} raised {type(exc).__name__}: {exc}") from exc
