@@ -431,3 +431,117 @@ def test_an_optimization_uses_the_server_lm_a_job_names(store, tmp_path, monkeyp
     final = run(main(), timeout=120)
     assert final["state"] == "succeeded", final["error"]
     assert proposed.read_text().splitlines()  # the named LM, built in the worker from the server's own list
+
+
+def test_two_managers_on_one_store_run_an_interrupted_job_exactly_once(store, tmp_path, monkeypatch):
+    """Issue 34 item 9: both managers resumed the same interrupted job; the claim is a compare-and-set now."""
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("JOBS_TEST_CALLS_FILE", str(calls))
+    monkeypatch.setenv("JOBS_TEST_LM_DELAY", "0.1")
+
+    async def first_leg():
+        async with manager_for(store) as manager:
+            job = await manager.submit(
+                {"kind": "evaluate", "program": "doubler", "rows": rows(12), **METRIC, "concurrency": 1}
+            )
+            await until(lambda: len(store.checkpoint_records(f"job-{job['id']}")) >= 3, what="3 examples")
+        return job["id"]
+
+    job_id = run(first_leg())
+    assert store.job(job_id)["state"] == "interrupted" and store.job(job_id)["owner"] == ""  # released
+    calls_before = len(calls.read_text().splitlines())
+    monkeypatch.setenv("JOBS_TEST_LM_DELAY", "0.02")
+
+    async def two_at_once():
+        first, second = manager_for(store), manager_for(store)
+        claimed = await asyncio.gather(first.start(), second.start())
+        try:
+            winner = first if claimed[0] else second
+            final = await winner.wait(job_id, 30)
+            await asyncio.sleep(0.3)  # the loser's lease rounds see a finished job and take nothing
+            return claimed, final, winner.owner
+        finally:
+            await asyncio.gather(first.stop(), second.stop())
+
+    claimed, final, winner = run(two_at_once())
+    assert sorted(claimed) == [[], [job_id]]  # exactly one manager took it
+    assert final["state"] == "succeeded" and final["attempts"] == 2 and final["result"]["n"] == 12
+    asked = calls.read_text().splitlines()[calls_before:]
+    assert len(asked) == len(set(asked)) <= 12  # no example asked by both managers
+    assert store.job(job_id)["owner"] == ""  # the winner released it when it ended
+    assert winner != manager_for(store).owner  # managers of one process are told apart
+
+
+def test_a_job_is_taken_over_only_when_its_lease_has_expired(store, monkeypatch):
+    """A running job keeps its lease (renewed); another host's job is taken once its lease expires."""
+    monkeypatch.setenv("JOBS_TEST_LM_DELAY", "0.2")
+    spec = {"rows": rows(2), **METRIC}
+    store.create_job(
+        "elsewhere-live", kind="evaluate", program="doubler", version=2, spec=spec, owner="b:1:x", lease=60
+    )
+    store.create_job(
+        "elsewhere-dead", kind="evaluate", program="doubler", version=2, spec=spec, owner="b:1:y", lease=-1
+    )
+    with store.session() as session:  # both were recorded by a manager on another host
+        from elixirml.store._models import JobRecord
+
+        for job_id in ("elsewhere-live", "elsewhere-dead"):
+            session.get(JobRecord, job_id).host = "another-host"
+
+    async def main():
+        owner = manager_for(store, lease=0.6)
+        assert await owner.start() == ["elsewhere-dead"]  # expired lease: taken over; the live one is left
+        slow = await owner.submit(
+            {"kind": "evaluate", "program": "doubler", "rows": rows(10), **METRIC, "concurrency": 1}
+        )
+        await asyncio.sleep(1.5)  # well past one lease: the running manager has renewed it
+        other = manager_for(store, lease=0.6)
+        try:
+            assert await other.start() == []
+            await asyncio.sleep(1.0)  # the other manager's rounds keep leaving it alone
+            assert not other._watchers
+            final = await owner.wait(slow["id"], 30)
+        finally:
+            await other.stop()
+            await owner.stop()
+        return final, await asyncio.to_thread(store.job, "elsewhere-dead")
+
+    final, taken = run(main())
+    assert final["state"] == "succeeded" and final["attempts"] == 1
+    assert taken["state"] == "succeeded" and taken["attempts"] == 1
+    assert store.job("elsewhere-live")["state"] == "queued" and store.job("elsewhere-live")["owner"] == "b:1:x"
+
+
+def test_a_store_from_before_leases_upgrades_and_its_jobs_still_resume(tmp_path):
+    old = em.Store(f"sqlite:///{tmp_path / 'old.db'}")
+    old.save(Doubler().with_variables(style="careful"), "doubler")
+    old.downgrade("0007")
+    old.close()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as connection:  # a job as the previous release recorded it, left interrupted
+        connection.execute(
+            sa.text(
+                "INSERT INTO em_jobs (id, kind, program, version, spec, state, progress, trials, attempts, result, "
+                "error, host, pid, created_at, updated_at) VALUES ('old', 'evaluate', 'doubler', 1, :spec, "
+                "'interrupted', 0, 0, 1, '{}', '', 'h', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            ),
+            {"spec": __import__("json").dumps({"rows": rows(3), **METRIC})},
+        )
+    engine.dispose()
+    store = em.Store(f"sqlite:///{tmp_path / 'old.db'}")  # opening it upgrades it
+    try:
+        assert store.job("old")["owner"] is None
+
+        async def main():
+            manager = manager_for(store)
+            assert await manager.start() == ["old"]
+            final = await manager.wait("old", 20)
+            await manager.stop()
+            return final
+
+        final = run(main())
+        assert final["state"] == "succeeded" and final["best_score"] == 100.0 and final["attempts"] == 2
+    finally:
+        store.close()

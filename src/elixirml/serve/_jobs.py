@@ -6,7 +6,9 @@ store), optimizations as one subprocess each (they resume their optimization run
 MIPRO, its Optuna study in the store database). A crashed worker is restarted with backoff,
 at most ``max_restarts`` times within ``window`` seconds; past that the job fails with the
 reason. Jobs live in the store's ``em_jobs`` table; a job left unfinished by a manager that
-stopped or a process that died is resumed by the next manager that starts on the store.
+stopped or a process that died is resumed by the next manager that starts on the store. Each job is
+held by one manager at a time: claimed by a compare-and-set on its owner and lease in the store,
+the lease renewed while it runs, and taken over by another manager only once it has expired.
 
 :func:`jobs_router` puts a manager behind HTTP (FastAPI, the ``serve`` extra).
 """
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import logging
 import math
 import os
 import sys
@@ -31,6 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import ConfigurationError, LoadError, MissingDependencyError, StoreError, SupervisorError, UserError
 from ..program import Module, Store
 from ..runtime import Callback, Supervisor
+from ..store import job_owner
+
+log = logging.getLogger("elixirml.serve")
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 MAX_INT = 2**31 - 1  # the largest number a job may give (a version, a limit, a budget): a database INTEGER
@@ -427,6 +433,9 @@ class JobManager:
         lms: LMs a job may name by name, ``{name: model}`` with ``model`` as for ``lm``
             (``{"proposer": "openai/gpt-4o"}`` lets a MIPRO job give ``"proposer_lm": "proposer"``);
             a job names no other LM.
+        lease: seconds a claim on a job holds; the manager renews it every third of that while the
+            job runs, and another manager (on any host) takes the job over only once its lease
+            has expired (this one died or hung) or it was released (this one stopped).
         max_restarts: restarts of a crashed worker allowed within ``window`` seconds.
         window: the restart intensity window in seconds.
         backoff: seconds before the first restart (doubling up to ``max_backoff``).
@@ -453,6 +462,7 @@ class JobManager:
         allow_modules: Sequence[str] = (),
         data_dirs: Sequence[str | os.PathLike[str]] = (),
         lms: Mapping[str, str] | None = None,
+        lease: float = 30.0,
         max_restarts: int = 3,
         window: float = 60.0,
         backoff: float = 0.5,
@@ -482,6 +492,13 @@ class JobManager:
         self._supervisor: Supervisor | None = None
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
+        if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 0.1 <= lease <= 86400:
+            raise ConfigurationError(f"JobManager(lease=...) is seconds from 0.1 to 86400, got {lease!r}")
+        self.lease = float(lease)
+        #: This manager's id in the store's ``owner`` column (host, process and a random part).
+        self.owner = job_owner()
+        self._lost: set[str] = set()  # jobs another manager took over from this one
+        self._leases: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"JobManager({self.store!r}, running={self.running})"
@@ -511,16 +528,44 @@ class JobManager:
         if self._supervisor is not None:
             return []
         self._supervisor = self._new_supervisor()
-        claimed = await asyncio.to_thread(self.store.claim_jobs)
+        claimed = await self._claim()
+        self._leases = asyncio.get_running_loop().create_task(self._keep_leases(), name="elixirml-job-leases")
+        return claimed
+
+    async def _claim(self) -> list[str]:
+        """Take the jobs nobody holds (compare-and-set in the store) and start them here."""
+        claimed = await asyncio.to_thread(self.store.claim_jobs, self.owner, self.lease)
+        started = []
         for job in claimed:
-            self._launch(job)
-        return [job["id"] for job in claimed]
+            if self._supervisor is not None and job["id"] not in self._watchers:
+                self._launch(job)
+                started.append(job["id"])
+        return started
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the jobs running here; stop any taken over; take over expired ones."""
+        while self._supervisor is not None:
+            await asyncio.sleep(self.lease / 3)
+            running = list(self._watchers)
+            try:
+                held = set(await asyncio.to_thread(self.store.renew_job_leases, self.owner, running, self.lease))
+                for job_id in set(running) - held:  # cancelled elsewhere, or taken over by a manager that saw it expire
+                    self._lost.add(job_id)
+                    if self._supervisor is not None:
+                        await self._supervisor.terminate_child(job_id)
+                await self._claim()
+            except (StoreError, ConfigurationError) as exc:  # the database is away: try again next round
+                log.warning("Renewing the job leases failed (trying again in %.1f s): %s", self.lease / 3, exc)
 
     async def stop(self) -> None:
         """Stop every worker; their jobs are marked ``interrupted`` and resume at the next start."""
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is None:
             return
+        if self._leases is not None:
+            self._leases.cancel()
+            await asyncio.gather(self._leases, return_exceptions=True)
+            self._leases = None
         await supervisor.stop()
         if self._watchers:
             await asyncio.wait(set(self._watchers.values()))
@@ -575,7 +620,15 @@ class JobManager:
         if request.kind == "optimize":
             prepared.optimizer(spec, self.lms)
         job_id = uuid.uuid4().hex[:12]
-        return self.store.create_job(job_id, kind=request.kind, program=name, version=info["number"], spec=spec)
+        return self.store.create_job(
+            job_id,
+            kind=request.kind,
+            program=name,
+            version=info["number"],
+            spec=spec,
+            owner=self.owner,
+            lease=self.lease,
+        )
 
     def get(self, job_id: str) -> dict[str, Any]:
         """A job as stored, with its worker's live state (``restarting``, restarts, pid) when it runs here.
@@ -585,6 +638,7 @@ class JobManager:
         """
         job = self.store.job(job_id)
         job.pop("spec", None)
+        job.pop("owner", None)  # names the server's host and process: not for clients
         job["pid"] = None
         supervisor = self._supervisor
         if supervisor is not None and job["state"] not in FINAL_STATES:
@@ -602,6 +656,7 @@ class JobManager:
         jobs = self.store.jobs(state=state, program=program)
         for job in jobs:
             job.pop("spec", None)
+            job.pop("owner", None)
         return jobs
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
@@ -679,8 +734,10 @@ class JobManager:
             fields = {"state": "interrupted"}
         self._cancelled.discard(job_id)
         try:
-            if fields:
-                await asyncio.to_thread(self.store.update_job, job_id, **fields)
+            if job_id in self._lost:  # another manager holds it now: leave the job as it has it
+                self._lost.discard(job_id)
+            else:  # the job's outcome, and its lease given up (an interrupted one is free to take)
+                await asyncio.to_thread(self.store.release_job, job_id, self.owner, **fields)
         finally:
             if self._watchers.get(job_id) is asyncio.current_task():
                 del self._watchers[job_id]

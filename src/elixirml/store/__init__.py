@@ -1,7 +1,7 @@
 """Store layer: the resource database (SQLAlchemy 2, Alembic migrations) and where it lives."""
 
 from .._secrets import find_secrets
-from ._store import EVENTS, ResourceStore, content_hash, state_hash, validate_configuration
+from ._store import EVENTS, ResourceStore, content_hash, job_owner, state_hash, validate_configuration
 from ._url import default_store_path, store_url
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "content_hash",
     "default_store_path",
     "find_secrets",
+    "job_owner",
     "state_hash",
     "store_url",
     "validate_configuration",

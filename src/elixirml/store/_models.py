@@ -232,3 +232,7 @@ class JobRecord(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: The job manager that holds the job (None: a job from before leases; "": released).
+    owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    #: Until when the owner's claim holds; it renews it while the job runs.
+    lease_expires: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -21,6 +21,7 @@ import random
 import re
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
@@ -56,6 +57,26 @@ def _refuse_secrets(*values: Any) -> None:
 def _busy(exc: BaseException) -> bool:
     text = str(getattr(exc, "orig", exc)).lower()
     return "locked" in text or "busy" in text or "could not serialize" in text or "deadlock" in text
+
+
+def job_owner() -> str:
+    """A new id for a job manager: its host, its process and a random part (two managers of one process differ)."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _lease_end(seconds: float) -> Any:
+    import datetime as dt
+
+    from ._models import utcnow
+
+    return utcnow() + dt.timedelta(seconds=seconds)
+
+
+def _aware(moment: Any) -> Any:
+    """A datetime read back from the database, in UTC (SQLite returns it without its zone)."""
+    import datetime as dt
+
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _process_alive(pid: int) -> bool:
@@ -988,9 +1009,20 @@ class ResourceStore:
     _JOB_FIELDS = ("state", "progress", "trials", "best_score", "attempts", "result", "error")
 
     def create_job(
-        self, job_id: str, *, kind: str, program: str, version: int | None, spec: dict[str, Any]
+        self,
+        job_id: str,
+        *,
+        kind: str,
+        program: str,
+        version: int | None,
+        spec: dict[str, Any],
+        owner: str | None = None,
+        lease: float | None = None,
     ) -> dict[str, Any]:
         """Record a new job (state ``queued``), owned by this process; returns it.
+
+        ``owner`` (a job manager's :func:`job_owner` id) holds the job for ``lease`` seconds;
+        it renews the lease with :meth:`renew_job_leases` while the job runs.
 
         Raises:
             ConfigurationError: the spec holds what looks like credentials.
@@ -1016,6 +1048,8 @@ class ResourceStore:
                     error="",
                     host=socket.gethostname(),
                     pid=os.getpid(),
+                    owner=owner,
+                    lease_expires=None if lease is None else _lease_end(lease),
                 )
                 session.add(record)
                 session.flush()
@@ -1060,14 +1094,7 @@ class ResourceStore:
         """
         from ._models import JobRecord, utcnow
 
-        unknown = set(fields) - set(self._JOB_FIELDS)
-        if unknown:
-            raise ConfigurationError(f"Unknown job field(s) {sorted(unknown)}; fields: {list(self._JOB_FIELDS)}")
-        if "state" in fields and fields["state"] not in self.JOB_STATES:
-            raise ConfigurationError(f"Unknown job state {fields['state']!r}; states: {list(self.JOB_STATES)}")
-        _refuse_secrets(fields.get("result"))
-        if fields.get("error"):  # a worker's error text may quote a URL: keep it, without its credentials
-            fields["error"] = _URL.sub(lambda m: redact_url(m.group(0)), str(fields["error"]))
+        fields = self._job_fields(fields)
 
         def update() -> dict[str, Any]:
             with self.session() as session:
@@ -1083,29 +1110,139 @@ class ResourceStore:
 
         return self._retrying(f"Updating job {job_id!r}", update)
 
-    def claim_jobs(self) -> list[dict[str, Any]]:
-        """Take over the unfinished jobs nobody runs any more, and return them (oldest first).
+    def claim_jobs(self, owner: str | None = None, lease: float = 30.0) -> list[dict[str, Any]]:
+        """Take over the unfinished jobs nobody holds any more, and return them (oldest first).
 
-        A job is taken when it is ``interrupted`` (its manager stopped), or ``queued``,
-        ``running`` or ``restarting`` under a process of this host that has ended. Jobs of live
-        processes, and of other hosts, are left alone. Taken jobs are owned by this process.
+        A job is free when its owner released it (a manager that stopped marks it
+        ``interrupted``), when its owner's lease has expired (on any host), or when the process
+        of this host that held it has ended. Each free job is taken by a compare-and-set on its
+        owner and lease, so of managers claiming at the same moment exactly one gets it; it
+        then belongs to ``owner`` (default: this process) for ``lease`` seconds, state ``queued``.
+        A job from before leases (no owner) is free when ``interrupted`` or left by a process of
+        this host that has ended, as it was.
         """
+        sa = _sqlalchemy()
         from ._models import JobRecord
 
         host, me = socket.gethostname(), os.getpid()
+        owner = owner if owner is not None else job_owner()
+
+        def free(record: Any, now: Any) -> bool:
+            dead = record.host == host and (record.pid is None or not _process_alive(record.pid))
+            if record.owner is None:  # recorded before leases
+                return bool(record.state == "interrupted" or dead)
+            expired = record.lease_expires is None or _aware(record.lease_expires) <= now
+            return bool(record.owner == "" or expired or dead)
 
         def claim() -> list[dict[str, Any]]:
+            from ._models import utcnow
+
             with self.session() as session:
+                now = utcnow()
+                seen = [
+                    (r.id, r.owner, r.lease_expires, r.pid)
+                    for r in session.query(JobRecord)
+                    .filter(JobRecord.state.notin_(self.JOB_FINAL_STATES))
+                    .order_by(JobRecord.created_at)
+                    if free(r, now)
+                ]
                 taken = []
-                query = session.query(JobRecord).filter(JobRecord.state.notin_(self.JOB_FINAL_STATES))
-                for record in query.order_by(JobRecord.created_at):
-                    orphaned = record.host == host and (record.pid is None or not _process_alive(record.pid))
-                    if record.state == "interrupted" or orphaned:
-                        record.host, record.pid = host, me
-                        taken.append(self._job_info(record))
-                return taken
+                for job_id, was_owner, was_lease, was_pid in seen:
+                    unchanged = [
+                        JobRecord.id == job_id,
+                        JobRecord.state.notin_(self.JOB_FINAL_STATES),
+                        JobRecord.owner.is_(None) if was_owner is None else JobRecord.owner == was_owner,
+                        JobRecord.lease_expires.is_(None)
+                        if was_lease is None
+                        else JobRecord.lease_expires <= was_lease,
+                        JobRecord.pid.is_(None) if was_pid is None else JobRecord.pid == was_pid,
+                    ]
+                    done = session.execute(
+                        sa.update(JobRecord)
+                        .where(*unchanged)
+                        .values(
+                            owner=owner,
+                            lease_expires=_lease_end(lease),
+                            host=host,
+                            pid=me,
+                            state="queued",
+                            updated_at=now,
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
+                    if done.rowcount == 1:
+                        taken.append(job_id)
+                session.expire_all()
+                return [self._job_info(session.get(JobRecord, job_id)) for job_id in taken]
 
         return self._retrying("Claiming interrupted jobs", claim)
+
+    def renew_job_leases(self, owner: str, job_ids: list[str], lease: float = 30.0) -> list[str]:
+        """Extend ``owner``'s lease on these unfinished jobs by ``lease`` seconds; returns those it still holds.
+
+        A job missing from the answer was taken over (its lease had expired), cancelled or ended:
+        its owner must stop working on it.
+        """
+        sa = _sqlalchemy()
+        from ._models import JobRecord
+
+        if not job_ids:
+            return []
+
+        def renew() -> list[str]:
+            with self.session() as session:
+                mine = [
+                    JobRecord.id.in_(job_ids),
+                    JobRecord.owner == owner,
+                    JobRecord.state.notin_(self.JOB_FINAL_STATES),
+                ]
+                session.execute(
+                    sa.update(JobRecord)
+                    .where(*mine)
+                    .values(lease_expires=_lease_end(lease))
+                    .execution_options(synchronize_session=False)
+                )
+                return [job_id for (job_id,) in session.query(JobRecord.id).filter(*mine)]
+
+        return self._retrying("Renewing job leases", renew)
+
+    def release_job(self, job_id: str, owner: str, **fields: Any) -> bool:
+        """Write ``fields`` (as :meth:`update_job`) and release the job, if ``owner`` still holds it.
+
+        Returns whether it did; a job taken over by another manager is left as that one has it.
+        """
+        sa = _sqlalchemy()
+        from ._models import JobRecord, utcnow
+
+        fields = self._job_fields(fields)
+
+        def release() -> bool:
+            with self.session() as session:
+                now = utcnow()
+                values = {**fields, "owner": "", "lease_expires": None, "updated_at": now}
+                if fields.get("state") in self.JOB_FINAL_STATES:
+                    values["finished_at"] = now
+                done = session.execute(
+                    sa.update(JobRecord)
+                    .where(JobRecord.id == job_id, JobRecord.owner == owner)
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                )
+                return bool(done.rowcount == 1)
+
+        return self._retrying(f"Releasing job {job_id!r}", release)
+
+    def _job_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The checked fields of a job update (their errors without credentials)."""
+        unknown = set(fields) - set(self._JOB_FIELDS)
+        if unknown:
+            raise ConfigurationError(f"Unknown job field(s) {sorted(unknown)}; fields: {list(self._JOB_FIELDS)}")
+        if "state" in fields and fields["state"] not in self.JOB_STATES:
+            raise ConfigurationError(f"Unknown job state {fields['state']!r}; states: {list(self.JOB_STATES)}")
+        _refuse_secrets(fields.get("result"))
+        if fields.get("error"):  # a worker's error text may quote a URL: keep it, without its credentials
+            fields["error"] = _URL.sub(lambda m: redact_url(m.group(0)), str(fields["error"]))
+        return fields
 
     @staticmethod
     def _job_info(record: Any) -> dict[str, Any]:
@@ -1123,6 +1260,8 @@ class ResourceStore:
             "restarts": max(0, record.attempts - 1),
             "result": record.result,
             "error": record.error,
+            "owner": record.owner,
+            "lease_expires": _aware(record.lease_expires).isoformat() if record.lease_expires else None,
             "created_at": record.created_at.isoformat() if record.created_at else None,
             "updated_at": record.updated_at.isoformat() if record.updated_at else None,
             "finished_at": record.finished_at.isoformat() if record.finished_at else None,
