@@ -21,7 +21,7 @@ from ..data import example_record
 from ..errors import BudgetExceededError, ConfigurationError, LoadError, UserError
 from ..lm import Usage, track_usage
 from ..program import trace as open_trace
-from ..runtime import ProgramSpec, instrument_async, resolve_executor, run_sync, stream_bounded
+from ..runtime import ProgramSpec, ProgressLines, instrument_async, resolve_executor, run_sync, stream_bounded
 from ..schema import Example, Prediction
 from ._feedback import split_feedback
 from ._metrics import Metric, as_metric
@@ -422,11 +422,25 @@ def _open_checkpoint(
 
 
 class _Progress:
-    """A rich progress bar with the running score; silent when stderr is not a terminal."""
+    """A rich progress bar with the running score; plain lines when stderr is not a terminal.
 
-    def __init__(self, total: int, enabled: bool | None) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+    ``enabled=None`` (the default): the bar on a terminal, else
+    :class:`~elixirml.runtime.ProgressLines` (at most every 10% or 30 s, with the count to run
+    first and the end last); ``False``: nothing (evaluations inside an optimizer); ``True``: the bar.
+    """
+
+    def __init__(self, total: int, enabled: bool | None, resumed: int = 0) -> None:
+        tty = sys.stderr.isatty()
+        self.enabled = tty if enabled is None else enabled
         self._bar: Any = None
+        self.lines: ProgressLines | None = None
+        self._last = (resumed, "")
+        if enabled is None and not tty and total:
+            self.lines = ProgressLines("evaluate", total, unit="examples")
+            self.lines.note(
+                f"evaluate: {total - resumed} examples to run" + (f" ({resumed} resumed)" if resumed else "")
+            )
+            self.lines.update(resumed)
         if self.enabled and total:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -442,13 +456,19 @@ class _Progress:
             self._bar.start()
 
     def update(self, done: int, score_sum: float, errors: int) -> None:
+        status = f"score {100 * score_sum / max(done, 1):.1f}%" + (f" errors {errors}" if errors else "")
         if self._bar is not None:
-            status = f"score {100 * score_sum / max(done, 1):.1f}%" + (f" errors {errors}" if errors else "")
             self._bar.update(self._task, completed=done, status=status)
+        if self.lines is not None:
+            self.lines.update(done, status)
+        self._last = (done, status)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+        if self.lines is not None:
+            done, status = self._last
+            self.lines.note(f"evaluate: done in {self.lines.elapsed():.0f}s: {done} examples; {status}")
 
 
 def _resolve_metrics(metric: Any, metrics: Mapping[str, Any] | None) -> list[tuple[str, Metric | str]]:
@@ -588,7 +608,7 @@ async def aevaluate(
                 )
 
     pending = [i for i in range(len(examples)) if i not in results]
-    progress = _Progress(len(examples), display_progress)
+    progress = _Progress(len(examples), display_progress, len(results))
     score_sum = sum(r.score for r in results.values())
     errors = 0
     stopped = False

@@ -1,0 +1,68 @@
+"""Long work prints progress lines when stderr is not a terminal: its projection, lines, its end."""
+
+import io
+
+import elixirml as em
+from elixirml.runtime import ProgressLines
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_lines_come_at_most_every_ten_percent_or_thirty_seconds():
+    out, clock = io.StringIO(), Clock()
+    lines = ProgressLines("work", 100, unit="rows", stream=out, clock=clock)
+    printed = [lines.update(done) for done in range(1, 101)]
+    assert sum(printed) == 10  # one per 10 rows, not one per row
+    assert "work: 10/100 rows (10%) after 0s" in out.getvalue()
+    clock.now = 10.0
+    assert not lines.update(100)  # nothing new and not 30 s since the last line
+    clock.now = 45.0
+    assert lines.update(100)  # 30 s passed: a line even without progress
+    slow = ProgressLines("slow", None, stream=io.StringIO(), clock=clock)
+    assert not slow.update(5)
+    clock.now += 31
+    assert slow.update(6)  # unknown total: every 30 s
+
+
+def rows(n):
+    return [em.Example(question=f"item {i}", answer=str(2 * i)).with_inputs("question") for i in range(n)]
+
+
+def doubling_lm():
+    def answer(messages, settings):
+        import re
+
+        i = int(re.search(r"item (\d+)", messages[-1]["content"]).group(1))
+        return {"answer": str(2 * i)}
+
+    return em.FunctionLM(answer)
+
+
+def test_evaluate_prints_its_count_progress_and_end_without_a_terminal(capsys):
+    em.configure(lm=doubling_lm())
+    em.evaluate(em.Predict("question -> answer"), rows(20), em.metrics.exact_match, concurrency=1)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "evaluate: 20 examples to run"
+    progress = [line for line in err if "/20 examples" in line]
+    assert 5 <= len(progress) <= 10 and "score 100.0%" in progress[-1]
+    assert err[-1].startswith("evaluate: done in") and "20 examples; score 100.0%" in err[-1]
+    em.evaluate(em.Predict("question -> answer"), rows(5), em.metrics.exact_match, display_progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_optimizer_prints_its_projection_and_end_without_a_terminal(capsys):
+    em.configure(lm=doubling_lm())
+    optimizer = em.optimizers.BootstrapFewShot(em.metrics.exact_match, max_bootstrapped_demos=2)
+    optimizer.compile(em.Predict("question -> answer"), trainset=rows(8))
+    err = capsys.readouterr().err
+    assert "BootstrapFewShot: projected" in err and "LM calls" in err
+    assert "BootstrapFewShot: done in" in err.splitlines()[-1]
+    optimizer = em.optimizers.BootstrapFewShot(em.metrics.exact_match, display_progress=False)
+    optimizer.compile(em.Predict("question -> answer"), trainset=rows(4))
+    assert "BootstrapFewShot" not in capsys.readouterr().err
