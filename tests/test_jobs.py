@@ -545,3 +545,21 @@ def test_a_store_from_before_leases_upgrades_and_its_jobs_still_resume(tmp_path)
         assert final["state"] == "succeeded" and final["best_score"] == 100.0 and final["attempts"] == 2
     finally:
         store.close()
+
+
+def test_elixirml_serve_names_the_lms_jobs_may_use(monkeypatch):
+    from typer.testing import CliRunner
+
+    import elixirml.serve
+    from elixirml.cli import app
+
+    seen = {}
+    monkeypatch.setattr(elixirml.serve, "create_app", lambda **kwargs: seen.update(kwargs) or "app")
+    monkeypatch.setattr(elixirml.serve, "run", lambda app, **kwargs: seen.update(served=app))
+    runner = CliRunner()
+    given = ["serve", "--job-lm", "proposer=jobs_fixture_lib:proposer_lm", "--job-lm", "big=openai/gpt-4o"]
+    assert runner.invoke(app, given).exit_code == 0
+    assert seen["job_lms"] == {"proposer": "jobs_fixture_lib:proposer_lm", "big": "openai/gpt-4o"}
+    assert seen["served"] == "app"
+    bad = runner.invoke(app, ["serve", "--job-lm", "openai/gpt-4o"])
+    assert bad.exit_code == 2 and "NAME=MODEL" in bad.output

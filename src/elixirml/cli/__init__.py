@@ -497,6 +497,10 @@ def serve_command(
     jobs_lm: Annotated[
         str | None, typer.Option(help="LM of optimization jobs' workers: a model name or pkg.module:factory.")
     ] = None,
+    job_lm: Annotated[
+        list[str],
+        typer.Option("--job-lm", help='NAME=MODEL: an LM a job may name ("proposer_lm": "NAME"); repeatable.'),
+    ] = [],  # noqa: B006
 ) -> None:
     """Serve stored programs over HTTP (run, stream, batch, OpenAI chat completions, deploy, jobs, console)."""
     try:
@@ -504,6 +508,14 @@ def serve_command(
         from ..serve import ServeSettings
         from ..settings import current
 
+        job_lms = {}
+        for item in job_lm:
+            name, sep, model = item.partition("=")
+            if not sep or not name or not model:
+                raise errors.ConfigurationError(
+                    f"--job-lm takes NAME=MODEL (e.g. proposer=openai/gpt-4o), got {item!r}"
+                )
+            job_lms[name] = model
         app = serve.create_app(
             programs=program or None,
             lm=current().lm,
@@ -520,6 +532,7 @@ def serve_command(
             ),
             console=console,
             jobs_lm=jobs_lm,
+            job_lms=job_lms,
         )
         serve.run(app, host=host, port=port, log_level=log_level, forwarded_allow_ips=forwarded_allow_ips)
     except Exception as exc:
