@@ -1,7 +1,11 @@
 import json
+import re
+import shlex
 import textwrap
+from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import elixirml as em
@@ -49,7 +53,7 @@ def test_help_lists_every_command():
 
 
 def test_run_then_inspect(workspace):
-    result = runner.invoke(app, ["run", f"{workspace / 'prog.py'}:QA", "--input", "question=item 3"])
+    result = runner.invoke(app, ["run", f"{workspace / 'prog.py'}:QA", "--input", "question=item 3", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"answer": "yes"}
     shown = runner.invoke(app, ["inspect"])
@@ -58,6 +62,21 @@ def test_run_then_inspect(workspace):
     recorded = em.Store().last_execution()  # what the web console shows of the run
     assert [s["kind"] for s in recorded["spans"]][:2] == ["module", "module"]
     assert "yes" in recorded["trace"][0]["completion"]
+
+
+def test_run_prints_only_the_result_and_inspect_reads_the_same_default_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("ELIXIRML_STORE", raising=False)  # no store named anywhere: every command uses the default
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    (tmp_path / "guarded.py").write_text(
+        PROGRAM + '\nif __name__ == "__main__":\n    print("THE DEMO RAN")\n    print(QA()(question="item 1"))\n'
+    )
+    em.configure(lm=em.DummyLM({"item 3": {"answer": "yes, it is"}}, default={"answer": "no"}))
+    result = runner.invoke(app, ["run", f"{tmp_path / 'guarded.py'}:QA", "-i", "question=item 3"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "answer: yes, it is\n"
+    shown = runner.invoke(app, ["inspect"])
+    assert shown.exit_code == 0 and "item 3" in shown.output and "no runs recorded" not in shown.output
+    assert (tmp_path / "data" / "elixirml" / "store.db").is_file()
 
 
 def test_eval_prints_the_summary(workspace):
@@ -147,3 +166,85 @@ def test_demo_quick_on_a_scripted_lm(workspace):
     assert "MIPRO light" in result.output and "Saved as sst2-sentiment v" in result.output
     png = workspace / "elixirml-demo-trials.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- the CLI lines the docs show
+DOCS = [
+    Path(__file__).resolve().parent.parent / "README.md",
+    *sorted((Path(__file__).resolve().parent.parent / "docs").glob("*.md")),
+]
+
+
+def _doc_command_lines():
+    """(where, argv) for each `elixirml ...` line in a code block, and (where, words) for each inline mention."""
+    blocks, inline = [], []
+    for doc in DOCS:
+        fenced = False
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            where = f"{doc.name}:{number}"
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+                continue
+            if fenced:
+                text = re.sub(r"^\s*\$\s*", "", line)
+                text = re.sub(r"^(\w+=\S+\s+)+", "", text)  # VAR=value elixirml ...
+                if not text.startswith("elixirml "):
+                    continue
+                text = re.split(r"\s+#", text)[0]
+                pieces = [p.strip() for p in text[len("elixirml ") :].split(" | ")]
+                blocks += [(where, shlex.split(piece)) for piece in pieces]
+            else:
+                for span in re.findall(r"`elixirml ([^`]+)`", line):
+                    inline += [(where, piece.split()) for piece in span.split(" / ")]
+    return blocks, inline
+
+
+def _parse(argv):
+    """Parse argv with the CLI's own parser (typer's click), without running anything; raises its UsageError."""
+    command = typer.main.get_command(app)
+    ctx = command.make_context("elixirml", list(argv))
+    while hasattr(command, "resolve_command"):  # a group (typer vendors click: its classes are its own)
+        rest = [*ctx._protected_args, *ctx.args]
+        name, command, rest = command.resolve_command(ctx, rest)
+        ctx = command.make_context(name, rest, parent=ctx)
+    return ctx
+
+
+def test_every_cli_line_in_the_docs_parses():
+    blocks, inline = _doc_command_lines()
+    assert len(blocks) >= 15 and len(inline) >= 10  # the extraction finds the docs' lines
+    failures = []
+    for where, argv in blocks:
+        try:
+            _parse(argv)
+        except Exception as exc:  # typer's UsageError (and NoArgsIsHelpError) name what is wrong
+            failures.append(f"{where}: elixirml {' '.join(argv)}: {type(exc).__name__}: {exc}")
+    group = typer.main.get_command(app)
+    for where, words in inline:
+        command = group
+        for word in words:
+            if word.startswith("-") or not hasattr(command, "resolve_command"):
+                break
+            sub = command.get_command(command.make_context("elixirml", ["--help"], resilient_parsing=True), word)
+            if sub is None:
+                failures.append(f"{where}: `elixirml {' '.join(words)}`: no command {word!r}")
+                break
+            command = sub
+    assert not failures, "\n".join(failures)
+
+
+def test_the_parser_check_catches_a_bad_line():
+    with pytest.raises(Exception, match="No such command 'evaluate'"):
+        _parse(["evaluate", "program.py:QA", "data.jsonl"])
+    with pytest.raises(Exception, match="Missing parameter: data"):
+        _parse(["optimize", "file.py:Class", "--save", "name"])
+    with pytest.raises(Exception, match="No such option"):
+        _parse(["run", "x", "--nope"])
+    assert _parse(["--debug", "run", "x", "--json"]).params["as_json"] is True
+
+
+def test_debug_reads_as_a_flag_in_the_help():
+    shown = runner.invoke(app, ["--help"])
+    assert re.search(r"^\s+--debug\s+Show tracebacks\.$", shown.output, re.MULTILINE), shown.output
+    for argv in (["--help"], ["run", "--help"], ["serve", "--help"], ["programs", "diff", "--help"]):
+        assert "<bool>" not in runner.invoke(app, argv).output

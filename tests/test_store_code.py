@@ -86,7 +86,7 @@ def test_a_program_saved_by_a_script_loads_and_runs_in_new_processes(project, tm
         cwd=elsewhere,
     )
     assert loaded.split() == ["QAProgram", "Predict"]  # and the script's __main__ block did not run again
-    out = _cli(env, "run", "qa", "--input", "question=life", cwd=elsewhere)
+    out = _cli(env, "run", "qa", "--input", "question=life", "--json", cwd=elsewhere)
     assert json.loads(out) == {"answer": "about life"}
 
 
@@ -95,7 +95,7 @@ def test_a_program_optimized_from_a_file_runs_and_serves_by_name(project, tmp_pa
     prog = f"{folder / 'qa_script.py'}:QAProgram"
     data = str(folder / "data.jsonl")
     _cli(env, "optimize", prog, data, "--inputs", "question", "--optimizer", "labeled", "--save", "tuned")
-    assert json.loads(_cli(env, "run", "tuned", "-i", "question=x", cwd=tmp_path)) == {"answer": "about x"}
+    assert json.loads(_cli(env, "run", "tuned", "-i", "question=x", "--json", cwd=tmp_path)) == {"answer": "about x"}
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -23,12 +23,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: a flag reads as a flag (the rich help shows `--debug <bool>`)
 )
-runs_app = typer.Typer(help="Optimization runs in the store.", no_args_is_help=True)
-programs_app = typer.Typer(help="Programs and their versions in the store.", no_args_is_help=True)
+runs_app = typer.Typer(help="Optimization runs in the store.", no_args_is_help=True, rich_markup_mode=None)
+programs_app = typer.Typer(
+    help="Programs and their versions in the store.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(runs_app, name="runs")
 app.add_typer(programs_app, name="programs")
-config_app = typer.Typer(help="The layered configuration (defaults, file, environment, code).", no_args_is_help=True)
+config_app = typer.Typer(
+    help="The layered configuration (defaults, file, environment, code).", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(config_app, name="config")
 
 METRICS = ("exact_match", "f1", "contains", "numeric_match")
@@ -62,8 +67,8 @@ def _main(
             from ..lm import LM
 
             configure(lm=LM(lm))
-        if store is not None:
-            configure(store=store)
+        # One store for every command: what `run` records, `inspect`, `programs` and the console read.
+        configure(store=store if store is not None else _store_setting())
     except Exception as exc:
         _fail(exc)
 
@@ -123,25 +128,30 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
 @app.command()
 def run(
     program: Annotated[str, typer.Argument(help="path.py:Name or a stored program name")],
-    input: Annotated[list[str], typer.Option("--input", "-i", help="An input as key=value (repeatable).")] = [],  # noqa: B006
+    input: Annotated[
+        list[str], typer.Option("--input", "-i", metavar="KEY=VALUE", help="An input as key=value (repeatable).")
+    ] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outputs as one JSON object.")] = False,
 ) -> None:
-    """Run a program once and print its output as JSON (the run's trace goes to the store)."""
+    """Run a program once and print its outputs (`field: value` lines; --json: JSON); the trace goes to the store.
+
+    A file's `if __name__ == "__main__":` block does not run: only the program does.
+    """
     try:
         _ensure_lm()
         target = load_program(program)
         inputs = _parse_pairs(input, "--input")
-        from ..program import configured_store
-
-        store = configured_store()
-        if store is None:
+        store = _open_store()
+        with store.recording(program, inputs) as rec:
             result = target(**inputs)
-            outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
+            outputs = rec.outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
+        store.close()
+        if as_json:
+            typer.echo(json.dumps(outputs, default=str, ensure_ascii=False))
         else:
-            with store.recording(program, inputs) as rec:
-                result = target(**inputs)
-                outputs = rec.outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
-            store.close()
-        typer.echo(json.dumps(outputs, indent=2, default=str, ensure_ascii=False))
+            for key, value in outputs.items():
+                text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+                typer.echo(f"{key}: {text}")
     except typer.Exit:
         raise
     except Exception as exc:
