@@ -12,8 +12,8 @@ import pytest
 import elixirml as em
 from elixirml.errors import ConfigurationError, LoadError, MissingDependencyError, ProviderResponseError
 from elixirml.lm import Cache
-from elixirml.retrieval import Passage, Retriever
-from elixirml.retrieval import _pgvector as pgv
+from elixirml.retrievers import Passage, Retriever
+from elixirml.retrievers import _pgvector as pgv
 from elixirml.testing import FakeLMServer, hashed_embedding
 
 SLICE = json.loads((pathlib.Path(__file__).parent / "data" / "squad_slice.json").read_text())

@@ -15,8 +15,8 @@ DEFERRED = (
     "elixirml.distributed",
     "elixirml.runtime._supervisor",
     "elixirml.runtime._telemetry",
-    "elixirml.retrieval._bm25",
-    "elixirml.retrieval._pgvector",
+    "elixirml.retrievers._bm25",
+    "elixirml.retrievers._pgvector",
     "sqlalchemy",
     "aiohttp",
 )

@@ -73,21 +73,21 @@ variable = Extension(
 bm25 = Extension(
     "bm25",
     __version__,
-    provides="elixirml.retrieval:BM25",
+    provides="elixirml.retrievers:BM25",
     capabilities=["lexical", "embedded"],
     description="BM25 on bm25s, no model needed (extra: retrieval)",
 )
 embeddings = Extension(
     "embeddings",
     __version__,
-    provides="elixirml.retrieval:Embeddings",
+    provides="elixirml.retrievers:Embeddings",
     capabilities=["dense", "save"],
     description="exact cosine search over an em.Embedder's vectors; FAISS when installed (extra: retrieval)",
 )
 pgvector = Extension(
     "pgvector",
     __version__,
-    provides="elixirml.retrieval:PGVector",
+    provides="elixirml.retrievers:PGVector",
     capabilities=["dense", "shared"],
     description="PostgreSQL with the pgvector extension (extra: pgvector)",
 )

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import settings as _settings
 from ..errors import ConfigurationError
-from ..retrieval import Retriever
+from ..retrievers import Retriever
 from ..schema import Prediction
 from ..variables import Variable
 from ._module import Module
@@ -26,7 +26,7 @@ class Retrieve(Module):
 
     Calling it with ``query`` (a string, or a list of strings whose results are merged by best
     score) returns a Prediction with ``passages`` (the texts, best first) and ``documents``
-    (the :class:`~elixirml.retrieval.Passage` objects with ids and scores).
+    (the :class:`~elixirml.retrievers.Passage` objects with ids and scores).
     """
 
     k = Variable.int(default=3, low=1, high=20, description="passages retrieved per query")

@@ -1,4 +1,8 @@
-"""Retrieval: the Retriever protocol, passages, and the built-in indexes (BM25, embeddings, pgvector)."""
+"""Retrievers (``em.retrievers``): the Retriever protocol, passages, and the built-in indexes.
+
+BM25, Embeddings and PGVector; ``em.Retrieve(k=3, retriever=em.retrievers.BM25(corpus))`` uses
+one in a program.
+"""
 
 from typing import TYPE_CHECKING
 
