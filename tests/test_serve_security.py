@@ -245,3 +245,146 @@ def test_hostile_bodies_get_a_typed_4xx_never_a_500(store):
         r = httpx.post(url + "/jobs", json={**job, "inputs": ["question"]})
         assert r.status_code == 400 and "9" * 30 in r.json()["detail"]  # the detail names the version
         assert httpx.get(url + "/programs/qa/versions").status_code == 200
+
+
+# ---------------------------------------------------------------------- item 8: upstream messages are redacted
+UNSHAPED = "zq81-not-shaped-like-a-key-5521"  # a credential of the server's that no pattern would spot
+
+
+class _Refuser:
+    """A loopback OpenAI-like server that answers 401 quoting the key it got, as OpenAI does."""
+
+    def __init__(self):
+        import http.server
+        import json as json_
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                reply = json_.dumps({"error": {"message": f"Incorrect API key provided: {key}. See your dashboard."}})
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _every_error_text(url: str, program: str = "qa") -> str:
+    """The run, batch, stream and chat (plain and streamed) answers of one failing question, as text."""
+    body = {"question": "x"}
+    texts = []
+    run = httpx.post(f"{url}/programs/{program}/run", json=body)
+    assert run.status_code == 502, run.text
+    texts.append(run.text)
+    texts.append(httpx.post(f"{url}/programs/{program}/batch", json=[body]).text)
+    stream = httpx.post(f"{url}/programs/{program}/stream", json=body)
+    assert "event: error" in stream.text
+    texts.append(stream.text)
+    chat = {"model": program, "messages": [{"role": "user", "content": "x"}]}
+    texts.append(httpx.post(f"{url}/v1/chat/completions", json=chat).text)
+    streamed = httpx.post(f"{url}/v1/chat/completions", json={**chat, "stream": True})
+    assert '"error"' in streamed.text
+    texts.append(streamed.text)
+    return "\n".join(texts)
+
+
+def test_upstream_messages_are_redacted_before_clients_logs_and_spans(store, monkeypatch, caplog):
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    monkeypatch.setenv("UPSTREAM_API_KEY", UNSHAPED)
+
+    async def leaky(messages, settings):
+        raise em.errors.ProviderResponseError(
+            f"gateway refused credential {UNSHAPED} (also Bearer sk-live-abcdef123456)"
+        )
+
+    def program_bug(messages, settings):
+        raise RuntimeError(f"the tool was called with token={UNSHAPED}")
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    store.save(em.Predict("question -> answer"), "buggy")
+    app = em.serve.create_app(store, programs=["qa"], lm=em.FunctionLM(leaky), tokens=[], tracer_provider=provider)
+    buggy = em.serve.create_app(store, programs=["buggy"], lm=em.FunctionLM(program_bug), tokens=[])
+    with caplog.at_level("DEBUG"):
+        with serving(app) as url:
+            text = _every_error_text(url)
+        with serving(buggy) as url:
+            failed = httpx.post(url + "/programs/buggy/run", json={"question": "x"})
+    assert failed.status_code >= 500 and UNSHAPED not in failed.text and "token=***" in failed.text
+    assert UNSHAPED not in text and "sk-live" not in text and "gateway refused credential ***" in text
+    assert UNSHAPED not in caplog.text and "the tool was called with token=***" in caplog.text
+    for span in memory.get_finished_spans():
+        recorded = str(span.attributes) + str(span.status.description) + str([e.attributes for e in span.events])
+        assert UNSHAPED not in recorded and "sk-live" not in recorded, span.name
+
+
+def test_a_refused_key_is_named_by_its_variable_never_by_its_value(store, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", UNSHAPED)
+    with _Refuser() as upstream:
+        lm = em.LM("openai/m", base_url=upstream.url, cache=False, num_retries=0)
+        app = em.serve.create_app(store, lm=lm, tokens=[])
+        with serving(app) as url:
+            text = _every_error_text(url)
+    assert UNSHAPED not in text
+    assert "OPENAI_API_KEY" in text and "401" in text
+
+
+# ---------------------------------------------------------------------- item 7: unusable LM output is a 502
+def test_an_answer_json_cannot_carry_is_a_502_naming_it(store, tmp_path):
+    from fastapi.testclient import TestClient
+
+    store.save(em.Predict("question -> answer, score: float"), "scored")
+
+    broken_answer = lambda m, s: (
+        "[[ ## answer ## ]]\nfine\n\n[[ ## score ## ]]\nnan\n\n[[ ## completed ## ]]"
+        if "score" in str(m[0]["content"])
+        else ANSWER.format("A\ud800B")
+    )
+    app = em.serve.create_app(store, lm=em.FunctionLM(broken_answer), tokens=[])
+    with serving(app) as url:
+        for program, why in (("qa", "lone surrogate (U+D800)"), ("scored", "outputs.score is nan")):
+            run = httpx.post(f"{url}/programs/{program}/run", json={"question": "x"})
+            assert run.status_code == 502, run.text
+            assert "provider's answer was invalid" in run.json()["detail"] and why in run.json()["detail"]
+            assert run.json()["type"] == "OutputError"
+            batch = httpx.post(f"{url}/programs/{program}/batch", json=[{"question": "x"}]).json()
+            assert batch["results"][0]["error"]["status"] == 502
+            stream = httpx.post(f"{url}/programs/{program}/stream", json={"question": "x"})
+            assert stream.status_code == 200 and "event: error" in stream.text and why in stream.text
+            chat = {"model": program, "messages": [{"role": "user", "content": "x"}]}
+            reply = httpx.post(f"{url}/v1/chat/completions", json=chat)
+            assert reply.status_code == 502 and why in reply.json()["error"]["message"]
+            streamed = httpx.post(f"{url}/v1/chat/completions", json={**chat, "stream": True})
+            assert streamed.status_code == 200 and why in streamed.text and streamed.text.endswith("[DONE]\n\n")
+        metrics = httpx.get(url + "/metrics").text
+        assert 'elixirml_request_errors_total{program="qa",version="1"}' in metrics
+    from elixirml.console import create_console_app
+
+    console = create_console_app(store.url, lm=em.FunctionLM(broken_answer))
+    with (
+        TestClient(console, base_url="http://localhost") as c,
+        c.stream("POST", "/catalog/qa/try", json={"inputs": {"question": "x"}}) as response,
+    ):
+        body = "".join(response.iter_text())
+    assert "event: error" in body and "lone surrogate" in body

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -29,7 +28,8 @@ except ImportError as exc:  # pragma: no cover - the serve extra is missing
 import pydantic
 
 from .. import settings as _settings
-from .._http import Guard, GuardPolicy, TokenSet
+from .._http import Guard, GuardPolicy, TokenSet, json_line
+from .._secrets import redact_text, server_secrets
 from .._version import __version__
 from ..errors import ConfigurationError, LoadError
 from ..program import FieldChunk, StatusEvent, Store, streamify
@@ -52,8 +52,7 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 def sse(event: str, data: Any, ident: int) -> bytes:
     """One Server-Sent Event: ``id``, ``event`` and a one-line JSON ``data``."""
-    payload = json.dumps(data, ensure_ascii=False, default=str)
-    return f"id: {ident}\nevent: {event}\ndata: {payload}\n\n".encode()
+    return f"id: {ident}\nevent: {event}\ndata: {json_line(data)}\n\n".encode()
 
 
 class DeployRequest(pydantic.BaseModel):
@@ -97,8 +96,9 @@ def _load_programs(state: ServeState, programs: Sequence[str] | None) -> None:
         try:
             state.deployments[name] = Deployment(state.loader.load(name, "latest"))
         except Exception as exc:  # one program that cannot be built must not keep the others from serving
-            state.unavailable[name] = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
-            log.warning("Not serving program %r: %s", name, exc)
+            why = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
+            state.unavailable[name] = redact_text(why, server_secrets())
+            log.warning("Not serving program %r: %s", name, state.unavailable[name])
 
 
 def _deployment(state: ServeState, name: str) -> Deployment:
@@ -286,6 +286,7 @@ def create_app(
         inputs = validate_inputs(version, await body_of(request))
         async with observed(state, version, request.headers, "run") as run:
             result = await version.program.acall(**inputs)
+            run.take(result)
         return _versioned(run.answer(result), version.number)
 
     @protected.post("/programs/{name}/batch", tags=["programs"], include_in_schema=False)
@@ -308,6 +309,7 @@ def create_app(
                 inputs = validate_inputs(version, item, where=str(index))
                 async with observed(state, version, request.headers, "batch") as run:
                     result = await version.program.acall(**inputs)
+                    run.take(result)
                 return run.answer(result)
             except RequestError as exc:
                 return {"error": {"status": exc.status, **exc.body()}}
@@ -338,6 +340,7 @@ def create_app(
                             yield sse("status", {"kind": item.kind, "data": item.data}, ident)
                         else:
                             final = item
+                    run.take(final)
                     answer = (run, final)
             except RequestError as exc:
                 yield sse("error", {"status": exc.status, **exc.body()}, ident + 1)
@@ -371,7 +374,8 @@ def create_app(
                 version: LoadedVersion = await asyncio.to_thread(build, name, number)
             except LoadError as exc:
                 serving = existing.live.number if existing is not None else None
-                raise RequestError(422, str(exc), version=serving, error_type="LoadError") from None
+                detail = redact_text(str(exc), server_secrets())
+                raise RequestError(422, detail, version=serving, error_type="LoadError") from None
             if existing is None:
                 if request.traffic is not None:
                     raise RequestError(409, f"Program {name!r} has no live version yet: deploy one before a canary")

@@ -22,10 +22,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from .._http import parse_json_body
+from .._http import json_line, parse_json_body
 from ..program import FieldChunk, StatusEvent, streamify
 from ._auth import require_token
-from ._run import RequestError, observed, outputs_of, request_json, validate_inputs
+from ._run import RequestError, observed, request_json, validate_inputs
 from ._state import LoadedVersion, ServeState
 
 log = logging.getLogger("elixirml.serve")
@@ -133,7 +133,7 @@ def _usage(usage: Any) -> dict[str, int]:
 
 
 def _frame(data: Any) -> bytes:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    return f"data: {json_line(data)}\n\n".encode()
 
 
 def openai_router(state: ServeState) -> APIRouter:
@@ -179,9 +179,9 @@ def openai_router(state: ServeState) -> APIRouter:
         try:
             async with observed(state, version, request.headers, "chat") as run:
                 result = await version.program.acall(**inputs)
+                outputs = run.take(result)
         except RequestError as exc:
             return _error(exc)
-        outputs = outputs_of(result)
         answer = {
             "id": completion_id,
             "object": "chat.completion",
@@ -251,13 +251,14 @@ async def _stream(
                         yield chunk({"content": stripped})
                 elif not isinstance(item, StatusEvent):
                     final = item
+            outputs = run.take(final)
             usage = run.usage
     except RequestError as exc:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, default=str)
         yield _frame({"error": {"message": message, "type": "server_error", "code": str(exc.status)}})
         yield b"data: [DONE]\n\n"
         return
-    content = _content(version, outputs_of(final))
+    content = _content(version, outputs)
     if content.startswith(sent):
         rest = content[len(sent) :]
         if rest:

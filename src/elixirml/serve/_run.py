@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import time
+import traceback
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -18,7 +19,8 @@ import pydantic
 from pydantic_core import to_jsonable_python
 
 from .. import errors
-from .._http import BODY_KEY, parse_json_body
+from .._http import BODY_KEY, check_output, parse_json_body
+from .._secrets import redact_text, server_secrets
 from ..lm import track_usage
 from ..settings import scoped
 from ._state import LoadedVersion, ServeState
@@ -156,11 +158,23 @@ class Observed:
     usage: Any
     started: float
     latency: float = 0.0
+    outputs: dict[str, Any] | None = None
+
+    def take(self, result: Any) -> dict[str, Any]:
+        """Keep the outputs of ``result`` as JSON, inside the run.
+
+        A value JSON cannot carry (a lone surrogate, NaN) raises :class:`~elixirml.errors.OutputError`,
+        which the run reports as 502.
+        """
+        outputs = outputs_of(result)
+        check_output(outputs)
+        self.outputs = outputs
+        return outputs
 
     def answer(self, result: Any) -> dict[str, Any]:
         """The JSON answer of a finished run."""
         return {
-            "outputs": outputs_of(result),
+            "outputs": self.outputs if self.outputs is not None else outputs_of(result),
             "version": self.version.number,
             "usage": self.usage.as_dict(),
             "latency": self.latency,
@@ -175,7 +189,9 @@ async def observed(
     """Serve one run of ``version``: under the server's settings, traced, counted.
 
     A failure of the program is counted and raised as :class:`RequestError` with the status
-    that reports it (5xx: the program or its LM failed, not the request).
+    that reports it (5xx: the program or its LM failed, not the request). Its message is
+    redacted first (the server's own keys, anything shaped like a key): what a provider quotes
+    back reaches no client, log or span.
     """
     stats = state.stats_of(version)
     attributes = {
@@ -199,16 +215,19 @@ async def observed(
                 raise
             except Exception as exc:
                 status, extra = status_of(exc)
+                secrets = server_secrets()
                 if status == 500:
-                    log.exception("Program %r v%s failed", version.name, version.number)
+                    trace = redact_text("".join(traceback.format_exception(exc)), secrets)
+                    log.error("Program %r v%s failed:\n%s", version.name, version.number, trace.rstrip())
+                # from None: the upstream message reaches no client, log or span but in its redacted form
                 raise RequestError(
                     status,
-                    f"{type(exc).__name__}: {exc}",
+                    redact_text(f"{type(exc).__name__}: {exc}", secrets),
                     version=version.number,
                     trace_id=trace_id,
                     error_type=type(exc).__name__,
                     headers=extra,
-                ) from exc
+                ) from None
             failed = False
     finally:
         stats.in_flight -= 1
