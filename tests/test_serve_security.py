@@ -356,11 +356,11 @@ def test_an_answer_json_cannot_carry_is_a_502_naming_it(store, tmp_path):
 
     store.save(em.Predict("question -> answer, score: float"), "scored")
 
-    broken_answer = lambda m, s: (
-        "[[ ## answer ## ]]\nfine\n\n[[ ## score ## ]]\nnan\n\n[[ ## completed ## ]]"
-        if "score" in str(m[0]["content"])
-        else ANSWER.format("A\ud800B")
-    )
+    def broken_answer(messages, settings):
+        if "score" in str(messages[0]["content"]):
+            return "[[ ## answer ## ]]\nfine\n\n[[ ## score ## ]]\nnan\n\n[[ ## completed ## ]]"
+        return ANSWER.format("A\ud800B")
+
     app = em.serve.create_app(store, lm=em.FunctionLM(broken_answer), tokens=[])
     with serving(app) as url:
         for program, why in (("qa", "lone surrogate (U+D800)"), ("scored", "outputs.score is nan")):
