@@ -489,16 +489,16 @@ def test_a_job_is_taken_over_only_when_its_lease_has_expired(store, monkeypatch)
             session.get(JobRecord, job_id).host = "another-host"
 
     async def main():
-        owner = manager_for(store, lease=0.6)
+        owner = manager_for(store, lease=1.5)
         assert await owner.start() == ["elsewhere-dead"]  # expired lease: taken over; the live one is left
         slow = await owner.submit(
-            {"kind": "evaluate", "program": "doubler", "rows": rows(10), **METRIC, "concurrency": 1}
+            {"kind": "evaluate", "program": "doubler", "rows": rows(18), **METRIC, "concurrency": 1}
         )
-        await asyncio.sleep(1.5)  # well past one lease: the running manager has renewed it
-        other = manager_for(store, lease=0.6)
+        await asyncio.sleep(2.5)  # well past one lease: the running manager has renewed it
+        other = manager_for(store, lease=1.5)
         try:
             assert await other.start() == []
-            await asyncio.sleep(1.0)  # the other manager's rounds keep leaving it alone
+            await asyncio.sleep(0.8)  # the other manager's rounds keep leaving it alone
             assert not other._watchers
             final = await owner.wait(slow["id"], 30)
         finally:
@@ -563,3 +563,35 @@ def test_elixirml_serve_names_the_lms_jobs_may_use(monkeypatch):
     assert seen["served"] == "app"
     bad = runner.invoke(app, ["serve", "--job-lm", "openai/gpt-4o"])
     assert bad.exit_code == 2 and "NAME=MODEL" in bad.output
+
+
+def test_a_manager_whose_job_was_taken_over_stops_working_on_it(store, tmp_path, monkeypatch):
+    """A manager stalled past its lease finds the job held by another one: it stops its worker and writes nothing."""
+    import datetime as dt
+
+    from elixirml.store._models import JobRecord
+
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("JOBS_TEST_CALLS_FILE", str(calls))
+    monkeypatch.setenv("JOBS_TEST_LM_DELAY", "0.1")
+
+    async def main():
+        async with manager_for(store, lease=0.9) as manager:
+            job = await manager.submit(
+                {"kind": "evaluate", "program": "doubler", "rows": rows(40), **METRIC, "concurrency": 1}
+            )
+            await until(lambda: calls.exists() and calls.read_text().count("\n") >= 2, what="2 calls")
+            with store.session() as session:  # as a manager that saw the lease expire would have taken it
+                record = session.get(JobRecord, job["id"])
+                record.owner = "elsewhere:1:z"
+                record.lease_expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)
+            await until(lambda: not manager._watchers, timeout=10, what="the worker to stop")
+            await asyncio.sleep(0.3)  # an LM call in flight when it stopped may still finish
+            asked = calls.read_text().count("\n")
+            await asyncio.sleep(0.5)
+            assert calls.read_text().count("\n") == asked  # no more calls for a job it no longer holds
+            return job["id"]
+
+    job_id = run(main())
+    taken = store.job(job_id)
+    assert taken["owner"] == "elsewhere:1:z" and taken["state"] not in ("interrupted", "succeeded", "cancelled")
