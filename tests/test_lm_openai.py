@@ -495,3 +495,119 @@ def test_litellm_401_names_the_providers_variable_and_redacts_the_key(monkeypatc
         with pytest.raises(ProviderError) as info:
             lm.request([{"role": "user", "content": "hi"}])
     assert ODD_KEY not in str(info.value) and "OPENAI_API_KEY" in str(info.value)
+
+
+# --- streaming takes the path of a request (issue 35, item 8)
+
+
+def _stream_all(lm, messages=None, **settings):
+    async def main():
+        return [c async for c in lm.astream(messages or [{"role": "user", "content": "item 3"}], **settings)]
+
+    return asyncio.run(main())
+
+
+def test_a_stream_counts_against_the_call_budget(server):
+    from elixirml.lm._usage import spending_limit
+
+    lm = make_lm(server)
+    with spending_limit(1) as budget:
+        assert "".join(_stream_all(lm)).startswith("[[ ## answer")
+        for _ in range(2):
+            with pytest.raises(em.errors.BudgetExceededError):
+                _stream_all(lm)
+    assert budget.used == 1 and len(server.requests) == 1
+
+
+def test_a_stream_counts_in_usage_and_its_completed_answer_is_cached(server, tmp_path):
+    lm = make_lm(server, cache=Cache(tmp_path / "c.sqlite"))
+    with em.track_usage() as usage:
+        first = "".join(_stream_all(lm))
+    assert usage.calls == 1 and usage.total_tokens > 0
+    again = _stream_all(lm)
+    assert "".join(again) == first and len(server.requests) == 1  # the second came from the cache
+    assert lm.history[-1]["cached"] is True
+
+
+def test_a_stream_is_retried_before_its_first_chunk():
+    with FakeLMServer(item_answer, failure_rate=0.6, faults=("503", "429"), seed=2) as srv:
+        lm = em.LM("openai/fake", base_url=srv.base_url, api_key="k", cache=False)
+        lm.retry = RetryPolicy(retries=20, base_delay=0.001, max_delay=0.005)
+        for i in range(5):
+            assert "".join(_stream_all(lm, [{"role": "user", "content": f"item {i}"}])).startswith("[[ ## answer")
+        assert sum(srv.fault_counts.values()) > 0  # faults happened, and every stream still finished
+
+
+def test_streams_obey_the_concurrency_limit():
+    with FakeLMServer(item_answer, latency=0.05) as srv:
+        lm = em.LM("openai/fake", base_url=srv.base_url, api_key="k", cache=False, max_concurrency=2)
+
+        async def main():
+            async def one(i):
+                return "".join([c async for c in lm.astream([{"role": "user", "content": f"item {i}"}])])
+
+            return await asyncio.gather(*(one(i) for i in range(6)))
+
+        assert len(asyncio.run(main())) == 6
+        assert srv.max_in_flight == 2
+
+
+def test_a_plain_json_answer_to_a_stream_request_is_the_whole_answer():
+    reply = {"choices": [{"message": {"content": "[[ ## answer ## ]]\nwhole\n\n[[ ## completed ## ]]"}}], "usage": {}}
+    with FakeLMServer(lambda body: {"raw": json.dumps(reply)}) as srv:
+        lm = em.LM("openai/fake", base_url=srv.base_url, api_key="k", cache=False)
+        stream = em.streamify(em.Predict("question -> answer", lm=lm))
+
+        async def main():
+            return [event async for event in stream(question="q")]
+
+        events = asyncio.run(main())
+    assert events[-1].answer == "whole"  # Prediction(answer='') before
+    assert srv.requests[0]["stream"] is True
+
+
+class _KeepAliveServer:
+    """Answers a stream request with SSE comments only, one every 0.1 s, for up to 25 s."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                try:
+                    for _ in range(250):
+                        self.wfile.write(b": keep-alive\n\n")
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_stream_that_sends_only_keep_alives_times_out():
+    with _KeepAliveServer() as srv:
+        lm = em.LM("openai/fake", base_url=srv.base_url, api_key="k", cache=False, timeout=0.5, num_retries=0)
+        start = time.perf_counter()
+        with pytest.raises(em.errors.ProviderTimeoutError, match="sent nothing for 0.5s"):
+            _stream_all(lm)
+        assert time.perf_counter() - start < 3  # it hung for 25 s before

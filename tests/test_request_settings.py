@@ -378,3 +378,153 @@ def test_litellm_kwargs_carry_penalties_logprobs_tools_and_extras(monkeypatch):
     assert sent["tools"] == [TOOL] and sent["top_k"] == 3 and "extra" not in sent
     with pytest.raises(ConfigurationError, match="LiteLLMLM cannot honour the request setting 'top_k'"):
         lm.request(MESSAGES, top_k=3)
+
+
+# ---------------------------------------------------------------------------- issue 35: one path, checked once
+@pytest.mark.parametrize(
+    ("config", "expected"), [({"temperature": "hot"}, "a number >= 0"), ({"max_tokens": 0}, "an int >= 1")]
+)
+def test_per_call_config_is_checked_and_never_reaches_the_request(config, expected):
+    lm = em.DummyLM([{"answer": "a"}])
+    predict = em.Predict("question -> answer", lm=lm)
+    with pytest.raises(ConfigurationError) as info:
+        predict(question="q", config=config)
+    message = str(info.value)
+    ((key, value),) = config.items()
+    assert repr(key) in message and repr(value) in message and expected in message
+    assert "per-call settings" in message and "Predict(question: str -> answer: str)" in message  # layer and owner
+    assert lm.requests == []
+
+
+def test_lm_request_keywords_are_checked_naming_the_layer():
+    lm = em.DummyLM(["a"])
+    with pytest.raises(ConfigurationError, match=r"per-call settings.*'temperature' must be a number >= 0, got 'hot'"):
+        lm.request(MESSAGES, temperature="hot")
+    with pytest.raises(ConfigurationError, match="per-call settings"):
+        asyncio.run(_collect(lm, max_tokens=-3))
+    assert lm.requests == []
+
+
+async def _collect(lm, **settings):
+    return [piece async for piece in lm.astream(MESSAGES, **settings)]
+
+
+def test_every_layer_is_checked_when_it_is_used():
+    lm = em.DummyLM([{"answer": "a"}] * 3)
+    predict = em.Predict("question -> answer", lm=lm)
+    predict.config["top_p"] = 7  # changed after construction
+    with pytest.raises(ConfigurationError, match=r"the predictor's config: request setting 'top_p'"):
+        predict(question="q")
+    predict.config.clear()
+    lm.defaults["seed"] = "x"
+    with pytest.raises(ConfigurationError, match=r"the LM's defaults: request setting 'seed'"):
+        predict(question="q")
+    del lm.defaults["seed"]
+    from elixirml.program._predict import forced_settings
+
+    with forced_settings(temperature=-1), pytest.raises(ConfigurationError, match="forced by a wrapper"):
+        predict(question="q")
+    with pytest.raises(ConfigurationError, match="must be a dict of request settings"):
+        predict(question="q", config="hot")
+    assert lm.requests == []
+
+
+def test_the_layers_are_merged_once_per_call(monkeypatch):
+    import elixirml.program._predict as predict_module
+    from elixirml.lm import _base
+
+    calls = []
+    real = _base.merge_settings
+    for module in (_base, predict_module):  # wherever a merge could run
+        monkeypatch.setattr(
+            module, "merge_settings", lambda **layers: calls.append(layers) or real(**layers), raising=False
+        )
+    lm = em.DummyLM([{"answer": "a"}] * 2, temperature=0.2)
+    em.Predict("question -> answer", lm=lm, config={"n": 1})(question="q", config={"seed": 3})
+    assert len(calls) == 1
+    assert lm.requests[0]["settings"] == {"max_tokens": 512, "temperature": 0.2, "n": 1, "seed": 3}
+
+
+def test_extra_may_not_override_a_named_setting_the_model_or_the_messages():
+    with FakeLMServer(lambda body: "[[ ## answer ## ]]\nok") as server:
+        lm = em.LM("openai/m", base_url=server.base_url, api_key="k", cache=False)
+        predict = em.Predict("question -> answer", lm=lm)
+        for extra, named in (
+            ({"temperature": 0.0, "model": "other"}, "model"),
+            ({"temperature": 0.0}, "temperature"),
+            ({"messages": []}, "messages"),
+        ):
+            with pytest.raises(ConfigurationError, match=repr(named)):
+                predict(question="q", config={"temperature": 0.9, "extra": extra})
+        with pytest.raises(ConfigurationError, match=r"extra\['top_p'\].*pass top_p=\.\.\."):
+            lm.request(MESSAGES, extra={"top_p": 0.5})
+        with pytest.raises(ConfigurationError, match=r"OpenAILM\('openai/m'\).*'model'"):
+            em.LM("openai/m", base_url=server.base_url, api_key="k", extra={"model": "x"})
+        assert server.requests == []
+        lm.request(MESSAGES, extra={"min_p": 0.1})  # a setting with no name of its own passes
+    assert server.requests[-1]["model"] == "m" and server.requests[-1]["min_p"] == 0.1
+
+
+def test_litellm_still_takes_top_k_through_extra():
+    # LiteLLM has no named top_k, so an extra top_k names nothing it takes by name
+    lm = em.LM("litellm/openai/m", api_key="k", cache=False)
+    lm.check_supported(lm.merge_settings(call={"extra": {"top_k": 3}}))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"logprobs": 5, "top_logprobs": 3}, {"logprobs": False, "top_logprobs": 3}],
+)
+def test_logprobs_and_a_different_top_logprobs_are_refused(settings):
+    lm = em.DummyLM(["a"])
+    with pytest.raises(ConfigurationError, match="disagree"):
+        lm.request(MESSAGES, **settings)
+    assert lm.requests == []
+
+
+def test_logprobs_has_one_meaning_in_the_request():
+    with FakeLMServer(lambda body: "ok") as server:
+        lm = em.LM("openai/m", base_url=server.base_url, api_key="k", cache=False, logprobs=5)
+        lm.request(MESSAGES)
+        lm.request(MESSAGES, top_logprobs=2)  # a higher layer sets the count
+        lm.request(MESSAGES, logprobs=True, top_logprobs=3)
+        lm.request(MESSAGES, logprobs=4, top_logprobs=4)
+        lm.request(MESSAGES, logprobs=False)
+    sent = [(b.get("logprobs"), b.get("top_logprobs")) for b in server.requests]
+    assert sent == [(True, 5), (True, 2), (True, 3), (True, 4), (False, None)]
+
+
+def test_a_fallback_gets_the_settings_the_primary_merged():
+    seen = []
+    backup = em.FunctionLM(lambda messages, settings: seen.append(settings) or "[[ ## answer ## ]]\nb")
+    with FakeLMServer(lambda body: "x", failure_rate=1.0, faults=("503",)) as server:
+        lm = em.LM(
+            "openai/m",
+            base_url=server.base_url,
+            api_key="k",
+            cache=False,
+            num_retries=0,
+            temperature=0.3,
+            max_tokens=77,
+            fallbacks=[backup],
+        )
+        pred = em.Predict("question -> answer", lm=lm, config={"seed": 4})(question="q", config={"top_p": 0.5})
+    assert pred.answer == "b"
+    assert seen == [{"temperature": 0.3, "max_tokens": 77, "seed": 4, "top_p": 0.5}]
+
+
+def test_a_fallback_refuses_what_it_cannot_honour():
+    backup = _NarrowLM("narrow", cache=False)
+    with FakeLMServer(lambda body: "x", failure_rate=1.0, faults=("503",)) as server:
+        lm = em.LM("openai/m", base_url=server.base_url, api_key="k", cache=False, num_retries=0, fallbacks=[backup])
+        with pytest.raises(ConfigurationError, match="_NarrowLM cannot honour the request setting 'seed'"):
+            lm.request(MESSAGES, seed=1)
+
+
+def test_predict_takes_a_model_name_as_an_lm_or_refuses_at_once():
+    predict = em.Predict("question -> answer", lm="openai/x")
+    assert isinstance(predict.lm, em.LM) and predict.lm.model == "openai/x"
+    with pytest.raises(ConfigurationError, match="Unknown LM provider"):
+        em.Predict("question -> answer", lm="nope/x")
+    with pytest.raises(ConfigurationError, match="takes an em.LM or a model name"):
+        em.Predict("question -> answer", lm=42)

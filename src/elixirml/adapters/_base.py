@@ -358,7 +358,12 @@ class Adapter:
             stops = signature.memo((type(self), "stop"), self.stop_sequences, signature)
             if stops:
                 extra = {**extra, "stop": list(stops[:MAX_STOP_SEQUENCES])}
-        return messages, ({**extra, **settings} if extra else settings)
+        if not extra:
+            return messages, settings
+        request = type(settings)(settings)  # keeps its type: merged stays merged (the adapter's come under them)
+        for key, value in extra.items():
+            request.setdefault(key, value)
+        return messages, request
 
     def build_messages(
         self,
@@ -427,23 +432,30 @@ class Adapter:
             messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
         parser = self.stream_parser(signature)
         parts: list[str] = []
-        async for piece in lm.astream(messages, **request):
+        parsed: list[dict[str, Any]] = []
+
+        def validate(response: LMResponse) -> None:  # the completed answer, parsed before it is cached
+            text = response.text
+            if callbacks:
+                parsed.append(
+                    observe_callbacks(
+                        callbacks,
+                        "adapter_parse",
+                        self,
+                        {"signature": signature, "completion": text},
+                        self.parse,
+                        signature,
+                        text,
+                    )
+                )
+            else:
+                parsed.append(self.parse(signature, text))
+
+        async for piece in lm.astream(messages, validate=validate, settings=request):
             parts.append(piece)
             for field, text in parser.feed(piece):
                 on_chunk(field, text)
-        text = "".join(parts)
-        if callbacks:
-            outputs = observe_callbacks(
-                callbacks,
-                "adapter_parse",
-                self,
-                {"signature": signature, "completion": text},
-                self.parse,
-                signature,
-                text,
-            )
-            return [outputs], text, messages
-        return [self.parse(signature, text)], text, messages
+        return [parsed[-1]], "".join(parts), messages
 
     def _observed_prepare(
         self,
@@ -565,7 +577,7 @@ class Adapter:
                 raise
 
         try:
-            response = await lm.arequest(messages, validate=validate, **request)
+            response = await lm.arequest(messages, validate=validate, settings=request)
         except OutputError:
             if self.fallback is None:
                 raise

@@ -85,7 +85,7 @@ class TwoStepAdapter(Adapter):
         feedback: Sequence[tuple[str, str]] = (),
     ) -> tuple[list[dict[str, Any]], LMResponse, list[Message]]:
         messages = self.build_messages(signature, demos, inputs, feedback)
-        response = await lm.arequest(messages, **settings)
+        response = await lm.arequest(messages, settings=settings)  # merged by the predictor: not merged again
         extraction = signature.memo((type(self), "extraction"), _extraction_signature, signature)
         outputs = []
         for completion in response.completions:

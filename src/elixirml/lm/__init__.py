@@ -4,7 +4,7 @@ from .. import settings as _process_settings  # not _settings: that name is this
 from ._base import LM, History, is_truncated
 from ._cache import Cache
 from ._embed import Embedder, FunctionEmbedder, LocalEmbedder, OpenAIEmbedder, embedder_from_state, saveable_function
-from ._settings import SETTING_NAMES, RequestSettings, check_settings, merge_settings
+from ._settings import SETTING_NAMES, MergedSettings, RequestSettings, check_settings, merge_settings
 from ._testing import DummyLM, FunctionLM
 from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens
 from ._usage import (
@@ -34,6 +34,7 @@ __all__ = [
     "OpenAIEmbedder",
     "FunctionLM",
     "LMResponse",
+    "MergedSettings",
     "RequestSettings",
     "Usage",
     "check_settings",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from .. import settings as _settings
@@ -32,7 +33,7 @@ from ..runtime import (
     aobserve_callbacks,
     run_sync,
 )
-from ._settings import SETTING_NAMES, UNSENT_SETTINGS, check_settings, merge_settings
+from ._settings import SETTING_NAMES, UNSENT_SETTINGS, MergedSettings, check_settings, merge_settings
 from ._types import (
     Completion,
     LMResponse,
@@ -319,11 +320,46 @@ class LM:
         return {"model": self.model, "defaults": dict(self.defaults)}
 
     # ------------------------------------------------------------------ settings and cache
-    def effective_settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        """Process settings, then this LM's defaults, then ``overrides`` (see :func:`~elixirml.lm.merge_settings`)."""
-        process = {"max_tokens": _settings.current().max_tokens}
-        merged: dict[str, Any] = merge_settings(call=overrides, lm=self.defaults, process=process)  # type: ignore[assignment]
+    def merge_settings(
+        self,
+        *,
+        forced: Mapping[str, Any] | None = None,
+        call: Mapping[str, Any] | None = None,
+        bound: Mapping[str, Any] | None = None,
+        predictor: Mapping[str, Any] | None = None,
+        owner: Any = None,
+    ) -> MergedSettings:
+        """The settings of one request to this LM: every layer checked, then merged once.
+
+        The layers are those of :func:`~elixirml.lm.merge_settings`; this LM adds its defaults
+        and the process settings. Each layer is checked (names, types, and what this LM's
+        provider honours), so an error names the setting, its value and the layer.
+
+        Args:
+            forced: settings forced by a wrapper (BestOfN, Refine, bootstrapping).
+            call: per-call settings (``config=`` of a call, ``lm.request(**settings)``).
+            bound: settings bound from Variables.
+            predictor: the predictor's own ``config``.
+            owner: what the settings are for, named in errors (default: this LM).
+
+        Raises:
+            ConfigurationError: a setting that is not valid, or that this LM cannot honour.
+        """
+        merged: MergedSettings = merge_settings(  # type: ignore[assignment]
+            forced=forced,
+            call=call,
+            bound=bound,
+            predictor=predictor,
+            lm=self.defaults,
+            process={"max_tokens": _settings.current().max_tokens},
+            supported=self.check_supported,
+            owner=self if owner is None else owner,
+        )
         return merged
+
+    def effective_settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Process settings, then this LM's defaults, then ``overrides``, checked (see :meth:`merge_settings`)."""
+        return self.merge_settings(call=overrides)
 
     def check_supported(self, settings: Mapping[str, Any], *, where: str | None = None) -> None:
         """Raise :class:`~elixirml.errors.ConfigurationError` unless this LM honours every setting.
@@ -337,9 +373,16 @@ class LM:
             if key not in supported and key not in _ALWAYS_HONOURED:
                 self._refuse(key, where)
         extra = settings.get("extra")
-        if extra and self.supported_extras is not None:
+        if extra:
             for key in extra:
-                if key not in self.supported_extras:
+                if key in supported or (key in SETTING_NAMES and key in settings):
+                    prefix = f"{where}: " if where else ""
+                    raise ConfigurationError(
+                        f"{prefix}extra[{key!r}] (value {extra[key]!r}) names the request setting {key!r}, which "
+                        f"{type(self).__name__} takes by name: pass {key}=... instead of putting it in extra, "
+                        "so it is checked and merged like every setting."
+                    )
+                if self.supported_extras is not None and key not in self.supported_extras:
                     self._refuse(key, where, extra=True)
 
     def _refuse(self, key: str, where: str | None, *, extra: bool = False) -> None:
@@ -376,8 +419,9 @@ class LM:
 
         A stream carries one completion's text, so ``n > 1``, ``logprobs`` and ``tools`` raise too.
         """
-        settings = self.effective_settings(overrides)
-        self.check_supported(settings)
+        return _sendable(self._check_streamable(self.merge_settings(call=overrides)))
+
+    def _check_streamable(self, settings: dict[str, Any]) -> dict[str, Any]:
         lost = [k for k in ("logprobs", "top_logprobs", "tools") if settings.get(k)]
         if settings.get("n", 1) != 1:
             lost.insert(0, "n")
@@ -386,7 +430,15 @@ class LM:
                 f"{type(self).__name__}: a streamed request returns one completion's text, so it cannot honour "
                 f"{', '.join(repr(k) for k in lost)}. Call without streaming to use them."
             )
-        return _sendable(settings)
+        return settings
+
+    def _settings_for(self, settings: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """``settings`` if merged already (by :meth:`merge_settings`), else merged with ``overrides`` as one layer."""
+        if type(settings) is MergedSettings and not overrides:
+            return settings
+        if settings:
+            overrides = {**settings, **overrides}
+        return self.merge_settings(call=overrides)
 
     # ------------------------------------------------------------------ requests
     async def arequest(
@@ -395,6 +447,7 @@ class LM:
         *,
         validate: Callable[[LMResponse], Any] | None = None,
         allow_truncated: bool = False,
+        settings: Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> LMResponse:
         """Send a chat request and return the response.
@@ -410,69 +463,86 @@ class LM:
                 completion's ``finish_reason`` says so) instead of retrying it and raising
                 :class:`~elixirml.errors.TruncatedResponseError`: for free text where a cut-off
                 answer is still of use, such as GEPA's reflections. It is not cached.
+            settings: settings merged already by :meth:`merge_settings` (what ``Predict``
+                passes): sent as they are, checked only against this provider. A plain dict
+                here is the per-call layer, as keywords are.
             **overrides: request settings for this call (``temperature``, ``max_tokens``,
                 ``n``, ``response_format``, ``tools``, ``logprobs``, ``rollout_id``, ``cache``;
                 see :class:`~elixirml.lm.RequestSettings`).
 
         Raises:
-            ConfigurationError: a setting this LM's provider cannot honour.
+            ConfigurationError: a setting that is not valid (naming it, its value and its
+                layer), or one this LM's provider cannot honour.
         """
+        merged = self._settings_for(settings, overrides)
         if _settings.callbacks_configured and (callbacks := _settings.current().callbacks):
-            inputs = {"prompt": None, "messages": messages, "kwargs": self.effective_settings(overrides)}
+            inputs = {"prompt": None, "messages": messages, "kwargs": dict(merged)}
             texts = await aobserve_callbacks(
                 callbacks,
                 "lm",
                 self,
                 inputs,
-                lambda: self._observed_request(messages, validate, overrides, allow_truncated),
+                lambda: self._observed_request(messages, validate, merged, allow_truncated),
             )
             response: LMResponse = texts.response
             return response
-        return await self._request(messages, validate, overrides, allow_truncated)
+        return await self._request(messages, validate, merged, allow_truncated)
 
     async def _observed_request(
         self,
         messages: list[Message],
         validate: Callable[[LMResponse], Any] | None,
-        overrides: dict[str, Any],
+        settings: dict[str, Any],
         allow_truncated: bool,
     ) -> CompletionTexts:
-        response = await self._request(messages, validate, overrides, allow_truncated)
+        response = await self._request(messages, validate, settings, allow_truncated)
         return CompletionTexts([c.text for c in response.completions], response)
 
-    async def _request(
-        self,
-        messages: list[Message],
-        validate: Callable[[LMResponse], Any] | None,
-        overrides: dict[str, Any],
-        allow_truncated: bool,
-    ) -> LMResponse:
-        """The body of :meth:`arequest` (what callbacks observe)."""
-        settings = self.effective_settings(overrides)
+    def _prepare_request(self, messages: list[Message], settings: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
+        """Check merged settings against this provider and find the cache: ``(cache, key, keyed settings)``."""
         self.check_supported(settings)
         if not self.supports_images and has_images(messages):
             raise ConfigurationError(
                 f"{self.endpoint_label} cannot take images, and the request has an em.Image input. "
                 "Use an LM whose provider takes images (openai/..., anthropic/..., litellm/...)."
             )
-        cache, key = self._cached(settings.pop("cache", None), messages, settings)
+        keyed = settings
+        if "cache" in settings:
+            keyed = {k: v for k, v in settings.items() if k != "cache"}
+        cache, key = self._cached(settings.get("cache"), messages, keyed)
+        return cache, key, keyed
+
+    def _cache_hit(self, cache: Any, key: str, validate: Callable[[LMResponse], Any] | None) -> LMResponse | None:
         hit: LMResponse | None = cache.get(key) if cache is not None else None
+        if hit is None:
+            return None
+        try:
+            check_complete(hit, self.endpoint_label)
+            if validate is not None:
+                validate(hit)
+        except TruncatedResponseError:
+            return None  # a cut-off answer stored by an older version: ask again
+        return hit
+
+    async def _request(
+        self,
+        messages: list[Message],
+        validate: Callable[[LMResponse], Any] | None,
+        settings: dict[str, Any],
+        allow_truncated: bool,
+    ) -> LMResponse:
+        """The body of :meth:`arequest` (what callbacks observe); ``settings`` are merged and checked."""
+        cache, key, keyed = self._prepare_request(messages, settings)
+        hit = self._cache_hit(cache, key, validate)
         if hit is not None:
-            try:
-                check_complete(hit, self.endpoint_label)
-                if validate is not None:
-                    validate(hit)
-            except TruncatedResponseError:
-                pass  # a cut-off answer stored by an older version: ask again
-            else:
-                self._record(messages, settings, hit)
-                return hit
-        send_settings = _sendable(settings)
+            self._record(messages, keyed, hit)
+            return hit
+        send_settings = _sendable(keyed)
         await reserve_call()
 
         def accept(response: LMResponse) -> None:
             self._price(response)
-            self._record(messages, settings, response)
+            self._record(messages, keyed, response)
             if not allow_truncated:
                 check_complete(response, self.endpoint_label)
             if validate is not None:
@@ -483,7 +553,7 @@ class LM:
         except ProviderError:
             if not self.fallbacks:
                 raise
-            response = await self._try_fallbacks(messages, overrides, validate, allow_truncated)
+            response = await self._try_fallbacks(messages, settings, validate, allow_truncated)
             return response
         if cache is not None and not is_truncated(response):
             cache.put(key, response)  # only complete, validated answers get here
@@ -506,15 +576,17 @@ class LM:
     async def _try_fallbacks(
         self,
         messages: list[Message],
-        overrides: dict[str, Any],
+        settings: dict[str, Any],
         validate: Callable[[LMResponse], Any] | None,
         allow_truncated: bool,
     ) -> LMResponse:
+        """Ask each fallback in turn with the settings this LM merged (a fallback refuses what it cannot honour)."""
         last: ProviderError | None = None
+        merged = settings if type(settings) is MergedSettings else MergedSettings(settings)
         for fallback in self.fallbacks:
             try:
                 return await fallback.arequest(
-                    messages, validate=validate, allow_truncated=allow_truncated, **overrides
+                    messages, validate=validate, allow_truncated=allow_truncated, settings=merged
                 )
             except ProviderError as exc:
                 last = exc
@@ -665,13 +737,158 @@ class LM:
         """Scoring transport; LMs with ``supports_scoring`` implement it."""
         raise NotImplementedError
 
-    async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
+    async def astream(
+        self,
+        messages: list[Message],
+        *,
+        validate: Callable[[LMResponse], Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> AsyncIterator[str]:
         """Yield the completion text in chunks as the model produces it.
 
-        LMs without native streaming yield the whole text as one chunk.
+        A stream takes the path of a request: its settings are merged and checked, a cached
+        answer is yielded whole, it counts against the call budget, and it goes through the
+        rate and concurrency limits and the circuit breaker. A failure before the first chunk
+        is retried per the retry policy; the LM's ``timeout`` bounds the wait for each chunk.
+        The completed answer counts in usage and history and, once ``validate`` accepts it,
+        is cached. LMs without native streaming yield the whole text as one chunk.
+
+        Args:
+            messages: OpenAI-style chat messages.
+            validate: called on the completed response before it is cached (adapters parse it).
+            settings: settings merged already by :meth:`merge_settings` (see :meth:`arequest`).
+            **overrides: request settings for this call.
+
+        Raises:
+            ConfigurationError: a setting that is not valid, or that a stream cannot carry
+                (``n > 1``, ``logprobs``, ``tools``).
         """
-        response = await self.arequest(messages, **overrides)
-        yield response.text
+        merged = self._check_streamable(self._settings_for(settings, overrides))
+        cache, key, keyed = self._prepare_request(messages, merged)
+        hit = self._cache_hit(cache, key, validate)
+        if hit is not None:
+            self._record(messages, keyed, hit)
+            yield hit.text
+            return
+        send_settings = _sendable(keyed)
+        await reserve_call()
+        start = time.perf_counter()
+        pieces: list[str] = []
+        final: LMResponse | None = None
+        async with contextlib.aclosing(self._stream_with_policies(messages, send_settings)) as items:
+            async for item in items:  # a reader that stops early closes it at once: limits and probe are released
+                if isinstance(item, LMResponse):
+                    final = item
+                    if not pieces and item.text:  # the whole answer at once (a server that did not stream)
+                        pieces.append(item.text)
+                        yield item.text
+                else:
+                    pieces.append(item)
+                    yield item
+        text = "".join(pieces)
+        if final is None or final.text != text:
+            finish = final.completions[0].finish_reason if final is not None and final.completions else "stop"
+            final = LMResponse(
+                [Completion(text=text, finish_reason=finish)],
+                Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1),
+                self.model,
+            )
+        final.latency = time.perf_counter() - start
+        self._price(final)
+        self._record(messages, keyed, final)
+        if validate is not None:
+            validate(final)
+        if cache is not None and not is_truncated(final):
+            cache.put(key, final)
+
+    async def _stream_with_policies(
+        self, messages: list[Message], settings: dict[str, Any]
+    ) -> AsyncGenerator[str | LMResponse, None]:
+        """:meth:`_stream` under this LM's policies; a failure before the first item is retried, later ones raise."""
+        policy = self.retry
+        breaker = self.breaker
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            probe = False
+            if breaker is not None:
+                try:
+                    probe = breaker.before_request()
+                except CircuitOpenError as exc:
+                    await self._wait_for_breaker(exc, started)
+                    continue
+            sem = None if self.limiter.limit is None else self.limiter.semaphore()
+            acquired = started_yielding = False
+            wait: float | None = None
+            try:
+                if self.rate_limiter.active:
+                    await self.rate_limiter.acquire(
+                        estimate_message_tokens(messages) + int(settings.get("max_tokens", 0))
+                    )
+                if sem is not None:
+                    await sem.acquire()
+                    acquired = True
+                stream = self._stream(messages, settings)
+                try:
+                    while True:
+                        try:
+                            item = await self._next_item(stream)
+                        except StopAsyncIteration:
+                            break
+                        started_yielding = True
+                        yield item
+                finally:
+                    await stream.aclose()
+            except ProviderError as exc:
+                if breaker is not None:
+                    _judge(breaker, exc, probe)
+                if started_yielding or not exc.retryable:
+                    raise
+                wait = policy.next_delay(attempt, time.monotonic() - started, exc.retry_after)
+                if wait is None:
+                    raise
+            except OutputError:
+                if breaker is not None:
+                    breaker.record_success()
+                raise
+            except BaseException:  # cancelled, or the reader stopped early: no verdict on the endpoint
+                if probe and breaker is not None:
+                    breaker.release_probe()
+                raise
+            finally:
+                if acquired and sem is not None:
+                    sem.release()
+            if wait is not None:
+                await asyncio.sleep(wait)
+                attempt += 1
+                continue
+            if breaker is not None:
+                breaker.record_success()
+            return
+
+    async def _next_item(self, stream: AsyncGenerator[str | LMResponse, None]) -> str | LMResponse:
+        """The stream's next item, waiting at most the LM's ``timeout`` (an idle-read timeout)."""
+        if self.timeout is None:
+            return await anext(stream)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await anext(stream)
+        except TimeoutError:
+            raise ProviderTimeoutError(
+                f"{self.endpoint_label}: the stream sent nothing for {self.timeout}s (timeout=...)"
+            ) from None
+
+    async def _stream(
+        self, messages: list[Message], settings: dict[str, Any]
+    ) -> AsyncGenerator[str | LMResponse, None]:
+        """Streaming transport: yield text pieces, then optionally the whole :class:`LMResponse`.
+
+        An LMResponse with no pieces before it is a whole answer (yielded as one chunk). The
+        default sends one request (:meth:`_send`) and yields its response; LMs that stream
+        natively override this.
+        """
+        yield await self._send(messages, settings)
 
     # ------------------------------------------------------------------ accounting
     def _price(self, response: LMResponse) -> None:

@@ -13,15 +13,14 @@ import importlib.util
 import itertools
 import os
 import threading
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, MissingDependencyError, ProviderError
 from ._base import LM
 from ._openai import _parse_tool_calls
-from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens
+from ._types import Completion, LMResponse, Message, Usage
 
 # Request settings passed to llama-cpp-python's create_chat_completion under their own names.
 _PASSED = (
@@ -366,13 +365,13 @@ class LocalLM(LM):
     async def _score_send(self, messages: list[Message], prefix: str, continuations: list[str]) -> list[float]:
         return await asyncio.to_thread(self._score, messages, prefix, continuations)
 
-    async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
+    async def _stream(
+        self, messages: list[Message], settings: dict[str, Any]
+    ) -> AsyncGenerator[str | LMResponse, None]:
         """Yield text chunks as llama.cpp generates them."""
-        settings = self.stream_settings(overrides)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         kwargs = self._kwargs(settings)
-        start = time.perf_counter()
 
         def produce() -> None:
             model = self._model()
@@ -387,11 +386,9 @@ class LocalLM(LM):
             loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
 
         worker = loop.run_in_executor(None, produce)
-        pieces: list[str] = []
         while True:
             kind, value = await queue.get()
             if kind == "chunk":
-                pieces.append(value)
                 yield value
             elif kind == "error":
                 await worker
@@ -399,11 +396,3 @@ class LocalLM(LM):
             else:
                 break
         await worker
-        text = "".join(pieces)
-        response = LMResponse(
-            [Completion(text=text, finish_reason="stop")],
-            Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1),
-            self.model,
-        )
-        response.latency = time.perf_counter() - start
-        self._record(messages, settings, response)

@@ -12,7 +12,7 @@ import json
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -25,7 +25,7 @@ from ..errors import (
     RateLimitError,
 )
 from ..runtime import close_with_loop
-from ._base import LM, _judge
+from ._base import LM
 from ._logprobs import score_continuations
 from ._settings import PROVIDER_SETTINGS
 from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens
@@ -371,7 +371,10 @@ class OpenAILM(LM):
         return bytes(raw)
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
-        raw = await self._read(self._body(messages, settings))
+        return self._parse_body(await self._read(self._body(messages, settings)), messages)
+
+    def _parse_body(self, raw: bytes, messages: list[Message]) -> LMResponse:
+        """A chat-completions response body as an :class:`LMResponse` (a body that is not one raises)."""
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -394,66 +397,65 @@ class OpenAILM(LM):
             )
         return score_continuations(tokens, prefix, continuations)
 
-    async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
-        """Yield text chunks as the server streams them (server-sent events)."""
+    async def _stream(
+        self, messages: list[Message], settings: dict[str, Any]
+    ) -> AsyncGenerator[str | LMResponse, None]:
+        """Yield text pieces as the server streams them (server-sent events), then the whole response.
+
+        A server that answers a stream request with a plain JSON body gets that body read as
+        a whole answer. Comment lines (keep-alives) are skipped; the base class bounds the wait
+        for each piece by ``timeout``.
+        """
         import aiohttp
 
-        settings = self.stream_settings(overrides)
-        body = {**self._body(messages, settings), "stream": True}
-        breaker = self.breaker
-        probe = breaker.before_request() if breaker is not None else False
-        sem = self.limiter.semaphore()
-        acquired = False
-        start = time.perf_counter()
-        chunks: list[str] = []
+        response = await self._post({**self._body(messages, settings), "stream": True})
         try:
-            if sem is not None:
-                await sem.acquire()
-                acquired = True
-            response = await self._post(body)
-            try:
-                async for line in response.content:
-                    text = line.decode("utf-8", "replace").strip()
-                    if not text.startswith("data:"):
-                        continue
-                    payload = text[5:].strip()
-                    if payload == "[DONE]":
-                        break
-                    try:
-                        event = json.loads(payload)
-                        pieces = [(choice.get("delta") or {}).get("content") for choice in event.get("choices") or []]
-                    except (ValueError, RecursionError, AttributeError, TypeError):
+            if "json" in (response.headers.get("Content-Type") or "").lower():
+                raw = await response.read()
+                yield self._parse_body(bytes(raw), messages)
+                return
+            chunks: list[str] = []
+            finish: str | None = None
+            usage: Usage | None = None
+            async for line in response.content:
+                text = line.decode("utf-8", "replace").strip()
+                if not text.startswith("data:"):
+                    continue  # blank lines, comments (": keep-alive"), event names
+                payload = text[5:].strip()
+                if payload == "[DONE]":
+                    break
+                try:
+                    event = json.loads(payload)
+                    choices = event.get("choices") or []
+                    pieces = [(choice.get("delta") or {}).get("content") for choice in choices]
+                    reasons = [choice.get("finish_reason") for choice in choices]
+                    counted = event.get("usage")
+                except (ValueError, RecursionError, AttributeError, TypeError):
+                    raise ProviderResponseError(
+                        f"{self.endpoint_label}: malformed stream event {body_excerpt(payload)}"
+                    ) from None
+                for piece in pieces:
+                    if not isinstance(piece, str) and piece is not None:
                         raise ProviderResponseError(
-                            f"{self.endpoint_label}: malformed stream event {body_excerpt(payload)}"
-                        ) from None
-                    for piece in pieces:
-                        if not isinstance(piece, str) and piece is not None:
-                            raise ProviderResponseError(
-                                f"{self.endpoint_label}: stream event content is not text: {body_excerpt(payload)}"
-                            )
-                        if piece:
-                            chunks.append(piece)
-                            yield piece
-            except (aiohttp.ClientError, OSError) as exc:
-                raise ProviderError(f"{self.endpoint_label}: stream broken ({type(exc).__name__})") from None
-            finally:
-                response.release()
-        except ProviderError as exc:
-            if breaker is not None:
-                _judge(breaker, exc, probe)
-            raise
-        except BaseException:  # cancelled, or the reader stopped early: no verdict on the endpoint
-            if probe and breaker is not None:
-                breaker.release_probe()
-            raise
+                            f"{self.endpoint_label}: stream event content is not text: {body_excerpt(payload)}"
+                        )
+                    if piece:
+                        chunks.append(piece)
+                        yield piece
+                finish = next((r for r in reasons if isinstance(r, str)), finish)
+                if isinstance(counted, dict):
+                    try:
+                        prompt = _token_count(counted, "prompt_tokens")
+                        completion = _token_count(counted, "completion_tokens")
+                    except _BadShape:
+                        prompt = completion = None
+                    if prompt is not None and completion is not None:
+                        usage = Usage(prompt, completion, calls=1)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ProviderError(f"{self.endpoint_label}: stream broken ({type(exc).__name__})") from None
         finally:
-            if acquired and sem is not None:
-                sem.release()
-        if breaker is not None:
-            breaker.record_success()
+            response.release()
         text = "".join(chunks)
-        usage = Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1)
-        result = LMResponse([Completion(text=text, finish_reason="stop")], usage, self.model)
-        result.latency = time.perf_counter() - start
-        self._price(result)
-        self._record(messages, settings, result)
+        if usage is None:
+            usage = Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1)
+        yield LMResponse([Completion(text=text, finish_reason=finish or "stop")], usage, self.model)

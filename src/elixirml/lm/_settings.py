@@ -67,6 +67,10 @@ UNSENT_SETTINGS: frozenset[str] = frozenset({"cache", "rollout_id"})
 PROVIDER_SETTINGS: frozenset[str] = SETTING_NAMES - UNSENT_SETTINGS - {"extra"}
 
 
+#: Names an ``extra`` dict may never carry: the request's own fields, which an extra would overwrite.
+RESERVED_EXTRAS: frozenset[str] = frozenset({"model", "messages", "stream"})
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -106,7 +110,7 @@ def _dict_list(value: Any) -> bool:
 
 
 def _extra(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value) and RESERVED_EXTRAS.isdisjoint(value)
 
 
 def _rollout_id(value: Any) -> bool:
@@ -129,7 +133,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "response_format": (lambda v: isinstance(v, dict), "a dict"),
     "tools": (_dict_list, "a list of dicts (tool schemas)"),
     "tool_choice": (lambda v: isinstance(v, (str, dict)), "a str or a dict"),
-    "extra": (_extra, "a dict with str keys"),
+    "extra": (_extra, "a dict with str keys, none of them 'model', 'messages' or 'stream' (the request's own fields)"),
     "cache": (lambda v: True, "anything"),
     "rollout_id": (_rollout_id, "an int or a str"),
 }
@@ -180,6 +184,66 @@ def check_settings(
     return result
 
 
+#: How each layer is named in an error message (highest first, as they apply).
+LAYER_NAMES: dict[str, str] = {
+    "forced": "settings forced by a wrapper (BestOfN, Refine, bootstrapping)",
+    "call": "per-call settings (config= of the call, or lm.request(**settings))",
+    "bound": "settings bound from Variables (setting=...)",
+    "predictor": "the predictor's config",
+    "lm": "the LM's defaults",
+    "process": "process settings (em.configure)",
+}
+
+
+class MergedSettings(dict[str, Any]):
+    """The settings :func:`merge_settings` returns: every layer applied and checked.
+
+    An LM given these (``lm.arequest(messages, settings=merged)``) sends them as they are,
+    without merging its layers again; a plain dict there is merged as the per-call layer.
+    """
+
+    __slots__ = ()
+
+
+def _check_layer(layer: Any, name: str, owner: Any, supported: Callable[..., None] | None) -> None:
+    """Raise :class:`ConfigurationError` naming the setting, its value and the layer, unless every value is valid."""
+    if not isinstance(layer, Mapping):
+        raise ConfigurationError(
+            f"{_where(name, owner)} must be a dict of request settings, e.g. {{'temperature': 0.2}}; "
+            f"got {truncate(layer)} ({type(layer).__name__})"
+        )
+    for key, value in layer.items():
+        if value is None:
+            continue
+        rule = _RULES.get(key)
+        if rule is None or not rule[0](value):
+            if key == "stop" and isinstance(value, tuple) and _stop(list(value)):
+                continue
+            check_settings({key: value}, where=_where(name, owner))  # raises with the message
+    logprobs = layer.get("logprobs")
+    top = layer.get("top_logprobs")
+    if (
+        top is not None
+        and logprobs is not None
+        and (logprobs is False or (not isinstance(logprobs, bool) and logprobs != top))
+    ):
+        raise ConfigurationError(
+            f"{_where(name, owner)}: logprobs={logprobs!r} and top_logprobs={top!r} disagree (an int logprobs "
+            "is how many alternatives per token, as top_logprobs). Pass logprobs=True with top_logprobs=N, "
+            "or logprobs=N alone."
+        )
+    if supported is not None:
+        try:
+            supported(layer)
+        except ConfigurationError:
+            supported(layer, where=_where(name, owner))  # again, to name the layer (only on the error path)
+            raise
+
+
+def _where(name: str, owner: Any) -> str:
+    return f"{owner!r}: {LAYER_NAMES[name]}" if owner is not None else LAYER_NAMES[name]
+
+
 def merge_settings(
     *,
     forced: Mapping[str, Any] | None = None,
@@ -188,24 +252,54 @@ def merge_settings(
     predictor: Mapping[str, Any] | None = None,
     lm: Mapping[str, Any] | None = None,
     process: Mapping[str, Any] | None = None,
+    check: bool = True,
+    supported: Callable[..., None] | None = None,
+    owner: Any = None,
 ) -> RequestSettings:
-    """Merge the layers of request settings into one; a higher layer wins.
+    """Check the layers of request settings and merge them into one; a higher layer wins.
 
     Highest first: ``forced`` (by a wrapper such as BestOfN, Refine or bootstrapping) >
-    ``call`` (per-call ``config=``) > ``bound`` (values bound from Variables) > ``predictor``
-    (the predictor's own ``config``) > ``lm`` (the LM's defaults) > ``process``
-    (``em.configure(...)``). ``None`` values mean "not set" in any layer; ``extra`` dicts
-    merge key by key with the same precedence. The layers are not changed; the values are
-    not checked (see :func:`check_settings`).
+    ``call`` (per-call ``config=``, or ``lm.request(**settings)``) > ``bound`` (values bound
+    from Variables) > ``predictor`` (the predictor's own ``config``) > ``lm`` (the LM's
+    defaults) > ``process`` (``em.configure(...)``). ``None`` values mean "not set" in any
+    layer; ``extra`` dicts merge key by key with the same precedence. ``logprobs=N`` (an int)
+    means ``logprobs=True, top_logprobs=N``; the merged settings carry that one form, and
+    ``logprobs=False`` drops ``top_logprobs`` set by a lower layer. The layers are not changed.
+
+    Args:
+        forced: see above (and ``call``, ``bound``, ``predictor``, ``lm``, ``process``).
+        call: the per-call layer.
+        bound: the layer bound from Variables.
+        predictor: the predictor's own layer.
+        lm: the LM's defaults.
+        process: the process settings.
+        check: check every layer (as :func:`check_settings` does, and more: ``extra`` may not
+            set ``model``, ``messages`` or ``stream``, and ``logprobs=N`` with a different
+            ``top_logprobs`` is refused).
+        supported: also called as ``supported(layer, where=...)`` on each layer (an LM's
+            :meth:`~elixirml.lm.LM.check_supported`).
+        owner: named in error messages (the predictor or the LM), with the layer.
 
     Returns:
-        A new dict of the merged settings.
+        A new :class:`MergedSettings`.
+
+    Raises:
+        ConfigurationError: a value that is not valid, naming the setting, the value and the layer.
     """
-    merged: dict[str, Any] = {}
+    merged = MergedSettings()
     extra: dict[str, Any] | None = None
-    for layer in (process, lm, predictor, bound, call, forced):
+    for name, layer in (
+        ("process", process),
+        ("lm", lm),
+        ("predictor", predictor),
+        ("bound", bound),
+        ("call", call),
+        ("forced", forced),
+    ):
         if not layer:
             continue
+        if check:
+            _check_layer(layer, name, owner, supported)
         for key, value in layer.items():
             if value is None:
                 continue
@@ -216,6 +310,17 @@ def merge_settings(
                     )
                 extra = {} if extra is None else extra
                 extra.update((k, v) for k, v in value.items() if v is not None)
+            elif key == "logprobs":
+                if value is False:
+                    merged.pop("top_logprobs", None)
+                    merged["logprobs"] = False
+                elif value is True:
+                    merged["logprobs"] = True
+                else:
+                    merged["logprobs"] = True
+                    merged["top_logprobs"] = value
+            elif key == "stop" and isinstance(value, tuple):
+                merged["stop"] = list(value)
             else:
                 merged[key] = value
     if extra:

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -158,15 +158,16 @@ class DummyLM(LM):
             return self.default_answer
         raise ConfigurationError("DummyLM has no scripted answer matching this request (pass default=...)")
 
-    async def astream(self, messages: list[Message], **overrides: Any) -> AsyncIterator[str]:
-        """Stream the scripted answer in pieces of ``stream_chunk`` characters."""
-        settings = self.stream_settings(overrides)
+    async def _stream(
+        self, messages: list[Message], settings: dict[str, Any]
+    ) -> AsyncGenerator[str | LMResponse, None]:
+        """Stream the scripted answer in pieces of ``stream_chunk`` characters, then the whole response."""
         response = await self._send(messages, settings)
         text = response.text
         for i in range(0, len(text), self.stream_chunk):
             await asyncio.sleep(0)
             yield text[i : i + self.stream_chunk]
-        self._record(messages, settings, response)
+        yield response
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         self.requests.append({"messages": messages, "settings": settings})  # a copy made for this request

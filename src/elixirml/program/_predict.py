@@ -20,7 +20,6 @@ from ..lm import (
     check_settings,
     estimate_message_tokens,
     estimate_tokens,
-    merge_settings,
     track_usage,
 )
 from ..runtime import current_context, run_scope, run_sync
@@ -125,7 +124,8 @@ class Predict(Module):
         signature: a Signature class or its string form (``"question -> answer"``).
         instructions: replaces the signature's instructions.
         demos: examples shown to the LM before the input (``Example`` or dicts).
-        lm: the LM to use; default: the configured one (``em.configure(lm=...)``).
+        lm: the LM to use, or a model name (built as ``em.LM(name)``); default: the configured
+            one (``em.configure(lm=...)``).
         adapter: the prompt format: an instance, or a name (``"chat"``, ``"json"``, ``"plain"``),
             or a ``Variable.choice`` of names; default: the configured one, else the LM's choice
             (the local model: ``"plain"`` for a single closed-set output, else ``"json"``). A named
@@ -151,7 +151,7 @@ class Predict(Module):
         *,
         instructions: str | None = None,
         demos: Sequence[Any] | None = None,
-        lm: LM | None = None,
+        lm: LM | str | None = None,
         adapter: Adapter | str | Variable | None = None,
         config: dict[str, Any] | None = None,
         decoding: str = "auto",
@@ -179,6 +179,13 @@ class Predict(Module):
                     "each demo is an em.Example or a dict of field values"
                 )
         self.demos: list[Any] = list(demos or [])
+        if isinstance(lm, str):
+            lm = LM(lm)  # a model name: built now, so a name that names no LM fails here, not at the first call
+        elif lm is not None and not isinstance(lm, LM):
+            raise ConfigurationError(
+                f"lm= of {type(self).__name__}({sig.__name__}) takes an em.LM or a model name such as "
+                f"'openai/gpt-4o-mini'; got {lm!r} ({type(lm).__name__})"
+            )
         self.lm = lm
         self._adapter_choice: Variable | None = None
         # True when the adapter comes from a variable of an enclosing module (``adapter=self.fmt``
@@ -329,17 +336,18 @@ class Predict(Module):
         forced = context.forced
         if forced and context.best_effort and not context.best_effort <= model.supported_settings:
             forced = {k: v for k, v in forced.items() if k not in context.best_effort or k in model.supported_settings}
-        settings = merge_settings(
+        settings = model.merge_settings(  # the one merge of every layer, each checked
             forced=forced,
             call=config,
             bound=bound.get("settings") if bound else None,
             predictor=self.config,
+            owner=self,
         )
         run: _assertions.RunState | None = context.run
         feedback = run.feedback.get(id(self), ()) if run is not None else ()
         use_demos = self.demos if demos is None else demos
         if context.probe is not None:
-            return self._probe(context.probe, model, adapter, decoding, use_demos, values, dict(settings))
+            return self._probe(context.probe, model, adapter, decoding, use_demos, values, settings)
         start = time.perf_counter()
         if decoding != "generate":
             outputs, text, messages, usage = await self._score_decode(
@@ -353,7 +361,7 @@ class Predict(Module):
                 self.signature,
                 use_demos,
                 values,
-                dict(settings),
+                settings,
                 feedback=feedback,
                 on_chunk=lambda field, piece: _events.emit_chunk(name, field, piece),
             )
@@ -361,7 +369,7 @@ class Predict(Module):
             cached = False
         else:
             outputs, response, messages, usage = await self._generate(
-                model, adapter, use_demos, values, dict(settings), feedback
+                model, adapter, use_demos, values, settings, feedback
             )
             text, cached = response.text, response.cached
         prediction = Prediction.from_completions(outputs, usage)
@@ -411,7 +419,7 @@ class Predict(Module):
             while True:
                 try:
                     outputs, response, messages = await adapter.acall(
-                        model, self.signature, demos, values, dict(settings), feedback=asked
+                        model, self.signature, demos, values, settings, feedback=asked
                     )
                 except (ValidationError, AdapterParseError) as exc:
                     if exc.completion is None:  # not an answer the LM gave: nothing to correct
@@ -474,7 +482,7 @@ class Predict(Module):
                 "adapter": type(adapter).__name__,
                 "decoding": decoding,
                 "messages": messages,
-                "settings": model.effective_settings(request) if request else {},
+                "settings": dict(request) if request else {},
             }
         )
         return Prediction.from_completions([placeholder_outputs(self.signature)], {})
