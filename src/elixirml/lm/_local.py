@@ -11,7 +11,9 @@ import asyncio
 import atexit
 import importlib.util
 import itertools
+import logging
 import os
+import sys
 import threading
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -58,12 +60,29 @@ class _LoadedModel:
         self.formatter: Any = None  # the chat template, compiled on first use by scoring
 
 
+log = logging.getLogger("elixirml.lm")
+
+
+def _say_loading(path: Path) -> None:
+    """Say once per process that the model is loading (the first call waits for it).
+
+    Logged where logging shows ``elixirml.lm`` at INFO (an app that set logging up), else
+    printed on stderr (a script), so stdout keeps only what the program prints.
+    """
+    message = f"Loading the local model {path.name} (once per process; the first call waits for it)..."
+    if log.isEnabledFor(logging.INFO) and log.hasHandlers():
+        log.info(message)
+    else:
+        print(f"elixirml: {message}", file=sys.stderr, flush=True)
+
+
 class _ModelRegistry:
     """Process-wide registry so each GGUF file is loaded once (a resource cache, not settings)."""
 
     def __init__(self) -> None:
         self._models: dict[tuple[str, int, int | None, bool, bool], _LoadedModel] = {}
         self._lock = threading.Lock()
+        self.announced = False  # whether this process said it is loading a model
         atexit.register(self.close_all)
 
     def close_all(self) -> None:
@@ -93,6 +112,9 @@ class _ModelRegistry:
                     from llama_cpp import Llama
                 except ImportError:
                     raise MissingDependencyError("llama-cpp-python", "local", "The embedded local model") from None
+                if not self.announced:
+                    self.announced = True
+                    _say_loading(path)
                 extra: dict[str, Any] = {}
                 if embedding:
                     import llama_cpp
@@ -115,6 +137,10 @@ class _ModelRegistry:
                 model = _LoadedModel(llama)
                 self._models[key] = model
             return model
+
+    def loaded(self, path: Path, n_ctx: int, n_threads: int | None) -> bool:
+        """Whether the generating model of ``path`` is in memory (never waits for a load in progress)."""
+        return (str(path), n_ctx, n_threads, False, False) in self._models
 
 
 _REGISTRY = _ModelRegistry()
@@ -253,6 +279,19 @@ class LocalLM(LM):
 
     def _model(self, logits_all: bool = False) -> _LoadedModel:
         return _REGISTRY.get(self.model_path, self.n_ctx, self.n_threads, logits_all)
+
+    def load_model(self) -> None:
+        """Load the model into memory now (it is shared by every ``LM("local")`` of this process).
+
+        Otherwise the first call loads it; ``elixirml serve`` calls this at start-up, and is
+        not ready (``/readyz``) until it returns.
+        """
+        self._model()
+
+    @property
+    def model_loaded(self) -> bool:
+        """Whether this LM's model is already in memory."""
+        return _REGISTRY.loaded(self.model_path, self.n_ctx, self.n_threads)
 
     def _kwargs(self, settings: dict[str, Any]) -> dict[str, Any]:
         """The keyword arguments of ``create_chat_completion`` for these request settings."""

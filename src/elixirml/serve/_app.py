@@ -181,6 +181,11 @@ def create_app(
     )
     state.tracer_provider = tracer_provider
     _load_programs(state, programs)
+    # The local model loads at start-up (in the lifespan), so the first request does not wait for it.
+    served_lm = lm if lm is not None else _settings.current().lm
+    local = served_lm if callable(getattr(served_lm, "load_model", None)) else None
+    if local is not None:
+        state.model = "loading"
 
     manager = (
         JobManager(store, lm=jobs_lm, evaluation_lm=lm, allow_modules=allow_modules, lms=job_lms) if jobs else None
@@ -188,14 +193,19 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if manager is None:
-            yield
-            return
-        await manager.start()
+        loading = asyncio.create_task(state.load_model(local)) if local is not None else None
         try:
-            yield
+            if manager is None:
+                yield
+                return
+            await manager.start()
+            try:
+                yield
+            finally:
+                await manager.stop()
         finally:
-            await manager.stop()
+            if loading is not None and not loading.done():
+                loading.cancel()
 
     app = FastAPI(title=title, version=__version__, description="Programs served by ElixirML.", lifespan=lifespan)
     app.state.serve = state
@@ -233,14 +243,15 @@ def create_app(
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
-        """Ready for traffic (503 while shutting down)."""
+        """Ready for traffic (503 while the local model loads, or while shutting down)."""
         body = {
-            "ready": not state.draining,
+            "ready": state.ready,
             "programs": len(state.deployments),
             "unavailable": len(state.unavailable),
             "in_flight": state.in_flight,
+            "model": state.model,
         }
-        return JSONResponse(body, status_code=503 if state.draining else 200)
+        return JSONResponse(body, status_code=200 if state.ready else 503)
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:

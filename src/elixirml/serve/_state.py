@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
+import logging
 import random
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
+
+log = logging.getLogger("elixirml.serve")
 
 if TYPE_CHECKING:
     from .._http import TokenSet
@@ -193,6 +196,9 @@ class ServeState:
         stats: (program, version) -> :class:`VersionStats`.
         rejected: reason -> count of requests refused before reaching a program.
         draining: set when a shutdown began; ``/readyz`` answers 503.
+        model: the local model the server loads at start-up: ``"loading"``, ``"loaded"``,
+            ``"failed: <why>"``, or None (no local model to load); ``/readyz`` answers 503 until
+            it is loaded.
         tracer_provider: the OpenTelemetry provider of the requests' server spans (None: the global one).
         policy: what the request guard checks (hosts, tokens, limits), set by ``create_app``.
     """
@@ -216,9 +222,26 @@ class ServeState:
         self.rejected: dict[str, int] = {}
         self.in_flight = 0
         self.draining = False
+        self.model: str | None = None
         self.tracer_provider: Any = None
         self.policy: Any = None  # the request guard's policy (elixirml._http.GuardPolicy), set by create_app
         self.deploy_locks: dict[str, asyncio.Lock] = {}  # one deploy at a time per name; requests never wait
+
+    @property
+    def ready(self) -> bool:
+        """Whether the server takes traffic: not draining, and its local model (if any) loaded."""
+        return not self.draining and self.model in (None, "loaded")
+
+    async def load_model(self, lm: Any) -> None:
+        """Load ``lm``'s model in a worker thread (the event loop keeps answering ``/healthz``)."""
+        self.model = "loading"
+        try:
+            await asyncio.to_thread(lm.load_model)
+        except Exception as exc:  # the server stays up and says why it is not ready
+            self.model = f"failed: {type(exc).__name__}: {exc}"
+            log.error("Loading the model of %r failed: %s", lm, exc)
+        else:
+            self.model = "loaded"
 
     def deploy_lock(self, name: str) -> asyncio.Lock:
         """The lock that makes deploys and rollbacks of ``name`` happen one at a time."""
