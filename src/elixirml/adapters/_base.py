@@ -564,6 +564,27 @@ class Adapter:
             messages, request = self._observed_prepare(callbacks, lm, signature, demos, inputs, settings, feedback)
         else:
             messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
+        try:
+            outputs, response = await self._send_and_parse(lm, signature, messages, request, callbacks)
+        except OutputError:
+            if self.fallback is None:
+                raise
+            return await self.fallback.acall(lm, signature, demos, inputs, settings, feedback=feedback)
+        return outputs, response, messages
+
+    async def _send_and_parse(
+        self,
+        lm: LM,
+        signature: type[Signature],
+        messages: list[Message],
+        request: dict[str, Any],
+        callbacks: Sequence[Any],
+    ) -> tuple[list[dict[str, Any]], LMResponse]:
+        """Send the prepared request and parse every completion (what :meth:`acall` wraps).
+
+        The parser runs as the LM's ``validate``, so only an answer that parses is cached. An
+        :class:`~elixirml.errors.OutputError` raised here sends :meth:`acall` to the fallback.
+        """
         parsed: list[list[dict[str, Any]]] = []
 
         def validate(response: LMResponse) -> None:
@@ -576,13 +597,8 @@ class Adapter:
                 exc.completion = response.text
                 raise
 
-        try:
-            response = await lm.arequest(messages, validate=validate, settings=request)
-        except OutputError:
-            if self.fallback is None:
-                raise
-            return await self.fallback.acall(lm, signature, demos, inputs, settings, feedback=feedback)
-        return parsed[-1], response, messages
+        response = await lm.arequest(messages, validate=validate, settings=request)
+        return parsed[-1], response
 
     def _demo_pairs(
         self, signature: type[Signature], demos: Sequence[Example] | Sequence[dict[str, Any]]

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..lm import LM, LMResponse, Message
-from ..schema import Example, InputField, Signature, make_signature
+from ..schema import InputField, Signature, make_signature
 from ._base import Adapter, describe_fields, field_names, format_value
 from ._chat import ChatAdapter
 from ._escape import escape_labels
@@ -74,18 +74,16 @@ class TwoStepAdapter(Adapter):
             "TwoStepAdapter parses through its extraction model; call it through a module (or adapter.acall)"
         )
 
-    async def acall(
+    async def _send_and_parse(
         self,
         lm: LM,
         signature: type[Signature],
-        demos: Sequence[Example],
-        inputs: dict[str, Any],
-        settings: dict[str, Any],
-        *,
-        feedback: Sequence[tuple[str, str]] = (),
-    ) -> tuple[list[dict[str, Any]], LMResponse, list[Message]]:
-        messages = self.build_messages(signature, demos, inputs, feedback)
-        response = await lm.arequest(messages, settings=settings)  # merged by the predictor: not merged again
+        messages: list[Message],
+        request: dict[str, Any],
+        callbacks: Sequence[Any],
+    ) -> tuple[list[dict[str, Any]], LMResponse]:
+        """The free-form request, then one extraction per completion (each validated as always)."""
+        response = await lm.arequest(messages, settings=request)  # merged by the predictor: not merged again
         extraction = signature.memo((type(self), "extraction"), _extraction_signature, signature)
         outputs = []
         for completion in response.completions:
@@ -93,4 +91,4 @@ class TwoStepAdapter(Adapter):
                 self.extraction_model, extraction, [], {"text": completion.text}, {}
             )
             outputs.append(extracted[0])
-        return outputs, response, messages
+        return outputs, response
