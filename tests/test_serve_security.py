@@ -388,3 +388,50 @@ def test_an_answer_json_cannot_carry_is_a_502_naming_it(store, tmp_path):
     ):
         body = "".join(response.iter_text())
     assert "event: error" in body and "lone surrogate" in body
+
+
+# ---------------------------------------------------------------------- item 10: slow clients
+async def _slow_upload(port: int, seconds: float) -> bytes:
+    """A request whose body arrives a byte at a time for ``seconds``; what the server answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b'{"question": "slow"}'
+    head = f"POST /programs/qa/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    writer.write((head + f"Content-Length: {len(body)}\r\n\r\n").encode())
+    await writer.drain()
+    answer = asyncio.create_task(reader.read(2000))
+    try:
+        for byte in body[:-1]:  # never the last byte: the body does not end within ``seconds``
+            if answer.done():
+                break
+            writer.write(bytes([byte]))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            await asyncio.sleep(seconds / len(body))
+        return await asyncio.wait_for(answer, 10)
+    finally:
+        writer.close()
+
+
+def test_slow_bodies_time_out_with_408_and_hold_no_slot(store):
+    settings = ServeSettings(max_concurrency=2, read_timeout=1.0)
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[], settings=settings)
+    with serving(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+
+        async def go():
+            slow = [asyncio.create_task(_slow_upload(port, 3.0)) for _ in range(8)]
+            await asyncio.sleep(0.3)  # the slow bodies are arriving
+            async with httpx.AsyncClient() as client:
+                quick = [await client.post(url + "/programs/qa/run", json={"question": f"q{i}"}) for i in range(4)]
+                ready = await client.get(url + "/readyz")
+            return quick, ready, await asyncio.gather(*slow)
+
+        started = time.monotonic()
+        quick, ready, slow = asyncio.run(go())
+        assert [r.status_code for r in quick] == [200] * 4  # not 429: uploads hold no slot
+        assert ready.json()["in_flight"] == 0
+        assert all(answer.startswith(b"HTTP/1.1 408") for answer in slow), slow
+        assert b"did not arrive within 1 s" in slow[0]
+        assert time.monotonic() - started < 2.9  # answered at the read timeout, not when the client gave up
+        metrics = httpx.get(url + "/metrics").text
+        assert 'elixirml_rejected_total{reason="body_timeout"} 8' in metrics
