@@ -395,7 +395,7 @@ async def _slow_upload(port: int, seconds: float) -> bytes:
     """A request whose body arrives a byte at a time for ``seconds``; what the server answered."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     body = b'{"question": "slow"}'
-    head = f"POST /programs/qa/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head = "POST /programs/qa/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     writer.write((head + f"Content-Length: {len(body)}\r\n\r\n").encode())
     await writer.drain()
     answer = asyncio.create_task(reader.read(2000))
