@@ -1,5 +1,7 @@
 """The store under concurrent writers, crashes, resumes and many versions (reliability issue items 6 and 11)."""
 
+import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -317,3 +319,67 @@ def test_mipro_resume_numbers_trials_uniquely_sums_calls_and_is_idempotent(tmp_p
     assert third.last_result.lm_calls == run["lm_calls"] and store.run("legs")["status"] == "finished"
     assert first_calls < len(calls)
     store.close()
+
+
+# ---------------------------------------------------------------- issue 35: store edges are StoreErrors with what to do
+def test_a_store_from_a_newer_schema_revision_says_to_upgrade(tmp_path):
+    path = tmp_path / "newer.db"
+    em.Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE em_alembic_version SET version_num = '9999_from_the_future'")
+    with pytest.raises(StoreError, match="newer ElixirML.*'9999_from_the_future'.*pip install -U elixirml"):
+        em.Store(f"sqlite:///{path}")
+
+
+def test_a_file_that_is_not_sqlite_is_a_store_error(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are my notes, not a database\n" * 50)
+    with pytest.raises(StoreError, match="not an SQLite database.*point the store at another file"):
+        em.Store(f"sqlite:///{path}")
+    assert path.read_bytes().startswith(b"these are my notes")  # left as it was
+
+
+def _filled_store(path):
+    store = em.Store(f"sqlite:///{path}")
+    store.save(em.Predict("question -> answer", instructions="Be brief."), "qa")
+    store.close()
+
+
+def test_a_store_that_cannot_be_written_opens_for_reading(tmp_path, monkeypatch):
+    path = tmp_path / "shared.db"
+    _filled_store(path)
+    real_access = os.access
+    # what os.access says on a read-only file system (root included) or without write permission
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode & os.W_OK else real_access(p, mode))
+    store = em.Store(f"sqlite:///{path}")
+    assert store.read_only and "read-only" in repr(store)
+    assert store.load("qa").instructions == "Be brief."
+    assert [p["name"] for p in store.programs()] == ["qa"] and store.runs() == []
+    with pytest.raises(StoreError, match="cannot be written here.*copy the file to a writable disk"):
+        store.save(em.Predict("question -> answer"), "qa")
+    store.close()
+
+
+def test_a_store_on_a_read_only_file_system_opens_for_reading(tmp_path):
+    """The real thing, where the sandbox lets an unprivileged user mount (``unshare -rm``)."""
+    import shutil
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
+        pytest.skip("needs unshare -rm to mount a read-only file system")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    _filled_store(folder / "store.db")
+    script = (
+        "import elixirml as em\n"
+        f"store = em.Store('sqlite:///{folder / 'store.db'}')\n"
+        "print(store.read_only, store.load('qa').instructions)\n"
+    )
+    mount = f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder}"
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f'{mount} && exec "$0" -c "$1"', sys.executable, script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "True Be brief."

@@ -199,6 +199,8 @@ class CircuitOpenError(ProviderError):
 class StoreError(ElixirMLError):
     """The store's database failed: still busy after retries, a conflicting write, or unreachable.
 
+    Also a store that cannot be used as it is: written by a newer ElixirML, a file that is not
+    an SQLite database, a write to a store open read-only. The message says what to do.
     The operation was not applied; what was asked is safe to retry.
     """
 

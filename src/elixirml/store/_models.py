@@ -19,6 +19,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+#: The table where Alembic records the schema revision of a store.
+VERSION_TABLE = "em_alembic_version"
+
+
 class Base(DeclarativeBase):
     """Base of every store model."""
 

@@ -151,6 +151,58 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_read_only_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a plain SQLite URL (None for memory, other databases, or a URI the user wrote)."""
+    sa = _sqlalchemy()
+    parsed = sa.engine.make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.query.get("uri"):
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return str(database)
+
+
+def _read_only_file(path: str) -> bool:
+    """Whether an existing SQLite file cannot be written here (a read-only file system or no permission).
+
+    SQLite also writes beside the file (its WAL and shared-memory files), so the folder counts too.
+    """
+    if not os.path.exists(path):
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    return not (os.access(path, os.W_OK) and os.access(folder, os.W_OK))
+
+
+def _read_only_url(path: str) -> str:
+    """A URL opening ``path`` for reading only: ``immutable`` because nothing here can change it."""
+    from urllib.parse import quote
+
+    return f"sqlite:///file:{quote(os.path.abspath(path))}?mode=ro&immutable=1&uri=true"
+
+
+def _hint(detail: str) -> str:
+    """What to do about a database error, from its message."""
+    text = detail.lower()
+    if "not a database" in text or "file is encrypted" in text:
+        return (
+            "The file is not an SQLite database: point the store at another file (em.configure(store=...) or "
+            "$ELIXIRML_STORE), or move this file away and a new store is created there."
+        )
+    if "readonly" in text or "read-only" in text:
+        return (
+            "The store cannot be written here (a read-only file system or no write permission); it can still be "
+            "read. To write, copy the file to a writable disk and point em.configure(store=...) at the copy."
+        )
+    return "Another process may hold the database; try again, or check the store URL and its disk."
+
+
 class ResourceStore:
     """Data-level access to the store (plain dicts in, plain dicts out).
 
@@ -158,6 +210,10 @@ class ResourceStore:
         url: a SQLAlchemy URL (default: the configured store, ``$ELIXIRML_STORE``, or a SQLite
             file in the user's data directory).
         migrate: upgrade the schema to the latest revision on open.
+
+    Attributes:
+        read_only: the SQLite file cannot be written here (a read-only file system or no
+            write permission): the store is open for reading, and writes raise ``StoreError``.
     """
 
     def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
@@ -168,17 +224,25 @@ class ResourceStore:
         options: dict[str, Any] = {}
         if self.url.startswith("sqlite"):
             options["connect_args"] = {"timeout": 30}
-        self.engine = sa.create_engine(self.url, **options)
+        file = _sqlite_file(self.url) if self.url.startswith("sqlite") else None
+        #: True when the store is open for reading only (its file cannot be written here).
+        self.read_only = file is not None and _read_only_file(file)
+        self.engine = sa.create_engine(_read_only_url(file) if self.read_only and file else self.url, **options)
         if self.url.startswith("sqlite"):
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            pragmas = _sqlite_read_only_pragmas if self.read_only else _sqlite_pragmas
+            sa.event.listen(self.engine, "connect", pragmas)
 
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._hooks: dict[str, list[Callable[..., Any]]] = collections.defaultdict(list)
-        if migrate:
+        if self.read_only:
+            self._check_revision()
+        elif migrate:
             self.upgrade()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({redact_url(self.engine.url.render_as_string(hide_password=True))!r})"
+        sa = _sqlalchemy()
+        shown = redact_url(sa.engine.make_url(self.url).render_as_string(hide_password=True))
+        return f"{type(self).__name__}({shown!r}{', read-only' if self.__dict__.get('read_only') else ''})"
 
     # ------------------------------------------------------------------ schema
     def _alembic_config(self) -> Any:
@@ -196,6 +260,7 @@ class ResourceStore:
         opening a new store at the same moment migrate it once, one after the other.
         """
         from alembic import command
+        from alembic.util import CommandError
 
         config = self._alembic_config()
 
@@ -207,7 +272,56 @@ class ResourceStore:
                 command.upgrade(config, revision)
                 connection.commit()
 
-        self._retrying("Upgrading the schema", migrate)
+        try:
+            self._retrying("Upgrading the schema", migrate)
+        except CommandError as exc:
+            raise self._revision_error(self._revision(), exc) from exc
+
+    def _known_revisions(self) -> tuple[set[str], str | None]:
+        """Every schema revision this version of ElixirML knows, and the newest."""
+        from alembic.script import ScriptDirectory
+
+        scripts = ScriptDirectory.from_config(self._alembic_config())
+        return {s.revision for s in scripts.walk_revisions()}, scripts.get_current_head()
+
+    def _revision(self) -> str | None:
+        """The schema revision recorded in the database (None for a database with no schema yet)."""
+        sa = _sqlalchemy()
+        from ._models import VERSION_TABLE
+
+        try:
+            with self.engine.connect() as connection:
+                if not sa.inspect(connection).has_table(VERSION_TABLE):
+                    return None
+                row = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).first()
+        except sa.exc.DatabaseError as exc:
+            raise self._store_error("Reading the schema revision", exc) from exc
+        return None if row is None else str(row[0])
+
+    def _revision_error(self, found: str | None, cause: BaseException | None = None) -> StoreError:
+        known, head = self._known_revisions()
+        if found is not None and found not in known:
+            return StoreError(
+                f"The store {self!r} was written by a newer ElixirML (schema revision {found!r}; this version "
+                f"knows revisions up to {head!r}). Upgrade ElixirML (pip install -U elixirml) to use it, or point "
+                "the store elsewhere (em.configure(store=...) or $ELIXIRML_STORE)."
+            )
+        return StoreError(
+            f"The schema of the store {self!r} is at revision {found!r}, not {head!r}"
+            + (f" ({cause})" if cause is not None else "")
+            + (
+                ", and it is open read-only, so it cannot be upgraded here. Open it once where it can be written "
+                "(ResourceStore(url) upgrades it), or copy the file to a writable disk."
+                if self.read_only
+                else ". Run ResourceStore(url).upgrade() where the store can be written."
+            )
+        )
+
+    def _check_revision(self) -> None:
+        """A read-only store is used as it is: its schema must be this version's."""
+        found = self._revision()
+        if found != self._known_revisions()[1]:
+            raise self._revision_error(found)
 
     def downgrade(self, revision: str = "base") -> None:
         """Migrate the schema down to ``revision`` (``base``: no tables)."""
@@ -239,10 +353,7 @@ class ResourceStore:
     def _store_error(self, what: str, exc: BaseException, attempts: int = 1) -> StoreError:
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         tried = f" after {attempts} attempts" if attempts > 1 else ""
-        error = StoreError(
-            f"{what} failed in {self!r}{tried}: {type(exc).__name__}: {detail}. "
-            "Another process may hold the database; try again, or check the store URL and its disk."
-        )
+        error = StoreError(f"{what} failed in {self!r}{tried}: {type(exc).__name__}: {detail}. {_hint(detail)}")
         error.retryable = _busy(exc) or type(exc).__name__ == "IntegrityError"  # type: ignore[attr-defined]
         return error
 
@@ -269,6 +380,8 @@ class ResourceStore:
                 if isinstance(exc, sa.exc.OperationalError) and not _busy(exc):
                     raise self._store_error(what, exc) from exc
                 last = exc
+            except sa.exc.DatabaseError as exc:  # not a database, a corrupt file: trying again cannot help
+                raise self._store_error(what, exc) from exc
             time.sleep(random.uniform(0.0, min(0.5, 0.005 * 2**attempt)))
         assert last is not None
         raise self._store_error(what, last, _WRITE_ATTEMPTS) from last
@@ -746,6 +859,8 @@ class ResourceStore:
         """Mark ``interrupted`` every run still ``running`` whose process on this host has ended."""
         from ._models import OptimizationRun
 
+        if self.read_only:  # nothing can be marked: the runs show as they were recorded
+            return
         host = socket.gethostname()
 
         def mark() -> None:

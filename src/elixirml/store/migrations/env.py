@@ -7,9 +7,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from elixirml.store._models import Base
+from elixirml.store._models import VERSION_TABLE, Base
 
-VERSION_TABLE = "em_alembic_version"
 config = context.config
 target_metadata = Base.metadata
 
