@@ -18,6 +18,9 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # LiteLLM must not try the 
 
 import elixirml.settings as _settings  # noqa: E402
 
+# DSPy's vendored tests run one file per process from tests/test_dspy_conformance.py.
+collect_ignore = ["dspy_conformance"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_settings():

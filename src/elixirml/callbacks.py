@@ -7,6 +7,6 @@ extra); :func:`extract_trace_context` continues an incoming W3C ``traceparent``.
 See ``docs/observability.md``.
 """
 
-from .runtime import Callback, CompletionTexts, OpenTelemetryCallback, extract_trace_context
+from .runtime import ACTIVE_CALL_ID, Callback, CompletionTexts, OpenTelemetryCallback, extract_trace_context
 
-__all__ = ["Callback", "CompletionTexts", "OpenTelemetryCallback", "extract_trace_context"]
+__all__ = ["ACTIVE_CALL_ID", "Callback", "CompletionTexts", "OpenTelemetryCallback", "extract_trace_context"]

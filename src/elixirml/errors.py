@@ -42,8 +42,10 @@ __all__ = [
     "BudgetExceededError",
     "CircuitOpenError",
     "ConfigurationError",
+    "ContextWindowExceededError",
     "DistributedError",
     "ElixirMLError",
+    "LMUnexpectedError",
     "LoadError",
     "MissingDependencyError",
     "OutputError",
@@ -162,6 +164,34 @@ class RateLimitError(ProviderError):
 
 class ProviderResponseError(ProviderError):
     """The provider answered with something that is not a usable response."""
+
+
+class ContextWindowExceededError(ProviderError):
+    """The request is longer than the model's context window (DSPy's error of the same name).
+
+    Not retryable as it is: shorten the inputs (ReAct drops its oldest steps and asks again).
+
+    Attributes:
+        model: the model, when known.
+    """
+
+    def __init__(self, message: str | None = None, *, model: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"The request does not fit {model or 'the model'}'s context window; shorten the inputs or demos.",
+            retryable=False,
+        )
+        self.model = model
+
+
+class LMUnexpectedError(ProviderError):
+    """The LM answered in a way the request did not allow (DSPy's error of the same name).
+
+    For example a structured-output request whose answer has no structure; not retried.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 class TruncatedResponseError(ProviderError):

@@ -55,7 +55,7 @@ _TRACKERS: contextvars.ContextVar[tuple[UsageTracker, ...]] = contextvars.Contex
 
 
 @contextlib.contextmanager
-def track_usage() -> Iterator[UsageTracker]:
+def track_usage(tracker: UsageTracker | None = None) -> Iterator[UsageTracker]:
     """Sum the usage of every LM call made inside the block (this task/thread and its children).
 
     The tracker is a :class:`Usage` of all calls together, and
@@ -68,8 +68,12 @@ def track_usage() -> Iterator[UsageTracker]:
         >>> usage.total_tokens  # doctest: +SKIP
         >>> usage.get_total_tokens()  # doctest: +SKIP
         {'openai/gpt-4o-mini': {'prompt_tokens': 52, 'completion_tokens': 9, 'total_tokens': 61, ...}}
+
+    Args:
+        tracker: the tracker to count into (a subclass of :class:`UsageTracker`, such as
+            ``elixirml.dspy``'s); default a new one.
     """
-    usage = UsageTracker()
+    usage = tracker if tracker is not None else UsageTracker()
     token = _TRACKERS.set((*_TRACKERS.get(), usage))
     try:
         yield usage

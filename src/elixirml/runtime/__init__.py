@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_getattr
 from ._batch import gather_bounded, stream_bounded
 from ._callbacks import (
+    ACTIVE_CALL_ID,
     Callback,
     CompletionTexts,
     ControlFlowSignal,
@@ -51,6 +52,7 @@ __getattr__ = lazy_getattr(
 )
 
 __all__ = [
+    "ACTIVE_CALL_ID",
     "active_callbacks",
     "aobserve_callbacks",
     "end_callback",

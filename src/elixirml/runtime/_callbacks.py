@@ -14,6 +14,7 @@ an attempt ended by one is reported with ``outputs=None`` and ``exception=None``
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import itertools
@@ -132,6 +133,9 @@ class CompletionTexts(list[str]):
 
 
 _ids = itertools.count(1)
+#: The call id of the call being observed here (``None`` outside any): a callback's ``*_start``
+#: reads its parent's id, as with DSPy's ``ACTIVE_CALL_ID``.
+ACTIVE_CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("elixirml_active_call_id", default=None)
 _reported: set[tuple[int, str]] = set()
 _reported_lock = threading.Lock()
 
@@ -204,6 +208,7 @@ def observe(
 ) -> T:
     """Run ``call(*args, **kwargs)`` between the start and end callbacks of ``kind``."""
     call_id = start(callbacks, kind, instance, inputs)
+    token = ACTIVE_CALL_ID.set(call_id)
     try:
         result = call(*args, **kwargs)
     except ControlFlowSignal:
@@ -212,6 +217,8 @@ def observe(
     except BaseException as exc:
         end(callbacks, kind, call_id, None, exc)
         raise
+    finally:
+        ACTIVE_CALL_ID.reset(token)
     end(callbacks, kind, call_id, result)
     return result
 
@@ -225,6 +232,7 @@ async def aobserve(
 ) -> T:
     """Await ``call()`` between the start and end callbacks of ``kind``."""
     call_id = start(callbacks, kind, instance, inputs)
+    token = ACTIVE_CALL_ID.set(call_id)
     try:
         result = await call()
     except ControlFlowSignal:
@@ -233,6 +241,8 @@ async def aobserve(
     except BaseException as exc:
         end(callbacks, kind, call_id, None, exc)
         raise
+    finally:
+        ACTIVE_CALL_ID.reset(token)
     end(callbacks, kind, call_id, result)
     return result
 

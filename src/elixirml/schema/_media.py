@@ -258,9 +258,22 @@ class ToolCalls(pydantic.BaseModel):
         )
 
     @classmethod
+    def from_dict_list(cls, tool_calls_dicts: list[dict[str, Any]]) -> ToolCalls:
+        """From ``[{"name": ..., "args": {...}}, ...]`` (DSPy's constructor)."""
+        return cls(tool_calls=[ToolCall(**dict(call)) for call in tool_calls_dicts])
+
+    @classmethod
+    def description(cls) -> str:
+        """How the type is described to the LM (DSPy's ``ToolCalls.description()``)."""
+        return "Tool calls information, including the name of the tools and the arguments to be passed to it."
+
+    @classmethod
     def prompt_hint(cls) -> str:
         """How the LM is asked to write the value when it does not call tools natively."""
         return 'must be a JSON list of tool calls: [{"name": "<tool>", "args": {...}}]'
+
+
+ToolCalls.ToolCall = ToolCall  # type: ignore[attr-defined]  # DSPy's spelling: dspy.ToolCalls.ToolCall
 
 
 _CODE_TYPES: dict[str, type[Code]] = {}  # one class per language, so Code["python"] is Code["python"]

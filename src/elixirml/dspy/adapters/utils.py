@@ -1,0 +1,10 @@
+"""``dspy.adapters.utils``: helpers adapters use to write and read field values."""
+
+from __future__ import annotations
+
+from ...adapters._base import format_value, parse_json_like, strip_fences, to_jsonable
+
+__all__ = ["format_value", "parse_json_like", "serialize_for_json", "strip_fences"]
+
+#: DSPy's name of the helper that turns a value into JSON-ready data.
+serialize_for_json = to_jsonable

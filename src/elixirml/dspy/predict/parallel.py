@@ -1,0 +1,5 @@
+"""``dspy.predict.parallel``: DSPy's import path of Parallel."""
+
+from ...program import Parallel
+
+__all__ = ["Parallel"]
