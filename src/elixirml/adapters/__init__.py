@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigurationError
-from ._base import Adapter
+from ._base import Adapter, parse_json_like, strip_fences
 from ._chat import ChatAdapter
 from ._json import JSONAdapter
 from ._plain import PlainAdapter
@@ -21,6 +21,8 @@ __all__ = [
     "TwoStepAdapter",
     "XMLAdapter",
     "adapter_for",
+    "parse_json_like",
+    "strip_fences",
 ]
 
 

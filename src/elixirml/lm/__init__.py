@@ -4,7 +4,9 @@ from .. import settings as _process_settings  # not _settings: that name is this
 from ._base import LM, History, is_truncated
 from ._cache import Cache
 from ._embed import Embedder, FunctionEmbedder, LocalEmbedder, OpenAIEmbedder, embedder_from_state, saveable_function
-from ._settings import SETTING_NAMES, MergedSettings, RequestSettings, check_settings, merge_settings
+from ._litellm import LiteLLMLM
+from ._openai import parse_chat_response
+from ._settings import PROVIDER_SETTINGS, SETTING_NAMES, MergedSettings, RequestSettings, check_settings, merge_settings
 from ._testing import DummyLM, FunctionLM
 from ._types import Completion, LMResponse, Message, Usage, estimate_message_tokens, estimate_tokens
 from ._usage import (
@@ -23,6 +25,9 @@ _process_settings.register_lm_factory(LM)
 
 __all__ = [
     "LM",
+    "LiteLLMLM",
+    "PROVIDER_SETTINGS",
+    "parse_chat_response",
     "PRICES",
     "SETTING_NAMES",
     "Cache",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ...adapters._base import format_value, parse_json_like, strip_fences, to_jsonable
+from ...adapters import parse_json_like, strip_fences
+from ...schema import format_value, to_jsonable
 
 __all__ = ["format_value", "parse_json_like", "serialize_for_json", "strip_fences"]
 

@@ -14,9 +14,7 @@ from typing import Any
 
 from ... import lm as _lm
 from ...errors import ConfigurationError
-from ...lm import LMResponse
-from ...lm._openai import parse_chat_response
-from ...lm._settings import PROVIDER_SETTINGS
+from ...lm import PROVIDER_SETTINGS, LMResponse, parse_chat_response
 
 __all__ = ["GLOBAL_HISTORY", "LM_CLASS_STATE_KEY", "MAX_HISTORY_SIZE", "BaseLM", "DSPyLMMixin", "response_as_dict"]
 

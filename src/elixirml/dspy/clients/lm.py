@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...lm._litellm import LiteLLMLM
-from ...lm._settings import PROVIDER_SETTINGS
+from ...lm import PROVIDER_SETTINGS, LiteLLMLM
 from .base_lm import DSPyLMMixin
 
 __all__ = ["LM"]

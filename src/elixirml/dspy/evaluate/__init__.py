@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...evaluate import Evaluate, EvaluationResult, answer_exact_match, answer_passage_match
+from ...evaluation import Evaluate, EvaluationResult, answer_exact_match, answer_passage_match
 from . import evaluate, metrics
 
 __all__ = ["Evaluate", "EvaluationResult", "answer_exact_match", "answer_passage_match", "evaluate", "metrics"]

@@ -1,5 +1,5 @@
 """``dspy.evaluate.evaluate``: DSPy's import path of ``Evaluate``."""
 
-from ...evaluate import Evaluate, EvaluationResult
+from ...evaluation import Evaluate, EvaluationResult
 
 __all__ = ["Evaluate", "EvaluationResult"]

@@ -1,5 +1,5 @@
 """``dspy.evaluate.metrics``: DSPy's answer metrics."""
 
-from ...evaluate import answer_exact_match, answer_passage_match
+from ...evaluation import answer_exact_match, answer_passage_match
 
 __all__ = ["answer_exact_match", "answer_passage_match"]
