@@ -538,6 +538,7 @@ class Optimizer:
         )
         if teacher is not None:
             state.extra["teacher"] = teacher
+        warn_placeholder_rows(self.name, train)
         if ask and not self._permission(state):
             self.budget = saved_budget
             return program.deepcopy()
@@ -635,6 +636,7 @@ class Optimizer:
                     if key in state.extra
                 },
                 "metric_calls": self.metric_calls,
+                **({"proposals": state.extra["proposal_log"]} if state.extra.get("proposal_log") else {}),
                 **state.extra.get("details", {}),
             },
             version=version,
@@ -902,6 +904,23 @@ class Optimizer:
         progress.note(
             f"{self.name}: projected {calls} LM calls ({cost})"
             + (f"; capped at {limit} calls" if limit is not None else "")
+        )
+
+
+def warn_placeholder_rows(optimizer: str, trainset: Sequence[Example]) -> None:
+    """Warn when the training rows are placeholders (``"..."``, empty): what is learned from them means nothing."""
+    if not trainset:
+        return
+    placeholder = sum(
+        all(str(v).strip() in ("", "...", "…", "TODO", "None") for v in example.to_dict().values())
+        for example in trainset
+    )
+    if placeholder * 2 >= len(trainset):
+        warnings.warn(
+            f"{optimizer}: {placeholder} of {len(trainset)} training rows hold only placeholders such as '...'; "
+            "the optimization result means nothing. Give real examples with real answers.",
+            UserWarning,
+            stacklevel=4,
         )
 
 

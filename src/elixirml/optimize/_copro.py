@@ -10,7 +10,7 @@ from ..lm import track_usage
 from ..program import Predict, forced_settings
 from ..schema import InputField, OutputField, Signature
 from ._base import OptimizationState, Optimizer
-from ._propose import usable_instruction
+from ._propose import instruction_verdict
 from ._search import implicit_key
 
 
@@ -178,7 +178,13 @@ class COPRO(Optimizer):
                     text = str(propose(**inputs).proposed_instruction).strip()
             except (OutputError, ProviderError):  # an unusable answer; a setup error or a spent budget propagates
                 continue
-            if usable_instruction(text) and text not in attempts and text not in proposals:
+            if text in attempts or text in proposals:
+                continue
+            reason = instruction_verdict(text, predictor.signature)
+            state.extra.setdefault("proposal_log", []).append(
+                {"predictor": name, "instruction": text, "kept": reason is None, "reason": reason or "on topic"}
+            )
+            if reason is None:
                 proposals.append(text)
         return proposals
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import OutputError, ProviderError
 from ..program import Module, Predict, forced_settings
-from ..schema import Example, InputField, OutputField, Signature
+from ..schema import Example, InputField, OutputField, Signature, literal_values
 
 TIPS = (
     "",
@@ -53,6 +54,170 @@ def usable_instruction(text: str) -> bool:
     return len(words) < 8 or len(set(words)) / len(words) >= 0.5
 
 
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+_CODE = re.compile(r"```|\bdef |\bimport |\breturn |\bclass |=\s*['\"\[{(]|\bcode\b|[{}<>]|\w+\(\)|\w+_\w+=", re.I)
+_STOPWORDS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "with",
+        "by",
+        "from",
+        "as",
+        "at",
+        "is",
+        "are",
+        "be",
+        "it",
+        "this",
+        "that",
+        "these",
+        "those",
+        "your",
+        "you",
+        "each",
+        "its",
+        "their",
+        "them",
+        "then",
+        "than",
+        "into",
+        "about",
+        "using",
+        "use",
+        "given",
+        "based",
+    ]
+)
+
+
+# How instructions start or address the model: "Answer ...", "Classify ...", "You are ...", "Be concise".
+_INSTRUCTION_WORDS = frozenset(
+    [
+        "answer",
+        "classify",
+        "double",
+        "echo",
+        "write",
+        "give",
+        "return",
+        "output",
+        "read",
+        "decide",
+        "identify",
+        "determine",
+        "extract",
+        "summarize",
+        "summarise",
+        "translate",
+        "label",
+        "respond",
+        "reply",
+        "use",
+        "be",
+        "think",
+        "consider",
+        "provide",
+        "state",
+        "list",
+        "choose",
+        "select",
+        "compute",
+        "calculate",
+        "solve",
+        "find",
+        "explain",
+        "generate",
+        "predict",
+        "say",
+        "name",
+        "mark",
+        "tag",
+        "rate",
+        "score",
+        "check",
+        "count",
+        "copy",
+        "repeat",
+        "keep",
+        "make",
+        "focus",
+        "look",
+        "pay",
+        "avoid",
+        "do",
+        "don't",
+        "never",
+        "always",
+        "only",
+        "carefully",
+        "please",
+        "you",
+        "your",
+        "act",
+        "imagine",
+        "assume",
+        "treat",
+    ]
+)
+
+
+def topic_words(signature: type[Signature]) -> frozenset[str]:
+    """The words an instruction about ``signature``'s task would use: fields, descriptions, labels, instructions."""
+    words: set[str] = set()
+    texts = [signature.instructions]
+    for name, spec in signature.fields.items():
+        texts += [name.replace("_", " "), spec.desc or ""]
+        texts += [str(v) for v in literal_values(spec.annotation) or ()]
+    for text in texts:
+        words.update(w.lower() for w in _WORD.findall(text) if w.lower() not in _STOPWORDS and len(w) > 2)
+    return frozenset(_stem(w) for w in words)
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if word.endswith("s") and len(word) > 4 else word
+
+
+def instruction_verdict(text: str, signature: type[Signature]) -> str | None:
+    """Why a proposed instruction is not worth a trial, or None when it is.
+
+    Dropped: empty, overlong or looping text; code (fences, assignments, calls, ``def``);
+    a continuation of the data (it starts like a field of the signature, ``question: ...``);
+    and text off the task: it names none of the signature's fields, labels or the words of its
+    instructions and field descriptions, and does not address the model as an instruction does
+    (``Classify ...``, ``You are ...``).
+    """
+    words = text.split()
+    if not words:
+        return "empty"
+    if len(text) > MAX_INSTRUCTION_CHARS:
+        return f"longer than {MAX_INSTRUCTION_CHARS} characters"
+    if len(words) >= 8 and len(set(words)) / len(words) < 0.5:
+        return "repeats itself"
+    if _CODE.search(text):
+        return "looks like code"
+    head = text.lstrip().lower()
+    for name in signature.fields:
+        if head.startswith((f"{name.lower()}:", f"[[ ## {name.lower()}", f'{{"{name.lower()}"')):
+            return f"continues the data (starts with the field {name!r})"
+    words_found = [w.lower() for w in _WORD.findall(text)]
+    found = {_stem(w) for w in words_found}
+    addresses_model = bool(words_found) and (
+        words_found[0] in _INSTRUCTION_WORDS or bool({"you", "your"} & set(words_found))
+    )
+    if not found & topic_words(signature) and not addresses_model:
+        return "off the task: names none of its fields, labels or instruction words, and instructs nothing"
+    return None
+
+
 def describe_program(program: Module) -> str:
     """The program's predictors and their signatures, as text."""
     lines = [f"{type(program).__name__} with steps:"]
@@ -69,8 +234,13 @@ def propose_instructions(
     *,
     lm: Any,
     rng: random.Random,
+    log: list[dict[str, Any]] | None = None,
 ) -> dict[str, list[str]]:
-    """``n`` instruction candidates per predictor (the current instruction first)."""
+    """``n`` instruction candidates per predictor (the current instruction first).
+
+    Proposals :func:`instruction_verdict` rejects are dropped before they cost a trial; each
+    proposal's fate goes to ``log`` (``predictor``, ``instruction``, ``kept``, ``reason``).
+    """
     sample = rng.sample(list(trainset), min(8, len(trainset)))
     summarize = Predict(SummarizeDataset, lm=lm)
     propose = Predict(ProposeInstruction, lm=lm)
@@ -100,7 +270,14 @@ def propose_instructions(
                     ).proposed_instruction.strip()
             except (OutputError, ProviderError):
                 continue
-            if usable_instruction(proposal) and proposal not in candidates:
+            if proposal in candidates:
+                continue
+            reason = instruction_verdict(proposal, predictor.signature)
+            if log is not None:
+                log.append(
+                    {"predictor": name, "instruction": proposal, "kept": reason is None, "reason": reason or "on topic"}
+                )
+            if reason is None:
                 candidates.append(proposal)
         out[name] = candidates
     return out

@@ -402,7 +402,13 @@ class MIPRO(Optimizer):
             demo_sets = self._demo_sets(state)
             lm = self.proposer_lm or state.program.get_lm()
             proposed = propose_instructions(
-                state.program, state.trainset, demo_sets, self.num_candidates, lm=lm, rng=random.Random(self.seed)
+                state.program,
+                state.trainset,
+                demo_sets,
+                self.num_candidates,
+                lm=lm,
+                rng=random.Random(self.seed),
+                log=state.extra.setdefault("proposal_log", []),
             )
             instructions, dropped = filter_instructions(self, state, proposed, state.extra["structure"])
             state.extra["instructions_dropped"] = dropped
@@ -698,7 +704,13 @@ class VariableSearch(Optimizer):
         if isinstance(choices, int) and choices > 1:
             lm = self.proposer_lm or state.program.get_lm()
             choices = propose_instructions(
-                state.program, state.trainset, {}, choices, lm=lm, rng=random.Random(self.seed)
+                state.program,
+                state.trainset,
+                {},
+                choices,
+                lm=lm,
+                rng=random.Random(self.seed),
+                log=state.extra.setdefault("proposal_log", []),
             )
         if isinstance(choices, Mapping):
             current = dict(state.program.named_predictors())

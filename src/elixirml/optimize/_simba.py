@@ -13,7 +13,7 @@ from ..lm import track_usage
 from ..program import Module, Predict, configuration_from_json, configuration_to_json, forced_settings
 from ..schema import Example, InputField, OutputField, Signature
 from ._base import OptimizationState, Optimizer
-from ._propose import usable_instruction
+from ._propose import instruction_verdict
 from ._search import implicit_key
 
 
@@ -247,7 +247,13 @@ class SIMBA(Optimizer):
                 ).strip()
             except (OutputError, ProviderError):  # an unusable answer; a setup error or a spent budget propagates
                 continue
-            if not usable_instruction(rule) or rule in instruction:
+            if rule in instruction:
+                continue
+            reason = instruction_verdict(rule, entry.predictor.signature)
+            state.extra.setdefault("proposal_log", []).append(
+                {"predictor": name, "instruction": rule, "kept": reason is None, "reason": reason or "on topic"}
+            )
+            if reason is not None:
                 continue
             new[implicit_key(name, "instructions")] = f"{instruction}\n{rule}"
             state.extra["rules"].append(rule)

@@ -145,9 +145,16 @@ def filter_instructions(
         keep = [original]
         for text in proposals:
             candidate = base.with_configuration({implicit_key(name, "instructions"): text})
-            if optimizer.evaluate(candidate, probe).score >= original_score:
+            score = optimizer.evaluate(candidate, probe).score
+            if score >= original_score:
                 keep.append(text)
             else:
                 dropped += 1
+                for entry in state.extra.get("proposal_log", []):
+                    if entry["predictor"] == name and entry["instruction"] == text:
+                        entry.update(
+                            kept=False,
+                            reason=f"scored {score:.1f} on the probe rows, below the original's {original_score:.1f}",
+                        )
         kept[name] = keep
     return kept, dropped
