@@ -254,3 +254,16 @@ def test_the_cli_and_console_show_each_versions_class(tmp_path):
         assert ">ChainOfThought</td>" in listing and ">Predict</td>" in listing
         version = c.get("/catalog/qa/versions/1").text
         assert "elixirml.program._predict:ChainOfThought" in version
+
+
+def test_a_version_saved_from_a_script_before_0007_says_how_to_load_it(store):
+    store.save(Pipeline(), "old")
+    with store.engine.begin() as conn:  # what saving from a script or `elixirml optimize file.py:...` recorded
+        conn.execute(sa.text("UPDATE em_program_versions SET class_path = '__main__:QAProgram', class_file = NULL"))
+    with pytest.raises(LoadError, match=r"before the store recorded source files.*cls=QAProgram"):
+        store.load("old")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE em_program_versions SET class_path = 'elixirml_user_prog:QA'"))
+    with pytest.raises(LoadError, match=r"import the file that defines QA and pass cls=QA"):
+        store.load("old")
+    assert type(store.load("old", cls=Pipeline)) is Pipeline

@@ -157,6 +157,12 @@ def resolve_class(
                     return candidate
     if may_import is not None and not may_import():
         return None
+    if not class_file and (module_name == "__main__" or module_name.startswith(_LEGACY_FILE_PREFIX)):
+        raise LoadError(
+            f"Stored class {class_path!r} was saved from a script or file before the store recorded source files, "
+            f"so this process cannot find it: import the file that defines {qualname} and pass "
+            f"cls={qualname.rpartition('.')[2]}, then save the program again to record where it lives."
+        )
     if module_name.startswith(FILE_MODULE_PREFIX):
         if not class_file:
             raise LoadError(f"Stored class {class_path!r} came from a file the store did not record")
