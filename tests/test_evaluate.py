@@ -230,3 +230,47 @@ def test_checkpoint_in_the_store(tmp_path):
     with pytest.raises(em.errors.ConfigurationError, match="checkpoint"):
         em.evaluate(program, data, em.metrics.exact_match, checkpoint=42, display_progress=False)
     store.close()
+
+
+# ---------------------------------------------------------------- issue 35: a metric value that is not a number
+@pytest.mark.parametrize("bad", [float("nan"), None, float("inf")], ids=["nan", "none", "inf"])
+def test_a_metric_value_that_is_not_a_finite_number_is_one_examples_metric_error(tmp_path, bad):
+    import math
+    import warnings
+
+    from elixirml.optimizers import RandomSearch
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    em.configure(lm=em.FunctionLM(lambda m, s: {"answer": "a"}), store=url)
+    data = [em.Example(question=f"q{i}", answer="a").with_inputs("question") for i in range(4)]
+
+    def shaky(example, pred, trace=None):
+        return bad if example.question == "q1" else 1.0
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = em.evaluate(em.Predict("question -> answer"), data, shaky, display_progress=False)
+    assert (result.score, result.metric_errors, result.errors) == (75.0, 1, 1)
+    assert result.results[1].prediction.answer == "a"  # the program's answer is kept
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "'shaky'" in messages[0] and repr(bad) in messages[0]
+    store = em.Store(url)
+    assert [e["score"] for e in store.evaluations()] == [75.0]
+
+    optimizer = RandomSearch(shaky, num_candidates=3, max_bootstrapped_demos=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimizer.compile(em.Predict("question -> answer"), trainset=data, valset=data)
+    scores = [t.score for t in optimizer.last_result.trials]
+    assert len(scores) == 3 and all(math.isfinite(s) for s in scores) and max(scores) == 75.0
+    (run,) = store.runs()
+    assert [t["score"] for t in store.run(run["id"])["trial_list"]] == scores
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from elixirml.console import create_console_app
+
+    with TestClient(create_console_app(url), base_url="http://localhost") as client:
+        assert client.get(f"/runs/{run['id']}").status_code == 200
+    store.close()

@@ -20,6 +20,7 @@ ElixirMLError
 │   └── CircuitOpenError       the endpoint's circuit breaker is open (fail fast)
 ├── StoreError                 the store's database failed (still busy, conflicting writes, unreachable)
 ├── BatchError                 more inputs of a batch failed than its max_errors allows
+├── MetricError                a metric returned something that is not a finite number; also a ValueError
 ├── SupervisorError            a supervisor cannot do what was asked (it failed, or is stopping)
 ├── DistributedError           distributed workers kept dying, or the cluster cannot run the work
 └── OutputError                the LM answered, but the answer is not usable
@@ -47,6 +48,7 @@ __all__ = [
     "ElixirMLError",
     "LMUnexpectedError",
     "LoadError",
+    "MetricError",
     "MissingDependencyError",
     "OutputError",
     "ProviderError",
@@ -237,6 +239,14 @@ class StoreError(ElixirMLError):
 
 class BatchError(ElixirMLError):
     """More inputs of a batch failed than its ``max_errors`` allows (the first failure is the cause)."""
+
+
+class MetricError(ElixirMLError, ValueError):
+    """A metric returned a value that is not a finite number (``None``, NaN, infinity, text).
+
+    It counts as the metric failing on that one example (scored 0, in ``metric_errors``), not
+    as a wrong answer and not as a failure of the run.
+    """
 
 
 class SupervisorError(ElixirMLError):

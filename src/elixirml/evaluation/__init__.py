@@ -1,7 +1,7 @@
 """Evaluation layer: metrics, concurrent evaluation, results and reports."""
 
 from ._evaluate import MEASURED, Evaluate, EvaluationResult, ExampleResult, aevaluate, compare, evaluate
-from ._feedback import Feedback, split_feedback
+from ._feedback import Feedback, finite_score, split_feedback
 from ._metrics import (
     F1,
     Contains,
@@ -41,6 +41,7 @@ __all__ = [
     "as_metric",
     "compare",
     "evaluate",
+    "finite_score",
     "MEASURED",
     "split_feedback",
     "Contains",

@@ -23,7 +23,7 @@ from ..lm import Usage, track_usage
 from ..program import trace as open_trace
 from ..runtime import ProgramSpec, ProgressLines, instrument_async, resolve_executor, run_sync, stream_bounded
 from ..schema import Example, Prediction
-from ._feedback import split_feedback
+from ._feedback import finite_score, split_feedback
 from ._metrics import Metric, as_metric
 
 MEASURED = {"cost": "minimize", "latency": "minimize", "tokens": "minimize"}
@@ -497,7 +497,7 @@ async def _score(metric: Metric, example: Example, prediction: Any, trace: Any) 
     if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
         value = await value
     score, feedback = split_feedback(value)
-    return float(score), feedback
+    return finite_score(score, metric.name), feedback
 
 
 async def run_example(

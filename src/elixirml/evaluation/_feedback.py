@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, MetricError, truncate
 
 
 class Feedback:
@@ -55,6 +55,24 @@ class Feedback:
 
     def __repr__(self) -> str:
         return f"Feedback({self.score!r}, feedback={self.feedback!r})"
+
+
+def finite_score(value: Any, metric: str) -> float:
+    """A metric's score as a float; anything but a finite number raises :class:`~elixirml.errors.MetricError`.
+
+    ``True``/``False`` are 1.0/0.0. ``None``, NaN, infinities and other values name the metric
+    and the value: a score that is not a number would poison every aggregate and record after it.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if math.isfinite(number):
+        return number
+    raise MetricError(
+        f"The metric {metric!r} returned {truncate(value, 80)}, which is not a finite number; return a "
+        "number (a bool works too: True scores 1), e.g. 0.0 for a wrong answer"
+    )
 
 
 def split_feedback(value: Any) -> tuple[Any, str | None]:

@@ -6,11 +6,12 @@ import asyncio
 import inspect
 import random
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import AssertionFailed, BudgetExceededError
-from ..evaluation import Metric
+from ..errors import AssertionFailed, BudgetExceededError, MetricError
+from ..evaluation import Metric, finite_score, split_feedback
 from ..lm import track_usage
 from ..program import Module, forced_settings, trace
 from ..runtime import run_sync
@@ -18,8 +19,8 @@ from ..schema import Example
 from ._base import OptimizationState, Optimizer
 
 
-def _passes(score: Any, threshold: float | None) -> bool:
-    value = float(score)
+def _passes(score: Any, threshold: float | None, metric: str) -> bool:
+    value = finite_score(split_feedback(score)[0], metric)
     return value >= threshold if threshold is not None else value > 0
 
 
@@ -40,7 +41,12 @@ async def _run_teacher(
         score = metric.calculate(example, prediction, entries)
         if inspect.isawaitable(score):
             score = await score
-    if not _passes(score, threshold):
+    try:
+        passed = _passes(score, threshold, metric.name)
+    except MetricError as exc:  # one example's metric failed: it gives no demo, the run goes on
+        warnings.warn(f"{exc}. The example gives no demo.", RuntimeWarning, stacklevel=1)
+        return None
+    if not passed:
         return None
     if any(not a["passed"] and a["hard"] for e in entries for a in e.assertions):
         return None
