@@ -355,6 +355,7 @@ class LM:
             supported=self.check_supported,
             owner=self if owner is None else owner,
         )
+        merged.checked_for = self
         return merged
 
     def effective_settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -500,7 +501,8 @@ class LM:
 
     def _prepare_request(self, messages: list[Message], settings: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
         """Check merged settings against this provider and find the cache: ``(cache, key, keyed settings)``."""
-        self.check_supported(settings)
+        if getattr(settings, "checked_for", None) is not self:  # an adapter's or another LM's additions
+            self.check_supported(settings)
         if not self.supports_images and has_images(messages):
             raise ConfigurationError(
                 f"{self.endpoint_label} cannot take images, and the request has an em.Image input. "

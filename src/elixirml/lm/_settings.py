@@ -202,10 +202,13 @@ class MergedSettings(dict[str, Any]):
     without merging its layers again; a plain dict there is merged as the per-call layer.
     """
 
-    __slots__ = ()
+    __slots__ = ("checked_for",)
+
+    #: The LM whose provider these settings were checked against (None: not checked for one).
+    checked_for: Any
 
 
-def _check_layer(layer: Any, name: str, owner: Any, supported: Callable[..., None] | None) -> None:
+def _check_layer(layer: Any, name: str, owner: Any) -> None:
     """Raise :class:`ConfigurationError` naming the setting, its value and the layer, unless every value is valid."""
     if not isinstance(layer, Mapping):
         raise ConfigurationError(
@@ -232,12 +235,6 @@ def _check_layer(layer: Any, name: str, owner: Any, supported: Callable[..., Non
             "is how many alternatives per token, as top_logprobs). Pass logprobs=True with top_logprobs=N, "
             "or logprobs=N alone."
         )
-    if supported is not None:
-        try:
-            supported(layer)
-        except ConfigurationError:
-            supported(layer, where=_where(name, owner))  # again, to name the layer (only on the error path)
-            raise
 
 
 def _where(name: str, owner: Any) -> str:
@@ -276,8 +273,9 @@ def merge_settings(
         check: check every layer (as :func:`check_settings` does, and more: ``extra`` may not
             set ``model``, ``messages`` or ``stream``, and ``logprobs=N`` with a different
             ``top_logprobs`` is refused).
-        supported: also called as ``supported(layer, where=...)`` on each layer (an LM's
-            :meth:`~elixirml.lm.LM.check_supported`).
+        supported: called on the merged settings (an LM's :meth:`~elixirml.lm.LM.check_supported`);
+            when it raises, it is called on each layer with ``where=`` naming it, so the error
+            names the layer that holds the setting.
         owner: named in error messages (the predictor or the LM), with the layer.
 
     Returns:
@@ -288,18 +286,19 @@ def merge_settings(
     """
     merged = MergedSettings()
     extra: dict[str, Any] | None = None
-    for name, layer in (
+    layers = (
         ("process", process),
         ("lm", lm),
         ("predictor", predictor),
         ("bound", bound),
         ("call", call),
         ("forced", forced),
-    ):
+    )
+    for name, layer in layers:
         if not layer:
             continue
         if check:
-            _check_layer(layer, name, owner, supported)
+            _check_layer(layer, name, owner)
         for key, value in layer.items():
             if value is None:
                 continue
@@ -325,5 +324,14 @@ def merge_settings(
                 merged[key] = value
     if extra:
         merged["extra"] = extra
+    if supported is not None:
+        try:
+            supported(merged)
+        except ConfigurationError:
+            # name the layer that holds what the provider cannot honour (only on the error path)
+            for name, layer in layers:
+                if layer:
+                    supported(layer, where=_where(name, owner))
+            raise
     result: RequestSettings = merged  # type: ignore[assignment]
     return result
