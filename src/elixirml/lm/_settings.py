@@ -184,6 +184,9 @@ def check_settings(
     return result
 
 
+# Settings the merge treats apart: extra merges key by key, logprobs=N has one form, stop may be a tuple.
+_SPECIAL = frozenset({"extra", "logprobs", "stop"})
+
 #: How each layer is named in an error message (highest first, as they apply).
 LAYER_NAMES: dict[str, str] = {
     "forced": "settings forced by a wrapper (BestOfN, Refine, bootstrapping)",
@@ -208,21 +211,15 @@ class MergedSettings(dict[str, Any]):
     checked_for: Any
 
 
-def _check_layer(layer: Any, name: str, owner: Any) -> None:
-    """Raise :class:`ConfigurationError` naming the setting, its value and the layer, unless every value is valid."""
-    if not isinstance(layer, Mapping):
-        raise ConfigurationError(
-            f"{_where(name, owner)} must be a dict of request settings, e.g. {{'temperature': 0.2}}; "
-            f"got {truncate(layer)} ({type(layer).__name__})"
-        )
-    for key, value in layer.items():
-        if value is None:
-            continue
-        rule = _RULES.get(key)
-        if rule is None or not rule[0](value):
-            if key == "stop" and isinstance(value, tuple) and _stop(list(value)):
-                continue
-            check_settings({key: value}, where=_where(name, owner))  # raises with the message
+def _refuse_value(key: str, value: Any, name: str, owner: Any) -> None:
+    """Raise the error for a value its rule refuses (a tuple of stop strings passes)."""
+    if key == "stop" and isinstance(value, tuple) and _stop(list(value)):
+        return
+    check_settings({key: value}, where=_where(name, owner))  # raises with the message
+
+
+def _check_logprobs(layer: Mapping[str, Any], name: str, owner: Any) -> None:
+    """``logprobs=N`` (or ``False``) with a different ``top_logprobs`` in one layer is refused."""
     logprobs = layer.get("logprobs")
     top = layer.get("top_logprobs")
     if (
@@ -297,12 +294,21 @@ def merge_settings(
     for name, layer in layers:
         if not layer:
             continue
-        if check:
-            _check_layer(layer, name, owner)
+        if check and not isinstance(layer, Mapping):
+            raise ConfigurationError(
+                f"{_where(name, owner)} must be a dict of request settings, e.g. {{'temperature': 0.2}}; "
+                f"got {truncate(layer)} ({type(layer).__name__})"
+            )
         for key, value in layer.items():
             if value is None:
                 continue
-            if key == "extra":
+            if check:
+                rule = _RULES.get(key)
+                if rule is None or not rule[0](value):
+                    _refuse_value(key, value, name, owner)
+            if key not in _SPECIAL:
+                merged[key] = value
+            elif key == "extra":
                 if not isinstance(value, Mapping):
                     raise ConfigurationError(
                         f"request setting 'extra' must be a dict of provider settings, got {truncate(value)}"
@@ -318,10 +324,12 @@ def merge_settings(
                 else:
                     merged["logprobs"] = True
                     merged["top_logprobs"] = value
-            elif key == "stop" and isinstance(value, tuple):
+            elif isinstance(value, tuple):  # stop
                 merged["stop"] = list(value)
             else:
-                merged[key] = value
+                merged["stop"] = value
+        if check and "top_logprobs" in layer:
+            _check_logprobs(layer, name, owner)
     if extra:
         merged["extra"] = extra
     if supported is not None:
