@@ -83,7 +83,7 @@ async def load(
                 while done < n * (k + 1) / (len(deploys or []) + 1):
                     await asyncio.sleep(0.01)
                 sent = time.perf_counter()
-                async with session.post(base + path, json=body) as response:
+                async with session.post(base + path, json=body if body is not None else {}) as response:
                     data = await response.json()
                     assert response.status == 200, data
                 changes.append((sent, time.perf_counter(), int(data["live"])))

@@ -32,18 +32,24 @@ def _opentelemetry() -> Any:
     return context, trace
 
 
+def _no_provider(trace: Any) -> bool:
+    """Whether no tracer provider is set (OpenTelemetry's API alone: every span would be a no-op)."""
+    return isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+
+
 @contextlib.contextmanager
 def request_trace(
     headers: Mapping[str, str], name: str, attributes: Mapping[str, Any], tracer_provider: Any = None
 ) -> Iterator[str]:
     """Run the block in a server span continuing ``headers``' trace; yields the trace id (32 hex).
 
-    The span comes from ``tracer_provider`` (default: the global one).
+    The span comes from ``tracer_provider`` (default: the global one); with neither, and no
+    ``traceparent`` to continue, no span is made (it would be a no-op) and the trace id is new.
     """
     otel = _opentelemetry()
     incoming = _incoming_trace_id(headers)
-    if otel is None:
-        yield incoming or secrets.token_hex(16)
+    if otel is None or (incoming is None and tracer_provider is None and _no_provider(otel[1])):
+        yield incoming or secrets.token_hex(16)  # no span would be recorded, no trace continued: none is made
         return
     from ..runtime import extract_trace_context
 
