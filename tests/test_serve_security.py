@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 
@@ -435,3 +436,18 @@ def test_slow_bodies_time_out_with_408_and_hold_no_slot(store):
         assert time.monotonic() - started < 2.9  # answered at the read timeout, not when the client gave up
         metrics = httpx.get(url + "/metrics").text
         assert 'elixirml_rejected_total{reason="body_timeout"} 8' in metrics
+
+
+def test_the_console_on_its_own_checks_host_origin_and_json(store):
+    from elixirml.console import create_console_app
+
+    app = create_console_app(store.url, lm=em.DummyLM({"x": {"answer": "y"}}))
+    with serving_console(app) as url:
+        assert httpx.get(url + "/catalog").status_code == 200
+        assert httpx.get(url + "/catalog", headers={"Host": "evil.example"}).status_code == 400
+        inputs = {"inputs": {"question": "x"}}
+        cross = httpx.post(url + "/catalog/qa/try", json=inputs, headers={"Origin": "http://evil.example"})
+        assert cross.status_code == 403
+        plain = httpx.post(url + "/catalog/qa/try", content=json.dumps(inputs), headers={"Content-Type": "text/plain"})
+        assert plain.status_code == 415
+    assert store.executions(limit=10) == []  # nothing ran, nothing was recorded
