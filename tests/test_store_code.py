@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -177,3 +178,20 @@ def test_a_class_no_new_process_can_find_is_refused_when_saved(tmp_path, project
     out = _run(env, "-c", interactive)
     assert "refused: Cannot store a 'Typed': it is defined in an interactive session" in out
     assert "Move Typed into a .py file" in out and "stored: []" in out
+
+
+def test_saving_from_a_script_whose_top_level_does_work_warns_that_loading_would_repeat_it(project):
+    folder, env = project
+    unguarded = SCRIPT.split("if __name__")[0] + 'print("side effect")\nem.Store().save(QAProgram(), "raw")\n'
+    (folder / "raw_script.py").write_text(unguarded)
+    done = subprocess.run(
+        [sys.executable, str(folder / "raw_script.py")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "QAProgram is saved from" in done.stderr
+    assert re.search(r"\(line (\d+), (\d+)\)", done.stderr).groups() == ("16", "17"), done.stderr
+    assert 'Put the script\'s own work under if __name__ == "__main__":' in done.stderr
+    guarded = subprocess.run(
+        [sys.executable, str(folder / "qa_script.py")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert guarded.returncode == 0 and "is saved from" not in guarded.stderr, guarded.stderr

@@ -10,12 +10,14 @@ defined inside a function, or in an interactive session) is refused when it is s
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
 import re
 import sys
 import types
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,10 +106,39 @@ def class_origin(cls: type) -> tuple[str, str | None]:
                 f"Cannot store a {qualname!r}: it is defined in an interactive session or notebook, which no "
                 f"other process can import. Move {cls.__name__} into a .py file (or a module) and import it."
             )
+        _warn_unguarded(file, cls.__name__)
         return f"{file_module_name(file)}:{qualname}", file
     if module_name == "elixirml" or module_name.startswith("elixirml."):
         return f"{module_name}:{qualname}", None  # built in: found by its module wherever ElixirML runs
     return f"{module_name}:{qualname}", file
+
+
+def _unguarded_lines(file: str) -> list[int]:
+    """Top-level lines of a script that do work when it is imported (calls, loops, ``with``), outside its main guard."""
+    try:
+        with open(file, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read(), file)
+    except (OSError, SyntaxError, ValueError):
+        return []
+    work = (ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try)
+    return [
+        node.lineno
+        for node in tree.body
+        if isinstance(node, work) or (isinstance(node, ast.Expr) and isinstance(node.value, (ast.Call, ast.Await)))
+    ]
+
+
+def _warn_unguarded(file: str, name: str) -> None:
+    lines = _unguarded_lines(file)
+    if lines:
+        shown = ", ".join(str(n) for n in lines[:5]) + (", ..." if len(lines) > 5 else "")
+        warnings.warn(
+            f"{name} is saved from {file}, which a new process imports to find the class again: its top-level "
+            f"code (line {shown}) would run again each time. Put the script's own work under "
+            'if __name__ == "__main__":',
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def class_allowed(
