@@ -34,6 +34,38 @@ VERSION_HEADER = "X-Program-Version"
 ACCEPTED = frozenset({"model", "messages", "stream", "stream_options", "user", "n"})
 
 
+#: The request body of ``/v1/chat/completions``, as the OpenAPI document shows it.
+CHAT_REQUEST: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["model", "messages"],
+                "properties": {
+                    "model": {"type": "string", "description": "A served program's name"},
+                    "messages": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["role", "content"],
+                            "properties": {
+                                "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+                                "content": {"type": "string"},
+                            },
+                        },
+                    },
+                    "stream": {"type": "boolean"},
+                    "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+                    "user": {"type": "string"},
+                    "n": {"type": "integer", "enum": [1]},
+                },
+            }
+        }
+    },
+}
+
+
 def _error(exc: RequestError) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, default=str)
     kind = "invalid_request_error" if exc.status < 500 else "server_error"
@@ -151,7 +183,7 @@ def openai_router(state: ServeState) -> APIRouter:
             ],
         }
 
-    @router.post("/chat/completions")
+    @router.post("/chat/completions", openapi_extra={"requestBody": CHAT_REQUEST})
     async def chat_completions(request: Request) -> Any:
         """OpenAI's chat completions, answered by the program named in ``model``."""
         try:
