@@ -297,3 +297,24 @@ def test_mipro_demo_sets_keep_input_marks_across_a_resume(tmp_path):
     resumed = MIPRO(metric, auto="light", num_trials=3, storage=storage)
     resumed.compile(Task().with_variables(temperature=0.1), trainset=trainset(), resume="marks")
     assert len(resumed.last_result.trials) >= 3
+
+
+def test_bootstrap_stopped_by_max_lm_calls_counts_the_calls_in_flight():
+    import threading
+    import time
+
+    made = []
+    lock = threading.Lock()
+
+    def slow(messages, settings):
+        time.sleep(0.05)  # still answering when the sixth call is refused
+        with lock:
+            made.append(1)
+        return {"answer": "a"}
+
+    em.configure(lm=em.FunctionLM(slow, cache=False))
+    train = [em.Example(question=f"q{i}", answer="a").with_inputs("question") for i in range(8)]
+    optimizer = BootstrapFewShot(lambda e, p, trace=None: False, max_bootstrapped_demos=4, display_progress=False)
+    optimizer.compile(em.Predict("question -> answer"), trainset=train, max_lm_calls=5)
+    result = optimizer.last_result
+    assert (len(made), result.lm_calls, result.stopped) == (5, 5, "max_lm_calls")

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import random
 import time
+import typing
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -80,9 +81,16 @@ def bootstrap_demos(
             chunk = pending[start : start + concurrency]
 
             async def run_chunk(indexes: list[int] = chunk, r: int = round_index) -> list[list[Any] | None]:
-                return await asyncio.gather(
-                    *(_run_teacher(teacher, trainset[i], metric, threshold, r) for i in indexes)
+                # Every run finishes before a budget stop is raised: a call already sent is counted,
+                # not cancelled on the way back (that lost calls from the run's count).
+                runs = await asyncio.gather(
+                    *(_run_teacher(teacher, trainset[i], metric, threshold, r) for i in indexes),
+                    return_exceptions=True,
                 )
+                for outcome in runs:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                return typing.cast("list[list[Any] | None]", runs)
 
             for index, entries in zip(chunk, run_sync(run_chunk())):
                 if entries is None or len(used) >= max_demos:
