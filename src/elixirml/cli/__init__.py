@@ -8,9 +8,11 @@ reference, bad data, bad option). Errors print one line without a traceback unle
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec
 
 import typer
 
@@ -37,6 +39,8 @@ config_app = typer.Typer(
 app.add_typer(config_app, name="config")
 
 METRICS = ("exact_match", "f1", "contains", "numeric_match")
+P = ParamSpec("P")
+
 OPTIMIZERS = ("labeled", "bootstrap", "random", "mipro", "variable")
 
 
@@ -52,7 +56,26 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(code)
 
 
+def _reports_errors(command: Callable[P, None]) -> Callable[P, None]:
+    """Run a command so that an error prints one line (and its exit code) instead of a traceback.
+
+    ``--debug`` shows the traceback instead; ``typer.Exit`` passes through.
+    """
+
+    @functools.wraps(command)
+    def run_command(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            _fail(exc)
+
+    return run_command
+
+
 @app.callback()
+@_reports_errors
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     lm: Annotated[str | None, typer.Option("--lm", help="LM to use: 'local' or 'openai/<model>' ...")] = None,
@@ -62,15 +85,12 @@ def _main(
 ) -> None:
     """ElixirML command line."""
     _State.debug = debug
-    try:
-        if lm is not None:
-            from ..lm import LM
+    if lm is not None:
+        from ..lm import LM
 
-            configure(lm=LM(lm))
-        # One store for every command: what `run` records, `inspect`, `programs` and the console read.
-        configure(store=store if store is not None else _store_setting())
-    except Exception as exc:
-        _fail(exc)
+        configure(lm=LM(lm))
+    # One store for every command: what `run` records, `inspect`, `programs` and the console read.
+    configure(store=store if store is not None else _store_setting())
 
 
 def _ensure_lm() -> None:
@@ -126,6 +146,7 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
 
 
 @app.command()
+@_reports_errors
 def run(
     program: Annotated[str, typer.Argument(help="path.py:Name or a stored program name")],
     input: Annotated[
@@ -137,28 +158,24 @@ def run(
 
     A file's `if __name__ == "__main__":` block does not run: only the program does.
     """
-    try:
-        _ensure_lm()
-        target = load_program(program)
-        inputs = _parse_pairs(input, "--input")
-        store = _open_store()
-        with store.recording(program, inputs) as rec:
-            result = target(**inputs)
-            outputs = rec.outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
-        store.close()
-        if as_json:
-            typer.echo(json.dumps(outputs, default=str, ensure_ascii=False))
-        else:
-            for key, value in outputs.items():
-                text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-                typer.echo(f"{key}: {text}")
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        _fail(exc)
+    _ensure_lm()
+    target = load_program(program)
+    inputs = _parse_pairs(input, "--input")
+    store = _open_store()
+    with store.recording(program, inputs) as rec:
+        result = target(**inputs)
+        outputs = rec.outputs = result.to_dict() if hasattr(result, "to_dict") else {"output": result}
+    store.close()
+    if as_json:
+        typer.echo(json.dumps(outputs, default=str, ensure_ascii=False))
+    else:
+        for key, value in outputs.items():
+            text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+            typer.echo(f"{key}: {text}")
 
 
 @app.command("eval")
+@_reports_errors
 def eval_command(
     program: Annotated[str, typer.Argument(help="path.py:Name or a stored program name")],
     data: Annotated[str, typer.Argument(help="a .jsonl/.csv/.tsv file, or sst2, gsm8k, gsm8k:test")],
@@ -170,21 +187,17 @@ def eval_command(
     concurrency: Annotated[int, typer.Option(help="Examples in flight at once.")] = 8,
 ) -> None:
     """Evaluate a program on a dataset and print the summary."""
-    try:
-        _ensure_lm()
-        from ..evaluation import evaluate
+    _ensure_lm()
+    from ..evaluation import evaluate
 
-        target = load_program(program)
-        examples = load_data(data, inputs, limit)
-        result = evaluate(target, examples, make_metric(metric, field, pred_field), concurrency=concurrency)
-        typer.echo(result.table(limit=10))
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        _fail(exc)
+    target = load_program(program)
+    examples = load_data(data, inputs, limit)
+    result = evaluate(target, examples, make_metric(metric, field, pred_field), concurrency=concurrency)
+    typer.echo(result.table(limit=10))
 
 
 @app.command()
+@_reports_errors
 def optimize(
     program: Annotated[str, typer.Argument(help="path.py:Name or a stored program name")],
     data: Annotated[str, typer.Argument(help="training data (file or bundled set)")],
@@ -200,24 +213,19 @@ def optimize(
     auto: Annotated[str, typer.Option(help="MIPRO preset: light, medium or heavy.")] = "light",
 ) -> None:
     """Optimize a program; the result is saved in the store as a new version."""
-    try:
-        _ensure_lm()
-        target = load_program(program)
-        train = load_data(data, inputs, limit)
-        val = load_data(valset, inputs, limit) if valset else None
-        scorer = make_metric(metric, field, pred_field)
-        from ..optimize import optimizer_by_name
+    _ensure_lm()
+    target = load_program(program)
+    train = load_data(data, inputs, limit)
+    val = load_data(valset, inputs, limit) if valset else None
+    scorer = make_metric(metric, field, pred_field)
+    from ..optimize import optimizer_by_name
 
-        chosen: Any = optimizer_by_name(optimizer, scorer, **({"auto": auto} if optimizer == "mipro" else {}))
-        limits = _parse_pairs(budget, "--budget")
-        configure(store=_store_setting())
-        chosen.compile(target, trainset=train, valset=val, save_as=save or program.rpartition(":")[2], **limits)
-        typer.echo(chosen.last_result.summary())
-        typer.echo(f"run id: {chosen.last_result.run_id}")
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        _fail(exc)
+    chosen: Any = optimizer_by_name(optimizer, scorer, **({"auto": auto} if optimizer == "mipro" else {}))
+    limits = _parse_pairs(budget, "--budget")
+    configure(store=_store_setting())
+    chosen.compile(target, trainset=train, valset=val, save_as=save or program.rpartition(":")[2], **limits)
+    typer.echo(chosen.last_result.summary())
+    typer.echo(f"run id: {chosen.last_result.run_id}")
 
 
 def _store_setting() -> str:
@@ -233,124 +241,109 @@ def _open_store() -> Any:
 
 
 @runs_app.command("list")
+@_reports_errors
 def runs_list(
     program: Annotated[str | None, typer.Option(help="Only runs of this program.")] = None,
 ) -> None:
     """List optimization runs, newest first."""
-    try:
-        store = _open_store()
-        rows = store.runs(program=program)
-        if not rows:
-            typer.echo("no runs")
-        for r in rows:
-            best = f"{r['best_score']:.1f}%" if r["best_score"] is not None else "-"
-            typer.echo(
-                f"{r['id']}  {r['optimizer']:<18} {r['status']:<9} best {best:<7} trials {r['trials']:<4} "
-                f"calls {r['lm_calls']:<6} {r['program'] or ''}"
-            )
-    except Exception as exc:
-        _fail(exc)
+    store = _open_store()
+    rows = store.runs(program=program)
+    if not rows:
+        typer.echo("no runs")
+    for r in rows:
+        best = f"{r['best_score']:.1f}%" if r["best_score"] is not None else "-"
+        typer.echo(
+            f"{r['id']}  {r['optimizer']:<18} {r['status']:<9} best {best:<7} trials {r['trials']:<4} "
+            f"calls {r['lm_calls']:<6} {r['program'] or ''}"
+        )
 
 
 @runs_app.command("show")
+@_reports_errors
 def runs_show(run_id: Annotated[str, typer.Argument(help="The run id.")]) -> None:
     """Show one run with its trials."""
-    try:
-        info = _open_store().run(run_id)
-        typer.echo(f"run {info['id']}: {info['optimizer']} on {info['program']} ({info['status']})")
+    info = _open_store().run(run_id)
+    typer.echo(f"run {info['id']}: {info['optimizer']} on {info['program']} ({info['status']})")
+    typer.echo(f"best {info['best_score']}; {info['lm_calls']} LM calls, {info['tokens']} tokens, ${info['cost']:.4f}")
+    for t in info["trial_list"]:
         typer.echo(
-            f"best {info['best_score']}; {info['lm_calls']} LM calls, {info['tokens']} tokens, ${info['cost']:.4f}"
+            f"  #{t['number']:<3} {t['score']:6.1f}%  {'full' if t['full'] else 'mini'}  calls {t['lm_calls']:<5} "
+            f"{t['status']}"
         )
-        for t in info["trial_list"]:
-            typer.echo(
-                f"  #{t['number']:<3} {t['score']:6.1f}%  {'full' if t['full'] else 'mini'}  calls {t['lm_calls']:<5} "
-                f"{t['status']}"
-            )
-    except Exception as exc:
-        _fail(exc)
 
 
 @programs_app.command("list")
+@_reports_errors
 def programs_list() -> None:
     """List stored programs."""
-    try:
-        rows = _open_store().programs()
-        if not rows:
-            typer.echo("no programs")
-        for p in rows:
-            typer.echo(f"{p['name']:<24} v{p['latest']:<4} ({p['versions']} versions)  {p['signature']}")
-    except Exception as exc:
-        _fail(exc)
+    rows = _open_store().programs()
+    if not rows:
+        typer.echo("no programs")
+    for p in rows:
+        typer.echo(f"{p['name']:<24} v{p['latest']:<4} ({p['versions']} versions)  {p['signature']}")
 
 
 @programs_app.command("show")
+@_reports_errors
 def programs_show(
     name: Annotated[str, typer.Argument(help="The program name.")],
     version: Annotated[str, typer.Option(help="latest, a number, or #id")] = "latest",
 ) -> None:
     """Show a stored version: configuration and predictors."""
-    try:
-        info = _open_store().get_version(name, version)
-        typer.echo(
-            f"{info['name']} v{info['number']} (parent v{info['parent']}) {info['created_at']} tags {info['tags']}"
-        )
-        typer.echo(f"class {info['class_path']}" + (f" from {info['class_file']}" if info.get("class_file") else ""))
-        typer.echo(
-            json.dumps(
-                {
-                    "configuration": {k: v for k, v in info["configuration"].items() if not k.endswith("demos")},
-                    "state": info["state"],
-                },
-                indent=2,
-                default=str,
-            )[:4000]
-        )
-    except Exception as exc:
-        _fail(exc)
+    info = _open_store().get_version(name, version)
+    typer.echo(f"{info['name']} v{info['number']} (parent v{info['parent']}) {info['created_at']} tags {info['tags']}")
+    typer.echo(f"class {info['class_path']}" + (f" from {info['class_file']}" if info.get("class_file") else ""))
+    typer.echo(
+        json.dumps(
+            {
+                "configuration": {k: v for k, v in info["configuration"].items() if not k.endswith("demos")},
+                "state": info["state"],
+            },
+            indent=2,
+            default=str,
+        )[:4000]
+    )
 
 
 @programs_app.command("diff")
+@_reports_errors
 def programs_diff(
     name: Annotated[str, typer.Argument(help="The program name.")],
     a: Annotated[str, typer.Argument(help="The first version.")],
     b: Annotated[str, typer.Argument(help="The second version.")],
 ) -> None:
     """What changed between two versions."""
-    try:
-        changes = _open_store().diff(name, a, b)
-        if not changes["class"] and not changes["configuration"] and not changes["predictors"]:
-            typer.echo("no differences")
-        if changes["class"]:
-            typer.echo(f"class: {changes['class']['from']} -> {changes['class']['to']}")
-        for key, change in changes["configuration"].items():
-            typer.echo(f"{key}: {change['from']!r} -> {change['to']!r}")
-        for predictor, entry in changes["predictors"].items():
-            for what, change in entry.items():
-                typer.echo(f"{predictor}.{what}: {change['from']!r} -> {change['to']!r}")
-    except Exception as exc:
-        _fail(exc)
+    changes = _open_store().diff(name, a, b)
+    if not changes["class"] and not changes["configuration"] and not changes["predictors"]:
+        typer.echo("no differences")
+    if changes["class"]:
+        typer.echo(f"class: {changes['class']['from']} -> {changes['class']['to']}")
+    for key, change in changes["configuration"].items():
+        typer.echo(f"{key}: {change['from']!r} -> {change['to']!r}")
+    for predictor, entry in changes["predictors"].items():
+        for what, change in entry.items():
+            typer.echo(f"{predictor}.{what}: {change['from']!r} -> {change['to']!r}")
 
 
 @app.command()
+@_reports_errors
 def inspect() -> None:
     """Show the trace of the last program run (from ``elixirml run``)."""
-    try:
-        last = _open_store().last_execution()
-        if last is None:
-            typer.echo("no runs recorded yet; use `elixirml run ...`")
-            return
-        typer.echo(f"run #{last['id']} of {last['program']}: inputs {last['inputs']} -> {last['outputs']}")
-        for i, step in enumerate(last["trace"], 1):
-            typer.echo(f"=== step {i}: {step['predictor']}({step['signature']})")
-            typer.echo(f"  inputs:  {step['inputs']}")
-            typer.echo(f"  outputs: {step['outputs']}")
-            for message in step["messages"]:
-                typer.echo(f"  --- {message.get('role')}: {str(message.get('content'))[:500]}")
-    except Exception as exc:
-        _fail(exc)
+    last = _open_store().last_execution()
+    if last is None:
+        typer.echo("no runs recorded yet; use `elixirml run ...`")
+        return
+    typer.echo(f"run #{last['id']} of {last['program']}: inputs {last['inputs']} -> {last['outputs']}")
+    for i, step in enumerate(last["trace"], 1):
+        typer.echo(f"=== step {i}: {step['predictor']}({step['signature']})")
+        typer.echo(f"  inputs:  {step['inputs']}")
+        typer.echo(f"  outputs: {step['outputs']}")
+        for message in step["messages"]:
+            typer.echo(f"  --- {message.get('role')}: {str(message.get('content'))[:500]}")
 
 
 @app.command()
+@_reports_errors
 def console(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
@@ -366,77 +359,69 @@ def console(
     ] = [],  # noqa: B006
 ) -> None:
     """Open the web console over the store (programs, runs, evaluations, traces, "try it")."""
+    from .._http import is_loopback
+    from ..console import create_console_app
+    from ..settings import current
+
     try:
-        from .._http import is_loopback
-        from ..console import create_console_app
-        from ..settings import current
+        import uvicorn
+    except ImportError:
+        raise errors.MissingDependencyError("uvicorn", "serve", "elixirml console") from None
+    lm: Any = None
+    if current().lm is None:
+        from ..lm import LM
 
-        try:
-            import uvicorn
-        except ImportError:
-            raise errors.MissingDependencyError("uvicorn", "serve", "elixirml console") from None
-        lm: Any = None
-        if current().lm is None:
-            from ..lm import LM
-
-            lm = lambda: LM("local")  # noqa: E731  built at the first "try it", not at start
-        app_ = create_console_app(
-            store_url or _store_setting(), lm=lm, tokens=token or None, allowed_hosts=[*allowed_host, host]
+        lm = lambda: LM("local")  # noqa: E731  built at the first "try it", not at start
+    app_ = create_console_app(
+        store_url or _store_setting(), lm=lm, tokens=token or None, allowed_hosts=[*allowed_host, host]
+    )
+    if not is_loopback(host) and not app_.state.console_tokens:
+        raise errors.ConfigurationError(
+            f"The console on {host} (not a loopback address) needs a login: pass --token or set "
+            "ELIXIRML_SERVE_TOKENS (comma-separated), or bind to 127.0.0.1."
         )
-        if not is_loopback(host) and not app_.state.console_tokens:
-            raise errors.ConfigurationError(
-                f"The console on {host} (not a loopback address) needs a login: pass --token or set "
-                "ELIXIRML_SERVE_TOKENS (comma-separated), or bind to 127.0.0.1."
-            )
-        typer.echo(f"ElixirML console on http://{host}:{port}/ (Ctrl+C stops it)")
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        _fail(exc)
+    typer.echo(f"ElixirML console on http://{host}:{port}/ (Ctrl+C stops it)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 @app.command()
+@_reports_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the plot.")] = Path("."),
     quick: Annotated[bool, typer.Option(help="A smaller run (fewer examples and trials).")] = False,
 ) -> None:
     """The main job: optimize an SST-2 sentiment program on the embedded model."""
-    try:
-        from ..demo import run_demo
+    from ..demo import run_demo
 
-        run_demo(out=out, quick=quick)
-    except Exception as exc:
-        _fail(exc)
+    run_demo(out=out, quick=quick)
 
 
 @app.command("extensions")
+@_reports_errors
 def extensions_command(
     kind: Annotated[str | None, typer.Option("--kind", help="Only this kind: lms, adapters, metrics, ...")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the installed extensions with their versions and capabilities; broken ones with the reason."""
-    try:
-        from .. import extensions
+    from .. import extensions
 
-        infos = extensions.list(kind)
-        if as_json:
-            typer.echo(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
-            return
-        for info in infos:
-            if info.ok:
-                caps = ", ".join(info.capabilities) or "-"
-                typer.echo(f"{info.kind:<11} {info.name:<16} {info.version:<10} {info.origin:<24} {caps}")
-        broken = [i for i in infos if not i.ok]
-        if broken:
-            typer.echo("\nskipped (broken):")
-            for info in broken:
-                typer.echo(f"{info.kind:<11} {info.name:<16} {info.origin}: {info.error}")
-    except Exception as exc:
-        _fail(exc)
+    infos = extensions.list(kind)
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(i) for i in infos], indent=2))
+        return
+    for info in infos:
+        if info.ok:
+            caps = ", ".join(info.capabilities) or "-"
+            typer.echo(f"{info.kind:<11} {info.name:<16} {info.version:<10} {info.origin:<24} {caps}")
+    broken = [i for i in infos if not i.ok]
+    if broken:
+        typer.echo("\nskipped (broken):")
+        for info in broken:
+            typer.echo(f"{info.kind:<11} {info.name:<16} {info.origin}: {info.error}")
 
 
 @config_app.command("show")
+@_reports_errors
 def config_show(
     profile: Annotated[
         str | None, typer.Option("--profile", help="Show this profile (default $ELIXIRML_PROFILE).")
@@ -444,32 +429,30 @@ def config_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print each effective setting and the layer it came from (secrets masked)."""
-    try:
-        from .. import settings
+    from .. import settings
 
-        settings.reload_config(profile=profile)  # what the file and environment say now
-        path, chosen = settings.config_file()
-        rows = settings.describe()
-        if as_json:
-            typer.echo(
-                json.dumps(
-                    {
-                        "file": path,
-                        "profile": chosen,
-                        "settings": [{"name": name, "value": value, "layer": layer} for name, value, layer in rows],
-                    },
-                    indent=2,
-                )
+    settings.reload_config(profile=profile)  # what the file and environment say now
+    path, chosen = settings.config_file()
+    rows = settings.describe()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "file": path,
+                    "profile": chosen,
+                    "settings": [{"name": name, "value": value, "layer": layer} for name, value, layer in rows],
+                },
+                indent=2,
             )
-            return
-        typer.echo(f"# file: {path or '(none)'}  profile: {chosen}")
-        for name, value, layer in rows:
-            typer.echo(f"{name} = {value}    [{layer}]")
-    except Exception as exc:
-        _fail(exc)
+        )
+        return
+    typer.echo(f"# file: {path or '(none)'}  profile: {chosen}")
+    for name, value, layer in rows:
+        typer.echo(f"{name} = {value}    [{layer}]")
 
 
 @app.command("serve")
+@_reports_errors
 def serve_command(
     program: Annotated[
         list[str], typer.Option("--program", "-p", help="Serve only name or name@version (repeatable).")
@@ -513,43 +496,39 @@ def serve_command(
     ] = [],  # noqa: B006
 ) -> None:
     """Serve stored programs over HTTP (run, stream, batch, OpenAI chat completions, deploy, jobs, console)."""
-    try:
-        from .. import serve
-        from ..serve import ServeSettings
-        from ..settings import current
+    from .. import serve
+    from ..serve import ServeSettings
+    from ..settings import current
 
-        job_lms = {}
-        for item in job_lm:
-            name, sep, model = item.partition("=")
-            if not sep or not name or not model:
-                raise errors.ConfigurationError(
-                    f"--job-lm takes NAME=MODEL (e.g. proposer=openai/gpt-4o), got {item!r}"
-                )
-            job_lms[name] = model
-        app = serve.create_app(
-            programs=program or None,
-            lm=current().lm,
-            tokens=token or None,
-            allow_modules=allow_module,
-            allow_paths=allow_path,
-            settings=ServeSettings(
-                max_body_bytes=max_body_bytes,
-                max_concurrency=max_concurrency,
-                max_batch=max_batch,
-                drain_timeout=drain_timeout,
-                read_timeout=read_timeout,
-                allowed_hosts=tuple(allowed_host),
-            ),
-            console=console,
-            jobs_lm=jobs_lm,
-            job_lms=job_lms,
-        )
-        serve.run(app, host=host, port=port, log_level=log_level, forwarded_allow_ips=forwarded_allow_ips)
-    except Exception as exc:
-        _fail(exc)
+    job_lms = {}
+    for item in job_lm:
+        name, sep, model = item.partition("=")
+        if not sep or not name or not model:
+            raise errors.ConfigurationError(f"--job-lm takes NAME=MODEL (e.g. proposer=openai/gpt-4o), got {item!r}")
+        job_lms[name] = model
+    app = serve.create_app(
+        programs=program or None,
+        lm=current().lm,
+        tokens=token or None,
+        allow_modules=allow_module,
+        allow_paths=allow_path,
+        settings=ServeSettings(
+            max_body_bytes=max_body_bytes,
+            max_concurrency=max_concurrency,
+            max_batch=max_batch,
+            drain_timeout=drain_timeout,
+            read_timeout=read_timeout,
+            allowed_hosts=tuple(allowed_host),
+        ),
+        console=console,
+        jobs_lm=jobs_lm,
+        job_lms=job_lms,
+    )
+    serve.run(app, host=host, port=port, log_level=log_level, forwarded_allow_ips=forwarded_allow_ips)
 
 
 @app.command("deploy")
+@_reports_errors
 def deploy_command(
     reference: Annotated[str, typer.Argument(help="name@version (name alone: the latest)")],
     server: Annotated[str, typer.Option("--server", help="The server's base URL, e.g. http://127.0.0.1:8000")],
@@ -560,19 +539,16 @@ def deploy_command(
     ] = False,
 ) -> None:
     """Deploy a stored version on a running server (token from $ELIXIRML_SERVE_TOKEN)."""
-    try:
-        from .. import serve
+    from .. import serve
 
-        name, _, version = reference.partition("@")
-        if version and not version.isdigit():
-            raise errors.ConfigurationError(f"The version in {reference!r} must be a number")
-        if rollback:
-            answer = serve.rollback(server, name)
-        else:
-            answer = serve.deploy(server, name, int(version) if version else None, traffic=traffic, reload=reload)
-        typer.echo(f"{name}: {answer['message']}")
-    except Exception as exc:
-        _fail(exc)
+    name, _, version = reference.partition("@")
+    if version and not version.isdigit():
+        raise errors.ConfigurationError(f"The version in {reference!r} must be a number")
+    if rollback:
+        answer = serve.rollback(server, name)
+    else:
+        answer = serve.deploy(server, name, int(version) if version else None, traffic=traffic, reload=reload)
+    typer.echo(f"{name}: {answer['message']}")
 
 
 def main() -> None:
