@@ -246,7 +246,6 @@ class ServeState:
     def deploy_lock(self, name: str) -> asyncio.Lock:
         """The lock that makes deploys and rollbacks of ``name`` happen one at a time."""
         return self.deploy_locks.setdefault(name, asyncio.Lock())
-        self.started_at = time.time()
 
     def __repr__(self) -> str:
         return f"ServeState(programs={sorted(self.deployments)}, {self.tokens!r})"
