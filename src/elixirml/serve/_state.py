@@ -12,7 +12,6 @@ import bisect
 import dataclasses
 import logging
 import random
-import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
