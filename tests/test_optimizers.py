@@ -214,6 +214,29 @@ def test_custom_optimizer_through_the_protocol():
     assert compiled.temperature == 0.1
 
 
+def test_a_custom_optimizer_records_trials_without_passing_usage_or_time():
+    class PickTemperature(Optimizer):
+        def initialize(self, state):
+            state.extra["todo"], self.results = [1.5, 0.1], []
+
+        def optimize_step(self, state):
+            config = {"temperature": state.extra["todo"].pop(0)}
+            candidate = state.program.with_configuration(config)
+            result = self.evaluate(candidate, state.valset)
+            self.results.append(result)
+            self.record_trial(state, config, result, candidate)  # usage and time: the evaluation's own
+            return bool(state.extra["todo"])
+
+    em.configure(lm=task_lm())
+    optimizer = PickTemperature(metric)
+    optimizer.compile(Task(), trainset=trainset(6))
+    trials = optimizer.last_result.trials
+    assert [t.configuration["temperature"] for t in trials] == [1.5, 0.1]
+    for trial, result in zip(trials, optimizer.results, strict=True):
+        assert trial.lm_calls == result.usage.calls > 0 and trial.tokens == result.usage.total_tokens
+        assert trial.wall_time == result.wall_time > 0
+
+
 CHILD = textwrap.dedent(
     """
     import os, signal, sys

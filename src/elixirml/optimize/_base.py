@@ -423,11 +423,30 @@ class Optimizer:
         result: EvaluationResult,
         program: Module,
         *,
-        usage: Usage,
-        wall_time: float,
+        usage: Usage | None = None,
+        wall_time: float | None = None,
         full: bool = True,
     ) -> Trial:
-        """Add a trial; it becomes the best when it is a full evaluation with a higher score."""
+        """Add a trial; it becomes the best when it is a full evaluation with a higher score.
+
+        Args:
+            state: the run's state (what ``optimize_step`` was given).
+            configuration: the values the candidate was built with (``with_configuration``).
+            result: the candidate's evaluation (:meth:`evaluate`).
+            program: the candidate.
+            usage: the trial's LM usage; default: the evaluation's (``result.usage``). Pass it
+                when the trial made LM calls outside ``result`` (proposals, bootstrapping).
+            wall_time: the trial's seconds; default: the evaluation's (``result.wall_time``).
+            full: whether ``result`` covers the whole validation set (only a full trial can
+                become the best).
+
+        Returns:
+            The recorded :class:`Trial`.
+        """
+        if usage is None:
+            usage = result.usage
+        if wall_time is None:
+            wall_time = result.wall_time
         budget_hit = any(isinstance(r.error, BudgetExceededError) for r in result.results)
         # unique across the legs of a resumed run: after every trial of this run and of earlier legs
         number = max(state.next_trial, max((t.number for t in state.trials), default=-1) + 1)
