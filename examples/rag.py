@@ -2,6 +2,8 @@
 
     python examples/rag.py [path/to/squad.json] [--questions N] [--dense]
 
+Without a file it reads the SQuAD article bundled with the package (``em.data.squad()``).
+
 ``Retrieve -> ChainOfThought("context, question -> answer")``: BM25 (or, with ``--dense``,
 embeddings from the embedded model) finds the paragraphs, the embedded SmolLM2 model answers.
 The number of passages ``k`` and the strategy (direct or chain of thought) are Variables, so
@@ -11,11 +13,9 @@ The number of passages ``k`` and the strategy (direct or chain of thought) are V
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from collections.abc import Sequence
 
 import elixirml as em
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / "train-subset.json"
 
 
 class RAG(em.Program):
@@ -34,19 +34,20 @@ class RAG(em.Program):
         return self.answer(context="\n\n".join(passages), question=question)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None, lm: em.LM | None = None) -> None:
+    """Answer the first questions of the file; ``lm`` replaces the embedded model."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="a SQuAD v1.1 JSON file")
+    parser.add_argument("data", nargs="?", default=None, help="a SQuAD v1.1 JSON file (default: the bundled one)")
     parser.add_argument("--questions", type=int, default=5)
     parser.add_argument("--dense", action="store_true", help="retrieve with embeddings instead of BM25")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     passages, questions = em.data.squad(args.data)
     if args.dense:
         retriever: em.retrievers.Retriever = em.retrievers.Embeddings(passages, em.Embedder("local"))
     else:
         retriever = em.retrievers.BM25(passages)
-    em.configure(lm=em.LM("local", temperature=0.0, max_tokens=256))
+    em.configure(lm=lm or em.LM("local", temperature=0.0, max_tokens=256))
     program = RAG(retriever)
     f1 = em.metrics.F1(field="answers", pred_field="answer")
     for example in questions.to_list()[: args.questions]:

@@ -84,3 +84,26 @@ def test_the_seeds_qa_program_is_importable_without_running(qa_program, capsys):
     # the program's adapter variable owns the format: no predictor's implicit one competes with it
     for space in (program.variable_space(), agent.variable_space()):
         assert [name for name in space if name.endswith("adapter")] == ["adapter"]
+
+
+def test_the_bundled_squad_article_loads_without_a_path():
+    passages, questions = em.data.squad()
+    assert len(passages) == 55 and len(questions) == 269
+    assert passages[0]["id"] == "University_of_Notre_Dame-0" and questions.name == "squad-notre-dame"
+    assert all(q.passage_id.startswith("University_of_Notre_Dame-") for q in questions.to_list()[:10])
+
+
+def test_the_rag_example_reads_the_bundled_data(capsys):
+    rag = _load("rag")
+    try:
+
+        def reader(messages, settings):  # answers with the first words of the passages it was given
+            context = str(messages[-1]["content"]).split("[[ ## context ## ]]", 1)[-1].split()
+            return {"reasoning": "From the passages.", "answer": " ".join(context[:3])}
+
+        rag.main(["--questions", "2"], lm=em.FunctionLM(reader))
+    finally:
+        sys.modules.pop("rag", None)
+    out = capsys.readouterr().out
+    assert out.count("Q: ") == 2 and out.count("retrieved ['University_of_Notre_Dame-") == 2
+    assert "retrieve.k: int = 3" in out

@@ -261,8 +261,13 @@ def gsm8k(split: str = "train", *, limit: int | None = None) -> Dataset:
     return Dataset.from_records(records, inputs=["question"], name=f"gsm8k-{split}")
 
 
-def squad(path: str | os.PathLike[str], *, limit: int | None = None) -> tuple[list[dict[str, Any]], Dataset]:
+def squad(
+    path: str | os.PathLike[str] | None = None, *, limit: int | None = None
+) -> tuple[list[dict[str, Any]], Dataset]:
     """A file in SQuAD v1.1's JSON layout as a retrieval corpus and a question set.
+
+    Without ``path``: the bundled slice, SQuAD v1.1's article "University_of_Notre_Dame" (55
+    paragraphs, 269 questions; CC BY-SA 4.0).
 
     Returns ``(passages, dataset)``: the paragraphs as ``{"id", "text", "title"}`` dicts (ids
     ``"<article>-<n>"``) and one example per question with ``question`` (input), ``answers``
@@ -273,8 +278,10 @@ def squad(path: str | os.PathLike[str], *, limit: int | None = None) -> tuple[li
     """
     from ..errors import LoadError
 
+    source: Any = _bundled("squad_notre_dame.json") if path is None else Path(path)
+    name = "squad-notre-dame" if path is None else Path(path).stem
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+        data = json.loads(source.read_text(encoding="utf-8"))["data"]
         passages: list[dict[str, Any]] = []
         records: list[dict[str, Any]] = []
         for article in data:
@@ -288,7 +295,7 @@ def squad(path: str | os.PathLike[str], *, limit: int | None = None) -> tuple[li
                     )
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise LoadError(f"{path} is not a SQuAD v1.1 JSON file ({type(exc).__name__}: {exc})") from None
-    return passages, Dataset.from_records(records[:limit], inputs=["question"], name=Path(path).stem)
+    return passages, Dataset.from_records(records[:limit], inputs=["question"], name=name)
 
 
 T = TypeVar("T")
