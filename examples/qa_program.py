@@ -59,7 +59,8 @@ class QAProgram(em.Program):
         },
         default="cot",
     )
-    adapter = em.Variable.choice(["chat", "json"], default="chat", description="the prompt format")
+    # the prompt format: JSON (the embedded model's best), or the chat format's field markers
+    adapter = em.Variable.choice(["json", "chat"], default="json", description="the prompt format")
 
     def __init__(self) -> None:
         super().__init__()
@@ -119,7 +120,7 @@ def main(lm: em.LM | None = None, *, executor: Any = "local", budget: int = 120)
 
         # each strategy: with_variables returns a new program built under that choice
         for strategy in ("direct", "cot", "react"):
-            variant = program.with_variables(reasoning_strategy=strategy, adapter="json", temperature=0.1)
+            variant = program.with_variables(reasoning_strategy=strategy, adapter="chat", temperature=0.1)
             result = variant(context="Big Ben is a bell in London.", question="Which city is Big Ben in?")
             print(f"{strategy}: {type(variant.predict).__name__} -> {result.answer!r} ({result.confidence})")
         print("original still", type(program.predict).__name__, program.adapter, program.temperature)

@@ -62,14 +62,14 @@ def test_the_seeds_qa_program_runs_each_strategy_optimizes_and_runs_distributed(
     for name in ("temperature: float = 0.7", "reasoning_strategy: module = cot  {direct, cot, react}", "adapter"):
         assert name in out
     assert "direct: Predict -> 'London' (0.9)" in out and "cot: ChainOfThought -> 'London' (0.9)" in out
-    assert "react: ReAct -> 'London' (0.9)" in out and "original still ChainOfThought chat 0.7" in out
+    assert "react: ReAct -> 'London' (0.9)" in out and "original still ChainOfThought json 0.7" in out
     # the react variant called its tool: the encyclopedia's entry reached the next prompt
     assert any("great bell of the clock tower" in r["user"] for r in reader.requests)
-    # the adapter variable reached the requests, of every strategy: the json variants asked for JSON
+    # the adapter variable reached the requests of every strategy: the default asks for JSON, the variants not
+    assert reader.requests[0]["settings"].get("response_format")
     react_steps = [r for r in reader.requests if "next_tool_name" in r["system"]]
-    assert any(r["settings"].get("response_format") for r in react_steps)
-    assert any(r["settings"].get("response_format") for r in reader.requests if "next_tool_name" not in r["system"])
-    assert any(not r["settings"].get("response_format") for r in reader.requests)
+    assert any(not r["settings"].get("response_format") for r in react_steps)
+    assert any(not r["settings"].get("response_format") for r in reader.requests if r not in react_steps)
     assert isinstance(best, qa_program.QAProgram) and "best configuration:" in out
     for question, answer in (("Where is the Louvre?", "Paris"), ("Name a city on the Danube.", "Vienna")):
         assert f"{question} -> {answer!r}" in out

@@ -87,6 +87,9 @@ def test_seed_example_runs_each_strategy_on_the_embedded_model(local_lm):
         except em.errors.ValidationError as exc:  # typed outputs: a 135M model may answer out of range
             assert exc.field == "confidence" and exc.completion
             continue
+        except (em.errors.AdapterParseError, em.errors.TruncatedResponseError) as exc:  # a 135M agent may ramble
+            assert exc.completion if isinstance(exc, em.errors.AdapterParseError) else "never ended" in str(exc)
+            continue
         assert isinstance(result.answer, str) and 0.5 <= result.confidence <= 1.0
 
 
