@@ -243,7 +243,7 @@ def _script(block: Block) -> str:
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_doc_block_runs(block: Block, tmp_path, monkeypatch, local_is_a_double):
     if block.skip is not None:
-        pytest.skip(block.skip)
+        pytest.skip(f"{block.id}: {block.skip}")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ELIXIRML_STORE", f"sqlite:///{tmp_path / 'store.db'}")
     script = tmp_path / (block.page.name + ".py")
