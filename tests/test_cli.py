@@ -248,3 +248,23 @@ def test_debug_reads_as_a_flag_in_the_help():
     assert re.search(r"^\s+--debug\s+Show tracebacks\.$", shown.output, re.MULTILINE), shown.output
     for argv in (["--help"], ["run", "--help"], ["serve", "--help"], ["programs", "diff", "--help"]):
         assert "<bool>" not in runner.invoke(app, argv).output
+
+
+def test_lm_option_takes_a_factory_so_a_stored_program_runs_on_a_test_double(workspace, monkeypatch):
+    # A newcomer's stored program, run from the CLI without a provider: `--lm pkg.module:factory`,
+    # the form the job workers already take.
+    (workspace / "newcomer_lms.py").write_text(
+        "import elixirml as em\n\n"
+        "def make_lm():\n"
+        "    return em.FunctionLM(lambda messages, settings: {'answer': 'from factory'})\n"
+    )
+    monkeypatch.syspath_prepend(str(workspace))
+    em.Store().save(em.Predict("question -> answer"), "qa")
+    result = runner.invoke(app, ["--lm", "newcomer_lms:make_lm", "run", "qa", "-i", "question=hi", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {"answer": "from factory"}
+    missing = runner.invoke(app, ["--lm", "no_such_lms_module:make_lm", "run", "qa", "-i", "question=hi"])
+    assert missing.exit_code == 2
+    assert "cannot import 'no_such_lms_module'" in missing.output and "Traceback" not in missing.output
+    not_callable = runner.invoke(app, ["--lm", "newcomer_lms:nothing", "run", "qa", "-i", "question=hi"])
+    assert not_callable.exit_code == 2 and "has no callable 'nothing'" in not_callable.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -78,7 +79,14 @@ def _reports_errors(command: Callable[P, None]) -> Callable[P, None]:
 @_reports_errors
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    lm: Annotated[str | None, typer.Option("--lm", help="LM to use: 'local' or 'openai/<model>' ...")] = None,
+    lm: Annotated[
+        str | None,
+        typer.Option(
+            "--lm",
+            help="LM to use: 'local', 'openai/<model>', ... or 'pkg.module:factory' "
+            "(default: the configured lm, else local).",
+        ),
+    ] = None,
     store: Annotated[
         str | None, typer.Option("--store", help="Store URL (default: $ELIXIRML_STORE or a local file).")
     ] = None,
@@ -86,11 +94,29 @@ def _main(
     """ElixirML command line."""
     _State.debug = debug
     if lm is not None:
-        from ..lm import LM
-
-        configure(lm=LM(lm))
+        configure(lm=_lm_from_option(lm))
     # One store for every command: what `run` records, `inspect`, `programs` and the console read.
     configure(store=store if store is not None else _store_setting())
+
+
+def _lm_from_option(spec: str) -> Any:
+    """The LM ``--lm`` names: ``pkg.module:factory`` calls that function (as the job workers do), else ``LM(spec)``."""
+    module, sep, attribute = spec.partition(":")
+    if sep and "/" not in module and module.replace(".", "").replace("_", "").isalnum():
+        try:
+            factory = getattr(importlib.import_module(module), attribute, None)
+        except ImportError as exc:
+            raise errors.ConfigurationError(
+                f"--lm {spec!r}: cannot import {module!r} ({exc}); put its folder on PYTHONPATH or name a model"
+            ) from exc
+        if not callable(factory):
+            raise errors.ConfigurationError(
+                f"--lm {spec!r}: {module} has no callable {attribute!r}; name a function that returns an LM"
+            )
+        return factory()
+    from ..lm import LM
+
+    return LM(spec)
 
 
 def _ensure_lm() -> None:
