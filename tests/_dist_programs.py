@@ -118,3 +118,22 @@ def calls_by_process(log_dir: str) -> dict[int, int]:
         pid = int(name.split("-")[0])
         counts[pid] = counts.get(pid, 0) + 1
     return counts
+
+
+class TwoModels(em.Program):
+    """A cheap model drafts, a strong one answers: each predictor carries its own LM, built in ``__init__``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # the servers' URLs are set in the driver's environment only: a worker knows them from the LMs' descriptions
+        cheap_url = os.environ.get("TEST_CHEAP_LM_URL", "http://127.0.0.1:9/v1")
+        strong_url = os.environ.get("TEST_STRONG_LM_URL", "http://127.0.0.1:9/v1")
+        cheap = em.LM("openai/cheap", base_url=cheap_url, temperature=0.3, cache=False, api_key="sk-cheap-SECRET-1")
+        strong = em.LM("openai/strong", base_url=strong_url, cache=False, max_tokens=77)
+        self.draft = em.Predict("question -> answer", lm=cheap)
+        self.final = em.Predict("question -> answer", lm=strong)
+
+    def forward(self, question: str) -> Any:
+        draft = self.draft(question=question).answer
+        final = self.final(question=question).answer
+        return em.Prediction(answer=f"{draft} | {final}")

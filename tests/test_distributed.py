@@ -522,3 +522,63 @@ def test_any_other_ray_client_init_failure_is_raised_at_once(monkeypatch):
     with pytest.raises(ConnectionAbortedError, match="runtime_env"):
         em.RayExecutor(address="ray://127.0.0.1:10001")._ray()
     assert len(fake.calls) == 1
+
+
+# ---------------------------------------------------------------------------- predictors with their own LMs
+def _server_answer(name: str, body: dict) -> str:
+    user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+    question = user.split("[[ ## question ## ]]", 1)[1].strip().splitlines()[0]
+    said = f"{name}:{body['model']}:{question}:t={body.get('temperature')}:m={body.get('max_tokens')}"
+    return f"[[ ## answer ## ]]\n{said}\n\n[[ ## completed ## ]]"
+
+
+@pytest.fixture
+def two_servers(monkeypatch):
+    from elixirml.testing import FakeLMServer
+
+    with (
+        FakeLMServer(functools.partial(_server_answer, "A")) as cheap,
+        FakeLMServer(functools.partial(_server_answer, "B")) as strong,
+    ):
+        monkeypatch.setenv("TEST_CHEAP_LM_URL", cheap.base_url)
+        monkeypatch.setenv("TEST_STRONG_LM_URL", strong.base_url)
+        yield cheap, strong
+
+
+def test_predictors_with_their_own_lms_run_on_ray_as_locally(ray_cluster, two_servers):
+    from _dist_programs import TwoModels
+
+    cheap, strong = two_servers
+    devset = _devset(8)
+    local = [TwoModels()(question=e.question).answer for e in devset]
+    assert local[1] == "A:cheap:question 1:t=0.3:m=512 | B:strong:question 1:t=None:m=77"
+    runner = em.RayExecutor(num_workers=2, resources_per_worker={"CPU": 0.25}, start_timeout=60)
+    try:
+        predictions = em.distributed.run(TwoModels(), devset, executor=runner)
+    finally:
+        runner.shutdown()
+    assert [p.answer for p in predictions] == local  # each predictor used its own LM on the workers
+    assert len(cheap.requests) == len(strong.requests) == 16
+
+
+def test_an_lm_description_never_holds_a_key():
+    import pickle
+
+    program = Echo()
+    program.answer.set_lm(
+        em.LM("openai/x", base_url="http://127.0.0.1:9/v1", api_key="sk-SECRET-42", headers={"X-Key": "SECRET-h"})
+    )
+    spec = em.distributed.ProgramSpec.of(program)
+    assert spec.lms[0]["predictors"] == ["answer"]
+    travelling = pickle.dumps(spec) + json.dumps(spec.lms).encode() + repr(spec).encode()
+    assert b"SECRET" not in travelling
+    assert pickle.loads(pickle.dumps(spec)).secrets == ()
+    rebuilt = em.LM.from_description(spec.lms[0]["lm"], spec.secrets[0])
+    assert rebuilt._api_key == "sk-SECRET-42" and rebuilt.base_url == "http://127.0.0.1:9/v1"
+
+
+def test_a_predictor_lm_that_is_not_data_is_refused_with_its_name():
+    program = Echo()
+    program.answer.set_lm(em.DummyLM([{"answer": "x"}]))
+    with pytest.raises(ConfigurationError, match=r"'answer'.*DummyLM.*RayExecutor\(lm="):
+        em.distributed.ProgramSpec.of(program)

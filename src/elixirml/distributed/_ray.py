@@ -21,7 +21,7 @@ from ..lm import LM, Usage, open_budgets, record_usage
 from ..runtime import ProgramSpec, Work
 from ..settings import current
 from ._limits import LimitsActor
-from ._workers import LMBlueprint, Worker
+from ._workers import LMBlueprint, LMSecrets, Worker, described_key, described_limits
 
 _log = logging.getLogger("elixirml.distributed")
 
@@ -279,13 +279,6 @@ class RayExecutor:
         """
         if not items:
             return
-        own = sorted(name for name, state in program.state.get("predictors", {}).items() if state.get("lm"))
-        if own:
-            raise ConfigurationError(
-                f"Predictor(s) {', '.join(own)} carry an LM of their own, and an LM never travels in a program's "
-                "state: the workers would silently use another one. Give the LM to the executor instead "
-                "(em.RayExecutor(lm=...)) or configure it (em.configure(lm=...)), and leave the predictors without one."
-            )
         ray = self._ray()
         blueprint = self._blueprint()
         _, limits_cls = self._actor_classes()
@@ -296,6 +289,10 @@ class RayExecutor:
         try:
             if blueprint is not None and (blueprint.rate is not None or blueprint.breaker is not None):
                 await _get(limits.configure.remote(blueprint.key, blueprint.rate, blueprint.breaker))
+            for entry in program.lms:  # each LM a predictor carries has limits of its own, shared by the workers
+                rate, breaker = described_limits(entry["lm"])
+                if rate is not None or breaker is not None:
+                    await _get(limits.configure.remote(described_key(entry["lm"]), rate, breaker))
             share_budget = await self._share_budget(limits)
             parts = [part for part in split_evenly(list(items), self.workers()) if part]
             workers = self._ensure_workers(len(parts))
@@ -304,6 +301,7 @@ class RayExecutor:
             raise
         per_worker = max(1, math.ceil(concurrency / len(parts)))
         run_key = uuid.uuid4().hex
+        secrets = LMSecrets(program.secrets)  # apart from the spec, which never holds a key
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         taken: set[int] = set()
         failures = 0
@@ -315,7 +313,7 @@ class RayExecutor:
             worker = workers[slot]
             while remaining:
                 try:
-                    await self._setup(worker, program, blueprint, limits, run_key)
+                    await self._setup(worker, program, blueprint, limits, run_key, secrets)
                     async for index, result, usage in self._results(
                         worker, run_key, work, remaining, per_worker, share_budget
                     ):
@@ -391,10 +389,13 @@ class RayExecutor:
             for outcome in await _get(worker.run_all.remote(run_key, work, batch, per_worker, share_budget)):
                 yield outcome
 
-    async def _setup(self, worker: Any, program: ProgramSpec, blueprint: Any, limits: Any, run_key: str) -> None:
+    async def _setup(
+        self, worker: Any, program: ProgramSpec, blueprint: Any, limits: Any, run_key: str, secrets: LMSecrets
+    ) -> None:
         ray = ray_module()
         try:
-            await asyncio.wait_for(_get(worker.setup.remote(program, blueprint, limits, run_key)), self.start_timeout)
+            setup = worker.setup.remote(program, blueprint, limits, run_key, secrets)
+            await asyncio.wait_for(_get(setup), self.start_timeout)
         except TimeoutError:
             free = ray.available_resources()
             raise DistributedError(

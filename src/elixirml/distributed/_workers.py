@@ -8,15 +8,18 @@ driver adds it to its own ``track_usage`` blocks and call budgets).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import json
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, LoadError
 from ..lm import LM, History, Usage, limit_calls, spending_limit, track_usage
 from ..program import Module, build_program
+from ..schema import Prediction
 from ..runtime import ConcurrencyLimiter, ProgramSpec, RateLimiter, Work, stream_bounded
 from ..settings import context
 from ._limits import SharedCallBudget, SharedCircuitBreaker, SharedRateLimiter, breaker_options
@@ -81,6 +84,49 @@ class LMBlueprint:
         return lm
 
 
+class LMSecrets:
+    """What the descriptions of a program's LMs leave out (explicit keys, headers), handed to the workers apart.
+
+    It never enters the program's spec; its repr names no value.
+    """
+
+    def __init__(self, parts: Sequence[Mapping[str, Any]]) -> None:
+        self._parts = [dict(part) for part in parts]
+
+    def __repr__(self) -> str:
+        return f"LMSecrets({[sorted(part) for part in self._parts]})"
+
+    def part(self, index: int) -> dict[str, Any]:
+        """The secret options of the ``index``-th LM of the spec (empty when it has none)."""
+        return dict(self._parts[index]) if index < len(self._parts) else {}
+
+
+def described_key(description: Mapping[str, Any]) -> str:
+    """The shared-limits key of a described LM: the same on every worker, one per distinct LM."""
+    digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{description['model']} #{digest}"
+
+
+def described_limits(description: Mapping[str, Any]) -> tuple[tuple[int | None, int | None, float] | None, Any]:
+    """The rate limit ``(rpm, tpm, window)`` (None when off) and breaker options (None when off) of a described LM."""
+    options = description["options"]
+    rpm, tpm = options.get("rpm"), options.get("tpm")
+    rate = (rpm, tpm, float(description["rate_window"])) if rpm or tpm else None
+    return rate, description.get("breaker")
+
+
+def build_described(description: Mapping[str, Any], secrets: Mapping[str, Any], limits: Any) -> LM:
+    """A worker's LM built from its description, its rate limit and breaker the run's shared ones."""
+    lm = LM.from_description(description, secrets)
+    key = described_key(description)
+    rate, breaker = described_limits(description)
+    if rate is not None:
+        lm.rate_limiter = SharedRateLimiter(limits, key, *rate)
+    if breaker is not None:
+        lm.breaker = SharedCircuitBreaker(limits, key, **breaker)
+    return lm
+
+
 def import_program_class(class_path: str) -> type[Module]:
     """The class named ``"module:QualName"``, imported here.
 
@@ -119,10 +165,25 @@ class Worker:
         """The worker's process id."""
         return os.getpid()
 
-    def setup(self, spec: ProgramSpec, blueprint: LMBlueprint | None, limits: Any, key: str) -> str:
-        """Rebuild the program (and its LM) for the run ``key``; returns the class path."""
+    def setup(
+        self,
+        spec: ProgramSpec,
+        blueprint: LMBlueprint | None,
+        limits: Any,
+        key: str,
+        secrets: LMSecrets | None = None,
+    ) -> str:
+        """Rebuild the program, its predictors' LMs and the run's LM for the run ``key``; returns the class path."""
         cls = import_program_class(spec.class_path)
-        self._programs[key] = build_program({"class": spec.class_path, "state": spec.state}, cls)
+        program = build_program({"class": spec.class_path, "state": spec.state}, cls)
+        predictors = dict(program.named_predictors())
+        for index, entry in enumerate(spec.lms):
+            lm = build_described(entry["lm"], secrets.part(index) if secrets is not None else {}, limits)
+            for name in entry["predictors"]:
+                if name not in predictors:
+                    raise LoadError(f"The program rebuilt on this worker has no predictor {name!r}")
+                predictors[name].lm = lm
+        self._programs[key] = program
         self._limits[key] = limits
         if blueprint is not None:
             self._lms[id(self._programs[key])] = blueprint.build(limits)
@@ -151,6 +212,8 @@ class Worker:
         async def job(index: int, item: Any) -> tuple[Any, dict[str, Any]]:
             with track_usage() as usage, spending_limit(None) as counted:
                 result = await work(program, index, item)
+            if isinstance(result, Prediction) and result.trace:
+                result.attach_trace([])  # its entries are this worker's predictors (and their LMs' connections)
             models = {model: part.as_dict() for model, part in usage.by_model.items()}
             return result, {"calls": counted.used, "models": models}
 

@@ -12,7 +12,7 @@ import os
 import weakref
 from typing import Any
 
-from .._secrets import redact_text
+from .._secrets import redact_text, redact_url
 from ..errors import ConfigurationError, MissingDependencyError, ProviderError, ProviderTimeoutError, RateLimitError
 from ..runtime import close_with_loop
 from ._base import LM
@@ -123,6 +123,18 @@ class AnthropicLM(LM):
 
     def __repr__(self) -> str:
         return f"AnthropicLM(model={self.model!r})"
+
+    def _provider_options(self) -> dict[str, Any]:
+        url = self.base_url
+        return {"base_url": url} if url is None or redact_url(url) == url else {}
+
+    def _provider_secrets(self) -> dict[str, Any]:
+        secrets: dict[str, Any] = {}
+        if self._key_holder != "ANTHROPIC_API_KEY" and self._api_key is not None:  # passed, not from the env
+            secrets["api_key"] = self._api_key
+        if self.base_url is not None and redact_url(self.base_url) != self.base_url:
+            secrets["base_url"] = self.base_url
+        return secrets
 
     async def _client(self) -> Any:
         try:

@@ -319,6 +319,128 @@ class LM:
         """A JSON-ready description: the model and non-secret defaults (never keys or URLs)."""
         return {"model": self.model, "defaults": dict(self.defaults)}
 
+    # ------------------------------------------------------------------ description (the same LM elsewhere)
+    def describe(self) -> dict[str, Any]:
+        """Plain JSON data from which :meth:`from_description` builds the same LM in another process.
+
+        It holds the model, the provider's options (base URL, ...), the default settings, the
+        timeout, the retry policy, the rate limit, the circuit breaker's policy, the history bounds
+        and the fallbacks' descriptions. It never holds a key, headers or a URL with credentials:
+        those are :meth:`secret_options`, and an LM built without a key reads its provider's
+        environment variable where it runs (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ...).
+
+        Raises:
+            ConfigurationError: the LM cannot be described as data (it calls a Python function,
+                its class is not its provider's registered one, a setting is not plain data).
+        """
+        where = f"{type(self).__name__}({self.model!r})"
+        try:
+            registered = _resolve_class(self.model)
+        except ConfigurationError:
+            registered = None
+        if registered is not type(self):
+            raise ConfigurationError(
+                f"{where} cannot be described as data: its class is not the registered class of its provider "
+                f"(em.LM({self.model!r}) would build {registered.__name__ if registered else 'nothing'})"
+            )
+        options: dict[str, Any] = {
+            **self.defaults,
+            "cache": self._described_cache(where),
+            "max_concurrency": self.limiter.limit,
+            "rpm": self.rate_limiter.rpm,
+            "tpm": self.rate_limiter.tpm,
+            "timeout": self.timeout,
+            "price": list(self.price) if self.price is not None else None,
+            "history_size": self.history.maxlen,
+            "history_bytes": self.history.max_bytes,
+            **self._provider_options(),
+        }
+        retry = self.retry
+        breaker = self.breaker
+        description = {
+            "model": self.model,
+            "options": options,
+            "rate_window": self.rate_limiter.window,
+            "retry": {
+                "retries": retry.retries,
+                "base_delay": retry.base_delay,
+                "max_delay": retry.max_delay,
+                "max_time": retry.max_time,
+                "truncation_retries": retry.truncation_retries,
+                "grow_max_tokens": retry.grow_max_tokens,
+            },
+            "breaker": None
+            if breaker is None
+            else {
+                "endpoint": breaker.endpoint,
+                "failure_threshold": breaker.failure_threshold,
+                "reset_timeout": breaker.reset_timeout,
+                "max_reset_timeout": breaker.max_reset_timeout,
+            },
+            "fallbacks": [fallback.describe() for fallback in self.fallbacks],
+        }
+        try:
+            return dict(json.loads(json.dumps(description, allow_nan=False)))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{where} cannot be described as plain data: {exc}") from None
+
+    def _described_cache(self, where: str) -> Any:
+        from ._cache import Cache
+
+        choice = self.cache
+        if isinstance(choice, Cache):
+            if choice.path is None:
+                raise ConfigurationError(f"{where} cannot be described as data: its cache is in this process' memory")
+            return str(choice.path)
+        return choice if choice is None or isinstance(choice, bool) else str(choice)
+
+    def _provider_options(self) -> dict[str, Any]:
+        """The provider's own constructor options that :meth:`describe` carries (plain data, no secrets)."""
+        return {}
+
+    def secret_options(self) -> dict[str, Any]:
+        """The constructor options :meth:`describe` leaves out because they may hold credentials.
+
+        An explicit ``api_key``, ``headers``, a base URL with credentials in it; ``{"fallbacks": [...]}``
+        holds the fallbacks' own. Empty for an LM that reads its key from the environment.
+        """
+        secrets = self._provider_secrets()
+        fallbacks = [fallback.secret_options() for fallback in self.fallbacks]
+        if any(fallbacks):
+            secrets["fallbacks"] = fallbacks
+        return secrets
+
+    def _provider_secrets(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any], secrets: Mapping[str, Any] | None = None) -> LM:
+        """The LM that :meth:`describe` described, with ``secrets`` (:meth:`secret_options`) added.
+
+        Raises:
+            ConfigurationError: the description names an unknown provider or a setting it cannot honour.
+        """
+        secrets = dict(secrets or {})
+        secret_fallbacks = list(secrets.pop("fallbacks", None) or [])
+        fallbacks = [
+            LM.from_description(part, secret_fallbacks[i] if i < len(secret_fallbacks) else None)
+            for i, part in enumerate(description.get("fallbacks") or [])
+        ]
+        breaker = description.get("breaker")
+        options = dict(description["options"])
+        if isinstance(options.get("price"), list):
+            options["price"] = tuple(options["price"])
+        lm = LM(
+            description["model"],
+            retry=RetryPolicy(**description["retry"]),
+            circuit_breaker=CircuitBreaker(**breaker) if breaker else False,
+            fallbacks=fallbacks,
+            **options,
+            **secrets,
+        )
+        lm.rate_limiter = RateLimiter(lm.rate_limiter.rpm, lm.rate_limiter.tpm, description["rate_window"])
+        return lm
+
     # ------------------------------------------------------------------ settings and cache
     def merge_settings(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .._secrets import redact_text
+from .._secrets import redact_text, redact_url
 from ..errors import MissingDependencyError, ProviderError, ProviderTimeoutError, RateLimitError
 from ._base import LM
 from ._openai import _one_base_url, key_advice, parse_chat_response
@@ -60,6 +60,18 @@ class LiteLLMLM(LM):
 
     def __repr__(self) -> str:
         return f"LiteLLMLM(model={self.model!r})"
+
+    def _provider_options(self) -> dict[str, Any]:
+        url = self.api_base
+        return {"api_base": url} if url is None or redact_url(url) == url else {}
+
+    def _provider_secrets(self) -> dict[str, Any]:
+        secrets: dict[str, Any] = {}
+        if self._api_key is not None:
+            secrets["api_key"] = self._api_key
+        if self.api_base is not None and redact_url(self.api_base) != self.api_base:
+            secrets["api_base"] = self.api_base
+        return secrets
 
     def _redacted(self, exc: BaseException) -> str:
         """The start of a LiteLLM error's text, with the key (and anything key-shaped) redacted."""

@@ -277,6 +277,9 @@ class LocalLM(LM):
     def dump_state(self) -> dict[str, Any]:
         return {**super().dump_state(), "model_path": self.model_path.name}
 
+    def _provider_options(self) -> dict[str, Any]:
+        return {"model_path": str(self.model_path), "n_ctx": self.n_ctx, "n_threads": self.n_threads}
+
     def _model(self, logits_all: bool = False) -> _LoadedModel:
         return _REGISTRY.get(self.model_path, self.n_ctx, self.n_threads, logits_all)
 

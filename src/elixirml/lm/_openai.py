@@ -266,6 +266,26 @@ class OpenAILM(LM):
     def __repr__(self) -> str:
         return f"OpenAILM(model={self.model!r}, base_url={redact_url(self.base_url)!r})"
 
+    def _provider_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "supports_json_schema": self.supports_json_schema,
+            "supports_scoring": self.supports_scoring,
+            "score_top_logprobs": self.score_top_logprobs,
+        }
+        if redact_url(self.base_url) == self.base_url:  # one with credentials in it is a secret
+            options["base_url"] = self.base_url
+        return options
+
+    def _provider_secrets(self) -> dict[str, Any]:
+        secrets: dict[str, Any] = {}
+        if self._api_key is not None:
+            secrets["api_key"] = self._api_key
+        if self._headers:
+            secrets["headers"] = dict(self._headers)
+        if redact_url(self.base_url) != self.base_url:
+            secrets["base_url"] = self.base_url
+        return secrets
+
     def _request_api_key(self) -> str | None:
         """The key for a request: the one passed, else ``$OPENAI_API_KEY`` as it is now.
 

@@ -126,6 +126,13 @@ class DummyLM(LM):
         self.requests: list[dict[str, Any]] = []
         self._index = 0
 
+    def describe(self) -> dict[str, Any]:
+        """Refused: a script's position and its record of requests belong to this process."""
+        raise ConfigurationError(
+            f"DummyLM({self.model!r}) cannot be described as data: its script and the requests it records live in "
+            "this process"
+        )
+
     def _pick(self, messages: list[Message]) -> Any:
         if self._mapping is None:
             if self._index >= len(self._answers):
@@ -218,6 +225,13 @@ class FunctionLM(LM):
         self.fn = fn
         self.supports_json_schema = supports_json_schema
         self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+    def describe(self) -> dict[str, Any]:
+        """Refused: the answers come from a Python function, which is code, not data."""
+        raise ConfigurationError(
+            f"FunctionLM({self.model!r}) cannot be described as data: its answers come from the Python function "
+            f"{getattr(self.fn, '__qualname__', type(self.fn).__name__)}"
+        )
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         if self._is_async:

@@ -21,21 +21,58 @@ Work = Callable[[Any, int, Any], Awaitable[Any]]
 
 @dataclasses.dataclass(frozen=True)
 class ProgramSpec:
-    """How a worker rebuilds a program: its importable class path and its JSON state.
+    """How a worker rebuilds a program: its importable class path, its JSON state and its predictors' LMs.
 
     Attributes:
         class_path: ``"package.module:QualName"`` of the program's class.
         state: what ``program.dump_state()`` returned (JSON data, never a pickle).
+        lms: the LMs the predictors carry, one entry per LM: ``{"predictors": [names], "lm":
+            lm.describe()}`` (JSON data, never a key).
+        secrets: for each entry of ``lms``, what its description leaves out (``lm.secret_options()``:
+            an explicit key, headers). It stays in this process: it is not part of the spec's
+            pickle, repr or equality; an executor hands it to its workers by its own means.
     """
 
     class_path: str
     state: dict[str, Any]
+    lms: tuple[dict[str, Any], ...] = ()
+    secrets: tuple[dict[str, Any], ...] = dataclasses.field(default=(), repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ProgramSpec, (self.class_path, self.state, self.lms))  # never the secrets
 
     @classmethod
     def of(cls, program: Any) -> ProgramSpec:
-        """The spec of ``program`` (a :class:`~elixirml.Module`)."""
+        """The spec of ``program`` (a :class:`~elixirml.Module`).
+
+        Raises:
+            ConfigurationError: a predictor carries an LM that cannot be described as data (a
+                ``FunctionLM``, a ``DummyLM``); the message names the predictor and what to do.
+        """
         kind = type(program)
-        return cls(f"{kind.__module__}:{kind.__qualname__}", program.dump_state())
+        lms: list[dict[str, Any]] = []
+        secrets: list[dict[str, Any]] = []
+        seen: dict[int, int] = {}
+        for name, predictor in program.named_predictors():
+            lm = getattr(predictor, "lm", None)
+            if lm is None:
+                continue
+            at = seen.get(id(lm))
+            if at is None:
+                try:
+                    description = lm.describe()
+                except ConfigurationError as exc:
+                    raise ConfigurationError(
+                        f"Predictor {name!r} carries its own LM, {exc}, so the workers cannot build it. Give that LM "
+                        "to the executor instead (em.RayExecutor(lm=...), which also takes a function that builds "
+                        "it on the worker) or configure it (em.configure(lm=...)), and leave the predictor without "
+                        "one; or give the predictor an LM that is data, such as em.LM('openai/<model>', base_url=...)."
+                    ) from None
+                seen[id(lm)] = at = len(lms)
+                lms.append({"predictors": [], "lm": description})
+                secrets.append(lm.secret_options())
+            lms[at]["predictors"].append(name)
+        return cls(f"{kind.__module__}:{kind.__qualname__}", program.dump_state(), tuple(lms), tuple(secrets))
 
     @property
     def module(self) -> str:
