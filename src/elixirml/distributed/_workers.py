@@ -19,8 +19,8 @@ from typing import Any
 from ..errors import ConfigurationError, LoadError
 from ..lm import LM, History, Usage, limit_calls, spending_limit, track_usage
 from ..program import Module, build_program
-from ..schema import Prediction
 from ..runtime import ConcurrencyLimiter, ProgramSpec, RateLimiter, Work, stream_bounded
+from ..schema import Prediction
 from ..settings import context
 from ._limits import SharedCallBudget, SharedCircuitBreaker, SharedRateLimiter, breaker_options
 
