@@ -95,8 +95,8 @@ def _main(
     _State.debug = debug
     if lm is not None:
         configure(lm=_lm_from_option(lm))
-    # One store for every command: what `run` records, `inspect`, `programs` and the console read.
-    configure(store=store if store is not None else _store_setting())
+    if store is not None:
+        configure(store=store)
 
 
 def _lm_from_option(spec: str) -> Any:
