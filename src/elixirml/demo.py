@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,8 +59,138 @@ def split(quick: bool) -> tuple[list[Example], list[Example], list[Example]]:
     return rows[0:100], rows[100:180], rows[400:500]
 
 
+FORMATS = {"json": "JSON", "plain": "plain `field: value` lines", "chat": "chat markers"}
+STRATEGIES = {"direct": "answer directly (Predict)", "cot": "reason step by step first (ChainOfThought)"}
+
+
+def _part(key: str) -> str:
+    """The variable a configuration key names, without its predictor (``classify.adapter`` -> ``adapter``)."""
+    return key.rsplit(".", 1)[-1]
+
+
+def _words(part: str, value: Any) -> str:
+    if part == "adapter":
+        return FORMATS.get(str(value), repr(value))
+    if part == "strategy":
+        return STRATEGIES.get(str(value), repr(value))
+    if part == "demos":
+        count = len(value) if isinstance(value, list) else 0
+        return "no demos (zero-shot)" if count == 0 else f"{count} demo{'s' if count != 1 else ''}"
+    if part == "decoding":
+        return f"{value} decoding"
+    return repr(value)
+
+
+def describe_changes(before: Mapping[str, Any], after: Mapping[str, Any], result: Any | None = None) -> list[str]:
+    """What an optimizer changed, one plain sentence per variable (format, decoding, strategy, demos, instruction).
+
+    Args:
+        before: the configuration of the program given to the optimizer (``program.configuration()``).
+        after: the configuration of the program it returned.
+        result: its ``last_result`` (an :class:`~elixirml.optimizers.OptimizationResult`); the
+            instruction proposals it records (``details["proposals"]``) and the variables it left
+            out of the search (``inert_variables``) are summarised as well.
+
+    Returns:
+        One line per variable, in the order format, decoding, strategy, demos, instruction, others.
+    """
+    labels = {"adapter": "format", "decoding": "decoding", "strategy": "strategy", "demos": "demos"}
+    order = ["adapter", "decoding", "strategy", "demos", "instructions"]
+    keys = sorted(set(before) | set(after), key=lambda k: (order.index(_part(k)) if _part(k) in order else 99, k))
+    inert = set(result.inert_variables) if result is not None else set()
+    details = result.details if result is not None else {}
+    lines: list[str] = []
+    for key in keys:
+        part = _part(key)
+        label = labels.get(part, key)
+        old, new = before.get(key), after.get(key, before.get(key))
+        if part == "instructions":
+            lines.append(_describe_instruction(str(old), str(new), details.get("proposals", [])))
+        elif key in inert:
+            lines.append(
+                f"{label}: left out of the search (no value of it changed a request to this model); "
+                f"stays {_words(part, old)}"
+            )
+        elif old == new:
+            lines.append(f"{label}: kept {_words(part, old)}")
+        else:
+            lines.append(f"{label}: {_words(part, old)} -> {_words(part, new)}")
+    return lines
+
+
+def _describe_instruction(old: str, new: str, proposals: Sequence[Mapping[str, Any]]) -> str:
+    kept = [p for p in proposals if p.get("kept")]
+    dropped = [p for p in proposals if not p.get("kept")]
+    if proposals:
+        tally = f"{len(proposals)} proposed, {len(kept)} kept as candidates, {len(dropped)} dropped"
+        reasons = sorted({str(p.get("reason")) for p in dropped})
+        if reasons:
+            tally += " (" + "; ".join(reasons) + ")"
+    else:
+        tally = "no proposals"
+    if new == old:
+        return f'instruction: kept the original "{old}" ({tally})'
+    return f'instruction: "{old}" -> "{new}" ({tally})'
+
+
+def verdict(step: str, before: float, after: float, reason: str = "") -> str:
+    """One sentence saying whether an optimization step helped on the held-out rows, and why not where it did not.
+
+    Args:
+        step: the step's name (``"BootstrapFewShot"``).
+        before: the held-out accuracy (percent) of the program it started from.
+        after: its program's held-out accuracy (percent).
+        reason: why it did not help, where known (appended after "because" when it did not).
+    """
+    change = after - before
+    if change > 0:
+        return f"{step} helped: held-out accuracy rose from {before:.1f}% to {after:.1f}% (+{change:.1f} points)."
+    moved = "stayed at" if change == 0 else "fell from"
+    figures = f"{before:.1f}%" if change == 0 else f"{before:.1f}% to {after:.1f}% ({change:.1f} points)"
+    sentence = f"{step} did not help: held-out accuracy {moved} {figures}."
+    return f"{sentence} {reason}" if reason else sentence
+
+
+def bootstrap_reason(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """Why BootstrapFewShot's program can score below the zero-shot one: what it changed (only demos)."""
+    added = [k for k in after if _part(k) == "demos" and after[k] != before.get(k)]
+    if not added:
+        return "It found no demos to add, so the program is the zero-shot one and the difference is noise."
+    count = sum(len(after[k]) for k in added)
+    return (
+        f"It only adds demos ({count} here), picked because the model answered them right on training rows "
+        "and never checked on validation rows; with them in the prompt the model did no better on unseen "
+        "sentences. MIPRO scores demo sets (zero demos among them) on validation before keeping any."
+    )
+
+
+def mipro_reason(before: Mapping[str, Any], after: Mapping[str, Any], result: Any | None) -> str:
+    """Why MIPRO's program did not beat the program it started from on the held-out rows."""
+    if result is None:
+        return ""
+    if all(after.get(k) == before.get(k) for k in set(before) | set(after)):
+        return (
+            f"No configuration it tried beat the program as given on validation "
+            f"(best {result.best_score:.1f}% over {len(result.trials)} trials), so it kept the original."
+        )
+    return (
+        f"Its choice scored best on validation ({result.best_score:.1f}%), and that gain did not carry over "
+        "to the held-out rows (the sets are small: a few sentences move the score by several points)."
+    )
+
+
+def running_best(trials: Sequence[Any]) -> list[float]:
+    """The best full-validation score so far at each trial (NaN before the first; minibatch scores do not count)."""
+    best, out = float("nan"), []
+    for trial in trials:
+        if trial.full and (best != best or trial.score > best):
+            best = trial.score
+        out.append(best)
+    return out
+
+
 def plot_trials(trials: list[Any], path: Path) -> Path | None:
-    """A PNG of the score of every trial (minibatch and full evaluations)."""
+    """A PNG of every trial's score (minibatch and full evaluations) and the running best (None: no matplotlib)."""
     try:
         import matplotlib
 
@@ -73,6 +204,7 @@ def plot_trials(trials: list[Any], path: Path) -> Path | None:
     for full, color, label in ((False, "#4C72B0", "minibatch"), (True, "#C44E52", "full validation set")):
         points = [t for t in trials if t.full == full]
         ax.scatter([t.number for t in points], [t.score for t in points], color=color, label=label, zorder=2)
+    ax.step(numbers, running_best(trials), where="post", color="#55A868", linewidth=2, label="running best", zorder=3)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("trial")
     ax.set_ylabel("accuracy (%)")
@@ -129,21 +261,39 @@ def run_demo(out: Path = Path("."), quick: bool = False) -> dict[str, Any]:
         )
     console.print(table)
 
+    start_config, boot_config, best_config = (dict(p.configuration()) for p in (base, boot, best))
+    zero, boot_score, best_score = (r[1].score for r in rows)
+    console.print("[bold]What BootstrapFewShot changed[/bold]")
+    for line in describe_changes(start_config, boot_config, bootstrap.last_result):
+        console.print(f"  {line}", markup=False, soft_wrap=True)
+    console.print(
+        verdict("BootstrapFewShot", zero, boot_score, bootstrap_reason(start_config, boot_config)), soft_wrap=True
+    )
+    console.print("[bold]What MIPRO changed[/bold] (it starts from the zero-shot program, not BootstrapFewShot's)")
+    for line in describe_changes(start_config, best_config, mipro.last_result):
+        console.print(f"  {line}", markup=False, soft_wrap=True)
+    console.print(
+        verdict("MIPRO", zero, best_score, mipro_reason(start_config, best_config, mipro.last_result)), soft_wrap=True
+    )
+
     store = Store()
     version = store.save(best, "sst2-sentiment", tags=["demo", "mipro"], message="made by elixirml demo")
     store.close()
-    chosen = mipro.last_result.best_configuration if mipro.last_result else {}
-    shown = {k: (f"{len(v)} demos" if k.endswith("demos") else v) for k, v in chosen.items()}
-    console.print(f"Chosen configuration: {shown}")
     console.print(f"Saved as sst2-sentiment v{version['number']} in {store.url}")
     out.mkdir(parents=True, exist_ok=True)
     plot = plot_trials(mipro.last_result.trials if mipro.last_result else [], out / "elixirml-demo-trials.png")
     if plot is not None:
-        console.print(f"Score per trial plotted to {plot}")
+        console.print(f"Score per MIPRO trial, with the running best, plotted to {plot.resolve()}", soft_wrap=True)
+    else:
+        console.print("No plot: matplotlib is not installed (pip install matplotlib).")
     return {
         "results": {
             label: {"accuracy": r.score, "lm_calls": c, "tokens": t, "optimize_seconds": s}
             for label, r, c, t, s in rows
+        },
+        "changes": {
+            "BootstrapFewShot": describe_changes(start_config, boot_config, bootstrap.last_result),
+            "MIPRO": describe_changes(start_config, best_config, mipro.last_result),
         },
         "version": version,
         "plot": str(plot) if plot else None,
