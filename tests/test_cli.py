@@ -268,3 +268,18 @@ def test_lm_option_takes_a_factory_so_a_stored_program_runs_on_a_test_double(wor
     assert "cannot import 'no_such_lms_module'" in missing.output and "Traceback" not in missing.output
     not_callable = runner.invoke(app, ["--lm", "newcomer_lms:nothing", "run", "qa", "-i", "question=hi"])
     assert not_callable.exit_code == 2 and "has no callable 'nothing'" in not_callable.output
+
+
+def test_optimize_says_which_version_it_saved(workspace):
+    # The help says the result is saved as a new version: the output names it, so the next command is obvious.
+    prog = f"{workspace / 'prog.py'}:QA"
+    data = str(workspace / "data.jsonl")
+    first = runner.invoke(
+        app, ["optimize", prog, data, "--inputs", "question", "--optimizer", "labeled", "--save", "qa"]
+    )
+    assert first.exit_code == 0, first.output
+    assert "saved as qa v1: `elixirml run qa` runs it" in first.output
+    again = runner.invoke(app, ["optimize", "qa", data, "--inputs", "question", "--optimizer", "labeled"])
+    assert again.exit_code == 0, again.output
+    assert "saved as qa v2" in again.output
+    assert [v["number"] for v in em.Store().versions("qa")] == [1, 2]

@@ -249,9 +249,18 @@ def optimize(
     chosen: Any = optimizer_by_name(optimizer, scorer, **({"auto": auto} if optimizer == "mipro" else {}))
     limits = _parse_pairs(budget, "--budget")
     configure(store=_store_setting())
-    chosen.compile(target, trainset=train, valset=val, save_as=save or program.rpartition(":")[2], **limits)
-    typer.echo(chosen.last_result.summary())
-    typer.echo(f"run id: {chosen.last_result.run_id}")
+    name = save or program.rpartition(":")[2]
+    chosen.compile(target, trainset=train, valset=val, save_as=name, **limits)
+    result = chosen.last_result
+    typer.echo(result.summary())
+    if result.save_error is not None:
+        typer.echo(f"run id: {result.run_id}")
+        raise errors.StoreError(
+            f"the optimized program was not saved as {name!r} (run {result.run_id}): {result.save_error}"
+        ) from result.save_error
+    if result.version is not None:
+        typer.echo(f"saved as {name} v{result.version['number']}: `elixirml run {name}` runs it")
+    typer.echo(f"run id: {result.run_id}")
 
 
 def _store_setting() -> str:
