@@ -582,3 +582,25 @@ def test_a_predictor_lm_that_is_not_data_is_refused_with_its_name():
     program.answer.set_lm(em.DummyLM([{"answer": "x"}]))
     with pytest.raises(ConfigurationError, match=r"'answer'.*DummyLM.*RayExecutor\(lm="):
         em.distributed.ProgramSpec.of(program)
+
+
+def test_a_predictor_lms_rate_limit_holds_across_workers(ray_cluster, two_servers):
+    from _dist_programs import TwoModels
+
+    cheap, _ = two_servers
+    times: list[float] = []
+    answer = cheap.answer
+    cheap.answer = lambda body: (times.append(time.time()), answer(body))[1]
+    program = TwoModels()
+    program.draft.lm.rate_limiter = RateLimiter(rpm=4, window=1.0)  # the cheap LM: 4 a second, all workers together
+    runner = em.RayExecutor(num_workers=2, resources_per_worker={"CPU": 0.25}, start_timeout=60)
+    try:
+        em.distributed.run(program, _devset(10), executor=runner, concurrency=8)
+    finally:
+        runner.shutdown()
+    times.sort()
+    assert len(times) == 10
+    # one shared limit: 4 + 4 + 2 requests over three windows (two apart); a limit per worker lets
+    # 8 through in the first window and the last 2 one window later (times are the server's, after
+    # the connection's own latency, so a window is measured with slack)
+    assert times[-1] - times[0] >= 1.7, times
