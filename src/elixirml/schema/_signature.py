@@ -107,12 +107,17 @@ class FieldSpec:
 def _make_field(kind: str, desc: str | None, description: str | None, kwargs: dict[str, Any]) -> Any:
     prefix = kwargs.pop("prefix", None)
     default = kwargs.pop("default", PydanticUndefined)
+    factory = kwargs.pop("default_factory", None)
+    if factory is not None:
+        if default is not PydanticUndefined:
+            raise SignatureError(f"{kind.capitalize()}Field takes default= or default_factory=, not both")
+        default = factory()  # Pydantic copies a mutable default for each value, as a factory would make
     kwargs.pop("format", None)  # accepted for DSPy compatibility; adapters format values themselves
     unknown = set(kwargs) - _CONSTRAINT_KEYS
     if unknown:
         raise SignatureError(
             f"Unknown option(s) {sorted(unknown)} for {kind.capitalize()}Field; "
-            f"allowed: desc, description, prefix, default, {', '.join(sorted(_CONSTRAINT_KEYS))}"
+            f"allowed: desc, description, prefix, default, default_factory, {', '.join(sorted(_CONSTRAINT_KEYS))}"
         )
     return FieldSpec(
         kind, desc if desc is not None else description, prefix=prefix, default=default, constraints=kwargs

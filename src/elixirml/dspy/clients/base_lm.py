@@ -14,7 +14,15 @@ from typing import Any
 
 from ... import lm as _lm
 from ...errors import ConfigurationError
-from ...lm import PROVIDER_SETTINGS, LMResponse, parse_chat_response
+from ...lm import (
+    PROVIDER_SETTINGS,
+    Completion,
+    LMResponse,
+    Usage,
+    estimate_message_tokens,
+    estimate_tokens,
+    parse_chat_response,
+)
 
 __all__ = ["GLOBAL_HISTORY", "LM_CLASS_STATE_KEY", "MAX_HISTORY_SIZE", "BaseLM", "DSPyLMMixin", "response_as_dict"]
 
@@ -172,6 +180,37 @@ class BaseLM(DSPyLMMixin, _lm.LM):
     ) -> Any:
         """The async request; by default :meth:`forward` in a worker thread."""
         return await asyncio.to_thread(self.forward, prompt=prompt, messages=messages, **kwargs)
+
+    async def arequest(
+        self,
+        messages: list[Any],
+        *,
+        validate: Any = None,
+        allow_truncated: bool = False,
+        **overrides: Any,
+    ) -> LMResponse:
+        """Send a request; a subclass that overrides DSPy's ``__call__`` is called through it.
+
+        Such an LM (``def __call__(self, messages=None, **kwargs)`` returning a list of texts or
+        of ``{"text": ..., "tool_calls": ...}`` dicts) answers as it is: ElixirML's cache,
+        retries and history are not in the way. Others go through :meth:`elixirml.LM.arequest`.
+        """
+        if type(self).__call__ is BaseLM.__call__:
+            return await super().arequest(messages, validate=validate, allow_truncated=allow_truncated, **overrides)
+        settings = {**self.defaults, **overrides}
+        outputs = self(messages=messages, **settings)
+        completions = []
+        for output in outputs if isinstance(outputs, list) else [outputs]:
+            if isinstance(output, dict):
+                completions.append(Completion(str(output.get("text") or ""), output.get("tool_calls"), None, "stop"))
+            else:
+                completions.append(Completion(str(output), None, None, "stop"))
+        usage = Usage(estimate_message_tokens(messages), sum(estimate_tokens(c.text) for c in completions), 0.0, 1)
+        response = LMResponse(completions, usage, self.model)
+        self._record(messages, settings, response)
+        if validate is not None:
+            validate(response)
+        return response
 
     async def _send(self, messages: list[Any], settings: dict[str, Any]) -> LMResponse:
         kwargs = dict(settings)
