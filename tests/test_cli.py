@@ -283,3 +283,11 @@ def test_optimize_says_which_version_it_saved(workspace):
     assert again.exit_code == 0, again.output
     assert "saved as qa v2" in again.output
     assert [v["number"] for v in em.Store().versions("qa")] == [1, 2]
+
+
+def test_programs_list_and_show_read_as_plain_words(workspace):
+    em.Store().save(em.Predict("question -> answer"), "qa")
+    listed = runner.invoke(app, ["programs", "list"])
+    assert listed.exit_code == 0 and "(1 version)" in listed.output, listed.output
+    shown = runner.invoke(app, ["programs", "show", "qa"])
+    assert shown.exit_code == 0 and "qa v1 (no parent)" in shown.output and "vNone" not in shown.output, shown.output

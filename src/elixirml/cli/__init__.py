@@ -315,7 +315,8 @@ def programs_list() -> None:
     if not rows:
         typer.echo("no programs")
     for p in rows:
-        typer.echo(f"{p['name']:<24} v{p['latest']:<4} ({p['versions']} versions)  {p['signature']}")
+        count = f"{p['versions']} version{'' if p['versions'] == 1 else 's'}"
+        typer.echo(f"{p['name']:<24} v{p['latest']:<4} ({count})  {p['signature']}")
 
 
 @programs_app.command("show")
@@ -326,7 +327,8 @@ def programs_show(
 ) -> None:
     """Show a stored version: configuration and predictors."""
     info = _open_store().get_version(name, version)
-    typer.echo(f"{info['name']} v{info['number']} (parent v{info['parent']}) {info['created_at']} tags {info['tags']}")
+    parent = "no parent" if info["parent"] is None else f"parent v{info['parent']}"
+    typer.echo(f"{info['name']} v{info['number']} ({parent}) {info['created_at']} tags {info['tags']}")
     typer.echo(f"class {info['class_path']}" + (f" from {info['class_file']}" if info.get("class_file") else ""))
     typer.echo(
         json.dumps(
