@@ -451,3 +451,26 @@ def test_the_console_on_its_own_checks_host_origin_and_json(store):
         plain = httpx.post(url + "/catalog/qa/try", content=json.dumps(inputs), headers={"Content-Type": "text/plain"})
         assert plain.status_code == 415
     assert store.executions(limit=10) == []  # nothing ran, nothing was recorded
+
+
+# ---------------------------------------------------------------------- issue 34 item 9: save_as is a name
+def test_a_job_cannot_save_under_a_name_no_endpoint_could_serve(store):
+    """A job's save_as with a path, a NUL or an @ was recorded and saved (found by the h11 attack run)."""
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[TOKEN])
+    job = {
+        "kind": "optimize",
+        "program": "qa",
+        "rows": [{"question": "q", "answer": "a"}] * 2,
+        "inputs": ["question"],
+        "metric": "exact_match",
+        "optimizer": "bootstrap",
+    }
+    headers = {**AUTH, "content-type": "application/json"}
+    with serving(app, lifespan="on") as url:
+        for name in ("../../x", "a\u0000b", "a/b", "qa@2", " qa", ".hidden", "x'; drop table x;--"):
+            refused = httpx.post(url + "/jobs", json={**job, "save_as": name}, headers=headers, timeout=10)
+            assert refused.status_code == 400, (name, refused.text)
+            assert "save_as" in refused.json()["detail"], name
+        accepted = httpx.post(url + "/jobs", json={**job, "save_as": "qa-opt.v2_b"}, headers=headers, timeout=10)
+        assert accepted.status_code == 201, accepted.text
+    assert all(j["spec"].get("save_as") in (None, "qa-opt.v2_b") for j in store.jobs())

@@ -22,6 +22,7 @@ import importlib
 import logging
 import math
 import os
+import re
 import sys
 import time
 import uuid
@@ -63,7 +64,8 @@ class JobRequest(BaseModel):
         settings: the optimizer's constructor arguments (``{"auto": "light", "num_trials": 8}``).
         options: ``compile`` options: budgets (``max_lm_calls``, ``max_cost``, ``max_trials``,
             ``timeout``) and the optimizer's run options.
-        save_as: the program name the optimized version is saved under (default: the program's).
+        save_as: the program name the optimized version is saved under (default: the program's): letters,
+            digits, `.`, `_` and `-`, starting with a letter or digit.
         concurrency: examples in flight at once (evaluations).
     """
 
@@ -85,6 +87,10 @@ class JobRequest(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     save_as: str | None = Field(default=None, min_length=1, max_length=200)
     concurrency: int = Field(default=8, ge=1, le=256)
+
+
+#: What a job's ``save_as`` may be: a name ``/programs/<name>/run`` can reach, with no path or version part.
+_SAVE_AS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 def parse_program_reference(reference: str) -> tuple[str, int | str]:
@@ -612,6 +618,11 @@ class JobManager:
             given = [f for f in ("settings", "options", "save_as") if getattr(request, f)]
             if given:
                 raise ConfigurationError(f"{given[0]} is for optimizations; an evaluation takes no {given[0]}")
+        if request.save_as is not None and not _SAVE_AS.fullmatch(request.save_as):
+            raise ConfigurationError(
+                f"save_as {request.save_as!r} is not a program name a server could serve: use letters, digits,"
+                " '.', '_' and '-', starting with a letter or digit (no '/', '@', spaces or control characters)"
+            )
         name, version = parse_program_reference(request.program)
         info = self.store.get_version(name, version)
         spec = request.model_dump(exclude={"kind", "program"}, exclude_none=True)
