@@ -349,6 +349,8 @@ def test_a_refused_key_is_named_by_its_variable_never_by_its_value(store, monkey
             text = _every_error_text(url)
     assert UNSHAPED not in text
     assert "OPENAI_API_KEY" in text and "401" in text
+    # the hint after the variable's name survives redaction ("OPENAI_API_KEY: check it" read as a key=value)
+    assert "check it, or set a valid one" in text
 
 
 # ---------------------------------------------------------------------- item 7: unusable LM output is a 502

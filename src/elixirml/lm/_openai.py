@@ -65,7 +65,7 @@ def parse_retry_after(value: str | None) -> float | None:
 def key_advice(status: int, holder: str) -> str:
     """What to do about a refused key (HTTP 401 or 403); ``holder`` names where the key came from."""
     if status == 401:
-        return f"The server refused the API key from {holder}: check it, or set a valid one."
+        return f"The server refused the API key from {holder}; check it, or set a valid one."
     return f"The API key from {holder} is not allowed to do this (HTTP 403): check its permissions."
 
 
