@@ -476,3 +476,13 @@ def test_a_job_cannot_save_under_a_name_no_endpoint_could_serve(store):
         accepted = httpx.post(url + "/jobs", json={**job, "save_as": "qa-opt.v2_b"}, headers=headers, timeout=10)
         assert accepted.status_code == 201, accepted.text
     assert all(j["spec"].get("save_as") in (None, "qa-opt.v2_b") for j in store.jobs())
+
+
+def test_a_host_whose_port_is_not_a_number_is_refused(store):
+    """``Host: 127.0.0.1:8000@evil.example`` passed the check: the part after ':' was never looked at."""
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[TOKEN], jobs=False)
+    with serving(app) as url:
+        for host in ("127.0.0.1:1@evil.example", "localhost:80evil", "[::1]evil", "[::1]:x"):
+            assert httpx.get(url + "/programs", headers={**AUTH, "Host": host}).status_code == 400, host
+        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "[::1]", "LOCALHOST"):
+            assert httpx.get(url + "/programs", headers={**AUTH, "Host": host}).status_code == 200, host

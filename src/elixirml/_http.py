@@ -273,13 +273,20 @@ class Guard:
         if known is not None:
             return known
         name = host.decode("latin-1").strip().lower()
+        port = ""
         if name.startswith("["):
-            name = name[1:].partition("]")[0]
+            name, _, rest = name[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else rest  # "[::1]evil": not a port, refused below
         elif name.count(":") == 1:
-            name = name.partition(":")[0]
+            name, _, port = name.partition(":")
         name = name.rstrip(".")
         allowed = self.policy.allowed_hosts
-        ok = bool(name) and ("*" in allowed or name in LOOPBACK_NAMES or name in allowed or _is_ip(name))
+        # "127.0.0.1:8000@evil.example": what follows the name must be a port, nothing else
+        ok = (
+            (not port or (port.isascii() and port.isdigit()))
+            and bool(name)
+            and ("*" in allowed or name in LOOPBACK_NAMES or name in allowed or _is_ip(name))
+        )
         if len(self._hosts) < 1024:
             self._hosts[host] = ok
         return ok
