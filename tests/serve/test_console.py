@@ -421,7 +421,7 @@ def test_in_a_real_browser(served, tmp_path):
     saved = sorted(f.name for f in shots.iterdir())
     assert len(saved) == 11, saved
     keep = Path(os.environ.get("ELIXIRML_CONSOLE_SHOTS", ""))
-    if keep.name:  # to look at the pages: ELIXIRML_CONSOLE_SHOTS=/some/dir pytest tests/test_console.py
+    if keep.name:  # to look at the pages: ELIXIRML_CONSOLE_SHOTS=/some/dir pytest tests/serve/test_console.py
         keep.mkdir(parents=True, exist_ok=True)
         for f in shots.iterdir():
             shutil.copy(f, keep / f.name)

@@ -13,10 +13,10 @@ import pytest
 import elixirml as em
 from elixirml.serve._jobs import JobManager, jobs_router
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from jobs_fixture_lib import Doubler, make_lm, rows
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRIC = {"metric": "exact_match", "field": "answer", "inputs": ["question"]}
 
 

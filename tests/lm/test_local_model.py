@@ -13,7 +13,7 @@ import elixirml as em
 
 pytestmark = pytest.mark.local_model
 
-SST2 = Path(__file__).resolve().parents[1] / "src" / "elixirml" / "data" / "files" / "sst2_dev.tsv"
+SST2 = Path(__file__).resolve().parents[2] / "src" / "elixirml" / "data" / "files" / "sst2_dev.tsv"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_any_gguf_file_by_path(local_lm):
 def test_seed_example_runs_each_strategy_on_the_embedded_model(local_lm):
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "qa_program.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "qa_program.py"
     spec = importlib.util.spec_from_file_location("qa_program_local", path)
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)

@@ -170,8 +170,8 @@ def test_demo_quick_on_a_scripted_lm(workspace):
 
 # ---------------------------------------------------------------- the CLI lines the docs show
 DOCS = [
-    Path(__file__).resolve().parent.parent / "README.md",
-    *sorted((Path(__file__).resolve().parent.parent / "docs").glob("*.md")),
+    Path(__file__).resolve().parents[2] / "README.md",
+    *sorted((Path(__file__).resolve().parents[2] / "docs").glob("*.md")),
 ]
 
 

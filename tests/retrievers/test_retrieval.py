@@ -16,7 +16,7 @@ from elixirml.retrievers import Passage, Retriever
 from elixirml.retrievers import _pgvector as pgv
 from elixirml.testing import FakeLMServer, hashed_embedding
 
-SLICE = json.loads((pathlib.Path(__file__).parent / "data" / "squad_slice.json").read_text())
+SLICE = json.loads((pathlib.Path(__file__).parents[1] / "data" / "squad_slice.json").read_text())
 CORPUS = [p["context"] for p in SLICE["paragraphs"]]
 QUESTIONS = [(q["question"], i) for i, p in enumerate(SLICE["paragraphs"]) for q in p["qas"]]
 
