@@ -10,9 +10,9 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from test_store_reliability import CHECKPOINTER, SAVER, Task, data, number_lm, start_together
 
 import elixirml as em
-from test_store_reliability import CHECKPOINTER, SAVER, Task, data, number_lm, start_together
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
