@@ -207,3 +207,24 @@ def test_runtime_schema_validations_and_transforms():
 def test_output_schema_transform_runs_after_validation():
     schema = em.Schema.create({"n": int}, transforms=[lambda d: {**d, "double": d["n"] * 2}], role="output")
     assert schema.validate({"n": "4"}) == {"n": 4, "double": 8}
+
+
+def test_a_class_signature_without_a_docstring_gets_the_default_instructions():
+    """It took the base class's own docstring ("Base class of all signatures; ...") as its instructions."""
+
+    class Bare(em.Signature):
+        question: str = em.InputField()
+        answer: str = em.OutputField()
+
+    class Documented(em.Signature):
+        """Answer briefly."""
+
+        question: str = em.InputField()
+        answer: str = em.OutputField()
+
+    class Child(Documented):
+        detail: str = em.OutputField()
+
+    assert "Base class" not in Bare.instructions
+    assert "question" in Bare.instructions and "answer" in Bare.instructions
+    assert Child.instructions == "Answer briefly."  # a documented parent's instructions are still inherited

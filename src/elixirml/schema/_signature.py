@@ -238,7 +238,8 @@ class SignatureMeta(type):
         cls._fields = fields  # type: ignore[attr-defined]
         cls.input_fields = {k: v for k, v in fields.items() if v.kind == "input"}
         cls.output_fields = {k: v for k, v in fields.items() if v.kind == "output"}
-        doc = ns.get("__doc__")
+        # The base class's own docstring documents the class; it is no signature's instructions.
+        doc = ns.get("__doc__") if bases else None
         if doc and doc.strip():
             import inspect
 
