@@ -71,7 +71,7 @@ def test_describe_changes_names_each_variable_in_plain_words():
     assert lines[2] == "strategy: answer directly (Predict) -> reason step by step first (ChainOfThought)"
     assert lines[3] == "demos: no demos (zero-shot) -> 2 demos"
     assert lines[4].startswith('instruction: "Classify the sentiment of the sentence." -> "Say it."')
-    assert "2 proposed, 1 kept as candidates, 1 dropped (looks like code)" in lines[4]
+    assert "; proposals: 2, 1 kept as candidates, 1 dropped (looks like code)" in lines[4]
 
 
 def test_describe_changes_says_what_was_kept():
@@ -83,7 +83,7 @@ def test_describe_changes_says_what_was_kept():
         "decoding: kept auto decoding",
         "strategy: kept answer directly (Predict)",
         "demos: kept no demos (zero-shot)",
-        'instruction: kept the original "Classify the sentiment of the sentence." (no proposals)',
+        'instruction: kept the original "Classify the sentiment of the sentence."; no proposals',
     ]
 
 
@@ -101,7 +101,7 @@ def test_describe_changes_follows_a_real_mipro_run():
         assert instruction.startswith("instruction: kept the original")
     else:
         assert after["classify.instructions"] in instruction
-    assert f"{len(result.details['proposals'])} proposed" in instruction
+    assert f"proposals: {len(result.details['proposals'])}," in instruction
     assert by_label["format"] == (
         "format: kept JSON"
         if after["classify.adapter"] == "json"

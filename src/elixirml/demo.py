@@ -122,15 +122,15 @@ def _describe_instruction(old: str, new: str, proposals: Sequence[Mapping[str, A
     kept = [p for p in proposals if p.get("kept")]
     dropped = [p for p in proposals if not p.get("kept")]
     if proposals:
-        tally = f"{len(proposals)} proposed, {len(kept)} kept as candidates, {len(dropped)} dropped"
+        tally = f"proposals: {len(proposals)}, {len(kept)} kept as candidates, {len(dropped)} dropped"
         reasons = sorted({str(p.get("reason")) for p in dropped})
         if reasons:
             tally += " (" + "; ".join(reasons) + ")"
     else:
         tally = "no proposals"
     if new == old:
-        return f'instruction: kept the original "{old}" ({tally})'
-    return f'instruction: "{old}" -> "{new}" ({tally})'
+        return f'instruction: kept the original "{old}"; {tally}'
+    return f'instruction: "{old}" -> "{new}"; {tally}'
 
 
 def verdict(step: str, before: float, after: float, reason: str = "") -> str:
@@ -204,7 +204,15 @@ def plot_trials(trials: list[Any], path: Path) -> Path | None:
     for full, color, label in ((False, "#4C72B0", "minibatch"), (True, "#C44E52", "full validation set")):
         points = [t for t in trials if t.full == full]
         ax.scatter([t.number for t in points], [t.score for t in points], color=color, label=label, zorder=2)
-    ax.step(numbers, running_best(trials), where="post", color="#55A868", linewidth=2, label="running best", zorder=3)
+    ax.step(
+        numbers,
+        running_best(trials),
+        where="post",
+        color="#55A868",
+        linewidth=2,
+        label="running best (full validation set)",
+        zorder=3,
+    )
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("trial")
     ax.set_ylabel("accuracy (%)")
@@ -254,7 +262,7 @@ def run_demo(out: Path = Path("."), quick: bool = False) -> dict[str, Any]:
 
     table = Table(title="Before / after on held-out SST-2 sentences")
     for column in ("program", "accuracy", "optimize LM calls", "optimize tokens", "optimize time", "eval time"):
-        table.add_column(column, justify="right" if column != "program" else "left")
+        table.add_column(column, justify="right" if column != "program" else "left", no_wrap=column == "program")
     for label, result, calls, tokens, seconds in rows:
         table.add_row(
             label, f"{result.score:.1f}%", str(calls), str(tokens), f"{seconds:.0f}s", f"{result.wall_time:.0f}s"
@@ -269,7 +277,9 @@ def run_demo(out: Path = Path("."), quick: bool = False) -> dict[str, Any]:
     console.print(
         verdict("BootstrapFewShot", zero, boot_score, bootstrap_reason(start_config, boot_config)), soft_wrap=True
     )
-    console.print("[bold]What MIPRO changed[/bold] (it starts from the zero-shot program, not BootstrapFewShot's)")
+    console.print(
+        "[bold]What MIPRO changed[/bold] (it starts from the zero-shot program, not BootstrapFewShot's)", soft_wrap=True
+    )
     for line in describe_changes(start_config, best_config, mipro.last_result):
         console.print(f"  {line}", markup=False, soft_wrap=True)
     console.print(
