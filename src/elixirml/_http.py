@@ -452,7 +452,10 @@ class Guard:
         if netloc == host.decode("latin-1").strip().lower():
             return True
         name = netloc[1:].partition("]")[0] if netloc.startswith("[") else netloc.rpartition(":")[0] or netloc
+        if name in LOOPBACK_NAMES or _is_ip(name):
+            return False  # another port (or scheme) on a machine's address is another site: only an exact match
         allowed = self.policy.allowed_hosts
+        # a name the operator allowed: behind a TLS proxy the page's origin differs from the Host the server sees
         return "*" in allowed or name in allowed
 
     async def _read(self, receive: Receive) -> tuple[bytes, bool]:

@@ -486,3 +486,20 @@ def test_a_host_whose_port_is_not_a_number_is_refused(store):
             assert httpx.get(url + "/programs", headers={**AUTH, "Host": host}).status_code == 400, host
         for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "[::1]", "LOCALHOST"):
             assert httpx.get(url + "/programs", headers={**AUTH, "Host": host}).status_code == 200, host
+
+
+def test_another_port_on_this_machine_is_another_origin(store):
+    """A page served by another local app (another port) is cross-origin; a named proxy host keeps working."""
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[], settings=ServeSettings(allowed_hosts=("app.example",)))
+    with serving(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        for origin in (f"http://127.0.0.1:{port + 1}", f"http://localhost:{port + 1}", "http://127.0.0.1"):
+            other = httpx.post(url + "/programs/qa/run", json={"question": "x"}, headers={"Origin": origin})
+            assert other.status_code == 403, origin
+        same = httpx.post(url + "/programs/qa/run", json={"question": "x"}, headers={"Origin": url})
+        assert same.status_code == 200
+        # behind a TLS proxy the page is https://app.example while the server sees its own address as Host
+        proxied = httpx.post(
+            url + "/programs/qa/run", json={"question": "x"}, headers={"Origin": "https://app.example"}
+        )
+        assert proxied.status_code == 200
