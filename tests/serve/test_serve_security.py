@@ -503,3 +503,28 @@ def test_another_port_on_this_machine_is_another_origin(store):
             url + "/programs/qa/run", json={"question": "x"}, headers={"Origin": "https://app.example"}
         )
         assert proxied.status_code == 200
+
+
+def test_a_job_names_fields_not_attributes(store):
+    """``"field": "__class__"`` was recorded, ran, and "succeeded" with score 0 (found by the h11 attack run)."""
+    app = em.serve.create_app(store, lm=make_lm(), tokens=[TOKEN])
+    job = {
+        "kind": "evaluate",
+        "program": "qa",
+        "rows": [{"question": "q", "answer": "a"}] * 2,
+        "inputs": ["question"],
+        "metric": "exact_match",
+    }
+    headers = {**AUTH, "content-type": "application/json"}
+    with serving(app, lifespan="on") as url:
+        for where, value in (("field", "__class__"), ("pred_field", "_private"), ("field", "a.b"), ("field", "1x")):
+            refused = httpx.post(url + "/jobs", json={**job, where: value}, headers=headers, timeout=10)
+            assert refused.status_code == 400, (where, value, refused.text)
+            assert where in refused.json()["detail"], (where, value)
+        refused = httpx.post(
+            url + "/jobs", json={**job, "inputs": ["question", "__dict__"]}, headers=headers, timeout=10
+        )
+        assert refused.status_code == 400 and "inputs[1]" in refused.json()["detail"]
+        accepted = httpx.post(url + "/jobs", json={**job, "field": "answer", "pred_field": "answer"}, headers=headers)
+        assert accepted.status_code == 201, accepted.text
+    assert [j["spec"].get("field") for j in store.jobs()] == ["answer"]

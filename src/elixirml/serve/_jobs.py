@@ -91,6 +91,8 @@ class JobRequest(BaseModel):
 
 #: What a job's ``save_as`` may be: a name ``/programs/<name>/run`` can reach, with no path or version part.
 _SAVE_AS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+#: What a job's ``field``, ``pred_field`` and ``inputs`` may name: a field, never an attribute such as ``__class__``.
+_FIELD = re.compile(r"[^\W\d_]\w{0,199}")
 
 
 def parse_program_reference(reference: str) -> tuple[str, int | str]:
@@ -623,6 +625,16 @@ class JobManager:
                 f"save_as {request.save_as!r} is not a program name a server could serve: use letters, digits,"
                 " '.', '_' and '-', starting with a letter or digit (no '/', '@', spaces or control characters)"
             )
+        for where, value in (
+            ("field", request.field),
+            ("pred_field", request.pred_field),
+            *((f"inputs[{i}]", v) for i, v in enumerate(request.inputs or ())),
+        ):
+            if value is not None and not _FIELD.fullmatch(value):
+                raise ConfigurationError(
+                    f"{where} {value!r} is not a field name: a field is a Python identifier that does not start"
+                    " with '_' (the metric reads it from the examples and predictions)"
+                )
         name, version = parse_program_reference(request.program)
         info = self.store.get_version(name, version)
         spec = request.model_dump(exclude={"kind", "program"}, exclude_none=True)
