@@ -322,6 +322,16 @@ def test_job_rows_are_user_data_and_errors_lose_their_credentials(store):
     assert failed["finished_at"] is not None
 
 
+def test_a_cancelled_job_stays_cancelled_whatever_its_worker_writes_after(store):
+    """A worker that started as the job was cancelled wrote state=running over the cancel (seen in the suite)."""
+    job = store.create_job("late", kind="evaluate", program="doubler", version=2, spec={"rows": rows()})
+    cancelled = store.update_job(job["id"], state="cancelled")
+    assert cancelled["state"] == "cancelled" and cancelled["finished_at"] is not None
+    after = store.update_job(job["id"], state="running", attempts=1, progress=0.5)
+    assert after["state"] == "cancelled" and after["attempts"] == 0 and after["progress"] == cancelled["progress"]
+    assert store.job(job["id"])["state"] == "cancelled"
+
+
 def test_a_restarted_job_of_an_optimizer_that_cannot_resume_starts_a_new_run(store):
     from elixirml.serve._jobs import run_optimization
 

@@ -1201,7 +1201,8 @@ class ResourceStore:
     def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
         """Change a job's ``state``, ``progress``, ``trials``, ``best_score``, ``attempts``, ``result`` or ``error``.
 
-        Entering a final state (succeeded, failed, cancelled) stamps ``finished_at``. Returns the job.
+        Entering a final state (succeeded, failed, cancelled) stamps ``finished_at``; a job already in
+        one is left as it is (the returned job says so). Returns the job.
 
         Raises:
             ConfigurationError: an unknown field or state.
@@ -1216,6 +1217,10 @@ class ResourceStore:
                 record = session.get(JobRecord, job_id)
                 if record is None:
                     raise LoadError(f"No job {job_id!r}")
+                if record.state in self.JOB_FINAL_STATES:
+                    # A job that ended (a cancel, most often) stays as it ended: a worker that was
+                    # starting as it was cancelled must not write it back to running or succeeded.
+                    return self._job_info(record)
                 for key, value in fields.items():
                     setattr(record, key, value)
                 record.updated_at = utcnow()
