@@ -3,7 +3,7 @@
 import io
 
 import elixirml as em
-from elixirml.runtime import ProgressLines
+from elixirml.runtime import ProgressDisplay, ProgressLines
 
 
 class Clock:
@@ -66,3 +66,29 @@ def test_optimizer_prints_its_projection_and_end_without_a_terminal(capsys):
     optimizer = em.optimizers.BootstrapFewShot(em.metrics.exact_match, display_progress=False)
     optimizer.compile(em.Predict("question -> answer"), trainset=rows(4))
     assert "BootstrapFewShot" not in capsys.readouterr().err
+
+
+def test_one_progress_display_is_lines_a_bar_or_nothing(capsys):
+    plain = ProgressDisplay("work", None, unit="rows")
+    assert plain.plain  # stderr is not a terminal under capsys
+    plain.set_total(10)  # known later (an optimizer's projection): the lines count against it
+    plain.note("work: 10 rows to run")
+    for done in range(1, 11):
+        plain.update(done, "fine")
+    plain.close()
+    err = capsys.readouterr().err
+    assert err.startswith("work: 10 rows to run\n") and "work: 10/10 rows (100%) after 0s; fine" in err
+    silent = ProgressDisplay("quiet", False, total=10)
+    silent.note("not shown")
+    silent.update(5, "not shown")
+    silent.close()
+    assert capsys.readouterr() == ("", "")
+    for total in (4, None):  # a bar counting to a known total, else a spinner
+        bar = ProgressDisplay("bar", True, total=total, label="barring")
+        assert not bar.plain
+        bar.update(4, "all good")
+        bar.close()
+        bar.close()  # closing twice is harmless
+        shown = capsys.readouterr()
+        assert "barring" in shown.out and "all good" in shown.out and shown.err == ""
+        assert ("4/4" in shown.out) is (total == 4)

@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,7 +20,7 @@ from ..data import example_record
 from ..errors import BudgetExceededError, ConfigurationError, LoadError, UserError
 from ..lm import Usage, track_usage
 from ..program import trace as open_trace
-from ..runtime import ProgramSpec, ProgressLines, instrument_async, resolve_executor, run_sync, stream_bounded
+from ..runtime import ProgramSpec, ProgressDisplay, instrument_async, resolve_executor, run_sync, stream_bounded
 from ..schema import Example, Prediction
 from ._feedback import finite_score, split_feedback
 from ._metrics import Metric, as_metric
@@ -421,54 +420,18 @@ def _open_checkpoint(
     return _StoreCheckpoint(store, name, fingerprint, resume)
 
 
-class _Progress:
-    """A rich progress bar with the running score; plain lines when stderr is not a terminal.
+def _progress(total: int, enabled: bool | None, resumed: int) -> ProgressDisplay:
+    """The evaluation's display: the bar with the running score, or lines with the count to run first."""
+    enabled = enabled if total else False
+    progress = ProgressDisplay("evaluate", enabled, total=total, unit="examples", label="evaluating")
+    if progress.plain:
+        progress.note(f"evaluate: {total - resumed} examples to run" + (f" ({resumed} resumed)" if resumed else ""))
+    progress.update(resumed)
+    return progress
 
-    ``enabled=None`` (the default): the bar on a terminal, else
-    :class:`~elixirml.runtime.ProgressLines` (at most every 10% or 30 s, with the count to run
-    first and the end last); ``False``: nothing (evaluations inside an optimizer); ``True``: the bar.
-    """
 
-    def __init__(self, total: int, enabled: bool | None, resumed: int = 0) -> None:
-        tty = sys.stderr.isatty()
-        self.enabled = tty if enabled is None else enabled
-        self._bar: Any = None
-        self.lines: ProgressLines | None = None
-        self._last = (resumed, "")
-        if enabled is None and not tty and total:
-            self.lines = ProgressLines("evaluate", total, unit="examples")
-            self.lines.note(
-                f"evaluate: {total - resumed} examples to run" + (f" ({resumed} resumed)" if resumed else "")
-            )
-            self.lines.update(resumed)
-        if self.enabled and total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(
-                TextColumn("[bold]evaluating"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"),
-                TimeRemainingColumn(),
-                transient=False,
-            )
-            self._task = self._bar.add_task("eval", total=total, status="")
-            self._bar.start()
-
-    def update(self, done: int, score_sum: float, errors: int) -> None:
-        status = f"score {100 * score_sum / max(done, 1):.1f}%" + (f" errors {errors}" if errors else "")
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, status=status)
-        if self.lines is not None:
-            self.lines.update(done, status)
-        self._last = (done, status)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-        if self.lines is not None:
-            done, status = self._last
-            self.lines.note(f"evaluate: done in {self.lines.elapsed():.0f}s: {done} examples; {status}")
+def _status(done: int, score_sum: float, errors: int) -> str:
+    return f"score {100 * score_sum / max(done, 1):.1f}%" + (f" errors {errors}" if errors else "")
 
 
 def _resolve_metrics(metric: Any, metrics: Mapping[str, Any] | None) -> list[tuple[str, Metric | str]]:
@@ -608,7 +571,7 @@ async def aevaluate(
                 )
 
     pending = [i for i in range(len(examples)) if i not in results]
-    progress = _Progress(len(examples), display_progress, len(results))
+    progress = _progress(len(examples), display_progress, len(results))
     score_sum = sum(r.score for r in results.values())
     errors = 0
     stopped = False
@@ -635,12 +598,17 @@ async def aevaluate(
                     on_result(outcome)
                 score_sum += outcome.score
                 errors += outcome.error is not None
-                progress.update(len(results), score_sum, errors)
+                progress.update(len(results), _status(len(results), score_sum, errors))
                 if max_errors is not None and errors > max_errors:
                     stopped = True
                     break
     finally:
         progress.close()
+        if progress.plain:
+            progress.note(
+                f"evaluate: done in {progress.elapsed():.0f}s: {len(results)} examples; "
+                + _status(len(results), score_sum, errors)
+            )
         if store is not None:
             store.close()
     ordered = [results[i] for i in sorted(results)]

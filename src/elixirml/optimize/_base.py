@@ -24,7 +24,7 @@ from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, Loa
 from ..evaluation import EvaluationResult, aevaluate, as_metric
 from ..lm import CallBudget, Usage, price_for, spending_limit, track_usage
 from ..program import Module, configuration_from_json, configuration_to_json
-from ..runtime import Executor, ProgressLines, active_callbacks, instrument, notify_callbacks, open_executor, run_sync
+from ..runtime import Executor, ProgressDisplay, active_callbacks, instrument, notify_callbacks, open_executor, run_sync
 from ..schema import Example
 
 
@@ -609,7 +609,7 @@ class Optimizer:
                 calls.used = int(self._spent_before["lm_calls"])
                 self._calls, self._usage, self._started, self._runner = calls, usage, started, runner
                 self.metric_calls = int(self._spent_before["metric_calls"])
-                progress = _Progress(self.name, self.display_progress)
+                progress = ProgressDisplay(self.name, self.display_progress, unit="LM calls")
                 try:
                     try:
                         self.initialize(state)
@@ -617,14 +617,18 @@ class Optimizer:
                         while True:
                             self.check_budget(state, usage, started)
                             more = self.optimize_step(state)
-                            progress.update(len(state.trials), state.best_score, calls.used)
+                            progress.update(calls.used, f"trials {len(state.trials)}, best {_best(state.best_score)}")
                             if not more:
                                 break
                     except (_StopOptimization, BudgetExceededError) as stop:
                         stopped = stop.reason if isinstance(stop, _StopOptimization) else "max_lm_calls"
                         progress.note(f"stopped at budget limit {stopped}; keeping the best so far")
                     final = self.finalize(state)
-                    progress.finish(len(state.trials), state.best_score, calls.used, stopped)
+                    progress.note(
+                        f"{self.name}: done in {progress.elapsed():.0f}s: {len(state.trials)} trials, "
+                        f"best {_best(state.best_score)}, {calls.used} LM calls"
+                        + (f" (stopped at {stopped})" if stopped else "")
+                    )
                 finally:
                     progress.close()
         except BaseException as exc:
@@ -909,7 +913,7 @@ class Optimizer:
     def _result_extras(self, state: OptimizationState) -> dict[str, Any]:
         return {}
 
-    def _announce(self, state: OptimizationState, progress: _Progress) -> None:
+    def _announce(self, state: OptimizationState, progress: ProgressDisplay) -> None:
         calls = self.projected_calls(state)
         lm = state.program.get_lm()
         if lm is None:
@@ -919,7 +923,7 @@ class Optimizer:
         price = getattr(lm, "price", None) or (price_for(lm.model) if lm is not None else None)
         cost = "unknown cost" if price is None else f"about ${calls * (600 * price[0] + 100 * price[1]) / 1e6:.4f}"
         limit = self.budget["max_lm_calls"]
-        progress.project(calls if limit is None else min(calls, limit))
+        progress.set_total(calls if limit is None else min(calls, limit))
         progress.note(
             f"{self.name}: projected {calls} LM calls ({cost})"
             + (f"; capped at {limit} calls" if limit is not None else "")
@@ -943,57 +947,5 @@ def warn_placeholder_rows(optimizer: str, trainset: Sequence[Example]) -> None:
         )
 
 
-class _Progress:
-    """A rich progress display with the best score on a terminal; plain lines when stderr is not one.
-
-    ``enabled=None`` (the default): a bar on a terminal, else :class:`~elixirml.runtime.ProgressLines`
-    (at most every 10% of the projected LM calls or 30 s); the projection and the end are printed
-    either way. ``False``: nothing (nested runs); ``True``: the bar.
-    """
-
-    def __init__(self, name: str, enabled: bool | None) -> None:
-        tty = sys.stderr.isatty()
-        self.enabled = enabled is not False
-        self.name = name
-        self._bar: Any = None
-        self.lines: ProgressLines | None = ProgressLines(name, unit="LM calls") if enabled is None and not tty else None
-        self._clock = time.monotonic()
-        if enabled is True or (enabled is None and tty):
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(
-                SpinnerColumn(),
-                TextColumn("[bold]{task.description}"),
-                TextColumn("{task.fields[status]}"),
-                TimeElapsedColumn(),
-            )
-            self._task = self._bar.add_task(name, total=None, status="starting")
-            self._bar.start()
-
-    def note(self, text: str) -> None:
-        if self.enabled:
-            print(text, file=sys.stderr, flush=True)
-
-    def project(self, calls: int) -> None:
-        """The projected LM calls: the total the progress lines measure against."""
-        if self.lines is not None and calls > 0:
-            self.lines.total = calls
-
-    def update(self, trials: int, best: float, calls: int = 0) -> None:
-        shown = f"{best:.1f}%" if best > -math.inf else "-"
-        if self._bar is not None:
-            self._bar.update(self._task, status=f"trials {trials}  best {shown}")
-        if self.lines is not None:
-            self.lines.update(calls, f"trials {trials}, best {shown}")
-
-    def finish(self, trials: int, best: float, calls: int, stopped: str | None) -> None:
-        """The end line: trials, best score, LM calls and time."""
-        shown = f"{best:.1f}%" if best > -math.inf else "-"
-        self.note(
-            f"{self.name}: done in {time.monotonic() - self._clock:.0f}s: {trials} trials, best {shown}, "
-            f"{calls} LM calls" + (f" (stopped at {stopped})" if stopped else "")
-        )
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+def _best(best: float) -> str:
+    return f"{best:.1f}%" if best > -math.inf else "-"

@@ -33,7 +33,7 @@ from ._callbacks import (
 from ._context import current_context, reset_context, run_scope, set_context
 from ._executor import Executor, ProgramSpec, Work, call_program, open_executor, register_executor, resolve_executor
 from ._policies import CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryPolicy
-from ._progress import ProgressLines
+from ._progress import ProgressDisplay, ProgressLines
 from ._spans import SpanRecorder
 from ._sync import close_with_loop, run_sync
 
@@ -67,6 +67,7 @@ __all__ = [
     "ConcurrencyLimiter",
     "RateLimiter",
     "RetryPolicy",
+    "ProgressDisplay",
     "ProgressLines",
     "SpanRecorder",
     "gather_bounded",

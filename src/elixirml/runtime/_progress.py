@@ -1,11 +1,11 @@
-"""Progress lines for long work whose stderr is not a terminal (a log file, CI, a pipe)."""
+"""The progress of long work: a bar on a terminal, plain lines where stderr is not one (a log file, CI, a pipe)."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 #: A line at most this often (seconds) ...
 PROGRESS_INTERVAL_S = 30.0
@@ -69,3 +69,83 @@ class ProgressLines:
     def elapsed(self) -> float:
         """Seconds since the work started."""
         return self._clock() - self.started
+
+
+class ProgressDisplay:
+    """The progress of long work: a rich bar on a terminal, :class:`ProgressLines` where stderr is not one.
+
+    Optimizers and evaluation both show their progress through it. ``enabled=None`` (the default):
+    the bar when stderr is a terminal, else plain lines; ``True``: the bar; ``False``: nothing.
+    The bar counts ``done`` against ``total`` when the total is known at the start, else it is a
+    spinner with the elapsed time.
+
+    Args:
+        name: what the work is, as its lines say it (``"evaluate"``, ``"MIPRO"``).
+        enabled: ``None`` (bar or lines, as above), ``True`` (the bar) or ``False`` (silent).
+        total: how many units the work has (None: not known yet; see :meth:`set_total`).
+        unit: what is counted (``"examples"``, ``"LM calls"``).
+        label: the bar's text (default: ``name``).
+    """
+
+    def __init__(
+        self, name: str, enabled: bool | None, *, total: int | None = None, unit: str = "", label: str | None = None
+    ) -> None:
+        tty = sys.stderr.isatty()
+        self.name = name
+        self.enabled = enabled is not False
+        plain = enabled is None and not tty
+        self.lines: ProgressLines | None = ProgressLines(name, total, unit=unit) if plain else None
+        self._started = time.monotonic()
+        self._bar: Any = None
+        if enabled is True or (enabled is None and tty):
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            description, status = TextColumn("[bold]{task.description}"), TextColumn("{task.fields[status]}")
+            columns: tuple[Any, ...] = (
+                (description, BarColumn(), MofNCompleteColumn(), status, TimeRemainingColumn())
+                if total
+                else (SpinnerColumn(), description, status, TimeElapsedColumn())
+            )
+            self._bar = Progress(*columns, transient=False)
+            self._task = self._bar.add_task(label or name, total=total or None, status="" if total else "starting")
+            self._bar.start()
+
+    @property
+    def plain(self) -> bool:
+        """Whether the progress is shown as plain lines (stderr is not a terminal)."""
+        return self.lines is not None
+
+    def note(self, text: str) -> None:
+        """Print ``text`` on stderr now (a projection, a stop, the end) unless the display is off."""
+        if self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def set_total(self, total: int) -> None:
+        """The total the plain lines measure against, once it is known (an optimizer's projected calls)."""
+        if self.lines is not None and total > 0:
+            self.lines.total = total
+
+    def update(self, done: int, status: str = "") -> None:
+        """``done`` units are finished; ``status`` is what the bar and the next line show after the count."""
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, status=status)
+        if self.lines is not None:
+            self.lines.update(done, status)
+
+    def elapsed(self) -> float:
+        """Seconds since the work started."""
+        return time.monotonic() - self._started
+
+    def close(self) -> None:
+        """Stop the bar (the lines need no closing)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
