@@ -17,7 +17,16 @@ DEFERRED = (
     "elixirml.runtime._telemetry",
     "elixirml.retrievers._bm25",
     "elixirml.retrievers._pgvector",
+    "elixirml.schema._media",  # the rich types are Pydantic models: none is built by the import
+    "elixirml.lm._cache",
+    "elixirml.lm._embed",
+    "elixirml.lm._litellm",
+    "elixirml.lm._openai",
+    "elixirml.lm._testing",
+    "pydantic.main",  # signatures build their models on first use
+    "importlib.metadata",  # Pydantic's plugin lookup, run by the first model built
     "sqlalchemy",
+    "sqlite3",
     "aiohttp",
 )
 

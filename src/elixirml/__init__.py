@@ -19,7 +19,7 @@ from . import errors
 from ._lazy import lazy_getattr
 from ._version import __version__
 from .adapters import Adapter, ChatAdapter, JSONAdapter, PlainAdapter, TwoStepAdapter, XMLAdapter
-from .lm import LM, DummyLM, Embedder, FunctionLM, LMResponse, RequestSettings, Usage, track_usage
+from .lm import LM, LMResponse, RequestSettings, Usage, track_usage
 from .program import (
     BestOfN,
     ChainOfThought,
@@ -45,7 +45,7 @@ from .program import (
     tool,
     trace,
 )
-from .schema import Code, Example, History, Image, InputField, OutputField, Prediction, Schema, Signature, ToolCalls
+from .schema import Example, InputField, OutputField, Prediction, Schema, Signature
 from .settings import Settings, configure, context, reload_config
 from .variables import Configuration, Variable, VariableSpace
 
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from .data import Dataset
     from .distributed import RayExecutor
     from .evaluation import Evaluate, EvaluationResult, Feedback, compare, evaluate
+    from .lm import DummyLM, Embedder, FunctionLM
     from .optimizers import (
         COPRO,
         GEPA,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
         MIPROv2,
     )
     from .program import Store
+    from .schema import Code, History, Image, ToolCalls
 
 # Loaded on first use, so that `import elixirml` does not pay for the optimizers, evaluation,
 # the store, the server, Ray support, datasets or telemetry: public name -> module that defines it.
@@ -87,6 +89,8 @@ _LAZY: dict[str, str] = {
     "Dataset": ".data",
     "RayExecutor": ".distributed",
     "Store": ".program",
+    **dict.fromkeys(("DummyLM", "Embedder", "FunctionLM"), ".lm"),
+    **dict.fromkeys(("Code", "History", "Image", "ToolCalls"), ".schema"),
     **dict.fromkeys(("Evaluate", "EvaluationResult", "Feedback", "compare", "evaluate"), ".evaluation"),
     **dict.fromkeys(
         (

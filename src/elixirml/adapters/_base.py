@@ -15,6 +15,7 @@ from typing import Any
 
 import pydantic
 
+from .. import schema as _schema  # the rich types (_schema.Image, ...) load on first use, with pydantic's models
 from ..errors import (
     AdapterParseError,
     ConfigurationError,
@@ -25,20 +26,7 @@ from ..errors import (
 )
 from ..lm import LM, LMResponse, Message
 from ..runtime import active_callbacks, end_callback, observe_callbacks, start_callback
-from ..schema import (
-    Code,
-    Example,
-    FieldSpec,
-    History,
-    Image,
-    Signature,
-    ToolCalls,
-    field_marker,
-    images_in,
-    literal_values,
-    split_image_parts,
-    type_to_str,
-)
+from ..schema import Example, FieldSpec, Signature, field_marker, literal_values, type_to_str
 from ..schema import format_value as format_value  # re-exported: adapters and modules import them here
 from ..schema import to_jsonable as to_jsonable
 from ._escape import escape_markers
@@ -229,14 +217,14 @@ def _rich(spec: FieldSpec, value: Any) -> Any:
 
 
 def _is_rich(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, (Image, ToolCalls, Code))
+    return isinstance(annotation, type) and issubclass(annotation, (_schema.Image, _schema.ToolCalls, _schema.Code))
 
 
 def _history_messages(value: Any) -> list[dict[str, Any]]:
     """The earlier turns an :class:`~elixirml.History` input holds (none for a missing value)."""
     if value is None:
         return []
-    return list(History.model_validate(value).messages)
+    return list(_schema.History.model_validate(value).messages)
 
 
 class Adapter:
@@ -317,7 +305,7 @@ class Adapter:
         for demo_in, demo_out in self._demo_pairs(signature, demos) if demos else ():
             messages.append({"role": "user", "content": self.user_turn(signature, demo_in, False)})
             messages.append({"role": "assistant", "content": self.format_outputs(signature, demo_out)})
-        history = [n for n, spec in signature.input_fields.items() if spec.annotation is History]
+        history = [n for n, spec in signature.input_fields.items() if spec.annotation is _schema.History]
         if history:  # earlier turns (em.History) become prior user/assistant messages
             turns = [turn for name in history for turn in _history_messages(inputs.get(name))]
             inputs = {k: v for k, v in inputs.items() if k not in history}
@@ -377,11 +365,11 @@ class Adapter:
         for previous, message in feedback:
             messages.append({"role": "assistant", "content": previous})
             messages.append({"role": "user", "content": self.feedback_message(signature, message)})
-        images = images_in([inputs, self._demo_pairs(signature, demos)]) if demos else images_in(inputs)
+        images = _schema.images_in([inputs, self._demo_pairs(signature, demos)]) if demos else _schema.images_in(inputs)
         if images:  # each image marker in a user turn becomes an image content part
             for m in messages:
                 if m["role"] == "user" and isinstance(m["content"], str):
-                    m["content"] = split_image_parts(m["content"], images)
+                    m["content"] = _schema.split_image_parts(m["content"], images)
         return messages
 
     def scoring_messages(
@@ -524,7 +512,7 @@ class Adapter:
         completions = response.completions
         if not completions:
             raise AdapterParseError(self.name, signature.__name__, "", "the LM returned no completions")
-        tool_fields = [n for n, spec in signature.output_fields.items() if spec.annotation is ToolCalls]
+        tool_fields = [n for n, spec in signature.output_fields.items() if spec.annotation is _schema.ToolCalls]
         if tool_fields and any(c.tool_calls for c in completions):
             return [self._parse_with_tool_calls(signature, c, tool_fields) for c in completions]
         if len(completions) == 1:
@@ -537,7 +525,7 @@ class Adapter:
         """A completion with native tool calls: the :class:`ToolCalls` fields from them, the rest from its text."""
         if not completion.tool_calls:
             return self.parse(signature, completion.text)
-        calls = ToolCalls.from_native(completion.tool_calls)
+        calls = _schema.ToolCalls.from_native(completion.tool_calls)
         rest = signature
         for name in tool_fields:
             rest = rest.delete(name)

@@ -14,7 +14,6 @@ import typing
 from typing import Any, Literal, Optional, Union
 
 from ..errors import SignatureError, truncate
-from ._media import Code, History, Image, ToolCalls
 
 _NAMES: dict[str, Any] = {
     "str": str,
@@ -37,11 +36,9 @@ _NAMES: dict[str, Any] = {
     "Set": set,
     "date": datetime.date,
     "datetime": datetime.datetime,
-    "Image": Image,
-    "History": History,
-    "ToolCalls": ToolCalls,
-    "Code": Code,
 }
+#: The rich types (Pydantic models, in ``_media``), added to the names where a type mentions one.
+_MEDIA_NAMES = ("Image", "History", "ToolCalls", "Code")
 
 
 def parse_type(text: str, extra: dict[str, Any] | None = None, *, caller_scope: bool = False) -> Any:
@@ -59,6 +56,10 @@ def parse_type(text: str, extra: dict[str, Any] | None = None, *, caller_scope: 
         SignatureError: the expression uses syntax or names outside the whitelist.
     """
     names = dict(_NAMES)
+    if any(name in text for name in _MEDIA_NAMES):
+        from . import _media
+
+        names.update({name: getattr(_media, name) for name in _MEDIA_NAMES})
     if extra:
         names.update(extra)
     shown = truncate(text, 80)
