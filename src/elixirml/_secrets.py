@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = ["USER_DATA_KEYS", "find_secrets", "is_credential_name", "redact_text", "redact_url", "server_secrets"]
 
@@ -58,6 +57,8 @@ def redact_url(url: str) -> str:
     ``https://user:key@host/v1?api_key=k&x=1`` becomes ``https://user:***@host/v1?api_key=***&x=1``.
     Text that is not a URL is returned unchanged.
     """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
     try:
         parts = urlsplit(url)
     except ValueError:

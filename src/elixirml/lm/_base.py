@@ -7,7 +7,6 @@ llama.cpp), ``"openai/<model>"`` (any OpenAI-compatible server), ``"anthropic/<m
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import json
@@ -136,6 +135,13 @@ def check_complete(response: LMResponse, endpoint: str) -> None:
                 "retry policy grow it: retry=RetryPolicy(grow_max_tokens=2.0).",
                 completion=completion.text,
             )
+
+
+async def _sleep(seconds: float) -> None:
+    """``asyncio.sleep``: asyncio is imported by the first call that waits, not by ``import elixirml``."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
 
 
 def _judge(breaker: CircuitBreaker, exc: ProviderError, probe: bool) -> None:
@@ -772,7 +778,7 @@ class LM:
                 if truncated:
                     truncations += 1
                     settings = self._grow_max_tokens(settings)
-                await asyncio.sleep(wait)
+                await _sleep(wait)
                 attempt += 1
                 continue
             except OutputError:
@@ -796,7 +802,7 @@ class LM:
         wait = exc.reopens_in if exc.reopens_in > 0 else _PROBE_POLL  # 0: a probe is out
         if self.fallbacks or not self.retry.enabled or not self.retry.fits(time.monotonic() - started, wait):
             raise exc
-        await asyncio.sleep(wait)
+        await _sleep(wait)
 
     def _grow_max_tokens(self, settings: dict[str, Any]) -> dict[str, Any]:
         """The settings for retrying a cut-off answer: ``max_tokens`` grown by the retry policy's factor."""
@@ -809,6 +815,8 @@ class LM:
     async def _send_timed(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         if self.timeout is None:
             return await self._send(messages, settings)
+        import asyncio
+
         try:
             async with asyncio.timeout(self.timeout):
                 return await self._send(messages, settings)
@@ -984,7 +992,7 @@ class LM:
                 if acquired and sem is not None:
                     sem.release()
             if wait is not None:
-                await asyncio.sleep(wait)
+                await _sleep(wait)
                 attempt += 1
                 continue
             if breaker is not None:
@@ -995,6 +1003,8 @@ class LM:
         """The stream's next item, waiting at most the LM's ``timeout`` (an idle-read timeout)."""
         if self.timeout is None:
             return await anext(stream)
+        import asyncio
+
         try:
             async with asyncio.timeout(self.timeout):
                 return await anext(stream)

@@ -9,15 +9,14 @@ output failed sees its previous answer and the assertion's message as feedback, 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .._log import logger
 from ..errors import AssertionFailed
 from ..runtime import ControlFlowSignal, current_context, reset_context, set_context
 
 T = TypeVar("T")
-logger = logging.getLogger("elixirml")
 
 
 @dataclasses.dataclass(slots=True)
@@ -75,7 +74,7 @@ def _check(condition: Any, message: str, retries: int, hard: bool) -> None:
     if state is None:
         if hard:
             raise AssertionFailed(message, [])
-        logger.warning("Suggestion failed: %s", message)
+        logger().warning("Suggestion failed: %s", message)
         return
     last = state.last_call
     state.attempts.setdefault(message, []).append(last.prediction if last else None)
@@ -86,7 +85,7 @@ def _check(condition: Any, message: str, retries: int, hard: bool) -> None:
         raise RetrySignal(message)
     if hard:
         raise AssertionFailed(message, state.attempts[message])
-    logger.warning("Suggestion still failing after %d retries: %s", used, message)
+    logger().warning("Suggestion still failing after %d retries: %s", used, message)
 
 
 def assert_output(condition: Any, message: str, *, retries: int = 2) -> None:

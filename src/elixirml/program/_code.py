@@ -11,7 +11,6 @@ defined inside a function, or in an interactive session) is refused when it is s
 from __future__ import annotations
 
 import ast
-import hashlib
 import importlib
 import importlib.util
 import re
@@ -30,6 +29,8 @@ _LEGACY_FILE_PREFIX = "elixirml_user_"  # what `elixirml optimize file.py:Class`
 
 def file_module_name(path: str | Path) -> str:
     """The module name a source file is imported under: the same in every process for the same file."""
+    import hashlib
+
     resolved = Path(path).resolve()
     digest = hashlib.sha256(str(resolved).encode("utf-8")).hexdigest()[:10]
     stem = re.sub(r"\W", "_", resolved.stem)

@@ -7,7 +7,6 @@ piece of an output field as a :class:`FieldChunk`; modules and tools report
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -75,6 +74,8 @@ def streamify(program: Any) -> Callable[..., AsyncIterator[Any]]:
     """
 
     async def run(**inputs: Any) -> AsyncIterator[Any]:
+        import asyncio
+
         queue: asyncio.Queue[Any] = asyncio.Queue()
         with run_scope(stream=queue):
             task = asyncio.ensure_future(program.acall(**inputs))  # the task copies the context

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import contextvars
@@ -10,7 +9,6 @@ import copy
 import functools
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -306,6 +304,8 @@ class Module:
         async def run_one(item: Any) -> Any:
             if timeout is None:
                 return await self.acall(**inputs(item))
+            import asyncio
+
             return await asyncio.wait_for(self.acall(**inputs(item)), timeout)
 
         tolerate = max_errors is not None or return_failed_examples
@@ -338,6 +338,8 @@ class Module:
         """The async body. Default: runs a sync :meth:`forward` in a worker thread."""
         if type(self).forward is Module.forward:
             raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward()")
+        import asyncio  # loaded by the first call, not by `import elixirml`
+
         return await asyncio.to_thread(self.forward, *args, **kwargs)
 
     # ------------------------------------------------------------------ discovery
@@ -777,6 +779,8 @@ def _implicit(module: Module, local: str) -> bool:
 
 def write_json_atomic(target: Path, document: Any) -> None:
     """Write JSON to ``target`` through a temporary file and a rename, so a crash leaves no half file."""
+    import tempfile
+
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:

@@ -11,10 +11,10 @@ em.stage.assert_output(lambda v: len(v["answer"]) < 200, message="Too long", ret
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+from .._log import logger
 from ..errors import AssertionFailed, ConfigurationError, ValidationError
 from ..runtime import ProgramSpec, call_program, gather_bounded, resolve_executor, run_sync, stream_bounded
 from ..schema import Example, Prediction, ensure_signature
@@ -22,8 +22,6 @@ from ..variables import Variable
 from . import _assertions
 from ._module import Module
 from ._predict import ChainOfThought, Predict
-
-logger = logging.getLogger("elixirml")
 
 STRATEGIES: dict[str, type[Predict]] = {
     "predict": Predict,
@@ -142,7 +140,7 @@ class AssertStage(Stage):
         if self.fn(dict(values)):
             return values
         if self.action == "warn":
-            logger.warning("Pipeline assertion failed: %s", self.message)
+            logger().warning("Pipeline assertion failed: %s", self.message)
             return values
         raise AssertionFailed(self.message, [dict(values)])
 
@@ -241,7 +239,7 @@ class Pipeline(Module):
                 return values
             attempts.append(dict(values))
             if check.action == "warn":
-                logger.warning("Pipeline assertion failed: %s", check.message)
+                logger().warning("Pipeline assertion failed: %s", check.message)
                 return values
             if check.action == "raise" or used >= check.retries or last_predict is None:
                 raise AssertionFailed(check.message, attempts)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from .. import settings as _settings
@@ -62,6 +61,8 @@ class Retrieve(Module):
         queries = [query] if isinstance(query, str) else list(query)
         if not queries or not all(isinstance(q, str) for q in queries):
             raise ConfigurationError(f"Retrieve takes a query string or a list of them, got {query!r}")
+        import asyncio
+
         results = await asyncio.gather(*(retriever.asearch(q, count) for q in queries))
         best: dict[str, Any] = {}
         for passages in results:

@@ -8,7 +8,6 @@ becomes an observation string for the model (see :meth:`Tool.observe`), never a 
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections.abc import Awaitable, Callable
@@ -140,6 +139,8 @@ class Tool:
         return await self._run(arguments)
 
     async def _run(self, arguments: dict[str, Any]) -> Any:
+        import asyncio
+
         values = self.validate(arguments)
         try:
             if self._is_async:

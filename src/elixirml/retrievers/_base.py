@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import os
@@ -125,6 +124,8 @@ class IndexRetriever:
 
     async def asearch(self, query: str, k: int = 3) -> list[Passage]:
         """Async :meth:`search`."""
+        import asyncio
+
         return await asyncio.to_thread(self._search, check_query(query), check_k(k))
 
     def _search(self, query: str, k: int) -> list[Passage]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +23,8 @@ async def gather_bounded(
     With ``return_exceptions`` a failed job's exception takes its place in the results;
     otherwise the first failure cancels the rest and is raised.
     """
+    import asyncio
+
     _check(concurrency)
     sem = asyncio.Semaphore(concurrency)
 
@@ -50,6 +51,8 @@ async def stream_bounded(
     jobs: Sequence[Callable[[], Awaitable[T]]], concurrency: int, *, return_exceptions: bool = False
 ) -> AsyncGenerator[tuple[int, T | BaseException], None]:
     """Run ``jobs`` with at most ``concurrency`` at once; yield ``(index, result)`` as each finishes."""
+    import asyncio
+
     _check(concurrency)
     queue: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue()
     sem = asyncio.Semaphore(concurrency)

@@ -18,12 +18,12 @@ import contextvars
 import functools
 import inspect
 import itertools
-import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from .. import settings as _settings
+from .._log import logger
 
 __all__ = [
     "Callback",
@@ -41,7 +41,6 @@ __all__ = [
 
 T = TypeVar("T")
 P = ParamSpec("P")
-logger = logging.getLogger("elixirml")
 
 
 class ControlFlowSignal(BaseException):
@@ -160,7 +159,7 @@ def _invoke(callback: Any, method: str, **arguments: Any) -> None:
             first = key not in _reported
             _reported.add(key)
         if first:
-            logger.warning(
+            logger().warning(
                 "Callback %r raised in %s; the call goes on without it (further errors of this method are "
                 "logged at debug level). Fix the callback or remove it from em.configure(callbacks=...).",
                 callback,
@@ -168,7 +167,7 @@ def _invoke(callback: Any, method: str, **arguments: Any) -> None:
                 exc_info=True,
             )
         else:
-            logger.debug("Callback %r raised in %s again", callback, method, exc_info=True)
+            logger().debug("Callback %r raised in %s again", callback, method, exc_info=True)
 
 
 def start(callbacks: Sequence[Any], kind: str, instance: Any, inputs: Mapping[str, Any]) -> str:

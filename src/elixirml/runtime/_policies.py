@@ -5,13 +5,16 @@ All of them are asyncio-native: waiting never blocks a thread.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import random
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 from ..errors import CircuitOpenError, ConfigurationError
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class RetryPolicy:
@@ -216,6 +219,8 @@ class ConcurrencyLimiter:
         """The running loop's semaphore, or None when unlimited."""
         if self.limit is None:
             return None
+        import asyncio
+
         loop = asyncio.get_running_loop()
         sem = self._semaphores.get(loop)
         if sem is None:
@@ -252,6 +257,8 @@ class RateLimiter:
 
     async def acquire(self, tokens: int = 0) -> None:
         """Wait until one more request of ``tokens`` tokens fits in the window, then count it."""
+        import asyncio
+
         if self.tpm is not None and tokens > self.tpm:
             tokens = self.tpm  # a single oversized request still goes through, alone in its window
         while True:

@@ -15,13 +15,14 @@ loop is never re-entered.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import concurrent.futures
 import contextvars
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -33,14 +34,17 @@ class _ThreadLoop:
     """A thread's event loop for sync calls, with the tasks created on it during the current call."""
 
     def __init__(self) -> None:
+        import asyncio  # loaded by the first sync call, not by `import elixirml`
+
         self.loop = asyncio.new_event_loop()
+        self._task_class = asyncio.Task
         self.created: list[asyncio.Task[Any]] = []
         self._prune_at = 1024  # a long call creating many tasks keeps only those not done
         self.in_call = False  # while a call runs: its main task stops the loop when it is done
         self.loop.set_task_factory(self._task_factory)
 
     def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
+        task: asyncio.Task[Any] = self._task_class(coro, loop=loop, **kwargs)
         created = self.created
         created.append(task)
         if len(created) >= self._prune_at:
@@ -79,10 +83,14 @@ class _ThreadLoop:
                 return
             for task in leftover:
                 task.cancel()
+            import asyncio
+
             self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
 
     def close(self) -> None:
         """Close the loop as ``asyncio.run`` closes its own: tasks, async generators (sessions), executor."""
+        import asyncio
+
         loop = self.loop
         try:
             self.cancel_leftovers()
@@ -146,6 +154,9 @@ async def close_with_loop(closer: Callable[[], Awaitable[Any]]) -> AsyncIterator
 
 
 def _run_in_helper_thread(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio
+    import concurrent.futures
+
     context = contextvars.copy_context()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="elixirml-sync") as pool:
         return pool.submit(context.run, asyncio.run, coro).result()
@@ -159,6 +170,8 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     normally, with an error or with ``KeyboardInterrupt`` (Ctrl-C), the tasks it started and
     left running are cancelled, and have finished, before this returns.
     """
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
