@@ -4,7 +4,7 @@ Sync rows call ``module(...)`` (ElixirML's sync facade over asyncio); async rows
 ``module.acall(...)`` in a running loop. ElixirML runs in this interpreter and DSPy in
 bench/.venv-dspy (``make bench-env``), each on its own DummyLM with distinct inputs per call
 (no cache), and prints a table. Also times ``import elixirml`` and ``import dspy`` in fresh
-interpreters, and ``elixirml --help``.
+interpreters, and ``elixirml --help``, from bytecode as installed packages run (not recompiled each time).
 
 Usage: python bench/overhead.py [N]
 """
@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,20 +61,43 @@ def ours_async(module_cls: type, answer: dict[str, str], n: int, repeats: int = 
     return asyncio.run(main())
 
 
+def _as_installed() -> dict[str, str]:
+    """The environment of a fresh interpreter that runs from bytecode, as an installed package does.
+
+    pip writes ``.pyc`` files at install time (and DSPy's venv has them); a source checkout run with
+    ``PYTHONDONTWRITEBYTECODE`` would time the compiler instead. The caches go to a temporary folder.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = _PYCACHE.name
+    return env
+
+
+_PYCACHE = tempfile.TemporaryDirectory(prefix="elixirml-bench-pyc-")
+
+
 def command_time(argv: list[str], runs: int = 5) -> float:
-    """Median wall time of a whole command (interpreter start included)."""
+    """Median wall time of a whole command (interpreter start included), after one run that writes the bytecode."""
+    env = _as_installed()
+    subprocess.run(argv, capture_output=True, check=True, env=env)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(argv, capture_output=True, check=True)
+        subprocess.run(argv, capture_output=True, check=True, env=env)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def import_time(python: str, code: str, runs: int = 5) -> float:
+def import_time(python: str, code: str, runs: int = 5, *, bytecode: bool = True) -> float:
+    """Median time of ``code`` (which prints its own timing) in fresh interpreters.
+
+    With ``bytecode`` (as installed) a first run writes the bytecode; without, every run compiles
+    the sources that have no bytecode beside them (a checkout run with ``PYTHONDONTWRITEBYTECODE``).
+    """
+    env = _as_installed() if bytecode else {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    subprocess.run([python, "-c", code], capture_output=True, check=True, env=env)
     times = []
     for _ in range(runs):
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
         times.append(float(out.strip().splitlines()[-1]))
     return statistics.median(times)
 
@@ -85,9 +110,9 @@ def main() -> None:
         "Predict async": ours_async(em.Predict, {"answer": "x"}, n),
         "ChainOfThought async": ours_async(em.ChainOfThought, {"reasoning": "r", "answer": "x"}, n),
     }
-    em_import = import_time(
-        sys.executable, "import time; s=time.perf_counter(); import elixirml; print(time.perf_counter()-s)"
-    )
+    timed_import = "import time; s=time.perf_counter(); import elixirml; print(time.perf_counter()-s)"
+    em_import = import_time(sys.executable, timed_import)
+    em_import_compiled = import_time(sys.executable, timed_import, bytecode=False)
     help_time = command_time([sys.executable, "-m", "elixirml", "--help"])
     dspy = None
     if DSPY_PY.exists():
@@ -109,6 +134,7 @@ def main() -> None:
         theirs = dspy[key] * 1e6 if dspy else float("nan")
         print(f"{name:<22}{rows[name] * 1e6:>18.1f}{theirs:>15.1f}{theirs / (rows[name] * 1e6):>8.1f}x")
     print(f"{'import':<22}{em_import:>17.3f}s" + (f"{dspy_import:>14.3f}s" if dspy else ""))
+    print(f"{'import, no .pyc':<22}{em_import_compiled:>17.3f}s   (a checkout that compiles its sources each time)")
     print(f"{'elixirml --help':<22}{help_time:>17.3f}s")
     if dspy:
         print(f"(DSPy {dspy['version']})")
