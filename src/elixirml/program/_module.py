@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import contextvars
 import copy
@@ -19,6 +18,7 @@ from ..lm import UsageTracker, track_usage
 from ..runtime import aobserve_callbacks, current_context, observe_callbacks, run_scope, run_sync
 from ..variables import Configuration, SpaceEntry, Variable, VariableSpace, class_variables
 from . import _assertions, _events
+from ._tree import ModuleTree
 
 #: The key of :meth:`Module.bindings` for every predictor that has no entry of its own.
 ANY_PREDICTOR = 0
@@ -34,33 +34,7 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _walk(value: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
-    if isinstance(value, Module):
-        if id(value) in seen:
-            return
-        seen.add(id(value))
-        yield prefix, value
-        yield from value._children(prefix, seen)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _walk(item, f"{prefix}.{i}" if prefix else str(i), seen)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _walk(item, f"{prefix}.{key}" if prefix else str(key), seen)
-
-
-def _direct(value: Any, prefix: str) -> Iterator[tuple[str, Module]]:
-    if isinstance(value, Module):
-        yield prefix, value
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _direct(item, f"{prefix}.{i}")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _direct(item, f"{prefix}.{key}")
-
-
-class Module:
+class Module(ModuleTree):
     """Base class of every program component.
 
     Write ``forward`` (sync) or ``aforward`` (async); call the module with ``module(...)`` or
@@ -101,17 +75,6 @@ class Module:
             "config": dict(self._config),
             "attrs": {k: v for k, v in vars(self).items() if not k.startswith("_")},
         }
-
-    def _direct_children(self) -> Iterator[tuple[str, Module]]:
-        for name, value in vars(self).items():
-            if not name.startswith("_"):
-                yield from _direct(value, name)
-
-    def _children(self, prefix: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
-        for name, value in vars(self).items():
-            if name.startswith("_"):
-                continue
-            yield from _walk(value, f"{prefix}.{name}" if prefix else name, seen)
 
     # ------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -341,108 +304,6 @@ class Module:
         import asyncio  # loaded by the first call, not by `import elixirml`
 
         return await asyncio.to_thread(self.forward, *args, **kwargs)
-
-    # ------------------------------------------------------------------ discovery
-    def named_modules(self) -> list[tuple[str, Module]]:
-        """Every sub-module (not this one), depth first, with dotted names (``"stages.0.predict"``)."""
-        return list(self._children("", {id(self)}))
-
-    def named_predictors(self) -> list[tuple[str, Any]]:
-        """Every predictor (a ``Predict``, including this module if it is one), with names."""
-        from ._predict import Predict
-
-        found: list[tuple[str, Any]] = [("self", self)] if isinstance(self, Predict) else []
-        found.extend((n, m) for n, m in self.named_modules() if isinstance(m, Predict))
-        return found
-
-    def named_sub_modules(self, type_: type | None = None, skip_compiled: bool = False) -> Iterator[tuple[str, Any]]:
-        """Every module of the tree, this one first, breadth first, with DSPy's names.
-
-        Names follow DSPy: ``"self"``, ``"self.qa"``, ``"self.stages[0]"``, ``"self.tools[key]"``;
-        a module reachable along two paths is listed once.
-
-        Args:
-            type_: list only modules of this class (default: every ``Module``).
-            skip_compiled: do not look inside modules marked compiled (``_compiled = True``).
-        """
-        wanted = type_ if type_ is not None else Module
-        queue: collections.deque[tuple[str, Any]] = collections.deque([("self", self)])
-        seen = {id(self)}
-
-        def visit(name: str, item: Any) -> None:
-            if id(item) not in seen:
-                seen.add(id(item))
-                queue.append((name, item))
-
-        while queue:
-            name, item = queue.popleft()
-            if isinstance(item, wanted):
-                yield name, item
-            if isinstance(item, Module):
-                if skip_compiled and getattr(item, "_compiled", False):
-                    continue
-                for key, value in vars(item).items():
-                    if not key.startswith("_"):
-                        visit(f"{name}.{key}", value)
-            elif isinstance(item, (list, tuple)):
-                for i, value in enumerate(item):
-                    visit(f"{name}[{i}]", value)
-            elif isinstance(item, dict):
-                for key, value in item.items():
-                    visit(f"{name}[{key}]", value)
-
-    def named_parameters(self) -> list[tuple[str, Any]]:
-        """The learnable parts (predictors) with DSPy's names: ``"qa"``, ``"cot.predict"``, ``"stages[0]"``.
-
-        A Predict lists itself as ``"self"``. Sub-modules marked compiled (``_compiled = True``)
-        are left out, as in DSPy. :meth:`named_predictors` gives the same predictors with
-        ElixirML's dotted names.
-        """
-        from ._predict import Predict
-
-        found: list[tuple[str, Any]] = []
-        seen: set[int] = set()
-
-        def add(name: str, value: Any) -> None:
-            if isinstance(value, Predict):
-                if id(value) not in seen:
-                    seen.add(id(value))
-                    found.append((name, value))
-            elif isinstance(value, Module):
-                if not getattr(value, "_compiled", False):
-                    for sub, param in value.named_parameters():
-                        add(f"{name}.{sub}", param)
-            elif isinstance(value, (list, tuple)):
-                for i, item in enumerate(value):
-                    add(f"{name}[{i}]", item)
-            elif isinstance(value, dict):
-                for key, item in value.items():
-                    add(f"{name}['{key}']", item)
-
-        if isinstance(self, Predict):
-            add("self", self)
-        for name, value in vars(self).items():
-            if not name.startswith("_"):
-                add(name, value)
-        return found
-
-    def parameters(self) -> list[Any]:
-        """The predictors of :meth:`named_parameters`, without names."""
-        return [param for _, param in self.named_parameters()]
-
-    def predictors(self) -> list[Any]:
-        """Every predictor, without names."""
-        return [p for _, p in self.named_predictors()]
-
-    def set_lm(self, lm: Any) -> None:
-        """Give every predictor this LM."""
-        for predictor in self.predictors():
-            predictor.lm = lm
-
-    def get_lm(self) -> Any:
-        """The LM shared by all predictors, or None when they differ or have none."""
-        lms = {id(p.lm): p.lm for p in self.predictors()}
-        return next(iter(lms.values())) if len(lms) == 1 else None
 
     # ------------------------------------------------------------------ variables
     def _variables(self) -> dict[str, Variable]:

@@ -145,6 +145,8 @@ class Predict(Module):
         pred = predict(question="...", config={"temperature": 0.2})
     """
 
+    _elixirml_predictor = True
+
     def __init__(
         self,
         signature: Any,
