@@ -16,9 +16,9 @@ from .. import settings as _settings
 from ..errors import ConfigurationError, LoadError, VariableError
 from ..lm import UsageTracker, track_usage
 from ..runtime import aobserve_callbacks, current_context, observe_callbacks, run_scope, run_sync
-from ..variables import Configuration, SpaceEntry, Variable, VariableSpace, class_variables
+from ..variables import Variable
 from . import _assertions, _events
-from ._tree import ModuleTree
+from ._state import ModuleState
 
 #: The key of :meth:`Module.bindings` for every predictor that has no entry of its own.
 ANY_PREDICTOR = 0
@@ -34,7 +34,7 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-class Module(ModuleTree):
+class Module(ModuleState):
     """Base class of every program component.
 
     Write ``forward`` (sync) or ``aforward`` (async); call the module with ``module(...)`` or
@@ -45,7 +45,6 @@ class Module(ModuleTree):
     :meth:`variable_space`; :meth:`with_variables` builds a configured copy.
     """
 
-    _config: dict[str, Any]
     _init_args: tuple[tuple[Any, ...], dict[str, Any]]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Module:
@@ -305,54 +304,7 @@ class Module(ModuleTree):
 
         return await asyncio.to_thread(self.forward, *args, **kwargs)
 
-    # ------------------------------------------------------------------ variables
-    def _variables(self) -> dict[str, Variable]:
-        """Own variables of this module by local name (class attributes, then registered ones)."""
-        cls = type(self)
-        cached: dict[str, Variable] | None = cls.__dict__.get("_elixirml_class_variables")
-        if cached is None:
-            cached = dict(class_variables(cls))
-            type.__setattr__(cls, "_elixirml_class_variables", cached)
-        extra: dict[str, Variable] | None = self.__dict__.get("_instance_variables")
-        return {**cached, **extra} if extra else cached
-
-    def register_variable(self, name: str, variable: Variable) -> Variable:
-        """Declare a variable on this instance (for modules built at run time)."""
-        if not isinstance(variable, Variable):
-            raise VariableError(f"register_variable({name!r}, ...) needs a Variable, got {variable!r}")
-        variable.name = name
-        self.__dict__.setdefault("_instance_variables", {})[name] = variable
-        return variable
-
-    def variable_value(self, name: str, *, resolve: bool = True) -> Any:
-        """The current value of this module's variable ``name`` (resolved to the class/LM if asked)."""
-        variable = self._variables().get(name)
-        if variable is None:
-            raise VariableError(f"{type(self).__name__} has no variable {name!r}; it has {list(self._variables())}")
-        if "_init_depth" in self.__dict__:  # read while __init__ runs: a rebuild must re-run it
-            self.__dict__.setdefault("_init_reads", set()).add(name)
-        if variable.kind == "composite":
-            assert variable.derive is not None
-            return variable.derive(**{dep: self.variable_value(dep) for dep in variable.depends})
-        value = self._config.get(name, variable.default)
-        return variable.resolve(value) if resolve else value
-
-    def _set_variable(self, name: str, value: Any) -> None:
-        self._config[name] = value
-
-    def variable_space(self) -> VariableSpace:
-        """Every variable of this module, its sub-modules (qualified names) and its predictors."""
-        entries = [SpaceEntry(local, var, self, local) for local, var in self._variables().items()]
-        for path, module in self.named_modules():
-            entries.extend(
-                SpaceEntry(f"{path}.{local}", var, module, local) for local, var in module._variables().items()
-            )
-        return VariableSpace(entries)
-
-    def configuration(self) -> Configuration:
-        """The current value of every searchable variable."""
-        return self.variable_space().current()
-
+    # ------------------------------------------------------------------ rebuilds
     def with_variables(self, **values: Any) -> Module:
         """A new module built under these variable values; this one is untouched.
 
@@ -455,14 +407,6 @@ class Module(ModuleTree):
         return new
 
     # ------------------------------------------------------------------ state
-    def _own_configuration(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for path, module in [("", self), *self.named_modules()]:
-            for local, variable in module._variables().items():
-                if variable.searchable and variable.kind not in ("demos",) and not _implicit(module, local):
-                    values[f"{path}.{local}" if path else local] = module.variable_value(local, resolve=False)
-        return values
-
     def dump_state(self) -> dict[str, Any]:
         """The learnable state as JSON-ready data.
 
@@ -632,10 +576,6 @@ def _tracked_init(init: Any) -> Any:
 
     tracked_init._elixirml_tracked = True  # type: ignore[attr-defined]
     return tracked_init
-
-
-def _implicit(module: Module, local: str) -> bool:
-    return local in ("instructions", "demos") and local not in dict(class_variables(type(module)))
 
 
 def write_json_atomic(target: Path, document: Any) -> None:
