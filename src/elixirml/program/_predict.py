@@ -26,7 +26,8 @@ from ..runtime import current_context, run_scope, run_sync
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values, to_jsonable
 from ..variables import Variable
 from . import _assertions, _events, _trace
-from ._module import ANY_PREDICTOR, Module, constructing, refuse_unsafe_lm_state, variable_read_in_construction
+from ._module import ANY_PREDICTOR, Module, refuse_unsafe_lm_state
+from ._rebuild import constructing, variable_read_in_construction
 from ._serialize import demo_from_json, demo_to_json
 
 DECODING_MODES = ("auto", "generate", "score", "calibrated")
@@ -655,7 +656,7 @@ class Predict(Module):
             signature = Signature.from_state(mine["signature"])
         except (SignatureError, KeyError, TypeError) as exc:
             raise LoadError(f"Cannot rebuild the saved signature: {exc}") from None
-        predictor = typing.cast(Predict, cls.__new__(cls))
+        predictor = cls.__new__(cls)
         Predict.__init__(predictor, signature)
         predictor.signature = signature  # already includes any prepended fields
         predictor.demos = [demo_from_json(d) for d in mine.get("demos", [])]
