@@ -7,7 +7,8 @@ from ._assertions import assert_output, suggest_output
 from ._code import class_allowed, class_origin, file_module_name, import_source_file, resolve_class
 from ._composite import BestOfN, MultiChainComparison, Parallel, Refine
 from ._events import FieldChunk, StatusEvent, streamify
-from ._module import Module, build_program, class_path, load, refuse_unsafe_lm_state
+from ._module import Module
+from ._persist import build_program, class_path, load, refuse_unsafe_lm_state
 from ._pipeline import Pipeline, stage
 from ._predict import ChainOfThought, Predict, forced_settings
 from ._program import Program

@@ -26,7 +26,8 @@ from ..runtime import current_context, run_scope, run_sync
 from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values, to_jsonable
 from ..variables import Variable
 from . import _assertions, _events, _trace
-from ._module import ANY_PREDICTOR, Module, refuse_unsafe_lm_state
+from ._module import ANY_PREDICTOR, Module
+from ._persist import refuse_unsafe_lm_state
 from ._rebuild import constructing, variable_read_in_construction
 from ._serialize import demo_from_json, demo_to_json
 

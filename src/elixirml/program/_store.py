@@ -9,7 +9,8 @@ from typing import Any
 from ..errors import LoadError
 from ..store import ResourceStore
 from ._code import class_origin, resolve_class
-from ._module import Module, build_program
+from ._module import Module
+from ._persist import build_program
 from ._serialize import configuration_to_json
 
 
