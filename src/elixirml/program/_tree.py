@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 if TYPE_CHECKING:
     from ._module import Module
+
+
+def _contents(value: Any) -> Iterable[tuple[Any, Any]]:
+    """The (index or key, item) pairs of a list, tuple or dict; nothing for any other value."""
+    if isinstance(value, (list, tuple)):
+        return enumerate(value)
+    if isinstance(value, dict):
+        return value.items()
+    return ()
 
 
 def _walk(value: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, Module]]:
@@ -17,22 +26,16 @@ def _walk(value: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, Module
         seen.add(id(value))
         yield prefix, cast("Module", value)
         yield from value._children(prefix, seen)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _walk(item, f"{prefix}.{i}" if prefix else str(i), seen)
-    elif isinstance(value, dict):
-        for key, item in value.items():
+    else:
+        for key, item in _contents(value):
             yield from _walk(item, f"{prefix}.{key}" if prefix else str(key), seen)
 
 
 def _direct(value: Any, prefix: str) -> Iterator[tuple[str, Module]]:
     if isinstance(value, ModuleTree):
         yield prefix, cast("Module", value)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _direct(item, f"{prefix}.{i}")
-    elif isinstance(value, dict):
-        for key, item in value.items():
+    else:
+        for key, item in _contents(value):
             yield from _direct(item, f"{prefix}.{key}")
 
 
@@ -97,11 +100,8 @@ class ModuleTree:
                 for key, value in vars(item).items():
                     if not key.startswith("_"):
                         visit(f"{name}.{key}", value)
-            elif isinstance(item, (list, tuple)):
-                for i, value in enumerate(item):
-                    visit(f"{name}[{i}]", value)
-            elif isinstance(item, dict):
-                for key, value in item.items():
+            else:
+                for key, value in _contents(item):
                     visit(f"{name}[{key}]", value)
 
     def named_parameters(self) -> list[tuple[str, Any]]:
@@ -123,12 +123,10 @@ class ModuleTree:
                 if not getattr(value, "_compiled", False):
                     for sub, param in value.named_parameters():
                         add(f"{name}.{sub}", param)
-            elif isinstance(value, (list, tuple)):
-                for i, item in enumerate(value):
-                    add(f"{name}[{i}]", item)
-            elif isinstance(value, dict):
-                for key, item in value.items():
-                    add(f"{name}['{key}']", item)
+            else:
+                quote = "'" if isinstance(value, dict) else ""
+                for key, item in _contents(value):
+                    add(f"{name}[{quote}{key}{quote}]", item)
 
         if self._elixirml_predictor:
             add("self", self)
