@@ -23,8 +23,8 @@ from .settings import _DEFAULTS, EXPECTS, SETTING_NAMES, Settings, scoped
 __all__ = [
     "ENV_PREFIX",
     "PROFILE_ENV",
-    "FileLayer",
     "EnvSettings",
+    "FileLayer",
     "SettingsModel",
     "build_base",
     "find_config_file",

@@ -27,14 +27,13 @@ from .optimize import (
 
 __all__ = [
     "COPRO",
-    "SIMBA",
-    "Ensemble",
-    "KNNFewShot",
-    "majority",
+    "GEPA",
     "MIPRO",
+    "SIMBA",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
-    "GEPA",
+    "Ensemble",
+    "KNNFewShot",
     "LabeledFewShot",
     "MIPROv2",
     "OptimizationResult",
@@ -42,4 +41,5 @@ __all__ = [
     "RandomSearch",
     "Trial",
     "VariableSearch",
+    "majority",
 ]

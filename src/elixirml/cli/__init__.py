@@ -20,6 +20,8 @@ import typer
 from .. import errors
 from ..settings import configure
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(
     name="elixirml",
     help="Declarative LM programs: run, evaluate, optimize, and inspect them.",

@@ -4,13 +4,13 @@ from ._dataset import Dataset, example_record, gsm8k, split_evenly, squad, sst2
 from ._load import BUNDLED, load_examples, mark_inputs
 
 __all__ = [
+    "BUNDLED",
     "Dataset",
+    "example_record",
     "gsm8k",
     "load_examples",
+    "mark_inputs",
+    "split_evenly",
     "squad",
     "sst2",
-    "example_record",
-    "split_evenly",
-    "BUNDLED",
-    "mark_inputs",
 ]

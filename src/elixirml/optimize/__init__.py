@@ -64,13 +64,13 @@ class MIPROv2(MIPRO):
 
 __all__ = [
     "COPRO",
+    "GEPA",
     "MIPRO",
     "SIMBA",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "Ensemble",
     "EnsembledProgram",
-    "GEPA",
     "KNNFewShot",
     "KNNProgram",
     "LabeledFewShot",
