@@ -1,6 +1,5 @@
 """Evaluation layer: metrics, concurrent evaluation, results and reports."""
 
-from ._evaluate import MEASURED, Evaluate, EvaluationResult, ExampleResult, aevaluate, compare, evaluate
 from ._feedback import Feedback, finite_score, split_feedback
 from ._metrics import (
     F1,
@@ -24,6 +23,7 @@ from ._metrics import (
     numeric_match,
     passage_match,
 )
+from ._runner import MEASURED, Evaluate, EvaluationResult, ExampleResult, aevaluate, compare, evaluate
 
 # DSPy code writes dspy.evaluate.answer_exact_match; here em.evaluate is the function, so it
 # carries DSPy's two metrics as attributes too.
