@@ -23,7 +23,8 @@ from ._metrics import (
     numeric_match,
     passage_match,
 )
-from ._runner import MEASURED, Evaluate, EvaluationResult, ExampleResult, aevaluate, compare, evaluate
+from ._results import MEASURED, EvaluationResult, ExampleResult, compare
+from ._runner import Evaluate, aevaluate, evaluate
 
 # DSPy code writes dspy.evaluate.answer_exact_match; here em.evaluate is the function, so it
 # carries DSPy's two metrics as attributes too.
