@@ -1,5 +1,6 @@
 """Evaluation layer: metrics, concurrent evaluation, results and reports."""
 
+from ._evaluator import Evaluate
 from ._feedback import Feedback, finite_score, split_feedback
 from ._metrics import (
     F1,
@@ -24,7 +25,7 @@ from ._metrics import (
     passage_match,
 )
 from ._results import MEASURED, EvaluationResult, ExampleResult, compare
-from ._runner import Evaluate, aevaluate, evaluate
+from ._runner import aevaluate, evaluate
 
 # DSPy code writes dspy.evaluate.answer_exact_match; here em.evaluate is the function, so it
 # carries DSPy's two metrics as attributes too.
