@@ -1,14 +1,8 @@
-"""The resource store: programs, versions, runs, trials, evaluations and executions in a database.
+"""The store's core: the engine and its sessions, retried writes, the schema (Alembic) and the save/load hooks.
 
-SQLite by default (``ELIXIRML_STORE`` / ``em.configure(store=...)``), PostgreSQL by URL. The
-schema is managed by Alembic and upgraded when a store is opened. Everything is JSON; nothing
-read back is ever executed. Credentials are refused before anything is written.
-
-Several processes may share one store: writes that collide (two savers taking the same
-version number, a database busy with another writer) are retried, and what still fails
-raises :class:`~elixirml.errors.StoreError`, never a raw database error. Program states are
-content-addressed: a state is stored once however many versions share it, and saving or
-loading a version reads no other version's state.
+Each resource's methods live in a mixin over :class:`StoreCore` (``_versions``, ``_runs``,
+``_evaluations``, ``_traces``, ``_checkpoints``, ``_jobs``); :class:`~elixirml.store.ResourceStore`
+(``_store``) composes them into the one store object.
 """
 
 from __future__ import annotations
@@ -203,17 +197,13 @@ def _hint(detail: str) -> str:
     return "Another process may hold the database; try again, or check the store URL and its disk."
 
 
-class ResourceStore:
-    """Data-level access to the store (plain dicts in, plain dicts out).
+class StoreCore:
+    """The engine, sessions, retries, schema and hooks that every part of the store shares.
 
     Args:
         url: a SQLAlchemy URL (default: the configured store, ``$ELIXIRML_STORE``, or a SQLite
             file in the user's data directory).
         migrate: upgrade the schema to the latest revision on open.
-
-    Attributes:
-        read_only: the SQLite file cannot be written here (a read-only file system or no
-            write permission): the store is open for reading, and writes raise ``StoreError``.
     """
 
     def __init__(self, url: str | None = None, *, migrate: bool = True) -> None:
