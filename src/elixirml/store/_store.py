@@ -14,9 +14,10 @@ loading a version reads no other version's state.
 from __future__ import annotations
 
 from ._core import StoreCore
+from ._jobs import Jobs
 
 
-class ResourceStore(StoreCore):
+class ResourceStore(Jobs, StoreCore):
     """Data-level access to the store (plain dicts in, plain dicts out).
 
     Args:
