@@ -13,11 +13,12 @@ loading a version reads no other version's state.
 
 from __future__ import annotations
 
+from ._checkpoints import Checkpoints
 from ._core import StoreCore
 from ._jobs import Jobs
 
 
-class ResourceStore(Jobs, StoreCore):
+class ResourceStore(Checkpoints, Jobs, StoreCore):
     """Data-level access to the store (plain dicts in, plain dicts out).
 
     Args:
