@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from ._checkpoints import Checkpoints
 from ._core import StoreCore
+from ._evaluations import Evaluations
 from ._jobs import Jobs
 from ._traces import Traces
 
 
-class ResourceStore(Traces, Checkpoints, Jobs, StoreCore):
+class ResourceStore(Evaluations, Traces, Checkpoints, Jobs, StoreCore):
     """Data-level access to the store (plain dicts in, plain dicts out).
 
     Args:

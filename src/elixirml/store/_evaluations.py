@@ -1,0 +1,93 @@
+"""Evaluations: a program's score on a dataset, with the per-example results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import LoadError
+from ._core import StoreCore
+
+
+class Evaluations(StoreCore):
+    """Evaluations (a part of :class:`~elixirml.store.ResourceStore`)."""
+
+    def add_evaluation(
+        self,
+        *,
+        program_name: str,
+        dataset_fingerprint: str,
+        metric: str,
+        score: float,
+        n: int,
+        errors: int,
+        summary: dict[str, Any],
+        results: list[Any],
+        version_id: int | None = None,
+    ) -> int:
+        """Record an evaluation; returns its id."""
+        from ._models import EvaluationRecord
+
+        with self.session() as session:
+            record = EvaluationRecord(
+                program_name=program_name,
+                dataset_fingerprint=dataset_fingerprint,
+                metric=metric,
+                score=score,
+                n=n,
+                errors=errors,
+                summary=summary,
+                results=results,
+                version_id=version_id,
+            )
+            return self._insert(session, record)
+
+    def evaluations(self, *, program: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Evaluations, newest first (filter by program name or dataset fingerprint)."""
+        from ._models import EvaluationRecord
+
+        with self.session() as session:
+            query = session.query(EvaluationRecord).order_by(EvaluationRecord.id.desc())
+            if program is not None:
+                query = query.filter_by(program_name=program)
+            if dataset is not None:
+                query = query.filter_by(dataset_fingerprint=dataset)
+            return [
+                {
+                    "id": e.id,
+                    "program": e.program_name,
+                    "dataset": e.dataset_fingerprint,
+                    "metric": e.metric,
+                    "score": e.score,
+                    "n": e.n,
+                    "errors": e.errors,
+                    "summary": e.summary,
+                    "created_at": e.created_at.isoformat() if e.created_at else None,
+                }
+                for e in query
+            ]
+
+    def evaluation(self, evaluation_id: int) -> dict[str, Any]:
+        """One evaluation with its per-example results.
+
+        Raises:
+            LoadError: no evaluation has that id.
+        """
+        from ._models import EvaluationRecord
+
+        with self.session() as session:
+            e = session.get(EvaluationRecord, int(evaluation_id))
+            if e is None:
+                raise LoadError(f"No evaluation with id {evaluation_id}")
+            return {
+                "id": e.id,
+                "program": e.program_name,
+                "version_id": e.version_id,
+                "dataset": e.dataset_fingerprint,
+                "metric": e.metric,
+                "score": e.score,
+                "n": e.n,
+                "errors": e.errors,
+                "summary": e.summary,
+                "results": e.results,
+                "created_at": e.created_at.isoformat() if e.created_at else None,
+            }
