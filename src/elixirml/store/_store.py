@@ -17,10 +17,11 @@ from ._checkpoints import Checkpoints
 from ._core import StoreCore
 from ._evaluations import Evaluations
 from ._jobs import Jobs
+from ._runs import Runs
 from ._traces import Traces
 
 
-class ResourceStore(Evaluations, Traces, Checkpoints, Jobs, StoreCore):
+class ResourceStore(Runs, Evaluations, Traces, Checkpoints, Jobs, StoreCore):
     """Data-level access to the store (plain dicts in, plain dicts out).
 
     Args:
