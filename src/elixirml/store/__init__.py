@@ -1,10 +1,11 @@
 """Store layer: the resource database (SQLAlchemy 2, Alembic migrations) and where it lives."""
 
 from .._secrets import find_secrets
-from ._core import EVENTS, content_hash, state_hash, validate_configuration
+from ._core import EVENTS
 from ._jobs import job_owner
 from ._store import ResourceStore
 from ._url import default_store_path, store_url
+from ._versions import content_hash, state_hash, validate_configuration
 
 __all__ = [
     "EVENTS",

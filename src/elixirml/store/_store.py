@@ -19,9 +19,10 @@ from ._evaluations import Evaluations
 from ._jobs import Jobs
 from ._runs import Runs
 from ._traces import Traces
+from ._versions import Versions
 
 
-class ResourceStore(Runs, Evaluations, Traces, Checkpoints, Jobs, StoreCore):
+class ResourceStore(Versions, Runs, Evaluations, Traces, Checkpoints, Jobs, StoreCore):
     """Data-level access to the store (plain dicts in, plain dicts out).
 
     Args:
