@@ -1,4 +1,6 @@
+import asyncio
 import json
+import time
 
 import pytest
 
@@ -120,3 +122,27 @@ def test_tampered_files_never_execute_code(tmp_path):
 def test_load_state_mismatch_is_clear():
     with pytest.raises(LoadError, match="do not match"):
         Outer().load_state({"predictors": {"x": {}}})
+
+
+def test_module_inputs_may_use_any_keyword_name():
+    class Echo(em.Module):
+        def forward(self, call, args=None):  # names the call machinery uses internally
+            return em.Prediction(call=call, args=args)
+
+    assert Echo()(call="c", args="a").call == "c"
+    assert asyncio.run(Echo().acall(call="c")).call == "c"
+
+
+def test_parallel_and_batch_keep_order():
+    def slow(messages, settings):
+        n = int(messages[-1]["content"].split("item ")[1].split()[0])
+        time.sleep(0.02 * (5 - n))
+        return {"answer": str(n)}
+
+    em.configure(lm=em.FunctionLM(slow))
+    predict = em.Predict("question -> answer")
+    results = predict.batch([em.Example(question=f"item {i}").with_inputs("question") for i in range(5)], concurrency=5)
+    assert [r.answer for r in results] == ["0", "1", "2", "3", "4"]
+    parallel = em.Parallel(num_threads=3)
+    out = parallel([(predict, {"question": f"item {i}"}) for i in range(4)])
+    assert [r.answer for r in out] == ["0", "1", "2", "3"]
