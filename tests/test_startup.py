@@ -11,7 +11,7 @@ import sys
 
 DEFERRED = (
     "elixirml.store",
-    "elixirml.optimize",
+    "elixirml.optimizers",
     "elixirml.evaluation",
     "elixirml.data",
     "elixirml.serve",
@@ -64,7 +64,7 @@ def test_deferred_names_load_on_first_use() -> None:
 def test_evaluate_stays_the_function_after_the_package_loads() -> None:
     code = "import elixirml as em, elixirml.evaluation, elixirml.optimizers\nassert callable(em.evaluate)"
     loaded = _loaded_after(code)
-    assert "elixirml.optimize" in loaded
+    assert "elixirml.optimizers" in loaded
 
 
 def test_evaluate_names_one_thing() -> None:

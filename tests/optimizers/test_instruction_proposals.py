@@ -5,7 +5,7 @@ from typing import Literal
 import pytest
 
 import elixirml as em
-from elixirml.optimize._propose import instruction_verdict
+from elixirml.optimizers._propose import instruction_verdict
 
 
 class Sentiment(em.Signature):

@@ -136,7 +136,7 @@ def test_mipro_scores_the_best_mean_configuration_on_the_full_set_once():
 
     import optuna
 
-    from elixirml.optimize._base import OptimizationState
+    from elixirml.optimizers._base import OptimizationState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
@@ -286,7 +286,7 @@ def test_mipro_resumes_after_sigkill_without_repeating_trials(tmp_path):
 
 
 def test_degenerate_instruction_proposals_are_dropped():
-    from elixirml.optimize._propose import usable_instruction
+    from elixirml.optimizers._propose import usable_instruction
 
     assert usable_instruction("Classify the sentiment of the sentence carefully.")
     assert not usable_instruction("a psychological thriller with " * 40)

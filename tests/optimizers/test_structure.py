@@ -126,7 +126,7 @@ def test_the_result_is_never_worse_than_the_program_as_given():
 
 
 def test_promotion_follows_the_score_differences():
-    from elixirml.optimize._base import OptimizationState
+    from elixirml.optimizers._base import OptimizationState
 
     def study_with(values):
         study = optuna.create_study(direction="maximize")

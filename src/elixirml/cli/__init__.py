@@ -246,7 +246,7 @@ def optimize(
     train = load_data(data, inputs, limit)
     val = load_data(valset, inputs, limit) if valset else None
     scorer = make_metric(metric, field, pred_field)
-    from ..optimize import optimizer_by_name
+    from ..optimizers import optimizer_by_name
 
     chosen: Any = optimizer_by_name(optimizer, scorer, **({"auto": auto} if optimizer == "mipro" else {}))
     limits = _parse_pairs(budget, "--budget")

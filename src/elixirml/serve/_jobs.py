@@ -324,7 +324,7 @@ class _Prepared:
         ``lms`` are the server's job LMs by name; ``build_lms`` (in a worker) replaces a setting
         naming one (``proposer_lm``) by that LM.
         """
-        from ..optimize import optimizer_by_name
+        from ..optimizers import optimizer_by_name
 
         name = spec.get("optimizer", "mipro")
         settings = dict(spec.get("settings") or {})
