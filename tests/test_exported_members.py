@@ -118,7 +118,7 @@ def test_import_does_not_load_heavy_packages():
 
 ROOT = Path(em.__file__).parent
 #: Public top-level modules that must say what they export.
-PUBLIC_MODULES = ("callbacks.py", "metrics.py", "optimizers.py", "testing.py")
+PUBLIC_MODULES = ("callbacks.py", "metrics.py", "testing.py")
 
 
 def _isort_key(name: str) -> tuple[int, list[object]]:

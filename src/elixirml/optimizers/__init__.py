@@ -1,4 +1,11 @@
-"""Optimizers: turn a program and labelled examples into a better program (``em.optimizers``)."""
+"""Optimizers (``em.optimizers``): turn a program and labelled examples into a better program.
+
+LabeledFewShot, BootstrapFewShot, RandomSearch, MIPRO, VariableSearch, GEPA, SIMBA, COPRO,
+KNNFewShot and Ensemble, on one base (:class:`Optimizer`) that reads the program's
+VariableSpace and records trials in the store.
+
+DSPy's names are aliases: ``BootstrapFewShotWithRandomSearch`` (RandomSearch) and ``MIPROv2`` (MIPRO).
+"""
 
 from __future__ import annotations
 

@@ -300,7 +300,7 @@ class Optimizer:
         return (state.program.with_configuration(structure) if structure else state.program).reset_copy()
 
     def searchable(self, state: OptimizationState, names: Sequence[str]) -> tuple[Any, list[str]]:
-        """Probe the program once per variable and keep what changes a request (see ``optimize._probe``).
+        """Probe the program once per variable and keep what changes a request (see ``optimizers._probe``).
 
         Returns the space to search (unusable options removed) and the names to search; the
         left-out ones are warned about and listed in ``last_result.inert_variables``.

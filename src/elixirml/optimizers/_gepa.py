@@ -30,7 +30,7 @@ from ..variables import VariableSpace
 from ._base import OptimizationState, Optimizer, Trial, _StopOptimization
 from ._search import implicit_key, other_variables, suggest_space
 
-_log = logging.getLogger("elixirml.optimize.gepa")
+_log = logging.getLogger("elixirml.optimizers.gepa")
 
 #: candidates GEPA is budgeted to find per preset (DSPy's numbers)
 AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}

@@ -26,6 +26,12 @@ class Store(ResourceStore):
     ``$ELIXIRML_STORE``, or a SQLite file in the user's data directory); ``em.Store(url)``
     any SQLAlchemy URL (``sqlite:///path.db``, ``postgresql://...``).
 
+    Two things carry the name: ``em.Store`` (this class, defined in ``elixirml.program``) is
+    the one users open, and it saves and loads *programs* (Modules, rebuilt as their class).
+    It extends :class:`elixirml.store.ResourceStore`, the database layer (the package
+    ``elixirml.store``: tables, Alembic migrations, versions, runs, trials, evaluations, spans
+    and jobs as JSON records), which sits below the program layer and knows nothing of Modules.
+
     Example::
 
         store = em.Store("sqlite:///programs.db")
