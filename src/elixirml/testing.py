@@ -1,7 +1,8 @@
 """Test doubles: the scripted LMs and a loopback OpenAI-compatible (and Anthropic-compatible) server.
 
-``DummyLM`` (scripted answers) and ``FunctionLM`` (a Python function answers) are the in-process
-doubles, also at ``em.DummyLM`` and ``em.FunctionLM``. ``FakeLMServer`` is a real HTTP server for
+This is the one home of ElixirML's test doubles. ``DummyLM`` (scripted answers) and ``FunctionLM``
+(a Python function answers) are the in-process doubles, also at ``em.DummyLM`` and
+``em.FunctionLM``. ``FakeLMServer`` is a real HTTP server for
 tests and benchmarks (chat and embeddings).
 
 It listens on 127.0.0.1 only, answers with a function you give it, and injects faults on
@@ -28,7 +29,15 @@ from typing import Any
 
 from .lm import DummyLM, FunctionLM
 
-__all__ = ["ALL_FAULTS", "FAULTS", "DummyLM", "FakeLMServer", "FunctionLM", "echo_answer", "hashed_embedding"]
+__all__ = [
+    "ALL_FAULTS",
+    "FAULTS",
+    "DummyLM",
+    "FakeLMServer",
+    "FunctionLM",
+    "echo_answer",
+    "hashed_embedding",
+]
 #: The faults drawn by default.
 FAULTS = ("429", "500", "503", "timeout", "malformed", "empty")
 #: Every fault the server can inject: the defaults, plus ``"reset"`` (the connection is closed
