@@ -12,7 +12,7 @@ from typing import Any
 
 from ..data import example_record
 from ..errors import ConfigurationError
-from ..schema import Example
+from ..schema import Example, Prediction
 from ._results import ExampleResult
 
 
@@ -83,6 +83,23 @@ def _record_json(key: str, result: ExampleResult, fingerprint: Mapping[str, str]
     }
     loaded: dict[str, Any] = json.loads(json.dumps(record, default=str))
     return loaded
+
+
+def resumed_result(index: int, example: Example, saved: Mapping[str, Any]) -> ExampleResult:
+    """The result a checkpoint record (written by :func:`_record_json`, checked by :func:`_valid_record`) stands for."""
+    return ExampleResult(
+        index=index,
+        example=example,
+        prediction=Prediction(saved["prediction"] or {}),
+        score=float(saved["score"]),
+        scores={k: float(v) for k, v in saved["scores"].items()},
+        error=None,
+        latency=float(saved["latency"]),
+        usage=saved["usage"],
+        cost=float(saved.get("cost", 0.0)),
+        resumed=True,
+        feedback=saved["feedback"] if isinstance(saved.get("feedback"), str) else None,
+    )
 
 
 def _accept(

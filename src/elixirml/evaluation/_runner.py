@@ -15,8 +15,8 @@ from ..errors import BudgetExceededError, ConfigurationError, LoadError, UserErr
 from ..lm import track_usage
 from ..program import trace as open_trace
 from ..runtime import ProgramSpec, ProgressDisplay, instrument_async, resolve_executor, run_sync, stream_bounded
-from ..schema import Example, Prediction
-from ._checkpoint import example_key, open_checkpoint
+from ..schema import Example
+from ._checkpoint import example_key, open_checkpoint, resumed_result
 from ._feedback import finite_score, split_feedback
 from ._metrics import Metric, as_metric
 from ._results import MEASURED, EvaluationResult, ExampleResult
@@ -158,19 +158,7 @@ async def aevaluate(
         for index, key in enumerate(keys):
             saved = store.done.get(key)
             if saved is not None:
-                results[index] = ExampleResult(
-                    index=index,
-                    example=examples[index],
-                    prediction=Prediction(saved["prediction"] or {}),
-                    score=float(saved["score"]),
-                    scores={k: float(v) for k, v in saved["scores"].items()},
-                    error=None,
-                    latency=float(saved["latency"]),
-                    usage=saved["usage"],
-                    cost=float(saved.get("cost", 0.0)),
-                    resumed=True,
-                    feedback=saved["feedback"] if isinstance(saved.get("feedback"), str) else None,
-                )
+                results[index] = resumed_result(index, examples[index], saved)
 
     pending = [i for i in range(len(examples)) if i not in results]
     progress = _progress(len(examples), display_progress, len(results))
