@@ -43,7 +43,7 @@ from ._types import (
     has_images,
     messages_text,
 )
-from ._usage import price_for, record_usage, reserve_call
+from ._usage import open_budgets, price_for, record_usage, reserve_call
 
 #: Characters of prompts and outputs that ``lm.history`` keeps at most (besides its count limit).
 DEFAULT_HISTORY_BYTES = 16 * 1024 * 1024
@@ -117,7 +117,10 @@ class History(collections.deque[dict[str, Any]]):
 
 def is_truncated(response: LMResponse) -> bool:
     """Whether a completion of ``response`` stopped at the token limit."""
-    return any(c.finish_reason in _TRUNCATED_REASONS for c in response.completions)
+    for completion in response.completions:  # noqa: SIM110 (a loop, not any(...): this runs on every answer)
+        if completion.finish_reason in _TRUNCATED_REASONS:
+            return True
+    return False
 
 
 def check_complete(response: LMResponse, endpoint: str) -> None:
@@ -603,7 +606,10 @@ class LM:
             ConfigurationError: a setting that is not valid (naming it, its value and its
                 layer), or one this LM's provider cannot honour.
         """
-        merged = self._settings_for(settings, overrides)
+        if type(settings) is MergedSettings and not overrides:
+            merged: dict[str, Any] = settings  # what Predict passes: merged and checked once, not again
+        else:
+            merged = self._settings_for(settings, overrides)
         if _settings.callbacks_configured and (callbacks := _settings.current().callbacks):
             inputs = {"prompt": None, "messages": messages, "kwargs": dict(merged)}
             texts = await aobserve_callbacks(
@@ -647,7 +653,8 @@ class LM:
         if hit is None:
             return None
         try:
-            check_complete(hit, self.endpoint_label)
+            if is_truncated(hit):
+                check_complete(hit, self.endpoint_label)
             if validate is not None:
                 validate(hit)
         except TruncatedResponseError:
@@ -668,13 +675,14 @@ class LM:
             self._record(messages, keyed, hit)
             return hit
         send_settings = _sendable(keyed)
-        await reserve_call()
+        if open_budgets():
+            await reserve_call()
 
         def accept(response: LMResponse) -> None:
             self._price(response)
             self._record(messages, keyed, response)
-            if not allow_truncated:
-                check_complete(response, self.endpoint_label)
+            if not allow_truncated and is_truncated(response):
+                check_complete(response, self.endpoint_label)  # raises (the label is built only then)
             if validate is not None:
                 validate(response)
 

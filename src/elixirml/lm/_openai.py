@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import os
 import time
@@ -183,6 +184,14 @@ def parse_chat_response(data: Any, model: str, messages: list[Message], raw: byt
     return LMResponse(completions=completions, usage=usage, model=str(data.get("model") or model))
 
 
+@functools.cache
+def _untimed() -> Any:
+    """The aiohttp timeout of a request the LM times itself: none in total, 30 s to connect (as aiohttp's default)."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, sock_connect=30)
+
+
 def _one_base_url(base_url: str | None, api_base: str | None, model: str) -> str | None:
     """``base_url``, or DSPy's ``api_base`` for it; both, when they differ, is a mistake."""
     if api_base is None:
@@ -260,8 +269,13 @@ class OpenAILM(LM):
 
     @property
     def endpoint_label(self) -> str:
-        parsed = urlparse(getattr(self, "base_url", ""))
-        return f"{self.model} at {parsed.scheme}://{parsed.hostname}:{parsed.port or ''}".rstrip(":")
+        base_url = getattr(self, "base_url", "")
+        label = self.__dict__.get("_label")
+        if label is None or label[0] != base_url or label[1] != self.model:  # parsed once per URL and model
+            parsed = urlparse(base_url)
+            text = f"{self.model} at {parsed.scheme}://{parsed.hostname}:{parsed.port or ''}".rstrip(":")
+            label = self._label = (base_url, self.model, text)
+        return label[2]
 
     def __repr__(self) -> str:
         return f"OpenAILM(model={self.model!r}, base_url={redact_url(self.base_url)!r})"
@@ -305,10 +319,12 @@ class OpenAILM(LM):
             import aiohttp
         except ImportError:  # pragma: no cover - aiohttp is a core dependency
             raise MissingDependencyError("aiohttp", "all", "The OpenAI-compatible client") from None
-        api_key = self._request_api_key()
+        if self._is_openai:
+            self._request_api_key()  # OpenAI's own API refuses a request without a key: say so first
         loop = asyncio.get_running_loop()
         entry = self._sessions.get(loop)
         if entry is None or entry[0].closed:
+            api_key = self._request_api_key()  # the key as it is now, for the session's headers
             connector = aiohttp.TCPConnector(limit=self.limiter.limit or 0, ttl_dns_cache=300)
             headers = {"Content-Type": "application/json", **self._headers}
             if api_key:
@@ -352,7 +368,10 @@ class OpenAILM(LM):
 
         session = await self._session()
         try:
-            response = await session.post(f"{self.base_url}{path}", json=body)
+            if self.timeout is None:
+                response = await session.post(f"{self.base_url}{path}", json=body)  # aiohttp's own bound
+            else:  # the LM's timeout bounds the attempt (and each piece of a stream): no second timer
+                response = await session.post(f"{self.base_url}{path}", json=body, timeout=_untimed())
         except (aiohttp.ClientError, OSError) as exc:
             raise ProviderError(f"{self.endpoint_label}: connection failed ({type(exc).__name__})") from None
         if response.status != 200:

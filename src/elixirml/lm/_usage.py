@@ -44,7 +44,10 @@ class UsageTracker(Usage):
     def add_model_usage(self, model: str, usage: Usage) -> None:
         """Count ``usage`` of one call to ``model``."""
         self.add(usage)
-        self.by_model.setdefault(model, Usage()).add(usage)
+        by_model = self.by_model.get(model)
+        if by_model is None:
+            by_model = self.by_model[model] = Usage()
+        by_model.add(usage)
 
     def get_total_tokens(self) -> dict[str, dict[str, Any]]:
         """DSPy's shape: ``{model: {"prompt_tokens", "completion_tokens", "total_tokens", ...}}``."""
@@ -54,8 +57,23 @@ class UsageTracker(Usage):
 _TRACKERS: contextvars.ContextVar[tuple[UsageTracker, ...]] = contextvars.ContextVar("elixirml_usage", default=())
 
 
-@contextlib.contextmanager
-def track_usage(tracker: UsageTracker | None = None) -> Iterator[UsageTracker]:
+class _Tracking:
+    """The scope of :func:`track_usage` (a class: the generator-based context manager costs more per call)."""
+
+    __slots__ = ("token", "tracker")
+
+    def __init__(self, tracker: UsageTracker) -> None:
+        self.tracker = tracker
+
+    def __enter__(self) -> UsageTracker:
+        self.token = _TRACKERS.set((*_TRACKERS.get(), self.tracker))
+        return self.tracker
+
+    def __exit__(self, *exc: object) -> None:
+        _TRACKERS.reset(self.token)
+
+
+def track_usage(tracker: UsageTracker | None = None) -> contextlib.AbstractContextManager[UsageTracker]:
     """Sum the usage of every LM call made inside the block (this task/thread and its children).
 
     The tracker is a :class:`Usage` of all calls together, and
@@ -73,12 +91,7 @@ def track_usage(tracker: UsageTracker | None = None) -> Iterator[UsageTracker]:
         tracker: the tracker to count into (a subclass of :class:`UsageTracker`, such as
             ``elixirml.dspy``'s); default a new one.
     """
-    usage = tracker if tracker is not None else UsageTracker()
-    token = _TRACKERS.set((*_TRACKERS.get(), usage))
-    try:
-        yield usage
-    finally:
-        _TRACKERS.reset(token)
+    return _Tracking(tracker if tracker is not None else UsageTracker())
 
 
 def record_usage(usage: Usage, model: str = "unknown") -> None:

@@ -373,7 +373,7 @@ class Predict(Module):
             cached = False
         else:
             outputs, response, messages, usage = await self._generate(
-                model, adapter, use_demos, values, settings, feedback
+                model, adapter, use_demos, values, settings, feedback, current.output_retries
             )
             text, cached = response.text, response.cached
         prediction = Prediction.from_completions(outputs, usage)
@@ -408,15 +408,15 @@ class Predict(Module):
         values: dict[str, Any],
         settings: dict[str, Any],
         feedback: Sequence[tuple[str, str]],
+        retries: int,
     ) -> tuple[list[dict[str, Any]], LMResponse, list[dict[str, Any]], dict[str, Any]]:
         """Ask the LM; an answer that fails the schema is asked again with the error as feedback.
 
-        At most ``output_retries`` (a setting, default 2) re-asks, as Instructor re-asks on
-        Pydantic errors; each is an LM call, so it counts in usage and call budgets. The
-        returned usage is that of every attempt. After the last, the error is raised with the
-        number of attempts and what to do. Values are never clamped or coerced into range.
+        At most ``retries`` (the setting ``output_retries``, default 2) re-asks, as Instructor
+        re-asks on Pydantic errors; each is an LM call, so it counts in usage and call budgets.
+        The returned usage is that of every attempt. After the last, the error is raised with
+        the number of attempts and what to do. Values are never clamped or coerced into range.
         """
-        retries = _settings.current().output_retries
         asked = list(feedback)
         failures = 0
         with track_usage() as spent:

@@ -214,6 +214,7 @@ class ConcurrencyLimiter:
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], asyncio.Semaphore] | None = None
 
     def semaphore(self) -> asyncio.Semaphore | None:
         """The running loop's semaphore, or None when unlimited."""
@@ -222,10 +223,14 @@ class ConcurrencyLimiter:
         import asyncio
 
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop:  # the same loop as the last call: no weak-dict lookup
+            return last[1]
         sem = self._semaphores.get(loop)
         if sem is None:
             sem = asyncio.Semaphore(self.limit)
             self._semaphores[loop] = sem
+        self._last = (weakref.ref(loop), sem)
         return sem
 
 

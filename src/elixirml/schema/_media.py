@@ -155,11 +155,16 @@ def _pil_url(image: Any) -> str:
     return _bytes_url(buffer.getvalue(), "image/png")
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def images_in(values: Any) -> dict[str, Image]:
     """Every :class:`Image` in ``values`` (nested in lists, tuples and dicts), by marker."""
     found: dict[str, Image] = {}
 
     def walk(value: Any) -> None:
+        if type(value) in _PLAIN:  # most values: no isinstance on a model class (those checks are slow)
+            return
         if isinstance(value, Image):
             found[value.marker()] = value
         elif isinstance(value, History):
