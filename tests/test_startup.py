@@ -58,6 +58,16 @@ def test_deferred_names_load_on_first_use() -> None:
     assert em.Dataset.__name__ == "Dataset"
     assert em.runtime.Supervisor.__name__ == "Supervisor"
     assert em.retrievers.BM25.__name__ == "BM25"
+    assert [em.Image.__name__, em.History.__name__, em.ToolCalls.__name__, em.Code.__name__] == [
+        "Image",
+        "History",
+        "ToolCalls",
+        "Code",
+    ]
+    import elixirml.testing
+
+    assert em.DummyLM is elixirml.testing.DummyLM and em.FunctionLM is elixirml.testing.FunctionLM
+    assert em.Embedder.__name__ == "Embedder"
     assert set(em.__all__) <= set(dir(em))
 
 
@@ -105,6 +115,7 @@ with em.context(lm=lm):
     assert program(question="France?").answer == "Paris"
     import asyncio
     assert asyncio.run(program.acall(question="Italy?")).answer == "Rome"
+assert em.Signature("photo: Image, question -> answer").input_fields["photo"].annotation is em.Image
 """
     loaded = _loaded_after(code)
     assert "asyncio" in loaded and "elixirml.lm._testing" in loaded
