@@ -566,6 +566,55 @@ def test_a_plain_json_answer_to_a_stream_request_is_the_whole_answer():
     assert srv.requests[0]["stream"] is True
 
 
+def test_a_stream_that_fails_before_its_first_piece_goes_to_the_fallbacks():
+    with FakeLMServer(item_answer, failure_rate=1.0, faults=("500",)) as srv:
+        fallback = em.DummyLM(["from the fallback"], stream_chunk=5)
+        lm = em.LM("openai/fake", base_url=srv.base_url, api_key="k", cache=False, num_retries=0, fallbacks=[fallback])
+        with em.track_usage() as usage:
+            chunks = _stream_all(lm)
+    assert chunks == ["from ", "the f", "allba", "ck"]  # the fallback's own stream, piece by piece
+    assert len(srv.requests) == 1 and len(fallback.requests) == 1
+    assert usage.calls == 1 and fallback.history[-1]["outputs"] == ["from the fallback"]
+
+
+class _BreaksAfterOnePiece(em.DummyLM):
+    """Streams one piece of its answer, then loses the connection (a retryable failure)."""
+
+    async def _stream(self, messages, settings):
+        self.requests.append({"messages": messages, "settings": settings})
+        yield "[[ ## answer"
+        raise ProviderError("stream broken (ClientPayloadError)", retryable=True)
+
+
+def test_a_stream_that_breaks_after_a_piece_is_neither_retried_nor_sent_to_a_fallback():
+    fallback = em.DummyLM(["never asked"])
+    lm = _BreaksAfterOnePiece([], fallbacks=[fallback], retry=RetryPolicy(retries=3, base_delay=0.001))
+    seen = []
+
+    async def main():
+        async for piece in lm.astream([{"role": "user", "content": "q"}]):
+            seen.append(piece)
+
+    with pytest.raises(ProviderError, match="stream broken"):
+        asyncio.run(main())
+    assert seen == ["[[ ## answer"]  # what reached the reader is not followed by a second answer
+    assert len(lm.requests) == 1 and fallback.requests == []
+
+
+def test_a_stream_stopped_early_frees_its_concurrency_slot():
+    with FakeLMServer(item_answer, stream_chunk=2) as srv:
+        lm = em.LM("openai/fake", base_url=srv.base_url, api_key="k", cache=False, max_concurrency=1)
+
+        async def main():
+            stream = lm.astream([{"role": "user", "content": "item 1"}])
+            async for _ in stream:
+                break
+            await stream.aclose()
+            return await asyncio.wait_for(lm.arequest([{"role": "user", "content": "item 2"}]), 5)
+
+        assert asyncio.run(main()).text.startswith("[[ ## answer")
+
+
 class _KeepAliveServer:
     """Answers a stream request with SSE comments only, one every 0.1 s, for up to 25 s."""
 

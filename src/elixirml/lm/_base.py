@@ -207,6 +207,21 @@ def _resolve_class(model: str) -> type[LM]:
     return cls
 
 
+class _Pieces:
+    """Where a streamed request hands its pieces (to :meth:`LM.astream`'s reader), and whether one went."""
+
+    __slots__ = ("_put", "started")
+
+    def __init__(self, put: Callable[[str], Any]) -> None:
+        self._put = put
+        self.started = False
+
+    def put(self, piece: str) -> None:
+        """Hand ``piece`` to the reader."""
+        self.started = True
+        self._put(piece)
+
+
 class LM:
     """A language model client.
 
@@ -667,8 +682,13 @@ class LM:
         validate: Callable[[LMResponse], Any] | None,
         settings: dict[str, Any],
         allow_truncated: bool,
+        pieces: _Pieces | None = None,
     ) -> LMResponse:
-        """The body of :meth:`arequest` (what callbacks observe); ``settings`` are merged and checked."""
+        """The body of :meth:`arequest` (what callbacks observe); ``settings`` are merged and checked.
+
+        The one path of a request and a stream (``pieces`` takes a stream's pieces as they come):
+        cache, call budget, the policies of :meth:`_send_with_policies`, fallbacks, usage and history.
+        """
         cache, key, keyed = self._prepare_request(messages, settings)
         hit = self._cache_hit(cache, key, validate)
         if hit is not None:
@@ -687,11 +707,11 @@ class LM:
                 validate(response)
 
         try:
-            response = await self._send_with_policies(messages, send_settings, accept)
+            response = await self._send_with_policies(messages, send_settings, accept, pieces)
         except ProviderError:
-            if not self.fallbacks:
+            if not self.fallbacks or (pieces is not None and pieces.started):  # a stream under way stays here
                 raise
-            response = await self._try_fallbacks(messages, settings, validate, allow_truncated)
+            response = await self._try_fallbacks(messages, settings, validate, allow_truncated, pieces)
             return response
         if cache is not None and not is_truncated(response):
             cache.put(key, response)  # only complete, validated answers get here
@@ -717,16 +737,21 @@ class LM:
         settings: dict[str, Any],
         validate: Callable[[LMResponse], Any] | None,
         allow_truncated: bool,
+        pieces: _Pieces | None = None,
     ) -> LMResponse:
         """Ask each fallback in turn with the settings this LM merged (a fallback refuses what it cannot honour)."""
         last: ProviderError | None = None
         merged = settings if type(settings) is MergedSettings else MergedSettings(settings)
         for fallback in self.fallbacks:
             try:
+                if pieces is not None:  # a stream that failed before its first piece: the fallback streams it
+                    return await fallback._request(messages, validate, merged, allow_truncated, pieces)
                 return await fallback.arequest(
                     messages, validate=validate, allow_truncated=allow_truncated, settings=merged
                 )
             except ProviderError as exc:
+                if pieces is not None and pieces.started:
+                    raise
                 last = exc
         assert last is not None
         raise last
@@ -736,6 +761,7 @@ class LM:
         messages: list[Message],
         settings: dict[str, Any],
         accept: Callable[[LMResponse], Any] | None = None,
+        pieces: _Pieces | None = None,
     ) -> LMResponse:
         """Send under this LM's policies: circuit breaker, rate and concurrency limits, timeout, retries.
 
@@ -744,6 +770,9 @@ class LM:
         failed request; any other exception propagates. A call that meets an open circuit
         breaker waits for it (within the retry policy's ``max_time``) unless the LM has
         fallbacks to go to or its policy does not retry.
+
+        With ``pieces``, each attempt is a stream (:meth:`_stream_attempt`, whose ``timeout``
+        bounds each piece): the same policies, and a failure is retried only before the first piece.
         """
         policy = self.retry
         breaker = self.breaker
@@ -763,7 +792,13 @@ class LM:
                     await self.rate_limiter.acquire(tokens)
                 sem = None if self.limiter.limit is None else self.limiter.semaphore()
                 start = time.perf_counter()
-                if sem is None and self.timeout is None:
+                if pieces is not None:
+                    if sem is None:
+                        response = await self._stream_attempt(messages, settings, pieces)
+                    else:
+                        async with sem:
+                            response = await self._stream_attempt(messages, settings, pieces)
+                elif sem is None and self.timeout is None:
                     response = await self._send(messages, settings)  # the common case: no wrapper coroutine
                 elif sem is None:
                     response = await self._send_timed(messages, settings)
@@ -778,6 +813,8 @@ class LM:
                     _judge(breaker, exc, probe)
                 truncated = isinstance(exc, TruncatedResponseError)
                 wait = None
+                if pieces is not None and pieces.started:
+                    raise  # part of the answer reached the reader: nothing can be asked again
                 if exc.retryable and not (truncated and truncations >= policy.truncation_retries):
                     # a cut-off answer is retried at once: the endpoint is not overloaded
                     wait = policy.next_delay(attempt, time.monotonic() - started, 0.0 if truncated else exc.retry_after)
@@ -887,12 +924,15 @@ class LM:
     ) -> AsyncIterator[str]:
         """Yield the completion text in chunks as the model produces it.
 
-        A stream takes the path of a request: its settings are merged and checked, a cached
-        answer is yielded whole, it counts against the call budget, and it goes through the
-        rate and concurrency limits and the circuit breaker. A failure before the first chunk
-        is retried per the retry policy; the LM's ``timeout`` bounds the wait for each chunk.
-        The completed answer counts in usage and history and, once ``validate`` accepts it,
-        is cached. LMs without native streaming yield the whole text as one chunk.
+        A stream takes the path of a request (:meth:`arequest`): its settings are merged and
+        checked, a cached answer is yielded whole, it counts against the call budget, and it goes
+        through the rate and concurrency limits, the circuit breaker, the retries and the
+        fallbacks. Only the attempt differs: the provider's pieces are yielded as they come, so
+        a failure is retried (or sent to a fallback) only before the first piece; the LM's
+        ``timeout`` bounds the wait for each piece. The completed answer counts in usage and
+        history and, once ``validate`` accepts it, is cached (an answer cut off at the token
+        limit is yielded as it is, and not cached). LMs without native streaming yield the
+        whole text as one chunk.
 
         Args:
             messages: OpenAI-style chat messages.
@@ -904,29 +944,50 @@ class LM:
             ConfigurationError: a setting that is not valid, or that a stream cannot carry
                 (``n > 1``, ``logprobs``, ``tools``).
         """
+        import asyncio  # not at import time (see _sleep)
+
         merged = self._check_streamable(self._settings_for(settings, overrides))
-        cache, key, keyed = self._prepare_request(messages, merged)
-        hit = self._cache_hit(cache, key, validate)
-        if hit is not None:
-            self._record(messages, keyed, hit)
-            yield hit.text
-            return
-        send_settings = _sendable(keyed)
-        await reserve_call()
-        start = time.perf_counter()
-        pieces: list[str] = []
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        pieces = _Pieces(queue.put_nowait)
+        # The request runs in a task that hands each piece over; this generator yields them.
+        task = asyncio.ensure_future(self._request(messages, validate, merged, True, pieces))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (piece := await queue.get()) is not None:
+                yield piece
+            response = await task
+            if not pieces.started and response.text:
+                yield response.text  # a cached answer, or one that came whole: one chunk
+        finally:
+            if not task.done():  # the reader stopped early: limits and the probe are released now
+                task.cancel()
+                await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # retrieved (it was raised above when the reader read to the end)
+
+    async def _stream_attempt(self, messages: list[Message], settings: dict[str, Any], pieces: _Pieces) -> LMResponse:
+        """One streamed attempt (the transport of a stream): :meth:`_stream`'s pieces go to ``pieces``.
+
+        Each piece is awaited for at most the LM's ``timeout`` (an idle-read timeout). Returns
+        the whole answer: the provider's final response, or one built from the pieces.
+        """
+        parts: list[str] = []
         final: LMResponse | None = None
-        async with contextlib.aclosing(self._stream_with_policies(messages, send_settings)) as items:
-            async for item in items:  # a reader that stops early closes it at once: limits and probe are released
+        async with contextlib.aclosing(self._stream(messages, settings)) as stream:
+            while True:
+                try:
+                    item = await self._next_item(stream)
+                except StopAsyncIteration:
+                    break
                 if isinstance(item, LMResponse):
                     final = item
-                    if not pieces and item.text:  # the whole answer at once (a server that did not stream)
-                        pieces.append(item.text)
-                        yield item.text
+                    if not parts and item.text:  # the whole answer at once (a server that did not stream)
+                        parts.append(item.text)
+                        pieces.put(item.text)
                 else:
-                    pieces.append(item)
-                    yield item
-        text = "".join(pieces)
+                    parts.append(item)
+                    pieces.put(item)
+        text = "".join(parts)
         if final is None or final.text != text:
             finish = final.completions[0].finish_reason if final is not None and final.completions else "stop"
             final = LMResponse(
@@ -934,78 +995,7 @@ class LM:
                 Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1),
                 self.model,
             )
-        final.latency = time.perf_counter() - start
-        self._price(final)
-        self._record(messages, keyed, final)
-        if validate is not None:
-            validate(final)
-        if cache is not None and not is_truncated(final):
-            cache.put(key, final)
-
-    async def _stream_with_policies(
-        self, messages: list[Message], settings: dict[str, Any]
-    ) -> AsyncGenerator[str | LMResponse, None]:
-        """:meth:`_stream` under this LM's policies; a failure before the first item is retried, later ones raise."""
-        policy = self.retry
-        breaker = self.breaker
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            probe = False
-            if breaker is not None:
-                try:
-                    probe = breaker.before_request()
-                except CircuitOpenError as exc:
-                    await self._wait_for_breaker(exc, started)
-                    continue
-            sem = None if self.limiter.limit is None else self.limiter.semaphore()
-            acquired = started_yielding = False
-            wait: float | None = None
-            try:
-                if self.rate_limiter.active:
-                    await self.rate_limiter.acquire(
-                        estimate_message_tokens(messages) + int(settings.get("max_tokens", 0))
-                    )
-                if sem is not None:
-                    await sem.acquire()
-                    acquired = True
-                stream = self._stream(messages, settings)
-                try:
-                    while True:
-                        try:
-                            item = await self._next_item(stream)
-                        except StopAsyncIteration:
-                            break
-                        started_yielding = True
-                        yield item
-                finally:
-                    await stream.aclose()
-            except ProviderError as exc:
-                if breaker is not None:
-                    _judge(breaker, exc, probe)
-                if started_yielding or not exc.retryable:
-                    raise
-                wait = policy.next_delay(attempt, time.monotonic() - started, exc.retry_after)
-                if wait is None:
-                    raise
-            except OutputError:
-                if breaker is not None:
-                    breaker.record_success()
-                raise
-            except BaseException:  # cancelled, or the reader stopped early: no verdict on the endpoint
-                if probe and breaker is not None:
-                    breaker.release_probe()
-                raise
-            finally:
-                if acquired and sem is not None:
-                    sem.release()
-            if wait is not None:
-                await _sleep(wait)
-                attempt += 1
-                continue
-            if breaker is not None:
-                breaker.record_success()
-            return
+        return final
 
     async def _next_item(self, stream: AsyncGenerator[str | LMResponse, None]) -> str | LMResponse:
         """The stream's next item, waiting at most the LM's ``timeout`` (an idle-read timeout)."""
