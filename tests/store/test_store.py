@@ -267,3 +267,84 @@ def test_a_version_saved_from_a_script_before_0007_says_how_to_load_it(store):
     with pytest.raises(LoadError, match=r"import the file that defines QA and pass cls=QA"):
         store.load("old")
     assert type(store.load("old", cls=Pipeline)) is Pipeline
+
+
+def test_records_read_back_keep_their_fields_and_filters(store):
+    """What the console, the CLI and the server read: the fields of each record, in order, and the filters."""
+    first = store.add_evaluation(
+        program_name="qa",
+        dataset_fingerprint="d1",
+        metric="em",
+        score=0.5,
+        n=2,
+        errors=0,
+        summary={"k": 1},
+        results=[{"i": 0}],
+        version_id=None,
+    )
+    store.add_evaluation(
+        program_name="other", dataset_fingerprint="d2", metric="em", score=1.0, n=1, errors=0, summary={}, results=[]
+    )
+    listed = store.evaluations(program="qa")
+    assert [e["id"] for e in listed] == [first] and store.evaluations(dataset="d2")[0]["program"] == "other"
+    assert len(store.evaluations()) == 2 and store.evaluations(program="qa", dataset="d2") == []
+    assert list(listed[0]) == ["id", "program", "dataset", "metric", "score", "n", "errors", "summary", "created_at"]
+    one = store.evaluation(first)
+    assert list(one) == [
+        "id",
+        "program",
+        "version_id",
+        "dataset",
+        "metric",
+        "score",
+        "n",
+        "errors",
+        "summary",
+        "results",
+        "created_at",
+    ]
+    assert one["results"] == [{"i": 0}] and one["summary"] == {"k": 1} and one["created_at"].startswith("20")
+    with pytest.raises(LoadError, match="No evaluation with id 999"):
+        store.evaluation(999)
+
+    ran = store.add_execution(
+        program_name="qa",
+        inputs={"q": "x"},
+        outputs={"a": "y"},
+        trace=[{"step": 1}, {"step": 2}],
+        latency=0.25,
+        tokens=7,
+        spans=[{"name": "root"}],
+    )
+    store.add_execution(program_name="other", inputs={}, outputs={}, trace=[])
+    whole = store.execution(ran)
+    assert list(whole) == [
+        "id",
+        "program",
+        "inputs",
+        "outputs",
+        "trace",
+        "spans",
+        "error",
+        "latency",
+        "tokens",
+        "created_at",
+    ]
+    assert whole["spans"] == [{"name": "root"}] and whole["tokens"] == 7
+    (short,) = store.executions(program="qa")
+    assert list(short) == ["id", "program", "inputs", "outputs", "error", "latency", "tokens", "steps", "created_at"]
+    assert short["steps"] == 2 and len(store.executions()) == 2 and len(store.executions(limit=1)) == 1
+    assert store.last_execution()["program"] == "other" and store.last_execution()["spans"] == []
+    with pytest.raises(LoadError, match="No traced run with id 999"):
+        store.execution(999)
+
+    store.create_job("j1", kind="evaluate", program="qa", version=None, spec={})
+    store.create_job("j2", kind="evaluate", program="other", version=None, spec={})
+    store.update_job("j2", state="succeeded")
+    assert [j["id"] for j in store.jobs(program="qa")] == ["j1"]
+    assert [j["id"] for j in store.jobs(state="succeeded")] == ["j2"] and len(store.jobs()) == 2
+    assert store.job("j2")["finished_at"] is not None and store.job("j1")["lease_expires"] is None
+    with pytest.raises(LoadError, match="No job 'nope'"):
+        store.job("nope")
+    with pytest.raises(LoadError, match="No optimization run 'nope'"):
+        store.run("nope")

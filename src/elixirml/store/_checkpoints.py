@@ -25,13 +25,12 @@ class Checkpoints(StoreCore):
         """
         from ._models import EvalCheckpointRecord
 
-        def write() -> None:
-            with self.session() as session:
-                query = session.query(EvalCheckpointRecord).filter_by(checkpoint=checkpoint, key=key)
-                existing = query.one_or_none()
-                if existing is not None:
-                    existing.record = record
-                else:
-                    session.add(EvalCheckpointRecord(checkpoint=checkpoint, key=key, record=record))
+        def write(session: Any) -> None:
+            query = session.query(EvalCheckpointRecord).filter_by(checkpoint=checkpoint, key=key)
+            existing = query.one_or_none()
+            if existing is not None:
+                existing.record = record
+            else:
+                session.add(EvalCheckpointRecord(checkpoint=checkpoint, key=key, record=record))
 
-        self._retrying(f"Writing checkpoint {checkpoint!r}", write)
+        self._transaction(f"Writing checkpoint {checkpoint!r}", write)

@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from .._secrets import find_secrets, redact_url
-from ..errors import ConfigurationError, MissingDependencyError, StoreError
+from ..errors import ConfigurationError, LoadError, MissingDependencyError, StoreError
 from ._url import store_url
 
 EVENTS = ("before_save", "after_save", "before_load", "after_load")
@@ -52,6 +52,11 @@ def _aware(moment: Any) -> Any:
     import datetime as dt
 
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def _iso(moment: Any) -> str | None:
+    """A timestamp as ISO 8601 text (None for none)."""
+    return moment.isoformat() if moment else None
 
 
 def _process_alive(pid: int) -> bool:
@@ -304,11 +309,33 @@ class StoreCore:
         assert last is not None
         raise self._store_error(what, last, _WRITE_ATTEMPTS) from last
 
+    def _transaction(self, what: str, operation: Callable[[Any], T]) -> T:
+        """Run ``operation(session)`` in one transaction, retried as :meth:`_retrying` retries."""
+
+        def attempt() -> T:
+            with self.session() as session:
+                return operation(session)
+
+        return self._retrying(what, attempt)
+
     @staticmethod
     def _insert(session: Any, record: Any) -> int:
         session.add(record)
         session.flush()
         return int(record.id)
+
+    @staticmethod
+    def _get(session: Any, model: Any, key: Any, missing: str) -> Any:
+        """The ``model`` record under primary key ``key``; without one, a ``LoadError`` saying ``missing``."""
+        record = session.get(model, key)
+        if record is None:
+            raise LoadError(missing)
+        return record
+
+    @staticmethod
+    def _matching(query: Any, **filters: Any) -> Any:
+        """``query`` narrowed to the given column values (a None value does not filter)."""
+        return query.filter_by(**{column: value for column, value in filters.items() if value is not None})
 
     # ------------------------------------------------------------------ hooks
     def on(self, event: str, callback: Callable[..., Any]) -> None:
@@ -323,5 +350,3 @@ class StoreCore:
     def _fire(self, event: str, kind: str, record: dict[str, Any]) -> None:
         for callback in self._hooks[event]:
             callback(kind, record)
-
-    # ------------------------------------------------------------------ evaluations and executions

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import LoadError
-from ._core import StoreCore
+from ._core import StoreCore, _iso
 
 
 class Evaluations(StoreCore):
@@ -47,24 +46,8 @@ class Evaluations(StoreCore):
 
         with self.session() as session:
             query = session.query(EvaluationRecord).order_by(EvaluationRecord.id.desc())
-            if program is not None:
-                query = query.filter_by(program_name=program)
-            if dataset is not None:
-                query = query.filter_by(dataset_fingerprint=dataset)
-            return [
-                {
-                    "id": e.id,
-                    "program": e.program_name,
-                    "dataset": e.dataset_fingerprint,
-                    "metric": e.metric,
-                    "score": e.score,
-                    "n": e.n,
-                    "errors": e.errors,
-                    "summary": e.summary,
-                    "created_at": e.created_at.isoformat() if e.created_at else None,
-                }
-                for e in query
-            ]
+            query = self._matching(query, program_name=program, dataset_fingerprint=dataset)
+            return [self._evaluation_info(e) for e in query]
 
     def evaluation(self, evaluation_id: int) -> dict[str, Any]:
         """One evaluation with its per-example results.
@@ -75,19 +58,19 @@ class Evaluations(StoreCore):
         from ._models import EvaluationRecord
 
         with self.session() as session:
-            e = session.get(EvaluationRecord, int(evaluation_id))
-            if e is None:
-                raise LoadError(f"No evaluation with id {evaluation_id}")
-            return {
-                "id": e.id,
-                "program": e.program_name,
-                "version_id": e.version_id,
-                "dataset": e.dataset_fingerprint,
-                "metric": e.metric,
-                "score": e.score,
-                "n": e.n,
-                "errors": e.errors,
-                "summary": e.summary,
-                "results": e.results,
-                "created_at": e.created_at.isoformat() if e.created_at else None,
-            }
+            e = self._get(session, EvaluationRecord, int(evaluation_id), f"No evaluation with id {evaluation_id}")
+            return self._evaluation_info(e, whole=True)
+
+    @staticmethod
+    def _evaluation_info(e: Any, *, whole: bool = False) -> dict[str, Any]:
+        """An evaluation as a dict; ``whole`` adds its version id and per-example results."""
+        info = {"id": e.id, "program": e.program_name}
+        if whole:
+            info["version_id"] = e.version_id
+        info.update(
+            dataset=e.dataset_fingerprint, metric=e.metric, score=e.score, n=e.n, errors=e.errors, summary=e.summary
+        )
+        if whole:
+            info["results"] = e.results
+        info["created_at"] = _iso(e.created_at)
+        return info

@@ -9,8 +9,8 @@ import uuid
 from typing import Any
 
 from .._secrets import redact_url
-from ..errors import ConfigurationError, LoadError
-from ._core import StoreCore, _aware, _process_alive, _refuse_secrets, _sqlalchemy
+from ..errors import ConfigurationError
+from ._core import StoreCore, _aware, _iso, _process_alive, _refuse_secrets, _sqlalchemy
 
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
@@ -59,30 +59,29 @@ class Jobs(StoreCore):
 
         _refuse_secrets({k: v for k, v in spec.items() if k not in ("rows", "valrows")})  # rows are user data
 
-        def create() -> dict[str, Any]:
-            with self.session() as session:
-                record = JobRecord(
-                    id=job_id,
-                    kind=kind,
-                    program=program,
-                    version=version,
-                    spec=spec,
-                    state="queued",
-                    progress=0.0,
-                    trials=0,
-                    attempts=0,
-                    result={},
-                    error="",
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    owner=owner,
-                    lease_expires=None if lease is None else _lease_end(lease),
-                )
-                session.add(record)
-                session.flush()
-                return self._job_info(record)
+        def create(session: Any) -> dict[str, Any]:
+            record = JobRecord(
+                id=job_id,
+                kind=kind,
+                program=program,
+                version=version,
+                spec=spec,
+                state="queued",
+                progress=0.0,
+                trials=0,
+                attempts=0,
+                result={},
+                error="",
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                owner=owner,
+                lease_expires=None if lease is None else _lease_end(lease),
+            )
+            session.add(record)
+            session.flush()
+            return self._job_info(record)
 
-        return self._retrying(f"Creating job {job_id!r}", create)
+        return self._transaction(f"Creating job {job_id!r}", create)
 
     def job(self, job_id: str) -> dict[str, Any]:
         """One job.
@@ -93,10 +92,7 @@ class Jobs(StoreCore):
         from ._models import JobRecord
 
         with self.session() as session:
-            record = session.get(JobRecord, job_id)
-            if record is None:
-                raise LoadError(f"No job {job_id!r}")
-            return self._job_info(record)
+            return self._job_info(self._get(session, JobRecord, job_id, f"No job {job_id!r}"))
 
     def jobs(self, *, state: str | None = None, program: str | None = None) -> list[dict[str, Any]]:
         """Jobs, newest first (filter by state or program name)."""
@@ -104,11 +100,7 @@ class Jobs(StoreCore):
 
         with self.session() as session:
             query = session.query(JobRecord).order_by(JobRecord.created_at.desc())
-            if state is not None:
-                query = query.filter_by(state=state)
-            if program is not None:
-                query = query.filter_by(program=program)
-            return [self._job_info(r) for r in query]
+            return [self._job_info(r) for r in self._matching(query, state=state, program=program)]
 
     def update_job(self, job_id: str, **fields: Any) -> dict[str, Any]:
         """Change a job's ``state``, ``progress``, ``trials``, ``best_score``, ``attempts``, ``result`` or ``error``.
@@ -124,23 +116,20 @@ class Jobs(StoreCore):
 
         fields = self._job_fields(fields)
 
-        def update() -> dict[str, Any]:
-            with self.session() as session:
-                record = session.get(JobRecord, job_id)
-                if record is None:
-                    raise LoadError(f"No job {job_id!r}")
-                if record.state in self.JOB_FINAL_STATES:
-                    # A job that ended (a cancel, most often) stays as it ended: a worker that was
-                    # starting as it was cancelled must not write it back to running or succeeded.
-                    return self._job_info(record)
-                for key, value in fields.items():
-                    setattr(record, key, value)
-                record.updated_at = utcnow()
-                if fields.get("state") in self.JOB_FINAL_STATES:
-                    record.finished_at = record.updated_at
+        def update(session: Any) -> dict[str, Any]:
+            record = self._get(session, JobRecord, job_id, f"No job {job_id!r}")
+            if record.state in self.JOB_FINAL_STATES:
+                # A job that ended (a cancel, most often) stays as it ended: a worker that was
+                # starting as it was cancelled must not write it back to running or succeeded.
                 return self._job_info(record)
+            for key, value in fields.items():
+                setattr(record, key, value)
+            record.updated_at = utcnow()
+            if fields.get("state") in self.JOB_FINAL_STATES:
+                record.finished_at = record.updated_at
+            return self._job_info(record)
 
-        return self._retrying(f"Updating job {job_id!r}", update)
+        return self._transaction(f"Updating job {job_id!r}", update)
 
     def claim_jobs(self, owner: str | None = None, lease: float = 30.0) -> list[dict[str, Any]]:
         """Take over the unfinished jobs nobody holds any more, and return them (oldest first).
@@ -154,7 +143,7 @@ class Jobs(StoreCore):
         this host that has ended, as it was.
         """
         sa = _sqlalchemy()
-        from ._models import JobRecord
+        from ._models import JobRecord, utcnow
 
         host, me = socket.gethostname(), os.getpid()
         owner = owner if owner is not None else job_owner()
@@ -166,48 +155,43 @@ class Jobs(StoreCore):
             expired = record.lease_expires is None or _aware(record.lease_expires) <= now
             return bool(record.owner == "" or expired or dead)
 
-        def claim() -> list[dict[str, Any]]:
-            from ._models import utcnow
-
-            with self.session() as session:
-                now = utcnow()
-                seen = [
-                    (r.id, r.owner, r.lease_expires, r.pid)
-                    for r in session.query(JobRecord)
-                    .filter(JobRecord.state.notin_(self.JOB_FINAL_STATES))
-                    .order_by(JobRecord.created_at)
-                    if free(r, now)
+        def claim(session: Any) -> list[dict[str, Any]]:
+            now = utcnow()
+            seen = [
+                (r.id, r.owner, r.lease_expires, r.pid)
+                for r in session.query(JobRecord)
+                .filter(JobRecord.state.notin_(self.JOB_FINAL_STATES))
+                .order_by(JobRecord.created_at)
+                if free(r, now)
+            ]
+            taken = []
+            for job_id, was_owner, was_lease, was_pid in seen:
+                unchanged = [
+                    JobRecord.id == job_id,
+                    JobRecord.state.notin_(self.JOB_FINAL_STATES),
+                    JobRecord.owner.is_(None) if was_owner is None else JobRecord.owner == was_owner,
+                    JobRecord.lease_expires.is_(None) if was_lease is None else JobRecord.lease_expires <= was_lease,
+                    JobRecord.pid.is_(None) if was_pid is None else JobRecord.pid == was_pid,
                 ]
-                taken = []
-                for job_id, was_owner, was_lease, was_pid in seen:
-                    unchanged = [
-                        JobRecord.id == job_id,
-                        JobRecord.state.notin_(self.JOB_FINAL_STATES),
-                        JobRecord.owner.is_(None) if was_owner is None else JobRecord.owner == was_owner,
-                        JobRecord.lease_expires.is_(None)
-                        if was_lease is None
-                        else JobRecord.lease_expires <= was_lease,
-                        JobRecord.pid.is_(None) if was_pid is None else JobRecord.pid == was_pid,
-                    ]
-                    done = session.execute(
-                        sa.update(JobRecord)
-                        .where(*unchanged)
-                        .values(
-                            owner=owner,
-                            lease_expires=_lease_end(lease),
-                            host=host,
-                            pid=me,
-                            state="queued",
-                            updated_at=now,
-                        )
-                        .execution_options(synchronize_session=False)
+                done = session.execute(
+                    sa.update(JobRecord)
+                    .where(*unchanged)
+                    .values(
+                        owner=owner,
+                        lease_expires=_lease_end(lease),
+                        host=host,
+                        pid=me,
+                        state="queued",
+                        updated_at=now,
                     )
-                    if done.rowcount == 1:
-                        taken.append(job_id)
-                session.expire_all()
-                return [self._job_info(session.get(JobRecord, job_id)) for job_id in taken]
+                    .execution_options(synchronize_session=False)
+                )
+                if done.rowcount == 1:
+                    taken.append(job_id)
+            session.expire_all()
+            return [self._job_info(session.get(JobRecord, job_id)) for job_id in taken]
 
-        return self._retrying("Claiming interrupted jobs", claim)
+        return self._transaction("Claiming interrupted jobs", claim)
 
     def renew_job_leases(self, owner: str, job_ids: list[str], lease: float = 30.0) -> list[str]:
         """Extend ``owner``'s lease on these unfinished jobs by ``lease`` seconds; returns those it still holds.
@@ -221,22 +205,21 @@ class Jobs(StoreCore):
         if not job_ids:
             return []
 
-        def renew() -> list[str]:
-            with self.session() as session:
-                mine = [
-                    JobRecord.id.in_(job_ids),
-                    JobRecord.owner == owner,
-                    JobRecord.state.notin_(self.JOB_FINAL_STATES),
-                ]
-                session.execute(
-                    sa.update(JobRecord)
-                    .where(*mine)
-                    .values(lease_expires=_lease_end(lease))
-                    .execution_options(synchronize_session=False)
-                )
-                return [job_id for (job_id,) in session.query(JobRecord.id).filter(*mine)]
+        def renew(session: Any) -> list[str]:
+            mine = [
+                JobRecord.id.in_(job_ids),
+                JobRecord.owner == owner,
+                JobRecord.state.notin_(self.JOB_FINAL_STATES),
+            ]
+            session.execute(
+                sa.update(JobRecord)
+                .where(*mine)
+                .values(lease_expires=_lease_end(lease))
+                .execution_options(synchronize_session=False)
+            )
+            return [job_id for (job_id,) in session.query(JobRecord.id).filter(*mine)]
 
-        return self._retrying("Renewing job leases", renew)
+        return self._transaction("Renewing job leases", renew)
 
     def release_job(self, job_id: str, owner: str, **fields: Any) -> bool:
         """Write ``fields`` (as :meth:`update_job`) and release the job, if ``owner`` still holds it.
@@ -248,21 +231,20 @@ class Jobs(StoreCore):
 
         fields = self._job_fields(fields)
 
-        def release() -> bool:
-            with self.session() as session:
-                now = utcnow()
-                values = {**fields, "owner": "", "lease_expires": None, "updated_at": now}
-                if fields.get("state") in self.JOB_FINAL_STATES:
-                    values["finished_at"] = now
-                done = session.execute(
-                    sa.update(JobRecord)
-                    .where(JobRecord.id == job_id, JobRecord.owner == owner)
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
-                return bool(done.rowcount == 1)
+        def release(session: Any) -> bool:
+            now = utcnow()
+            values = {**fields, "owner": "", "lease_expires": None, "updated_at": now}
+            if fields.get("state") in self.JOB_FINAL_STATES:
+                values["finished_at"] = now
+            done = session.execute(
+                sa.update(JobRecord)
+                .where(JobRecord.id == job_id, JobRecord.owner == owner)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(done.rowcount == 1)
 
-        return self._retrying(f"Releasing job {job_id!r}", release)
+        return self._transaction(f"Releasing job {job_id!r}", release)
 
     def _job_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
         """The checked fields of a job update (their errors without credentials)."""
@@ -293,8 +275,8 @@ class Jobs(StoreCore):
             "result": record.result,
             "error": record.error,
             "owner": record.owner,
-            "lease_expires": _aware(record.lease_expires).isoformat() if record.lease_expires else None,
-            "created_at": record.created_at.isoformat() if record.created_at else None,
-            "updated_at": record.updated_at.isoformat() if record.updated_at else None,
-            "finished_at": record.finished_at.isoformat() if record.finished_at else None,
+            "lease_expires": _iso(record.lease_expires and _aware(record.lease_expires)),
+            "created_at": _iso(record.created_at),
+            "updated_at": _iso(record.updated_at),
+            "finished_at": _iso(record.finished_at),
         }

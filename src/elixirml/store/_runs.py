@@ -7,8 +7,8 @@ import os
 import socket
 from typing import Any
 
-from ..errors import ConfigurationError, LoadError
-from ._core import StoreCore, _process_alive, _refuse_secrets
+from ..errors import ConfigurationError
+from ._core import StoreCore, _iso, _process_alive, _refuse_secrets
 
 
 class Runs(StoreCore):
@@ -28,65 +28,63 @@ class Runs(StoreCore):
 
         _refuse_secrets(settings)
 
-        def start() -> dict[str, Any]:
-            with self.session() as session:
-                run = session.get(OptimizationRun, run_id)
-                program_id = None
-                if program is not None:
-                    record = session.query(ProgramRecord).filter_by(name=program).one_or_none()
-                    program_id = record.id if record is not None else None
-                if run is None:
-                    session.add(
-                        OptimizationRun(
-                            id=run_id,
-                            optimizer=optimizer,
-                            settings=settings,
-                            status="running",
-                            program_id=program_id,
-                            host=socket.gethostname(),
-                            pid=os.getpid(),
-                        )
+        def start(session: Any) -> dict[str, Any]:
+            run = session.get(OptimizationRun, run_id)
+            program_id = None
+            if program is not None:
+                record = session.query(ProgramRecord).filter_by(name=program).one_or_none()
+                program_id = record.id if record is not None else None
+            if run is None:
+                session.add(
+                    OptimizationRun(
+                        id=run_id,
+                        optimizer=optimizer,
+                        settings=settings,
+                        status="running",
+                        program_id=program_id,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
                     )
-                    return {"id": run_id, "status": "new", "trial_list": [], "lm_calls": 0, "tokens": 0, "cost": 0.0}
-                before = self._run_info(run, with_trials=True)
-                before["best_version_id"] = run.best_version_id
-                run.status, run.host, run.pid, run.finished_at = "running", socket.gethostname(), os.getpid(), None
-                return before
+                )
+                return {"id": run_id, "status": "new", "trial_list": [], "lm_calls": 0, "tokens": 0, "cost": 0.0}
+            before = self._run_info(run, with_trials=True)
+            before["best_version_id"] = run.best_version_id
+            run.status, run.host, run.pid, run.finished_at = "running", socket.gethostname(), os.getpid(), None
+            return before
 
-        return self._retrying(f"Starting optimization run {run_id!r}", start)
+        return self._transaction(f"Starting optimization run {run_id!r}", start)
 
     def add_trial(self, run_id: str, trial: dict[str, Any]) -> None:
         """Record a finished trial (replacing one with the same number) and add its spend to the run's totals."""
         from ._models import OptimizationRun, TrialRecord
 
-        def add() -> None:
-            with self.session() as session:
-                existing = session.query(TrialRecord).filter_by(run_id=run_id, number=trial["number"]).one_or_none()
-                if existing is not None:
-                    session.delete(existing)
-                    session.flush()
-                session.add(
-                    TrialRecord(
-                        run_id=run_id,
-                        number=trial["number"],
-                        configuration=trial.get("configuration", {}),
-                        score=trial["score"],
-                        scores=trial.get("scores", {}),
-                        lm_calls=trial.get("lm_calls", 0),
-                        tokens=trial.get("tokens", 0),
-                        cost=trial.get("cost", 0.0),
-                        wall_time=trial.get("wall_time", 0.0),
-                        status=trial.get("status", "complete"),
-                        full=int(trial.get("full", True)),
-                    )
+        def add(session: Any) -> None:
+            existing = session.query(TrialRecord).filter_by(run_id=run_id, number=trial["number"]).one_or_none()
+            if existing is not None:
+                session.delete(existing)
+                session.flush()
+            session.add(
+                TrialRecord(
+                    run_id=run_id,
+                    number=trial["number"],
+                    configuration=trial.get("configuration", {}),
+                    score=trial["score"],
+                    scores=trial.get("scores", {}),
+                    lm_calls=trial.get("lm_calls", 0),
+                    tokens=trial.get("tokens", 0),
+                    cost=trial.get("cost", 0.0),
+                    wall_time=trial.get("wall_time", 0.0),
+                    status=trial.get("status", "complete"),
+                    full=int(trial.get("full", True)),
                 )
-                run = session.get(OptimizationRun, run_id)
-                if run is not None and existing is None:
-                    run.lm_calls += int(trial.get("lm_calls", 0))
-                    run.tokens += int(trial.get("tokens", 0))
-                    run.cost += float(trial.get("cost", 0.0))
+            )
+            run = session.get(OptimizationRun, run_id)
+            if run is not None and existing is None:
+                run.lm_calls += int(trial.get("lm_calls", 0))
+                run.tokens += int(trial.get("tokens", 0))
+                run.cost += float(trial.get("cost", 0.0))
 
-        self._retrying(f"Recording a trial of run {run_id!r}", add)
+        self._transaction(f"Recording a trial of run {run_id!r}", add)
 
     def set_run_state(self, run_id: str, optimizer: str, state: dict[str, Any]) -> None:
         """Keep ``optimizer``'s search state of run ``run_id`` (JSON), replacing the one kept before.
@@ -106,17 +104,15 @@ class Runs(StoreCore):
             raise ConfigurationError(f"The state of run {run_id!r} must be JSON: {exc}") from None
         _refuse_secrets(state)
 
-        def write() -> None:
-            with self.session() as session:
-                if session.get(OptimizationRun, run_id) is None:
-                    raise LoadError(f"No optimization run {run_id!r}")
-                record = session.get(RunStateRecord, run_id)
-                if record is None:
-                    session.add(RunStateRecord(run_id=run_id, optimizer=optimizer, state=state, updated_at=utcnow()))
-                else:
-                    record.optimizer, record.state, record.updated_at = optimizer, state, utcnow()
+        def write(session: Any) -> None:
+            self._get(session, OptimizationRun, run_id, f"No optimization run {run_id!r}")
+            record = session.get(RunStateRecord, run_id)
+            if record is None:
+                session.add(RunStateRecord(run_id=run_id, optimizer=optimizer, state=state, updated_at=utcnow()))
+            else:
+                record.optimizer, record.state, record.updated_at = optimizer, state, utcnow()
 
-        self._retrying(f"Keeping the state of run {run_id!r}", write)
+        self._transaction(f"Keeping the state of run {run_id!r}", write)
 
     def run_state(self, run_id: str) -> dict[str, Any] | None:
         """The search state kept for run ``run_id``: ``{"optimizer", "state", "updated_at"}``, or None."""
@@ -129,7 +125,7 @@ class Runs(StoreCore):
             return {
                 "optimizer": record.optimizer,
                 "state": record.state,
-                "updated_at": record.updated_at.isoformat() if record.updated_at else None,
+                "updated_at": _iso(record.updated_at),
             }
 
     def finish_run(
@@ -146,20 +142,17 @@ class Runs(StoreCore):
         """Record how a run ended (``lm_calls``, ``tokens`` and ``cost`` are the run's totals over every leg)."""
         from ._models import OptimizationRun, ProgramVersion, utcnow
 
-        def finish() -> None:
-            with self.session() as session:
-                run = session.get(OptimizationRun, run_id)
-                if run is None:
-                    raise LoadError(f"No optimization run {run_id!r}")
-                run.status, run.best_score = status, best_score
-                if best_version_id is not None:
-                    run.best_version_id = best_version_id
-                    version = session.get(ProgramVersion, best_version_id)
-                    if version is not None:
-                        run.program_id = version.program_id
-                run.lm_calls, run.tokens, run.cost, run.finished_at = lm_calls, tokens, cost, utcnow()
+        def finish(session: Any) -> None:
+            run = self._get(session, OptimizationRun, run_id, f"No optimization run {run_id!r}")
+            run.status, run.best_score = status, best_score
+            if best_version_id is not None:
+                run.best_version_id = best_version_id
+                version = session.get(ProgramVersion, best_version_id)
+                if version is not None:
+                    run.program_id = version.program_id
+            run.lm_calls, run.tokens, run.cost, run.finished_at = lm_calls, tokens, cost, utcnow()
 
-        self._retrying(f"Finishing optimization run {run_id!r}", finish)
+        self._transaction(f"Finishing optimization run {run_id!r}", finish)
 
     def runs(self, *, program: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Optimization runs, newest first (a ``running`` run whose process has ended shows as ``interrupted``)."""
@@ -185,13 +178,12 @@ class Runs(StoreCore):
             return
         host = socket.gethostname()
 
-        def mark() -> None:
-            with self.session() as session:
-                for run in session.query(OptimizationRun).filter_by(status="running", host=host):
-                    if run.pid is not None and run.pid != os.getpid() and not _process_alive(run.pid):
-                        run.status = "interrupted"
+        def mark(session: Any) -> None:
+            for run in session.query(OptimizationRun).filter_by(status="running", host=host):
+                if run.pid is not None and run.pid != os.getpid() and not _process_alive(run.pid):
+                    run.status = "interrupted"
 
-        self._retrying("Checking for interrupted runs", mark)
+        self._transaction("Checking for interrupted runs", mark)
 
     @staticmethod
     def _run_info(run: Any, *, with_trials: bool = False) -> dict[str, Any]:
@@ -206,7 +198,7 @@ class Runs(StoreCore):
             "lm_calls": run.lm_calls,
             "tokens": run.tokens,
             "cost": run.cost,
-            "created_at": run.created_at.isoformat() if run.created_at else None,
+            "created_at": _iso(run.created_at),
             "trials": len(run.trials),
         }
         if with_trials:
@@ -233,7 +225,5 @@ class Runs(StoreCore):
 
         self._mark_interrupted()
         with self.session() as session:
-            run = session.get(OptimizationRun, run_id)
-            if run is None:
-                raise LoadError(f"No optimization run {run_id!r}")
+            run = self._get(session, OptimizationRun, run_id, f"No optimization run {run_id!r}")
             return self._run_info(run, with_trials=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import LoadError
-from ._core import StoreCore, _refuse_secrets
+from ._core import StoreCore, _iso, _refuse_secrets
 
 
 class Traces(StoreCore):
@@ -46,19 +45,16 @@ class Traces(StoreCore):
             return self._insert(session, record)
 
     @staticmethod
-    def _execution_info(record: Any) -> dict[str, Any]:
-        return {
-            "id": record.id,
-            "program": record.program_name,
-            "inputs": record.inputs,
-            "outputs": record.outputs,
-            "trace": record.trace,
-            "spans": record.spans or [],
-            "error": record.error,
-            "latency": record.latency,
-            "tokens": record.tokens,
-            "created_at": record.created_at.isoformat() if record.created_at else None,
-        }
+    def _execution_info(record: Any, *, whole: bool = True) -> dict[str, Any]:
+        """A traced run as a dict: ``whole`` with its trace entries and spans, else with their count (``steps``)."""
+        info = {"id": record.id, "program": record.program_name, "inputs": record.inputs, "outputs": record.outputs}
+        if whole:
+            info.update(trace=record.trace, spans=record.spans or [])
+        info.update(error=record.error, latency=record.latency, tokens=record.tokens)
+        if not whole:
+            info["steps"] = len(record.trace or [])
+        info["created_at"] = _iso(record.created_at)
+        return info
 
     def execution(self, execution_id: int) -> dict[str, Any]:
         """One traced run with its trace entries and spans.
@@ -69,10 +65,8 @@ class Traces(StoreCore):
         from ._models import ExecutionRecord
 
         with self.session() as session:
-            record = session.get(ExecutionRecord, int(execution_id))
-            if record is None:
-                raise LoadError(f"No traced run with id {execution_id}")
-            return self._execution_info(record)
+            missing = f"No traced run with id {execution_id}"
+            return self._execution_info(self._get(session, ExecutionRecord, int(execution_id), missing))
 
     def executions(self, *, program: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Traced runs, newest first (at most ``limit``), without their traces and spans."""
@@ -80,22 +74,8 @@ class Traces(StoreCore):
 
         with self.session() as session:
             query = session.query(ExecutionRecord).order_by(ExecutionRecord.id.desc())
-            if program is not None:
-                query = query.filter_by(program_name=program)
-            return [
-                {
-                    "id": e.id,
-                    "program": e.program_name,
-                    "inputs": e.inputs,
-                    "outputs": e.outputs,
-                    "error": e.error,
-                    "latency": e.latency,
-                    "tokens": e.tokens,
-                    "steps": len(e.trace or []),
-                    "created_at": e.created_at.isoformat() if e.created_at else None,
-                }
-                for e in query.limit(limit)
-            ]
+            query = self._matching(query, program_name=program)
+            return [self._execution_info(e, whole=False) for e in query.limit(limit)]
 
     def last_execution(self) -> dict[str, Any] | None:
         """The newest traced run, or None."""

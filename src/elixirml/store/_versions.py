@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import LoadError, VariableError
-from ._core import StoreCore, _refuse_secrets, _sqlalchemy
+from ._core import StoreCore, _iso, _refuse_secrets, _sqlalchemy
 
 
 def validate_configuration(configuration: Mapping[str, Any], space: Mapping[str, Any]) -> None:
@@ -101,25 +101,24 @@ class Versions(StoreCore):
         digest = state_hash(state)
         whole = content_hash(state, configuration)
 
-        def save() -> dict[str, Any]:
-            with self.session() as session:
-                return self._add_version(
-                    session,
-                    name,
-                    state,
-                    digest,
-                    whole,
-                    configuration=configuration,
-                    space=space,
-                    class_path=class_path,
-                    class_file=class_file,
-                    signature_summary=signature_summary,
-                    tags=tags,
-                    message=message,
-                    parent=parent,
-                )
+        def save(session: Any) -> dict[str, Any]:
+            return self._add_version(
+                session,
+                name,
+                state,
+                digest,
+                whole,
+                configuration=configuration,
+                space=space,
+                class_path=class_path,
+                class_file=class_file,
+                signature_summary=signature_summary,
+                tags=tags,
+                message=message,
+                parent=parent,
+            )
 
-        info = self._retrying(f"Saving a version of {name!r}", save)
+        info = self._transaction(f"Saving a version of {name!r}", save)
         self._fire("after_save", "version", info)
         return info
 
@@ -209,7 +208,7 @@ class Versions(StoreCore):
             "content_hash": version.content_hash,
             "tags": list(version.tags or []),
             "message": version.message,
-            "created_at": version.created_at.isoformat() if version.created_at else None,
+            "created_at": _iso(version.created_at),
             "class_path": version.class_path or version.program.class_path,
             "class_file": version.class_file,
         }
