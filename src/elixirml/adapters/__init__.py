@@ -7,6 +7,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ._base import Adapter, parse_json_like, strip_fences
 from ._chat import ChatAdapter
+from ._dspy_format import DSPyChatAdapter, DSPyJSONAdapter, DSPyXMLAdapter
 from ._json import JSONAdapter
 from ._plain import PlainAdapter
 from ._two_step import TwoStepAdapter
@@ -16,6 +17,9 @@ __all__ = [
     "ADAPTER_NAMES",
     "Adapter",
     "ChatAdapter",
+    "DSPyChatAdapter",
+    "DSPyJSONAdapter",
+    "DSPyXMLAdapter",
     "JSONAdapter",
     "PlainAdapter",
     "TwoStepAdapter",

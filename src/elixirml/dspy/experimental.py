@@ -33,19 +33,39 @@ class Document(pydantic.BaseModel):
     @classmethod
     def description(cls) -> str:
         """How the type is described to the LM."""
-        return "A document containing text content that can be referenced and cited."
+        return (
+            "A document containing text content that can be referenced and cited. Include the full text content "
+            "and optionally a title for proper referencing."
+        )
+
+    def format(self) -> list[dict[str, Any]]:
+        """The document as a content part (Anthropic's ``document`` block, as DSPy writes it)."""
+        block: dict[str, Any] = {
+            "type": "document",
+            "source": {"type": "text", "media_type": self.media_type, "data": self.data},
+            "citations": {"enabled": True},
+        }
+        if self.title:
+            block["title"] = self.title
+        if self.context:
+            block["context"] = self.context
+        return [block]
 
 
 class Citation(pydantic.BaseModel):
-    """One quoted span and the document it comes from."""
+    """Individual citation with character location information."""
 
     type: str = "char_location"
     cited_text: str
-    document_index: int = 0
+    document_index: int
     document_title: str | None = None
-    start_char_index: int = 0
-    end_char_index: int = 0
+    start_char_index: int
+    end_char_index: int
     supported_text: str | None = None
+
+    def format(self) -> dict[str, Any]:
+        """The citation as a dict, leaving out the fields that are not set."""
+        return self.model_dump(exclude_none=True)
 
 
 class Citations(pydantic.BaseModel):
@@ -61,7 +81,28 @@ class Citations(pydantic.BaseModel):
     @classmethod
     def description(cls) -> str:
         """How the type is described to the LM."""
-        return "Citations with quoted text and source references."
+        return (
+            "Citations with quoted text and source references. Include the exact text being cited and information "
+            "about its source."
+        )
+
+    def format(self) -> list[dict[str, Any]]:
+        """The citations as a list of dicts (DSPy writes them as content parts)."""
+        return [c.format() for c in self.citations]
+
+    @classmethod
+    def adapt_to_native_lm_feature(cls, signature: Any, field_name: str, lm: Any, lm_kwargs: dict[str, Any]) -> Any:
+        """Anthropic's models cite natively: the field leaves the prompt."""
+        if str(getattr(lm, "model", "")).startswith("anthropic/"):
+            return signature.delete(field_name)
+        return signature
+
+    @classmethod
+    def parse_lm_response(cls, response: Any) -> Citations | None:
+        """The citations an LM returned natively (a ``citations`` entry of its output), if any."""
+        if isinstance(response, dict) and response.get("citations"):
+            return cls.from_dict_list(list(response["citations"]))
+        return None
 
     def __len__(self) -> int:
         return len(self.citations)

@@ -85,6 +85,13 @@ class Tool:
     def __repr__(self) -> str:
         return f"Tool({self.name})"
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """A tool is a valid value of a ``Tool`` (or ``list[Tool]``) input field, as in DSPy's signatures."""
+        from pydantic_core import core_schema
+
+        return core_schema.is_instance_schema(cls)
+
     def openai_schema(self) -> dict[str, Any]:
         """The tool as an OpenAI ``tools`` entry (native tool calling)."""
         return {

@@ -1,23 +1,20 @@
 """``dspy.adapters``: DSPy's adapter classes and keywords over ElixirML's adapters.
 
-``ChatAdapter``, ``JSONAdapter`` and ``XMLAdapter`` here are ElixirML's, accepting DSPy's
-constructor keywords (``callbacks``, ``use_native_function_calling``,
-``parallel_tool_calls``). Native function calling for tool fields in signatures is not built
-yet: a signature with ``list[dspy.Tool]`` inputs or a ``dspy.ToolCalls`` output on an adapter
-asked to call natively raises ``ConfigurationError`` naming ``em.ReAct(..., native=True)``;
-every other signature is sent exactly as without the flag (DSPy's flag changes nothing else).
+``ChatAdapter``, ``JSONAdapter`` and ``XMLAdapter`` here build the messages DSPy 3.4 builds
+(:class:`elixirml.adapters.DSPyChatAdapter` and its siblings), with DSPy's constructor keywords
+(``callbacks``, ``use_native_function_calling``, ``parallel_tool_calls``) and DSPy's native
+response types (``Reasoning``, ``Citations``). ElixirML's own formats stay ``em.ChatAdapter``,
+``em.JSONAdapter``, ``em.XMLAdapter`` and ``em.PlainAdapter``.
 """
 
 from __future__ import annotations
 
-import typing
-from collections.abc import Sequence
 from typing import Any
 
 from ... import adapters as _em
 from ...errors import ConfigurationError
 from ...program import Tool
-from ...schema import Code, Example, History, Image, Signature, ToolCalls
+from ...schema import Code, History, Image, ToolCalls
 
 __all__ = [
     "Adapter",
@@ -38,40 +35,18 @@ Adapter = _em.Adapter
 TwoStepAdapter = _em.TwoStepAdapter
 
 
-def _has_tool_fields(signature: type[Signature]) -> bool:
-    for spec in signature.input_fields.values():
-        args = typing.get_args(spec.annotation)
-        if spec.annotation is Tool or (args and args[0] is Tool):
-            return True
-    return any(spec.annotation is ToolCalls for spec in signature.output_fields.values())
+def _native_types() -> list[type]:
+    from ..experimental import Citations
+    from .types import Reasoning
+
+    return [Citations, Reasoning]
 
 
-class _DSPyKeywords:
-    """DSPy's adapter constructor keywords, shared by the three adapters here."""
+class ChatAdapter(_em.DSPyChatAdapter):
+    """DSPy 3.4's ``ChatAdapter`` (:class:`elixirml.adapters.DSPyChatAdapter`), with DSPy's native response types.
 
-    use_native_function_calling: bool
-    parallel_tool_calls: bool | None
-    callbacks: list[Any]
-
-    def _take(
-        self, callbacks: list[Any] | None, use_native_function_calling: bool, parallel_tool_calls: bool | None
-    ) -> None:
-        self.callbacks = list(callbacks or [])
-        self.use_native_function_calling = use_native_function_calling
-        self.parallel_tool_calls = parallel_tool_calls
-
-    def _check_native(self, signature: type[Signature]) -> None:
-        if self.use_native_function_calling and _has_tool_fields(signature):
-            raise ConfigurationError(
-                f"{type(self).__name__}(use_native_function_calling=True) with tool fields in the signature "
-                f"({signature.__name__}) is not supported yet; use em.ReAct(signature, tools, native=True) for "
-                "the LM's native tool calls, or use_native_function_calling=False to have the tool calls written "
-                "as a field."
-            )
-
-
-class ChatAdapter(_DSPyKeywords, _em.ChatAdapter):
-    """ElixirML's :class:`~elixirml.ChatAdapter` with DSPy's constructor keywords."""
+    ``use_json_adapter_fallback`` is off unless asked for: a second LM call is never hidden.
+    """
 
     def __init__(
         self,
@@ -81,18 +56,17 @@ class ChatAdapter(_DSPyKeywords, _em.ChatAdapter):
         use_json_adapter_fallback: bool = False,
         parallel_tool_calls: bool | None = None,
     ) -> None:
-        del native_response_types
-        _em.ChatAdapter.__init__(self, use_json_adapter_fallback=use_json_adapter_fallback)
-        self._take(callbacks, use_native_function_calling, parallel_tool_calls)
+        super().__init__(
+            callbacks,
+            use_native_function_calling=use_native_function_calling,
+            native_response_types=native_response_types if native_response_types is not None else _native_types(),
+            use_json_adapter_fallback=use_json_adapter_fallback,
+            parallel_tool_calls=parallel_tool_calls,
+        )
 
-    def format(self, signature: type[Signature], demos: Sequence[Example], inputs: dict[str, Any]) -> Any:
-        """Messages for ``signature`` (see :meth:`elixirml.Adapter.format`)."""
-        self._check_native(signature)
-        return super().format(signature, demos, inputs)
 
-
-class JSONAdapter(_DSPyKeywords, _em.JSONAdapter):
-    """ElixirML's :class:`~elixirml.JSONAdapter` with DSPy's constructor keywords."""
+class JSONAdapter(_em.DSPyJSONAdapter):
+    """DSPy 3.4's ``JSONAdapter`` (:class:`elixirml.adapters.DSPyJSONAdapter`), with DSPy's native response types."""
 
     def __init__(
         self,
@@ -100,31 +74,32 @@ class JSONAdapter(_DSPyKeywords, _em.JSONAdapter):
         use_native_function_calling: bool = True,
         parallel_tool_calls: bool | None = None,
     ) -> None:
-        _em.JSONAdapter.__init__(self)
-        self._take(callbacks, use_native_function_calling, parallel_tool_calls)
+        super().__init__(
+            callbacks,
+            use_native_function_calling=use_native_function_calling,
+            native_response_types=_native_types(),
+            parallel_tool_calls=parallel_tool_calls,
+        )
 
-    def format(self, signature: type[Signature], demos: Sequence[Example], inputs: dict[str, Any]) -> Any:
-        """Messages for ``signature`` (see :meth:`elixirml.Adapter.format`)."""
-        self._check_native(signature)
-        return super().format(signature, demos, inputs)
 
-
-class XMLAdapter(_DSPyKeywords, _em.XMLAdapter):
-    """ElixirML's :class:`~elixirml.XMLAdapter` with DSPy's constructor keywords."""
+class XMLAdapter(_em.DSPyXMLAdapter):
+    """DSPy 3.4's ``XMLAdapter`` (:class:`elixirml.adapters.DSPyXMLAdapter`), with DSPy's native response types."""
 
     def __init__(
         self,
         callbacks: list[Any] | None = None,
         use_native_function_calling: bool = False,
+        native_response_types: list[type] | None = None,
+        use_json_adapter_fallback: bool = False,
         parallel_tool_calls: bool | None = None,
     ) -> None:
-        _em.XMLAdapter.__init__(self)
-        self._take(callbacks, use_native_function_calling, parallel_tool_calls)
-
-    def format(self, signature: type[Signature], demos: Sequence[Example], inputs: dict[str, Any]) -> Any:
-        """Messages for ``signature`` (see :meth:`elixirml.Adapter.format`)."""
-        self._check_native(signature)
-        return super().format(signature, demos, inputs)
+        super().__init__(
+            callbacks,
+            use_native_function_calling=use_native_function_calling,
+            native_response_types=native_response_types if native_response_types is not None else _native_types(),
+            use_json_adapter_fallback=use_json_adapter_fallback,
+            parallel_tool_calls=parallel_tool_calls,
+        )
 
 
 _NAMES: dict[type, str] = {ChatAdapter: "chat", JSONAdapter: "json", XMLAdapter: "xml"}

@@ -7,7 +7,7 @@ model (no provider-native audio, file or reasoning handling).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pydantic
 
@@ -22,14 +22,52 @@ class Type(pydantic.BaseModel):
 
     @classmethod
     def description(cls) -> str:
-        """How the type is described to the LM (its docstring)."""
-        return (cls.__doc__ or "").strip()
+        """How the type is described to the LM (none by default)."""
+        return ""
+
+    def format(self) -> list[dict[str, Any]] | str:
+        """The value in a prompt: a string, or content parts (``[{"type": "image_url", ...}]``)."""
+        raise NotImplementedError
 
 
 class Reasoning(Type):
-    """The model's reasoning, as text."""
+    """The model's reasoning, as text (filled natively by an LM that reasons, when the adapter is DSPy's)."""
 
     content: str
+
+    #: Shown as ``str`` in prompts, and written as text (DSPy's ``ChainOfThought`` reasoning).
+    adapter_type_name: ClassVar[str] = "str"
+    adapter_text_type: ClassVar[bool] = True
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        return {"content": value} if isinstance(value, str) else value
+
+    def format(self) -> str:
+        """The reasoning's text."""
+        return self.content
+
+    @classmethod
+    def adapt_to_native_lm_feature(cls, signature: Any, field_name: str, lm: Any, lm_kwargs: dict[str, Any]) -> Any:
+        """With an LM that reasons natively, ask for its reasoning (``reasoning_effort``) instead of a field."""
+        if "reasoning_effort" in lm_kwargs:
+            effort = lm_kwargs["reasoning_effort"]
+        else:
+            effort = (getattr(lm, "kwargs", None) or {}).get("reasoning_effort", "low")
+        if effort is None or not getattr(lm, "supports_reasoning", False):
+            return signature
+        if "gpt-5" in str(getattr(lm, "model", "")) and getattr(lm, "model_type", "chat") == "chat":
+            return signature  # LiteLLM's chat API returns no reasoning for these models
+        lm_kwargs["reasoning_effort"] = effort
+        return signature.delete(field_name)
+
+    @classmethod
+    def parse_lm_response(cls, response: Any) -> Reasoning | None:
+        """The reasoning an LM returned natively (``reasoning_content``), if any."""
+        if isinstance(response, dict) and "reasoning_content" in response:
+            return cls(content=response["reasoning_content"])
+        return None
 
     def __str__(self) -> str:
         return self.content
@@ -48,6 +86,10 @@ class Audio(Type):
     data: str
     audio_format: str
 
+    def format(self) -> list[dict[str, Any]]:
+        """The audio as an ``input_audio`` content part."""
+        return [{"type": "input_audio", "input_audio": {"data": self.data, "format": self.audio_format}}]
+
 
 class File(Type):
     """A file: its data (base64), a provider's file id, or both, with its name."""
@@ -55,6 +97,11 @@ class File(Type):
     file_data: str | None = None
     file_id: str | None = None
     filename: str | None = None
+
+    def format(self) -> list[dict[str, Any]]:
+        """The file as a ``file`` content part (the fields that are set)."""
+        entry = {"file_data": self.file_data, "file_id": self.file_id, "filename": self.filename}
+        return [{"type": "file", "file": {k: v for k, v in entry.items() if v is not None}}]
 
     @classmethod
     def from_file_id(cls, file_id: str, filename: str | None = None) -> File:

@@ -187,6 +187,7 @@ class BaseLM(DSPyLMMixin, _lm.LM):
         *,
         validate: Any = None,
         allow_truncated: bool = False,
+        settings: Any = None,
         **overrides: Any,
     ) -> LMResponse:
         """Send a request; a subclass that overrides DSPy's ``__call__`` is called through it.
@@ -196,8 +197,10 @@ class BaseLM(DSPyLMMixin, _lm.LM):
         retries and history are not in the way. Others go through :meth:`elixirml.LM.arequest`.
         """
         if type(self).__call__ is BaseLM.__call__:
-            return await super().arequest(messages, validate=validate, allow_truncated=allow_truncated, **overrides)
-        settings = {**self.defaults, **overrides}
+            return await super().arequest(
+                messages, validate=validate, allow_truncated=allow_truncated, settings=settings, **overrides
+            )
+        settings = {**self.defaults, **dict(settings or {}), **overrides}
         outputs = self(messages=messages, **settings)
         completions = []
         for output in outputs if isinstance(outputs, list) else [outputs]:

@@ -34,6 +34,21 @@ class DummyLM(DSPyLMMixin, _EmDummyLM):
         self.follow_examples = follow_examples
         self.adapter = adapter
 
+    @property
+    def supports_function_calling(self) -> bool:
+        """False, as DSPy's ``DummyLM`` (a subclass may say otherwise)."""
+        return False
+
+    @property
+    def supports_response_schema(self) -> bool:
+        """False, as DSPy's ``DummyLM``."""
+        return False
+
+    @property
+    def supported_params(self) -> set[str]:
+        """None, as DSPy's ``DummyLM``: adapters add no provider options for it."""
+        return set()
+
     def _pick(self, messages: list[Any]) -> Any:
         if self.follow_examples and messages:
             last = messages[-1].get("content")
@@ -46,4 +61,8 @@ class DummyLM(DSPyLMMixin, _EmDummyLM):
                     and messages[i + 1].get("role") == "assistant"
                 ):
                     return messages[i + 1]["content"]
-        return super()._pick(messages)
+        answer = super()._pick(messages)
+        writer = getattr(self.adapter, "format_answer", None)
+        if writer is not None and isinstance(answer, Mapping):  # written in the format of the adapter given
+            return writer(answer)
+        return answer
