@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 from collections.abc import Iterator
 from typing import Any
 
+from ..runtime import current_context, reset_context, set_context
 from ._types import Usage
 
 # Dollars per million tokens (input, output). Users override per LM with LM(..., price=(i, o)).
@@ -54,9 +54,6 @@ class UsageTracker(Usage):
         return {model: usage.as_dict() for model, usage in self.by_model.items()}
 
 
-_TRACKERS: contextvars.ContextVar[tuple[UsageTracker, ...]] = contextvars.ContextVar("elixirml_usage", default=())
-
-
 class _Tracking:
     """The scope of :func:`track_usage` (a class: the generator-based context manager costs more per call)."""
 
@@ -66,11 +63,11 @@ class _Tracking:
         self.tracker = tracker
 
     def __enter__(self) -> UsageTracker:
-        self.token = _TRACKERS.set((*_TRACKERS.get(), self.tracker))
+        self.token = set_context(current_context().with_usage(self.tracker))
         return self.tracker
 
     def __exit__(self, *exc: object) -> None:
-        _TRACKERS.reset(self.token)
+        reset_context(self.token)
 
 
 def track_usage(tracker: UsageTracker | None = None) -> contextlib.AbstractContextManager[UsageTracker]:
@@ -96,7 +93,7 @@ def track_usage(tracker: UsageTracker | None = None) -> contextlib.AbstractConte
 
 def record_usage(usage: Usage, model: str = "unknown") -> None:
     """Add ``usage`` of a call to ``model`` to every tracker open in this context."""
-    for tracker in _TRACKERS.get():
+    for tracker in current_context().usage:
         tracker.add_model_usage(model, usage)
 
 
@@ -134,9 +131,6 @@ class CallBudget:
         self.take()
 
 
-_BUDGETS: contextvars.ContextVar[tuple[CallBudget, ...]] = contextvars.ContextVar("elixirml_budgets", default=())
-
-
 @contextlib.contextmanager
 def spending_limit(max_calls: int | None) -> Iterator[CallBudget]:
     """Refuse LM calls beyond ``max_calls`` inside the block (raises ``BudgetExceededError``)."""
@@ -151,21 +145,22 @@ def limit_calls(budget: CallBudget) -> Iterator[CallBudget]:
     For a budget object of one's own, such as a distributed worker's view of a budget the
     driver holds.
     """
-    token = _BUDGETS.set((*_BUDGETS.get(), budget))
+    token = set_context(current_context().with_budget(budget))
     try:
         yield budget
     finally:
-        _BUDGETS.reset(token)
+        reset_context(token)
 
 
 def open_budgets() -> tuple[CallBudget, ...]:
     """The call budgets open around this context, outermost first."""
-    return _BUDGETS.get()
+    budgets: tuple[CallBudget, ...] = current_context().budgets
+    return budgets
 
 
 async def reserve_call() -> None:
     """Count one LM call against every open budget; raise if any is spent (nothing is sent then)."""
-    budgets = _BUDGETS.get()
+    budgets: tuple[CallBudget, ...] = current_context().budgets
     if not budgets:
         return
     for budget in budgets:

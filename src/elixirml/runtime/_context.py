@@ -37,6 +37,9 @@ class RunContext(NamedTuple):
         bindings: predictor id -> values bound from Variables (``{"settings": {...}, "lm": LM}``).
         stream: the queue of a ``streamify`` call, when one is open.
         probe: the recorder of an optimizer's probe call (no LM is called while it is set).
+        usage: the usage trackers open here (``em.track_usage``), outermost first.
+        budgets: the call budgets open here (``spending_limit``, ``max_lm_calls``), outermost first.
+        span: the id of the span a :class:`~elixirml.runtime.SpanRecorder` has open here.
     """
 
     run: Any = None
@@ -47,10 +50,26 @@ class RunContext(NamedTuple):
     bindings: Mapping[int, Mapping[str, Any]] | None = None
     stream: Any = None
     probe: Any = None
+    usage: tuple[Any, ...] = ()
+    budgets: tuple[Any, ...] = ()
+    span: str | None = None
 
+    # Copies with one thing changed, spelled out: they run on every call, and _replace costs twice as much.
     def with_run(self, run: Any, trace: list[Any]) -> RunContext:
         """A copy with a run's assertion state and trace (what every outermost call opens)."""
-        return _new(RunContext, (run, trace, *self[2:]))  # run and trace lead; _replace costs twice as much
+        return _new(RunContext, (run, trace, *self[2:]))
+
+    def with_usage(self, tracker: Any) -> RunContext:
+        """A copy with ``tracker`` added to the open usage trackers."""
+        return _new(RunContext, (*self[:8], (*self[8], tracker), *self[9:]))
+
+    def with_budget(self, budget: Any) -> RunContext:
+        """A copy with ``budget`` added to the open call budgets."""
+        return _new(RunContext, (*self[:9], (*self[9], budget), *self[10:]))
+
+    def with_span(self, span: str | None) -> RunContext:
+        """A copy with ``span`` as the open span."""
+        return _new(RunContext, (*self[:10], span))
 
 
 _new = tuple.__new__
