@@ -56,9 +56,15 @@ def test_a_tracker_or_budget_opened_in_one_task_is_not_seen_by_a_concurrent_one(
 
 def test_the_open_span_is_carried_by_the_run_context():
     recorder = SpanRecorder()
-    lm = em.DummyLM([{"answer": "x"}])
+    during = []
+
+    def answer(messages, settings):
+        during.append(current_context().span)  # what the LM's transport sees while its span is open
+        return {"answer": "x"}
+
     with em.context(callbacks=[recorder]):
-        em.Predict("question -> answer", lm=lm)(question="q")
+        em.Predict("question -> answer", lm=em.FunctionLM(answer))(question="q")
     module, lm_span = recorder.spans[0], next(s for s in recorder.spans if s["kind"] == "lm")
-    assert module["parent"] is None and lm_span["parent"] is not None
+    assert module["parent"] is None and lm_span["parent"] == module["id"]
+    assert during == [lm_span["id"]]
     assert current_context().span is None  # every span closed

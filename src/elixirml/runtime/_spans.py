@@ -2,8 +2,9 @@
 
 :class:`SpanRecorder` opens a span at each ``*_start`` callback and closes it at the matching
 ``*_end``; the span open in the caller's context when a call starts is its parent. The open
-span lives in a context variable, so calls made in asyncio tasks and worker threads nest under
-the span that started them, as OpenTelemetry's do. Times are seconds since the recorder was made.
+span lives in the run context (``runtime/_context.py``), so calls made in asyncio tasks and
+worker threads nest under the span that started them, as OpenTelemetry's do. Times are seconds
+since the recorder was made.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import time
 from typing import Any
 
 from ._callbacks import Callback
+from ._context import current_context, reset_context, set_context
 
 __all__ = ["SpanRecorder"]
-
-_current: contextvars.ContextVar[str | None] = contextvars.ContextVar("elixirml_recorded_span", default=None)
 
 
 def _module_name(instance: Any) -> str:
@@ -45,16 +45,17 @@ class SpanRecorder(Callback):
     def __init__(self) -> None:
         self._origin = time.perf_counter()
         self._lock = threading.Lock()
-        self._open: dict[str, tuple[dict[str, Any], contextvars.Token[str | None]]] = {}
+        self._open: dict[str, tuple[dict[str, Any], contextvars.Token[Any]]] = {}
         self.spans: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
         return f"SpanRecorder({len(self.spans)} spans)"
 
     def _start(self, call_id: str, kind: str, name: str, attributes: dict[str, Any] | None = None) -> None:
+        context = current_context()
         span = {
             "id": call_id,
-            "parent": _current.get(),
+            "parent": context.span,
             "kind": kind,
             "name": name,
             "start": time.perf_counter() - self._origin,
@@ -62,7 +63,7 @@ class SpanRecorder(Callback):
             "error": "",
             "attributes": attributes or {},
         }
-        token = _current.set(call_id)
+        token = set_context(context.with_span(call_id))
         with self._lock:
             self.spans.append(span)
             self._open[call_id] = (span, token)
@@ -77,9 +78,9 @@ class SpanRecorder(Callback):
         if exception is not None:
             span["error"] = f"{type(exception).__name__}: {exception}"
         try:
-            _current.reset(token)
+            reset_context(token)
         except ValueError:  # ended in another context than it started (a task finished elsewhere)
-            _current.set(span["parent"])
+            set_context(current_context().with_span(span["parent"]))
         return span
 
     def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
