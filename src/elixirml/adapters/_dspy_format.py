@@ -82,21 +82,9 @@ def annotation_name(annotation: Any) -> str:
 
 
 def _type_description(annotation: type) -> str:
-    if issubclass(annotation, Code):
-        language = annotation.default_language or "python"
-        return (
-            "Code represented in a string, specified in the `code` field. If this is an output field, the code "
-            f"field should follow the markdown code block format, e.g. \n```{language}\n{{code}}\n```\n"
-            f"Programming language: {language}"
-        )
-    if annotation is ToolCalls:
-        return (
-            "Tool calls must be a JSON object with `tool_calls`, a list of calls. Each call must include `name` "
-            'and `args`. Example: {"tool_calls": [{"name": "search", "args": {"query": "cats"}}]}'
-        )
-    describe = getattr(annotation, "description", None)
-    if isinstance(annotation, type) and issubclass(annotation, (Image, History)):
+    if issubclass(annotation, (Image, History)):
         return ""
+    describe = getattr(annotation, "description", None)
     if inspect.ismethod(describe):  # a class method (not a Tool's instance attribute)
         text = describe()
         return text if isinstance(text, str) else ""
@@ -267,11 +255,16 @@ def jsonable(value: Any, parts: _Parts | None = None) -> Any:
         return value
     if isinstance(value, Image):
         block = [{"type": "image_url", "image_url": {"url": value.url}}]
-        return parts.mark(block) if parts is not None else json.dumps(block)
+        return parts.mark(block) if parts is not None else _marked(block)
     if isinstance(value, Code):
         return value.code
     if isinstance(value, ToolCalls):
-        return {"tool_calls": [{"name": c.name, "args": jsonable(c.args, parts)} for c in value.tool_calls]}
+        data: dict[str, Any] = {
+            "tool_calls": [{"name": c.name, "args": jsonable(c.args, parts)} for c in value.tool_calls]
+        }
+        if value.tool_call_results is not None:
+            data["tool_call_results"] = jsonable(value.tool_call_results, parts)
+        return data
     if _is_tool(value):
         return tool_text(value)
     if isinstance(value, enum.Enum):
@@ -285,7 +278,7 @@ def jsonable(value: Any, parts: _Parts | None = None) -> Any:
                 formatted = None
             if isinstance(formatted, list):
                 blocks = [b if isinstance(b, dict) else {"type": "text", "text": str(b)} for b in formatted]
-                return parts.mark(blocks) if parts is not None else json.dumps(blocks, ensure_ascii=False)
+                return parts.mark(blocks) if parts is not None else _marked(blocks)
             if formatted is not None:
                 return jsonable(formatted, parts)
         if _holds_special(value):
@@ -299,6 +292,11 @@ def jsonable(value: Any, parts: _Parts | None = None) -> Any:
         return pydantic_core.to_jsonable_python(value, fallback=str)
     except (TypeError, ValueError, pydantic_core.PydanticSerializationError):  # written as its str(), as DSPy does
         return str(value)
+
+
+def _marked(blocks: list[dict[str, Any]]) -> str:
+    """Content parts outside a user turn: the JSON between DSPy's custom-type markers, as DSPy leaves it."""
+    return f"<<CUSTOM-TYPE-START-IDENTIFIER>>{json.dumps(blocks, ensure_ascii=False)}<<CUSTOM-TYPE-END-IDENTIFIER>>"
 
 
 def _holds_special(model: pydantic.BaseModel) -> bool:
@@ -432,12 +430,12 @@ def output_defaults(signature: type[Signature], values: dict[str, Any]) -> dict[
 
 def _missing_error(adapter: str, signature: type[Signature], completion: str, values: dict[str, Any]) -> None:
     if values.keys() != signature.output_fields.keys():
-        missing = [n for n in signature.output_fields if n not in values]
         raise AdapterParseError(
             adapter,
             signature.__name__,
             completion,
-            f"expected fields {list(signature.output_fields)}, got {list(values)} (missing {missing})",
+            f"Adapter {adapter} failed to parse the LM response: expected to find the output fields "
+            f"[{', '.join(signature.output_fields)}], found [{', '.join(values)}]",
         )
 
 
@@ -676,7 +674,8 @@ class DSPyChatAdapter(ChatAdapter):
             if assistant:
                 messages.append({"role": "assistant", "content": assistant})
             if results is not None:
-                text = self._sections({"tool_call_results": json.dumps(jsonable({"tool_call_results": results}))})
+                shown = json.dumps(jsonable({"tool_call_results": results}), ensure_ascii=False)
+                text = self._sections({"tool_call_results": shown})
                 messages.append({"role": "user", "content": text})
         return messages
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pydantic
+from pydantic.json_schema import SkipJsonSchema
 
 from ..errors import ConfigurationError
 
@@ -239,11 +240,15 @@ class ToolCalls(pydantic.BaseModel):
 
     Attributes:
         tool_calls: the calls, in order.
+        tool_call_results: what the calls returned, once they ran (DSPy's ``ToolCallResults``, or
+            a list of ``{"call_id", "name", "value"}`` entries); a ``History`` turn holding them is
+            replayed as tool messages. Not part of the schema the LM is asked to follow.
     """
 
     model_config = pydantic.ConfigDict(frozen=True)
 
     tool_calls: list[ToolCall]
+    tool_call_results: SkipJsonSchema[Any] = pydantic.Field(default=None, exclude_if=lambda v: v is None)
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -269,8 +274,11 @@ class ToolCalls(pydantic.BaseModel):
 
     @classmethod
     def description(cls) -> str:
-        """How the type is described to the LM (DSPy's ``ToolCalls.description()``)."""
-        return "Tool calls information, including the name of the tools and the arguments to be passed to it."
+        """How the type is described to the LM (DSPy 3.4's ``ToolCalls.description()``)."""
+        return (
+            "Tool calls must be a JSON object with `tool_calls`, a list of calls. Each call must include `name` and "
+            '`args`. Example: {"tool_calls": [{"name": "search", "args": {"query": "cats"}}]}'
+        )
 
     @classmethod
     def prompt_hint(cls) -> str:
@@ -329,6 +337,16 @@ class Code(pydantic.BaseModel):
         if match is None:
             return {"code": text.strip("\n"), "language": cls.default_language}
         return {"code": match.group(2).rstrip("\n"), "language": match.group(1) or cls.default_language}
+
+    @classmethod
+    def description(cls) -> str:
+        """How the type is described to the LM (DSPy 3.4's ``Code.description()``)."""
+        language = cls.default_language or "python"
+        return (
+            "Code represented in a string, specified in the `code` field. If this is an output field, the code "
+            f"field should follow the markdown code block format, e.g. \n```{language}\n{{code}}\n```\n"
+            f"Programming language: {language}"
+        )
 
     @classmethod
     def from_completion_text(cls, text: str) -> Code:

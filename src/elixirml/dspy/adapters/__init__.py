@@ -9,12 +9,13 @@ response types (``Reasoning``, ``Citations``). ElixirML's own formats stay ``em.
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 from ... import adapters as _em
 from ...errors import ConfigurationError
 from ...program import Tool
-from ...schema import Code, History, Image, ToolCalls
+from ...schema import Code, History, Image, Signature, ToolCalls
 
 __all__ = [
     "Adapter",
@@ -42,7 +43,26 @@ def _native_types() -> list[type]:
     return [Citations, Reasoning]
 
 
-class ChatAdapter(_em.DSPyChatAdapter):
+class _DSPyHooks:
+    """DSPy's names of the adapters' call steps (tests and subclasses written for DSPy call them)."""
+
+    def _call_preprocess(
+        self, lm: Any, lm_kwargs: dict[str, Any], signature: type[Signature], inputs: dict[str, Any]
+    ) -> type[Signature]:
+        return typing.cast(_em.DSPyChatAdapter, self).preprocess(lm, lm_kwargs, signature, inputs)
+
+    def _call_postprocess(
+        self,
+        processed_signature: type[Signature],
+        original_signature: type[Signature],
+        outputs: list[Any],
+        lm: Any,
+        lm_kwargs: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        return typing.cast(_em.DSPyChatAdapter, self).postprocess(processed_signature, original_signature, outputs)
+
+
+class ChatAdapter(_DSPyHooks, _em.DSPyChatAdapter):
     """DSPy 3.4's ``ChatAdapter`` (:class:`elixirml.adapters.DSPyChatAdapter`), with DSPy's native response types.
 
     ``use_json_adapter_fallback`` is off unless asked for: a second LM call is never hidden.
@@ -65,7 +85,7 @@ class ChatAdapter(_em.DSPyChatAdapter):
         )
 
 
-class JSONAdapter(_em.DSPyJSONAdapter):
+class JSONAdapter(_DSPyHooks, _em.DSPyJSONAdapter):
     """DSPy 3.4's ``JSONAdapter`` (:class:`elixirml.adapters.DSPyJSONAdapter`), with DSPy's native response types."""
 
     def __init__(
@@ -82,7 +102,7 @@ class JSONAdapter(_em.DSPyJSONAdapter):
         )
 
 
-class XMLAdapter(_em.DSPyXMLAdapter):
+class XMLAdapter(_DSPyHooks, _em.DSPyXMLAdapter):
     """DSPy 3.4's ``XMLAdapter`` (:class:`elixirml.adapters.DSPyXMLAdapter`), with DSPy's native response types."""
 
     def __init__(

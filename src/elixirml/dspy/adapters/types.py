@@ -110,11 +110,12 @@ class File(Type):
 
 
 class ToolCallResult(pydantic.BaseModel):
-    """The value one tool call returned."""
+    """The value one tool call returned (``is_error``: the call failed and ``value`` says how)."""
 
     call_id: str | None = None
     name: str
     value: Any = None
+    is_error: bool = False
 
 
 class ToolCallResults(Type):
@@ -122,13 +123,34 @@ class ToolCallResults(Type):
 
     tool_call_results: list[ToolCallResult]
 
+    @pydantic.model_validator(mode="before")
     @classmethod
-    def from_tool_calls_and_values(cls, tool_calls: list[Any], values: list[Any]) -> ToolCallResults:
-        """Pair each call (a ``ToolCalls.ToolCall``) with the value it returned."""
+    def _from_entries(cls, data: Any) -> Any:
+        if isinstance(data, list):
+            return {"tool_call_results": data}
+        if isinstance(data, dict) and "tool_call_results" not in data and {"name", "value"} <= set(data):
+            return {"tool_call_results": [data]}
+        return data
+
+    @classmethod
+    def from_tool_calls_and_values(
+        cls, tool_calls: Any, values: list[Any], is_errors: list[bool] | None = None
+    ) -> ToolCallResults:
+        """Pair each call (a ``ToolCalls.ToolCall``, or the calls of a ``ToolCalls``) with the value it returned.
+
+        Raises:
+            ValueError: ``values`` (or ``is_errors``) is not as long as the calls.
+        """
+        calls = list(getattr(tool_calls, "tool_calls", tool_calls))
+        if len(calls) != len(values):
+            raise ValueError("`tool_calls` and `values` must have the same length.")
+        errors = list(is_errors) if is_errors is not None else [False] * len(calls)
+        if len(errors) != len(calls):
+            raise ValueError("`is_errors` must have the same length as `tool_calls` when provided.")
         return cls(
             tool_call_results=[
-                ToolCallResult(call_id=getattr(call, "id", None), name=call.name, value=value)
-                for call, value in zip(tool_calls, values, strict=True)
+                ToolCallResult(call_id=getattr(call, "id", None), name=call.name, value=value, is_error=error)
+                for call, value, error in zip(calls, values, errors, strict=True)
             ]
         )
 
