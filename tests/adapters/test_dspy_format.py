@@ -167,3 +167,25 @@ def test_xml_adapter_round_trip() -> None:
 def test_dspy_call_form_returns_outputs_per_completion() -> None:
     lm, _ = _capture("[[ ## answer ## ]]\nParis")
     assert DSPyChatAdapter()(lm, {}, QA, [], {"question": "Q"}) == [{"answer": "Paris"}]
+
+
+def test_an_lm_may_name_its_default_adapter() -> None:
+    lm, seen = _capture("[[ ## answer ## ]]\nParis")
+    lm.default_adapter = DSPyChatAdapter()  # type: ignore[assignment]
+    assert em.adapters.adapter_for(lm) is lm.default_adapter
+    assert em.Predict(QA)(question="Q", lm=lm).answer == "Paris"
+    assert seen[0][0][0]["content"].startswith("Your input fields are:\n1. `question` (str):\nYour output fields")
+
+
+def test_dspy_programs_use_dspys_chat_format_by_default() -> None:
+    import elixirml.dspy as dspy
+
+    lm = dspy.utils.DummyLM([{"answer": "Paris"}])
+    with dspy.context(lm=lm):
+        assert dspy.Predict("question -> answer")(question="Capital of France?").answer == "Paris"
+    assert isinstance(em.adapters.adapter_for(lm), dspy.ChatAdapter)
+    (entry,) = [h for h in dspy.clients.base_lm.GLOBAL_HISTORY if h["model"] == lm.model][-1:]
+    assert (
+        "In adhering to this structure, your objective is: \n        Given the fields"
+        in (entry["messages"][0]["content"])
+    )

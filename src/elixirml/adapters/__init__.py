@@ -31,7 +31,10 @@ __all__ = [
 
 
 def adapter_for(lm: Any, configured: Any = None) -> Adapter:
-    """The adapter to use: the configured one (an instance, a class or a name), else the LM's preferred kind."""
+    """The adapter to use: the configured one (an instance, a class or a name), else the LM's preferred one.
+
+    An LM prefers by its ``default_adapter``: ``"chat"``, ``"json"``, or an adapter instance.
+    """
     if configured is not None:
         if isinstance(configured, Adapter):
             return configured
@@ -49,7 +52,10 @@ def adapter_for(lm: Any, configured: Any = None) -> Adapter:
         raise TypeError(
             f"adapter must be an Adapter, an Adapter class or one of {list(ADAPTER_NAMES)}, got {configured!r}"
         )
-    return _DEFAULT_JSON if getattr(lm, "default_adapter", "chat") == "json" else _DEFAULT_CHAT
+    preferred = getattr(lm, "default_adapter", "chat")
+    if isinstance(preferred, Adapter):  # an LM that names its own adapter (elixirml.dspy's LMs: DSPy's format)
+        return preferred
+    return _DEFAULT_JSON if preferred == "json" else _DEFAULT_CHAT
 
 
 # Adapters without a fallback hold no state, so the defaults can be shared.

@@ -30,6 +30,7 @@ __all__ = [
     "XMLAdapter",
     "adapter_from_name",
     "adapter_name",
+    "default_chat_adapter",
 ]
 
 Adapter = _em.Adapter
@@ -123,6 +124,14 @@ class XMLAdapter(_DSPyHooks, _em.DSPyXMLAdapter):
 
 
 _NAMES: dict[type, str] = {ChatAdapter: "chat", JSONAdapter: "json", XMLAdapter: "xml"}
+_DEFAULT: list[ChatAdapter] = []
+
+
+def default_chat_adapter() -> ChatAdapter:
+    """The adapter a DSPy program uses when none is configured (one shared ``ChatAdapter()``: it holds no state)."""
+    if not _DEFAULT:
+        _DEFAULT.append(ChatAdapter())
+    return _DEFAULT[0]
 
 
 def adapter_name(adapter: Any) -> str:

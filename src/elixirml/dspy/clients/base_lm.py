@@ -70,6 +70,20 @@ class DSPyLMMixin:
     model_type: str = "chat"
 
     @property
+    def default_adapter(self) -> Any:
+        """DSPy's default adapter, ``dspy.ChatAdapter()`` (DSPy's prompt format), when none is configured."""
+        chosen = self.__dict__.get("_default_adapter")
+        if chosen is not None:
+            return chosen
+        from ..adapters import default_chat_adapter
+
+        return default_chat_adapter()
+
+    @default_adapter.setter
+    def default_adapter(self, value: Any) -> None:
+        self.__dict__["_default_adapter"] = value
+
+    @property
     def kwargs(self) -> dict[str, Any]:
         """DSPy's ``lm.kwargs``: the default request settings."""
         return self.defaults
