@@ -136,7 +136,7 @@ def two_step_adapter(m: Any, side: Side) -> Any:
 
 @snippet(
     "ChatAdapter(use_native_function_calling=...)",
-    "True refused on purpose: no tool fields in signatures; ReAct(native=True) has native tool calls",
+    "em.ChatAdapter (ElixirML's format) refuses True; em.adapters.DSPyChatAdapter and ReAct(native=True) call natively",
 )
 def chat_adapter_native_flag(m: Any, side: Side) -> Any:
     return raises(lambda: m.ChatAdapter(use_native_function_calling=True))

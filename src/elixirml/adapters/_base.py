@@ -235,9 +235,10 @@ class Adapter:
             Off by default: no hidden second call.
         use_json_adapter_fallback: DSPy's spelling of ``fallback=JSONAdapter()`` (DSPy turns it
             on by default; here it is asked for).
-        use_native_function_calling: DSPy's switch for tool fields in signatures. ElixirML's
-            native tool calling is ReAct's (``em.ReAct(sig, tools, native=True)``); ``True``
-            here raises ``ConfigurationError`` saying so.
+        use_native_function_calling: DSPy's switch for tool fields in signatures. ElixirML's own
+            formats do not take it (``True`` raises ``ConfigurationError`` saying so); DSPy's
+            formats (:class:`~elixirml.adapters.DSPyChatAdapter` and its siblings) and
+            ``em.ReAct(sig, tools, native=True)`` call tools natively.
     """
 
     name = "Adapter"
@@ -251,9 +252,10 @@ class Adapter:
     ) -> None:
         if use_native_function_calling:
             raise ConfigurationError(
-                f"{type(self).__name__}(use_native_function_calling=True): signatures with tool fields are not "
-                "supported; for tools with the LM's native function calling use em.ReAct(signature, tools, "
-                "native=True)"
+                f"{type(self).__name__}(use_native_function_calling=True): ElixirML's own formats have no native "
+                "tool fields; use em.adapters.DSPyChatAdapter(use_native_function_calling=True) (DSPy's format: a "
+                "list[em.Tool] input and an em.ToolCalls output become the LM's native tool calls), or "
+                "em.ReAct(signature, tools, native=True)"
             )
         if use_json_adapter_fallback and fallback is None:
             from ._json import JSONAdapter

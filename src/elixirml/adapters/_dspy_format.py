@@ -615,15 +615,18 @@ class DSPyChatAdapter(ChatAdapter):
         pieces.append(suffix)
         return "\n\n".join(pieces).strip()
 
+    #: What ends an assistant turn after its output sections.
+    answer_end = "\n\n[[ ## completed ## ]]\n"
+
     def format_assistant_message_content(
         self,
         signature: type[Signature],
         outputs: Mapping[str, Any],
         missing_field_message: str | None = None,
     ) -> str:
-        """An assistant turn: every output section (a missing one says ``missing_field_message``), then the end."""
+        """An assistant turn: every output value (a missing one says ``missing_field_message``), then the end."""
         values = {n: _demo_get(outputs, n, missing_field_message) for n in signature.output_fields}
-        return self.format_field_with_value(signature, values, role="assistant") + "\n\n[[ ## completed ## ]]\n"
+        return self.format_field_with_value(signature, values, role="assistant") + self.answer_end
 
     def _user(self, content: str, parts: _Parts) -> Message:
         return {"role": "user", "content": parts.split(content)}
@@ -1072,15 +1075,8 @@ class DSPyJSONAdapter(DSPyChatAdapter):
             return super().format_field_with_value(signature, values, parts)
         return json.dumps(jsonable(dict(values)), indent=2, ensure_ascii=False)
 
-    def format_assistant_message_content(
-        self,
-        signature: type[Signature],
-        outputs: Mapping[str, Any],
-        missing_field_message: str | None = None,
-    ) -> str:
-        """An assistant turn: the output values as an indented JSON object."""
-        values = {n: _demo_get(outputs, n, missing_field_message) for n in signature.output_fields}
-        return self.format_field_with_value(signature, values, role="assistant")
+    #: JSON answers have no end marker.
+    answer_end = ""
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """The answer's JSON object (repaired if need be), each value read as its field's type."""
@@ -1238,15 +1234,8 @@ class DSPyXMLAdapter(DSPyChatAdapter):
             pieces.append(self.user_message_output_requirements(signature))
         return "\n\n".join((*pieces, suffix)).strip()
 
-    def format_assistant_message_content(
-        self,
-        signature: type[Signature],
-        outputs: Mapping[str, Any],
-        missing_field_message: str | None = None,
-    ) -> str:
-        """An assistant turn: the output elements."""
-        values = {n: _demo_get(outputs, n, missing_field_message) for n in signature.output_fields}
-        return self.format_field_with_value(signature, values, role="assistant")
+    #: XML answers have no end marker.
+    answer_end = ""
 
     def user_message_output_requirements(self, signature: type[Signature]) -> str:
         """The closing reminder of the output tags."""
