@@ -609,7 +609,9 @@ class DSPyChatAdapter(ChatAdapter):
     ) -> str:
         """A user turn: the input sections present in ``inputs`` (and the reminder for the main request)."""
         present = {n: _demo_get(inputs, n) for n in signature.input_fields if n in inputs}
-        pieces = [prefix, self.format_field_with_value(signature, present, parts)] if present else [prefix]
+        pieces = [prefix]
+        if present or self.keep_empty_inputs:
+            pieces.append(self.format_field_with_value(signature, present, parts))
         if main_request:
             pieces.append(self.user_message_output_requirements(signature))
         pieces.append(suffix)
@@ -617,6 +619,8 @@ class DSPyChatAdapter(ChatAdapter):
 
     #: What ends an assistant turn after its output sections.
     answer_end = "\n\n[[ ## completed ## ]]\n"
+    #: Whether a user turn with no inputs still has the (empty) place of their sections.
+    keep_empty_inputs = False
 
     def format_assistant_message_content(
         self,
@@ -1218,21 +1222,8 @@ class DSPyXMLAdapter(DSPyChatAdapter):
         ]
         return "\n\n".join((_STRUCTURE, *groups))
 
-    def format_user_message_content(
-        self,
-        signature: type[Signature],
-        inputs: Mapping[str, Any],
-        prefix: str = "",
-        suffix: str = "",
-        main_request: bool = False,
-        parts: _Parts | None = None,
-    ) -> str:
-        """A user turn: the input elements (and the reminder for the main request)."""
-        present = {n: _demo_get(inputs, n) for n in signature.input_fields if n in inputs}
-        pieces = [prefix, self.format_field_with_value(signature, present, parts)]
-        if main_request:
-            pieces.append(self.user_message_output_requirements(signature))
-        return "\n\n".join((*pieces, suffix)).strip()
+    #: The (possibly empty) input elements always take their place in a user turn, as in DSPy.
+    keep_empty_inputs = True
 
     #: XML answers have no end marker.
     answer_end = ""

@@ -9,7 +9,6 @@ response types (``Reasoning``, ``Citations``). ElixirML's own formats stay ``em.
 
 from __future__ import annotations
 
-import typing
 from typing import Any
 
 from ... import adapters as _em
@@ -44,30 +43,8 @@ def _native_types() -> list[type]:
     return [Citations, Reasoning]
 
 
-class _DSPyHooks:
-    """DSPy's names of the adapters' call steps (tests and subclasses written for DSPy call them)."""
-
-    def _call_preprocess(
-        self, lm: Any, lm_kwargs: dict[str, Any], signature: type[Signature], inputs: dict[str, Any]
-    ) -> type[Signature]:
-        return typing.cast(_em.DSPyChatAdapter, self).preprocess(lm, lm_kwargs, signature, inputs)
-
-    def _call_postprocess(
-        self,
-        processed_signature: type[Signature],
-        original_signature: type[Signature],
-        outputs: list[Any],
-        lm: Any,
-        lm_kwargs: dict[str, Any],
-    ) -> list[dict[str, Any]]:
-        return typing.cast(_em.DSPyChatAdapter, self).postprocess(processed_signature, original_signature, outputs)
-
-
-class ChatAdapter(_DSPyHooks, _em.DSPyChatAdapter):
-    """DSPy 3.4's ``ChatAdapter`` (:class:`elixirml.adapters.DSPyChatAdapter`), with DSPy's native response types.
-
-    ``use_json_adapter_fallback`` is off unless asked for: a second LM call is never hidden.
-    """
+class _DSPyHooks(_em.DSPyChatAdapter):
+    """DSPy's constructor defaults and names of the adapters' call steps (tests and subclasses call them)."""
 
     def __init__(
         self,
@@ -84,6 +61,28 @@ class ChatAdapter(_DSPyHooks, _em.DSPyChatAdapter):
             use_json_adapter_fallback=use_json_adapter_fallback,
             parallel_tool_calls=parallel_tool_calls,
         )
+
+    def _call_preprocess(
+        self, lm: Any, lm_kwargs: dict[str, Any], signature: type[Signature], inputs: dict[str, Any]
+    ) -> type[Signature]:
+        return self.preprocess(lm, lm_kwargs, signature, inputs)
+
+    def _call_postprocess(
+        self,
+        processed_signature: type[Signature],
+        original_signature: type[Signature],
+        outputs: list[Any],
+        lm: Any,
+        lm_kwargs: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        return self.postprocess(processed_signature, original_signature, outputs)
+
+
+class ChatAdapter(_DSPyHooks):
+    """DSPy 3.4's ``ChatAdapter`` (:class:`elixirml.adapters.DSPyChatAdapter`), with DSPy's native response types.
+
+    ``use_json_adapter_fallback`` is off unless asked for: a second LM call is never hidden.
+    """
 
 
 class JSONAdapter(_DSPyHooks, _em.DSPyJSONAdapter):
@@ -95,7 +94,8 @@ class JSONAdapter(_DSPyHooks, _em.DSPyJSONAdapter):
         use_native_function_calling: bool = True,
         parallel_tool_calls: bool | None = None,
     ) -> None:
-        super().__init__(
+        _em.DSPyJSONAdapter.__init__(
+            self,
             callbacks,
             use_native_function_calling=use_native_function_calling,
             native_response_types=_native_types(),
@@ -105,22 +105,6 @@ class JSONAdapter(_DSPyHooks, _em.DSPyJSONAdapter):
 
 class XMLAdapter(_DSPyHooks, _em.DSPyXMLAdapter):
     """DSPy 3.4's ``XMLAdapter`` (:class:`elixirml.adapters.DSPyXMLAdapter`), with DSPy's native response types."""
-
-    def __init__(
-        self,
-        callbacks: list[Any] | None = None,
-        use_native_function_calling: bool = False,
-        native_response_types: list[type] | None = None,
-        use_json_adapter_fallback: bool = False,
-        parallel_tool_calls: bool | None = None,
-    ) -> None:
-        super().__init__(
-            callbacks,
-            use_native_function_calling=use_native_function_calling,
-            native_response_types=native_response_types if native_response_types is not None else _native_types(),
-            use_json_adapter_fallback=use_json_adapter_fallback,
-            parallel_tool_calls=parallel_tool_calls,
-        )
 
 
 _NAMES: dict[type, str] = {ChatAdapter: "chat", JSONAdapter: "json", XMLAdapter: "xml"}
