@@ -302,7 +302,10 @@ def scoped(settings: Settings) -> Iterator[Settings]:
 def current() -> Settings:
     """The settings in force here: the innermost ``context`` scope, else the process default."""
     scoped = _SCOPED.get()
-    return scoped if scoped is not None else _DEFAULT.value
+    if scoped is not None:
+        return scoped
+    value = _DEFAULT._value  # read directly: this runs several times on every call (the property only once)
+    return value if value is not None else _DEFAULT.value
 
 
 def configure(**changes: Any) -> Settings:

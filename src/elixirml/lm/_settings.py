@@ -80,8 +80,10 @@ def _is_int(value: Any) -> bool:
 
 
 def _number(low: float | None = None, high: float | None = None) -> tuple[Callable[[Any], bool], str]:
-    def check(value: Any) -> bool:
-        return _is_number(value) and (low is None or value >= low) and (high is None or value <= high)
+    def check(value: Any) -> bool:  # one call per value of every request: the common types first, inline
+        if type(value) is not float and type(value) is not int and not _is_number(value):
+            return False
+        return math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
 
     if low is not None and high is not None:
         return check, f"a number from {low} to {high}"
@@ -92,7 +94,7 @@ def _number(low: float | None = None, high: float | None = None) -> tuple[Callab
 
 def _integer(low: int | None = None) -> tuple[Callable[[Any], bool], str]:
     def check(value: Any) -> bool:
-        return _is_int(value) and (low is None or value >= low)
+        return (type(value) is int or _is_int(value)) and (low is None or value >= low)
 
     return check, "an int" if low is None else f"an int >= {low}"
 
@@ -198,6 +200,10 @@ LAYER_NAMES: dict[str, str] = {
 }
 
 
+# The layers in the order merge_settings applies them (lowest first; a later one wins).
+_LAYER_ORDER = ("process", "lm", "predictor", "bound", "call", "forced")
+
+
 class MergedSettings(dict[str, Any]):
     """The settings :func:`merge_settings` returns: every layer applied and checked.
 
@@ -283,17 +289,11 @@ def merge_settings(
     """
     merged = MergedSettings()
     extra: dict[str, Any] | None = None
-    layers = (
-        ("process", process),
-        ("lm", lm),
-        ("predictor", predictor),
-        ("bound", bound),
-        ("call", call),
-        ("forced", forced),
-    )
-    for name, layer in layers:
+    layers = (process, lm, predictor, bound, call, forced)  # lowest first, named by _LAYER_ORDER
+    for index, layer in enumerate(layers):
         if not layer:
             continue
+        name = _LAYER_ORDER[index]
         if check and type(layer) is not dict and not isinstance(layer, Mapping):  # dict first: the ABC check is slow
             raise ConfigurationError(
                 f"{_where(name, owner)} must be a dict of request settings, e.g. {{'temperature': 0.2}}; "
@@ -337,7 +337,7 @@ def merge_settings(
             supported(merged)
         except ConfigurationError:
             # name the layer that holds what the provider cannot honour (only on the error path)
-            for name, layer in layers:
+            for name, layer in zip(_LAYER_ORDER, layers):
                 if layer:
                     supported(layer, where=_where(name, owner))
             raise

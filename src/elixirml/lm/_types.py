@@ -123,8 +123,12 @@ def estimate_message_tokens(messages: list[Message]) -> int:
 
 def has_images(messages: list[Message]) -> bool:
     """Whether any message carries an image content part."""
-    return any(
-        isinstance(m.get("content"), list)
-        and any(isinstance(p, dict) and p.get("type") in ("image_url", "image") for p in m["content"])
-        for m in messages
-    )
+    for message in messages:  # loops, not any(...): this runs on every request
+        content = message.get("content")
+        if type(content) is str:
+            continue
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") in ("image_url", "image"):
+                    return True
+    return False

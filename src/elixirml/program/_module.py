@@ -66,6 +66,15 @@ class Module(ModulePersistence):
                 {"args": args, "kwargs": kwargs},
                 lambda: self._acall_with_usage(args, kwargs),
             )
+        cls = type(self)
+        if (
+            cls._acall_bound is Module._acall_bound  # not a Program (its own hooks) or another override
+            and cls._acall is Module._acall
+            and not _settings.current().track_usage
+            and not self._binding_variables()
+            and not _events.streaming()
+        ):  # the common case, without three coroutines between the caller and aforward
+            return await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
         return await self._acall_with_usage(args, kwargs)
 
     async def _acall_with_usage(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -17,6 +17,7 @@ from ..lm import (
     LM,
     LMResponse,
     Usage,
+    UsageTracker,
     check_settings,
     estimate_message_tokens,
     estimate_tokens,
@@ -107,6 +108,16 @@ def placeholder_outputs(signature: type[Signature]) -> dict[str, Any]:
         else:
             values[name] = None
     return values
+
+
+class _Spent(Usage):
+    """What one predictor call spends, over its re-asks: a usage tracker that only sums (no split by model)."""
+
+    __slots__ = ()
+
+    def add_model_usage(self, model: str, usage: Usage) -> None:
+        """Count ``usage`` of one call (the model is not kept)."""
+        self.add(usage)
 
 
 def _correction(exc: ValidationError | AdapterParseError) -> str:
@@ -358,7 +369,7 @@ class Predict(Module):
                 model, adapter, decoding, use_demos, values, feedback
             )
             cached = False
-        elif _events.streaming():
+        elif context.stream is not None:  # a streamed run (em.streamify)
             name = self.signature.__name__
             outputs, text, messages = await adapter.astream_call(
                 model,
@@ -419,7 +430,8 @@ class Predict(Module):
         """
         asked = list(feedback)
         failures = 0
-        with track_usage() as spent:
+        spent = _Spent()
+        with track_usage(typing.cast(UsageTracker, spent)):
             while True:
                 try:
                     outputs, response, messages = await adapter.acall(
