@@ -136,7 +136,7 @@ def two_step_adapter(m: Any, side: Side) -> Any:
 
 @snippet(
     "ChatAdapter(use_native_function_calling=...)",
-    "em.ChatAdapter (ElixirML's format) refuses True; em.adapters.DSPyChatAdapter and ReAct(native=True) call natively",
+    "True: a list[Tool] input and a ToolCalls output become the LM's native tool calls, as in DSPy",
 )
 def chat_adapter_native_flag(m: Any, side: Side) -> Any:
     return raises(lambda: m.ChatAdapter(use_native_function_calling=True))

@@ -149,8 +149,7 @@ def test_an_adapter_is_callable_as_in_dspy():
 def test_dspy_adapter_keywords():
     assert isinstance(em.ChatAdapter(use_json_adapter_fallback=True).fallback, em.JSONAdapter)
     assert em.ChatAdapter(use_native_function_calling=False).fallback is None
-    with pytest.raises(em.errors.ConfigurationError, match="ReAct"):
-        em.ChatAdapter(use_native_function_calling=True)
+    assert em.ChatAdapter(use_native_function_calling=True).use_native_function_calling is True
 
 
 def test_two_step_adapter_asks_in_plain_words_then_extracts_the_fields():

@@ -189,3 +189,38 @@ def test_dspy_programs_use_dspys_chat_format_by_default() -> None:
         "In adhering to this structure, your objective is: \n        Given the fields"
         in (entry["messages"][0]["content"])
     )
+
+
+def test_elixirmls_own_chat_adapter_calls_tools_natively_when_asked() -> None:
+    def search(query: str) -> str:
+        """Search."""
+        return query
+
+    class Agent(em.Signature):
+        question: str = em.InputField()
+        tools: list[em.Tool] = em.InputField()
+        tool_calls: em.ToolCalls = em.OutputField()
+
+    answers = [
+        LMResponse(
+            [Completion("", [{"id": "c1", "name": "search", "arguments": {"query": "x"}}], None, "tool_calls")],
+            Usage(1, 1, 0.0, 1),
+            "function",
+        ),
+        "No call needed.",
+    ]
+    seen: list[tuple[list[Any], dict[str, Any]]] = []
+
+    def fn(messages: list[Any], settings: dict[str, Any]) -> Any:
+        seen.append((messages, settings))
+        return answers[len(seen) - 1]
+
+    lm = em.FunctionLM(fn)
+    lm.supports_tools = True
+    predict = em.Predict(Agent, adapter=em.ChatAdapter(use_native_function_calling=True))
+    pred = predict(question="Find x", tools=[em.Tool(search)], lm=lm)
+    assert [c.name for c in pred.tool_calls.tool_calls] == ["search"]
+    messages, settings = seen[0]
+    assert [t["function"]["name"] for t in settings["tools"]] == ["search"]
+    assert "[[ ## tools ## ]]" not in messages[0]["content"] and "[[ ## tool_calls ## ]]" not in messages[0]["content"]
+    assert predict(question="Nothing", tools=[em.Tool(search)], lm=lm).tool_calls.tool_calls == []

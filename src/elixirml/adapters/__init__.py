@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from ._base import Adapter, parse_json_like, strip_fences
 from ._chat import ChatAdapter
-from ._dspy_format import DSPyChatAdapter, DSPyJSONAdapter, DSPyXMLAdapter
 from ._json import JSONAdapter
 from ._plain import PlainAdapter
 from ._two_step import TwoStepAdapter
 from ._xml import XMLAdapter
+
+if TYPE_CHECKING:
+    from ._dspy_format import DSPyChatAdapter, DSPyJSONAdapter, DSPyXMLAdapter
 
 __all__ = [
     "ADAPTER_NAMES",
@@ -28,6 +30,18 @@ __all__ = [
     "parse_json_like",
     "strip_fences",
 ]
+
+
+_LAZY = {"DSPyChatAdapter", "DSPyJSONAdapter", "DSPyXMLAdapter"}
+
+
+def __getattr__(name: str) -> Any:
+    """DSPy's formats load on first use (they build Pydantic models and need the rich types)."""
+    if name in _LAZY:
+        from . import _dspy_format
+
+        return getattr(_dspy_format, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def adapter_for(lm: Any, configured: Any = None) -> Adapter:

@@ -18,7 +18,6 @@ import pydantic
 from .. import schema as _schema  # the rich types (_schema.Image, ...) load on first use, with pydantic's models
 from ..errors import (
     AdapterParseError,
-    ConfigurationError,
     OutputError,
     TruncatedResponseError,
     ValidationError,
@@ -227,6 +226,26 @@ def _history_messages(value: Any) -> list[dict[str, Any]]:
     return list(_schema.History.model_validate(value).messages)
 
 
+def _is_tool_class(annotation: Any) -> bool:
+    return isinstance(annotation, type) and hasattr(annotation, "openai_schema") and hasattr(annotation, "describe")
+
+
+def is_tools_field(spec: FieldSpec) -> bool:
+    """Whether an input field holds tools (``Tool`` or ``list[Tool]``: native tool calling's input)."""
+    annotation = spec.annotation
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation) or (None,)
+        return _is_tool_class(item)
+    return _is_tool_class(annotation)
+
+
+def native_tool_fields(signature: type[Signature]) -> tuple[str, str] | None:
+    """The tools input and the ``ToolCalls`` output of a signature, when it has both."""
+    tools = next((n for n, s in signature.input_fields.items() if is_tools_field(s)), None)
+    calls = next((n for n, s in signature.output_fields.items() if s.annotation is _schema.ToolCalls), None)
+    return (tools, calls) if tools and calls else None
+
+
 class Adapter:
     """Base class of adapters. Subclasses implement :meth:`format` and :meth:`parse`.
 
@@ -235,10 +254,11 @@ class Adapter:
             Off by default: no hidden second call.
         use_json_adapter_fallback: DSPy's spelling of ``fallback=JSONAdapter()`` (DSPy turns it
             on by default; here it is asked for).
-        use_native_function_calling: DSPy's switch for tool fields in signatures. ElixirML's own
-            formats do not take it (``True`` raises ``ConfigurationError`` saying so); DSPy's
-            formats (:class:`~elixirml.adapters.DSPyChatAdapter` and its siblings) and
-            ``em.ReAct(sig, tools, native=True)`` call tools natively.
+        use_native_function_calling: with a ``list[Tool]`` input and a ``ToolCalls`` output in the
+            signature, and an LM that calls tools natively (``supports_tools``), the tools go in
+            the request's ``tools`` (both fields leave the prompt) and the LM's own calls fill the
+            ``ToolCalls`` field (no calls: an empty ``ToolCalls``). Other signatures and LMs are
+            sent as without it.
     """
 
     name = "Adapter"
@@ -250,13 +270,7 @@ class Adapter:
         use_json_adapter_fallback: bool = False,
         use_native_function_calling: bool = False,
     ) -> None:
-        if use_native_function_calling:
-            raise ConfigurationError(
-                f"{type(self).__name__}(use_native_function_calling=True): ElixirML's own formats have no native "
-                "tool fields; use em.adapters.DSPyChatAdapter(use_native_function_calling=True) (DSPy's format: a "
-                "list[em.Tool] input and an em.ToolCalls output become the LM's native tool calls), or "
-                "em.ReAct(signature, tools, native=True)"
-            )
+        self.use_native_function_calling = use_native_function_calling
         if use_json_adapter_fallback and fallback is None:
             from ._json import JSONAdapter
 
@@ -342,6 +356,13 @@ class Adapter:
         settings: dict[str, Any],
         feedback: Sequence[tuple[str, str]],
     ) -> tuple[list[Message], dict[str, Any]]:
+        native = self._native_tools(lm, signature)
+        if native is not None:  # the tools go in the request; both tool fields leave the prompt
+            tools_field, calls_field = native
+            tools = inputs.get(tools_field) or []
+            signature = signature.delete(calls_field).delete(tools_field)
+            schemas = [t.openai_schema() for t in (tools if isinstance(tools, list) else [tools])]
+            settings = type(settings)({"tools": schemas, **settings})  # keeps its type: merged stays merged
         messages = self.build_messages(signature, demos, inputs, feedback)
         extra = self.request_settings(signature, lm)
         if "stop" not in settings and "stop" in lm.supported_settings:
@@ -515,19 +536,31 @@ class Adapter:
         if not completions:
             raise AdapterParseError(self.name, signature.__name__, "", "the LM returned no completions")
         tool_fields = [n for n, spec in signature.output_fields.items() if spec.annotation is _schema.ToolCalls]
-        if tool_fields and any(c.tool_calls for c in completions):
+        if tool_fields and (
+            any(c.tool_calls for c in completions)
+            or (getattr(self, "use_native_function_calling", False) and native_tool_fields(signature))
+        ):
             return [self._parse_with_tool_calls(signature, c, tool_fields) for c in completions]
         if len(completions) == 1:
             return [self.parse(signature, completions[0].text)]
         return [self.parse(signature, c.text) for c in completions]
 
+    def _native_tools(self, lm: Any, signature: type[Signature]) -> tuple[str, str] | None:
+        """The tools input and ToolCalls output to call natively with ``lm``, if native calling applies."""
+        if not getattr(self, "use_native_function_calling", False) or not getattr(lm, "supports_tools", False):
+            return None
+        return native_tool_fields(signature)
+
     def _parse_with_tool_calls(
         self, signature: type[Signature], completion: Any, tool_fields: list[str]
     ) -> dict[str, Any]:
-        """A completion with native tool calls: the :class:`ToolCalls` fields from them, the rest from its text."""
-        if not completion.tool_calls:
+        """A completion with native tool calls: the :class:`ToolCalls` fields from them, the rest from its text.
+
+        With native calling on, a completion that made no calls has an empty ``ToolCalls``.
+        """
+        if not completion.tool_calls and not getattr(self, "use_native_function_calling", False):
             return self.parse(signature, completion.text)
-        calls = _schema.ToolCalls.from_native(completion.tool_calls)
+        calls = _schema.ToolCalls.from_native(completion.tool_calls or [])
         rest = signature
         for name in tool_fields:
             rest = rest.delete(name)

@@ -38,7 +38,7 @@ import pydantic_core
 from ..errors import AdapterParseError
 from ..lm import LM, LMResponse, Message
 from ..schema import Code, FieldSpec, History, Image, Signature, ToolCalls
-from ._base import Adapter
+from ._base import Adapter, is_tools_field
 from ._chat import ChatAdapter
 
 __all__ = ["DSPyChatAdapter", "DSPyJSONAdapter", "DSPyXMLAdapter"]
@@ -489,18 +489,6 @@ def _demo_get(demo: Any, key: str, default: Any = None) -> Any:
     return getter(key, default) if callable(getter) else default
 
 
-def _is_tools_field(spec: FieldSpec) -> bool:
-    annotation = spec.annotation
-    if typing.get_origin(annotation) is list:
-        (item,) = typing.get_args(annotation) or (None,)
-        return _is_tool_class(item)
-    return _is_tool_class(annotation)
-
-
-def _is_tool_class(annotation: Any) -> bool:
-    return isinstance(annotation, type) and hasattr(annotation, "openai_schema") and hasattr(annotation, "describe")
-
-
 class DSPyChatAdapter(ChatAdapter):
     """DSPy 3.4's ``ChatAdapter``: ``[[ ## field ## ]]`` sections, written and read exactly as DSPy does.
 
@@ -808,7 +796,7 @@ class DSPyChatAdapter(ChatAdapter):
             for key in _TOOL_KWARGS:
                 lm_kwargs.pop(key, None)
         else:
-            tools_field = next((n for n, s in signature.input_fields.items() if _is_tools_field(s)), None)
+            tools_field = next((n for n, s in signature.input_fields.items() if is_tools_field(s)), None)
             calls_field = next((n for n, s in signature.output_fields.items() if s.annotation is ToolCalls), None)
             if calls_field and tools_field is None:
                 raise ValueError(
