@@ -23,7 +23,7 @@ from ..errors import (
     ValidationError,
     truncate,
 )
-from ..lm import LM, LMResponse, Message
+from ..lm import LM, LMResponse, MergedSettings, Message
 from ..runtime import active_callbacks, end_callback, observe_callbacks, start_callback
 from ..schema import Example, FieldSpec, Signature, field_marker, literal_values, type_to_str
 from ..schema import format_value as format_value  # re-exported: adapters and modules import them here
@@ -374,6 +374,10 @@ class Adapter:
         request = type(settings)(settings)  # keeps its type: merged stays merged (the adapter's come under them)
         for key, value in extra.items():
             request.setdefault(key, value)
+        only_stop = len(extra) == 1 and "stop" in extra and "stop" in lm.supported_settings
+        if only_stop and isinstance(request, MergedSettings):
+            # only stop, which this LM takes (checked above): still checked for it, not checked again
+            request.checked_for = getattr(settings, "checked_for", None)
         return messages, request
 
     def build_messages(

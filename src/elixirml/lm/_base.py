@@ -690,7 +690,7 @@ class LM:
         cache, call budget, the policies of :meth:`_send_with_policies`, fallbacks, usage and history.
         """
         cache, key, keyed = self._prepare_request(messages, settings)
-        hit = self._cache_hit(cache, key, validate)
+        hit = self._cache_hit(cache, key, validate) if cache is not None else None
         if hit is not None:
             self._record(messages, keyed, hit)
             return hit
