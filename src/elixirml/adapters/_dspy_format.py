@@ -428,6 +428,28 @@ def output_defaults(signature: type[Signature], values: dict[str, Any]) -> dict[
     return completed
 
 
+def typed_outputs(
+    adapter: str, signature: type[Signature], completion: str, found: Mapping[str, Any], *, show_value: bool = False
+) -> dict[str, Any]:
+    """The output values ``found`` in a completion, each read as its field's type, in signature order.
+
+    A missing optional field takes its default; a value that does not parse, or a missing required
+    field, raises :class:`AdapterParseError` (``show_value``: the error quotes the unparsed text).
+    """
+    values: dict[str, Any] = {}
+    for name, raw in found.items():
+        try:
+            values[name] = parse_value(raw, signature.output_fields[name].annotation)
+        except ValueError as exc:
+            shown = f" with value {raw!r}" if show_value else ""
+            raise AdapterParseError(
+                adapter, signature.__name__, completion, f"field {name}{shown} does not parse: {exc}"
+            ) from None
+    values = output_defaults(signature, values)
+    _missing_error(adapter, signature, completion, values)
+    return values
+
+
 def _missing_error(adapter: str, signature: type[Signature], completion: str, values: dict[str, Any]) -> None:
     if values.keys() != signature.output_fields.keys():
         raise AdapterParseError(
@@ -761,20 +783,11 @@ class DSPyChatAdapter(ChatAdapter):
                 sections.append((match.group(1), [rest] if rest else []))
             else:
                 sections[-1][1].append(line)
-        values: dict[str, Any] = {}
+        found: dict[str, str] = {}
         for name, lines in sections:
-            if name is None or name in values or name not in signature.output_fields:
-                continue
-            text = "\n".join(lines).strip()
-            try:
-                values[name] = parse_value(text, signature.output_fields[name].annotation)
-            except ValueError as exc:
-                raise AdapterParseError(
-                    self.name, signature.__name__, completion, f"field {name} with value {text!r} does not parse: {exc}"
-                ) from None
-        values = output_defaults(signature, values)
-        _missing_error(self.name, signature, completion, values)
-        return values
+            if name is not None and name not in found and name in signature.output_fields:
+                found[name] = "\n".join(lines).strip()
+        return typed_outputs(self.name, signature, completion, found, show_value=True)
 
     def stop_sequences(self, signature: type[Signature]) -> tuple[str, ...]:
         """None: DSPy sends no stop sequences."""
@@ -1084,17 +1097,8 @@ class DSPyJSONAdapter(DSPyChatAdapter):
             raise AdapterParseError(
                 self.name, signature.__name__, completion, "the LM response cannot be read as a JSON object"
             )
-        values = {k: v for k, v in data.items() if k in signature.output_fields}
-        for name, value in values.items():
-            try:
-                values[name] = parse_value(value, signature.output_fields[name].annotation)
-            except ValueError as exc:
-                raise AdapterParseError(
-                    self.name, signature.__name__, completion, f"field {name} does not parse: {exc}"
-                ) from None
-        values = output_defaults(signature, values)
-        _missing_error(self.name, signature, completion, values)
-        return values
+        present = {k: v for k, v in data.items() if k in signature.output_fields}
+        return typed_outputs(self.name, signature, completion, present)
 
     def prepare_lm_kwargs(self, lm: Any, lm_kwargs: dict[str, Any], signature: type[Signature]) -> None:
         """``response_format``: the outputs' JSON schema when the LM takes one, else JSON mode."""
@@ -1223,22 +1227,12 @@ class DSPyXMLAdapter(DSPyChatAdapter):
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """The first element of each output field, read as its type."""
-        values: dict[str, Any] = {}
+        found: dict[str, str] = {}
         for name, spec in signature.output_fields.items():
             match = re.search(
                 rf"<{re.escape(name)}>((?:(?!</{re.escape(name)}>).)*)</{re.escape(name)}>", completion, re.DOTALL
             )
-            if match is None:
-                continue
-            text = match.group(1).strip()
-            if spec.annotation is str:
-                text = text.replace("&lt;", "<").replace("&amp;", "&")
-            try:
-                values[name] = parse_value(text, spec.annotation)
-            except ValueError as exc:
-                raise AdapterParseError(
-                    self.name, signature.__name__, completion, f"field {name} does not parse: {exc}"
-                ) from None
-        values = output_defaults(signature, values)
-        _missing_error(self.name, signature, completion, values)
-        return values
+            if match is not None:
+                text = match.group(1).strip()
+                found[name] = text.replace("&lt;", "<").replace("&amp;", "&") if spec.annotation is str else text
+        return typed_outputs(self.name, signature, completion, found)
