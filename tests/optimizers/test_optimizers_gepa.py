@@ -243,3 +243,24 @@ def test_feedback_survives_a_checkpoint(tmp_path):
     again = em.evaluate(program, data(2), feedback_metric, checkpoint=path, display_progress=False)
     assert all(r.resumed for r in again.results)
     assert all(SECRET in r.feedback for r in again.results)
+
+
+def test_gepa_projects_its_full_evals_budget_before_its_first_call(monkeypatch):
+    import io
+
+    err = io.StringIO()  # not a terminal: plain lines
+    monkeypatch.setattr("sys.stderr", err)
+    seen = []
+    task = scripted_lm()
+
+    def watching(messages, settings):
+        if not seen:
+            seen.append(err.getvalue())
+        return task.fn(messages, settings)
+
+    em.configure(lm=em.FunctionLM(watching))
+    gepa = GEPA(feedback_metric, max_full_evals=1, reflection_lm=scripted_lm(), seed=0, variable_trials=0)
+    gepa.compile(em.Predict("question -> answer"), trainset=data(6), valset=data(4, offset=10))
+    projected = re.search(r"GEPA: projected (\d+) LM calls", seen[0])
+    assert projected is not None, seen[0]
+    assert int(projected.group(1)) >= 10  # one pass over the 6 + 4 rows, the budget max_full_evals=1 sets

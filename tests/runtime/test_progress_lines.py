@@ -92,3 +92,27 @@ def test_one_progress_display_is_lines_a_bar_or_nothing(capsys):
         shown = capsys.readouterr()
         assert "barring" in shown.out and "all good" in shown.out and shown.err == ""
         assert ("4/4" in shown.out) is (total == 4)
+
+
+def test_mipro_prints_its_projection_before_its_first_lm_call(monkeypatch):
+    err = io.StringIO()  # not a terminal
+    monkeypatch.setattr("sys.stderr", err)
+    seen_at_first_call = []
+    answer = doubling_lm().fn
+
+    def first_watching(messages, settings):
+        if not seen_at_first_call:
+            seen_at_first_call.append(err.getvalue())
+        system = messages[0]["content"]
+        if "Summarize what these examples" in system:
+            return {"summary": "Numbers and their doubles."}
+        if "Propose a better instruction" in system:
+            return {"proposed_instruction": "Answer with twice the item's number."}
+        return answer(messages, settings)
+
+    em.configure(lm=em.FunctionLM(first_watching))
+    optimizer = em.optimizers.MIPRO(em.metrics.exact_match, num_trials=2, num_candidates=3)
+    optimizer.compile(em.Predict("question -> answer"), trainset=rows(8), valset=rows(6))
+    assert seen_at_first_call, "MIPRO made no LM call"
+    assert "MIPRO: projected" in seen_at_first_call[0]  # before the baseline, bootstrapping and proposals
+    assert "MIPRO: done in" in err.getvalue().splitlines()[-1]

@@ -605,3 +605,27 @@ def test_a_manager_whose_job_was_taken_over_stops_working_on_it(store, tmp_path,
     job_id = run(main())
     taken = store.job(job_id)
     assert taken["owner"] == "elsewhere:1:z" and taken["state"] not in ("interrupted", "succeeded", "cancelled")
+
+
+def test_jobs_print_their_start_progress_and_end_on_the_servers_stderr(store, capfd):
+    async def main():
+        async with manager_for(store, worker_env=worker_env()) as manager:
+            evaluation = await manager.submit({"kind": "evaluate", "program": "doubler", "rows": rows(), **METRIC})
+            optimization = await manager.submit(
+                {"kind": "optimize", "program": "doubler", "rows": rows(), **METRIC, "optimizer": "bootstrap"}
+            )
+            for job in (evaluation, optimization):
+                assert (await manager.wait(job["id"], 60))["state"] == "succeeded"
+        return evaluation["id"], optimization["id"]
+
+    evaluation, optimization = run(main(), timeout=90)
+    err = capfd.readouterr().err.splitlines()
+    mine = [line for line in err if line.startswith(f"job {evaluation}: ")]
+    assert mine[0] == f"job {evaluation}: evaluating doubler v2 on 6 examples (attempt 1)"
+    assert any(line.startswith(f"job {evaluation}: 6/6 examples (100%)") for line in mine)
+    assert mine[-1].startswith(f"job {evaluation}: done in") and mine[-1].endswith("6 examples, score 100.0%")
+    # the worker subprocess's lines (its start, the optimizer's projection and end) reach the server's stderr
+    worker = [line for line in err if line.startswith(f"job {optimization}: ")]
+    assert worker[0].startswith(f"job {optimization}: optimizing doubler v2 with BootstrapFewShot on 6 rows")
+    assert any("BootstrapFewShot: projected" in line for line in worker)
+    assert any("BootstrapFewShot: done in" in line for line in worker)

@@ -612,8 +612,8 @@ class Optimizer:
                 progress = ProgressDisplay(self.name, self.display_progress, unit="LM calls")
                 try:
                     try:
+                        self._announce(state, progress)  # first: initialize may spend most of the run
                         self.initialize(state)
-                        self._announce(state, progress)
                         while True:
                             self.check_budget(state, usage, started)
                             more = self.optimize_step(state)

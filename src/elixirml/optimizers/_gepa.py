@@ -507,20 +507,26 @@ class GEPA(Optimizer):
 
     def projected_calls(self, state: OptimizationState) -> int:
         per_run = max(1, len(state.program.named_predictors()))
-        limit = self.budget["max_metric_calls"] or 0
+        limit = self._metric_budget(state) or 0
         return limit * per_run + limit // max(1, 2 * self.reflection_minibatch_size)
+
+    def _metric_budget(self, state: OptimizationState) -> int | None:
+        """The run's metric-call budget: ``max_metric_calls``, ``max_full_evals`` or ``auto``, the smallest."""
+        budget: int | None = self.budget["max_metric_calls"]
+        if self.max_full_evals is not None:  # DSPy's unit: passes over the training and validation sets
+            budget = self.max_full_evals * (len(state.trainset) + len(state.valset))
+        if self.auto is not None:
+            components = len(text_components(state.program))
+            preset = auto_metric_calls(self.auto, len(state.valset), components, self.reflection_minibatch_size)
+            budget = preset if budget is None else min(budget, preset)
+        return budget
 
     def initialize(self, state: OptimizationState) -> None:
         _gepa()
         components = text_components(state.program)
         if not components:
             raise ConfigurationError("GEPA found no text to evolve: the program has no predictor or Variable.text")
-        if self.max_full_evals is not None:  # DSPy's unit: passes over the training and validation sets
-            self.budget["max_metric_calls"] = self.max_full_evals * (len(state.trainset) + len(state.valset))
-        if self.auto is not None:
-            budget = auto_metric_calls(self.auto, len(state.valset), len(components), self.reflection_minibatch_size)
-            given = self.budget["max_metric_calls"]
-            self.budget["max_metric_calls"] = budget if given is None else min(given, budget)
+        self.budget["max_metric_calls"] = self._metric_budget(state)
         state.extra["components"] = components
         state.extra["phase"] = "text"
         total = self.budget["max_metric_calls"]

@@ -85,6 +85,7 @@ class _Child:
     command: tuple[str, ...] = ()
     env: dict[str, str] | None = None
     cwd: str | None = None
+    on_stderr: Callable[[str], None] | None = None
     state: ChildState = "starting"
     restarts: int = 0
     restart_times: collections.deque[float] = dataclasses.field(default_factory=collections.deque)
@@ -233,11 +234,12 @@ class Supervisor:
         cwd: str | os.PathLike[str] | None = None,
         restart: Restart = "permanent",
         shutdown: float = 5.0,
+        on_stderr: Callable[[str], None] | None = None,
     ) -> ChildStatus:
         """Start a subprocess child running ``command`` (no shell); it is started again for every restart.
 
         Its standard output is inherited; the last lines of its standard error are kept for
-        the failure reason.
+        the failure reason, and each is also given to ``on_stderr`` where there is one.
 
         Args:
             child_id: a unique id among this supervisor's children.
@@ -246,6 +248,8 @@ class Supervisor:
             cwd: its working directory.
             restart: ``"permanent"``, ``"transient"`` or ``"temporary"``.
             shutdown: seconds between SIGTERM and SIGKILL when it is stopped.
+            on_stderr: called with each line of its standard error (without the line end), as it
+                comes: a server passes its jobs' progress lines on to its own log this way.
 
         Raises:
             ConfigurationError: a bad argument, or a child with this id is still running.
@@ -261,6 +265,7 @@ class Supervisor:
                 command=tuple(str(c) for c in command),
                 env=dict(env) if env is not None else None,
                 cwd=os.fspath(cwd) if cwd is not None else None,
+                on_stderr=on_stderr,
             )
         )
 
@@ -475,7 +480,7 @@ class Supervisor:
         )
         child.process = process
         tail: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
-        reader = asyncio.get_running_loop().create_task(self._read_stderr(process, tail))
+        reader = asyncio.get_running_loop().create_task(self._read_stderr(process, tail, child.on_stderr))
         try:
             code = await process.wait()
         except asyncio.CancelledError:
@@ -490,10 +495,15 @@ class Supervisor:
         return code
 
     @staticmethod
-    async def _read_stderr(process: asyncio.subprocess.Process, tail: collections.deque[str]) -> None:
+    async def _read_stderr(
+        process: asyncio.subprocess.Process, tail: collections.deque[str], forward: Callable[[str], None] | None
+    ) -> None:
         assert process.stderr is not None
         async for line in process.stderr:
-            tail.append(line.decode("utf-8", "replace").rstrip())
+            text = line.decode("utf-8", "replace").rstrip()
+            tail.append(text)
+            if forward is not None:
+                forward(text)
 
     @staticmethod
     async def _end_process(process: asyncio.subprocess.Process, grace: float) -> None:

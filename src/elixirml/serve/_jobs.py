@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigurationError, LoadError, MissingDependencyError, StoreError, SupervisorError, UserError
 from ..program import Module, Store
-from ..runtime import Callback, Supervisor
+from ..runtime import Callback, ProgressLines, Supervisor
 from ..store import job_owner
 
 log = logging.getLogger("elixirml.serve")
@@ -330,7 +330,8 @@ class _Prepared:
         settings = dict(spec.get("settings") or {})
         options = dict(spec.get("options") or {})
         check_optimizer_fields(name, settings, {}, (), list(lms))
-        settings.setdefault("display_progress", False)
+        # a worker's stderr is the manager's pipe: the optimizer prints plain lines, passed on to the server's log
+        settings.setdefault("display_progress", None)
         if build_lms:
             for key, rule in JOB_SETTINGS.get(name, {}).items():
                 if rule.kind == "lm" and key in settings:
@@ -338,6 +339,15 @@ class _Prepared:
         optimizer = optimizer_by_name(name, self.metric, **settings)
         check_optimizer_fields(name, {}, options, optimizer.run_options, list(lms))
         return optimizer
+
+
+def job_line(job_id: str, text: str) -> None:
+    """One line about a job on the server's stderr (``job <id>: <text>``): its start, progress and end."""
+    print(f"job {job_id}: {text}", file=sys.stderr, flush=True)
+
+
+def _program_of(job: Mapping[str, Any]) -> str:
+    return f"{job['program']} v{job['version']}" if job.get("version") else str(job["program"])
 
 
 def begin_attempt(store: Store, job_id: str) -> dict[str, Any]:
@@ -398,6 +408,13 @@ def run_optimization(
     run_id = f"job-{job_id}"
     if job["attempts"] and not optimizer.resumable:
         run_id = f"job-{job_id}-{job['attempts'] + 1}"  # nothing to resume from: a new run for this attempt
+    # the optimizer's own projection, progress and end lines follow (stderr is the manager's pipe)
+    print(
+        f"optimizing {_program_of(job)} with {optimizer.name} on {len(prepared.examples)} rows "
+        f"(attempt {job['attempts'] + 1}, run {run_id})",
+        file=sys.stderr,
+        flush=True,
+    )
     with context(callbacks=[_TrialProgress(store, job, total)]):
         optimizer.compile(
             prepared.program,
@@ -720,7 +737,11 @@ class JobManager:
             self._supervisor.start_task(job_id, lambda: self._evaluate(job_id), restart="transient")
         else:
             self._supervisor.start_process(
-                job_id, self._worker_command(job_id), env=self._worker_environment(), restart="transient"
+                job_id,
+                self._worker_command(job_id),
+                env=self._worker_environment(),
+                restart="transient",
+                on_stderr=lambda line: job_line(job_id, line),  # its progress lines reach the server's log
             )
         self._watchers[job_id] = asyncio.get_running_loop().create_task(self._watch(self._supervisor, job_id))
 
@@ -783,12 +804,20 @@ class JobManager:
         prepared = await asyncio.to_thread(_Prepared, self.store, job, self.allow_modules, self.data_dirs)
         checkpoint = f"job-{job_id}"
         total = len(prepared.examples)
-        done = len(await asyncio.to_thread(self.store.checkpoint_records, checkpoint))
+        done = resumed = len(await asyncio.to_thread(self.store.checkpoint_records, checkpoint))
         last_write = [time.monotonic()]
+        lines = ProgressLines(f"job {job_id}", total, unit="examples")
+        job_line(
+            job_id,
+            f"evaluating {_program_of(job)} on {total - resumed} examples"
+            + (f" ({resumed} resumed)" if resumed else "")
+            + f" (attempt {job['attempts'] + 1})",
+        )
 
         def on_result(_result: Any) -> None:
             nonlocal done
             done += 1
+            lines.update(done)
             now = time.monotonic()
             if now - last_write[0] >= _PROGRESS_EVERY:
                 last_write[0] = now
@@ -821,6 +850,11 @@ class JobManager:
             )
         )
         outcome = {"score": score, "n": len(result.results), "errors": result.errors, "evaluation_id": evaluation_id}
+        job_line(
+            job_id,
+            f"done in {lines.elapsed():.0f}s: {len(result.results)} examples, score {score:.1f}%"
+            + (f", {result.errors} errors" if result.errors else ""),
+        )
         await asyncio.to_thread(lambda: self.store.update_job(job_id, progress=1.0, best_score=score, result=outcome))
         return score
 
