@@ -74,9 +74,10 @@ def test_react_solves_multi_step_task_and_survives_tool_errors():
     assert len(trajectory) == 4 * 6  # five tool steps and the finish step, as in DSPy
     observations = [trajectory[f"observation_{i}"] for i in range(6)]
     assert observations[0] == "Paris"
-    assert observations[1].startswith("Error: invalid argument expression")
-    assert "ZeroDivisionError" in observations[2]
-    assert observations[3:] == ["2100000", "4200000", "Completed."]
+    assert observations[1].startswith("Execution error in calculator: invalid argument expression")
+    assert observations[2].startswith("Execution error in calculator: \nTraceback (most recent call last):")
+    assert observations[2].endswith("ZeroDivisionError: division by zero")  # the tool's own traceback, as in DSPy
+    assert observations[3:] == ["2100000", 4200000, "Completed."]  # the tool's return value, as in DSPy
     assert trajectory["thought_0"] == "find the capital" and trajectory["tool_name_0"] == "lookup"
     assert trajectory["tool_args_0"] == {"key": "capital of France"}
     assert trajectory["tool_name_5"] == "finish" and trajectory["tool_args_5"] == {}
@@ -110,7 +111,59 @@ def test_react_untyped_tool_arguments_arrive_as_the_lm_gave_them():
     em.configure(lm=lm)
     pred = em.ReAct("question -> answer", tools=[add])(question="1 + 2?")
     assert got == [(1, 2)]  # JSON numbers stay numbers, as in DSPy 3.4.1
-    assert pred.trajectory["observation_0"] == "3"
+    assert pred.trajectory["observation_0"] == 3  # the return value, as in DSPy 3.4.1 (shown to the model as 3)
+
+
+def test_react_drops_the_oldest_steps_when_the_prompt_does_not_fit():
+    prompts = []
+
+    def answer(messages, settings):
+        user = messages[-1]["content"]
+        if "You are an agent" not in messages[0]["content"]:
+            return {"reasoning": "r", "answer": "done"}
+        prompts.append(user)
+        if len(prompts) == 3:  # the third step is too long once: the agent drops step 1 and asks again
+            raise em.errors.ContextWindowExceededError(model="fake")
+        if len(prompts) == 5:
+            return step("done", "finish", {})
+        return step(f"echo {len(prompts)}", "echo", {"text": str(len(prompts))})
+
+    def echo(text: str) -> str:
+        return f"echoed {text}"
+
+    em.configure(lm=em.FunctionLM(answer), cache=False)
+    pred = em.ReAct("question -> answer", tools=[echo])(question="q")
+    assert pred.answer == "done"
+    assert "Step 1 thought" in prompts[2] and "Step 1 thought" not in prompts[3]
+    assert "Step 2 observation: echoed 2" in prompts[3]  # steps keep their numbers
+    assert list(pred.trajectory) == [
+        f"{k}_{i}" for i in (1, 2, 3) for k in ("thought", "tool_name", "tool_args", "observation")
+    ]
+    assert pred.trajectory["tool_name_3"] == "finish"
+
+    agent = em.ReAct("question -> answer", tools=[echo])
+    with pytest.raises(em.errors.ContextWindowExceededError, match="cannot be truncated"):
+        agent.truncate_trajectory({"thought_0": "t", "tool_name_0": "echo", "tool_args_0": {}, "observation_0": "o"})
+
+
+def test_react_ends_the_loop_when_a_step_cannot_be_used_or_max_iters_is_reached():
+    calls = []
+
+    def answer(messages, settings):
+        calls.append(messages)
+        if "You are an agent" not in messages[0]["content"]:
+            return {"reasoning": "r", "answer": "from what it has"}
+        return {"next_thought": "t", "next_tool_name": "no_such_tool", "next_tool_args": {}}
+
+    em.configure(lm=em.FunctionLM(answer), cache=False)
+    pred = em.ReAct("question -> answer", tools=[calculator])(question="q")
+    assert pred.answer == "from what it has" and pred.trajectory == {}
+
+    lm = em.DummyLM([step("again", "calculator", {"expression": "1+1"})] * 2 + [{"reasoning": "r", "answer": "2"}])
+    em.configure(lm=lm)
+    agent = em.ReAct("question -> answer", tools=[calculator], max_iters=5)
+    pred = asyncio.run(agent.acall(question="q", max_iters=2))  # DSPy's per-call max_iters
+    assert pred.answer == "2" and len(pred.trajectory) == 8 and pred.trajectory["observation_1"] == 2
 
 
 def test_react_native_tool_calling_over_http():

@@ -15,7 +15,7 @@ from ._program import Program
 from ._react import ReAct
 from ._retrieve import Retrieve
 from ._serialize import configuration_from_json, configuration_to_json, demo_from_json, demo_to_json
-from ._tools import Tool, ToolError, tool
+from ._tools import Tool, ToolError, format_error_for_lm, tool, tool_error_observation
 from ._trace import TraceEntry, inspect_trace, trace
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ __all__ = [
     "demo_to_json",
     "file_module_name",
     "forced_settings",
+    "format_error_for_lm",
     "import_source_file",
     "inspect_trace",
     "load",
@@ -64,5 +65,6 @@ __all__ = [
     "streamify",
     "suggest_output",
     "tool",
+    "tool_error_observation",
     "trace",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -212,6 +213,31 @@ class Tool:
             parameters=dict(getattr(tool, "inputSchema", None) or {"type": "object", "properties": {}}),
             timeout=timeout,
         )
+
+
+def format_error_for_lm(error: BaseException, *, traceback_frames: int = 0) -> str:
+    """An exception as text for an LM (DSPy's function of the same name).
+
+    Args:
+        error: the exception.
+        traceback_frames: 0 gives ``str(error)``; more gives a newline and the traceback, limited to
+            that many frames from the innermost (where it was raised), ending with the error's line.
+    """
+    if traceback_frames <= 0:
+        return str(error)
+    lines = traceback.format_exception(type(error), error, error.__traceback__, limit=-traceback_frames)
+    return "\n" + "".join(lines).strip()
+
+
+def tool_error_observation(name: str, error: ToolError) -> str:
+    """The observation ReAct records for a failed tool call, as DSPy words it.
+
+    ``"Execution error in <name>: "`` then, when the tool itself raised, the traceback of its
+    exception (the innermost five frames); for bad arguments or a timeout, the reason.
+    """
+    cause = error.__cause__
+    detail = format_error_for_lm(cause, traceback_frames=5) if cause is not None else str(error)
+    return f"Execution error in {name}: {detail}"
 
 
 def tool(

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from ...errors import AdapterParseError, ContextWindowExceededError, LMUnexpectedError
+from ...program import format_error_for_lm
 
-__all__ = ["AdapterParseError", "ContextWindowExceededError", "LMUnexpectedError"]
+__all__ = ["AdapterParseError", "ContextWindowExceededError", "LMUnexpectedError", "format_error_for_lm"]
