@@ -291,3 +291,34 @@ def test_programs_list_and_show_read_as_plain_words(workspace):
     assert listed.exit_code == 0 and "(1 version)" in listed.output, listed.output
     shown = runner.invoke(app, ["programs", "show", "qa"])
     assert shown.exit_code == 0 and "qa v1 (no parent)" in shown.output and "vNone" not in shown.output, shown.output
+
+
+# ---------------------------------------------------------------- serve on a port in use
+def test_serve_on_a_port_in_use_says_so_before_building_the_app(workspace, monkeypatch):
+    import socket
+
+    import elixirml.serve
+
+    def never(*args, **kwargs):
+        raise AssertionError("the app was built although the port is taken")
+
+    monkeypatch.setattr(elixirml.serve, "create_app", never)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"Port {port} on 127.0.0.1 is already in use" in result.output
+    assert "--port" in result.output.split("already in use", 1)[1]
+    assert "Traceback" not in result.output and "Errno" not in result.output
+
+
+def test_listen_names_the_address_it_cannot_bind():
+    with pytest.raises(em.errors.ConfigurationError, match=r"Cannot listen on 192\.0\.2\.1:8000: .*--host"):
+        em.serve.listen("192.0.2.1", 8000)  # TEST-NET-1: never an address of this machine
+    sock = em.serve.listen("127.0.0.1", 0)
+    try:
+        assert sock.getsockname()[1] > 0
+    finally:
+        sock.close()

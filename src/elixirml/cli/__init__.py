@@ -545,25 +545,29 @@ def serve_command(
         if not sep or not name or not model:
             raise errors.ConfigurationError(f"--job-lm takes NAME=MODEL (e.g. proposer=openai/gpt-4o), got {item!r}")
         job_lms[name] = model
-    app = serve.create_app(
-        programs=program or None,
-        lm=current().lm,
-        tokens=token or None,
-        allow_modules=allow_module,
-        allow_paths=allow_path,
-        settings=ServeSettings(
-            max_body_bytes=max_body_bytes,
-            max_concurrency=max_concurrency,
-            max_batch=max_batch,
-            drain_timeout=drain_timeout,
-            read_timeout=read_timeout,
-            allowed_hosts=tuple(allowed_host),
-        ),
-        console=console,
-        jobs_lm=jobs_lm,
-        job_lms=job_lms,
-    )
-    serve.run(app, host=host, port=port, log_level=log_level, forwarded_allow_ips=forwarded_allow_ips)
+    sock = serve.listen(host, port)  # a port in use is said at once, before the app is built or a model loads
+    try:
+        app = serve.create_app(
+            programs=program or None,
+            lm=current().lm,
+            tokens=token or None,
+            allow_modules=allow_module,
+            allow_paths=allow_path,
+            settings=ServeSettings(
+                max_body_bytes=max_body_bytes,
+                max_concurrency=max_concurrency,
+                max_batch=max_batch,
+                drain_timeout=drain_timeout,
+                read_timeout=read_timeout,
+                allowed_hosts=tuple(allowed_host),
+            ),
+            console=console,
+            jobs_lm=jobs_lm,
+            job_lms=job_lms,
+        )
+        serve.run(app, host=host, port=port, log_level=log_level, forwarded_allow_ips=forwarded_allow_ips, sock=sock)
+    finally:
+        sock.close()
 
 
 @app.command("deploy")

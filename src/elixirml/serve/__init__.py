@@ -8,7 +8,7 @@ Example::
     import elixirml as em
 
     app = em.serve.create_app(em.Store("sqlite:///programs.db"), lm=em.LM("openai/gpt-4o-mini"))
-    # uvicorn.run(app, host="127.0.0.1", port=8000), or: elixirml serve --store sqlite:///programs.db
+    # uvicorn.run(app, host="127.0.0.1", port=8000), or: elixirml --store sqlite:///programs.db serve
 
 See docs/serving.md.
 """
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._auth import Caller, require_token
     from ._client import deploy, rollback
     from ._jobs import JobManager, JobRequest, jobs_router
-    from ._server import run
+    from ._server import listen, run
     from ._state import ServeSettings, ServeState
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "create_app",
     "deploy",
     "jobs_router",
+    "listen",
     "require_token",
     "rollback",
     "run",
@@ -49,6 +50,7 @@ _WHERE = {
     "JobManager": "._jobs",
     "JobRequest": "._jobs",
     "jobs_router": "._jobs",
+    "listen": "._server",
     "run": "._server",
     "ServeState": "._state",
     "ServeSettings": "._state",
