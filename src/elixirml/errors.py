@@ -258,7 +258,15 @@ class DistributedError(ElixirMLError):
 
 
 class OutputError(ElixirMLError):
-    """The LM answered, but its answer cannot be used as it is."""
+    """The LM answered, but its answer cannot be used as it is.
+
+    Attributes:
+        usage: the :class:`~elixirml.lm.Usage` of the answer that could not be used, set by the LM
+            that received it (None when the error did not come from an LM's answer). A predictor
+            that re-asks adds it to the prediction's usage: the answer was paid for.
+    """
+
+    usage: Any = None
 
 
 class ValidationError(OutputError, ValueError):

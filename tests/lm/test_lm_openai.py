@@ -660,3 +660,15 @@ def test_a_stream_that_sends_only_keep_alives_times_out():
         with pytest.raises(em.errors.ProviderTimeoutError, match="sent nothing for 0.5s"):
             _stream_all(lm)
         assert time.perf_counter() - start < 3  # it hung for 25 s before
+
+
+def test_an_answer_its_validator_refuses_carries_its_usage(server):
+    lm = make_lm(server)
+
+    def refuse(response):
+        raise em.errors.ValidationError("S", "answer", response.text, "refused for the test")
+
+    with pytest.raises(em.errors.ValidationError) as info:
+        lm.request([{"role": "user", "content": "item 3"}], validate=refuse)
+    assert info.value.usage is not None and info.value.usage.calls == 1
+    assert info.value.usage.total_tokens == lm.usage.total_tokens > 0

@@ -120,3 +120,41 @@ def test_local_model_grammar_keeps_bounded_numbers_in_range():
     kwargs = lm._kwargs(request)
     assert "response_format" not in kwargs  # llama.cpp's own converter would drop the bounds
     assert "confidence ::= (((" in kwargs["grammar"]._grammar
+
+
+def _totals(usage):
+    return {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "calls")}
+
+
+def test_usage_after_a_re_ask_is_the_sum_of_every_answer():
+    lm = em.DummyLM([{"answer": "Paris", "confidence": 100.0}, {"answer": "Paris", "confidence": 0.9}])
+    with em.track_usage() as tracked:
+        pred = em.Predict(QA, lm=lm)(context="The Eiffel Tower is in Paris.", question="Where is it?")
+    entries = list(lm.history)
+    assert len(entries) == 2
+    assert pred.usage["prompt_tokens"] == sum(e["usage"]["prompt_tokens"] for e in entries)
+    assert pred.usage["completion_tokens"] == sum(e["usage"]["completion_tokens"] for e in entries)
+    assert _totals(pred.usage) == _totals(tracked.as_dict())  # what a tracker around the call counted
+
+
+def test_an_answer_used_at_once_has_its_own_usage():
+    lm = em.DummyLM([{"answer": "Paris", "confidence": 0.9}])
+    pred = em.Predict(QA, lm=lm)(context="c", question="q")
+    assert _totals(pred.usage) == _totals(lm.history[0]["usage"]) and pred.usage["calls"] == 1
+
+
+def test_the_error_after_the_last_re_ask_carries_the_usage_of_every_answer():
+    lm = em.DummyLM([{"answer": "Paris", "confidence": 100.0}] * 3)
+    with pytest.raises(ValidationError) as info:
+        em.Predict(QA, lm=lm)(context="c", question="q")
+    assert info.value.usage.calls == 3
+    assert info.value.usage.total_tokens == sum(e["usage"]["total_tokens"] for e in lm.history)
+
+
+def test_an_adapter_fallback_counts_the_answer_it_replaced():
+    lm = em.DummyLM(["no fields at all", {"answer": "Paris", "confidence": 0.5}])
+    adapter = em.adapters.ChatAdapter(fallback=em.adapters.JSONAdapter())
+    pred = em.Predict(QA, lm=lm, adapter=adapter)(context="c", question="q")
+    assert pred.answer == "Paris" and len(lm.requests) == 2
+    assert pred.usage["calls"] == 2
+    assert pred.usage["total_tokens"] == sum(e["usage"]["total_tokens"] for e in lm.history)

@@ -7,6 +7,7 @@ user configured a ``fallback`` adapter.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import typing
@@ -23,7 +24,7 @@ from ..errors import (
     ValidationError,
     truncate,
 )
-from ..lm import LM, LMResponse, MergedSettings, Message
+from ..lm import LM, LMResponse, MergedSettings, Message, Usage
 from ..runtime import active_callbacks, end_callback, observe_callbacks, start_callback
 from ..schema import Example, FieldSpec, Signature, field_marker, literal_values, type_to_str
 from ..schema import format_value as format_value  # re-exported: adapters and modules import them here
@@ -593,10 +594,19 @@ class Adapter:
             messages, request = self._prepare(lm, signature, demos, inputs, settings, feedback)
         try:
             outputs, response = await self._send_and_parse(lm, signature, messages, request, callbacks)
-        except OutputError:
+        except OutputError as failed:
             if self.fallback is None:
                 raise
-            return await self.fallback.acall(lm, signature, demos, inputs, settings, feedback=feedback)
+            try:  # what the fallback returns or raises also counts the usage of the answer that failed
+                outputs, response, messages = await self.fallback.acall(
+                    lm, signature, demos, inputs, settings, feedback=feedback
+                )
+            except OutputError as exc:
+                exc.usage = _summed(failed.usage, exc.usage)
+                raise
+            total = _summed(failed.usage, response.usage)
+            if failed.usage is not None and total is not None:  # a copy: the cache may hold this response
+                response = dataclasses.replace(response, usage=total)
         return outputs, response, messages
 
     async def _send_and_parse(
@@ -647,3 +657,14 @@ class Adapter:
             if value is not None:
                 parts.append(head + escape_markers(format_value(value)))
         return "\n\n".join(parts)
+
+
+def _summed(*usages: Usage | None) -> Usage | None:
+    """The usage of several answers together (None when none is known)."""
+    known = [u for u in usages if u is not None]
+    if not known:
+        return None
+    total = Usage()
+    for usage in known:
+        total.add(usage)
+    return total

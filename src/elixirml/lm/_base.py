@@ -674,6 +674,9 @@ class LM:
                 validate(hit)
         except TruncatedResponseError:
             return None  # a cut-off answer stored by an older version: ask again
+        except OutputError as exc:
+            exc.usage = hit.usage  # what the answer cost (a hit: nothing but the cached call)
+            raise
         return hit
 
     async def _request(
@@ -704,7 +707,11 @@ class LM:
             if not allow_truncated and is_truncated(response):
                 check_complete(response, self.endpoint_label)  # raises (the label is built only then)
             if validate is not None:
-                validate(response)
+                try:
+                    validate(response)
+                except OutputError as exc:  # an answer paid for: its usage goes with the error (for re-asks)
+                    exc.usage = response.usage
+                    raise
 
         try:
             response = await self._send_with_policies(messages, send_settings, accept, pieces)

@@ -17,7 +17,6 @@ from ..lm import (
     LM,
     LMResponse,
     Usage,
-    UsageTracker,
     check_settings,
     estimate_message_tokens,
     estimate_tokens,
@@ -108,16 +107,6 @@ def placeholder_outputs(signature: type[Signature]) -> dict[str, Any]:
         else:
             values[name] = None
     return values
-
-
-class _Spent(Usage):
-    """What one predictor call spends, over its re-asks: a usage tracker that only sums (no split by model)."""
-
-    __slots__ = ()
-
-    def add_model_usage(self, model: str, usage: Usage) -> None:
-        """Count ``usage`` of one call (the model is not kept)."""
-        self.add(usage)
 
 
 def _correction(exc: ValidationError | AdapterParseError) -> str:
@@ -425,32 +414,43 @@ class Predict(Module):
 
         At most ``retries`` (the setting ``output_retries``, default 2) re-asks, as Instructor
         re-asks on Pydantic errors; each is an LM call, so it counts in usage and call budgets.
-        The returned usage is that of every attempt. After the last, the error is raised with
-        the number of attempts and what to do. Values are never clamped or coerced into range.
+        The returned usage is the sum over the attempts: the answer returned and every answer
+        re-asked before it (each error carries its answer's usage, so a call answered at once
+        opens no usage tracker). After the last, the error is raised with the number of
+        attempts and what to do. Values are never clamped or coerced into range.
         """
-        asked = list(feedback)
+        asked: Sequence[tuple[str, str]] = feedback
         failures = 0
-        spent = _Spent()
-        with track_usage(typing.cast(UsageTracker, spent)):
-            while True:
-                try:
-                    outputs, response, messages = await adapter.acall(
-                        model, self.signature, demos, values, settings, feedback=asked
-                    )
-                except (ValidationError, AdapterParseError) as exc:
-                    if exc.completion is None:  # not an answer the LM gave: nothing to correct
-                        raise
-                    failures += 1
-                    if failures > retries:
-                        raise self._gave_up(exc, failures, retries) from exc
-                    asked.append((exc.completion, _correction(exc)))
-                    continue
-                break
-        usage = spent.as_dict() if failures else response.usage.as_dict()
-        return outputs, response, messages, usage
+        spent: Usage | None = None
+        while True:
+            try:
+                outputs, response, messages = await adapter.acall(
+                    model, self.signature, demos, values, settings, feedback=asked
+                )
+            except (ValidationError, AdapterParseError) as exc:
+                if exc.completion is None:  # not an answer the LM gave: nothing to correct
+                    raise
+                failures += 1
+                if exc.usage is not None:
+                    spent = Usage() if spent is None else spent
+                    spent.add(exc.usage)
+                if failures > retries:
+                    raise self._gave_up(exc, failures, retries, spent) from exc
+                asked = [*asked, (exc.completion, _correction(exc))]
+                continue
+            break
+        if spent is None:
+            return outputs, response, messages, response.usage.as_dict()
+        spent.add(response.usage)
+        return outputs, response, messages, spent.as_dict()
 
-    def _gave_up(self, exc: ValidationError | AdapterParseError, attempts: int, retries: int) -> Exception:
-        """The error raised when every answer failed the schema: the last failure, with what to do."""
+    def _gave_up(
+        self, exc: ValidationError | AdapterParseError, attempts: int, retries: int, spent: Usage | None
+    ) -> Exception:
+        """The error raised when every answer failed the schema: the last failure, with what to do.
+
+        Its ``usage`` is that of every answer (``spent``).
+        """
         tried = (
             f"The LM gave {attempts} answer(s), re-asked {retries} time(s) with the error as feedback "
             "(setting output_retries)"
@@ -468,6 +468,7 @@ class Predict(Module):
             error = AdapterParseError(exc.adapter, exc.signature, exc.completion, exc.reason, hint=f"{tried}. {what}.")
         error.completion = exc.completion
         error.attempts = attempts
+        error.usage = spent
         return error
 
     def _probe(
