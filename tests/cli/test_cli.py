@@ -64,6 +64,25 @@ def test_run_then_inspect(workspace):
     assert "yes" in recorded["trace"][0]["completion"]
 
 
+def test_inspect_takes_the_numbers_its_listing_shows(workspace):
+    for question in ("item 1", "item 2", "item 3"):
+        assert runner.invoke(app, ["run", f"{workspace / 'prog.py'}:QA", "-i", f"question={question}"]).exit_code == 0
+    listed = runner.invoke(app, ["inspect", "--list"])
+    assert listed.exit_code == 0, listed.output
+    numbers = re.findall(r"^#(\d+)\s.*question': '(item \d)'", listed.output, re.MULTILINE)
+    assert [q for _, q in numbers] == ["item 3", "item 2", "item 1"]  # newest first
+    assert "`elixirml inspect N` shows run #N" in listed.output
+    for number, question in numbers:
+        shown = runner.invoke(app, ["inspect", number])
+        assert shown.exit_code == 0, shown.output
+        assert shown.output.startswith(f"run #{number} of ") and f"'question': '{question}'" in shown.output
+    last = runner.invoke(app, ["inspect"])
+    assert last.output.startswith(f"run #{numbers[0][0]} of ")  # the last run, numbered as the listing shows it
+    missing = runner.invoke(app, ["inspect", "999"])
+    assert missing.exit_code == 2
+    assert "No traced run #999" in missing.output and "elixirml inspect --list" in missing.output
+
+
 def test_run_prints_only_the_result_and_inspect_reads_the_same_default_store(tmp_path, monkeypatch):
     monkeypatch.delenv("ELIXIRML_STORE", raising=False)  # no store named anywhere: every command uses the default
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
@@ -75,7 +94,7 @@ def test_run_prints_only_the_result_and_inspect_reads_the_same_default_store(tmp
     assert result.exit_code == 0, result.output
     assert result.output == "answer: yes, it is\n"
     shown = runner.invoke(app, ["inspect"])
-    assert shown.exit_code == 0 and "item 3" in shown.output and "no runs recorded" not in shown.output
+    assert shown.exit_code == 0 and "item 3" in shown.output and "no traced runs" not in shown.output
     assert (tmp_path / "data" / "elixirml" / "store.db").is_file()
 
 

@@ -286,7 +286,9 @@ def runs_list(
     store = _open_store()
     rows = store.runs(program=program)
     if not rows:
-        typer.echo("no runs")
+        typer.echo(
+            "no optimization runs (`elixirml optimize ...` records one; `elixirml inspect --list` lists program runs)"
+        )
     for r in rows:
         best = f"{r['best_score']:.1f}%" if r["best_score"] is not None else "-"
         typer.echo(
@@ -366,11 +368,39 @@ def programs_diff(
 
 @app.command()
 @_reports_errors
-def inspect() -> None:
-    """Show the trace of the last program run (from ``elixirml run``)."""
-    last = _open_store().last_execution()
+def inspect(
+    number: Annotated[
+        int | None,
+        typer.Argument(help="The traced run's number, as `elixirml inspect --list` shows it (default: the last)."),
+    ] = None,
+    list_runs: Annotated[
+        bool, typer.Option("--list", help="List the traced runs, newest first, with their numbers.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="With --list: how many to show.")] = 20,
+) -> None:
+    """Show the trace of a program run (`elixirml run`, the console's "try it"): the last, or number N."""
+    store = _open_store()
+    if list_runs:
+        rows = store.executions(limit=limit)
+        if not rows:
+            typer.echo("no traced runs yet; `elixirml run ...` records one")
+        for row in rows:
+            failed = f"  error: {row['error']}" if row["error"] else ""
+            typer.echo(
+                f"#{row['id']:<5} {row['created_at'] or '':<26} {row['program']}  {row['steps']} step(s)  "
+                f"inputs {row['inputs']}{failed}"
+            )
+        if rows:
+            typer.echo("`elixirml inspect N` shows run #N")
+        return
+    try:
+        last = store.last_execution() if number is None else store.execution(number)
+    except errors.LoadError:
+        raise errors.LoadError(
+            f"No traced run #{number} in this store: `elixirml inspect --list` lists the runs recorded there"
+        ) from None
     if last is None:
-        typer.echo("no runs recorded yet; use `elixirml run ...`")
+        typer.echo("no traced runs yet; `elixirml run ...` records one")
         return
     typer.echo(f"run #{last['id']} of {last['program']}: inputs {last['inputs']} -> {last['outputs']}")
     for i, step in enumerate(last["trace"], 1):
