@@ -10,6 +10,8 @@ ElixirMLError
 │   ├── SignatureError         a signature that cannot be built (syntax, unknown type); also a ValueError
 │   ├── MissingDependencyError an optional extra is not installed
 │   ├── LoadError              a saved program or state cannot be loaded
+│   │   ├── ProgramImportError the module of a saved program's class cannot be imported; also a ModuleNotFoundError
+│   │   └── UnsafeLoadError    a load that would run code named in a file lacks consent; also a ValueError
 │   ├── VariableError          a variable or configuration is invalid
 │   └── BudgetExceededError    an LM call budget (max_lm_calls) is spent
 ├── ProviderError              the LM provider failed; often transient
@@ -51,6 +53,7 @@ __all__ = [
     "MetricError",
     "MissingDependencyError",
     "OutputError",
+    "ProgramImportError",
     "ProviderError",
     "ProviderResponseError",
     "ProviderTimeoutError",
@@ -59,6 +62,7 @@ __all__ = [
     "StoreError",
     "SupervisorError",
     "TruncatedResponseError",
+    "UnsafeLoadError",
     "UserError",
     "ValidationError",
     "VariableError",
@@ -123,6 +127,14 @@ class MissingDependencyError(UserError, ImportError):
 
 class LoadError(UserError):
     """A saved program, state or file cannot be loaded."""
+
+
+class ProgramImportError(LoadError, ModuleNotFoundError):
+    """The module of the class a saved program names cannot be imported (a ``ModuleNotFoundError`` too, as in DSPy)."""
+
+
+class UnsafeLoadError(LoadError, ValueError):
+    """A load that would build or import code a file names was asked for without consent (a ``ValueError`` too)."""
 
 
 class VariableError(UserError):

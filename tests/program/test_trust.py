@@ -431,11 +431,12 @@ def test_list_for_a_str_input_is_formatted_as_passages():
         em.Predict("question -> answer").signature.validate_outputs({"answer": ["x"]})
 
 
-def test_save_program_true_is_refused_and_false_saves(tmp_path):
+def test_save_program_false_saves_and_a_pickle_is_refused(tmp_path):
     program = em.Predict("question -> answer")
     assert program.save(tmp_path / "p.json", save_program=False).exists()
     with pytest.raises(ConfigurationError, match="pickle"):
-        program.save(tmp_path / "q.json", save_program=True)
+        program.save(tmp_path / "q.pkl")
+    assert not (tmp_path / "q.pkl").exists()
 
 
 def test_dspy_compile_keywords():

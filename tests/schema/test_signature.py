@@ -228,3 +228,15 @@ def test_a_class_signature_without_a_docstring_gets_the_default_instructions():
     assert "Base class" not in Bare.instructions
     assert "question" in Bare.instructions and "answer" in Bare.instructions
     assert Child.instructions == "Answer briefly."  # a documented parent's instructions are still inherited
+
+
+def test_signatures_with_the_same_name_instructions_and_fields_are_equal():
+    first = em.Signature("question -> answer")
+    rebuilt = em.Signature.from_state(first.dump_state())
+    assert rebuilt is not first and rebuilt == first and hash(rebuilt) == hash(first)
+    assert first != first.with_instructions("Other.")
+    assert first != em.Signature("question -> answer: int")
+    assert first != em.Signature("question -> reply")
+    renamed = em.Signature.from_state({**first.dump_state(), "name": "Other"})
+    assert renamed != first and first.equals(renamed)  # equals() compares instructions and fields only
+    assert first != "question -> answer"

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 import elixirml as em
@@ -25,6 +27,32 @@ def test_example_equality_and_hash():
     assert a != em.Example(q="x", tags=["a", "b"], meta={"k": 1})
     c = a.copy(q="y")
     assert c.q == "y" and a.q == "x"
+    # a plain dict of the same values is equal (input marks are not in a dict); other mappings are not
+    assert a == {"q": "x", "tags": ["a", "b"], "meta": {"k": 1}} and a != {"q": "x"}
+    assert a != [("q", "x")]
+
+
+def test_to_dict_keeps_values_and_dspy_to_dict_makes_nested_values_plain():
+    history = em.History(messages=[{"q": "first", "a": "1"}])
+    inner = em.Example(q="nested")
+    ex = em.Example(history=history, items=[inner, {"deep": inner}], q="x")
+    assert ex.to_dict()["history"] is history and ex.to_dict()["items"][0] is inner
+    plain = ex.toDict()
+    assert plain == {
+        "history": {"messages": [{"q": "first", "a": "1"}]},
+        "items": [{"q": "nested"}, {"deep": {"q": "nested"}}],
+        "q": "x",
+    }
+    assert json.loads(json.dumps(plain)) == plain
+
+
+def test_nested_examples_in_demos_are_saved_as_json(tmp_path):
+    predict = em.Predict("q -> a")
+    predict.demos = [em.Example(q=[em.Example(q="inner one"), em.Example(q="inner two")], a="x").with_inputs("q")]
+    predict.save(tmp_path / "p.json")
+    loaded = em.Predict("q -> a").load(tmp_path / "p.json")
+    assert loaded.demos[0] == predict.demos[0].toDict()
+    assert loaded.demos[0].q == [{"q": "inner one"}, {"q": "inner two"}]
 
 
 def test_prediction_completions_and_usage():

@@ -8,7 +8,15 @@ from ._code import class_allowed, class_origin, file_module_name, import_source_
 from ._composite import BestOfN, MultiChainComparison, Parallel, Refine
 from ._events import FieldChunk, StatusEvent, streamify
 from ._module import Module
-from ._persist import build_program, class_path, load, refuse_unsafe_lm_state
+from ._persist import (
+    build_program,
+    class_path,
+    dependency_versions,
+    load,
+    read_saved_program,
+    refuse_unsafe_lm_state,
+    version_mismatches,
+)
 from ._pipeline import Pipeline, stage
 from ._predict import ChainOfThought, Predict, forced_settings
 from ._program import Program
@@ -53,12 +61,14 @@ __all__ = [
     "configured_store",
     "demo_from_json",
     "demo_to_json",
+    "dependency_versions",
     "file_module_name",
     "forced_settings",
     "format_error_for_lm",
     "import_source_file",
     "inspect_trace",
     "load",
+    "read_saved_program",
     "refuse_unsafe_lm_state",
     "resolve_class",
     "stage",
@@ -67,4 +77,5 @@ __all__ = [
     "tool",
     "tool_error_observation",
     "trace",
+    "version_mismatches",
 ]

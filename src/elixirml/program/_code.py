@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, LoadError
+from ..errors import ConfigurationError, LoadError, ProgramImportError
 
 FILE_MODULE_PREFIX = "elixirml_file_"
 _LEGACY_FILE_PREFIX = "elixirml_user_"  # what `elixirml optimize file.py:Class` recorded before 0007
@@ -172,7 +172,8 @@ def resolve_class(
         The class, or None when it is not imported and may not be.
 
     Raises:
-        LoadError: the module cannot be imported, its source file is gone, or it lacks the class.
+        ProgramImportError: the module cannot be imported (a ``LoadError`` and a ``ModuleNotFoundError``).
+        LoadError: its source file is gone, or the module lacks the class.
     """
     module_name, _, qualname = class_path.partition(":")
     if not module_name or not qualname:
@@ -212,9 +213,10 @@ def resolve_class(
             if exc.name == top and "." not in module_name and class_file and Path(class_file).is_file():
                 module = _import_as(module_name, class_file)  # a top-level module found on sys.path when saved
             else:
-                raise LoadError(
+                raise ProgramImportError(
                     f"Cannot import module {module_name!r} of stored class {qualname!r} ({exc}); install it or add "
-                    f"its folder to PYTHONPATH{f' (it was {class_file})' if class_file else ''}."
+                    f"its folder to PYTHONPATH{f' (it was {class_file})' if class_file else ''}.",
+                    name=exc.name,
                 ) from None
     found = _resolve(module, qualname)
     if found is None:

@@ -8,9 +8,13 @@ from typing import Any
 
 import pydantic
 
+from ._values import Example
+
 
 def to_jsonable(value: Any) -> Any:
-    """Convert Pydantic models, enums, sets and tuples into JSON-ready values."""
+    """Convert Pydantic models, examples, enums, sets and tuples into JSON-ready values."""
+    if isinstance(value, Example):
+        return to_jsonable(value.to_dict())
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, enum.Enum):

@@ -268,6 +268,20 @@ class SignatureMeta(type):
     def __repr__(cls) -> str:
         return f"{cls.__name__}({cls.signature})"
 
+    def __eq__(cls, other: object) -> bool:
+        """Two signature classes are equal when their names, instructions and fields are.
+
+        So a signature rebuilt from saved state (``em.load``) equals the one that was saved.
+        """
+        if cls is other:
+            return True
+        if not isinstance(other, SignatureMeta):
+            return NotImplemented
+        return cls.__name__ == other.__name__ and cls.equals(other)  # type: ignore[attr-defined]
+
+    def __hash__(cls) -> int:
+        return hash((cls.__name__, tuple(cls.fields)))
+
     @property
     def fields(cls) -> dict[str, FieldSpec]:
         """All fields, inputs first then outputs, in declaration order."""

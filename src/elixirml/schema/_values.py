@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
+import pydantic
+
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, Mapping):
@@ -18,6 +20,19 @@ def _freeze(value: Any) -> Any:
         hash(value)
     except TypeError:
         return json.dumps(value, sort_keys=True, default=repr)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with nested examples, Pydantic models, lists and dicts made plain (see ``Example.toDict``)."""
+    if isinstance(value, Example):
+        return value.toDict()
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
     return value
 
 
@@ -102,9 +117,11 @@ class Example:
         return self._store.get(key, default)
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Example):
-            return NotImplemented
-        return self._store == other._store and self._input_keys == other._input_keys
+        if isinstance(other, Example):
+            return self._store == other._store and self._input_keys == other._input_keys
+        if isinstance(other, dict):  # a plain dict of the same values (what DSPy loads a saved demo as)
+            return self._store == other
+        return NotImplemented
 
     def __hash__(self) -> int:
         return hash((_freeze(self._store), tuple(sorted(self._input_keys or ()))))
@@ -154,8 +171,13 @@ class Example:
         return Example({k: v for k, v in self._store.items() if k not in keys})
 
     def toDict(self) -> dict[str, Any]:  # noqa: N802 - DSPy's name
-        """A plain dict copy (DSPy's name; see :meth:`to_dict`)."""
-        return dict(self._store)
+        """A plain dict of the values, nested values made plain too (DSPy's ``toDict``).
+
+        Nested examples become dicts, Pydantic models (``History``, ``Image``) their
+        ``model_dump()``, inside lists and dicts too, so the result is JSON-ready where the
+        values are. :meth:`to_dict` keeps the values as they are.
+        """
+        return {key: _plain(value) for key, value in self._store.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict copy of the values."""

@@ -2,41 +2,45 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
-from importlib import metadata
-from typing import Any
 
-from ...program import Module
-from ...program import load as _em_load
+from ...errors import UnsafeLoadError
+from ...program import Module, build_program, dependency_versions, read_saved_program, version_mismatches
 
-__all__ = ["get_dependency_versions", "load"]
+__all__ = ["get_dependency_versions", "load", "logger"]
+
+logger = logging.getLogger(__name__)
 
 
 def get_dependency_versions() -> dict[str, str]:
-    """The versions a saved program records: Python, ElixirML and the DSPy version this namespace follows."""
-    from ... import __version__
-
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "dspy": "3.4.1",
-        "elixirml": __version__,
-        "cloudpickle": version("cloudpickle"),
-    }
+    """The versions a loaded program is compared with: Python's and ElixirML's (as ``save_program=True`` records)."""
+    return dependency_versions()
 
 
-def load(path: str | os.PathLike[str], allow_pickle: bool = False, **kwargs: Any) -> Module:
-    """DSPy's ``dspy.load(path)``: rebuild a program saved whole (``save(path, save_program=True)``).
+def load(path: str | os.PathLike[str], allow_pickle: bool = False) -> Module:
+    """DSPy's ``dspy.load(path, allow_pickle=True)``: rebuild a program saved with ``save(path, save_program=True)``.
 
-    Nothing is unpickled or executed from the file. ``allow_pickle=True`` is DSPy's consent to
-    run code when loading; here it is the consent to import the program's class named in the
-    file (an ElixirML program whose module is not imported yet). See :func:`elixirml.load`.
+    Nothing is unpickled or executed from the file: the directory holds the program's class
+    path and its JSON state. As in DSPy, loading needs ``allow_pickle=True``: here it is the
+    consent to build the class the file names, importing its module when it is not imported
+    yet (that module's code runs). Each dependency whose saved version differs from this
+    environment's is warned about on this module's ``logger``.
+
+    Raises:
+        elixirml.errors.UnsafeLoadError: ``allow_pickle`` is not True (a ``ValueError``, as DSPy raises).
+        elixirml.errors.LoadError: the directory holds no saved program (a DSPy ``program.pkl``
+            is refused with what to do instead).
+        elixirml.errors.ProgramImportError: the class's module cannot be imported.
     """
-    del allow_pickle, kwargs
-    return _em_load(path)
+    if not allow_pickle:
+        raise UnsafeLoadError(
+            "Loading with pickle is not allowed without consent: dspy.load(path) builds the program class the "
+            "saved files name, importing its module (whose code runs). ElixirML never unpickles; pass "
+            "allow_pickle=True if you trust the files, or build the program yourself and call "
+            "program.load(path)."
+        )
+    document, saved_versions = read_saved_program(path)
+    for message in version_mismatches(saved_versions, get_dependency_versions()):
+        logger.warning(message)
+    return build_program(document, allow_import=True)
