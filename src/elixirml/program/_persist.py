@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, cast
 
+from .._version import __version__
 from ..errors import ConfigurationError, LoadError, VariableError
 from ._code import resolve_class
 from ._rebuild import ModuleRebuild
@@ -28,8 +29,6 @@ logger = logging.getLogger("elixirml.program")
 
 def dependency_versions() -> dict[str, str]:
     """The versions a whole-program save records: Python's (``major.minor``) and ElixirML's."""
-    from .. import __version__
-
     return {"python": f"{sys.version_info.major}.{sys.version_info.minor}", "elixirml": __version__}
 
 
