@@ -188,19 +188,42 @@ def test_demo_quick_on_a_scripted_lm(workspace):
 
 
 # ---------------------------------------------------------------- the CLI lines the docs show
-DOCS = [
-    Path(__file__).resolve().parents[2] / "README.md",
-    *sorted((Path(__file__).resolve().parents[2] / "docs").glob("*.md")),
-]
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# where else a user reads `elixirml ...`: docstrings, help and error messages, the console's pages
+PACKAGE = ROOT / "src" / "elixirml"
+SOURCES = sorted([*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.html"), *ROOT.glob("examples/*.py")])
+INLINE = re.compile(r"`+elixirml ([^`]+?)`+")
+# outside backticks, a command followed by options is a command line too ("or: elixirml serve --port 8001")
+_OPTION = r"--[\w-]+(?:[ =](?!-)[^\s`'\"),]+)?"
+PLAIN = re.compile(rf"(?<![\w./`-])elixirml ([a-z][\w-]*(?: [a-z][\w-]*)? {_OPTION}(?: {_OPTION})*)")
+
+
+def _inline(where: str, text: str) -> list[tuple[str, list[str]]]:
+    """(where, argv) for each inline `elixirml ...` span (`elixirml run / eval` names several commands),
+    and for each plain ``elixirml command --option ...`` outside backticks."""
+    spans = [piece for span in INLINE.findall(text) for piece in " ".join(span.split()).split(" / ")]
+    spans += PLAIN.findall(INLINE.sub("", text))
+    return [(where, span.split()) for span in spans]
 
 
 def _doc_command_lines():
-    """(where, argv) for each `elixirml ...` line in a code block, and (where, words) for each inline mention."""
+    """(where, argv) for each `elixirml ...` line in a code block, and (where, argv) for each inline mention.
+
+    Inline mentions are read from whole paragraphs (a mention may wrap onto the next line), in the
+    docs and in the package's own text (docstrings, messages, templates) and the examples.
+    """
     blocks, inline = [], []
     for doc in DOCS:
-        fenced = False
-        for number, line in enumerate(doc.read_text().splitlines(), 1):
+        fenced, paragraph, start = False, [], 1
+        lines = doc.read_text().splitlines()
+        for number, line in enumerate([*lines, ""], 1):
             where = f"{doc.name}:{number}"
+            if not fenced and (not line.strip() or line.lstrip().startswith("```")):
+                inline += _inline(f"{doc.name}:{start}", "\n".join(paragraph))
+                paragraph, start = [], number + 1
+            elif not fenced:
+                paragraph.append(line)
             if line.lstrip().startswith("```"):
                 fenced = not fenced
                 continue
@@ -212,9 +235,8 @@ def _doc_command_lines():
                 text = re.split(r"\s+#", text)[0]
                 pieces = [p.strip() for p in text[len("elixirml ") :].split(" | ")]
                 blocks += [(where, shlex.split(piece)) for piece in pieces]
-            else:
-                for span in re.findall(r"`elixirml ([^`]+)`", line):
-                    inline += [(where, piece.split()) for piece in span.split(" / ")]
+    for source in SOURCES:
+        inline += _inline(str(source.relative_to(ROOT)), source.read_text())
     return blocks, inline
 
 
@@ -229,27 +251,55 @@ def _parse(argv):
     return ctx
 
 
+def _parse_mention(argv):
+    """As :func:`_parse`, but a mention may leave out required arguments (`elixirml optimize file.py:Class`)
+    or name a command group alone (`elixirml runs`); every command and option it names must exist."""
+    # placeholders: NAME, N, MODEL and an option's `...` stand for a value (any value parses as "1"); any
+    # other `...` leaves the rest out
+    argv = [
+        "1" if re.fullmatch(r"[A-Z][A-Z_]*", word) or (word == "..." and i and argv[i - 1].startswith("-")) else word
+        for i, word in enumerate(argv)
+    ]
+    argv = [word for word in argv if word != "..."]
+    try:
+        _parse(argv)
+    except Exception as exc:
+        if type(exc).__name__ not in ("MissingParameter", "NoArgsIsHelpError", "Exit"):  # Exit: `elixirml --help`
+            raise
+
+
 def test_every_cli_line_in_the_docs_parses():
     blocks, inline = _doc_command_lines()
-    assert len(blocks) >= 15 and len(inline) >= 10  # the extraction finds the docs' lines
+    assert len(blocks) >= 15 and len(inline) >= 40  # the extraction finds the docs' lines
+    assert any(where.startswith("src/") for where, _ in inline) and any(w.startswith("serving.md") for w, _ in inline)
     failures = []
     for where, argv in blocks:
         try:
             _parse(argv)
         except Exception as exc:  # typer's UsageError (and NoArgsIsHelpError) name what is wrong
             failures.append(f"{where}: elixirml {' '.join(argv)}: {type(exc).__name__}: {exc}")
-    group = typer.main.get_command(app)
-    for where, words in inline:
-        command = group
-        for word in words:
-            if word.startswith("-") or not hasattr(command, "resolve_command"):
-                break
-            sub = command.get_command(command.make_context("elixirml", ["--help"], resilient_parsing=True), word)
-            if sub is None:
-                failures.append(f"{where}: `elixirml {' '.join(words)}`: no command {word!r}")
-                break
-            command = sub
+    for where, argv in inline:
+        try:
+            _parse_mention(argv)
+        except Exception as exc:
+            failures.append(f"{where}: `elixirml {' '.join(argv)}`: {type(exc).__name__}: {exc}")
     assert not failures, "\n".join(failures)
+
+
+def test_the_mention_check_reads_wrapped_mentions_and_catches_bad_options(tmp_path):
+    assert _inline("x", "`elixirml serve\n--job-lm proposer=openai/gpt-4o`, and") == [
+        ("x", ["serve", "--job-lm", "proposer=openai/gpt-4o"])
+    ]
+    plain = "# or: elixirml serve --store sqlite:///p.db (see the docs); elixirml versions it supports"
+    assert _inline("x", plain) == [("x", ["serve", "--store", "sqlite:///p.db"])]
+    _parse_mention(["optimize", "file.py:Class"])  # an argument left out: a mention, not a command line
+    _parse_mention(["runs"])
+    _parse_mention(["inspect", "N"])
+    _parse_mention(["--lm", "MODEL", "console", "..."])
+    with pytest.raises(Exception, match="No such option: --store"):
+        _parse_mention(["serve", "--store", "sqlite:///programs.db"])  # --store is a global option
+    with pytest.raises(Exception, match="No such command 'evaluate'"):
+        _parse_mention(["evaluate", "--metric", "f1"])
 
 
 def test_the_parser_check_catches_a_bad_line():

@@ -45,7 +45,7 @@ json_adapter = Extension("json", __version__, provides="elixirml.adapters:JSONAd
 plain_adapter = Extension("plain", __version__, provides="elixirml.adapters:PlainAdapter", capabilities=["text"])
 xml_adapter = Extension("xml", __version__, provides="elixirml.adapters:XMLAdapter", capabilities=["text"])
 
-# Metrics: elixirml evaluate --metric <name>.
+# Metrics: elixirml eval --metric <name>.
 exact_match = Extension("exact_match", __version__, provides="elixirml.metrics:ExactMatch", capabilities=["field"])
 f1 = Extension("f1", __version__, provides="elixirml.metrics:F1", capabilities=["field"])
 contains = Extension("contains", __version__, provides="elixirml.metrics:Contains", capabilities=["field"])
