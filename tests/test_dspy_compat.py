@@ -3,6 +3,7 @@
 Expected values were checked against DSPy 3.4.1 (bench/dspy_compat.py runs both).
 """
 
+import asyncio
 import json
 import warnings
 
@@ -159,6 +160,48 @@ def test_evaluate_num_threads_attribute_and_dspy_result_shape():
     assert triples == [("q0", "1", 0.0), ("q1", "1", 1.0), ("q2", "1", 0.0), ("q3", "1", 0.0)]
 
 
+def test_evaluate_num_threads_reads_none_when_not_given_and_result_takes_dspy_arguments():
+    evaluator = em.Evaluate(devset=_qa_devset(), metric=lambda ex, pred, trace=None: 1.0)
+    assert evaluator.num_threads is None and evaluator.concurrency == 16  # as DSPy: None, the default applies
+    assert em.Evaluate(devset=[], concurrency=4).num_threads == 4
+    example = em.Example(question="q", answer="2").with_inputs("question")
+    result = em.EvaluationResult(score=50.0, results=[(example, {"answer": "2"}, 1.0), (example, {"answer": "3"}, 0.0)])
+    assert result.score == 50.0 and len(result.results) == 2 and result.total == 2
+    assert repr(result) == "EvaluationResult(score=50.0, results=<list of 2 results>)"
+    assert [score for _, _, score in result.results] == [1.0, 0.0]
+    assert em.EvaluationResult(results=[(example, {}, 1.0), (example, {}, 0.0)]).score == 50.0  # the mean
+    assert str(result).startswith("EvaluationResult(score=50.0% ± ")
+
+
+def test_evaluate_files_hold_history_and_model_values_as_json(tmp_path):
+    history = em.History(messages=[{"question": "before", "answer": "then"}])
+    devset = [em.Example(question="q1", answer="1", history=history).with_inputs("question")]
+    em.configure(lm=_echo_lm())
+
+    def exact(example, pred, trace=None):
+        return example.answer == pred.answer
+
+    em.Evaluate(
+        devset=devset, metric=exact, save_as_json=str(tmp_path / "r.json"), save_as_csv=str(tmp_path / "r.csv")
+    )(em.Predict("question -> answer"))
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert rows == [
+        {
+            "question": "q1",
+            "example_answer": "1",
+            "history": {"messages": [{"question": "before", "answer": "then"}]},
+            "pred_answer": "1",
+            "exact": 1.0,
+        }
+    ]
+    import csv
+
+    with (tmp_path / "r.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert json.loads(row["history"]) == {"messages": [{"question": "before", "answer": "then"}]}
+    assert row["exact"] == "1.0"
+
+
 def test_evaluate_dspy_options_table_csv_json_and_per_call_devset(tmp_path, capsys):
     em.configure(lm=_echo_lm())
     evaluator = em.Evaluate(
@@ -173,7 +216,10 @@ def test_evaluate_dspy_options_table_csv_json_and_per_call_devset(tmp_path, caps
     assert len(result.results) == 2 and result.score == 50.0
     printed = capsys.readouterr().out
     assert "#0" in printed and "#1" in printed
-    assert json.loads((tmp_path / "r.json").read_text())["summary"]["n"] == 2
+    rows = json.loads((tmp_path / "r.json").read_text())  # DSPy's layout: one object per example
+    assert [sorted(row) for row in rows] == [["<lambda>", "example_answer", "pred_answer", "question"]] * 2
+    assert [row["<lambda>"] for row in rows] == [r.score for r in result.results]
+    assert (tmp_path / "r.csv").read_text().splitlines()[0] == "question,example_answer,pred_answer,<lambda>"
     assert (tmp_path / "r.csv").read_text().count("\n") == 3
 
 
@@ -372,7 +418,7 @@ def test_metric_errors_are_loud_and_counted_apart_from_wrong_answers():
     assert summary["metric_errors"] == 1 and summary["program_errors"] == 0
     failed = result.results[2]
     assert failed.metric_failed and failed.prediction.answer == "1"
-    assert "metric failed on 1" in repr(result)
+    assert "metric failed on 1" in str(result)  # print(result) shows it; repr is DSPy's
 
 
 # ---------------------------------------------------------------------- DSPy's answer metrics
@@ -590,3 +636,23 @@ def test_a_single_predictor_saved_by_dspy_loads(tmp_path):
     path.write_text(json.dumps({**saved, "metadata": {"dependency_versions": {"dspy": "3.4.1"}}}))
     predict = em.Predict("question, answer -> verdict: bool").load(path)
     assert [d.toDict() for d in predict.demos] == [{"question": "q", "answer": "a", "verdict": True}]
+
+
+# ---------------------------------------------------------------------- DSPy-style LMs (elixirml.dspy)
+def test_a_dummy_lm_subclass_overriding_call_answers_through_it_in_a_worker_thread():
+    import threading
+
+    import elixirml.dspy as dspy
+
+    threads = []
+
+    class SpyLM(dspy.DummyLM):
+        def __call__(self, *args, **kwargs):
+            threads.append(threading.current_thread())
+            return super().__call__(*args, **kwargs)  # DSPy's test LMs do: the LM's own path answers
+
+    lm = SpyLM([{"answer": "a1"}, {"answer": "a2"}])
+    with dspy.context(lm=lm):
+        assert dspy.Predict("question -> answer")(question="q").answer == "a1"
+        assert asyncio.run(dspy.Predict("question -> answer").acall(question="q")).answer == "a2"
+    assert len(threads) == 2 and threading.main_thread() not in threads  # once per request, never recursing

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import types
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
+
+import pydantic
 
 from ..errors import ConfigurationError
 from ..runtime import run_sync
 from ..schema import Example
-from ._results import EvaluationResult
+from ._results import EvaluationResult, write_csv
 from ._runner import aevaluate
 
 
@@ -19,15 +24,19 @@ class Evaluate:
     Args:
         devset: the examples.
         metric: the primary metric.
-        concurrency: examples in flight at once (``num_threads`` is DSPy's name; both are
-            readable and settable as attributes).
-        num_threads: same as ``concurrency``.
+        concurrency: examples in flight at once (default 16; ``num_threads`` is DSPy's name).
+        num_threads: same as ``concurrency``; the attribute reads what was given (None when
+            neither was, as in DSPy) and setting it sets the concurrency.
         display_progress: show a progress bar.
         display_table: print a table of the results after the run (an int: that many rows;
             ``True``: 20).
         max_errors: stop after more than this many failures.
-        save_as_csv: write the results to this CSV file after the run.
-        save_as_json: write the summary and results to this JSON file after the run.
+        save_as_csv: write the results to this CSV file after the run, in DSPy's layout: one row
+            per example, its fields, the prediction's (``example_``/``pred_`` prefixes where
+            both have a field) and a column named after the metric.
+        save_as_json: write the same rows to this JSON file (a list of objects), as DSPy does.
+            ElixirML's own report (summary and flat rows) is ``result.to_json(path)`` /
+            ``result.to_csv(path)``.
         return_all_scores: accepted for DSPy code; every score is always in ``result.results``.
         **kwargs: more options of :func:`evaluate` (``metrics``, ``checkpoint``).
 
@@ -60,7 +69,8 @@ class Evaluate:
             )
         self.devset = list(devset)
         self.metric = metric
-        self.concurrency = concurrency or num_threads or 16
+        self._num_threads = num_threads if num_threads is not None else concurrency
+        self.concurrency = self._num_threads or 16
         self.display_progress = display_progress
         self.display_table = display_table
         self.max_errors = max_errors
@@ -70,13 +80,14 @@ class Evaluate:
         self.kwargs = kwargs
 
     @property
-    def num_threads(self) -> int:
-        """DSPy's name for :attr:`concurrency`."""
-        return self.concurrency
+    def num_threads(self) -> int | None:
+        """DSPy's name for the concurrency asked for: None when neither it nor ``concurrency`` was given."""
+        return self._num_threads
 
     @num_threads.setter
-    def num_threads(self, value: int) -> None:
-        self.concurrency = value
+    def num_threads(self, value: int | None) -> None:
+        self._num_threads = value
+        self.concurrency = value or 16
 
     def _options(self, overrides: dict[str, Any]) -> dict[str, Any]:
         options = {
@@ -92,17 +103,20 @@ class Evaluate:
         return options
 
     def _report(
-        self, result: EvaluationResult, display_table: Any, save_as_csv: Any, save_as_json: Any
+        self, result: EvaluationResult, metric: Any, display_table: Any, save_as_csv: Any, save_as_json: Any
     ) -> EvaluationResult:
         table = self.display_table if display_table is None else display_table
         if table:
             print(result.table(20 if table is True else int(table)))
         csv_path = save_as_csv if save_as_csv is not None else self.save_as_csv
-        if csv_path is not None:
-            result.to_csv(csv_path)
         json_path = save_as_json if save_as_json is not None else self.save_as_json
+        if csv_path is None and json_path is None:
+            return result
+        rows = dspy_rows(result, metric_name(metric))
+        if csv_path is not None:
+            write_csv(csv_path, rows, _cell)
         if json_path is not None:
-            result.to_json(json_path)
+            Path(json_path).write_text(json.dumps([_plain(row) for row in rows]), encoding="utf-8")
         return result
 
     def __call__(
@@ -146,5 +160,56 @@ class Evaluate:
     ) -> EvaluationResult:
         """Evaluate asynchronously (same options as calling it)."""
         examples = self.devset if devset is None else list(devset)
-        result = await aevaluate(program, examples, metric or self.metric, **self._options(overrides))
-        return self._report(result, display_table, save_as_csv, save_as_json)
+        metric = metric or self.metric
+        result = await aevaluate(program, examples, metric, **self._options(overrides))
+        return self._report(result, metric, display_table, save_as_csv, save_as_json)
+
+
+def metric_name(metric: Any) -> str:
+    """The column DSPy names a metric's scores by: a function's name, else the metric's class name."""
+    if isinstance(metric, types.FunctionType):
+        return metric.__name__
+    return type(metric).__name__
+
+
+def dspy_rows(result: EvaluationResult, metric: str) -> list[dict[str, Any]]:
+    """One dict per example as DSPy's ``Evaluate`` writes them to its CSV and JSON files.
+
+    The example's fields, then the prediction's (a field both have is written twice, as
+    ``example_<name>`` and ``pred_<name>``; a prediction that is not dict-like is one
+    ``prediction`` column), then the score under the metric's name. A failed example has an
+    empty prediction and scores 0.
+    """
+    rows = []
+    for r in result.results:
+        example = r.example.toDict()
+        prediction = r.prediction if r.prediction is not None else {}
+        if callable(getattr(prediction, "items", None)):
+            predicted = dict(prediction.items())
+            row = {(f"example_{k}" if k in predicted else k): v for k, v in example.items()}
+            row.update({(f"pred_{k}" if k in example else k): v for k, v in predicted.items()})
+        else:
+            row = {**example, "prediction": prediction}
+        row[metric] = r.score
+        rows.append(row)
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON data: models and examples as their fields, containers walked, the rest as text."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Example):
+        return _plain(value.toDict())
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: text and numbers as they are, anything else as JSON."""
+    return value if value is None or isinstance(value, (str, int, float)) else json.dumps(_plain(value))

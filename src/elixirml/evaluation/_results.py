@@ -59,6 +59,29 @@ class ExampleResult:
         return iter((self.example, self.prediction, self.score))
 
 
+def _from_triple(index: int, triple: tuple[Any, Any, Any], metric: str) -> ExampleResult:
+    """DSPy's ``(example, prediction, score)`` as an :class:`ExampleResult`."""
+    example, prediction, score = triple
+    value = float(score)
+    return ExampleResult(index, example, prediction, value, {metric: value}, None, 0.0, {}, 0.0)
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], cell: Any) -> Path:
+    """Write ``rows`` as CSV (the columns in the order they first appear; ``cell(value)`` writes a value)."""
+    import csv
+
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    target = Path(path)
+    with target.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: cell(v) for k, v in row.items()})
+    return target
+
+
 def _stderr(values: Sequence[float]) -> float:
     n = len(values)
     if n < 2:
@@ -67,14 +90,30 @@ def _stderr(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(init=False, repr=False)
 class EvaluationResult:
     """Everything an evaluation produced, in input order.
+
+    ``repr()`` is DSPy's (``EvaluationResult(score=..., results=<list of N results>)``);
+    ``str()`` (and ``print``) gives the summary: score and standard error, errors, tokens,
+    cost and time.
+
+    Args:
+        results: :class:`ExampleResult` objects, or DSPy's ``(example, prediction, score)``
+            triples (then they are numbered in order, without usage or timings).
+        metric_names: names of the metrics (default ``["metric"]``).
+        directions: ``"maximize"``/``"minimize"`` per metric (default: maximize).
+        aggregates: the aggregate of each metric (default: the mean of the scores).
+        wall_time: seconds the evaluation took.
+        total: how many examples were asked for (default: as many as ``results``).
+        stopped: True when ``max_errors`` stopped the run early.
+        score: DSPy's keyword: the primary score in percent, instead of ``aggregates``.
 
     Attributes:
         results: one :class:`ExampleResult` per finished example, in input order.
         metric_names: names of the metrics (the first is the primary one).
         directions: ``"maximize"``/``"minimize"`` per metric.
+        aggregates: the aggregate of each metric (not scaled).
         wall_time: seconds the evaluation took.
         total: how many examples were asked for.
         stopped: True when ``max_errors`` stopped the run early.
@@ -86,7 +125,33 @@ class EvaluationResult:
     aggregates: dict[str, float]
     wall_time: float
     total: int
-    stopped: bool = False
+    stopped: bool
+
+    def __init__(
+        self,
+        results: Sequence[ExampleResult | tuple[Any, Any, Any]],
+        metric_names: Sequence[str] | None = None,
+        directions: Mapping[str, str] | None = None,
+        aggregates: Mapping[str, float] | None = None,
+        wall_time: float = 0.0,
+        total: int | None = None,
+        stopped: bool = False,
+        *,
+        score: float | None = None,
+    ) -> None:
+        self.metric_names = list(metric_names or ["metric"])
+        primary = self.metric_names[0]
+        self.results = [
+            r if isinstance(r, ExampleResult) else _from_triple(i, r, primary) for i, r in enumerate(results)
+        ]
+        self.directions = dict(directions or dict.fromkeys(self.metric_names, "maximize"))
+        if aggregates is None:
+            scores = [r.score for r in self.results]
+            aggregates = {primary: score / 100.0 if score is not None else sum(scores) / max(len(scores), 1)}
+        self.aggregates = dict(aggregates)
+        self.wall_time = wall_time
+        self.total = len(self.results) if total is None else total
+        self.stopped = stopped
 
     @property
     def score(self) -> float:
@@ -129,6 +194,9 @@ class EvaluationResult:
         return len(self.results)
 
     def __repr__(self) -> str:
+        return f"EvaluationResult(score={self.score}, results=<list of {len(self.results)} results>)"
+
+    def __str__(self) -> str:
         usage = self.usage
         return (
             f"EvaluationResult(score={self.score:.1f}% ± {self.stderr:.1f}, n={len(self.results)}/{self.total}, "
@@ -162,21 +230,7 @@ class EvaluationResult:
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`rows` as CSV."""
-        import csv
-
-        rows = self.rows()
-        columns: list[str] = []
-        for row in rows:
-            columns.extend(k for k in row if k not in columns)
-        target = Path(path)
-        with target.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(
-                    {k: (json.dumps(v, default=str) if isinstance(v, (list, dict)) else v) for k, v in row.items()}
-                )
-        return target
+        return write_csv(path, self.rows(), lambda v: json.dumps(v, default=str) if isinstance(v, (list, dict)) else v)
 
     def summary(self) -> dict[str, Any]:
         """The headline numbers as a dict."""
@@ -216,7 +270,7 @@ class EvaluationResult:
 
     def table(self, limit: int = 20) -> str:
         """A text table of the first ``limit`` examples and the summary."""
-        lines = [repr(self)]
+        lines = [str(self)]
         for r in self.results[:limit]:
             inputs = ", ".join(
                 f"{k}={str(v)[:30]!r}"

@@ -9,6 +9,7 @@ an object or dict with ``choices[i].message.content`` (and ``tool_calls``), ``us
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from typing import Any
 
@@ -62,6 +63,11 @@ def response_as_dict(response: Any) -> dict[str, Any]:
     return {"choices": choices, "usage": usage_dict, "model": getattr(response, "model", None)}
 
 
+#: The LMs (by id) whose own ``__call__`` is answering the request now: their ``super().__call__``
+#: takes the LM's own path instead of calling ``__call__`` again.
+_ANSWERING: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("dspy_lm_answering", default=frozenset())
+
+
 class DSPyLMMixin:
     """DSPy's LM attributes on an ElixirML LM: ``model_type``, ``kwargs``, ``GLOBAL_HISTORY`` entries."""
 
@@ -111,6 +117,47 @@ class DSPyLMMixin:
     def supported_params(self) -> set[str]:
         """The request settings the LM honours."""
         return set(getattr(self, "supported_settings", ()))
+
+    async def arequest(
+        self,
+        messages: list[Any],
+        *,
+        validate: Any = None,
+        allow_truncated: bool = False,
+        settings: Any = None,
+        **overrides: Any,
+    ) -> LMResponse:
+        """Send a request; a subclass that overrides DSPy's ``__call__`` is called through it.
+
+        Such an LM (``def __call__(self, messages=None, **kwargs)`` returning a list of texts or
+        of ``{"text": ..., "tool_calls": ...}`` dicts) answers as it is, in a worker thread (as
+        DSPy's threads call it): ElixirML's cache, retries and history are not in the way. When
+        that ``__call__`` asks ``super().__call__(...)``, the request takes the LM's own path.
+        Others go through :meth:`elixirml.LM.arequest`.
+        """
+        if type(self).__call__ is _lm.LM.__call__ or id(self) in _ANSWERING.get():
+            return await super().arequest(  # type: ignore[misc,no-any-return]
+                messages, validate=validate, allow_truncated=allow_truncated, settings=settings, **overrides
+            )
+        settings = {**self.defaults, **dict(settings or {}), **overrides}
+        token = _ANSWERING.set(_ANSWERING.get() | {id(self)})
+        try:
+            answer: Any = self
+            outputs: Any = await asyncio.to_thread(answer, messages=messages, **settings)
+        finally:
+            _ANSWERING.reset(token)
+        completions = []
+        for output in outputs if isinstance(outputs, list) else [outputs]:
+            if isinstance(output, dict):
+                completions.append(Completion(str(output.get("text") or ""), output.get("tool_calls"), None, "stop"))
+            else:
+                completions.append(Completion(str(output), None, None, "stop"))
+        usage = Usage(estimate_message_tokens(messages), sum(estimate_tokens(c.text) for c in completions), 0.0, 1)
+        response = LMResponse(completions, usage, self.model)
+        self._record(messages, settings, response)
+        if validate is not None:
+            validate(response)
+        return response
 
     def _record(self, messages: Any, settings: dict[str, Any], response: LMResponse) -> None:
         super()._record(messages, settings, response)  # type: ignore[misc]
@@ -194,40 +241,6 @@ class BaseLM(DSPyLMMixin, _lm.LM):
     ) -> Any:
         """The async request; by default :meth:`forward` in a worker thread."""
         return await asyncio.to_thread(self.forward, prompt=prompt, messages=messages, **kwargs)
-
-    async def arequest(
-        self,
-        messages: list[Any],
-        *,
-        validate: Any = None,
-        allow_truncated: bool = False,
-        settings: Any = None,
-        **overrides: Any,
-    ) -> LMResponse:
-        """Send a request; a subclass that overrides DSPy's ``__call__`` is called through it.
-
-        Such an LM (``def __call__(self, messages=None, **kwargs)`` returning a list of texts or
-        of ``{"text": ..., "tool_calls": ...}`` dicts) answers as it is: ElixirML's cache,
-        retries and history are not in the way. Others go through :meth:`elixirml.LM.arequest`.
-        """
-        if type(self).__call__ is BaseLM.__call__:
-            return await super().arequest(
-                messages, validate=validate, allow_truncated=allow_truncated, settings=settings, **overrides
-            )
-        settings = {**self.defaults, **dict(settings or {}), **overrides}
-        outputs = self(messages=messages, **settings)
-        completions = []
-        for output in outputs if isinstance(outputs, list) else [outputs]:
-            if isinstance(output, dict):
-                completions.append(Completion(str(output.get("text") or ""), output.get("tool_calls"), None, "stop"))
-            else:
-                completions.append(Completion(str(output), None, None, "stop"))
-        usage = Usage(estimate_message_tokens(messages), sum(estimate_tokens(c.text) for c in completions), 0.0, 1)
-        response = LMResponse(completions, usage, self.model)
-        self._record(messages, settings, response)
-        if validate is not None:
-            validate(response)
-        return response
 
     async def _send(self, messages: list[Any], settings: dict[str, Any]) -> LMResponse:
         kwargs = dict(settings)
