@@ -120,7 +120,11 @@ def describe_changes(before: Mapping[str, Any], after: Mapping[str, Any], result
         label = labels.get(part, key)
         old, new = before.get(key), after.get(key, before.get(key))
         if part == "instructions":
-            lines.append(_describe_instruction(str(old), str(new), details.get("proposals", [])))
+            lines.append(
+                _describe_instruction(
+                    str(old), str(new), details.get("proposals", []), details.get("instruction_choice")
+                )
+            )
         elif key in inert:
             lines.append(
                 f"{label}: left out of the search (no value of it changed a request to this model); "
@@ -133,7 +137,9 @@ def describe_changes(before: Mapping[str, Any], after: Mapping[str, Any], result
     return lines
 
 
-def _describe_instruction(old: str, new: str, proposals: Sequence[Mapping[str, Any]]) -> str:
+def _describe_instruction(
+    old: str, new: str, proposals: Sequence[Mapping[str, Any]], choice: Mapping[str, Any] | None = None
+) -> str:
     kept = [p for p in proposals if p.get("kept")]
     dropped = [p for p in proposals if not p.get("kept")]
     if proposals:
@@ -143,6 +149,8 @@ def _describe_instruction(old: str, new: str, proposals: Sequence[Mapping[str, A
             tally += " (" + "; ".join(reasons) + ")"
     else:
         tally = "no proposals"
+    if choice is not None and "changed" in choice:  # the final paired comparison on the validation rows
+        tally += f"; the best proposal was {'kept' if choice['kept'] == 'proposed' else 'not kept'}: {choice['reason']}"
     if new == old:
         return f'instruction: kept the original "{old}"; {tally}'
     return f'instruction: "{old}" -> "{new}"; {tally}'

@@ -44,7 +44,8 @@ def test_simba_learns_a_rule_from_the_examples_whose_runs_vary():
     program = em.Predict("question -> answer")
     assert em.evaluate(program, data(6, offset=40), exact, display_progress=False).score == 0.0
     simba = SIMBA(exact, bsize=4, num_candidates=3, max_steps=2, max_demos=0, seed=0)
-    compiled = simba.compile(program, trainset=data(8), valset=data(4, offset=20))
+    # 6 rows: better on all of them, the rule wins the final paired comparison (4 rows never could: p >= 1/16)
+    compiled = simba.compile(program, trainset=data(8), valset=data(6, offset=20))
     assert "uppercase" in compiled.signature.instructions
     assert simba.last_result.best_score == 100.0, simba.last_result.summary()
     assert "Write the answer in uppercase letters." in simba.last_result.details["rules"]
@@ -100,7 +101,7 @@ def test_copro_climbs_from_the_scores_of_its_attempts():
 
     em.configure(lm=em.FunctionLM(answer))
     copro = COPRO(exact, breadth=2, depth=1)
-    compiled = copro.compile(em.Predict("question -> answer"), trainset=data(4))
+    compiled = copro.compile(em.Predict("question -> answer"), trainset=data(6))
     assert "capitals" in compiled.signature.instructions
     assert copro.last_result.best_score == 100.0 and shown
     assert copro.last_result.trials[0].score == 0.0  # the program as given is scored first

@@ -100,14 +100,14 @@ def test_copro_resumes_an_interrupted_run_without_repeating_finished_evaluations
     em.configure(lm=copro_lm(whole_log))
     whole_metric = Counting()
     whole = copro(whole_metric)
-    expected = whole.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-whole")
-    assert whole_metric.calls == 20  # 5 evaluations of 4 examples: the original, then 2 proposals in each of 2 rounds
+    expected = whole.compile(em.Predict("question -> answer"), trainset=data(6), resume="copro-whole")
+    assert whole_metric.calls == 30  # 5 evaluations of 6 examples: the original, then 2 proposals in each of 2 rounds
 
     log: list[str] = []
     em.configure(lm=copro_lm(log))
-    first = Counting(stop_at=11)  # in the third evaluation: the original and round 0's first proposal are done
+    first = Counting(stop_at=15)  # in the third evaluation: the original and round 0's first proposal are done
     with pytest.raises(KeyboardInterrupt):
-        copro(first).compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-legs")
+        copro(first).compile(em.Predict("question -> answer"), trainset=data(6), resume="copro-legs")
     run, state = kept(store_url, "copro-legs")
     assert run["status"] == "interrupted" and len(run["trial_list"]) == 2
     assert state["state"]["search"]["round"] == 0 and len(state["state"]["search"]["proposals"]) == 2
@@ -116,8 +116,8 @@ def test_copro_resumes_an_interrupted_run_without_repeating_finished_evaluations
     log.clear()
     second_metric = Counting()
     second = copro(second_metric)
-    compiled = second.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-legs")
-    assert second_metric.calls == 12  # the evaluation in progress and the 2 after it; nothing finished is redone
+    compiled = second.compile(em.Predict("question -> answer"), trainset=data(6), resume="copro-legs")
+    assert second_metric.calls == 18  # the evaluation in progress and the 2 after it; nothing finished is redone
     assert log.count("propose") == 2  # round 0's proposals were kept; only round 1 proposes
     assert compiled.signature.instructions == expected.signature.instructions
     assert "capitals" in compiled.signature.instructions
@@ -125,8 +125,8 @@ def test_copro_resumes_an_interrupted_run_without_repeating_finished_evaluations
     assert result.best_score == whole.last_result.best_score == 100.0
     assert [t.number for t in result.trials] == [0, 1, 2, 3, 4]  # numbers continue after the first leg's
     assert [t.score for t in result.trials] == [t.score for t in whole.last_result.trials]
-    # the whole run's, both legs: 20, and the 2 examples that the cut-short evaluation had scored
-    assert result.details["metric_calls"] == 22
+    # the whole run's, both legs: 30, and the 2 examples that the cut-short evaluation had scored
+    assert result.details["metric_calls"] == 32
     run, _ = kept(store_url, "copro-legs")
     assert run["status"] == "finished" and [t["number"] for t in run["trial_list"]] == [0, 1, 2, 3, 4]
 
@@ -134,22 +134,22 @@ def test_copro_resumes_an_interrupted_run_without_repeating_finished_evaluations
 def test_copro_budget_holds_across_legs(store_url):
     log: list[str] = []
     em.configure(lm=copro_lm(log))
-    first = copro(Counting(), max_metric_calls=12)
-    first.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-budget")
-    assert first.last_result.stopped == "max_metric_calls" and first.last_result.details["metric_calls"] == 12
+    first = copro(Counting(), max_metric_calls=18)
+    first.compile(em.Predict("question -> answer"), trainset=data(6), resume="copro-budget")
+    assert first.last_result.stopped == "max_metric_calls" and first.last_result.details["metric_calls"] == 18
 
     again_metric = Counting()
-    again = copro(again_metric, max_metric_calls=12)  # the same budget: spent already, nothing more runs
-    again.compile(em.Predict("question -> answer"), trainset=data(4), resume="copro-budget")
+    again = copro(again_metric, max_metric_calls=18)  # the same budget: spent already, nothing more runs
+    again.compile(em.Predict("question -> answer"), trainset=data(6), resume="copro-budget")
     assert again_metric.calls == 0 and again.last_result.stopped == "max_metric_calls"
     assert again.last_result.best_score == first.last_result.best_score
 
     more_metric = Counting()
     more = copro(more_metric)
     compiled = more.compile(
-        em.Predict("question -> answer"), trainset=data(4), resume="copro-budget", max_metric_calls=20
+        em.Predict("question -> answer"), trainset=data(6), resume="copro-budget", max_metric_calls=30
     )
-    assert more_metric.calls == 8 and more.last_result.stopped is None
+    assert more_metric.calls == 12 and more.last_result.stopped is None
     assert "capitals" in compiled.signature.instructions and more.last_result.best_score == 100.0
 
 
@@ -325,7 +325,12 @@ def test_gepa_resumes_its_text_search_from_the_kept_engine_state(store_url):
     result = second.last_result
     assert lineage(result) == lineage(whole.last_result)
     assert result.details["pareto_front"] == whole.last_result.details["pareto_front"]
-    assert result.best_score == whole.last_result.best_score == 100.0
+    from test_optimizers_gepa import SECRET
+
+    # the secret was found; on 4 rows no text can win the final paired comparison (p >= 1/16), in both runs alike
+    assert any(SECRET in text and score == 100.0 for _, _, texts, score in lineage(result) for text in texts.values())
+    assert result.details["instruction_choice"] == whole.last_result.details["instruction_choice"]
+    assert result.best_score == whole.last_result.best_score
     assert result.details["metric_calls"] == 40  # the budget held across both legs
     counts = ("reflections", "reflections_truncated", "reflections_dropped", "reflections_failed")
     assert [result.details[k] for k in counts] == [whole.last_result.details[k] for k in counts]
@@ -433,8 +438,8 @@ def test_bootstrap_interrupted_then_resumed_is_refused(store_url):
 
 def test_mipro_metric_budget_counts_earlier_legs(store_url):
     pytest.importorskip("optuna")
-    from test_store_reliability import Task, number_lm
-    from test_store_reliability import data as numbers
+    from store.test_store_reliability import Task, number_lm  # tests/ is on the path; tests/store is not always
+    from store.test_store_reliability import data as numbers
 
     em.configure(lm=number_lm())
 

@@ -26,6 +26,7 @@ from ..lm import CallBudget, Usage, price_for, spending_limit, track_usage
 from ..program import Module, configuration_from_json, configuration_to_json
 from ..runtime import Executor, ProgressDisplay, active_callbacks, instrument, notify_callbacks, open_executor, run_sync
 from ..schema import Example
+from ._choice import choose_texts
 
 
 @dataclasses.dataclass
@@ -180,7 +181,13 @@ class _StopOptimization(Exception):
 
 @dataclasses.dataclass
 class OptimizationState:
-    """State shared by the protocol methods; optimizers add their own fields in ``extra``."""
+    """State shared by the protocol methods; optimizers add their own fields in ``extra``.
+
+    Besides the best so far, it holds each full trial's per-row scores (``row_scores``, trial
+    number -> scores in validation order, for paired comparisons), the fate of every proposed
+    text (``proposal_log``) and the final choice between proposed and original texts
+    (``text_choice``, see ``optimizers._choice``).
+    """
 
     program: Module
     trainset: list[Example]
@@ -193,6 +200,9 @@ class OptimizationState:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     run_id: str = ""
     next_trial: int = 0
+    row_scores: dict[int, list[float]] = dataclasses.field(default_factory=dict)
+    proposal_log: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    text_choice: dict[str, Any] | None = None
 
 
 class Optimizer:
@@ -281,7 +291,11 @@ class Optimizer:
         raise NotImplementedError
 
     def finalize(self, state: OptimizationState) -> Module:
-        """Return the chosen program."""
+        """Return the chosen program, proposed texts kept only when they beat the originals (:meth:`choose_texts`).
+
+        Subclasses that override it set the best configuration and program, then call it.
+        """
+        self.choose_texts(state)
         if state.best_program is None:
             return state.program.deepcopy()
         return state.best_program
@@ -289,6 +303,39 @@ class Optimizer:
     def projected_calls(self, state: OptimizationState) -> int:
         """LM calls the run expects to make (for the printed projection)."""
         return 0
+
+    def text_originals(self, state: OptimizationState) -> dict[str, str]:
+        """The texts this optimizer proposes replacements for: variable name -> the program's own text.
+
+        At the end of a run, a proposed text stays in the result only when it wins a paired
+        comparison with these on the validation set (``optimizers._choice``). None by default:
+        optimizers that propose instructions name them.
+        """
+        return {}
+
+    def choose_texts(self, state: OptimizationState) -> dict[str, Any] | None:
+        """The final choice between proposed and original texts, made once per run (see :meth:`text_originals`)."""
+        if state.text_choice is None:
+            state.text_choice = choose_texts(self, state)
+        return state.text_choice
+
+    def score_on_valset(self, state: OptimizationState, configuration: Mapping[str, Any]) -> Trial | None:
+        """Score ``configuration`` on the whole validation set as a trial; None when a budget stops it.
+
+        Nothing is started once a budget is spent.
+        """
+        if self.budget_spent(state) is not None:
+            return None
+        started = time.perf_counter()
+        try:
+            with track_usage() as usage:
+                candidate = state.program.with_configuration(dict(configuration))
+                result = self.evaluate(candidate, state.valset)
+            return self.record_trial(
+                state, configuration, result, candidate, usage=usage, wall_time=time.perf_counter() - started
+            )
+        except (_StopOptimization, BudgetExceededError):
+            return None
 
     # ------------------------------------------------------------------ helpers for subclasses
     def teacher_for(self, state: OptimizationState) -> Module:
@@ -464,6 +511,8 @@ class Optimizer:
             full=full,
         )
         state.trials.append(trial)
+        if full:
+            state.row_scores[number] = [float(r.score) for r in sorted(result.results, key=lambda r: r.index)]
         callbacks = active_callbacks()
         if callbacks:
             notify_callbacks(callbacks, "on_trial_end", instance=self, trial=trial)
@@ -624,6 +673,10 @@ class Optimizer:
                         stopped = stop.reason if isinstance(stop, _StopOptimization) else "max_lm_calls"
                         progress.note(f"stopped at budget limit {stopped}; keeping the best so far")
                     final = self.finalize(state)
+                    choice = state.text_choice
+                    if choice is not None and "changed" in choice:
+                        verdict = "kept" if choice["kept"] == "proposed" else "not kept"
+                        progress.note(f"{self.name}: proposed instructions {verdict}: {choice['reason']}")
                     progress.note(
                         f"{self.name}: done in {progress.elapsed():.0f}s: {len(state.trials)} trials, "
                         f"best {_best(state.best_score)}, {calls.used} LM calls"
@@ -659,7 +712,8 @@ class Optimizer:
                     if key in state.extra
                 },
                 "metric_calls": self.metric_calls,
-                **({"proposals": state.extra["proposal_log"]} if state.extra.get("proposal_log") else {}),
+                **({"proposals": state.proposal_log} if state.proposal_log else {}),
+                **({"instruction_choice": state.text_choice} if state.text_choice is not None else {}),
                 **state.extra.get("details", {}),
             },
             version=version,
@@ -802,6 +856,9 @@ class Optimizer:
             "spent": spent,
             "best": best,
             "search": search,
+            # for the final paired comparison of proposed texts: no finished evaluation is run again
+            "row_scores": {str(number): rows for number, rows in state.row_scores.items()},
+            "proposals": state.proposal_log,
         }
         store.set_run_state(state.run_id, self.name, payload)
 
@@ -870,6 +927,8 @@ class Optimizer:
             state.best_score = float(best["score"])
             state.best_configuration = configuration_from_json(best["configuration"])
             state.best_program = state.program.with_configuration(state.best_configuration)
+        state.row_scores.update({int(number): list(rows) for number, rows in payload.get("row_scores", {}).items()})
+        state.proposal_log[:] = payload.get("proposals", [])
         state.extra["_resumed"] = payload["search"]
         state.extra["_search"] = payload["search"]
 

@@ -10,8 +10,8 @@ from ..lm import track_usage
 from ..program import Predict, forced_settings
 from ..schema import InputField, OutputField, Signature
 from ._base import OptimizationState, Optimizer
+from ._choice import implicit_key, instruction_originals
 from ._propose import instruction_verdict
-from ._search import implicit_key
 
 
 class BasicGenerateInstruction(Signature):
@@ -98,6 +98,9 @@ class COPRO(Optimizer):
         finally:
             self.concurrency = saved
 
+    def text_originals(self, state: OptimizationState) -> dict[str, str]:
+        return instruction_originals(state.program)
+
     def projected_calls(self, state: OptimizationState) -> int:
         predictors = max(1, len(state.program.named_predictors()))
         rounds = (self.depth + 1) * predictors
@@ -181,7 +184,7 @@ class COPRO(Optimizer):
             if text in attempts or text in proposals:
                 continue
             reason = instruction_verdict(text, predictor.signature)
-            state.extra.setdefault("proposal_log", []).append(
+            state.proposal_log.append(
                 {"predictor": name, "instruction": text, "kept": reason is None, "reason": reason or "on topic"}
             )
             if reason is None:

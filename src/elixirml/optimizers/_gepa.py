@@ -28,7 +28,9 @@ from ..program import Module
 from ..schema import Example
 from ..variables import VariableSpace
 from ._base import OptimizationState, Optimizer, Trial, _StopOptimization
-from ._search import implicit_key, other_variables, suggest_space
+from ._choice import implicit_key
+from ._propose import instruction_verdict
+from ._search import other_variables, suggest_space
 
 _log = logging.getLogger("elixirml.optimizers.gepa")
 
@@ -99,6 +101,9 @@ class _Logger:
         _log.debug("%s", message)
 
 
+REFLECTION_MAX_CHARS = 8000  # gepa's reflections are long instructions by design
+
+
 def usable_reflection(text: str, current: str) -> bool:
     """Whether a reflected text is worth scoring: not empty, not the current one, not a loop of repeats.
 
@@ -107,7 +112,7 @@ def usable_reflection(text: str, current: str) -> bool:
     iteration's minibatch).
     """
     words = text.split()
-    if not words or text.strip() == current.strip() or len(text) > 8000:
+    if not words or text.strip() == current.strip() or len(text) > REFLECTION_MAX_CHARS:
         return False
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) >= 4 and len(set(lines)) / len(lines) < 0.5:
@@ -238,7 +243,24 @@ class _Adapter:
                 self.reflection.failed += 1
                 _log.warning("GEPA: the reflection on %s failed (%s: %s)", component, type(exc).__name__, exc)
                 continue
-            if usable_reflection(proposed, candidate[component]):
+            if not usable_reflection(proposed, candidate[component]):
+                self.reflection.dropped += 1
+                continue
+            predictor = self.predictor_of.get(component)
+            reason = None
+            if predictor is not None:  # a predictor's instructions: the rule every optimizer's proposals meet
+                signature = dict(self.state.program.named_predictors())[predictor].signature
+                reason = instruction_verdict(proposed, signature, max_chars=REFLECTION_MAX_CHARS, min_distinct=0.3)
+            self.state.proposal_log.append(
+                {
+                    "predictor": predictor or component,
+                    "key": component,
+                    "instruction": proposed,
+                    "kept": reason is None,
+                    "reason": reason or "on topic",
+                }
+            )
+            if reason is None:
                 new[component] = proposed
             else:
                 self.reflection.dropped += 1
@@ -548,6 +570,7 @@ class GEPA(Optimizer):
         if state.extra["phase"] == "text":
             state.extra["phase"] = "variables"
             self._evolve_texts(state)
+            self.choose_texts(state)  # the texts the other variables are tuned with: proposed ones only if they won
             return self._prepare_variables(state)
         return self._variable_trial(state)
 
@@ -701,6 +724,8 @@ class GEPA(Optimizer):
                 "front_trials": [t.number for t in extra["front_trials"]],
                 "texts": extra.get("texts", {}),
                 "variable_trials": list(extra.get("variable_trials", [])),
+                "text_choice": state.text_choice,
+                "proposals": state.proposal_log,
             },
         )
 
@@ -714,6 +739,8 @@ class GEPA(Optimizer):
             variable_trials=list(resumed["variable_trials"]),
             variable_done=len(resumed["variable_trials"]),
         )
+        state.text_choice = resumed.get("text_choice")
+        state.proposal_log[:] = resumed.get("proposals", [])
         if state.extra["trials_planned"] and state.best_program is not None:
             self._new_study(state)
 
@@ -817,6 +844,9 @@ class GEPA(Optimizer):
         state.extra["variable_done"] = done
         self._keep_variables(state)
         return done < int(state.extra["trials_planned"])
+
+    def text_originals(self, state: OptimizationState) -> dict[str, str]:
+        return dict(state.extra.get("components") or text_components(state.program))
 
     def finalize(self, state: OptimizationState) -> Module:
         if "gepa" in state.extra and "details" not in state.extra:

@@ -186,10 +186,13 @@ def _stem(word: str) -> str:
     return word[:-1] if word.endswith("s") and len(word) > 4 else word
 
 
-def instruction_verdict(text: str, signature: type[Signature]) -> str | None:
+def instruction_verdict(
+    text: str, signature: type[Signature], *, max_chars: int = MAX_INSTRUCTION_CHARS, min_distinct: float = 0.5
+) -> str | None:
     """Why a proposed instruction is not worth a trial, or None when it is.
 
-    Dropped: empty, overlong or looping text; code (fences, assignments, calls, ``def``);
+    Dropped: empty, overlong (``max_chars``) or looping text (fewer than ``min_distinct`` of
+    its words distinct); code (fences, assignments, calls, ``def``);
     a continuation of the data (it starts like a field of the signature, ``question: ...``);
     and text off the task: it names none of the signature's fields, labels or the words of its
     instructions and field descriptions, and does not address the model as an instruction does
@@ -198,9 +201,9 @@ def instruction_verdict(text: str, signature: type[Signature]) -> str | None:
     words = text.split()
     if not words:
         return "empty"
-    if len(text) > MAX_INSTRUCTION_CHARS:
-        return f"longer than {MAX_INSTRUCTION_CHARS} characters"
-    if len(words) >= 8 and len(set(words)) / len(words) < 0.5:
+    if len(text) > max_chars:
+        return f"longer than {max_chars} characters"
+    if len(words) >= 8 and len(set(words)) / len(words) < min_distinct:
         return "repeats itself"
     if _CODE.search(text):
         return "looks like code"

@@ -17,6 +17,7 @@ from ..schema import Example
 from ..store import store_url
 from ..variables import Variable, VariableSpace
 from ._base import OptimizationState, Optimizer, Trial
+from ._choice import implicit_key, instruction_originals
 from ._fewshot import bootstrap_demos, labeled_demos
 from ._propose import propose_instructions
 from ._structure import choose_structure, filter_instructions, structural_names
@@ -31,11 +32,6 @@ def _optuna() -> Any:
         raise MissingDependencyError("optuna", "optimize", "MIPRO and VariableSearch") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
-
-
-def implicit_key(predictor_name: str, what: str) -> str:
-    """The variable name of a predictor's implicit variable (``answer.demos``; ``demos`` for a root)."""
-    return what if predictor_name == "self" else f"{predictor_name}.{what}"
 
 
 def other_variables(space: VariableSpace, *, include_text: bool = True) -> list[str]:
@@ -335,6 +331,9 @@ class MIPRO(Optimizer):
         self.structure_sample = max(2 * self.minibatch_size, 50)
         self.max_promotions = max_promotions
 
+    def text_originals(self, state: OptimizationState) -> dict[str, str]:
+        return instruction_originals(state.program)
+
     def projected_calls(self, state: OptimizationState) -> int:
         per_run = max(1, len(state.program.named_predictors()))
         mini = min(self.minibatch_size, len(state.valset))
@@ -408,7 +407,7 @@ class MIPRO(Optimizer):
                 self.num_candidates,
                 lm=lm,
                 rng=random.Random(self.seed),
-                log=state.extra.setdefault("proposal_log", []),
+                log=state.proposal_log,
             )
             instructions, dropped = filter_instructions(self, state, proposed, state.extra["structure"])
             state.extra["instructions_dropped"] = dropped
@@ -710,7 +709,7 @@ class VariableSearch(Optimizer):
                 choices,
                 lm=lm,
                 rng=random.Random(self.seed),
-                log=state.extra.setdefault("proposal_log", []),
+                log=state.proposal_log,
             )
         if isinstance(choices, Mapping):
             current = dict(state.program.named_predictors())

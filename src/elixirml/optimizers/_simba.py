@@ -13,8 +13,8 @@ from ..lm import track_usage
 from ..program import Module, Predict, configuration_from_json, configuration_to_json, forced_settings
 from ..schema import Example, InputField, OutputField, Signature
 from ._base import OptimizationState, Optimizer
+from ._choice import implicit_key, instruction_originals
 from ._propose import instruction_verdict
-from ._search import implicit_key
 
 
 class OfferFeedback(Signature):
@@ -95,6 +95,9 @@ class SIMBA(Optimizer):
         self.temperature_for_sampling = temperature_for_sampling
         self.temperature_for_candidates = temperature_for_candidates
         self.num_final = num_final
+
+    def text_originals(self, state: OptimizationState) -> dict[str, str]:
+        return instruction_originals(state.program)
 
     def projected_calls(self, state: OptimizationState) -> int:
         per_run = max(1, len(state.program.named_predictors()))
@@ -250,7 +253,7 @@ class SIMBA(Optimizer):
             if rule in instruction:
                 continue
             reason = instruction_verdict(rule, entry.predictor.signature)
-            state.extra.setdefault("proposal_log", []).append(
+            state.proposal_log.append(
                 {"predictor": name, "instruction": rule, "kept": reason is None, "reason": reason or "on topic"}
             )
             if reason is not None:

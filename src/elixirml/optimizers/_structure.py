@@ -24,6 +24,7 @@ from ..lm import track_usage
 from ..schema import Example
 from ..variables import VariableSpace
 from ._base import OptimizationState, Optimizer
+from ._choice import implicit_key
 from ._probe import _probe
 
 #: Implicit predictor variables that make up a program's structure.
@@ -132,8 +133,6 @@ def filter_instructions(
     instruction, everything else as the program has it (with the chosen structure). Returns
     the kept candidates (the original first) and how many were dropped.
     """
-    from ._search import implicit_key
-
     train = list(state.trainset)
     probe = random.Random(optimizer.seed * 31 + 5).sample(train, min(probe_size, len(train)))
     base = state.program.with_configuration(dict(structure)) if structure else state.program
@@ -150,7 +149,7 @@ def filter_instructions(
                 keep.append(text)
             else:
                 dropped += 1
-                for entry in state.extra.get("proposal_log", []):
+                for entry in state.proposal_log:
                     if entry["predictor"] == name and entry["instruction"] == text:
                         entry.update(
                             kept=False,
