@@ -8,6 +8,7 @@ ElixirMLError
 ├── UserError                  the caller did something wrong; fix the code or input
 │   ├── ConfigurationError     missing/invalid settings (no LM configured, bad option)
 │   ├── SignatureError         a signature that cannot be built (syntax, unknown type); also a ValueError
+│   │   └── SignatureFieldError a signature class's typed attribute is no InputField()/OutputField(); also a TypeError
 │   ├── MissingDependencyError an optional extra is not installed
 │   ├── LoadError              a saved program or state cannot be loaded
 │   │   ├── ProgramImportError the module of a saved program's class cannot be imported; also a ModuleNotFoundError
@@ -59,6 +60,7 @@ __all__ = [
     "ProviderTimeoutError",
     "RateLimitError",
     "SignatureError",
+    "SignatureFieldError",
     "StoreError",
     "SupervisorError",
     "TruncatedResponseError",
@@ -106,6 +108,13 @@ class ConfigurationError(UserError):
 
 class SignatureError(UserError, ValueError):
     """A signature cannot be built from what was given (a ``ValueError`` too, as DSPy raises)."""
+
+
+class SignatureFieldError(SignatureError, TypeError):
+    """A signature class has a typed attribute that is no ``InputField()``/``OutputField()``.
+
+    A ``TypeError`` too, as DSPy raises.
+    """
 
 
 class MissingDependencyError(UserError, ImportError):

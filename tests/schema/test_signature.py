@@ -6,7 +6,7 @@ import pydantic
 import pytest
 
 import elixirml as em
-from elixirml.errors import SignatureError, ValidationError
+from elixirml.errors import SignatureError, SignatureFieldError, ValidationError
 
 
 class Color(enum.Enum):
@@ -240,3 +240,57 @@ def test_signatures_with_the_same_name_instructions_and_fields_are_equal():
     renamed = em.Signature.from_state({**first.dump_state(), "name": "Other"})
     assert renamed != first and first.equals(renamed)  # equals() compares instructions and fields only
     assert first != "question -> answer"
+
+
+def test_json_schema_extra_describes_a_field_as_dspy_does():
+    class Sig(em.Signature):
+        question: str = em.InputField(prefix="Q:")
+        long_answer: str = em.OutputField(desc="the answer", min_length=5, max_length=10)
+        score: int = em.OutputField(ge=1, le=5, pattern=None)
+
+    assert Sig.fields["question"].json_schema_extra == {
+        "__dspy_field_type": "input",
+        "desc": "${question}",
+        "prefix": "Q:",
+    }
+    assert Sig.fields["long_answer"].json_schema_extra == {
+        "__dspy_field_type": "output",
+        "desc": "the answer",
+        "prefix": "Long Answer:",
+        "constraints": "minimum length: 5, maximum length: 10",
+    }
+    assert (
+        Sig.fields["score"].json_schema_extra["constraints"] == "greater than or equal to: 1, less than or equal to: 5"
+    )
+    updated = Sig.with_updated_fields("question", prefix="Asked:")
+    assert updated.fields["question"].json_schema_extra["prefix"] == "Asked:"
+    assert em.schema.infer_prefix("isHTTPSSecure123") == "Is HTTPS Secure 123"
+
+
+def test_a_signature_class_called_with_values_gives_a_validated_value():
+    class Sig(em.Signature):
+        question: str = em.InputField()
+        count: int = em.OutputField()
+
+    value = Sig(question="q", count="3")
+    assert isinstance(value, Sig) and value.question == "q" and value.count == 3
+    assert value == Sig(question="q", count=3) and value != Sig(question="q", count=4)
+    assert repr(value) == "Sig(question='q', count=3)"
+    with pytest.raises(ValidationError, match="count"):
+        Sig(question="q")
+    with pytest.raises(SignatureError, match="no field"):
+        Sig(question="q", count=1, other=2)
+    with pytest.raises(SignatureError, match="by keyword"):
+        Sig(3)
+
+
+def test_a_typed_attribute_without_a_field_is_a_type_error_too():
+    with pytest.raises(SignatureFieldError, match="InputField") as caught:
+
+        class Bad(em.Signature):
+            question: str
+            answer: str = em.OutputField()
+
+    assert isinstance(caught.value, TypeError) and isinstance(caught.value, SignatureError)
+    with pytest.raises(SignatureError, match="distinct names"):
+        em.Signature("value -> value")

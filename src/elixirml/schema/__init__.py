@@ -5,7 +5,16 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_getattr
 from ._format import format_value, to_jsonable
 from ._schema import Schema
-from ._signature import FieldSpec, InputField, OutputField, Signature, SignatureMeta, ensure_signature, make_signature
+from ._signature import (
+    FieldSpec,
+    InputField,
+    OutputField,
+    Signature,
+    SignatureMeta,
+    ensure_signature,
+    infer_prefix,
+    make_signature,
+)
 from ._types import field_marker, literal_values, parse_type, type_to_str
 from ._values import Completions, Example, Prediction
 
@@ -39,6 +48,7 @@ __all__ = [
     "field_marker",
     "format_value",
     "images_in",
+    "infer_prefix",
     "literal_values",
     "make_signature",
     "parse_type",

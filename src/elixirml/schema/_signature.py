@@ -15,6 +15,7 @@ Editing methods return new signature classes; a signature is never changed in pl
 from __future__ import annotations
 
 import json
+import re
 import typing
 import warnings
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any, ClassVar, TypeVar
 import pydantic
 from pydantic_core import PydanticUndefined
 
-from ..errors import SignatureError, ValidationError, truncate
+from ..errors import SignatureError, SignatureFieldError, ValidationError, truncate
 from ._types import parse_type, type_to_str
 
 T = TypeVar("T")
@@ -102,6 +103,52 @@ class FieldSpec:
 
     def __repr__(self) -> str:
         return f"{self.kind.capitalize()}Field({self.name}: {type_to_str(self.annotation)})"
+
+    @property
+    def json_schema_extra(self) -> dict[str, Any]:
+        """The field as DSPy describes it (its Pydantic field's ``json_schema_extra``), computed.
+
+        ``{"__dspy_field_type": kind, "desc": ..., "prefix": ...}``, plus ``"constraints"`` as
+        DSPy writes them (``"minimum length: 5, greater than or equal to: 1"``) when the field
+        has any. The description defaults to ``"${name}"`` and the prefix to
+        :func:`infer_prefix` of the name with a colon, as DSPy fills them in.
+        """
+        extra: dict[str, Any] = {
+            "__dspy_field_type": self.kind,
+            "desc": self.desc if self.desc is not None else f"${{{self.name}}}",
+            "prefix": self.prefix if self.prefix is not None else f"{infer_prefix(self.name)}:",
+        }
+        constraints = ", ".join(
+            f"{_CONSTRAINT_TEXT[key]}{value}" for key, value in self.constraints.items() if key in _CONSTRAINT_TEXT
+        )
+        if constraints:
+            extra["constraints"] = constraints
+        return extra
+
+
+# How DSPy writes a field's constraints (``json_schema_extra["constraints"]``).
+_CONSTRAINT_TEXT = {
+    "gt": "greater than: ",
+    "ge": "greater than or equal to: ",
+    "lt": "less than: ",
+    "le": "less than or equal to: ",
+    "min_length": "minimum length: ",
+    "max_length": "maximum length: ",
+    "multiple_of": "a multiple of the given number: ",
+}
+
+
+def infer_prefix(attribute_name: str) -> str:
+    """DSPy's default prefix of a field, without the colon.
+
+    ``"someAttributeName"`` and ``"some_attribute_name"`` give ``"Some Attribute Name"``;
+    ``"isHTTPSecure"`` gives ``"Is HTTP Secure"``.
+    """
+    text = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", attribute_name)
+    text = re.sub("([a-z0-9])([A-Z])", r"\1_\2", text)
+    text = re.sub(r"([a-zA-Z])(\d)", r"\1_\2", text)
+    text = re.sub(r"(\d)([a-zA-Z])", r"\1_\2", text)
+    return " ".join(word if word.isupper() else word.capitalize() for word in text.split("_"))
 
 
 def _make_field(kind: str, desc: str | None, description: str | None, kwargs: dict[str, Any]) -> Any:
@@ -228,7 +275,7 @@ class SignatureMeta(type):
             if field_name not in specs and not field_name.startswith("_") and field_name not in ("instructions",):
                 if typing.get_origin(hints.get(field_name)) is ClassVar:
                     continue
-                raise SignatureError(
+                raise SignatureFieldError(
                     f"Field {field_name!r} of signature {name} has a type but no InputField() or "
                     f"OutputField(); write `{field_name}: ... = em.InputField()`."
                 )
@@ -257,13 +304,30 @@ class SignatureMeta(type):
         return cls
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        """``Signature("q -> a")`` builds a signature; ``MySig(q=..., a=...)`` a value of one (as in DSPy).
+
+        A value holds every field's value, validated as outputs are (a missing required field
+        or a value of the wrong type raises :class:`~elixirml.errors.ValidationError`).
+        """
         if args and isinstance(args[0], (str, dict)):
             instructions = args[1] if len(args) > 1 else kwargs.pop("instructions", None)
             return make_signature(args[0], instructions, **kwargs)
-        raise SignatureError(
-            f"{cls.__name__} is a signature class and is not instantiated; pass it to a module "
-            f"such as em.Predict({cls.__name__}), or build one with em.Signature('inputs -> outputs')."
-        )
+        if args or (not kwargs and any(spec.required for spec in cls.fields.values())):
+            raise SignatureError(
+                f"{cls.__name__} is a signature class: pass it to a module such as em.Predict({cls.__name__}), "
+                f"build one with em.Signature('inputs -> outputs'), or make a value of it with its field values "
+                f"by keyword ({', '.join(cls.fields) or 'no fields'})."
+            )
+        unknown = [name for name in kwargs if name not in cls.fields]
+        if unknown:
+            raise SignatureError(f"{cls.__name__} has no field(s) {unknown}; its fields: {list(cls.fields)}")
+        values = {
+            **_validate(cls, "input", {k: v for k, v in kwargs.items() if k in cls.input_fields}),  # type: ignore[arg-type]
+            **_validate(cls, "output", {k: v for k, v in kwargs.items() if k in cls.output_fields}),  # type: ignore[arg-type]
+        }
+        value: Any = object.__new__(typing.cast("type[Signature]", cls))
+        value.__dict__.update(values)
+        return value
 
     def __repr__(cls) -> str:
         return f"{cls.__name__}({cls.signature})"
@@ -310,7 +374,23 @@ def _resolve_hints(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class Signature(metaclass=SignatureMeta):
-    """Base class of all signatures; see the module docstring for the two forms."""
+    """Base class of all signatures; see the module docstring for the two forms.
+
+    A signature class called with its field values (``MySig(question="q", answer="a")``)
+    gives a value of it, whose attributes are the validated values (DSPy's signatures are
+    Pydantic models, and can be instantiated the same way).
+    """
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={value!r}" for name, value in vars(self).items())
+        return f"{type(self).__name__}({values})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Signature):
+            return NotImplemented
+        return SignatureMeta.__eq__(type(self), type(other)) is True and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @classmethod
     def _derive(cls, fields: dict[str, FieldSpec], instructions: str | None = None) -> type[Signature]:
@@ -659,7 +739,10 @@ def make_signature(
         outputs = _parse_side(right, "output", spec, custom_types)
         clash = set(fields) & set(outputs)
         if clash:
-            raise SignatureError(f"Field(s) {sorted(clash)} are both input and output in {spec!r}")
+            raise SignatureError(
+                f"Field(s) {sorted(clash)} are both input and output in {spec!r}: "
+                "inputs and outputs need distinct names"
+            )
         fields.update(outputs)
         if not outputs:
             raise SignatureError(f"Signature {spec!r} has no output fields")
