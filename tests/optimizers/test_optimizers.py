@@ -343,3 +343,14 @@ def test_bootstrap_stopped_by_max_lm_calls_counts_the_calls_in_flight():
     optimizer.compile(em.Predict("question -> answer"), trainset=train, max_lm_calls=5)
     result = optimizer.last_result
     assert (len(made), result.lm_calls, result.stopped) == (5, 5, "max_lm_calls")
+
+
+def test_mipro_projection_counts_every_phase(capsys):
+    """The projection printed first counts the baseline, structures, probe, trials and promotions (was 25% short)."""
+    em.configure(lm=task_lm())
+    for rows in (12, 24):
+        optimizer = MIPRO(metric, auto="light", seed=0, storage="sqlite:///:memory:", display_progress=True)
+        optimizer.compile(Task(), trainset=trainset(), valset=trainset(rows, offset=30))
+        projected = int(re.search(r"MIPRO: projected (\d+) LM calls", capsys.readouterr().err).group(1))
+        actual = optimizer.last_result.lm_calls
+        assert 0.9 * actual <= projected <= 1.3 * actual, (rows, projected, actual)

@@ -20,7 +20,7 @@ from ._base import OptimizationState, Optimizer, Trial
 from ._choice import implicit_key, instruction_originals
 from ._fewshot import bootstrap_demos, labeled_demos
 from ._propose import propose_instructions
-from ._structure import choose_structure, filter_instructions, structural_names
+from ._structure import choose_structure, distinct_structures, filter_instructions, structural_names
 
 IMPLICIT = ("instructions", "demos")
 
@@ -335,13 +335,32 @@ class MIPRO(Optimizer):
         return instruction_originals(state.program)
 
     def projected_calls(self, state: OptimizationState) -> int:
-        per_run = max(1, len(state.program.named_predictors()))
-        mini = min(self.minibatch_size, len(state.valset))
-        fulls = 0 if len(state.valset) <= self.minibatch_size else self.num_trials // self.full_eval_steps + 1
-        bootstrap = (self.num_candidates - 2) * self.max_bootstrapped_demos * 2 * per_run
-        proposals = 1 + (self.num_candidates - 1) * per_run
-        baseline = len(state.valset)
-        return (self.num_trials * mini + fulls * len(state.valset) + baseline) * per_run + bootstrap + proposals
+        """Every phase's calls: baseline, structures, bootstrapping, proposals and their probe, trials, promotions.
+
+        Structures are probed (no LM call) to count the distinct ones; promotions are counted at
+        their most (``max_promotions``), and so is the final paired comparison of a proposed
+        instruction (one more pass over the validation set).
+        """
+        predictors = max(1, len(state.program.named_predictors()))
+        val = len(state.valset)
+        mini = min(self.minibatch_size, val)
+        space = state.program.variable_space()
+        names = structural_names(space, other_variables(space))
+        structures = len(distinct_structures(state, space, names, self.seed)) - 1
+        sample = min(self.structure_sample, val)
+        fulls = 0 if val <= self.minibatch_size else self.num_trials // self.full_eval_steps + 1
+        promotions = 0 if val <= self.minibatch_size else self.max_promotions
+        bootstrap = (self.num_candidates - 2) * self.max_bootstrapped_demos * 2 * predictors
+        proposals = 1 + (self.num_candidates - 1) * predictors
+        probe = (1 + (self.num_candidates - 1) * predictors) * min(16, len(state.trainset))
+        evaluations = (
+            val  # the program as given
+            + structures * sample
+            + probe
+            + self.num_trials * mini
+            + (fulls + promotions + 1) * val  # full evaluations, promotions, the final paired comparison
+        )
+        return evaluations * predictors + bootstrap + proposals
 
     # ------------------------------------------------------------------ setup
     def _demo_sets(self, state: OptimizationState) -> dict[str, list[list[Example]]]:

@@ -62,6 +62,25 @@ def _grid(space: VariableSpace, names: Sequence[str], current: Mapping[str, Any]
     return grid
 
 
+def distinct_structures(
+    state: OptimizationState, space: VariableSpace, names: Sequence[str], seed: int
+) -> list[dict[str, Any]]:
+    """The structures of the grid that send different requests (probed, no LM call); the current one first."""
+    if not names or not state.trainset:
+        return [{}]
+    current = space.current()
+    first = state.trainset[0]
+    probe_inputs = dict((first.inputs() if first.input_keys else first).items())
+    seen: set[str] = set()
+    distinct: list[dict[str, Any]] = []
+    for structure in _grid(space, names, current, seed):
+        fingerprint = _probe(state.program.with_configuration(structure), probe_inputs).fingerprint
+        if fingerprint not in seen:
+            seen.add(fingerprint)
+            distinct.append(structure)
+    return distinct
+
+
 def choose_structure(
     optimizer: Optimizer,
     state: OptimizationState,
@@ -80,18 +99,9 @@ def choose_structure(
     """
     if not names:
         return {}
-    current = space.current()
     sample = structure_sample(state.valset, sample_size, optimizer.seed)
     data = [state.valset[i] for i in sample]
-    probe_inputs = dict((state.trainset[0].inputs() if state.trainset[0].input_keys else state.trainset[0]).items())
-    seen: set[str] = set()
-    distinct: list[dict[str, Any]] = []
-    for structure in _grid(space, names, current, optimizer.seed):
-        program = state.program.with_configuration(structure)
-        fingerprint = _probe(program, probe_inputs).fingerprint
-        if fingerprint not in seen:
-            seen.add(fingerprint)
-            distinct.append(structure)
+    distinct = distinct_structures(state, space, names, optimizer.seed)
     if baseline is not None:
         by_index = {r.index: r.score for r in baseline.results}
         best_score = sum(by_index[i] for i in sample) / len(sample) * 100 if sample else 0.0
