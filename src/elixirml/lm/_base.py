@@ -32,6 +32,7 @@ from ..runtime import (
     aobserve_callbacks,
     run_sync,
 )
+from ._deadlines import LoopDeadlines
 from ._settings import SETTING_NAMES, UNSENT_SETTINGS, MergedSettings, check_settings, merge_settings
 from ._types import (
     Completion,
@@ -865,17 +866,34 @@ class LM:
         return {**settings, "max_tokens": max(limit + 1, int(limit * factor))}
 
     async def _send_timed(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
+        """:meth:`_send` within the LM's ``timeout`` (one timer for all of this LM's requests on a loop)."""
         if self.timeout is None:
             return await self._send(messages, settings)
         import asyncio
 
+        task = asyncio.current_task()
+        loop_deadlines: LoopDeadlines | None = self.__dict__.get("_deadlines")
+        if loop_deadlines is None:
+            loop_deadlines = self.__dict__.setdefault("_deadlines", LoopDeadlines())
+        deadlines = loop_deadlines.of(task.get_loop()) if task is not None else None
+        deadline = deadlines.start(task, self.timeout) if deadlines is not None and task is not None else None
+        if deadlines is None or deadline is None:  # not in a task, or the timeout was lowered meanwhile
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await self._send(messages, settings)
+            except TimeoutError:
+                raise self._timed_out() from None
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self._send(messages, settings)
-        except TimeoutError:
-            raise ProviderTimeoutError(
-                f"{self.endpoint_label}: no answer within {self.timeout}s (timeout=...)"
-            ) from None
+            return await self._send(messages, settings)
+        except asyncio.CancelledError:
+            if deadline.timed_out():
+                raise self._timed_out() from None
+            raise
+        finally:
+            deadlines.end(deadline)
+
+    def _timed_out(self) -> ProviderTimeoutError:
+        return ProviderTimeoutError(f"{self.endpoint_label}: no answer within {self.timeout}s (timeout=...)")
 
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         """Transport: send one request and return the response. Subclasses implement this."""
