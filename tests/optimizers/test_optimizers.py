@@ -184,6 +184,94 @@ def test_max_lm_calls_is_a_hard_cap():
     assert isinstance(compiled, Task)
 
 
+def test_the_run_call_budget_is_hard_across_threads_while_it_writes_its_count_ahead():
+    import threading
+    import time
+
+    from elixirml.optimizers._run import CallLedger
+
+    marks = []
+
+    def write(mark):  # a store write: slow, and other threads run meanwhile
+        time.sleep(0.001)
+        marks.append(mark)
+
+    ledger = CallLedger(300, used=0, write=write)
+    granted, refused = [], []
+
+    def spend():
+        for _ in range(50):
+            try:
+                ledger.take()
+            except em.errors.BudgetExceededError:
+                refused.append(1)
+            else:
+                granted.append(1)
+
+    threads = [threading.Thread(target=spend) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (len(granted), len(refused)) == (300, 100)
+    assert ledger.used == 300  # no take lost while another thread wrote the count
+    assert marks == sorted(marks) and marks[-1] == 300 == ledger.reserved  # never beyond the budget
+
+
+def test_the_run_call_budget_writes_ahead_once_per_lease(monkeypatch):
+    import itertools
+
+    from elixirml.optimizers import _run
+
+    now = [0.0]
+    monkeypatch.setattr(_run.time, "monotonic", lambda: now[0])
+    marks = []
+    ledger = _run.CallLedger(None, used=10, write=marks.append)
+    for _ in range(3):  # calls further apart than INTERVAL: one write per call, each exact
+        now[0] += 1.0
+        ledger.take()
+    assert marks == [11, 12, 13]
+    for _ in range(200):  # calls close together: the lease doubles, so few writes, each ahead of its calls
+        now[0] += 0.0001
+        before = len(marks)
+        ledger.take()
+        assert ledger.reserved >= ledger.used
+        if len(marks) > before:
+            assert marks[-1] == ledger.reserved
+    assert marks[3:] == [15, 19, 27, 43, 75, 139, 267]  # leases 2, 4, 8, ... 128
+    assert ledger.used == 213
+    while ledger.used < 267:
+        ledger.take()
+    now[0] += 1.0
+    ledger.take()  # past the lease, after a pause: the lease halves
+    assert marks[-1] == 268 + 64 - 1
+    capped = _run.CallLedger(40, used=0, write=(kept := []).append)
+    for _ in range(40):
+        now[0] += 0.001
+        capped.take()
+    assert max(kept) == 40 and all(b - a <= 40 // 16 for a, b in itertools.pairwise(kept))  # a lease is <= budget/16
+    with pytest.raises(em.errors.BudgetExceededError):
+        capped.take()
+
+
+def test_a_store_that_fails_to_keep_the_count_ahead_warns_once_and_the_calls_go_on():
+    from elixirml.optimizers._run import CallLedger
+
+    tries = []
+
+    def write(mark):
+        tries.append(mark)
+        raise em.errors.StoreError("database is locked")
+
+    ledger = CallLedger(10, used=0, write=write)
+    with pytest.warns(RuntimeWarning, match="Could not keep the LM call count of the run in the store"):
+        ledger.take()
+    ledger.take()  # no second try, no second warning
+    assert (ledger.used, ledger.reserved, tries) == (2, 0, [1])
+    with pytest.raises(em.errors.StoreError):  # a run state kept between calls still says so
+        ledger.keep()
+
+
 def test_other_budgets_stop_cleanly():
     em.configure(lm=task_lm())
     optimizer = RandomSearch(metric, num_candidates=6, max_bootstrapped_demos=1, search_variables=True)

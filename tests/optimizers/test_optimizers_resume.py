@@ -591,3 +591,146 @@ def test_variable_search_resumes_with_its_trials_in_the_study(store_url):
     assert scored.calls == 3 * 4
     assert told and told[0] == 3  # the study already held the two earlier trials when the third was told
     assert again.last_result.pareto_front
+
+
+# ---------------------------------------------------------------------------------------------- calls before a kill
+KILLED_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from test_optimizers_resume import killable_run
+killable_run(*sys.argv[2:])
+"""
+
+
+def exact(example, prediction, trace=None):
+    return float(prediction.answer == example.answer)
+
+
+def killable(name, lm, concurrency):
+    """``name``'s optimizer, program, trainset and valset for the kill tests, asking ``lm``."""
+    if name == "RandomSearch":
+        search = em.optimizers.RandomSearch(
+            exact, num_candidates=30, max_bootstrapped_demos=0, seed=4, concurrency=concurrency
+        )
+        return search, Tempered(), data(4), data(5, offset=10)
+    if name == "MIPRO":
+        from test_optimizers import Task, metric, trainset
+
+        return em.optimizers.MIPRO(metric, auto="light", concurrency=concurrency), Task(), trainset(), trainset(12, 30)
+    from test_optimizers_gepa import data as echo_data
+
+    gepa = em.optimizers.GEPA(Feedbacks(), reflection_lm=lm, seed=0, concurrency=concurrency, max_metric_calls=1000)
+    return gepa, em.Predict("question -> answer"), echo_data(6), echo_data(4, offset=10)
+
+
+def killable_answers(name):
+    if name == "RandomSearch":
+        return tempered_lm([]).fn
+    if name == "MIPRO":
+        from test_optimizers import task_lm
+
+        return task_lm().fn
+    from test_optimizers_gepa import scripted_lm
+
+    return scripted_lm().fn
+
+
+def killable_run(store_url, name, calls_file, budget, concurrency, kill_at="0", delay="0"):
+    """One leg of run ``killed`` of optimizer ``name`` with ``max_lm_calls=budget``; returns the optimizer.
+
+    Every LM call the leg makes adds a byte to ``calls_file``; with ``kill_at`` the process kills
+    itself with SIGKILL while it answers the call that makes the file ``kill_at`` bytes long.
+    """
+    import os
+    import signal
+    import time
+
+    inner, kill_at, delay = killable_answers(name), int(kill_at), float(delay)
+
+    def answer(messages, settings):
+        with open(calls_file, "a") as f:
+            f.write("1")
+        if kill_at and os.path.getsize(calls_file) >= kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # killed while this call is being answered: it was made
+        time.sleep(delay)
+        return inner(messages, settings)
+
+    lm = em.FunctionLM(answer)
+    em.configure(store=store_url, lm=lm)
+    optimizer, program, train, val = killable(name, lm, int(concurrency))
+    optimizer.compile(program, trainset=train, valset=val, resume="killed", max_lm_calls=int(budget))
+    return optimizer
+
+
+def killed_then_resumed(store_url, tmp_path, name, *, kill_at, budget, concurrency, delay=0.0):
+    """Run ``name`` in a child killed with SIGKILL at its ``kill_at``-th LM call, then resume the run here.
+
+    Returns (LM calls the killed leg made, LM calls the resumed leg made, the resumed optimizer's result).
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text("")
+    second.write_text("")
+    arguments = [os.path.dirname(__file__), store_url, name, first, budget, concurrency, kill_at, delay]
+    child = subprocess.run([sys.executable, "-c", KILLED_CHILD, *map(str, arguments)], timeout=300, capture_output=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    resumed = killable_run(store_url, name, second, budget, concurrency)
+    return len(first.read_text()), len(second.read_text()), resumed.last_result
+
+
+def test_calls_made_before_a_sigkill_count_in_the_resumed_run_exactly_when_calls_are_slow(store_url, tmp_path):
+    from elixirml.optimizers._run import CallLedger
+
+    # one call at a time, further apart than CallLedger.INTERVAL: the count is written ahead of every call
+    delay = CallLedger.INTERVAL + 0.02
+    first, second, result = killed_then_resumed(
+        store_url, tmp_path, "RandomSearch", kill_at=9, budget=24, concurrency=1, delay=delay
+    )
+    assert first == 9
+    assert result.stopped == "max_lm_calls"
+    assert first + second == 24  # the whole run kept to its budget, and was not cut short
+    assert result.lm_calls == 24  # every call of the killed leg counted, none twice
+    run, _ = kept(store_url, "killed")
+    assert run["lm_calls"] == 24
+
+
+@pytest.mark.parametrize("name", ["RandomSearch", "MIPRO", "GEPA"])
+def test_a_run_killed_with_sigkill_and_resumed_counts_every_call_and_stops_at_its_budget(store_url, tmp_path, name):
+    from elixirml.optimizers._run import CallLedger
+
+    pytest.importorskip("optuna")
+    if name == "GEPA":
+        pytest.importorskip("gepa")
+    budget, concurrency = 100, 4
+    first, second, result = killed_then_resumed(
+        store_url, tmp_path, name, kill_at=40, budget=budget, concurrency=concurrency
+    )
+    assert first >= 40  # calls answered at once on other threads may land past the kill
+    assert result.stopped == "max_lm_calls"
+    assert first + second <= budget  # the whole run, both legs, kept to its budget
+    # fast calls share a lease, so the count kept may exceed the calls made by calls reserved and not sent
+    # (a lease at most a sixteenth of the budget, and the calls taken on other threads as the kill came)
+    unsent = min(CallLedger.MAX_LEASE, budget // 16) - 1 + concurrency
+    assert first + second <= result.lm_calls <= first + second + unsent
+    assert result.lm_calls <= budget
+    run, _ = kept(store_url, "killed")
+    assert run["lm_calls"] == result.lm_calls
+
+
+def test_bootstrap_stopped_by_its_call_budget_reports_the_calls_it_made():
+    calls: list[int] = []
+
+    def answer(messages, settings):
+        calls.append(1)
+        return {"answer": "wrong"}
+
+    em.configure(lm=em.FunctionLM(answer))
+    boot = em.optimizers.BootstrapFewShot(Counting(), max_bootstrapped_demos=4)
+    boot.compile(em.Predict("question -> answer"), trainset=data(20), max_lm_calls=5)
+    assert len(calls) == 5
+    assert boot.last_result.stopped == "max_lm_calls"
+    assert boot.last_result.lm_calls == 5

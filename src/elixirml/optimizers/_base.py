@@ -8,6 +8,7 @@ shows progress with the best score so far, and stops cleanly at a limit, keeping
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import hashlib
 import json
@@ -22,11 +23,12 @@ from typing import Any
 
 from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, LoadError, StoreError
 from ..evaluation import EvaluationResult, aevaluate, as_metric
-from ..lm import CallBudget, Usage, price_for, spending_limit, track_usage
+from ..lm import Usage, limit_calls, price_for, track_usage
 from ..program import Module, configuration_from_json, configuration_to_json
 from ..runtime import Executor, ProgressDisplay, active_callbacks, instrument, notify_callbacks, open_executor, run_sync
 from ..schema import Example
 from ._choice import choose_texts
+from ._run import CallLedger
 
 
 @dataclasses.dataclass
@@ -275,7 +277,8 @@ class Optimizer:
         self.concurrency = concurrency
         self.display_progress = display_progress
         self.last_result: OptimizationResult | None = None
-        self._calls: CallBudget | None = None
+        self._calls: CallLedger | None = None
+        self._kept: dict[str, Any] = {}  # the run state last kept, but for its spend (see _keeper)
         self._usage: Usage | None = None
         self._runner: Executor | None = None
         self._started = 0.0
@@ -649,14 +652,15 @@ class Optimizer:
             self._spent_before.update(base)
         started = time.perf_counter()
         stopped: str | None = None
+        keep = None if store is None or not self.resumable else self._keeper(store, state)
+        ledger = CallLedger(self.budget["max_lm_calls"], int(self._spent_before["lm_calls"]), keep)
         try:
             with (
-                spending_limit(self.budget["max_lm_calls"]) as calls,
+                limit_calls(ledger),
                 track_usage() as usage,
                 self._open_executor() as runner,
             ):
-                calls.used = int(self._spent_before["lm_calls"])
-                self._calls, self._usage, self._started, self._runner = calls, usage, started, runner
+                self._calls, self._usage, self._started, self._runner = ledger, usage, started, runner
                 self.metric_calls = int(self._spent_before["metric_calls"])
                 progress = ProgressDisplay(self.name, self.display_progress, unit="LM calls")
                 try:
@@ -666,7 +670,7 @@ class Optimizer:
                         while True:
                             self.check_budget(state, usage, started)
                             more = self.optimize_step(state)
-                            progress.update(calls.used, f"trials {len(state.trials)}, best {_best(state.best_score)}")
+                            progress.update(ledger.used, f"trials {len(state.trials)}, best {_best(state.best_score)}")
                             if not more:
                                 break
                     except (_StopOptimization, BudgetExceededError) as stop:
@@ -679,20 +683,20 @@ class Optimizer:
                         progress.note(f"{self.name}: proposed instructions {verdict}: {choice['reason']}")
                     progress.note(
                         f"{self.name}: done in {progress.elapsed():.0f}s: {len(state.trials)} trials, "
-                        f"best {_best(state.best_score)}, {calls.used} LM calls"
+                        f"best {_best(state.best_score)}, {ledger.used} LM calls"
                         + (f" (stopped at {stopped})" if stopped else "")
                     )
                 finally:
                     progress.close()
         except BaseException as exc:
             if store is not None:
-                spent = self._spent(self._usage)
+                spent = self._spent(self._usage, ledger)
                 self._abandon(store, state, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", spent)
             raise
         finally:
             self._calls = self._usage = self._runner = None
             self.budget = saved_budget
-        totals = {k: v for k, v in self._spent(usage).items() if k != "metric_calls"}
+        totals = {k: v for k, v in self._spent(usage, ledger).items() if k != "metric_calls"}
         version, save_error = None, None
         if store is not None:
             version, save_error = self._save(store, state, final, name, stopped, totals)
@@ -821,28 +825,56 @@ class Optimizer:
         store = state.extra.get("_store")
         if store is None or not self.keeps_run_state:
             return
-        self._keep_spent(store, state, self._spent(self._usage))
+        self._kept = {**self._run_state(state), "spent": self._spent(self._usage, self._calls)}
+        if self._calls is not None:
+            self._calls.keep()  # under the ledger's lock, so never below the LM calls it reserved
+        else:
+            self._keep_spent(store, state, self._kept["spent"])
+
+    def _keeper(self, store: Any, state: OptimizationState) -> Callable[[int], None]:
+        """What the run's call ledger writes: the run state kept last, with ``mark`` LM calls spent.
+
+        The ledger writes from whichever thread makes an LM call, so it writes the run state
+        :meth:`save_run_state` built on the optimizer's thread (its metric calls, which go with
+        its search state, included); only the LM calls, tokens and cost are the ones spent by now.
+        """
+        self._kept = {**self._run_state(state), "spent": dict(self._spent_before)}
+
+        def keep(mark: int) -> None:
+            kept, now = self._kept, self._spent(self._usage)
+            spent = {**kept["spent"], "lm_calls": max(mark, kept["spent"]["lm_calls"])}
+            spent.update(tokens=now["tokens"], cost=now["cost"])
+            store.set_run_state(state.run_id, self.name, {**kept, "spent": spent})
+
+        return keep
 
     def resumed_state(self, state: OptimizationState) -> dict[str, Any] | None:
         """The search state an earlier leg of this run kept (None for a new run)."""
         resumed: dict[str, Any] | None = state.extra.get("_resumed")
         return resumed
 
-    def _spent(self, usage: Usage | None) -> dict[str, Any]:
-        """What the run has spent: earlier legs and this one."""
+    def _spent(self, usage: Usage | None, ledger: CallLedger | None = None) -> dict[str, Any]:
+        """What the run has spent: earlier legs and this one (its LM calls as the run's call budget counted them)."""
         before = self._spent_before
+        calls = int(before["lm_calls"]) + (usage.calls if usage is not None else 0)
         return {
-            "lm_calls": int(before["lm_calls"]) + (usage.calls if usage is not None else 0),
+            "lm_calls": max(calls, ledger.used) if ledger is not None else calls,
             "tokens": int(before["tokens"]) + (usage.total_tokens if usage is not None else 0),
             "cost": float(before["cost"]) + (usage.cost if usage is not None else 0.0),
             "metric_calls": self.metric_calls,
         }
 
     def _keep_spent(self, store: Any, state: OptimizationState, spent: dict[str, Any]) -> None:
-        """Write the run state kept last with ``spent`` (when the optimizer keeps one)."""
-        search = state.extra.get("_search")
-        if not self.resumable or (search is None and self.keeps_run_state):
-            return  # nothing to resume from; an optimizer keeping its state elsewhere (MIPRO) keeps only its spend
+        """Write the run state kept last with ``spent`` (when the optimizer resumes)."""
+        if not self.resumable:
+            return  # nothing to resume from
+        store.set_run_state(state.run_id, self.name, {**self._run_state(state), "spent": spent})
+
+    def _run_state(self, state: OptimizationState) -> dict[str, Any]:
+        """The run state to keep, but for its spend: the best so far and the search state kept last.
+
+        The search state is None before a first step, and for MIPRO, whose study is elsewhere.
+        """
         best = None
         if state.best_score > -math.inf:
             best = {"score": state.best_score, "configuration": configuration_to_json(state.best_configuration)}
@@ -850,17 +882,15 @@ class Optimizer:
                 json.dumps(best, allow_nan=False)
             except (TypeError, ValueError):
                 best = None  # a value with no JSON form (an LM as a choice): the search state rebuilds it
-        payload = {
+        return {
             "format": RUN_STATE_FORMAT,
             "fingerprint": state.extra.get("_fingerprint", ""),
-            "spent": spent,
             "best": best,
-            "search": search,
+            "search": copy.deepcopy(state.extra.get("_search")),  # copies: a ledger write reads them on its thread
             # for the final paired comparison of proposed texts: no finished evaluation is run again
-            "row_scores": {str(number): rows for number, rows in state.row_scores.items()},
-            "proposals": state.proposal_log,
+            "row_scores": {str(number): list(rows) for number, rows in state.row_scores.items()},
+            "proposals": copy.deepcopy(state.proposal_log),
         }
-        store.set_run_state(state.run_id, self.name, payload)
 
     def _resumable_state(
         self,
@@ -919,8 +949,8 @@ class Optimizer:
         """Put back what an earlier leg kept: its spend, its trials, its best configuration and its search state."""
         spent = payload.get("spent") or {}
         self._spent_before = {key: spent.get(key, value) for key, value in _NOTHING_SPENT.items()}
-        if not self.keeps_run_state:
-            return
+        if not self.keeps_run_state or payload.get("search") is None:
+            return  # only its spend was kept (stopped before its first step): the search starts again
         state.trials = [Trial.from_row(t) for t in before.get("trial_list", [])]
         best = payload.get("best")
         if best is not None:

@@ -1,0 +1,103 @@
+"""What an optimization run keeps as it goes: the LM calls it has paid for, written ahead to the store."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+from collections.abc import Callable
+
+from ..errors import BudgetExceededError, StoreError
+from ..lm import CallBudget
+
+
+class CallLedger(CallBudget):
+    """An optimization run's LM call budget: a hard cap, and a count the store learns before the calls go out.
+
+    :meth:`take` checks the cap and counts the call under one lock, so the threads of an
+    evaluation never send more than ``max_calls`` between them. With ``write`` (a run kept in
+    a store), a call past :attr:`reserved` first writes a new mark, ``used + lease - 1``, and
+    only then is sent: the store's count is never below the calls made, even when the process
+    is killed (SIGKILL) between two writes, and a resumed run's budget starts from it. The
+    lease is one call while calls come less often than every :attr:`INTERVAL` seconds (the
+    mark is then exact) and doubles, up to :attr:`MAX_LEASE` and a sixteenth of the budget,
+    while they come faster, so the store sees at most about ``1 / INTERVAL`` writes a second.
+    A killed run may therefore count up to ``lease - 1`` calls that were reserved and never sent;
+    a run that ends in Python (finished, stopped, an exception, Ctrl-C) keeps the exact count.
+
+    Args:
+        max_calls: the cap (None: no cap).
+        used: calls earlier legs of the run spent.
+        write: keeps a mark (calls reserved, earlier legs included) in the store; None keeps nothing.
+    """
+
+    INTERVAL = 0.1
+    MAX_LEASE = 1024
+
+    def __init__(self, max_calls: int | None, used: int = 0, write: Callable[[int], None] | None = None) -> None:
+        self.max_calls = max_calls
+        self.reserved = used
+        self._used = used
+        self._write = write
+        self._ahead = write is not None
+        self._lock = threading.Lock()
+        self._most = self.MAX_LEASE if max_calls is None else max(1, min(self.MAX_LEASE, max_calls // 16))
+        self._lease = 1
+        self._last = -math.inf
+
+    @property
+    def used(self) -> int:
+        """Calls counted so far, earlier legs included."""
+        return self._used
+
+    @used.setter
+    def used(self, value: int) -> None:  # calls a distributed executor's workers made, charged as they return
+        with self._lock:
+            self._count(value)
+
+    def take(self) -> None:
+        """Count one call, first writing a new mark to the store when the call is past :attr:`reserved`.
+
+        Raises:
+            BudgetExceededError: the budget is spent (nothing is counted).
+        """
+        with self._lock:
+            if self.max_calls is not None and self._used >= self.max_calls:
+                raise BudgetExceededError(f"LM call budget of {self.max_calls} calls is spent")
+            self._count(self._used + 1)
+
+    def keep(self) -> None:
+        """Write the mark now (the run state changed between calls), never below what was reserved.
+
+        Raises:
+            StoreError: the store failed (as ``write`` raised it).
+        """
+        with self._lock:
+            if self._write is not None:
+                mark = max(self._used, self.reserved)
+                self._write(mark)
+                self.reserved = mark
+
+    def _count(self, value: int) -> None:
+        if value > self.reserved and self._ahead:
+            assert self._write is not None
+            now = time.monotonic()
+            fast = now - self._last < self.INTERVAL
+            self._lease = min(self._lease * 2, self._most) if fast else max(1, self._lease // 2)
+            mark = value + self._lease - 1
+            if self.max_calls is not None:
+                mark = min(mark, max(self.max_calls, value))  # never more than the budget lets the run make
+            try:
+                self._write(mark)
+            except StoreError as exc:
+                self._ahead = False  # the store failed after its own retries: the rest of the leg writes nothing ahead
+                warnings.warn(
+                    f"Could not keep the LM call count of the run in the store ({exc}); if this process is killed, "
+                    "a resumed run may count fewer calls than were made.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            else:
+                self.reserved, self._last = mark, now
+        self._used = value
