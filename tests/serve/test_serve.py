@@ -8,6 +8,7 @@ import logging
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -542,3 +543,99 @@ def test_the_app_serves_jobs_and_the_console_and_refuses_the_console_beside_toke
         assert http.get("/jobs").status_code == 401
     with pytest.raises(ConfigurationError, match="console has no login"):
         em.serve.create_app(store, lm=make_lm(), tokens=["s3cret-token-123456"], console=True)
+
+
+# ---------------------------------------------------------------- the interface of multi-step programs
+NEWCOMER = """
+import elixirml as em
+
+
+class Summarize(em.Signature):
+    \"\"\"Summarize the text.\"\"\"
+
+    text: str = em.InputField()
+    summary: str = em.OutputField()
+
+
+class Headline(em.Signature):
+    \"\"\"Write a headline for the summary.\"\"\"
+
+    summary: str = em.InputField()
+    title: str = em.OutputField()
+    words: int = em.OutputField(ge=1)
+
+
+class Article(em.Program):
+    def __init__(self):
+        super().__init__()
+        self.summarize = em.Predict(Summarize)
+        self.headline = em.ChainOfThought(Headline)
+
+    def forward(self, text: str, max_words: int = 12) -> em.Prediction:
+        summary = self.summarize(text=text)
+        head = self.headline(summary=summary.summary)
+        return self.tidy(head, summary)
+
+    def tidy(self, head, summary):
+        return em.Prediction(headline=head.title.strip(), words=head.words, summary=summary.summary)
+"""
+
+
+def multi_step_lm() -> em.FunctionLM:
+    """Every predictor's outputs, in the form its prompt asks for."""
+    outputs = {"summary": "A short text.", "reasoning": "r", "title": " Short ", "words": 1}
+    outputs |= {"answer": "Paris.", "confidence": 0.9}
+
+    def answer(messages, settings):
+        system = messages[0]["content"]
+        wanted = {k: v for k, v in outputs.items() if f"`{k}`" in system}
+        return json.dumps(wanted) if "single JSON object" in system else wanted
+
+    return em.FunctionLM(answer)
+
+
+def test_multi_step_programs_are_served_with_the_fields_they_take_and_return(tmp_path):
+    from elixirml.program import import_source_file
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "qa_program.py"
+    (tmp_path / "newcomer.py").write_text(NEWCOMER)
+    store = em.Store(f"sqlite:///{tmp_path / 'multi.db'}")
+    store.save(import_source_file(tmp_path / "newcomer.py").Article(), "article")
+    qa = import_source_file(examples)
+    store.save(qa.QAProgram(), "qa")
+    store.save(qa.QAProgram().with_variables(reasoning_strategy="react"), "qa-react")
+    app = em.serve.create_app(
+        store, lm=multi_step_lm(), tokens=[], allow_paths=[tmp_path / "newcomer.py", examples], console=True
+    )
+
+    async def go():
+        async with client(app) as c:
+            infos = {n: (await c.get(f"/programs/{n}")).json() for n in ("article", "qa", "qa-react")}
+            doc = (await c.get("/openapi.json")).json()
+            forms = {n: (await c.get(f"/catalog/{n}/try")).text for n in ("article", "qa")}
+            ran = (await c.post("/programs/article/run", json={"text": "Some long text."})).json()
+            asked = (await c.post("/programs/qa/run", json={"context": "Paris.", "question": "Where?"})).json()
+            return infos, doc, forms, ran, asked
+
+    infos, doc, forms, ran, asked = run(go())
+    assert infos["article"]["inputs"] == ["text", "max_words"]
+    assert infos["article"]["outputs"] == ["headline", "words", "summary"]  # not the last predictor's fields
+    assert infos["qa"]["inputs"] == ["context", "question"] and infos["qa"]["outputs"] == ["answer", "confidence"]
+    assert infos["qa-react"]["outputs"] == ["answer", "confidence"]
+    # what the interface says is what a run returns
+    assert list(ran["outputs"]) == infos["article"]["outputs"] and ran["outputs"]["headline"] == "Short"
+    assert list(asked["outputs"]) == infos["qa"]["outputs"] and asked["outputs"]["answer"] == "Paris"
+    schemas = doc["components"]["schemas"]
+    assert schemas["ArticleInputs"]["required"] == ["text"]
+    max_words = schemas["ArticleInputs"]["properties"]["max_words"]
+    assert max_words == {"default": 12, "title": "Max Words", "type": "integer"}
+    outputs = schemas["ArticleOutputs"]["properties"]
+    assert list(outputs) == ["headline", "words", "summary"]
+    assert outputs["headline"]["type"] == "string"
+    assert outputs["words"] == {"minimum": 1, "title": "Words", "type": "integer"}
+    assert list(schemas["QaOutputs"]["properties"]) == ["answer", "confidence"]
+    assert schemas["QaOutputs"]["properties"]["confidence"]["maximum"] == 1.0
+    assert 'name="text"' in forms["article"] and 'name="max_words"' in forms["article"]
+    assert 'name="max_words" data-type="integer"' in forms["article"]  # a number field, as its annotation says
+    assert 'name="context"' in forms["qa"] and 'name="question"' in forms["qa"]
+    store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import inspect
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from ..evaluation import MEASURED
+from ..program import interface_of
 from ._plots import interval_plot, pareto_front, pareto_plot, trials_plot
 
 Z95 = 1.96
@@ -276,44 +276,20 @@ def span_rows(spans: Sequence[Mapping[str, Any]], total: float) -> list[dict[str
 def input_fields(program: Any) -> list[dict[str, Any]]:
     """The form of "try it": one entry per input (name, JSON type, description, required).
 
-    From the program's input schema when it declares one, else from its single predictor's
-    signature, else from the parameters of ``forward``.
+    The inputs the server takes for the program (:func:`elixirml.program.interface_of`): its
+    input schema, a predictor's signature, or the parameters of its ``forward``.
     """
-    schemas = getattr(program, "_schemas", None)
-    schema = schemas()[0] if callable(schemas) else None
-    if schema is None and hasattr(program, "signature") and hasattr(program, "demos"):
-        schema = program.signature
-    if schema is None:
-        predictors = program.named_predictors()
-        if len(predictors) == 1 and _forward_takes_kwargs(program):
-            schema = predictors[0][1].signature
-    json_schema: Mapping[str, Any] | None = None
-    if schema is not None and hasattr(schema, "input_schema"):  # a Signature
-        json_schema = schema.input_schema()
-    elif schema is not None and hasattr(schema, "json_schema"):  # an em.Schema
-        json_schema = schema.json_schema()
-    if json_schema is not None:
-        required = set(json_schema.get("required", []))
-        return [
-            {
-                "name": name,
-                "type": _json_type(spec),
-                "description": spec.get("description") or "",
-                "required": name in required,
-            }
-            for name, spec in json_schema.get("properties", {}).items()
-        ]
-    parameters = inspect.signature(program.forward).parameters.values()
+    json_schema = interface_of("program", program).input_schema()
+    required = set(json_schema.get("required", []))
     return [
-        {"name": p.name, "type": "string", "description": "", "required": p.default is inspect.Parameter.empty}
-        for p in parameters
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        {
+            "name": name,
+            "type": _json_type(spec),
+            "description": spec.get("description") or "",
+            "required": name in required,
+        }
+        for name, spec in json_schema.get("properties", {}).items()
     ]
-
-
-def _forward_takes_kwargs(program: Any) -> bool:
-    parameters = inspect.signature(program.forward).parameters.values()
-    return any(p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _json_type(spec: Mapping[str, Any]) -> str:

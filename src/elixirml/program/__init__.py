@@ -7,6 +7,7 @@ from ._assertions import assert_output, suggest_output
 from ._code import class_allowed, class_origin, file_module_name, import_source_file, resolve_class
 from ._composite import BestOfN, MultiChainComparison, Parallel, Refine
 from ._events import FieldChunk, StatusEvent, streamify
+from ._interface import Interface, interface_of
 from ._module import Module
 from ._persist import (
     build_program,
@@ -37,6 +38,7 @@ __all__ = [
     "BestOfN",
     "ChainOfThought",
     "FieldChunk",
+    "Interface",
     "Module",
     "MultiChainComparison",
     "Parallel",
@@ -67,6 +69,7 @@ __all__ = [
     "format_error_for_lm",
     "import_source_file",
     "inspect_trace",
+    "interface_of",
     "load",
     "read_saved_program",
     "refuse_unsafe_lm_state",

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LoadError
-from ..program import Module, Store, build_program, class_allowed, resolve_class
-from ._interface import interface_of
+from ..program import Module, Store, build_program, class_allowed, interface_of, resolve_class
 from ._state import LoadedVersion
 
 

@@ -20,9 +20,8 @@ log = logging.getLogger("elixirml.serve")
 
 if TYPE_CHECKING:
     from .._http import TokenSet
-    from ..program import Module, Store
+    from ..program import Interface, Module, Store
     from ..settings import Settings
-    from ._interface import Interface
     from ._loader import ProgramLoader
 
 #: Upper bounds (seconds) of the latency histogram's buckets.
