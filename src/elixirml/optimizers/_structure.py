@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..errors import ConfigurationError
 from ..evaluation import EvaluationResult
 from ..lm import track_usage
 from ..schema import Example
@@ -65,7 +66,10 @@ def _grid(space: VariableSpace, names: Sequence[str], current: Mapping[str, Any]
 def distinct_structures(
     state: OptimizationState, space: VariableSpace, names: Sequence[str], seed: int
 ) -> list[dict[str, Any]]:
-    """The structures of the grid that send different requests (probed, no LM call); the current one first."""
+    """The structures of the grid that send different requests (probed, no LM call); the current one first.
+
+    A structure the program's LM cannot run is left out.
+    """
     if not names or not state.trainset:
         return [{}]
     current = space.current()
@@ -74,7 +78,10 @@ def distinct_structures(
     seen: set[str] = set()
     distinct: list[dict[str, Any]] = []
     for structure in _grid(space, names, current, seed):
-        fingerprint = _probe(state.program.with_configuration(structure), probe_inputs).fingerprint
+        try:
+            fingerprint = _probe(state.program.with_configuration(structure), probe_inputs).fingerprint
+        except ConfigurationError:  # a structure this LM cannot run (calibrated decoding without scoring)
+            continue
         if fingerprint not in seen:
             seen.add(fingerprint)
             distinct.append(structure)
