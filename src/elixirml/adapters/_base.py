@@ -622,20 +622,9 @@ class Adapter:
         The parser runs as the LM's ``validate``, so only an answer that parses is cached. An
         :class:`~elixirml.errors.OutputError` raised here sends :meth:`acall` to the fallback.
         """
-        parsed: list[list[dict[str, Any]]] = []
-
-        def validate(response: LMResponse) -> None:
-            try:
-                if callbacks:
-                    parsed.append(self._observed_parse_all(callbacks, signature, response))
-                else:
-                    parsed.append(self.parse_all(signature, response))
-            except ValidationError as exc:  # keep the answer that broke the rule, for feedback
-                exc.completion = response.text
-                raise
-
-        response = await lm.arequest(messages, validate=validate, settings=request)
-        return parsed[-1], response
+        parse = _Parse(self, signature, callbacks)
+        response = await lm.arequest(messages, validate=parse, settings=request)
+        return parse.outputs, response
 
     def _demo_pairs(
         self, signature: type[Signature], demos: Sequence[Example] | Sequence[dict[str, Any]]
@@ -657,6 +646,31 @@ class Adapter:
             if value is not None:
                 parts.append(head + escape_markers(format_value(value)))
         return "\n\n".join(parts)
+
+
+class _Parse:
+    """The ``validate`` of one request: every completion parsed (through the callbacks, when set) into ``outputs``.
+
+    An object, not a closure: one per request in flight, where a closure's cells are several.
+    """
+
+    __slots__ = ("adapter", "callbacks", "outputs", "signature")
+
+    def __init__(self, adapter: Adapter, signature: type[Signature], callbacks: Sequence[Any]) -> None:
+        self.adapter = adapter
+        self.signature = signature
+        self.callbacks = callbacks
+        self.outputs: list[dict[str, Any]] = []
+
+    def __call__(self, response: LMResponse) -> None:
+        try:
+            if self.callbacks:
+                self.outputs = self.adapter._observed_parse_all(self.callbacks, self.signature, response)
+            else:
+                self.outputs = self.adapter.parse_all(self.signature, response)
+        except ValidationError as exc:  # keep the answer that broke the rule, for feedback
+            exc.completion = response.text
+            raise
 
 
 def _summed(*usages: Usage | None) -> Usage | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
@@ -633,7 +634,7 @@ class LM:
                 "lm",
                 self,
                 inputs,
-                lambda: self._observed_request(messages, validate, merged, allow_truncated),
+                functools.partial(self._observed_request, messages, validate, merged, allow_truncated),
             )
             response: LMResponse = texts.response
             return response
@@ -701,19 +702,7 @@ class LM:
         send_settings = _sendable(keyed)
         if open_budgets():
             await reserve_call()
-
-        def accept(response: LMResponse) -> None:
-            self._price(response)
-            self._record(messages, keyed, response)
-            if not allow_truncated and is_truncated(response):
-                check_complete(response, self.endpoint_label)  # raises (the label is built only then)
-            if validate is not None:
-                try:
-                    validate(response)
-                except OutputError as exc:  # an answer paid for: its usage goes with the error (for re-asks)
-                    exc.usage = response.usage
-                    raise
-
+        accept = _Accept(self, messages, keyed, validate, allow_truncated)
         try:
             response = await self._send_with_policies(messages, send_settings, accept, pieces)
         except ProviderError:
@@ -1079,6 +1068,44 @@ class LM:
         text = format_history(list(self.history)[-n:])
         print(text)
         return text
+
+
+class _Accept:
+    """What each answer of one request goes through before it counts (the ``accept`` of ``_send_with_policies``).
+
+    Priced, counted in usage and history, checked for a cut-off and then by ``validate``. An
+    object, not a closure: one per request in flight, where a closure's cells are several.
+    """
+
+    __slots__ = ("allow_truncated", "keyed", "lm", "messages", "validate")
+
+    def __init__(
+        self,
+        lm: LM,
+        messages: list[Message],
+        keyed: dict[str, Any],
+        validate: Callable[[LMResponse], Any] | None,
+        allow_truncated: bool,
+    ) -> None:
+        self.lm = lm
+        self.messages = messages
+        self.keyed = keyed
+        self.validate = validate
+        self.allow_truncated = allow_truncated
+
+    def __call__(self, response: LMResponse) -> None:
+        lm = self.lm
+        lm._price(response)
+        lm._record(self.messages, self.keyed, response)
+        if not self.allow_truncated and is_truncated(response):
+            check_complete(response, lm.endpoint_label)  # raises (the label is built only then)
+        validate = self.validate
+        if validate is not None:
+            try:
+                validate(response)
+            except OutputError as exc:  # an answer paid for: its usage goes with the error (for re-asks)
+                exc.usage = response.usage
+                raise
 
 
 def completion_response(texts: list[str], messages: list[Message], model: str) -> LMResponse:

@@ -315,32 +315,37 @@ class OpenAILM(LM):
         return key
 
     async def _session(self) -> Any:
-        try:
-            import aiohttp
-        except ImportError:  # pragma: no cover - aiohttp is a core dependency
-            raise MissingDependencyError("aiohttp", "all", "The OpenAI-compatible client") from None
         if self._is_openai:
             self._request_api_key()  # OpenAI's own API refuses a request without a key: say so first
         loop = asyncio.get_running_loop()
         entry = self._sessions.get(loop)
         if entry is None or entry[0].closed:
-            api_key = self._request_api_key()  # the key as it is now, for the session's headers
-            connector = aiohttp.TCPConnector(limit=self.limiter.limit or 0, ttl_dns_cache=300)
-            headers = {"Content-Type": "application/json", **self._headers}
-            if api_key:
-                headers["Authorization"] = f"Bearer {api_key}"
-            session = aiohttp.ClientSession(connector=connector, headers=headers)
-            owner = weakref.ref(self)  # not self: an LM dropped by its user must not be kept by its session's guard
-
-            async def close() -> None:
-                lm = owner()
-                if lm is not None and lm._sessions.get(loop, (None,))[0] is session:
-                    del lm._sessions[loop]
-                await session.close()
-
-            entry = (session, await close_with_loop(close))  # closed when the loop shuts down
-            self._sessions[loop] = entry
+            entry = await self._new_session(loop)
         return entry[0]
+
+    async def _new_session(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, Any]:
+        """A session for requests on ``loop``, closed when the loop shuts down (or by :meth:`aclose`)."""
+        try:
+            import aiohttp
+        except ImportError:  # pragma: no cover - aiohttp is a core dependency
+            raise MissingDependencyError("aiohttp", "all", "The OpenAI-compatible client") from None
+        api_key = self._request_api_key()  # the key as it is now, for the session's headers
+        connector = aiohttp.TCPConnector(limit=self.limiter.limit or 0, ttl_dns_cache=300)
+        headers = {"Content-Type": "application/json", **self._headers}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        session = aiohttp.ClientSession(connector=connector, headers=headers)
+        owner = weakref.ref(self)  # not self: an LM dropped by its user must not be kept by its session's guard
+
+        async def close() -> None:
+            lm = owner()
+            if lm is not None and lm._sessions.get(loop, (None,))[0] is session:
+                del lm._sessions[loop]
+            await session.close()
+
+        entry = (session, await close_with_loop(close))  # closed when the loop shuts down
+        self._sessions[loop] = entry
+        return entry
 
     async def aclose(self) -> None:
         """Close the HTTP session of the running event loop (it is also closed when the loop ends)."""

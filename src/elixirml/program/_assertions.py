@@ -146,15 +146,15 @@ def run_with_retries(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         scope.close()
 
 
-async def arun_with_retries(call: Callable[[], Awaitable[T]]) -> T:
-    """Async :func:`run_with_retries` (the same scope; only the call is awaited)."""
+async def arun_with_retries(call: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+    """Async :func:`run_with_retries`: awaits ``call(*args, **kwargs)`` in the same scope."""
     if current_context().run is not None:
-        return await call()
+        return await call(*args, **kwargs)
     scope = _Outermost()
     try:
         while True:
             try:
-                return scope.attach(await call())
+                return scope.attach(await call(*args, **kwargs))
             except RetrySignal:
                 continue
     finally:

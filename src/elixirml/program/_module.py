@@ -58,24 +58,19 @@ class Module(ModulePersistence):
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module asynchronously."""
-        if _settings.callbacks_configured and (callbacks := _settings.current().callbacks):
-            return await aobserve_callbacks(
-                callbacks,
-                "module",
-                self,
-                {"args": args, "kwargs": kwargs},
-                lambda: self._acall_with_usage(args, kwargs),
-            )
-        cls = type(self)
-        if (
-            cls._acall_bound is Module._acall_bound  # not a Program (its own hooks) or another override
-            and cls._acall is Module._acall
-            and not _settings.current().track_usage
-            and not self._binding_variables()
-            and not _events.streaming()
-        ):  # the common case, without three coroutines between the caller and aforward
-            return await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
+        if _settings.callbacks_configured and _settings.current().callbacks:
+            return await self._aobserved(args, kwargs)
         return await self._acall_with_usage(args, kwargs)
+
+    async def _aobserved(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """:meth:`acall` between the ``module`` callbacks."""
+        return await aobserve_callbacks(
+            _settings.current().callbacks,
+            "module",
+            self,
+            {"args": args, "kwargs": kwargs},
+            lambda: self._acall_with_usage(args, kwargs),
+        )
 
     async def _acall_with_usage(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The body of :meth:`acall` (what callbacks observe)."""
@@ -86,19 +81,17 @@ class Module(ModulePersistence):
         return await self._acall_bound(args, kwargs)
 
     async def _acall_bound(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """:meth:`aforward` with this module's bound variables applied, its stream events, assertion retries."""
         bound = self._binding_variables()
-        if not bound:
-            return await self._acall(args, kwargs)
-        with self._binding_scope(bound):
-            return await self._acall(args, kwargs)
-
-    async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not _events.streaming():
-            return await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
-        _events.emit("module_start", module=type(self).__name__)
-        result = await _assertions.arun_with_retries(lambda: self.aforward(*args, **kwargs))
-        _events.emit("module_end", module=type(self).__name__)
-        return result
+        if not bound and not _events.streaming():  # the common case: nothing to open around the call
+            return await _assertions.arun_with_retries(self.aforward, *args, **kwargs)
+        with self._binding_scope(bound) if bound else contextlib.nullcontext():
+            if not _events.streaming():
+                return await _assertions.arun_with_retries(self.aforward, *args, **kwargs)
+            _events.emit("module_start", module=type(self).__name__)
+            result = await _assertions.arun_with_retries(self.aforward, *args, **kwargs)
+            _events.emit("module_end", module=type(self).__name__)
+            return result
 
     # ------------------------------------------------------------------ bound variables
     def _binding_variables(self) -> dict[str, Variable]:

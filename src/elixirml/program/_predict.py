@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import time
 import typing
@@ -107,6 +108,11 @@ def placeholder_outputs(signature: type[Signature]) -> dict[str, Any]:
         else:
             values[name] = None
     return values
+
+
+def _honoured(forced: Mapping[str, Any], best_effort: frozenset[str], supported: frozenset[str]) -> dict[str, Any]:
+    """The forced settings less the best-effort ones the LM does not honour."""
+    return {k: v for k, v in forced.items() if k not in best_effort or k in supported}
 
 
 def _correction(exc: ValidationError | AdapterParseError) -> str:
@@ -339,7 +345,7 @@ class Predict(Module):
         values = self.signature.validate_inputs(inputs)
         forced = context.forced
         if forced and context.best_effort and not context.best_effort <= model.supported_settings:
-            forced = {k: v for k, v in forced.items() if k not in context.best_effort or k in model.supported_settings}
+            forced = _honoured(forced, context.best_effort, model.supported_settings)
         settings = model.merge_settings(  # the one merge of every layer, each checked
             forced=forced,
             call=config,
@@ -359,7 +365,6 @@ class Predict(Module):
             )
             cached = False
         elif context.stream is not None:  # a streamed run (em.streamify)
-            name = self.signature.__name__
             outputs, text, messages = await adapter.astream_call(
                 model,
                 self.signature,
@@ -367,7 +372,7 @@ class Predict(Module):
                 values,
                 settings,
                 feedback=feedback,
-                on_chunk=lambda field, piece: _events.emit_chunk(name, field, piece),
+                on_chunk=functools.partial(_events.emit_chunk, self.signature.__name__),
             )
             usage = Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1).as_dict()
             cached = False
