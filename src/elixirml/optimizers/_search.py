@@ -6,6 +6,7 @@ import json
 import math
 import random
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -344,8 +345,11 @@ class MIPRO(Optimizer):
         predictors = max(1, len(state.program.named_predictors()))
         val = len(state.valset)
         mini = min(self.minibatch_size, val)
-        space = state.program.variable_space()
-        names = structural_names(space, other_variables(space))
+        with warnings.catch_warnings():  # initialize warns about the variables it leaves out, once
+            warnings.simplefilter("ignore")
+            # as initialize: the searchable space (a decoding this LM cannot use is not probed: the probe would raise)
+            space, others = self.searchable(state, other_variables(state.program.variable_space()))
+        names = structural_names(space, others)
         structures = len(distinct_structures(state, space, names, self.seed)) - 1
         sample = min(self.structure_sample, val)
         fulls = 0 if val <= self.minibatch_size else self.num_trials // self.full_eval_steps + 1
