@@ -139,6 +139,7 @@ def test_mipro_scores_the_best_mean_configuration_on_the_full_set_once():
     import optuna
 
     from elixirml.optimizers._base import OptimizationState
+    from elixirml.optimizers._search import MIPROState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
@@ -151,11 +152,13 @@ def test_mipro_scores_the_best_mean_configuration_on_the_full_set_once():
     evaluated = []
     optimizer._config_from_params = lambda state, params: evaluated.append(params["x"]) or {}
     state = OptimizationState(em.Predict("question -> answer"), [], trainset(2), random.Random(0))
-    state.extra.update(study=study, full={})
+    state.search = MIPROState(
+        study=study, instructions={}, demo_sets={}, space=em.Predict("q -> a").variable_space(), others=[]
+    )
     for _ in range(4):
         optimizer._full_eval_best(state)
     assert evaluated == ["steady", "lucky", "bad"]  # by mean, each once; then nothing is left
-    assert sorted(state.extra["full"]) == ["0", "1", "4"]  # keyed by each configuration's first trial
+    assert sorted(state.search.full) == ["0", "1", "4"]  # keyed by each configuration's first trial
 
 
 def test_variable_search_multi_objective_pareto_front():

@@ -215,7 +215,7 @@ class MarkedSIMBA(SIMBA):
     """SIMBA noting its metric's call count each time it keeps its state (step, final evaluations done)."""
 
     def _keep(self, state):
-        self.marks[(state.extra["step"], len(state.extra["final"]))] = self.metric.fn.calls
+        self.marks[(state.search.step, len(state.search.final))] = self.metric.fn.calls
         super()._keep(state)
 
 

@@ -127,6 +127,7 @@ def test_the_result_is_never_worse_than_the_program_as_given():
 
 def test_promotion_follows_the_score_differences():
     from elixirml.optimizers._base import OptimizationState
+    from elixirml.optimizers._search import MIPROState
 
     def study_with(values):
         study = optuna.create_study(direction="maximize")
@@ -142,7 +143,13 @@ def test_promotion_follows_the_score_differences():
         optimizer._config_from_params = lambda state, params: promoted.append(params["x"]) or {}
         state = OptimizationState(em.Predict("question -> answer"), [], data(50), random.Random(0))
         state.best_score = best_full
-        state.extra.update(study=study_with(values), full={})
+        state.search = MIPROState(
+            study=study_with(values),
+            instructions={},
+            demo_sets={},
+            space=em.Predict("q -> a").variable_space(),
+            others=[],
+        )
         optimizer._promote_close_calls(state)
         return promoted
 

@@ -183,12 +183,28 @@ class _StopOptimization(Exception):
 
 @dataclasses.dataclass
 class OptimizationState:
-    """State shared by the protocol methods; optimizers add their own fields in ``extra``.
+    """The state of one optimization run, shared by the protocol methods.
 
-    Besides the best so far, it holds each full trial's per-row scores (``row_scores``, trial
-    number -> scores in validation order, for paired comparisons), the fate of every proposed
-    text (``proposal_log``) and the final choice between proposed and original texts
-    (``text_choice``, see ``optimizers._choice``).
+    Attributes:
+        program, trainset, valset, rng: what the run optimizes, and its seeded random state.
+        trials, best_score, best_configuration, best_program: every trial and the best so far.
+        run_id, next_trial: the run's id and the next trial's number (unique across resumed legs).
+        row_scores: each full trial's per-row scores (trial number -> scores in validation
+            order), for paired comparisons.
+        proposal_log: the fate of every proposed text; text_choice: the final choice between
+            proposed and original texts (see ``optimizers._choice``).
+        search: the optimizer's own typed search state (each built-in optimizer has a dataclass
+            for it: ``COPROSearch``, ``MIPROSearch``, ...), set by its ``initialize``.
+        store: the store the run is recorded in (None without one).
+        fingerprint: the SHA-256 of the program, trainset and valset (a resumed run must match).
+        resumed: the search state an earlier leg kept (:meth:`Optimizer.resumed_state`).
+        kept: the search state kept last (:meth:`Optimizer.save_run_state`).
+        teacher: ``compile(teacher=...)``'s program.
+        structure, structures_scored: the structure chosen first and how many were scored.
+        instructions_dropped: proposals dropped on the probe set.
+        inert: variables left out of the search (``last_result.inert_variables``).
+        details: what else ``last_result.details`` reports.
+        extra: a dict for optimizers you write (the built-in ones keep theirs in ``search``).
     """
 
     program: Module
@@ -205,6 +221,17 @@ class OptimizationState:
     row_scores: dict[int, list[float]] = dataclasses.field(default_factory=dict)
     proposal_log: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     text_choice: dict[str, Any] | None = None
+    search: Any = None
+    store: Any = None
+    fingerprint: str = ""
+    resumed: dict[str, Any] | None = None
+    kept: dict[str, Any] | None = None
+    teacher: Module | None = None
+    structure: dict[str, Any] | None = None
+    structures_scored: int | None = None
+    instructions_dropped: int | None = None
+    inert: list[str] = dataclasses.field(default_factory=list)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Optimizer:
@@ -343,10 +370,10 @@ class Optimizer:
     # ------------------------------------------------------------------ helpers for subclasses
     def teacher_for(self, state: OptimizationState) -> Module:
         """The program that bootstraps demos: ``compile(teacher=...)``'s, else a reset copy of the student."""
-        given: Module | None = state.extra.get("teacher")
+        given = state.teacher
         if given is not None:
             return given.deepcopy()
-        structure = state.extra.get("structure")
+        structure = state.structure
         return (state.program.with_configuration(structure) if structure else state.program).reset_copy()
 
     def searchable(self, state: OptimizationState, names: Sequence[str]) -> tuple[Any, list[str]]:
@@ -358,7 +385,7 @@ class Optimizer:
         from ._probe import searchable_space
 
         space, kept, report = searchable_space(state.program, names, state.trainset[0])
-        state.extra["inert"] = list(report.inert)
+        state.inert = list(report.inert)
         return space, kept
 
     def evaluate(self, program: Module, data: Sequence[Example], *, keep_traces: bool = False) -> EvaluationResult:
@@ -519,7 +546,7 @@ class Optimizer:
         callbacks = active_callbacks()
         if callbacks:
             notify_callbacks(callbacks, "on_trial_end", instance=self, trial=trial)
-        store = state.extra.get("_store")
+        store = state.store
         if store is not None:
             store.add_trial(state.run_id, dataclasses.asdict(trial))
         if full and not budget_hit and trial.score > state.best_score:
@@ -608,7 +635,7 @@ class Optimizer:
             run_id=resume or uuid.uuid4().hex[:12],
         )
         if teacher is not None:
-            state.extra["teacher"] = teacher
+            state.teacher = teacher
         warn_placeholder_rows(self.name, train)
         if ask and not self._permission(state):
             self.budget = saved_budget
@@ -626,7 +653,7 @@ class Optimizer:
                 "configure one (em.configure(store=...) or $ELIXIRML_STORE) before the run you want to resume"
             )
         if store is not None:
-            state.extra["_store"] = store
+            state.store = store
             try:
                 saved = self._resumable_state(store, state, resume, program, train, val)
                 before = store.create_run(
@@ -708,17 +735,19 @@ class Optimizer:
             wall_time=time.perf_counter() - started,
             stopped=stopped,
             run_id=state.run_id,
-            inert_variables=list(state.extra.get("inert", [])),
+            inert_variables=list(state.inert),
             details={
-                **{
-                    key: configuration_to_json(state.extra[key]) if key == "structure" else state.extra[key]
-                    for key in ("structure", "structures_scored", "instructions_dropped")
-                    if key in state.extra
-                },
+                **({"structure": configuration_to_json(state.structure)} if state.structure is not None else {}),
+                **({"structures_scored": state.structures_scored} if state.structures_scored is not None else {}),
+                **(
+                    {"instructions_dropped": state.instructions_dropped}
+                    if state.instructions_dropped is not None
+                    else {}
+                ),
                 "metric_calls": self.metric_calls,
                 **({"proposals": state.proposal_log} if state.proposal_log else {}),
                 **({"instruction_choice": state.text_choice} if state.text_choice is not None else {}),
-                **state.extra.get("details", {}),
+                **state.details,
             },
             version=version,
             save_error=save_error,
@@ -821,8 +850,8 @@ class Optimizer:
         Optimizers that resume (``keeps_run_state``) call it after every step; a resumed run
         gets ``search`` back from :meth:`resumed_state`. Without a store nothing is kept.
         """
-        state.extra["_search"] = search
-        store = state.extra.get("_store")
+        state.kept = search
+        store = state.store
         if store is None or not self.keeps_run_state:
             return
         self._kept = {**self._run_state(state), "spent": self._spent(self._usage, self._calls)}
@@ -850,8 +879,7 @@ class Optimizer:
 
     def resumed_state(self, state: OptimizationState) -> dict[str, Any] | None:
         """The search state an earlier leg of this run kept (None for a new run)."""
-        resumed: dict[str, Any] | None = state.extra.get("_resumed")
-        return resumed
+        return state.resumed
 
     def _spent(self, usage: Usage | None, ledger: CallLedger | None = None) -> dict[str, Any]:
         """What the run has spent: earlier legs and this one (its LM calls as the run's call budget counted them)."""
@@ -884,9 +912,9 @@ class Optimizer:
                 best = None  # a value with no JSON form (an LM as a choice): the search state rebuilds it
         return {
             "format": RUN_STATE_FORMAT,
-            "fingerprint": state.extra.get("_fingerprint", ""),
+            "fingerprint": state.fingerprint,
             "best": best,
-            "search": copy.deepcopy(state.extra.get("_search")),  # copies: a ledger write reads them on its thread
+            "search": copy.deepcopy(state.kept),  # copies: a ledger write reads them on its thread
             # for the final paired comparison of proposed texts: no finished evaluation is run again
             "row_scores": {str(number): list(rows) for number, rows in state.row_scores.items()},
             "proposals": copy.deepcopy(state.proposal_log),
@@ -908,7 +936,7 @@ class Optimizer:
                 another optimizer's, or it optimized another program or other data.
         """
         if self.keeps_run_state:
-            state.extra["_fingerprint"] = _fingerprint(program, train, val)
+            state.fingerprint = _fingerprint(program, train, val)
         if resume is None:
             return None
         try:
@@ -938,7 +966,7 @@ class Optimizer:
                 f"Run {resume!r} was kept in run state format {payload.get('format')!r}; this version reads "
                 f"format {RUN_STATE_FORMAT}. Start a new run."
             )
-        if payload.get("fingerprint") != state.extra["_fingerprint"]:
+        if payload.get("fingerprint") != state.fingerprint:
             raise ConfigurationError(
                 f"Run {resume!r} optimized another program or other data: resume= continues a run on the same "
                 "program, trainset and valset. Start a new run (leave out resume=) for these."
@@ -959,8 +987,8 @@ class Optimizer:
             state.best_program = state.program.with_configuration(state.best_configuration)
         state.row_scores.update({int(number): list(rows) for number, rows in payload.get("row_scores", {}).items()})
         state.proposal_log[:] = payload.get("proposals", [])
-        state.extra["_resumed"] = payload["search"]
-        state.extra["_search"] = payload["search"]
+        state.resumed = payload["search"]
+        state.kept = payload["search"]
 
     def _finished(
         self, store: Any, state: OptimizationState, before: dict[str, Any], name: str, cls: type[Module]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -28,6 +29,42 @@ class GenerateInstructionGivenAttempts(Signature):
     step_signature: str = InputField(desc="the inputs and outputs of the step")
     attempted_instructions: str = InputField(desc="instructions tried, with their scores, worst first")
     proposed_instruction: str = OutputField(desc="the new instruction")
+
+
+@dataclasses.dataclass
+class COPROState:
+    """COPRO's search state: the rounds (depth, predictor), the instructions tried with their scores.
+
+    Attributes:
+        names: the predictors, in order.
+        rounds: every (depth, predictor) round, in order.
+        attempts: predictor -> instruction -> validation score.
+        config: the best instruction of each predictor so far (variable name -> text).
+        round: the round in progress.
+        proposals: the round's proposals, once made (None before).
+    """
+
+    names: list[str]
+    rounds: list[tuple[int, str]]
+    attempts: dict[str, dict[str, float]]
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    round: int = 0
+    proposals: list[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """What a resumed run needs (the names and rounds follow from the program and the settings)."""
+        return {
+            "round": self.round,
+            "config": dict(self.config),
+            "attempts": {n: [[text, score] for text, score in a.items()] for n, a in self.attempts.items()},
+            "proposals": self.proposals,
+        }
+
+
+def _search(state: OptimizationState) -> COPROState:
+    search = state.search
+    assert isinstance(search, COPROState)
+    return search
 
 
 class COPRO(Optimizer):
@@ -113,7 +150,7 @@ class COPRO(Optimizer):
         rounds = [(d, n) for d in range(self.depth + 1) for n in names]
         resumed = self.resumed_state(state)
         if resumed is not None:  # an earlier leg of this run: continue at its round, with its attempts
-            state.extra.update(
+            state.search = COPROState(
                 names=names,
                 rounds=rounds,
                 attempts={n: {text: float(score) for text, score in resumed["attempts"][n]} for n in names},
@@ -123,31 +160,17 @@ class COPRO(Optimizer):
             )
             return
         self._score(state, {}, None)  # the program as given
-        state.extra.update(
+        current = dict(state.program.named_predictors())
+        state.search = COPROState(
             names=names,
             rounds=rounds,
-            attempts={n: {} for n in names},  # predictor -> instruction -> score
-            config={},
-            round=0,
-            proposals=None,  # the current round's proposals, once made
+            attempts={n: {current[n].signature.instructions: state.best_score} for n in names},
         )
-        current = dict(state.program.named_predictors())
-        for n in names:
-            state.extra["attempts"][n][current[n].signature.instructions] = state.best_score
         self._keep(state)
 
     def _keep(self, state: OptimizationState) -> None:
         """Keep the search state in the store: a resumed run continues at the evaluation in progress."""
-        extra = state.extra
-        self.save_run_state(
-            state,
-            {
-                "round": extra["round"],
-                "config": dict(extra["config"]),
-                "attempts": {n: [[text, score] for text, score in a.items()] for n, a in extra["attempts"].items()},
-                "proposals": extra["proposals"],
-            },
-        )
+        self.save_run_state(state, _search(state).to_json())
 
     def _score(self, state: OptimizationState, config: dict[str, Any], predictor: str | None) -> float:
         started = time.perf_counter()
@@ -161,7 +184,7 @@ class COPRO(Optimizer):
         lm = self.prompt_model or state.program.get_lm()
         predictor = dict(state.program.named_predictors())[name]
         signature = str(predictor.signature.signature)
-        attempts: dict[str, float] = state.extra["attempts"][name]
+        attempts = _search(state).attempts[name]
         if depth == 0:
             propose: Predict = Predict(BasicGenerateInstruction, lm=lm)
             inputs = {"step_signature": signature, "basic_instruction": predictor.signature.instructions}
@@ -192,27 +215,27 @@ class COPRO(Optimizer):
         return proposals
 
     def optimize_step(self, state: OptimizationState) -> bool:
-        rounds: list[tuple[int, str]] = state.extra["rounds"]
-        index: int = state.extra["round"]
-        if index >= len(rounds):
+        search = _search(state)
+        index = search.round
+        if index >= len(search.rounds):
             return False
-        depth, name = rounds[index]
+        depth, name = search.rounds[index]
         key = implicit_key(name, "instructions")
-        attempts: dict[str, float] = state.extra["attempts"][name]
-        if state.extra["proposals"] is None:
-            state.extra["proposals"] = self._propose(state, depth, name)
+        attempts = search.attempts[name]
+        if search.proposals is None:
+            search.proposals = self._propose(state, depth, name)
             self._keep(state)
-        for text in state.extra["proposals"]:
+        for text in search.proposals:
             if text in attempts:
                 continue  # scored before this run was resumed
-            config = {**state.extra["config"], key: text}
+            config = {**search.config, key: text}
             attempts[text] = self._score(state, config, name)
             self._keep(state)
         best_text = max(attempts, key=lambda t: attempts[t])
         original = dict(state.program.named_predictors())[name].signature.instructions
         if best_text != original:
-            state.extra["config"][key] = best_text
-        state.extra["round"] = index + 1
-        state.extra["proposals"] = None
+            search.config[key] = best_text
+        search.round = index + 1
+        search.proposals = None
         self._keep(state)
-        return index + 1 < len(rounds)
+        return index + 1 < len(search.rounds)

@@ -182,7 +182,7 @@ class BootstrapFewShot(Optimizer):
     def optimize_step(self, state: OptimizationState) -> bool:
         assert self.metric is not None
         started = time.perf_counter()
-        given = state.extra.get("teacher") or self.teacher
+        given = state.teacher or self.teacher
         teacher = (given or state.program).deepcopy()
         student = state.program.reset_copy()
         with track_usage():
@@ -203,5 +203,5 @@ class BootstrapFewShot(Optimizer):
             config[f"{name}.demos" if name != "self" else "demos"] = list(predictor.demos)
         state.best_program = student
         state.best_configuration = config
-        state.extra["bootstrap_seconds"] = time.perf_counter() - started
+        state.details["bootstrap_seconds"] = time.perf_counter() - started
         return False

@@ -159,7 +159,7 @@ class _Adapter:
             # a resumed run: the engine scores the seed first, and the earlier leg already did
             scores, self.seed_scores = self.seed_scores, None
             return gepa.EvaluationBatch(outputs=[None] * len(scores), scores=scores, trajectories=None)
-        limit = state.extra["text_budget"]
+        limit = _search(state).text_budget
         if limit is not None and optimizer.metric_calls + len(batch) > limit:
             raise _TextBudgetSpent  # never start an evaluation the budget cannot pay for
         started = time.perf_counter()
@@ -431,6 +431,47 @@ class _Reflection:
         return response.completions[0].text if response.completions else ""
 
 
+@dataclasses.dataclass
+class GEPAState:
+    """GEPA's search state: the text search (gepa's engine), then the tuning of the other variables.
+
+    Attributes:
+        components: the texts evolved (variable name -> the program's own text).
+        phase: ``"text"`` (gepa's search) or ``"variables"`` (TPE over the other variables).
+        text_budget: the metric calls the text search may spend (None: unlimited).
+        trials_planned: the other variables' trials (0: none to tune).
+        space, names: the other variables' searchable space and the names searched.
+        engine: the gepa adapter and tracker of the text search, once it started.
+        summarized: whether the text search's candidates were summarised into ``details``.
+        unkept: whether the engine state could not be kept as JSON (warned once).
+        front_trials: the trials of the Pareto front's candidates.
+        texts: the texts the other variables are tuned with.
+        study: the other variables' Optuna study; variable_trials: its finished trials (JSON);
+            variable_done: how many.
+    """
+
+    components: dict[str, str]
+    text_budget: int | None
+    trials_planned: int
+    phase: str = "text"
+    space: VariableSpace | None = None
+    names: list[str] = dataclasses.field(default_factory=list)
+    engine: tuple[_Adapter, _Tracker] | None = None
+    summarized: bool = False
+    unkept: bool = False
+    front_trials: list[Trial] = dataclasses.field(default_factory=list)
+    texts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    study: Any = None
+    variable_trials: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    variable_done: int = 0
+
+
+def _search(state: OptimizationState) -> GEPAState:
+    search = state.search
+    assert isinstance(search, GEPAState)
+    return search
+
+
 class GEPA(Optimizer):
     """Reflective prompt evolution (GEPA) over the program's text variables, with a Pareto frontier.
 
@@ -549,26 +590,30 @@ class GEPA(Optimizer):
         if not components:
             raise ConfigurationError("GEPA found no text to evolve: the program has no predictor or Variable.text")
         self.budget["max_metric_calls"] = self._metric_budget(state)
-        state.extra["components"] = components
-        state.extra["phase"] = "text"
         total = self.budget["max_metric_calls"]
+        space: VariableSpace | None = None
         names: list[str] = []
         if self.search_variables and self.variable_trials > 0:
             space, names = self.searchable(state, other_variables(state.program.variable_space(), include_text=False))
-            state.extra.update(space=space, names=names)
         trials = self.variable_trials if names else 0
         if total is not None and trials:
             # the variables' trials are paid out of the budget: at most half of it, the rest is GEPA's
             trials = min(trials, total // 2 // max(1, len(state.valset)))
-        state.extra["trials_planned"] = trials
-        state.extra["text_budget"] = None if total is None else total - trials * len(state.valset)
+        state.search = GEPAState(
+            components=components,
+            text_budget=None if total is None else total - trials * len(state.valset),
+            trials_planned=trials,
+            space=space,
+            names=names,
+        )
         resumed = self.resumed_state(state)
         if resumed is not None and resumed["phase"] == "variables":  # the text search was over: tune on
             self._restore_variables(state, resumed)
 
     def optimize_step(self, state: OptimizationState) -> bool:
-        if state.extra["phase"] == "text":
-            state.extra["phase"] = "variables"
+        search = _search(state)
+        if search.phase == "text":
+            search.phase = "variables"
             self._evolve_texts(state)
             self.choose_texts(state)  # the texts the other variables are tuned with: proposed ones only if they won
             return self._prepare_variables(state)
@@ -590,9 +635,10 @@ class GEPA(Optimizer):
                     raise ConfigurationError(f"reflection_prompt_template must contain {placeholder}")
         from gepa.strategies.batch_sampler import EpochShuffledBatchSampler
 
-        adapter = _Adapter(self, state, state.extra["components"], _Reflection(lm), self.reflection_prompt_template)
+        search = _search(state)
+        adapter = _Adapter(self, state, search.components, _Reflection(lm), self.reflection_prompt_template)
         tracker = _Tracker()
-        state.extra["gepa"] = (adapter, tracker)
+        search.engine = (adapter, tracker)
         # the random state, the candidate selector and the minibatch sampler are ours, so a run state can keep them
         rng = random.Random(self.seed)
         sampler = EpochShuffledBatchSampler(minibatch_size=self.reflection_minibatch_size, rng=rng)
@@ -625,7 +671,7 @@ class GEPA(Optimizer):
 
         try:
             gepa.optimize(
-                seed_candidate=dict(state.extra["components"]),
+                seed_candidate=dict(search.components),
                 trainset=list(state.trainset),
                 valset=list(state.valset),
                 adapter=adapter,
@@ -633,7 +679,7 @@ class GEPA(Optimizer):
                 skip_perfect_score=self.skip_perfect_score,
                 batch_sampler=sampler,
                 use_merge=self.use_merge,
-                max_metric_calls=state.extra["text_budget"],
+                max_metric_calls=search.text_budget,
                 stop_callbacks=[spent],
                 logger=_Logger(),
                 callbacks=[tracker],
@@ -667,9 +713,10 @@ class GEPA(Optimizer):
     # ------------------------------------------------------------------ run state (resume)
     def _keep_text(self, state: OptimizationState, engine: Any, rng: random.Random, sampler: Any) -> None:
         """Keep the text search at the start of an iteration: the engine's state, our random state and sampler."""
-        if state.extra.get("_store") is None:
+        search = _search(state)
+        if state.store is None or search.engine is None:
             return
-        adapter, tracker = state.extra["gepa"]
+        adapter, tracker = search.engine
         try:
             kept = {
                 "phase": "text",
@@ -682,8 +729,8 @@ class GEPA(Optimizer):
                 **adapter.reflection.counts(),
             }
         except _NoJSON as exc:
-            if not state.extra.get("_unkept"):
-                state.extra["_unkept"] = True
+            if not search.unkept:
+                search.unkept = True
                 warnings.warn(
                     f"GEPA cannot keep this gepa version's engine state as JSON ({exc}); run {state.run_id!r} "
                     "will not resume its text search",
@@ -715,15 +762,15 @@ class GEPA(Optimizer):
 
     def _keep_variables(self, state: OptimizationState) -> None:
         """Keep the tuning of the other variables after each of its trials (the text search is over)."""
-        extra = state.extra
+        search = _search(state)
         self.save_run_state(
             state,
             {
                 "phase": "variables",
-                "details": to_json(extra["details"]),
-                "front_trials": [t.number for t in extra["front_trials"]],
-                "texts": extra.get("texts", {}),
-                "variable_trials": list(extra.get("variable_trials", [])),
+                "details": to_json(state.details),
+                "front_trials": [t.number for t in search.front_trials],
+                "texts": search.texts,
+                "variable_trials": list(search.variable_trials),
                 "text_choice": state.text_choice,
                 "proposals": state.proposal_log,
             },
@@ -731,22 +778,24 @@ class GEPA(Optimizer):
 
     def _restore_variables(self, state: OptimizationState, resumed: dict[str, Any]) -> None:
         by_number = {t.number: t for t in state.trials}
-        state.extra.update(
-            phase="variables",
-            details=from_json(resumed["details"]),
-            front_trials=[by_number[n] for n in resumed["front_trials"] if n in by_number],
-            texts=dict(resumed["texts"]),
-            variable_trials=list(resumed["variable_trials"]),
-            variable_done=len(resumed["variable_trials"]),
-        )
+        search = _search(state)
+        search.phase = "variables"
+        search.summarized = True
+        search.front_trials = [by_number[n] for n in resumed["front_trials"] if n in by_number]
+        search.texts = dict(resumed["texts"])
+        search.variable_trials = list(resumed["variable_trials"])
+        search.variable_done = len(resumed["variable_trials"])
+        state.details.update(from_json(resumed["details"]))
         state.text_choice = resumed.get("text_choice")
         state.proposal_log[:] = resumed.get("proposals", [])
-        if state.extra["trials_planned"] and state.best_program is not None:
+        if search.trials_planned and state.best_program is not None:
             self._new_study(state)
 
     def _summarize(self, state: OptimizationState) -> None:
         """Candidates with lineage and the Pareto front over validation examples, from what was scored."""
-        adapter, tracker = state.extra["gepa"]
+        search = _search(state)
+        assert search.engine is not None
+        adapter, tracker = search.engine
         candidates = tracker.candidates
         by_example: dict[int, list[int]] = {}
         for example in range(len(state.valset)):
@@ -769,7 +818,8 @@ class GEPA(Optimizer):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        state.extra["details"] = {
+        search.summarized = True
+        state.details = {
             "reflections": reflection.asked,
             "reflections_truncated": reflection.truncated,
             "reflections_dropped": reflection.dropped,
@@ -777,7 +827,7 @@ class GEPA(Optimizer):
             "candidates": candidates,
             "pareto_front": {"candidates": front, "by_example": by_example},
         }
-        state.extra["front_trials"] = [
+        search.front_trials = [
             adapter.full_trials[_key(c["texts"])]
             for c in candidates
             if c["index"] in front and _key(c["texts"]) in adapter.full_trials
@@ -785,9 +835,10 @@ class GEPA(Optimizer):
 
     # ------------------------------------------------------------------ other variables (TPE)
     def _prepare_variables(self, state: OptimizationState) -> bool:
-        state.extra.update(texts=dict(state.best_configuration), variable_trials=[], variable_done=0)
+        search = _search(state)
+        search.texts, search.variable_trials, search.variable_done = dict(state.best_configuration), [], 0
         self._keep_variables(state)
-        if not state.extra["trials_planned"] or state.best_program is None:
+        if not search.trials_planned or state.best_program is None:
             return False
         self._new_study(state)
         return True
@@ -797,10 +848,11 @@ class GEPA(Optimizer):
         from ._search import _optuna
 
         optuna = _optuna()
-        done = state.extra["variable_trials"]
+        search = _search(state)
+        done = search.variable_trials
         # a resumed study samples on from another seed: it knows the finished trials, not the sampler's random state
         seed = self.seed + len(done)
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(4, state.extra["trials_planned"]))
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(4, search.trials_planned))
         study = optuna.create_study(direction="maximize", sampler=sampler)
         for trial in done:
             study.add_trial(
@@ -812,18 +864,18 @@ class GEPA(Optimizer):
                     value=trial["value"],
                 )
             )
-        state.extra["study"] = study
+        search.study = study
 
     def _variable_trial(self, state: OptimizationState) -> bool:
-        if state.extra["variable_done"] >= state.extra["trials_planned"] or "study" not in state.extra:
+        search = _search(state)
+        if search.variable_done >= search.trials_planned or search.study is None or search.space is None:
             return False
         limit = self.budget["max_metric_calls"]
         if limit is not None and self.metric_calls + len(state.valset) > limit:
             raise _StopOptimization("max_metric_calls")
-        study = state.extra["study"]
-        space: VariableSpace = state.extra["space"]
+        study, space = search.study, search.space
         trial = study.ask()
-        config = {**state.extra["texts"], **suggest_space(trial, space, state.extra["names"], space.current())}
+        config = {**search.texts, **suggest_space(trial, space, search.names, space.current())}
         started = time.perf_counter()
         with track_usage() as usage:
             candidate = state.program.with_configuration(config)
@@ -833,27 +885,28 @@ class GEPA(Optimizer):
         from ._search import _optuna
 
         distribution_to_json = _optuna().distributions.distribution_to_json
-        state.extra["variable_trials"].append(
+        search.variable_trials.append(
             {
                 "params": dict(trial.params),
                 "distributions": {n: distribution_to_json(d) for n, d in trial.distributions.items()},
                 "value": result.score,
             }
         )
-        done: int = state.extra["variable_done"] + 1
-        state.extra["variable_done"] = done
+        search.variable_done += 1
         self._keep_variables(state)
-        return done < int(state.extra["trials_planned"])
+        return search.variable_done < search.trials_planned
 
     def text_originals(self, state: OptimizationState) -> dict[str, str]:
-        return dict(state.extra.get("components") or text_components(state.program))
+        search = state.search
+        return dict(search.components if isinstance(search, GEPAState) else text_components(state.program))
 
     def finalize(self, state: OptimizationState) -> Module:
-        if "gepa" in state.extra and "details" not in state.extra:
+        search = state.search
+        if isinstance(search, GEPAState) and search.engine is not None and not search.summarized:
             self._summarize(state)
         return super().finalize(state)
 
     def _result_extras(self, state: OptimizationState) -> dict[str, Any]:
-        front: list[Trial] = state.extra.get("front_trials", [])
+        front = state.search.front_trials if isinstance(state.search, GEPAState) else []
         assert self.metric is not None
         return {"pareto_front": front, "directions": {self.metric.name: "maximize"} if front else {}}

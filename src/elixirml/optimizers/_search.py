@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -95,6 +96,77 @@ def _full_minibatch(valset: Sequence[Example], size: int, rng: random.Random) ->
     return list(valset) if len(valset) <= size else rng.sample(list(valset), size)
 
 
+@dataclasses.dataclass
+class RandomSearchState:
+    """RandomSearch's search state.
+
+    Attributes:
+        space: the searchable space (unusable options removed), when variables are searched.
+        others: the searched variables that are not structural.
+        candidates: trial number -> the candidate index it scored.
+    """
+
+    space: VariableSpace | None = None
+    others: list[str] = dataclasses.field(default_factory=list)
+    candidates: dict[int, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class MIPROState:
+    """MIPRO's search state.
+
+    Attributes:
+        study: the Optuna study of the run.
+        instructions: predictor -> instruction candidates (the original first).
+        demo_sets: predictor -> demo-set candidates (zero demos first).
+        full: trial number (as text) -> whole-validation-set score, for the trials scored on it.
+        space: the searchable space; others: its variables searched besides instructions and demos.
+    """
+
+    study: Any
+    instructions: dict[str, list[str]]
+    demo_sets: dict[str, list[list[Example]]]
+    space: VariableSpace
+    others: list[str]
+    full: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class VariableSearchState:
+    """VariableSearch's search state.
+
+    Attributes:
+        study: the Optuna study of the run.
+        space: the searchable space; names: its variables searched.
+        instructions: instruction variable name -> its candidates (a ``Variable.text``).
+        front: the Pareto-optimal trials, once the run is over.
+    """
+
+    study: Any
+    space: VariableSpace
+    names: list[str]
+    instructions: dict[str, Variable]
+    front: list[Trial] = dataclasses.field(default_factory=list)
+
+
+def _random(state: OptimizationState) -> RandomSearchState:
+    search = state.search
+    assert isinstance(search, RandomSearchState)
+    return search
+
+
+def _mipro(state: OptimizationState) -> MIPROState:
+    search = state.search
+    assert isinstance(search, MIPROState)
+    return search
+
+
+def _variables(state: OptimizationState) -> VariableSearchState:
+    search = state.search
+    assert isinstance(search, VariableSearchState)
+    return search
+
+
 class RandomSearch(Optimizer):
     """Try candidate programs and keep the best on the validation set.
 
@@ -164,18 +236,20 @@ class RandomSearch(Optimizer):
 
     def initialize(self, state: OptimizationState) -> None:
         resumed = self.resumed_state(state)
+        search = RandomSearchState()
+        state.search = search
         if self.search_variables:
             space, names = self.searchable(state, other_variables(state.program.variable_space()))
             structural = structural_names(space, names)
-            state.extra.update(space=space, others=[n for n in names if n not in structural])
+            search.space, search.others = space, [n for n in names if n not in structural]
             if resumed is not None:  # an earlier leg of this run chose it (its trials were restored)
-                state.extra["structure"] = configuration_from_json(resumed["structure"])
+                state.structure = configuration_from_json(resumed["structure"])
             else:
-                state.extra["structure"] = choose_structure(
+                state.structure = choose_structure(
                     self, state, space, structural, sample_size=max(50, len(state.valset) // 2)
                 )
         candidates = resumed["candidates"] if resumed is not None else {}
-        state.extra["candidates"] = {int(k): v for k, v in candidates.items()}  # trial number -> candidate index
+        search.candidates = {int(k): v for k, v in candidates.items()}  # trial number -> candidate index
         if resumed is not None and state.best_program is None and resumed.get("best") is not None:
             best = int(resumed["best"])  # a best configuration with no JSON form: built again from its index
             state.best_configuration = self._candidate(state, best)
@@ -184,7 +258,7 @@ class RandomSearch(Optimizer):
 
     def _keep(self, state: OptimizationState) -> None:
         """Keep what a resumed run needs: the chosen structure and which candidate each trial scored."""
-        candidates: dict[int, int] = state.extra["candidates"]
+        candidates = _random(state).candidates
         best = max(
             (t for t in state.trials if t.number in candidates and t.full and t.status == "complete"),
             key=lambda t: t.score,
@@ -193,7 +267,7 @@ class RandomSearch(Optimizer):
         self.save_run_state(
             state,
             {
-                "structure": configuration_to_json(state.extra.get("structure", {})),
+                "structure": configuration_to_json(state.structure or {}),
                 "candidates": {str(k): v for k, v in candidates.items()},
                 "best": candidates[best.number] if best is not None else None,
             },
@@ -201,17 +275,17 @@ class RandomSearch(Optimizer):
 
     def _candidate(self, state: OptimizationState, index: int) -> dict[str, Any]:
         config: dict[str, Any] = {implicit_key(n, "demos"): d for n, d in self._candidate_demos(state, index).items()}
-        if self.search_variables and index > 0:
-            space: VariableSpace = state.extra["space"]
-            sampled = space.sample(random.Random(self.seed * 7919 + index))
-            config.update(state.extra.get("structure", {}))
-            config.update({k: sampled[k] for k in state.extra["others"] if k in sampled})
+        search = _random(state)
+        if self.search_variables and index > 0 and search.space is not None:
+            sampled = search.space.sample(random.Random(self.seed * 7919 + index))
+            config.update(state.structure or {})
+            config.update({k: sampled[k] for k in search.others if k in sampled})
         return config
 
     def optimize_step(self, state: OptimizationState) -> bool:
         # the next candidate: after those this run scored (in earlier legs too); the structure trials
         # stand for the first candidates (the program as given, in each structure)
-        first = max(state.extra["candidates"].values(), default=len(state.trials) - 1) + 1
+        first = max(_random(state).candidates.values(), default=len(state.trials) - 1) + 1
         if first >= self.num_candidates:
             return False
         indices = range(first, first + self.trial_slots(state, len(state.valset), self.num_candidates - first))
@@ -229,7 +303,7 @@ class RandomSearch(Optimizer):
             ):
                 usage.add(before)  # the trial's calls: building its candidate, then evaluating it
                 trial = self.record_trial(state, config, result, candidate, usage=usage, wall_time=seconds)
-                state.extra["candidates"][trial.number] = index
+                _random(state).candidates[trial.number] = index
         finally:
             self._keep(state)
         return indices[-1] + 1 < self.num_candidates
@@ -409,8 +483,8 @@ class MIPRO(Optimizer):
         )
         attrs = study.user_attrs
         if "instructions" in attrs:  # resuming: reuse the candidates of the interrupted run
-            state.extra["structure"] = dict(attrs.get("structure", {}))
-            state.extra["instructions_dropped"] = int(attrs.get("instructions_dropped", 0))
+            state.structure = dict(attrs.get("structure", {}))
+            state.instructions_dropped = int(attrs.get("instructions_dropped", 0))
             instructions = attrs["instructions"]
             demo_sets = {n: [[demo_from_json(d) for d in s] for s in sets] for n, sets in attrs["demo_sets"].items()}
             for trial in study.trials:
@@ -418,7 +492,7 @@ class MIPRO(Optimizer):
                     study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         else:
             baseline = self._evaluate_baseline(state)
-            state.extra["structure"] = choose_structure(
+            state.structure = choose_structure(
                 self, state, space, structural, sample_size=self.structure_sample, baseline=baseline
             )
             demo_sets = self._demo_sets(state)
@@ -432,15 +506,15 @@ class MIPRO(Optimizer):
                 rng=random.Random(self.seed),
                 log=state.proposal_log,
             )
-            instructions, dropped = filter_instructions(self, state, proposed, state.extra["structure"])
-            state.extra["instructions_dropped"] = dropped
-            study.set_user_attr("structure", configuration_to_json(state.extra["structure"]))
+            instructions, dropped = filter_instructions(self, state, proposed, state.structure)
+            state.instructions_dropped = dropped
+            study.set_user_attr("structure", configuration_to_json(state.structure))
             study.set_user_attr("instructions_dropped", dropped)
             study.set_user_attr("instructions", instructions)
             study.set_user_attr(
                 "demo_sets", {n: [[demo_to_json(d) for d in s] for s in sets] for n, sets in demo_sets.items()}
             )
-        state.extra.update(
+        state.search = MIPROState(
             study=study,
             instructions=instructions,
             demo_sets=demo_sets,
@@ -459,7 +533,7 @@ class MIPRO(Optimizer):
                         lm_calls=int(trial.user_attrs.get("lm_calls", 0)),
                     )
                 )
-        for number, score in state.extra["full"].items():
+        for number, score in _mipro(state).full.items():
             if score > state.best_score:
                 state.best_score = score
                 state.best_configuration = self._config_from_params(state, self._params_of(study, int(number)))
@@ -478,14 +552,13 @@ class MIPRO(Optimizer):
         return dict(study.trials[number].params)
 
     def _config_from_params(self, state: OptimizationState, params: Mapping[str, Any]) -> dict[str, Any]:
-        config: dict[str, Any] = dict(state.extra.get("structure", {}))
-        for name in state.extra["instructions"]:
-            config[implicit_key(name, "instructions")] = state.extra["instructions"][name][
-                params[f"{name}::instruction"]
-            ]
-            config[implicit_key(name, "demos")] = state.extra["demo_sets"][name][params[f"{name}::demos"]]
-        space: VariableSpace = state.extra["space"]
-        for name in state.extra["others"]:
+        search = _mipro(state)
+        config: dict[str, Any] = dict(state.structure or {})
+        for name, texts in search.instructions.items():
+            config[implicit_key(name, "instructions")] = texts[params[f"{name}::instruction"]]
+            config[implicit_key(name, "demos")] = search.demo_sets[name][params[f"{name}::demos"]]
+        space = search.space
+        for name in search.others:
             if name in params:
                 variable = space[name]
                 value = params[name]
@@ -503,22 +576,21 @@ class MIPRO(Optimizer):
         """One new trial of the study: the Optuna trial, its configuration and its minibatch."""
         trial = study.ask()
         params: dict[str, Any] = {}
-        for name in state.extra["instructions"]:
-            params[f"{name}::instruction"] = trial.suggest_categorical(
-                f"{name}::instruction", list(range(len(state.extra["instructions"][name])))
-            )
+        search = _mipro(state)
+        for name, texts in search.instructions.items():
+            params[f"{name}::instruction"] = trial.suggest_categorical(f"{name}::instruction", list(range(len(texts))))
             params[f"{name}::demos"] = trial.suggest_categorical(
-                f"{name}::demos", list(range(len(state.extra["demo_sets"][name])))
+                f"{name}::demos", list(range(len(search.demo_sets[name])))
             )
-        space: VariableSpace = state.extra["space"]
         config = self._config_from_params(state, params)
-        config.update(suggest_space(trial, space, state.extra["others"], space.current()))
+        config.update(suggest_space(trial, search.space, search.others, search.space.current()))
         minibatch = _full_minibatch(state.valset, self.minibatch_size, random.Random(self.seed * 104729 + trial.number))
         return trial, config, minibatch
 
     def optimize_step(self, state: OptimizationState) -> bool:
         optuna = _optuna()
-        study = state.extra["study"]
+        search = _mipro(state)
+        study = search.study
         done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
         if done >= self.num_trials:
             self._promote_close_calls(state)
@@ -538,8 +610,8 @@ class MIPRO(Optimizer):
                 study.tell(trial, result.score)
                 told += 1
                 if full:
-                    state.extra["full"][str(trial.number)] = result.score
-                    study.set_user_attr("full", state.extra["full"])
+                    search.full[str(trial.number)] = result.score
+                    study.set_user_attr("full", search.full)
                 elif (done + told) % self.full_eval_steps == 0:
                     full_eval_due = True
         finally:
@@ -557,8 +629,9 @@ class MIPRO(Optimizer):
         then the earliest.
         """
         optuna = _optuna()
-        trials = state.extra["study"].trials  # one read of the study's storage
-        scored = {_params_key(trials[int(number)].params) for number in state.extra["full"]}
+        search = _mipro(state)
+        trials = search.study.trials  # one read of the study's storage
+        scored = {_params_key(trials[int(number)].params) for number in search.full}
         groups: dict[str, list[Any]] = {}
         for trial in trials:
             if trial.state == optuna.trial.TrialState.COMPLETE:
@@ -578,8 +651,9 @@ class MIPRO(Optimizer):
         with track_usage() as usage:
             candidate = state.program.with_configuration(config)
             result = self.evaluate(candidate, state.valset)
-        state.extra["full"][str(first.number)] = result.score
-        state.extra["study"].set_user_attr("full", state.extra["full"])
+        search = _mipro(state)
+        search.full[str(first.number)] = result.score
+        search.study.set_user_attr("full", search.full)
         self.record_trial(state, config, result, candidate, usage=usage, wall_time=time.perf_counter() - started)
 
     def _promote_close_calls(self, state: OptimizationState) -> None:
@@ -695,7 +769,7 @@ class VariableSearch(Optimizer):
         names = [n for n in names if n not in structural]
         resumed = self.resumed_state(state)
         if resumed is not None:  # an earlier leg: its structure, instructions and trials (the sampler learns them)
-            state.extra["structure"] = configuration_from_json(resumed["structure"])
+            state.structure = configuration_from_json(resumed["structure"])
             kept_texts = {
                 key: Variable.text(texts[0], candidates=texts[1:]) for key, texts in resumed["instructions"].items()
             }
@@ -710,13 +784,13 @@ class VariableSearch(Optimizer):
                         values=kept["values"],
                     )
                 )
-            state.extra.update(study=study, space=space, names=names, instructions=kept_texts)
+            state.search = VariableSearchState(study=study, space=space, names=names, instructions=kept_texts)
             return
         primary = next((m for m in self.objectives.values() if not isinstance(m, str)), None)
         if structural and primary is not None:  # structure first, judged by the first metric objective
             self.metric = primary
             try:
-                state.extra["structure"] = choose_structure(
+                state.structure = choose_structure(
                     self, state, space, structural, sample_size=len(state.valset), record=False
                 )
             finally:
@@ -745,12 +819,13 @@ class VariableSearch(Optimizer):
                     instructions[implicit_key(predictor, "instructions")] = Variable.text(original, candidates=others)
         if not names and not instructions:
             raise ConfigurationError("VariableSearch found no variables to search in this program")
-        state.extra.update(study=study, space=space, names=names, instructions=instructions)
+        state.search = VariableSearchState(study=study, space=space, names=names, instructions=instructions)
         self._keep(state)
 
     def _keep(self, state: OptimizationState) -> None:
         """Keep what a resumed run needs: the structure, the instruction candidates and the study's trials."""
         optuna = _optuna()
+        search = _variables(state)
         trials = [
             {
                 "params": trial.params,
@@ -759,13 +834,13 @@ class VariableSearch(Optimizer):
                 },
                 "values": trial.values,
             }
-            for trial in state.extra["study"].get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+            for trial in search.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
         ]
-        instructions = {key: [v.default, *v.candidates] for key, v in state.extra["instructions"].items()}
+        instructions = {key: [v.default, *v.candidates] for key, v in search.instructions.items()}
         self.save_run_state(
             state,
             {
-                "structure": configuration_to_json(state.extra.get("structure", {})),
+                "structure": configuration_to_json(state.structure or {}),
                 "instructions": instructions,
                 "trials": trials,
             },
@@ -774,16 +849,16 @@ class VariableSearch(Optimizer):
     def optimize_step(self, state: OptimizationState) -> bool:
         if len(state.trials) >= self.n_trials:
             return False
-        study = state.extra["study"]
-        space: VariableSpace = state.extra["space"]
+        search = _variables(state)
+        study, space = search.study, search.space
         asked = []
         for _ in range(self.trial_slots(state, 0, self.n_trials - len(state.trials))):
             trial = study.ask()
             config = {
-                **state.extra.get("structure", {}),
-                **suggest_space(trial, space, state.extra["names"], space.current()),
+                **(state.structure or {}),
+                **suggest_space(trial, space, search.names, space.current()),
             }
-            for key, variable in state.extra["instructions"].items():
+            for key, variable in search.instructions.items():
                 config[key] = suggest(trial, key, variable)
             asked.append((trial, config, state.program.with_configuration(config)))
         outcomes = self.evaluate_trials([(c, state.valset) for _, _, c in asked], metrics=self.objectives)
@@ -819,7 +894,8 @@ class VariableSearch(Optimizer):
 
     def finalize(self, state: OptimizationState) -> Module:
         front = self._front(state)
-        state.extra["front"] = front
+        if isinstance(state.search, VariableSearchState):
+            state.search.front = front
         if not front:
             return state.program.deepcopy()
         names = list(self.objectives)
@@ -840,15 +916,23 @@ class VariableSearch(Optimizer):
         state.best_configuration = self._configuration(state, chosen)
         return state.program.with_configuration(state.best_configuration)
 
+    def _searched(self, state: OptimizationState) -> set[str]:
+        """The variables the run searched (none when it stopped before its search was set up)."""
+        search = state.search
+        if not isinstance(search, VariableSearchState):
+            return set(state.structure or {})
+        return {*search.names, *search.instructions, *(state.structure or {})}
+
     def _configuration(self, state: OptimizationState, trial: Trial) -> dict[str, Any]:
-        names = {*state.extra["names"], *state.extra["instructions"], *state.extra.get("structure", {})}
+        names = self._searched(state)
         return {k: v for k, v in trial.configuration.items() if k in names}
 
     def _result_extras(self, state: OptimizationState) -> dict[str, Any]:
         program = state.program
-        names = {*state.extra.get("names", []), *state.extra.get("instructions", {}), *state.extra.get("structure", {})}
+        names = self._searched(state)
 
         def build(config: Mapping[str, Any]) -> Module:
             return program.with_configuration({k: v for k, v in config.items() if k in names})
 
-        return {"pareto_front": state.extra.get("front", []), "directions": dict(self.directions), "_builder": build}
+        front = state.search.front if isinstance(state.search, VariableSearchState) else []
+        return {"pareto_front": front, "directions": dict(self.directions), "_builder": build}

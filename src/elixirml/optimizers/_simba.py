@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import random
 import time
 from typing import Any
 
@@ -32,6 +34,40 @@ def _softmax_pick(rng: Any, scores: list[float], temperature: float, k: int) -> 
     top = max(scores)
     weights = [math.exp((s - top) / max(temperature, 1e-6)) for s in scores]
     return [rng.choices(range(len(scores)), weights=weights)[0] for _ in range(k)]
+
+
+@dataclasses.dataclass
+class SIMBAState:
+    """SIMBA's search state.
+
+    Attributes:
+        pool: the candidate programs, each ``{"config": ..., "scores": [minibatch scores]}``;
+            the first is the program as given.
+        step: the next step.
+        rules: every rule the LM wrote.
+        final: pool index -> validation score, for the pool programs scored at the end.
+    """
+
+    pool: list[dict[str, Any]] = dataclasses.field(default_factory=lambda: [{"config": {}, "scores": []}])
+    step: int = 0
+    rules: list[str] = dataclasses.field(default_factory=list)
+    final: dict[int, float] = dataclasses.field(default_factory=dict)
+
+    def to_json(self, rng: random.Random) -> dict[str, Any]:
+        """What a resumed run needs, with the run's random state."""
+        return {
+            "step": self.step,
+            "pool": [{"config": configuration_to_json(p["config"]), "scores": list(p["scores"])} for p in self.pool],
+            "rules": list(self.rules),
+            "rng": list(rng.getstate()),
+            "final": {str(k): v for k, v in self.final.items()},
+        }
+
+
+def _search(state: OptimizationState) -> SIMBAState:
+    search = state.search
+    assert isinstance(search, SIMBAState)
+    return search
 
 
 class SIMBA(Optimizer):
@@ -112,7 +148,7 @@ class SIMBA(Optimizer):
         if resumed is not None:  # an earlier leg of this run: its pool, step, rules and random state
             version, internal, gauss = resumed["rng"]
             state.rng.setstate((version, tuple(internal), gauss))
-            state.extra.update(
+            state.search = SIMBAState(
                 pool=[
                     {"config": configuration_from_json(p["config"]), "scores": list(p["scores"])}
                     for p in resumed["pool"]
@@ -122,32 +158,21 @@ class SIMBA(Optimizer):
                 final={int(k): float(v) for k, v in resumed["final"].items()},
             )
             return
-        state.extra.update(pool=[{"config": {}, "scores": []}], step=0, rules=[], final={})
+        state.search = SIMBAState()
         self._keep(state)
 
     def _keep(self, state: OptimizationState) -> None:
         """Keep the search state in the store after a step (a resumed run repeats only the step in progress)."""
-        extra = state.extra
-        self.save_run_state(
-            state,
-            {
-                "step": extra["step"],
-                "pool": [
-                    {"config": configuration_to_json(p["config"]), "scores": list(p["scores"])} for p in extra["pool"]
-                ],
-                "rules": list(extra["rules"]),
-                "rng": list(state.rng.getstate()),
-                "final": {str(k): v for k, v in extra["final"].items()},
-            },
-        )
+        self.save_run_state(state, _search(state).to_json(state.rng))
 
     # ------------------------------------------------------------------ one step
     def optimize_step(self, state: OptimizationState) -> bool:
-        if state.extra["step"] >= self.max_steps:
+        search = _search(state)
+        if search.step >= self.max_steps:
             self._final(state)
             return False
-        step = state.extra["step"]
-        pool: list[dict[str, Any]] = state.extra["pool"]
+        step = search.step
+        pool = search.pool
         batch = state.rng.sample(state.trainset, min(self.bsize, len(state.trainset)))
         averages = [sum(p["scores"]) / len(p["scores"]) if p["scores"] else 0.0 for p in pool]
         sources = _softmax_pick(state.rng, averages, self.temperature_for_sampling, self.num_candidates)
@@ -183,7 +208,7 @@ class SIMBA(Optimizer):
             pool.append({"config": config, "scores": [result.score]})
         for source, result, _ in runs:
             pool[source]["scores"].append(result.score)
-        state.extra["step"] = step + 1
+        search.step = step + 1
         self._keep(state)
         return True
 
@@ -259,18 +284,18 @@ class SIMBA(Optimizer):
             if reason is not None:
                 continue
             new[implicit_key(name, "instructions")] = f"{instruction}\n{rule}"
-            state.extra["rules"].append(rule)
+            _search(state).rules.append(rule)
         return new if new != config else None
 
     # ------------------------------------------------------------------ end
     def _final(self, state: OptimizationState) -> None:
         """Score the program as given and the best pool programs on the validation set."""
-        pool = state.extra["pool"]
+        pool = _search(state).pool
         ranked = sorted(
             range(1, len(pool)),
             key=lambda i: (-(sum(pool[i]["scores"]) / len(pool[i]["scores"])) if pool[i]["scores"] else 0.0, i),
         )
-        done: dict[int, float] = state.extra["final"]
+        done = _search(state).final
         for index in [0, *ranked[: self.num_final]]:
             if index in done:
                 continue  # scored before this run was resumed (the best so far was restored with it)
@@ -279,15 +304,16 @@ class SIMBA(Optimizer):
             self._keep(state)
 
     def finalize(self, state: OptimizationState) -> Module:
-        pool = state.extra.get("pool", [])
-        details: dict[str, Any] = {"rules": list(state.extra.get("rules", [])), "pool_size": len(pool)}
+        search = state.search if isinstance(state.search, SIMBAState) else SIMBAState(pool=[])
+        pool = search.pool
+        details: dict[str, Any] = {"rules": list(search.rules), "pool_size": len(pool)}
         if state.best_program is None and len(pool) > 1:
             # stopped by a budget before the validation pass: the best minibatch mean is all there is to go by
             best = max(pool, key=lambda p: sum(p["scores"]) / len(p["scores"]) if p["scores"] else -1.0)
             state.best_configuration = dict(best["config"])
             state.best_program = state.program.with_configuration(best["config"])
             details["chosen_by"] = "minibatch"
-        state.extra["details"] = details
+        state.details.update(details)
         return super().finalize(state)
 
 

@@ -132,7 +132,7 @@ def choose_structure(
             )
         if result.score > best_score:
             best_score, best = result.score, structure
-    state.extra["structures_scored"] = len(distinct)
+    state.structures_scored = len(distinct)
     return best
 
 
