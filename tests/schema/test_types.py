@@ -37,6 +37,9 @@ def test_image_from_each_kind_of_source(tmp_path):
     image = em.Image.from_PIL(picture)
     assert image.mime_type == "image/png" and PILImage.open(io.BytesIO(image.data)).size == (2, 2)
     assert len(repr(image)) < 120  # never the whole base64 text
+    payload = em.Image(PNG).url.partition("base64,")[2]
+    assert repr(em.Image(PNG)) == f"Image(url=data:image/png;base64,<IMAGE_BASE_64_ENCODED({len(payload)})>)"
+    assert repr(em.Image("https://example.org/cat.png")) == "Image(url='https://example.org/cat.png')"
 
 
 def test_image_refuses_what_is_not_an_image(tmp_path):

@@ -62,3 +62,11 @@ def test_prediction_completions_and_usage():
     assert p.usage["total_tokens"] == 5
     single = em.Prediction(answer="x")
     assert single.completions == [{"answer": "x"}]
+
+
+def test_example_repr_is_dspys_and_a_prediction_shows_its_values():
+    assert repr(em.Example(a=1)) == "Example({'a': 1}) (input_keys=None)"
+    ex = em.Example(q="x", a="y", dspy_uuid="u").with_inputs("q", "a")
+    assert repr(ex) == str(ex) == "Example({'q': 'x', 'a': 'y'}) (input_keys={'a', 'q'})"
+    assert repr(em.Example(a=1).with_inputs()) == "Example({'a': 1}) (input_keys=set())"
+    assert repr(em.Prediction(answer="Paris")) == "Prediction({'answer': 'Paris'})"

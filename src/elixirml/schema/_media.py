@@ -110,6 +110,9 @@ class Image(pydantic.BaseModel):
         return f"[[image:{hashlib.sha256(self.url.encode()).hexdigest()[:16]}]]"
 
     def __repr__(self) -> str:
+        head, base64_mark, payload = self.url.partition("base64,")
+        if base64_mark:  # embedded bytes: their length, not the bytes (as DSPy shows them)
+            return f"Image(url={head}base64,<IMAGE_BASE_64_ENCODED({len(payload)})>)"
         shown = self.url if len(self.url) <= 60 else f"{self.url[:40]}...({len(self.url)} chars)"
         return f"Image(url={shown!r})"
 

@@ -127,8 +127,11 @@ class Example:
         return hash((_freeze(self._store), tuple(sorted(self._input_keys or ()))))
 
     def __repr__(self) -> str:
-        inputs = f", inputs={sorted(self._input_keys)}" if self._input_keys is not None else ""
-        return f"{type(self).__name__}({self._store!r}{inputs})"
+        """DSPy's form: ``Example({'q': 'x', 'a': 'y'}) (input_keys={'q'})``, internal ``dspy_...`` fields left out."""
+        shown = {k: v for k, v in self._store.items() if not k.startswith(INTERNAL_PREFIX)}
+        marks = self._input_keys
+        keys = None if marks is None else "{" + ", ".join(repr(k) for k in sorted(marks)) + "}" if marks else "set()"
+        return f"{type(self).__name__}({shown!r}) (input_keys={keys})"
 
     def copy(self, **changes: Any) -> Example:
         """A copy with some values replaced."""
@@ -267,6 +270,9 @@ class Prediction(Example):
         object.__setattr__(self, "_usage", {})
         object.__setattr__(self, "_trace", None)
         object.__setattr__(self, "_lm_usage", None)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._store!r})"
 
     @classmethod
     def from_completions(cls, completions: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> Prediction:
