@@ -656,3 +656,28 @@ def test_a_dummy_lm_subclass_overriding_call_answers_through_it_in_a_worker_thre
         assert dspy.Predict("question -> answer")(question="q").answer == "a1"
         assert asyncio.run(dspy.Predict("question -> answer").acall(question="q")).answer == "a2"
     assert len(threads) == 2 and threading.main_thread() not in threads  # once per request, never recursing
+
+
+def test_dspy_dummy_lm_follow_examples_answers_with_the_demo_whose_input_the_request_repeats():
+    import elixirml.dspy as dspy
+
+    lm = dspy.DummyLM([{"output": "scripted"}, {"output": "scripted"}], follow_examples=True)
+    predict = dspy.Predict("input -> output")
+    predict.demos = [dspy.Example(input="sky?", output="blue").with_inputs("input")]
+    with dspy.context(lm=lm):
+        assert predict(input="sky?").output == "blue"  # the demo's answer (DSPy's match: the input's paragraph)
+        assert predict(input="grass?").output == "scripted"
+
+
+def test_a_used_up_dummy_lm_answers_no_more_responses_as_dspy_or_its_default():
+    import elixirml.dspy as dspy
+
+    with dspy.context(lm=dspy.DummyLM([{"answer": "one"}])):
+        predict = dspy.Predict("question -> answer")
+        assert [predict(question="q").answer, predict(question="q").answer] == ["one", "No more responses"]
+    lm = em.DummyLM(["[[ ## answer ## ]]\nfirst"], default={"answer": "fallback"})
+    with em.context(lm=lm):
+        assert [em.Predict("question -> answer")(question="q").answer for _ in range(2)] == ["first", "fallback"]
+    with em.context(lm=em.DummyLM([{"answer": "one"}])), pytest.raises(ConfigurationError, match="ran out"):
+        for _ in range(2):
+            em.Predict("question -> answer")(question="q")

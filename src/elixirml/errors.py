@@ -7,6 +7,7 @@ The hierarchy separates three families, so callers can decide what to do:
 ElixirMLError
 ├── UserError                  the caller did something wrong; fix the code or input
 │   ├── ConfigurationError     missing/invalid settings (no LM configured, bad option)
+│   │   └── OptionError        an option's value is out of its range; also a ValueError, as DSPy raises
 │   ├── SignatureError         a signature that cannot be built (syntax, unknown type); also a ValueError
 │   │   └── SignatureFieldError a signature class's typed attribute is no InputField()/OutputField(); also a TypeError
 │   ├── MissingDependencyError an optional extra is not installed
@@ -53,6 +54,7 @@ __all__ = [
     "LoadError",
     "MetricError",
     "MissingDependencyError",
+    "OptionError",
     "OutputError",
     "ProgramImportError",
     "ProviderError",
@@ -104,6 +106,10 @@ class UserError(ElixirMLError):
 
 class ConfigurationError(UserError):
     """A setting is missing or invalid (for example no LM is configured)."""
+
+
+class OptionError(ConfigurationError, ValueError):
+    """An option's value is out of its range (a ``ValueError`` too, as DSPy raises for it)."""
 
 
 class SignatureError(UserError, ValueError):

@@ -97,6 +97,32 @@ def test_bootstrap_skips_runs_that_fail_a_hard_assertion():
     assert [d.question for d in compiled.solve.demos] == ["item 0", "item 6", "item 9"]
 
 
+class Flaky(Task):
+    def forward(self, question):
+        if question in ("item 1", "item 2"):
+            raise RuntimeError(f"teacher broke on {question}")
+        return super().forward(question)
+
+
+def test_bootstrap_max_errors_stops_on_the_teacher_failure_that_reaches_it_and_marks_the_result_compiled():
+    def exact(example, prediction, trace=None):
+        return example.answer == prediction.answer
+
+    em.configure(lm=task_lm())
+    program = Flaky().with_variables(temperature=0.1)
+    optimizer = BootstrapFewShot(exact, max_bootstrapped_demos=2, max_labeled_demos=2, max_errors=2)
+    assert optimizer.metric == exact and optimizer.metric != metric  # the wrapper is equal to the function
+    with pytest.raises(RuntimeError, match="teacher broke on item 2"):  # the second failure
+        optimizer.compile(program, trainset=trainset(4))
+    tolerant = BootstrapFewShot(exact, max_bootstrapped_demos=2, max_labeled_demos=2)  # default: never stops
+    compiled = tolerant.compile(program, trainset=trainset(4))
+    assert [d.question for d in compiled.solve.demos][:1] == ["item 0"]
+    assert compiled._compiled and not program._compiled
+    holder = em.Module()
+    holder.part, holder.fresh = compiled, Task()
+    assert [name for name, _ in holder.named_parameters()] == ["fresh.solve"]  # DSPy skips a compiled part
+
+
 def test_random_search_with_demos_beats_zero_shot():
     em.configure(lm=task_lm(demo_credit=True))
     optimizer = RandomSearch(
@@ -107,6 +133,26 @@ def test_random_search_with_demos_beats_zero_shot():
     zero_shot = result.trials[0].score
     assert zero_shot == 0.0 and result.best_score > zero_shot
     assert len(result.trials) == 5 and compiled.solve.demos
+
+
+def test_random_search_restrict_tries_only_the_named_candidates():
+    from elixirml.errors import OptionError
+
+    em.configure(lm=task_lm(demo_credit=True))
+    optimizer = RandomSearch(
+        metric, num_candidates=5, max_bootstrapped_demos=2, max_labeled_demos=2, search_variables=False
+    )
+    optimizer.compile(Task(), trainset=trainset(), valset=trainset(4, offset=20), restrict=iter([0, 3]))
+    trials = optimizer.last_result.trials
+    assert len(trials) == 2 and not trials[0].configuration["solve.demos"]  # zero-shot, then candidate 3
+    assert trials[1].configuration["solve.demos"] and optimizer.restrict is None  # a per-run option
+    with pytest.raises(OptionError, match=r"restrict=\[7\] names no candidate; the candidates are numbered 0 to 4"):
+        optimizer.compile(Task(), trainset=trainset(), restrict=[7])
+    dspy_named = em.BootstrapFewShotWithRandomSearch(metric, 2, 2, num_candidate_programs=5, search_variables=False)
+    dspy_named.compile(Task(), trainset=trainset(), valset=trainset(4, offset=20), restrict=[-3])  # DSPy's seeds
+    assert len(dspy_named.last_result.trials) == 1
+    with pytest.raises(ValueError, match="numbered -3 to 1"):
+        dspy_named.compile(Task(), trainset=trainset(), restrict=[5])
 
 
 def test_mipro_finds_the_only_right_configuration():

@@ -80,6 +80,15 @@ class FunctionMetric(Metric):
         self.direction = direction
         self._trace_by = _trace_passing(fn)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to the function it wraps (``optimizer.metric == my_metric``, as in DSPy) and to its other wrappers."""
+        if isinstance(other, FunctionMetric):
+            return bool(self.fn == other.fn and self.name == other.name and self.direction == other.direction)
+        return bool(callable(other) and self.fn == other)
+
+    def __hash__(self) -> int:
+        return hash(self.fn)
+
     def calculate(self, example: Any, prediction: Any, trace: Any = None) -> Any:
         if self._trace_by == "keyword":
             return self.fn(example, prediction, trace=trace)

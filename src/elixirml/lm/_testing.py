@@ -83,7 +83,8 @@ class DummyLM(LM):
             raw completion string.
         field: with a mapping, the input field whose value selects the answer; without it,
             the first key found in the last user message is used.
-        default: the answer when a mapping has no match (else an error is raised).
+        default: the answer when a mapping has no match or a list is used up (else an error
+            is raised).
         supports_json_schema: whether adapters may ask for JSON-schema output.
         model: the model name reported in history.
         stream_chunk: characters per piece when streamed (``astream``).
@@ -136,6 +137,8 @@ class DummyLM(LM):
     def _pick(self, messages: list[Message]) -> Any:
         if self._mapping is None:
             if self._index >= len(self._answers):
+                if self.default_answer is not None:
+                    return self.default_answer
                 raise ConfigurationError(
                     f"DummyLM ran out of scripted answers after {len(self._answers)} call(s); add more answers."
                 )

@@ -24,9 +24,14 @@ from ._simba import SIMBA
 
 
 class BootstrapFewShotWithRandomSearch(RandomSearch):
-    """DSPy's name for :class:`RandomSearch` (``num_candidate_programs`` is ``num_candidates``)."""
+    """DSPy's name for :class:`RandomSearch` (``num_candidate_programs`` is ``num_candidates``).
+
+    ``restrict`` numbers the candidates as DSPy's seeds: -3 zero-shot, -2 labelled demos, -1
+    bootstrapped in trainset order, 0 and up bootstrapped from shuffled trainsets.
+    """
 
     name = "BootstrapFewShotWithRandomSearch"
+    first_candidate = -3
 
     def __init__(
         self,

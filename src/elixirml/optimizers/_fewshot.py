@@ -25,10 +25,23 @@ def _passes(score: Any, threshold: float | None, metric: str) -> bool:
     return value >= threshold if threshold is not None else value > 0
 
 
+class _TeacherFailed:
+    """A teacher run that raised: its exception, for :func:`bootstrap_demos` to count (and maybe raise)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
 async def _run_teacher(
     teacher: Module, example: Example, metric: Metric, threshold: float | None, round_index: int
-) -> list[Any] | None:
-    """Run the teacher on one example; its trace if the output passes the metric and every hard assertion."""
+) -> list[Any] | _TeacherFailed | None:
+    """Run the teacher on one example; its trace if the output passes the metric and every hard assertion.
+
+    The teacher's own exception comes back as a :class:`_TeacherFailed`, for the caller to count;
+    an assertion that still failed after its retries gives None, as a failing metric does.
+    """
     inputs = dict((example.inputs() if example.input_keys is not None else example).items())
     with trace() as entries:
         try:
@@ -37,8 +50,10 @@ async def _run_teacher(
                 prediction = await teacher.acall(**inputs)
         except BudgetExceededError:
             raise
-        except (AssertionFailed, Exception):
+        except AssertionFailed:
             return None
+        except Exception as exc:
+            return _TeacherFailed(exc)
         score = metric.calculate(example, prediction, entries)
         if inspect.isawaitable(score):
             score = await score
@@ -63,14 +78,19 @@ def bootstrap_demos(
     max_rounds: int = 1,
     threshold: float | None = None,
     concurrency: int = 8,
+    max_errors: int | None = None,
 ) -> tuple[dict[str, list[Example]], set[int]]:
     """Collect demos per predictor name from successful teacher runs, in trainset order.
+
+    A teacher run that raises gives no demo; with ``max_errors``, the run that makes that many
+    failures raises its exception instead (DSPy's ``max_errors``).
 
     Returns (demos by predictor name, indexes of the trainset examples that produced demos).
     """
     names = {id(p): name for name, p in teacher.named_predictors()}
     demos: dict[str, list[Example]] = {name: [] for name in names.values()}
     used: set[int] = set()
+    errors = 0
     if max_demos <= 0:
         return demos, used
     for round_index in range(max_rounds):
@@ -80,7 +100,9 @@ def bootstrap_demos(
                 return demos, used
             chunk = pending[start : start + concurrency]
 
-            async def run_chunk(indexes: list[int] = chunk, r: int = round_index) -> list[list[Any] | None]:
+            async def run_chunk(
+                indexes: list[int] = chunk, r: int = round_index
+            ) -> list[list[Any] | _TeacherFailed | None]:
                 # Every run finishes before a budget stop is raised: a call already sent is counted,
                 # not cancelled on the way back (that lost calls from the run's count).
                 runs = await asyncio.gather(
@@ -90,9 +112,14 @@ def bootstrap_demos(
                 for outcome in runs:
                     if isinstance(outcome, BaseException):
                         raise outcome
-                return typing.cast("list[list[Any] | None]", runs)
+                return typing.cast("list[list[Any] | _TeacherFailed | None]", runs)
 
             for index, entries in zip(chunk, run_sync(run_chunk())):
+                if isinstance(entries, _TeacherFailed):
+                    errors += 1
+                    if max_errors is not None and errors >= max_errors:
+                        raise entries.error
+                    continue
                 if entries is None or len(used) >= max_demos:
                     continue
                 used.add(index)
@@ -151,7 +178,12 @@ class BootstrapFewShot(Optimizer):
         max_rounds: passes over failing examples (later passes sample at temperature 1.0).
         metric_threshold: minimum score for a run to count (default: any truthy score).
         teacher: the program that produces traces (default: the student itself).
+        max_errors: a teacher run that raises gives no demo; the one that makes this many
+            failures stops the compile with its exception (DSPy's option; default: never).
         **kwargs: as for :class:`Optimizer`.
+
+    The program it returns is marked compiled (``_compiled = True``, as DSPy marks it): DSPy's
+    ``named_parameters()`` of a program holding it as a part leaves it out.
     """
 
     name = "BootstrapFewShot"
@@ -166,6 +198,7 @@ class BootstrapFewShot(Optimizer):
         *,
         metric_threshold: float | None = None,
         teacher: Module | None = None,
+        max_errors: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(metric, **kwargs)
@@ -174,6 +207,7 @@ class BootstrapFewShot(Optimizer):
         self.max_rounds = max_rounds
         self.metric_threshold = metric_threshold
         self.teacher = teacher
+        self.max_errors = max_errors
 
     def projected_calls(self, state: OptimizationState) -> int:
         per_run = max(1, len(state.program.named_predictors()))
@@ -194,6 +228,7 @@ class BootstrapFewShot(Optimizer):
                 max_rounds=self.max_rounds,
                 threshold=self.metric_threshold,
                 concurrency=self.concurrency,
+                max_errors=self.max_errors,
             )
         config: dict[str, Any] = {}
         for name, predictor in student.named_predictors():
@@ -201,6 +236,7 @@ class BootstrapFewShot(Optimizer):
             room = max(0, self.max_labeled_demos - len(chosen))
             predictor.demos = chosen + labeled_demos(state.trainset, room, state.rng, used)
             config[f"{name}.demos" if name != "self" else "demos"] = list(predictor.demos)
+        student._compiled = True
         state.best_program = student
         state.best_configuration = config
         state.details["bootstrap_seconds"] = time.perf_counter() - started

@@ -8,10 +8,10 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
-from ..errors import ConfigurationError, MissingDependencyError
+from ..errors import ConfigurationError, MissingDependencyError, OptionError
 from ..evaluation import MEASURED, EvaluationResult, as_metric
 from ..lm import Usage, track_usage
 from ..program import Module, configuration_from_json, configuration_to_json, demo_from_json, demo_to_json
@@ -180,11 +180,20 @@ class RandomSearch(Optimizer):
         max_bootstrapped_demos: the most bootstrapped demos per predictor.
         max_labeled_demos: the most demos per predictor.
         search_variables: also sample the program's other variables.
+        restrict: try only these candidates, by number: 0 the program as given (zero-shot), 1
+            labelled demos, 2 demos bootstrapped in trainset order, 3 and up bootstrapped from
+            shuffled trainsets (any iterable; also a per-run option of ``compile``).
+            ``BootstrapFewShotWithRandomSearch`` numbers them from -3, as DSPy's seeds.
         **kwargs: as for :class:`Optimizer`.
+
+    Raises:
+        OptionError: ``restrict`` names no candidate of ``num_candidates`` (at compile).
     """
 
     name = "RandomSearch"
-    run_options = ("num_candidates", "max_bootstrapped_demos", "max_labeled_demos")
+    run_options = ("num_candidates", "max_bootstrapped_demos", "max_labeled_demos", "restrict")
+    #: The number ``restrict`` gives the first candidate (the zero-shot program).
+    first_candidate: ClassVar[int] = 0
     resumable = True
     keeps_run_state = True
 
@@ -196,6 +205,7 @@ class RandomSearch(Optimizer):
         max_labeled_demos: int = 16,
         *,
         search_variables: bool = True,
+        restrict: Iterable[int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(metric, **kwargs)
@@ -203,6 +213,23 @@ class RandomSearch(Optimizer):
         self.max_bootstrapped_demos = max_bootstrapped_demos
         self.max_labeled_demos = max_labeled_demos
         self.search_variables = search_variables
+        self.restrict = restrict
+
+    @property
+    def restrict(self) -> frozenset[int] | None:
+        """The candidates to try, by number (None: all of them)."""
+        return self._restrict
+
+    @restrict.setter
+    def restrict(self, value: Iterable[int] | None) -> None:
+        self._restrict = frozenset(value) if value is not None else None  # a one-use iterator is read once
+
+    def _allowed(self, first: int) -> list[int]:
+        """The candidate indexes from ``first`` on that ``restrict`` lets through."""
+        restrict = self.restrict
+        return [
+            i for i in range(first, self.num_candidates) if restrict is None or i + self.first_candidate in restrict
+        ]
 
     def projected_calls(self, state: OptimizationState) -> int:
         per_run = max(1, len(state.program.named_predictors()))
@@ -235,6 +262,13 @@ class RandomSearch(Optimizer):
         return out
 
     def initialize(self, state: OptimizationState) -> None:
+        if not self._allowed(0):
+            last = self.first_candidate + self.num_candidates - 1
+            raise OptionError(
+                f"{self.name}: restrict={sorted(self.restrict or ())} names no candidate; the candidates are "
+                f"numbered {self.first_candidate} to {last} (num_candidates={self.num_candidates}), so no program "
+                "would be evaluated. Pass numbers in that range, or restrict=None for all."
+            )
         resumed = self.resumed_state(state)
         search = RandomSearchState()
         state.search = search
@@ -286,9 +320,10 @@ class RandomSearch(Optimizer):
         # the next candidate: after those this run scored (in earlier legs too); the structure trials
         # stand for the first candidates (the program as given, in each structure)
         first = max(_random(state).candidates.values(), default=len(state.trials) - 1) + 1
-        if first >= self.num_candidates:
+        allowed = self._allowed(first)
+        if not allowed:
             return False
-        indices = range(first, first + self.trial_slots(state, len(state.valset), self.num_candidates - first))
+        indices = allowed[: self.trial_slots(state, len(state.valset), len(allowed))]
         configs: list[dict[str, Any]] = []
         spent: list[Usage] = []
         for index in indices:  # building a candidate may bootstrap demos: its calls count in its trial
@@ -306,7 +341,7 @@ class RandomSearch(Optimizer):
                 _random(state).candidates[trial.number] = index
         finally:
             self._keep(state)
-        return indices[-1] + 1 < self.num_candidates
+        return len(indices) < len(allowed)
 
 
 def upper_bound(percent: float, n: int, z: float = 1.96) -> float:

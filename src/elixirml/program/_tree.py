@@ -49,6 +49,9 @@ class ModuleTree:
 
     #: Whether instances are predictors (listed by :meth:`named_predictors`); ``Predict`` sets it.
     _elixirml_predictor: ClassVar[bool] = False
+    #: Whether an optimizer compiled this module (DSPy's flag; ``BootstrapFewShot`` sets it on its
+    #: result): :meth:`named_parameters` and ``named_sub_modules(skip_compiled=True)`` skip it.
+    _compiled: bool = False
 
     def _direct_children(self) -> Iterator[tuple[str, Module]]:
         for name, value in vars(self).items():
