@@ -391,3 +391,19 @@ def test_listen_names_the_address_it_cannot_bind():
         assert sock.getsockname()[1] > 0
     finally:
         sock.close()
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(workspace):
+    import subprocess
+    import sys
+
+    for question in ("item 1", "item 2"):
+        assert runner.invoke(app, ["run", f"{workspace / 'prog.py'}:QA", "-i", f"question={question}"]).exit_code == 0
+    # `elixirml inspect | head -1`: the reader is gone before the command writes
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "elixirml", "inspect"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err.decode()
+    assert err.decode() == ""  # no "error: [Errno 32] Broken pipe", no "Exception ignored"

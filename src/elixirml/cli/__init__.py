@@ -11,6 +11,8 @@ import dataclasses
 import functools
 import importlib
 import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec
@@ -71,10 +73,24 @@ def _reports_errors(command: Callable[P, None]) -> Callable[P, None]:
             command(*args, **kwargs)
         except typer.Exit:
             raise
+        except BrokenPipeError:  # the reader stopped early (`elixirml inspect | head`): stop quietly, as cat does
+            _silence_stdout()
+            raise typer.Exit(141) from None  # 128 + SIGPIPE, the shell's code for a writer whose reader left
         except Exception as exc:
             _fail(exc)
 
     return run_command
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail once more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (a test runner's capture): nothing to flush
+        pass
+    finally:
+        os.close(devnull)
 
 
 @app.callback()
