@@ -195,3 +195,17 @@ def test_the_demo_makes_a_pinned_number_of_lm_calls(tmp_path, monkeypatch):
     assert results["BootstrapFewShot"]["lm_calls"] == 8
     assert results["MIPRO light"]["lm_calls"] == DEMO_MIPRO_CALLS
     assert usage.calls == 3 * HELD_OUT + 8 + DEMO_MIPRO_CALLS
+
+
+def test_the_demo_never_prints_the_store_password(tmp_path, monkeypatch, capsys):
+    class PasswordStore(em.Store):  # a PostgreSQL URL as a user configures it, with its password
+        def __init__(self):
+            super().__init__(f"sqlite:///{tmp_path / 'demo.db'}")
+            self.url = "postgresql+psycopg://demo:hunter2-secret@db.example/elixirml"
+
+    monkeypatch.setattr(demo, "Store", PasswordStore)
+    em.configure(lm=scripted_lm())
+    demo.run_demo(out=tmp_path, quick=True)
+    out = capsys.readouterr().out
+    assert "Saved as sst2-sentiment v1 in postgresql+psycopg://demo:***@db.example/elixirml" in out
+    assert "hunter2" not in out

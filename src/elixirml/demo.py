@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import metrics, optimizers
+from ._secrets import redact_url
 from .data import sst2
 from .evaluation import EvaluationResult, evaluate
 from .lm import LM, track_usage
@@ -330,7 +331,7 @@ def run_demo(out: Path = Path("."), quick: bool = False) -> dict[str, Any]:
     store = Store()
     version = store.save(best, "sst2-sentiment", tags=["demo", "mipro"], message="made by elixirml demo")
     store.close()
-    console.print(f"Saved as sst2-sentiment v{version['number']} in {store.url}")
+    console.print(f"Saved as sst2-sentiment v{version['number']} in {redact_url(store.url)}")
     out.mkdir(parents=True, exist_ok=True)
     plot = plot_trials(mipro.last_result.trials if mipro.last_result else [], out / "elixirml-demo-trials.png")
     if plot is not None:
