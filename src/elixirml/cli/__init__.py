@@ -73,7 +73,7 @@ def _reports_errors(command: Callable[P, None]) -> Callable[P, None]:
             command(*args, **kwargs)
         except typer.Exit:
             raise
-        except BrokenPipeError:  # the reader stopped early (`elixirml inspect | head`): stop quietly, as cat does
+        except BrokenPipeError:  # the reader stopped early (`elixirml inspect` piped into head): stop quietly
             _silence_stdout()
             raise typer.Exit(141) from None  # 128 + SIGPIPE, the shell's code for a writer whose reader left
         except Exception as exc:
