@@ -7,7 +7,7 @@ file each: ``_tree.py``, ``_state.py``, ``_rebuild.py``, ``_persist.py``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from .. import settings as _settings
@@ -72,19 +72,27 @@ class Module(ModulePersistence):
             lambda: self._acall_with_usage(args, kwargs),
         )
 
-    async def _acall_with_usage(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The body of :meth:`acall` (what callbacks observe)."""
+    # The two steps below return the awaitable of the next one instead of awaiting it: a call
+    # waiting on its LM (at a concurrency limit, or for the answer) holds no frame for them.
+    def _acall_with_usage(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+        """The body of :meth:`acall` (what callbacks observe): usage tracked when the setting says so."""
         if _settings.current().track_usage:
-            with track_usage() as usage:
-                result = await self._acall_bound(args, kwargs)
-            return _attach_usage(result, usage)
-        return await self._acall_bound(args, kwargs)
+            return self._acall_tracked(args, kwargs)
+        return self._acall_bound(args, kwargs)
 
-    async def _acall_bound(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _acall_tracked(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        with track_usage() as usage:
+            result = await self._acall_bound(args, kwargs)
+        return _attach_usage(result, usage)
+
+    def _acall_bound(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
         """:meth:`aforward` with this module's bound variables applied, its stream events, assertion retries."""
         bound = self._binding_variables()
         if not bound and not _events.streaming():  # the common case: nothing to open around the call
-            return await _assertions.arun_with_retries(self.aforward, *args, **kwargs)
+            return _assertions.arun_with_retries(self.aforward, *args, **kwargs)
+        return self._acall_scoped(bound, args, kwargs)
+
+    async def _acall_scoped(self, bound: dict[str, Variable], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         with self._binding_scope(bound) if bound else contextlib.nullcontext():
             if not _events.streaming():
                 return await _assertions.arun_with_retries(self.aforward, *args, **kwargs)
