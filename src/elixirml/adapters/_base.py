@@ -322,7 +322,7 @@ class Adapter:
         for demo_in, demo_out in self._demo_pairs(signature, demos) if demos else ():
             messages.append({"role": "user", "content": self.user_turn(signature, demo_in, False)})
             messages.append({"role": "assistant", "content": self.format_outputs(signature, demo_out)})
-        history = [n for n, spec in signature.input_fields.items() if spec.annotation is _schema.History]
+        history = signature.memo("history_inputs", _history_inputs, signature)
         if history:  # earlier turns (em.History) become prior user/assistant messages
             turns = [turn for name in history for turn in _history_messages(inputs.get(name))]
             inputs = {k: v for k, v in inputs.items() if k not in history}
@@ -366,19 +366,19 @@ class Adapter:
             settings = type(settings)({"tools": schemas, **settings})  # keeps its type: merged stays merged
         messages = self.build_messages(signature, demos, inputs, feedback)
         extra = self.request_settings(signature, lm)
+        stops = None
         if "stop" not in settings and "stop" in lm.supported_settings:
-            stops = signature.memo((type(self), "stop"), self.stop_sequences, signature)
-            if stops:
-                extra = {**extra, "stop": list(stops[:MAX_STOP_SEQUENCES])}
-        if not extra:
+            stops = signature.memo((type(self), "stop"), _stop_list, self, signature)
+        if not extra and not stops:
             return messages, settings
         request = type(settings)(settings)  # keeps its type: merged stays merged (the adapter's come under them)
         for key, value in extra.items():
             request.setdefault(key, value)
-        only_stop = len(extra) == 1 and "stop" in extra and "stop" in lm.supported_settings
-        if only_stop and isinstance(request, MergedSettings):
-            # only stop, which this LM takes (checked above): still checked for it, not checked again
-            request.checked_for = getattr(settings, "checked_for", None)
+        if stops:
+            request["stop"] = list(stops)  # the caller set none (checked above)
+            if not extra and isinstance(request, MergedSettings):
+                # only stop, which this LM takes (checked above): still checked for it, not checked again
+                request.checked_for = getattr(settings, "checked_for", None)
         return messages, request
 
     def build_messages(
@@ -393,7 +393,12 @@ class Adapter:
         for previous, message in feedback:
             messages.append({"role": "assistant", "content": previous})
             messages.append({"role": "user", "content": self.feedback_message(signature, message)})
-        images = _schema.images_in([inputs, self._demo_pairs(signature, demos)]) if demos else _schema.images_in(inputs)
+        if demos:
+            images = _schema.images_in([inputs, self._demo_pairs(signature, demos)])
+        elif _may_hold_images(inputs):
+            images = _schema.images_in(inputs)
+        else:
+            return messages
         if images:  # each image marker in a user turn becomes an image content part
             for m in messages:
                 if m["role"] == "user" and isinstance(m["content"], str):
@@ -646,6 +651,27 @@ class Adapter:
             if value is not None:
                 parts.append(head + escape_markers(format_value(value)))
         return "\n\n".join(parts)
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _may_hold_images(inputs: dict[str, Any]) -> bool:
+    """Whether an input value is anything but plain text, numbers or None (only those can hold images)."""
+    for value in inputs.values():  # noqa: SIM110 (a loop, not any(...): this runs on every call)
+        if type(value) not in _PLAIN:
+            return True
+    return False
+
+
+def _history_inputs(signature: type[Signature]) -> list[str]:
+    """The inputs of type :class:`~elixirml.schema.History` (their turns become prior messages)."""
+    return [n for n, spec in signature.input_fields.items() if spec.annotation is _schema.History]
+
+
+def _stop_list(adapter: Adapter, signature: type[Signature]) -> tuple[str, ...]:
+    """The stop sequences ``adapter`` sends for ``signature``, at most :data:`MAX_STOP_SEQUENCES`."""
+    return tuple(adapter.stop_sequences(signature))[:MAX_STOP_SEQUENCES]
 
 
 class _Parse:

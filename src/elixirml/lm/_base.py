@@ -43,6 +43,7 @@ from ._types import (
     estimate_message_tokens,
     estimate_tokens,
     has_images,
+    messages_length,
     messages_text,
 )
 from ._usage import open_budgets, price_for, record_usage, reserve_call
@@ -66,7 +67,7 @@ def _sendable(settings: dict[str, Any]) -> dict[str, Any]:
 
 def _entry_size(messages: list[Message], outputs: list[str]) -> int:
     """The characters of a history entry's prompt and outputs (what makes an entry big)."""
-    return len(messages_text(messages)) + sum(map(len, outputs))
+    return messages_length(messages) + sum(map(len, outputs))
 
 
 class History(collections.deque[dict[str, Any]]):
