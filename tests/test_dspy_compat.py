@@ -681,3 +681,25 @@ def test_a_used_up_dummy_lm_answers_no_more_responses_as_dspy_or_its_default():
     with em.context(lm=em.DummyLM([{"answer": "one"}])), pytest.raises(ConfigurationError, match="ran out"):
         for _ in range(2):
             em.Predict("question -> answer")(question="q")
+
+
+def test_dspy_pretty_print_history_shows_tool_calls_and_a_response_only_with_text():
+    import io
+
+    from elixirml.dspy.utils.inspect_history import pretty_print_history
+
+    out = io.StringIO()
+    entry = {
+        "messages": [{"role": "user", "content": [{"type": "text", "text": " Find cats "}]}],
+        "outputs": [{"tool_calls": [{"function": {"name": "lookup", "arguments": '{"q": "cats"}'}}]}, "other"],
+        "timestamp": "t1",
+    }
+    pretty_print_history([entry], file=out)
+    text = out.getvalue()
+    assert "\x1b[" not in text  # no colours when writing to a file
+    assert "[t1]" in text and "User message:\nFind cats" in text
+    assert "Response:" not in text and 'Tool calls:\nlookup: {"q": "cats"}' in text
+    assert "(and 1 other completions)" in text
+    out = io.StringIO()
+    pretty_print_history([{**entry, "outputs": [{"text": " Paris "}]}], file=out)
+    assert "Response:\nParis" in out.getvalue() and "Tool calls" not in out.getvalue()

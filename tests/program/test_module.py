@@ -146,3 +146,41 @@ def test_parallel_and_batch_keep_order():
     parallel = em.Parallel(num_threads=3)
     out = parallel([(predict, {"question": f"item {i}"}) for i in range(4)])
     assert [r.answer for r in out] == ["0", "1", "2", "3"]
+
+
+def test_deepcopy_copies_around_what_cannot_be_copied(caplog):
+    import logging
+    import threading
+
+    class Inner(em.Module):
+        def __init__(self):
+            self.lock = threading.Lock()
+            self.qa = em.Predict("q -> a")
+
+    class Outer(em.Module):
+        def __init__(self):
+            self.inner = Inner()
+            self.also = self.inner  # the same sub-module twice stays one object in the copy
+            self.notes = ["kept"]
+
+    program = Outer()
+    program.inner.qa.demos = [em.Example(q="x", a="y")]
+    with caplog.at_level(logging.WARNING, logger="elixirml.program"):
+        clone = program.deepcopy()
+    assert clone.inner is not program.inner and clone.also is clone.inner
+    assert clone.inner.lock is program.inner.lock  # a lock cannot be copied: shared, with a warning
+    assert any("'lock'" in r.getMessage() for r in caplog.records)
+    assert clone.inner.qa is not program.inner.qa and clone.inner.qa.demos == program.inner.qa.demos
+    assert clone.notes == ["kept"] and clone.notes is not program.notes
+    clone.inner.qa.demos.append(em.Example(q="z", a="w"))
+    assert len(program.inner.qa.demos) == 1
+
+
+def test_a_module_is_not_compiled_until_marked_and_then_hides_its_predictors():
+    program = Middle()
+    assert em.Module()._compiled is False and program.inner._compiled is False
+    assert [n for n, _ in program.named_parameters()] == ["inner.step", "extra[0]", "extra[1]['k']"]
+    program.inner._compiled = True
+    assert [n for n, _ in program.named_parameters()] == ["extra[0]", "extra[1]['k']"]
+    assert "self.inner.step" not in [n for n, _ in program.named_sub_modules(skip_compiled=True)]
+    assert "self.inner.step" in [n for n, _ in program.named_sub_modules()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import functools
+import logging
 from collections.abc import Mapping
 from typing import Any, Self
 
@@ -12,6 +13,7 @@ from ..variables import Variable
 from ._state import ModuleState
 
 _MISSING = object()
+_logger = logging.getLogger("elixirml.program")
 _MISSING_READ: Any = object()
 
 
@@ -146,8 +148,44 @@ class ModuleRebuild(ModuleState):
 
     # ------------------------------------------------------------------ copies
     def deepcopy(self) -> Self:
-        """A deep copy (LM clients are shared, not copied)."""
-        return copy.deepcopy(self)
+        """A deep copy (LM clients are shared, not copied).
+
+        When the module holds something that cannot be deep-copied (a lock, an open
+        connection), its other attributes and sub-modules are still deep-copied, and that
+        attribute is copied shallowly, or shared when it cannot be copied at all, with a
+        warning on the ``elixirml.program`` logger (as DSPy's ``deepcopy`` does).
+        """
+        try:
+            return copy.deepcopy(self)
+        except (TypeError, copy.Error):
+            return self._copy_attributes({})
+
+    def _copy_attributes(self, memo: dict[int, Any]) -> Self:
+        """A copy made attribute by attribute: deep where it can be, else shallow, else shared."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for name, value in self.__dict__.items():
+            if id(value) in memo:
+                new.__dict__[name] = memo[id(value)]
+                continue
+            try:
+                new.__dict__[name] = copy.deepcopy(value, memo)
+                continue
+            except (TypeError, copy.Error):
+                pass
+            if isinstance(value, ModuleRebuild):
+                new.__dict__[name] = value._copy_attributes(memo)
+                continue
+            _logger.warning(
+                "Cannot deep-copy attribute %r of %s; the copy gets a shallow copy of it, or the same object",
+                name,
+                type(self).__name__,
+            )
+            try:
+                new.__dict__[name] = copy.copy(value)
+            except (TypeError, copy.Error):
+                new.__dict__[name] = value
+        return new
 
     def reset_copy(self) -> Self:
         """A deep copy whose predictors are reset (no demos)."""

@@ -98,7 +98,7 @@ class ModuleTree:
             if isinstance(item, wanted):
                 yield name, item
             if isinstance(item, ModuleTree):
-                if skip_compiled and getattr(item, "_compiled", False):
+                if skip_compiled and item._compiled:
                     continue
                 for key, value in vars(item).items():
                     if not key.startswith("_"):

@@ -21,53 +21,75 @@ def _tool_call_text(call: Any) -> str:
             args = json.loads(args)
         except json.JSONDecodeError:
             pass
-    return f"{name}: {json.dumps(args) if not isinstance(args, str) else args}"
+    shown = json.dumps(args, ensure_ascii=False) if isinstance(args, (dict, list)) else str(args)
+    return f"{name or '<unknown>'}: {shown}"
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text":
-                parts.append(str(part.get("text", "")))
-            elif isinstance(part, dict) and part.get("type") == "image_url":
-                url = part.get("image_url", {}).get("url", "")
-                parts.append(f"<image_url: {url[:60]}>")
-            else:
-                parts.append(str(part))
-        return "\n".join(parts)
-    return "" if content is None else str(content)
+def _part_text(part: Any) -> str:
+    if not isinstance(part, dict):
+        return str(part)
+    kind = part.get("type")
+    if kind == "text":
+        return str(part.get("text", "")).strip()
+    if kind == "image_url":
+        url = str(part.get("image_url", {}).get("url", ""))
+        head, mark, payload = url.partition("base64,")
+        return f"<{head}base64,<IMAGE BASE 64 ENCODED({len(payload)})>" if mark else f"<image_url: {url}>"
+    if kind == "input_audio":
+        audio = part.get("input_audio", {})
+        return f"<audio format='{audio.get('format')}' base64-encoded, length={len(audio.get('data', ''))}>"
+    if kind in ("file", "input_file"):
+        info: dict[str, Any] = part.get("file") or part.get("input_file") or {}
+        return (
+            f"<file: name:{info.get('filename', '')}, id:{info.get('file_id', '')}, "
+            f"data_length:{len(info.get('file_data', ''))}>"
+        )
+    return str(part)
 
 
 def pretty_print_history(history: list[dict[str, Any]], n: int = 1, file: Any = None) -> None:
-    """Print the last ``n`` entries of ``history`` (messages, tool calls and the response) to ``file``."""
+    """Print the last ``n`` entries of ``history`` as DSPy's ``inspect_history`` does.
+
+    Each entry's messages (text, images, audio and files shown by size, tool calls), then the
+    first completion: ``Response:`` with its text when it has text, its tool calls, and how
+    many other completions there were. Written to ``file`` without colours, or to stdout with
+    them.
+    """
     out = file if file is not None else sys.stdout
+    colors = file is None
+
+    def paint(text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if colors else text
+
+    def print_tool_calls(calls: Any) -> None:
+        if calls:
+            print(paint("Tool calls:", "31"), file=out)
+        for call in calls or []:
+            print(paint(_tool_call_text(call), "32"), file=out)
+
     for entry in history[-n:]:
-        print(f"\n\n\x1b[34m[{entry.get('timestamp', '')}]\x1b[0m\n", file=out)
+        print("\n\n\n", file=out)
+        print(paint(f"[{entry.get('timestamp', 'Unknown time')}]", "34"), file=out)
         for message in entry.get("messages") or [{"role": "user", "content": entry.get("prompt")}]:
-            role = str(message.get("role", "user"))
-            print(f"\x1b[31m{role.capitalize()} message:\x1b[0m\n", file=out)
-            text = _content_text(message.get("content"))
-            if text:
-                print(text.strip(), file=out)
-            if message.get("tool_calls"):
-                print("Tool calls:", file=out)
-                for call in message["tool_calls"]:
-                    print(_tool_call_text(call), file=out)
-            print(file=out)
-        print("\x1b[31mResponse:\x1b[0m\n", file=out)
-        for i, output in enumerate(entry.get("outputs") or []):
-            if len(entry["outputs"]) > 1:
-                print(f"\x1b[31mChoice {i + 1}:\x1b[0m", file=out)
-            if isinstance(output, dict):
-                if output.get("text"):
-                    print(f"\x1b[32m{str(output['text']).strip()}\x1b[0m", file=out)
-                if output.get("tool_calls"):
-                    print("Tool calls:", file=out)
-                    for call in output["tool_calls"]:
-                        print(_tool_call_text(call), file=out)
-            else:
-                print(f"\x1b[32m{str(output).strip()}\x1b[0m", file=out)
-        print("\n\n", file=out)
+            print(paint(f"{str(message.get('role', 'user')).capitalize()} message:", "31"), file=out)
+            content = message.get("content")
+            if isinstance(content, str):
+                print(content.strip(), file=out)
+            elif isinstance(content, list):
+                for part in content:
+                    print(_part_text(part), file=out)
+            print_tool_calls(message.get("tool_calls"))
+            print("\n", file=out)
+        outputs = entry.get("outputs") or [""]
+        first = outputs[0]
+        if isinstance(first, dict):
+            if first.get("text"):
+                print(paint("Response:", "31"), file=out)
+                print(paint(str(first["text"]).strip(), "32"), file=out)
+            print_tool_calls(first.get("tool_calls"))
+        else:
+            print(paint("Response:", "31"), file=out)
+            print(paint(str(first).strip(), "32"), file=out)
+        if len(outputs) > 1:
+            print(paint(f" \t (and {len(outputs) - 1} other completions)", "31"), end="", file=out)
+    print("\n\n\n", file=out)
