@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import elixirml as em
 from elixirml import demo
@@ -209,3 +210,13 @@ def test_the_demo_never_prints_the_store_password(tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert "Saved as sst2-sentiment v1 in postgresql+psycopg://demo:***@db.example/elixirml" in out
     assert "hunter2" not in out
+
+
+def test_the_demo_says_when_mipro_stopped_at_its_time_limit(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ELIXIRML_STORE", f"sqlite:///{tmp_path / 'demo.db'}")
+    monkeypatch.setattr(demo, "MIPRO_TIMEOUT", {True: 0.01, False: 0.01})
+    em.configure(lm=scripted_lm())
+    demo.run_demo(out=tmp_path, quick=True)
+    out = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"MIPRO stopped early \(timeout, after \d+ trials?\): it returns the best program it scored", out)
+    assert re.search(r"MIPRO did not help: .* It stopped early \(timeout\) after \d+ trials?\. ", out)

@@ -192,15 +192,20 @@ def mipro_reason(before: Mapping[str, Any], after: Mapping[str, Any], result: An
     """Why MIPRO's program did not beat the program it started from on the held-out rows."""
     if result is None:
         return ""
+    stopped = f"It stopped early ({result.stopped}) after {_trials(len(result.trials))}. " if result.stopped else ""
     if all(after.get(k) == before.get(k) for k in set(before) | set(after)):
-        return (
+        return stopped + (
             f"No configuration it tried beat the program as given on validation "
-            f"(best {result.best_score:.1f}% over {len(result.trials)} trials), so it kept the original."
+            f"(best {result.best_score:.1f}% over {_trials(len(result.trials))}), so it kept the original."
         )
-    return (
+    return stopped + (
         f"Its choice scored best on validation ({result.best_score:.1f}%), and that gain did not carry over "
         "to the held-out rows (the sets are small: a few sentences move the score by several points)."
     )
+
+
+def _trials(count: int) -> str:
+    return f"{count} trial{'s' if count != 1 else ''}"
 
 
 def running_best(trials: Sequence[Any]) -> list[float]:
@@ -296,7 +301,7 @@ def run_demo(out: Path = Path("."), quick: bool = False) -> dict[str, Any]:
         best = mipro.compile(base, trainset=train, valset=val, save_as="sst2-sentiment", timeout=MIPRO_TIMEOUT[quick])
     if mipro.last_result is not None and mipro.last_result.stopped:
         console.print(
-            f"MIPRO stopped early ({mipro.last_result.stopped}, after {len(mipro.last_result.trials)} trials): "
+            f"MIPRO stopped early ({mipro.last_result.stopped}, after {_trials(len(mipro.last_result.trials))}): "
             "it returns the best program it scored on the whole validation set so far.",
             soft_wrap=True,
         )
