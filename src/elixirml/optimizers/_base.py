@@ -25,10 +25,10 @@ from ..errors import BudgetExceededError, ConfigurationError, ElixirMLError, Loa
 from ..evaluation import EvaluationResult, aevaluate, as_metric
 from ..lm import Usage, limit_calls, price_for, track_usage
 from ..program import Module, configuration_from_json, configuration_to_json
-from ..runtime import Executor, ProgressDisplay, active_callbacks, instrument, notify_callbacks, open_executor, run_sync
+from ..runtime import ProgressDisplay, active_callbacks, instrument, notify_callbacks, open_executor, run_sync
 from ..schema import Example
 from ._choice import choose_texts
-from ._run import CallLedger
+from ._run import NOTHING_SPENT, CallLedger, OptimizerRun
 
 
 @dataclasses.dataclass
@@ -158,7 +158,6 @@ class OptimizationResult:
         return "\n".join(lines)
 
 
-_NOTHING_SPENT: dict[str, Any] = {"lm_calls": 0, "tokens": 0, "cost": 0.0, "metric_calls": 0}
 RUN_STATE_FORMAT = 1
 
 
@@ -304,13 +303,8 @@ class Optimizer:
         self.concurrency = concurrency
         self.display_progress = display_progress
         self.last_result: OptimizationResult | None = None
-        self._calls: CallLedger | None = None
-        self._kept: dict[str, Any] = {}  # the run state last kept, but for its spend (see _keeper)
-        self._usage: Usage | None = None
-        self._runner: Executor | None = None
-        self._started = 0.0
-        self.metric_calls = 0
-        self._spent_before: dict[str, Any] = dict(_NOTHING_SPENT)
+        # the run in progress (an idle one outside compile): budgets, spend, executor; compile makes a new one
+        self.run = OptimizerRun(budget=dict(self.budget))
 
     # ------------------------------------------------------------------ protocol
     def initialize(self, state: OptimizationState) -> None:
@@ -402,11 +396,11 @@ class Optimizer:
         At least one: a trial the budget cannot pay for is stopped by :meth:`evaluate`'s own check.
         """
         slots = min(self.n_workers, left)
-        if self.budget["max_trials"] is not None:
-            slots = min(slots, self.budget["max_trials"] - len(state.trials))
-        limit = self.budget["max_metric_calls"]
+        if self.run.budget["max_trials"] is not None:
+            slots = min(slots, self.run.budget["max_trials"] - len(state.trials))
+        limit = self.run.budget["max_metric_calls"]
         if limit is not None and examples_per_trial > 0:
-            slots = min(slots, (limit - self.metric_calls) // examples_per_trial)
+            slots = min(slots, (limit - self.run.metric_calls) // examples_per_trial)
         return max(1, slots)
 
     def evaluate_trials(
@@ -425,13 +419,13 @@ class Optimizer:
         if metrics is None:
             if self.metric is None:
                 raise ConfigurationError(f"{self.name} needs a metric")
-            limit = self.budget["max_metric_calls"]
+            limit = self.run.budget["max_metric_calls"]
             needed = sum(len(data) for _, data in jobs)
-            if limit is not None and self.metric_calls + needed > limit:
+            if limit is not None and self.run.metric_calls + needed > limit:
                 raise _StopOptimization("max_metric_calls")  # never start an evaluation the budget cannot pay for
         else:
             needed = 0  # objectives: not counted as metric calls
-        self.metric_calls += needed
+        self.run.metric_calls += needed
         scored = 0
 
         def count(_: Any) -> None:
@@ -451,7 +445,7 @@ class Optimizer:
                     record=False,
                     keep_traces=keep_traces,
                     on_result=count,
-                    executor=self._runner,
+                    executor=self.run.runner,
                 )
             return result, usage, time.perf_counter() - started
 
@@ -461,7 +455,7 @@ class Optimizer:
         try:
             return run_sync(together())
         except BaseException:
-            self.metric_calls -= max(0, needed - scored)  # cut short: only the examples scored were spent
+            self.run.metric_calls -= max(0, needed - scored)  # cut short: only the examples scored were spent
             raise
 
     def budget_spent(self, state: OptimizationState) -> str | None:
@@ -470,20 +464,17 @@ class Optimizer:
         Usable inside a step (GEPA's engine asks it between iterations); the driver asks it
         before every step.
         """
-        if self._calls is not None and self._calls.exhausted:
+        run, budget = self.run, self.run.budget
+        if run.ledger is not None and run.ledger.exhausted:
             return "max_lm_calls"
-        limit = self.budget["max_metric_calls"]
-        if limit is not None and self.metric_calls >= limit:
+        if budget["max_metric_calls"] is not None and run.metric_calls >= budget["max_metric_calls"]:
             return "max_metric_calls"
-        if (
-            self.budget["max_cost"] is not None
-            and self._usage is not None
-            and self._usage.cost + float(self._spent_before["cost"]) >= self.budget["max_cost"]
-        ):
+        cost = budget["max_cost"]
+        if cost is not None and run.usage is not None and run.usage.cost + float(run.spent_before["cost"]) >= cost:
             return "max_cost"
-        if self.budget["timeout"] is not None and time.perf_counter() - self._started >= self.budget["timeout"]:
+        if budget["timeout"] is not None and time.perf_counter() - run.started >= budget["timeout"]:
             return "timeout"
-        if self.budget["max_trials"] is not None and len(state.trials) >= self.budget["max_trials"]:
+        if budget["max_trials"] is not None and len(state.trials) >= budget["max_trials"]:
             return "max_trials"
         return None
 
@@ -625,8 +616,7 @@ class Optimizer:
         ask: bool,
         budget: dict[str, Any],
     ) -> Module:
-        saved_budget = dict(self.budget)
-        self.budget.update({k: v for k, v in budget.items() if v is not None})
+        self.run = run = OptimizerRun(budget={**self.budget, **{k: v for k, v in budget.items() if v is not None}})
         state = OptimizationState(
             program=program.deepcopy(),
             trainset=train,
@@ -638,16 +628,13 @@ class Optimizer:
             state.teacher = teacher
         warn_placeholder_rows(self.name, train)
         if ask and not self._permission(state):
-            self.budget = saved_budget
             return program.deepcopy()
         from ..program import configured_store
 
         store = configured_store()
         name = save_as or type(program).__name__
         before: dict[str, Any] = {"lm_calls": 0, "tokens": 0, "cost": 0.0}
-        self._spent_before = dict(_NOTHING_SPENT)
         if resume is not None and store is None and (self.keeps_run_state or not self.resumable):
-            self.budget = saved_budget
             raise ConfigurationError(
                 f"{self.name} cannot resume run {resume!r}: no store is configured, so no run was kept; "
                 "configure one (em.configure(store=...) or $ELIXIRML_STORE) before the run you want to resume"
@@ -657,38 +644,36 @@ class Optimizer:
             try:
                 saved = self._resumable_state(store, state, resume, program, train, val)
                 before = store.create_run(
-                    state.run_id, self.name, {"budget": dict(self.budget), "seed": self.seed}, program=name
+                    state.run_id, self.name, {"budget": dict(run.budget), "seed": self.seed}, program=name
                 )
             except BaseException:
                 store.close()
-                self.budget = saved_budget
                 raise
             numbers = [t["number"] for t in before.get("trial_list", [])]
             state.next_trial = max(numbers, default=-1) + 1
             if resume is not None and before["status"] == "finished" and before.get("best_version_id") is not None:
-                self.budget = saved_budget
                 return self._finished(store, state, before, name, type(program))
             if saved is not None:
                 self._restore(state, before, saved)
         base = {
-            "lm_calls": max(int(before["lm_calls"]), int(self._spent_before["lm_calls"])),
-            "tokens": max(int(before["tokens"]), int(self._spent_before["tokens"])),
-            "cost": max(float(before["cost"]), float(self._spent_before["cost"])),
+            "lm_calls": max(int(before["lm_calls"]), int(self.run.spent_before["lm_calls"])),
+            "tokens": max(int(before["tokens"]), int(self.run.spent_before["tokens"])),
+            "cost": max(float(before["cost"]), float(self.run.spent_before["cost"])),
         }
         if before.get("status", "new") != "new":  # a resumed run: its budgets count what earlier legs spent
-            self._spent_before.update(base)
+            self.run.spent_before.update(base)
         started = time.perf_counter()
         stopped: str | None = None
         keep = None if store is None or not self.resumable else self._keeper(store, state)
-        ledger = CallLedger(self.budget["max_lm_calls"], int(self._spent_before["lm_calls"]), keep)
+        ledger = CallLedger(self.run.budget["max_lm_calls"], int(self.run.spent_before["lm_calls"]), keep)
         try:
             with (
                 limit_calls(ledger),
                 track_usage() as usage,
                 self._open_executor() as runner,
             ):
-                self._calls, self._usage, self._started, self._runner = ledger, usage, started, runner
-                self.metric_calls = int(self._spent_before["metric_calls"])
+                run.ledger, run.usage, run.started, run.runner = ledger, usage, started, runner
+                run.metric_calls = int(run.spent_before["metric_calls"])
                 progress = ProgressDisplay(self.name, self.display_progress, unit="LM calls")
                 try:
                     try:
@@ -717,12 +702,11 @@ class Optimizer:
                     progress.close()
         except BaseException as exc:
             if store is not None:
-                spent = self._spent(self._usage, ledger)
+                spent = self._spent(self.run.usage, ledger)
                 self._abandon(store, state, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", spent)
             raise
         finally:
-            self._calls = self._usage = self._runner = None
-            self.budget = saved_budget
+            run.runner = None  # the executor is closed; the spend stays readable
         totals = {k: v for k, v in self._spent(usage, ledger).items() if k != "metric_calls"}
         version, save_error = None, None
         if store is not None:
@@ -744,7 +728,7 @@ class Optimizer:
                     if state.instructions_dropped is not None
                     else {}
                 ),
-                "metric_calls": self.metric_calls,
+                "metric_calls": self.run.metric_calls,
                 **({"proposals": state.proposal_log} if state.proposal_log else {}),
                 **({"instruction_choice": state.text_choice} if state.text_choice is not None else {}),
                 **state.details,
@@ -804,7 +788,7 @@ class Optimizer:
                     best_version_id=version["id"] if version is not None else None,
                     **totals,
                 )
-                self._keep_spent(store, state, {**totals, "metric_calls": self.metric_calls})
+                self._keep_spent(store, state, {**totals, "metric_calls": self.run.metric_calls})
             except StoreError as exc:
                 error = error or exc
         finally:
@@ -854,11 +838,11 @@ class Optimizer:
         store = state.store
         if store is None or not self.keeps_run_state:
             return
-        self._kept = {**self._run_state(state), "spent": self._spent(self._usage, self._calls)}
-        if self._calls is not None:
-            self._calls.keep()  # under the ledger's lock, so never below the LM calls it reserved
+        self.run.kept = {**self._run_state(state), "spent": self._spent(self.run.usage, self.run.ledger)}
+        if self.run.ledger is not None:
+            self.run.ledger.keep()  # under the ledger's lock, so never below the LM calls it reserved
         else:
-            self._keep_spent(store, state, self._kept["spent"])
+            self._keep_spent(store, state, self.run.kept["spent"])
 
     def _keeper(self, store: Any, state: OptimizationState) -> Callable[[int], None]:
         """What the run's call ledger writes: the run state kept last, with ``mark`` LM calls spent.
@@ -867,10 +851,10 @@ class Optimizer:
         :meth:`save_run_state` built on the optimizer's thread (its metric calls, which go with
         its search state, included); only the LM calls, tokens and cost are the ones spent by now.
         """
-        self._kept = {**self._run_state(state), "spent": dict(self._spent_before)}
+        self.run.kept = {**self._run_state(state), "spent": dict(self.run.spent_before)}
 
         def keep(mark: int) -> None:
-            kept, now = self._kept, self._spent(self._usage)
+            kept, now = self.run.kept, self._spent(self.run.usage)
             spent = {**kept["spent"], "lm_calls": max(mark, kept["spent"]["lm_calls"])}
             spent.update(tokens=now["tokens"], cost=now["cost"])
             store.set_run_state(state.run_id, self.name, {**kept, "spent": spent})
@@ -883,13 +867,13 @@ class Optimizer:
 
     def _spent(self, usage: Usage | None, ledger: CallLedger | None = None) -> dict[str, Any]:
         """What the run has spent: earlier legs and this one (its LM calls as the run's call budget counted them)."""
-        before = self._spent_before
+        before = self.run.spent_before
         calls = int(before["lm_calls"]) + (usage.calls if usage is not None else 0)
         return {
             "lm_calls": max(calls, ledger.used) if ledger is not None else calls,
             "tokens": int(before["tokens"]) + (usage.total_tokens if usage is not None else 0),
             "cost": float(before["cost"]) + (usage.cost if usage is not None else 0.0),
-            "metric_calls": self.metric_calls,
+            "metric_calls": self.run.metric_calls,
         }
 
     def _keep_spent(self, store: Any, state: OptimizationState, spent: dict[str, Any]) -> None:
@@ -976,7 +960,7 @@ class Optimizer:
     def _restore(self, state: OptimizationState, before: dict[str, Any], payload: dict[str, Any]) -> None:
         """Put back what an earlier leg kept: its spend, its trials, its best configuration and its search state."""
         spent = payload.get("spent") or {}
-        self._spent_before = {key: spent.get(key, value) for key, value in _NOTHING_SPENT.items()}
+        self.run.spent_before = {key: spent.get(key, value) for key, value in NOTHING_SPENT.items()}
         if not self.keeps_run_state or payload.get("search") is None:
             return  # only its spend was kept (stopped before its first step): the search starts again
         state.trials = [Trial.from_row(t) for t in before.get("trial_list", [])]
@@ -1039,7 +1023,7 @@ class Optimizer:
             lm = current().lm
         price = getattr(lm, "price", None) or (price_for(lm.model) if lm is not None else None)
         cost = "unknown cost" if price is None else f"about ${calls * (600 * price[0] + 100 * price[1]) / 1e6:.4f}"
-        limit = self.budget["max_lm_calls"]
+        limit = self.run.budget["max_lm_calls"]
         progress.set_total(calls if limit is None else min(calls, limit))
         progress.note(
             f"{self.name}: projected {calls} LM calls ({cost})"

@@ -160,7 +160,7 @@ class _Adapter:
             scores, self.seed_scores = self.seed_scores, None
             return gepa.EvaluationBatch(outputs=[None] * len(scores), scores=scores, trajectories=None)
         limit = _search(state).text_budget
-        if limit is not None and optimizer.metric_calls + len(batch) > limit:
+        if limit is not None and optimizer.run.metric_calls + len(batch) > limit:
             raise _TextBudgetSpent  # never start an evaluation the budget cannot pay for
         started = time.perf_counter()
         with track_usage() as usage:
@@ -575,7 +575,7 @@ class GEPA(Optimizer):
 
     def _metric_budget(self, state: OptimizationState) -> int | None:
         """The run's metric-call budget: ``max_metric_calls``, ``max_full_evals`` or ``auto``, the smallest."""
-        budget: int | None = self.budget["max_metric_calls"]
+        budget: int | None = self.run.budget["max_metric_calls"]
         if self.max_full_evals is not None:  # DSPy's unit: passes over the training and validation sets
             budget = self.max_full_evals * (len(state.trainset) + len(state.valset))
         if self.auto is not None:
@@ -589,8 +589,8 @@ class GEPA(Optimizer):
         components = text_components(state.program)
         if not components:
             raise ConfigurationError("GEPA found no text to evolve: the program has no predictor or Variable.text")
-        self.budget["max_metric_calls"] = self._metric_budget(state)
-        total = self.budget["max_metric_calls"]
+        self.run.budget["max_metric_calls"] = self._metric_budget(state)
+        total = self.run.budget["max_metric_calls"]
         space: VariableSpace | None = None
         names: list[str] = []
         if self.search_variables and self.variable_trials > 0:
@@ -870,8 +870,8 @@ class GEPA(Optimizer):
         search = _search(state)
         if search.variable_done >= search.trials_planned or search.study is None or search.space is None:
             return False
-        limit = self.budget["max_metric_calls"]
-        if limit is not None and self.metric_calls + len(state.valset) > limit:
+        limit = self.run.budget["max_metric_calls"]
+        if limit is not None and self.run.metric_calls + len(state.valset) > limit:
             raise _StopOptimization("max_metric_calls")
         study, space = search.study, search.space
         trial = study.ask()

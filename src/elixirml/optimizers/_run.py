@@ -1,15 +1,47 @@
-"""What an optimization run keeps as it goes: the LM calls it has paid for, written ahead to the store."""
+"""One optimization run's own state (:class:`OptimizerRun`) and its LM calls, written ahead to the store."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import BudgetExceededError, StoreError
-from ..lm import CallBudget
+from ..lm import CallBudget, Usage
+from ..runtime import Executor
+
+#: What a run has spent, as a store's run row and a run state count it.
+NOTHING_SPENT: dict[str, Any] = {"lm_calls": 0, "tokens": 0, "cost": 0.0, "metric_calls": 0}
+
+
+@dataclasses.dataclass
+class OptimizerRun:
+    """What one ``compile`` of an optimizer holds while it runs, so that the optimizer itself is not changed.
+
+    Attributes:
+        budget: the run's budgets (the optimizer's, with ``compile``'s own on top): ``max_lm_calls``,
+            ``max_metric_calls``, ``max_cost``, ``max_trials``, ``timeout``.
+        spent_before: what earlier legs of a resumed run spent (``NOTHING_SPENT`` keys).
+        ledger: the LM call budget (None outside a run).
+        usage: the LM usage of this leg (None outside a run).
+        runner: the executor trials run on (None: in this process).
+        started: when this leg started (``time.perf_counter()``).
+        metric_calls: examples scored, earlier legs included.
+        kept: the run state kept last, but for its spend.
+    """
+
+    budget: dict[str, Any]
+    spent_before: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(NOTHING_SPENT))
+    ledger: CallLedger | None = None
+    usage: Usage | None = None
+    runner: Executor | None = None
+    started: float = 0.0
+    metric_calls: int = 0
+    kept: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class CallLedger(CallBudget):
