@@ -82,7 +82,11 @@ def test_outputs_the_source_does_not_say_are_unknown_not_guessed():
         def step(self, value):
             return self.step(value)
 
-    for program in (Spread(), TwoShapes(), Loop()):
+    class Private(em.Module):
+        def forward(self, q):
+            return {"_debug": q, "answer": q}
+
+    for program in (Spread(), TwoShapes(), Loop(), Private()):
         interface = interface_of("p", program)
         assert interface.output_names == () and interface.output_model is None
         assert interface.output_schema() == {"type": "object", "title": "Outputs"}

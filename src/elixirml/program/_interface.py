@@ -444,7 +444,10 @@ def interface_of(name: str, program: Module) -> Interface:
         if isinstance(output_schema, Schema):
             output_model = output_schema.model
         else:
-            output_model = _model(f"{title}Outputs", outputs, strict=False)
+            try:
+                output_model = _model(f"{title}Outputs", outputs, strict=False)
+            except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError, NameError, TypeError):
+                output_model = None  # names or types no model can hold (`_private`): described as any object
 
     fields = input_model.model_fields
     return Interface(
