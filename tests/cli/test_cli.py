@@ -1,6 +1,7 @@
 import json
 import re
 import shlex
+import sys
 import textwrap
 from pathlib import Path
 
@@ -337,6 +338,21 @@ def test_lm_option_takes_a_factory_so_a_stored_program_runs_on_a_test_double(wor
     assert "cannot import 'no_such_lms_module'" in missing.output and "Traceback" not in missing.output
     not_callable = runner.invoke(app, ["--lm", "newcomer_lms:nothing", "run", "qa", "-i", "question=hi"])
     assert not_callable.exit_code == 2 and "has no callable 'nothing'" in not_callable.output
+
+
+def test_lm_option_finds_a_factory_in_the_folder_the_command_runs_in(workspace, monkeypatch):
+    # `elixirml --lm mylms:make_lm ...` from the folder that holds mylms.py, as uvicorn's module:app does
+    (workspace / "folder_lms.py").write_text(
+        "import elixirml as em\n\n"
+        "def make_lm():\n"
+        "    return em.FunctionLM(lambda messages, settings: {'answer': 'from the folder'})\n"
+    )
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(workspace))])
+    monkeypatch.chdir(workspace)
+    em.Store().save(em.Predict("question -> answer"), "qa")
+    result = runner.invoke(app, ["--lm", "folder_lms:make_lm", "run", "qa", "-i", "question=hi", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {"answer": "from the folder"}
 
 
 def test_optimize_says_which_version_it_saved(workspace):

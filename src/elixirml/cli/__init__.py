@@ -121,11 +121,15 @@ def _lm_from_option(spec: str) -> Any:
     """The LM ``--lm`` names: ``pkg.module:factory`` calls that function (as the job workers do), else ``LM(spec)``."""
     module, sep, attribute = spec.partition(":")
     if sep and "/" not in module and module.replace(".", "").replace("_", "").isalnum():
+        here = os.getcwd()
+        if here not in sys.path:  # the folder the command runs in, as uvicorn's module:attribute does
+            sys.path.insert(0, here)
         try:
             factory = getattr(importlib.import_module(module), attribute, None)
         except ImportError as exc:
             raise errors.ConfigurationError(
-                f"--lm {spec!r}: cannot import {module!r} ({exc}); put its folder on PYTHONPATH or name a model"
+                f"--lm {spec!r}: cannot import {module!r} ({exc}); run the command in its folder, "
+                "put that folder on PYTHONPATH, or name a model"
             ) from exc
         if not callable(factory):
             raise errors.ConfigurationError(
