@@ -491,3 +491,13 @@ def test_mipro_projection_counts_every_phase(capsys):
         projected = int(re.search(r"MIPRO: projected (\d+) LM calls", capsys.readouterr().err).group(1))
         actual = optimizer.last_result.lm_calls
         assert 0.9 * actual <= projected <= 1.3 * actual, (rows, projected, actual)
+
+
+def test_bootstrap_projection_counts_whole_batches_of_teacher_runs(capsys):
+    """Teacher runs go out a batch of ``concurrency`` at a time: the projection is not below what one batch makes."""
+    em.configure(lm=task_lm(demo_credit=False))
+    program = Task().with_variables(temperature=0.1)
+    optimizer = BootstrapFewShot(metric, max_bootstrapped_demos=2, max_labeled_demos=2, display_progress=True)
+    optimizer.compile(program, trainset=trainset(8))
+    projected = int(re.search(r"projected (\d+) LM calls", capsys.readouterr().err).group(1))
+    assert projected >= optimizer.last_result.lm_calls, (projected, optimizer.last_result.lm_calls)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import random
 import time
 import typing
@@ -210,8 +211,13 @@ class BootstrapFewShot(Optimizer):
         self.max_errors = max_errors
 
     def projected_calls(self, state: OptimizationState) -> int:
+        """Teacher runs in whole batches of ``concurrency`` (a batch runs at once) until about 3 x the demos wanted."""
         per_run = max(1, len(state.program.named_predictors()))
-        return min(len(state.trainset), self.max_bootstrapped_demos * 3) * per_run
+        if self.max_bootstrapped_demos <= 0:
+            return 0
+        batch = max(1, self.concurrency)
+        wanted = self.max_bootstrapped_demos * 3
+        return min(len(state.trainset), math.ceil(wanted / batch) * batch) * per_run
 
     def optimize_step(self, state: OptimizationState) -> bool:
         assert self.metric is not None
