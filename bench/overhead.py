@@ -6,7 +6,12 @@ bench/.venv-dspy (``make bench-env``), each on its own DummyLM with distinct inp
 (no cache), and prints a table. Also times ``import elixirml`` and ``import dspy`` in fresh
 interpreters, and ``elixirml --help``, from bytecode as installed packages run (not recompiled each time).
 
-Usage: python bench/overhead.py [N]
+Usage: python bench/overhead.py [N] [--against TREE ...] [--rounds R]
+
+``--against TREE`` (a checkout or export holding ``src/elixirml``, e.g. ``git worktree add
+/tmp/before <commit>``) times the four ElixirML rows of each tree beside this one: every round
+runs each tree in its own fresh interpreter, in turn, and each row keeps its best; the load
+average is printed with the table (the machine is shared, so before and after are interleaved).
 """
 
 from __future__ import annotations
@@ -102,14 +107,65 @@ def import_time(python: str, code: str, runs: int = 5, *, bytecode: bool = True)
     return statistics.median(times)
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    rows = {
+ROWS = ("Predict", "ChainOfThought", "Predict async", "ChainOfThought async")
+
+
+def measure_rows(n: int) -> dict[str, float]:
+    """Seconds per call of the four ElixirML rows, in this interpreter."""
+    return {
         "Predict": ours(em.Predict, {"answer": "x"}, n),
         "ChainOfThought": ours(em.ChainOfThought, {"reasoning": "r", "answer": "x"}, n),
         "Predict async": ours_async(em.Predict, {"answer": "x"}, n),
         "ChainOfThought async": ours_async(em.ChainOfThought, {"reasoning": "r", "answer": "x"}, n),
     }
+
+
+def tree_rows(tree: Path | None, n: int) -> dict[str, float]:
+    """:func:`measure_rows` in a fresh interpreter that imports ElixirML from ``tree/src`` (None: this tree)."""
+    src = (tree / "src") if tree is not None else HERE.parent / "src"
+    if not (src / "elixirml").is_dir():
+        raise SystemExit(f"--against {tree}: no src/elixirml there")
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), str(n), "--rows-json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    rows: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return rows
+
+
+def compare(n: int, trees: list[Path], rounds: int) -> None:
+    """This tree's rows beside each of ``trees``, interleaved over ``rounds``, best of each."""
+    names = ["this tree", *(str(t) for t in trees)]
+    best = {name: dict.fromkeys(ROWS, float("inf")) for name in names}
+    load_before = os.getloadavg()
+    for _ in range(rounds):
+        for name, tree in zip(names, [None, *trees]):
+            for row, value in tree_rows(tree, n).items():
+                best[name][row] = min(best[name][row], value)
+    load_after = os.getloadavg()
+    print(f"calls per measurement: {n}, {rounds} rounds interleaved, best of each (us/call)")
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    print(f"{'module':<22}" + "".join(f"{name[-20:]:>22}" for name in names))
+    for row in ROWS:
+        print(f"{row:<22}" + "".join(f"{best[name][row] * 1e6:>22.1f}" for name in names))
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    n = int(args[0]) if args and args[0].isdigit() else 1000
+    if "--rows-json" in args:
+        print(json.dumps(measure_rows(n)))
+        return
+    trees = [Path(args[i + 1]) for i, a in enumerate(args) if a == "--against" and i + 1 < len(args)]
+    if trees:
+        rounds = int(args[args.index("--rounds") + 1]) if "--rounds" in args else 4
+        compare(n, trees, rounds)
+        return
+    rows = measure_rows(n)
     timed_import = "import time; s=time.perf_counter(); import elixirml; print(time.perf_counter()-s)"
     em_import = import_time(sys.executable, timed_import)
     em_import_compiled = import_time(sys.executable, timed_import, bytecode=False)
