@@ -43,28 +43,31 @@ class Deadline:
 class Deadlines:
     """The deadlines of one LM's requests on one event loop, oldest first, under one timer."""
 
-    __slots__ = ("_handle", "_live", "_loop", "_queue")
+    # No reference to the loop or its timer (which holds the loop): the loop's entry in
+    # LoopDeadlines, weakly keyed by the loop, goes when the loop does.
+    __slots__ = ("_armed", "_live", "_queue")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._queue: collections.deque[Deadline] = collections.deque()
-        self._handle: asyncio.TimerHandle | None = None
+        self._armed = False  # a timer is set (for the oldest deadline, or one that has ended since)
         self._live = 0
 
     def start(self, task: asyncio.Task[Any], delay: float) -> Deadline | None:
-        """A deadline ``delay`` seconds from now for ``task``; None when one set earlier ends later.
+        """A deadline ``delay`` seconds from now for ``task`` (on its loop); None when one set earlier ends later.
 
         (The LM's timeout was lowered while requests were out: the caller times this one itself.)
         """
-        when = self._loop.time() + delay
+        loop = task.get_loop()
+        when = loop.time() + delay
         queue = self._queue
         if queue and when < queue[-1].when:
             return None
         deadline = Deadline(task, when)
         queue.append(deadline)
         self._live += 1
-        if self._handle is None:
-            self._handle = self._loop.call_at(when, self._expire)
+        if not self._armed:
+            loop.call_at(when, self._expire, loop)
+            self._armed = True
         return deadline
 
     def end(self, deadline: Deadline) -> None:
@@ -80,10 +83,10 @@ class Deadlines:
         if len(queue) > 2 * self._live + 64:  # a slow request holds the head: drop the ended ones behind it
             self._queue = collections.deque(d for d in queue if not d.done)
 
-    def _expire(self) -> None:
-        self._handle = None
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._armed = False
         queue = self._queue
-        now = self._loop.time()
+        now = loop.time()
         while queue:
             head = queue[0]
             if head.done:
@@ -93,7 +96,8 @@ class Deadlines:
                 head.expired = True
                 head.task.cancel()  # ended by Deadline.timed_out where the request waits
             else:
-                self._handle = self._loop.call_at(head.when, self._expire)
+                loop.call_at(head.when, self._expire, loop)
+                self._armed = True
                 return
 
 
@@ -113,6 +117,6 @@ class LoopDeadlines:
             return last[1]
         deadlines = self._by_loop.get(loop)
         if deadlines is None:
-            deadlines = self._by_loop[loop] = Deadlines(loop)
+            deadlines = self._by_loop[loop] = Deadlines()
         self._last = (weakref.ref(loop), deadlines)
         return deadlines
