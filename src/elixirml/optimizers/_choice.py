@@ -1,6 +1,6 @@
 """The final choice of proposed texts: a proposal replaces the original only when it wins on the same rows.
 
-An LM-proposed instruction (MIPRO, COPRO, SIMBA, GEPA, VariableSearch's ``instruction_candidates``)
+An LM-proposed instruction (MIPRO, COPRO, SIMBA, GEPA; VariableSearch returns a Pareto point instead)
 that ties with the original on a small validation set can still come out on top by accident. At
 the end of a run, the best configuration is compared with the same configuration with the original
 texts put back, row by row on the validation set: the proposal stays only when it is better on
