@@ -373,6 +373,68 @@ def test_strict_inputs_raises_and_rules_still_raise():
         bounded.validate_inputs({"n": -1})
 
 
+def test_value_has_type_checks_without_converting():
+    from typing import Literal
+
+    from elixirml.schema import value_has_type
+
+    assert value_has_type([1, 2], list[int]) and not value_has_type(["1", "2"], list[int])
+    assert value_has_type({"a": 1}, dict[str, int]) and not value_has_type({1: 1}, dict[str, int])
+    assert value_has_type(("a", 1, True), tuple[str, int, bool]) and not value_has_type(("a", 1), tuple[str, int, bool])
+    assert value_has_type((1, 2, 3), tuple[int, ...]) and not value_has_type(("a",), tuple[int, ...])
+    assert value_has_type("a", Literal["a", "b"]) and not value_has_type("c", Literal["a", "b"] | None)
+    assert value_has_type(None, Literal["a"] | None) and value_has_type(["p1", "p2"], str)
+    assert value_has_type(1, float) and not value_has_type("1", int) and value_has_type(object(), typing_any())
+
+
+def typing_any():
+    from typing import Any
+
+    return Any
+
+
+def test_predictor_logs_inputs_of_the_wrong_type_and_unknown_inputs(caplog):
+    sig = em.Signature("count: int, names: list[str], mode: Literal['auto', 'manual'], free -> result")
+    lm = em.DummyLM([{"result": "ok"}] * 4)
+    program = em.Predict(sig, lm=lm)
+    with caplog.at_level("WARNING", logger="elixirml.program"):
+        program(count=1, names=["a"], mode="auto", free=3)
+    assert caplog.text == ""  # typed values as given; an untyped field takes anything
+    with caplog.at_level("WARNING", logger="elixirml.program"), pytest.warns(UserWarning, match="input 'mode'"):
+        program(count="2", names=[1], mode="other", free="x", unknown=1)
+    assert "Type mismatch for field 'count': expected int" in caplog.text  # converted, and still reported
+    assert "Type mismatch for field 'names': expected list[str]" in caplog.text
+    assert "Type mismatch for field 'mode': expected Literal['auto', 'manual']" in caplog.text  # sent as given
+    assert "fields not in signature. These fields will be ignored: ['unknown']" in caplog.text
+    assert "field 'free'" not in caplog.text
+    caplog.clear()
+    with em.context(warn_on_type_mismatch=False), caplog.at_level("WARNING", logger="elixirml.program"):
+        program(count="2", names=["a"], mode="auto", free="x")
+    assert caplog.text == ""
+
+
+def test_an_optional_input_may_be_left_out():
+    sig = em.Signature("question: str, context: str | None -> answer")
+    assert sig.validate_inputs({"question": "q"}) == {"question": "q", "context": None}
+    with pytest.raises(ValidationError, match="question"):
+        sig.validate_inputs({"context": "c"})
+
+
+def test_string_signatures_take_variadic_tuples_and_nested_classes():
+    class Outer:
+        class Query(pydantic.BaseModel):
+            text: str
+
+    sig = em.Signature("query: Outer.Query, ids: tuple[int, ...] -> answer")
+    assert sig.input_fields["query"].annotation is Outer.Query
+    assert sig.input_fields["ids"].annotation == tuple[int, ...]
+    assert em.schema.type_to_str(tuple[int, ...]) == "tuple[int, ...]"
+    reloaded = em.Signature.from_state(sig.dump_state(), {"Query": Outer.Query})
+    assert reloaded.input_fields["ids"].annotation == tuple[int, ...]
+    with pytest.raises(SignatureError, match="not a type"):
+        em.Signature("ids: list[...] -> answer")
+
+
 # ---------------------------------------------------------------------- metrics called as DSPy calls them
 def test_metrics_get_trace_the_way_they_ask_for_it():
     from elixirml.evaluation import FunctionMetric

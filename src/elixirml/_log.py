@@ -8,8 +8,12 @@ if TYPE_CHECKING:
     import logging
 
 
-def logger() -> logging.Logger:
-    """The ``elixirml`` logger (warnings of callbacks that raised, failed suggestions, ...)."""
+def logger(part: str | None = None) -> logging.Logger:
+    """The ``elixirml`` logger (warnings of callbacks that raised, failed suggestions, ...).
+
+    ``part`` names a child: ``logger("program")`` is ``elixirml.program``, where predictors
+    report inputs that do not fit their signature.
+    """
     import logging
 
-    return logging.getLogger("elixirml")
+    return logging.getLogger(f"elixirml.{part}" if part else "elixirml")

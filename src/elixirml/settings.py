@@ -55,8 +55,9 @@ class Settings:
         track_usage: attach each module call's token usage, by model, to the Prediction it
             returns (read it with ``prediction.get_lm_usage()``), as DSPy's setting does.
         max_trace_size: the most predictor calls one open trace keeps (the oldest are dropped).
-        warn_on_type_mismatch: warn when an input's value does not have its field's type and is
-            formatted as text instead (DSPy's setting).
+        warn_on_type_mismatch: report an input whose value does not have its field's type: a
+            ``Type mismatch for field ...`` line on the ``elixirml.program`` logger (DSPy's
+            setting and message), and a ``UserWarning`` when the value is formatted as text.
         strict_inputs: raise ``ValidationError`` for such an input instead of warning.
         output_retries: how many times a predictor re-asks the LM, with the error as feedback,
             when its answer fails the signature's schema (a value out of range, a missing field)

@@ -224,3 +224,40 @@ def test_elixirmls_own_chat_adapter_calls_tools_natively_when_asked() -> None:
     assert [t["function"]["name"] for t in settings["tools"]] == ["search"]
     assert "[[ ## tools ## ]]" not in messages[0]["content"] and "[[ ## tool_calls ## ]]" not in messages[0]["content"]
     assert predict(question="Nothing", tools=[em.Tool(search)], lm=lm).tool_calls.tool_calls == []
+
+
+def test_field_constraints_are_worded_as_dspy_words_them() -> None:
+    class Bounded(em.Signature):
+        text: str = em.InputField(min_length=5, max_length=100)
+        score: float = em.OutputField(ge=0.0, le=1.0)
+
+    lm, seen = _capture("[[ ## score ## ]]\n0.5\n\n[[ ## completed ## ]]")
+    em.Predict(Bounded, adapter=DSPyChatAdapter())(text="hello world", lm=lm)
+    system = seen[0][0][0]["content"]
+    assert "Constraints: minimum length: 5, maximum length: 100" in system
+    assert "Constraints: greater than or equal to: 0.0, less than or equal to: 1.0" in system
+
+
+def test_a_dspy_lm_that_overrides_call_is_called_and_may_call_super() -> None:
+    import elixirml.dspy as dspy
+
+    class Spy(dspy.LM):
+        def __init__(self) -> None:
+            super().__init__("dummy_model")
+            self.calls: list[Any] = []
+
+        def __call__(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> list[str]:
+            self.calls.append(messages)
+            return ["[[ ## answer ## ]]\nParis"]
+
+    class Slow(dspy.utils.DummyLM):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            self.wrapped = True
+            return super().__call__(*args, **kwargs)
+
+    spy = Spy()
+    assert em.Predict(QA, adapter=DSPyChatAdapter())(question="Capital?", lm=spy).answer == "Paris"
+    assert "Capital?" in spy.calls[0][-1]["content"]
+    slow = Slow([{"answer": "Rome"}])
+    assert em.Predict(QA, adapter=DSPyChatAdapter())(question="Capital?", lm=slow).answer == "Rome"
+    assert slow.wrapped

@@ -72,6 +72,23 @@ def test_n_completions():
     assert [c["answer"] for c in pred.completions] == ["a", "b", "c"]
 
 
+def test_dummy_lm_n_completions_advance_through_the_script():
+    lm = em.DummyLM([{"answer": "a"}, {"answer": "b"}, {"answer": "c"}], advance_per_completion=True)
+    pred = em.Predict("question -> answer", lm=lm)(question="q", config={"n": 2})
+    assert [c["answer"] for c in pred.completions] == ["a", "b"]
+    repeated = em.DummyLM([{"answer": "a"}, {"answer": "b"}])
+    pred = em.Predict("question -> answer", lm=repeated)(question="q", config={"n": 2})
+    assert [c["answer"] for c in pred.completions] == ["a", "a"]
+
+
+def test_dummy_lm_default_answers_once_the_list_is_used_up():
+    lm = em.DummyLM([{"answer": "a"}], default={"answer": "done"})
+    predict = em.Predict("question -> answer", lm=lm)
+    assert [predict(question="q").answer for _ in range(3)] == ["a", "done", "done"]
+    with pytest.raises(ConfigurationError, match="ran out of scripted answers"):
+        em.Predict("question -> answer", lm=em.DummyLM([]))(question="q")
+
+
 def test_demos_reach_the_prompt():
     lm = em.DummyLM([{"answer": "4"}])
     predict = em.Predict("question -> answer", lm=lm, demos=[em.Example(question="1+1?", answer="2")])
@@ -210,3 +227,41 @@ def test_input_fields_that_clash_with_call_keywords_are_refused():
 
     with pytest.raises(SignatureError, match="demos"):
         em.Predict("question, demos -> answer")
+
+
+def test_reset_forgets_demos_and_the_predictors_lm_and_reset_copy_keeps_the_lm():
+    lm = em.DummyLM([])
+    predict = em.Predict("question -> answer", lm=lm, demos=[em.Example(question="q", answer="a")])
+    predict.train = ["x"]
+    copy = predict.reset_copy()
+    assert copy.demos == [] and copy.lm is lm
+    predict.reset()
+    assert predict.demos == [] and predict.lm is None and predict.train == []
+
+
+def test_update_config_checks_settings_like_the_constructor():
+    predict = em.Predict("question -> answer", temperature=0.5)
+    predict.update_config(max_tokens=20)
+    assert predict.get_config() == {"temperature": 0.5, "max_tokens": 20}
+    with pytest.raises(ConfigurationError, match="unknown request setting 'new_key'"):
+        predict.update_config(new_key="value")
+    assert predict.get_config() == {"temperature": 0.5, "max_tokens": 20}
+
+
+def test_load_state_takes_the_saved_signatures_name_and_texts():
+    class Saved(em.Signature):
+        """Saved instructions."""
+
+        sentence: str = em.InputField(desc="saved input")
+        sentiment: str = em.OutputField()
+
+    class Other(em.Signature):
+        """Other instructions."""
+
+        sentence: str = em.InputField(desc="other input")
+        sentiment: str = em.OutputField(prefix="Other:")
+
+    original = em.Predict(Saved)
+    loaded = em.Predict(Other).load_state(original.dump_state())
+    assert loaded.signature.dump_state() == original.signature.dump_state()
+    assert Other.__name__ == "Other"  # the class given is not changed

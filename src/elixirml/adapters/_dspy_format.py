@@ -37,7 +37,7 @@ import pydantic_core
 
 from ..errors import AdapterParseError
 from ..lm import LM, LMResponse, Message
-from ..schema import Code, FieldSpec, History, Image, Signature, ToolCalls
+from ..schema import Code, FieldSpec, History, Image, Signature, ToolCalls, allows_none
 from ._base import Adapter, is_tools_field
 from ._chat import ChatAdapter
 
@@ -109,8 +109,9 @@ def field_descriptions(fields: Mapping[str, FieldSpec]) -> str:
         for custom in _custom_types(spec.annotation):
             desc += f"\n    Type description of {annotation_name(custom)}: {_type_description(custom)}"
         line = f"{i}. `{name}` ({annotation_name(spec.annotation)}): {desc}"
-        if spec.constraints:
-            line += "\nConstraints: " + ", ".join(f"{k}={v}" for k, v in spec.constraints.items())
+        constraints = spec.json_schema_extra.get("constraints") if spec.constraints else None
+        if constraints:  # DSPy's wording ("minimum length: 5"), as DSPy writes it
+            line += "\nConstraints: " + constraints
         lines.append(line)
     return "\n".join(lines).strip()
 
@@ -345,19 +346,6 @@ def _type_adapter(annotation: Any) -> pydantic.TypeAdapter[Any]:
     if made is None:
         made = _ADAPTERS[annotation] = pydantic.TypeAdapter(annotation)
     return made
-
-
-def allows_none(annotation: Any) -> bool:
-    """Whether ``None`` is a value of the type (``str | None``, ``Optional[int]``, ``None``)."""
-    if annotation is None or annotation is type(None):
-        return True
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Annotated:
-        return bool(args) and allows_none(args[0])
-    if origin in (typing.Union, types.UnionType):
-        return any(allows_none(a) for a in args)
-    return False
 
 
 def _enum_member(annotation: type[enum.Enum], value: Any) -> Any:

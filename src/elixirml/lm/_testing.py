@@ -85,6 +85,8 @@ class DummyLM(LM):
             the first key found in the last user message is used.
         default: the answer when a mapping has no match or a list is used up (else an error
             is raised).
+        advance_per_completion: with ``n > 1`` completions asked, a list script gives its
+            next ``n`` answers (as DSPy's ``DummyLM`` does) instead of one answer ``n`` times.
         supports_json_schema: whether adapters may ask for JSON-schema output.
         model: the model name reported in history.
         stream_chunk: characters per piece when streamed (``astream``).
@@ -109,6 +111,7 @@ class DummyLM(LM):
         supports_json_schema: bool = True,
         model: str = "dummy",
         stream_chunk: int = 4,
+        advance_per_completion: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("circuit_breaker", False)
@@ -123,6 +126,7 @@ class DummyLM(LM):
             self._answers = list(answers)
         self.field = field
         self.default_answer = default
+        self.advance_per_completion = advance_per_completion
         self.supports_json_schema = supports_json_schema
         self.requests: list[dict[str, Any]] = []
         self._index = 0
@@ -182,11 +186,13 @@ class DummyLM(LM):
     async def _send(self, messages: list[Message], settings: dict[str, Any]) -> LMResponse:
         self.requests.append({"messages": messages, "settings": settings})  # a copy made for this request
         answer = self._pick(messages)
+        n = int(settings.get("n", 1) or 1)
         if isinstance(answer, list):
             answers = list(answer)
+        elif n > 1 and self.advance_per_completion and self._mapping is None:
+            answers = [answer] + [self._pick(messages) for _ in range(n - 1)]
         else:
-            n = settings.get("n", 1)
-            answers = [answer] if n == 1 else [answer] * int(n)
+            answers = [answer] * n
         return completion_response([render_answer(a, settings, messages) for a in answers], messages, self.model)
 
 

@@ -12,8 +12,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .. import settings as _settings
+from .._log import logger
 from ..adapters import Adapter, adapter_for
-from ..errors import AdapterParseError, ConfigurationError, LoadError, SignatureError, ValidationError, VariableError
+from ..errors import (
+    AdapterParseError,
+    ConfigurationError,
+    LoadError,
+    SignatureError,
+    ValidationError,
+    VariableError,
+    truncate,
+)
 from ..lm import (
     LM,
     LMResponse,
@@ -24,7 +33,15 @@ from ..lm import (
     track_usage,
 )
 from ..runtime import current_context, run_scope, run_sync
-from ..schema import OutputField, Prediction, Signature, ensure_signature, literal_values, to_jsonable
+from ..schema import (
+    OutputField,
+    Prediction,
+    Signature,
+    ensure_signature,
+    literal_values,
+    to_jsonable,
+    type_to_str,
+)
 from ..variables import Variable
 from . import _assertions, _events, _trace
 from ._module import ANY_PREDICTOR, Module
@@ -248,8 +265,29 @@ class Predict(Module):
         self.signature = self.signature.with_instructions(text)
 
     def reset(self) -> None:
-        """Forget learned demos."""
+        """Forget what was learned or set after construction, as DSPy's ``reset``: demos and the predictor's own LM.
+
+        The lists DSPy code keeps on a predictor (``traces``, ``train``), where a program set
+        them, are emptied too. (``program.reset_copy()`` forgets demos only: the copy keeps its LMs.)
+        """
         self.demos = []
+        self.lm = None
+        for name in ("traces", "train"):
+            if name in self.__dict__:
+                setattr(self, name, [])
+
+    def update_config(self, **settings: Any) -> None:
+        """Change some of this predictor's default request settings (DSPy's ``update_config``).
+
+        Raises:
+            ConfigurationError: an unknown setting or a bad value, as in the constructor.
+        """
+        where = f"config of {type(self).__name__}({self.signature.__name__})"
+        self.config = {**self.config, **check_settings(settings, where=where)}
+
+    def get_config(self) -> dict[str, Any]:
+        """The predictor's default request settings (DSPy's ``get_config``)."""
+        return self.config
 
     # ------------------------------------------------------------------ implicit variables
     def closed_output(self) -> tuple[str, tuple[Any, ...]] | None:
@@ -342,6 +380,8 @@ class Predict(Module):
         decoding = self.decoding
         if decoding == "auto":
             decoding = model.closed_set_decoding if closed and model.supports_scoring else "generate"
+        if current.warn_on_type_mismatch or not inputs.keys() <= self.signature.input_fields.keys():
+            self._report_inputs(inputs, current.warn_on_type_mismatch)
         values = self.signature.validate_inputs(inputs)
         forced = context.forced
         if forced and context.best_effort and not context.best_effort <= model.supported_settings:
@@ -404,6 +444,30 @@ class Predict(Module):
             if len(entries) > current.max_trace_size:
                 del entries[: len(entries) - current.max_trace_size]
         return prediction
+
+    def _report_inputs(self, inputs: dict[str, Any], mismatches: bool) -> None:
+        """Log, as DSPy does, inputs the signature does not have and (when asked) inputs of the wrong type."""
+        fields = self.signature.input_fields
+        extra = [name for name in inputs if name not in fields]
+        if extra:
+            logger("program").warning(
+                "Input contains fields not in signature. These fields will be ignored: %s. Expected fields: %s.",
+                extra,
+                list(fields),
+            )
+        if not mismatches:
+            return
+        for name in self.signature.input_type_mismatches(inputs):
+            value = inputs[name]
+            logger("program").warning(
+                "Type mismatch for field '%s': expected %s based on the signature of %s, but the provided value "
+                "is incompatible: %s (%s).",
+                name,
+                type_to_str(fields[name].annotation),
+                self.signature.__name__,
+                truncate(value),
+                type(value).__name__,
+            )
 
     async def _generate(
         self,
@@ -624,6 +688,9 @@ class Predict(Module):
             for name, item in saved_fields.items():
                 if item.get("desc") != sig.fields[name].desc or item.get("prefix") != sig.fields[name].prefix:
                     sig = sig.with_updated_fields(name, desc=item.get("desc"), prefix=item.get("prefix"))
+            saved_name = saved_sig.get("name")
+            if isinstance(saved_name, str) and saved_name.isidentifier():  # a new class: renaming it is safe
+                sig.__name__ = sig.__qualname__ = saved_name
             self.signature = sig
         else:
             try:

@@ -188,10 +188,10 @@ class ModuleRebuild(ModuleState):
         return new
 
     def reset_copy(self) -> Self:
-        """A deep copy whose predictors are reset (no demos)."""
+        """A deep copy whose predictors have no demos (each keeps its LM)."""
         new = self.deepcopy()
         for predictor in new.predictors():
-            predictor.reset()
+            predictor.demos = []
         return new
 
 

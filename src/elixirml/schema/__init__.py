@@ -15,7 +15,7 @@ from ._signature import (
     infer_prefix,
     make_signature,
 )
-from ._types import field_marker, literal_values, parse_type, type_to_str
+from ._types import allows_none, field_marker, literal_values, parse_type, type_to_str, value_has_type
 from ._values import Completions, Example, Prediction
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ __all__ = [
     "SignatureMeta",
     "ToolCall",
     "ToolCalls",
+    "allows_none",
     "ensure_signature",
     "field_marker",
     "format_value",
@@ -55,4 +56,5 @@ __all__ = [
     "split_image_parts",
     "to_jsonable",
     "type_to_str",
+    "value_has_type",
 ]

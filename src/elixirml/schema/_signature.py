@@ -18,14 +18,14 @@ import json
 import re
 import typing
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import pydantic
 from pydantic_core import PydanticUndefined
 
 from ..errors import SignatureError, SignatureFieldError, ValidationError, truncate
-from ._types import parse_type, type_to_str
+from ._types import allows_none, parse_type, type_to_str, value_has_type
 
 T = TypeVar("T")
 
@@ -43,9 +43,11 @@ class FieldSpec:
         default: the default value, or ``PydanticUndefined`` when the field is required.
         annotation: the field's type (filled in when the signature is built).
         name: the field's name (filled in when the signature is built).
+        typed: whether the signature gave the field's type (``question: str``), or left it out
+            (``question``, typed ``str``); only typed inputs are checked for type mismatches.
     """
 
-    __slots__ = ("annotation", "constraints", "default", "desc", "kind", "name", "prefix")
+    __slots__ = ("annotation", "constraints", "default", "desc", "kind", "name", "prefix", "typed")
 
     def __init__(
         self,
@@ -57,8 +59,10 @@ class FieldSpec:
         annotation: Any = str,
         name: str = "",
         constraints: dict[str, Any] | None = None,
+        typed: bool = True,
     ) -> None:
         self.kind = kind
+        self.typed = typed
         self.desc = desc
         self.prefix = prefix
         self.default = default
@@ -76,6 +80,7 @@ class FieldSpec:
             annotation=self.annotation,
             name=self.name,
             constraints=self.constraints,
+            typed=self.typed,
         )
         for key, value in changes.items():
             setattr(new, key, value)
@@ -243,7 +248,7 @@ def _parse_side(text: str, kind: str, spec: str, custom_types: dict[str, Any] | 
             annotation = parse_type(type_text, custom_types, caller_scope=True) if sep else str
         except SignatureError as exc:
             raise SignatureError(f"Field {name!r} of {where}: {exc}") from None
-        fields[name] = FieldSpec(kind, annotation=annotation, name=name)
+        fields[name] = FieldSpec(kind, annotation=annotation, name=name, typed=bool(sep))
     return fields
 
 
@@ -281,7 +286,9 @@ class SignatureMeta(type):
                 )
         fields = dict(inherited)
         for field_name, spec in specs.items():
-            fields[field_name] = spec.copy(name=field_name, annotation=hints.get(field_name, str))
+            fields[field_name] = spec.copy(
+                name=field_name, annotation=hints.get(field_name, str), typed=field_name in hints
+            )
         cls._fields = fields  # type: ignore[attr-defined]
         cls.input_fields = {k: v for k, v in fields.items() if v.kind == "input"}
         cls.output_fields = {k: v for k, v in fields.items() if v.kind == "output"}
@@ -403,6 +410,7 @@ class Signature(metaclass=SignatureMeta):
         new = SignatureMeta(cls.__name__, (Signature,), ns)
         for name, spec in fields.items():  # keep resolved annotations
             new._fields[name].annotation = spec.annotation  # type: ignore[attr-defined]
+            new._fields[name].typed = spec.typed  # type: ignore[attr-defined]
         new.input_fields = {k: v for k, v in new._fields.items() if v.kind == "input"}  # type: ignore[attr-defined]
         new.output_fields = {k: v for k, v in new._fields.items() if v.kind == "output"}  # type: ignore[attr-defined]
         return typing.cast(type[Signature], new)
@@ -488,6 +496,7 @@ class Signature(metaclass=SignatureMeta):
             default=default,
             annotation=type_ if type_ is not None else spec.annotation,
             constraints={**spec.constraints, **changes},
+            typed=spec.typed or type_ is not None,
         )
         return cls._derive({k: (new if k == name else v) for k, v in cls.fields.items()})
 
@@ -499,9 +508,12 @@ class Signature(metaclass=SignatureMeta):
             fields = cls.input_fields if kind == "input" else cls.output_fields
             definitions: dict[str, Any] = {}
             for name, spec in fields.items():
+                default = spec.default
+                if kind == "input" and default is PydanticUndefined and allows_none(spec.annotation):
+                    default = None  # an optional input may be left out
                 definitions[name] = (
                     spec.annotation,
-                    pydantic.Field(default=spec.default, description=spec.desc, **spec.constraints),
+                    pydantic.Field(default=default, description=spec.desc, **spec.constraints),
                 )
             model = pydantic.create_model(f"{cls.__name__}{kind.capitalize()}s", **definitions)
             models[kind] = model
@@ -540,9 +552,12 @@ class Signature(metaclass=SignatureMeta):
           input (DSPy's RAG programs pass a list of passages as ``context``) is written as
           numbered lines, ``[1] «first»``, as DSPy formats it; a number or bool given for a
           ``str`` input becomes its text.
-        - Any other value of the wrong type is kept as it is (the adapter writes it as text)
-          with a ``UserWarning`` naming the field, as DSPy does; ``em.configure(warn_on_type_mismatch=False)``
+        - Any other value of the wrong type (a ``Literal`` or enum given another value, a tuple
+          of the wrong length included) is kept as it is (the adapter writes it as text) with a
+          ``UserWarning`` naming the field, as DSPy does; ``em.configure(warn_on_type_mismatch=False)``
           silences the warning, and ``em.configure(strict_inputs=True)`` raises instead.
+        - An input whose type allows ``None`` (``context: str | None``) and that has no default
+          may be left out: it is ``None``.
 
         Raises:
             ValidationError: a required input is missing (or ``None``), a value breaks a rule of
@@ -558,6 +573,24 @@ class Signature(metaclass=SignatureMeta):
             return _validate(cls, "input", converted)
         except ValidationError:
             return _lenient_inputs(cls, converted)
+
+    @classmethod
+    def input_type_mismatches(cls, values: Mapping[str, Any]) -> list[str]:
+        """The input fields whose given value is not of the field's type, before any conversion.
+
+        Only fields the signature typed count (``count: int``; an untyped ``count`` takes any
+        value), and only values given and not ``None``. The check is DSPy's (see
+        :func:`~elixirml.schema.value_has_type`): ``"3"`` for an ``int`` is a mismatch even
+        though :meth:`validate_inputs` converts it.
+        """
+        found = []
+        for name, spec in cls.input_fields.items():
+            value = values.get(name)
+            if value is None or not spec.typed or (spec.annotation is str and type(value) is str):
+                continue
+            if not value_has_type(value, spec.annotation):
+                found.append(name)
+        return found
 
     @classmethod
     def validate_outputs(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -652,6 +685,23 @@ def _convert_lossless(sig: type[Signature], values: dict[str, Any]) -> dict[str,
 
 # Pydantic error types that say "wrong type" (``int_parsing``, ``string_type``, ``dict_type``, ...).
 _TYPE_ERROR_SUFFIXES = ("_type", "_parsing")
+# ... and those that say "not one of the type's values" (a Literal or an enum given another value).
+_TYPE_ERRORS = frozenset({"literal_error", "enum", "none_required", "is_instance_of"})
+_LENGTH_ERRORS = frozenset({"too_short", "too_long"})
+
+
+def _is_type_error(sig: type[Signature], err: Any) -> bool:
+    """Whether a Pydantic error says the value has the wrong type (not that it breaks a rule of its field)."""
+    kind = str(err.get("type", ""))
+    loc = err.get("loc") or ()
+    if kind.endswith(_TYPE_ERROR_SUFFIXES) or kind in _TYPE_ERRORS:
+        return True
+    if kind == "missing":  # an item missing inside the value (a short fixed tuple), not a missing input
+        return len(loc) > 1
+    if kind in _LENGTH_ERRORS and loc:  # a fixed tuple's arity, unless the field has a length rule
+        spec = sig.input_fields.get(str(loc[0]))
+        return spec is not None and not ({"min_length", "max_length"} & set(spec.constraints))
+    return False
 
 
 def _lenient_inputs(sig: type[Signature], values: dict[str, Any]) -> dict[str, Any]:
@@ -667,7 +717,7 @@ def _lenient_inputs(sig: type[Signature], values: dict[str, Any]) -> dict[str, A
         errors = list(exc.errors())
     bad = {str(err["loc"][0]) for err in errors if err.get("loc")}
     # Only a value of the wrong type is let through; a missing input or a broken rule (ge=, pattern=) raises.
-    mismatch_only = all(str(err.get("type", "")).endswith(_TYPE_ERROR_SUFFIXES) for err in errors)
+    mismatch_only = all(_is_type_error(sig, err) for err in errors)
     given = all(values.get(name) is not None for name in bad)  # None is a missing value, not text to send
     if current.strict_inputs or not bad or not mismatch_only or not given:
         return _validate(sig, "input", values)  # raises, naming the first problem

@@ -49,8 +49,8 @@ def parse_type(text: str, extra: dict[str, Any] | None = None, *, caller_scope: 
         extra: more names that may appear (for example the user's Pydantic models).
         caller_scope: also look names up in the scope of the code that called into ElixirML
             (its local, then global variables), as DSPy's string signatures do. A name found
-            there must be a type, or a module for a dotted name (``decimal.Decimal``); the
-            lookup reads the namespaces only, it never calls or evaluates anything.
+            there must be a type, or a module or class for a dotted name (``decimal.Decimal``,
+            ``Outer.Inner``); the lookup reads the namespaces only, it never calls or evaluates anything.
 
     Raises:
         SignatureError: the expression uses syntax or names outside the whitelist.
@@ -137,8 +137,8 @@ def _names_from_caller(root: ast.expr, known: dict[str, Any], text: str) -> dict
     for dotted in sorted(wanted):
         head, *rest = dotted.split(".")
         value = next((scope[head] for scope in scopes if head in scope), _MISSING)
-        for attr in rest:
-            if not isinstance(value, types.ModuleType):
+        for attr in rest:  # a module's attribute, or a class nested in a class (``Outer.Inner``)
+            if not isinstance(value, (types.ModuleType, type)):
                 value = _MISSING
                 break
             value = vars(value).get(attr, _MISSING)
@@ -163,7 +163,7 @@ def _is_type(value: Any) -> bool:
     return isinstance(value, type) or value is Any or typing.get_origin(value) is not None
 
 
-def _convert(node: ast.expr, names: dict[str, Any], text: str) -> Any:
+def _convert(node: ast.expr, names: dict[str, Any], text: str, *, in_tuple: bool = False) -> Any:
     if isinstance(node, ast.Name):
         if node.id not in names:
             known = ", ".join(sorted(names))
@@ -184,6 +184,8 @@ def _convert(node: ast.expr, names: dict[str, Any], text: str) -> Any:
     if isinstance(node, ast.Constant):
         if node.value is None:
             return type(None)
+        if node.value is Ellipsis and in_tuple:
+            return Ellipsis
         raise SignatureError(
             f"{node.value!r} is not a type (in {truncate(text.strip(), 80)}); constants belong in Literal[...] only"
         )
@@ -204,7 +206,11 @@ def _convert(node: ast.expr, names: dict[str, Any], text: str) -> Any:
             return Literal.__getitem__(tuple(values))
         if not items:
             raise SignatureError(f"Empty type arguments in {truncate(text, 80)}; write e.g. tuple[str, int]")
-        args = tuple(_convert(item, names, text) for item in items)
+        # ``...`` only as the second argument of tuple: tuple[int, ...]
+        args = tuple(
+            _convert(item, names, text, in_tuple=base is tuple and i == 1 and len(items) == 2)
+            for i, item in enumerate(items)
+        )
         try:
             return base[args] if len(args) > 1 else base[args[0]]
         except TypeError as exc:
@@ -224,6 +230,8 @@ def type_to_str(tp: Any) -> str:
     """Render a type the way :func:`parse_type` reads it back (for saved programs)."""
     if tp is type(None):
         return "None"
+    if tp is Ellipsis:
+        return "..."
     if tp is Any:
         return "Any"
     origin = typing.get_origin(tp)
@@ -236,6 +244,64 @@ def type_to_str(tp: Any) -> str:
         return " | ".join(type_to_str(a) for a in args)
     name = getattr(origin, "__name__", str(origin))
     return f"{name}[" + ", ".join(type_to_str(a) for a in args) + "]"
+
+
+def allows_none(annotation: Any) -> bool:
+    """Whether ``None`` is a value of the type (``None``, ``Optional[T]``, ``T | None``)."""
+    if annotation is type(None) or annotation is None:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        return any(allows_none(arg) for arg in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return allows_none(typing.get_args(annotation)[0])
+    return False
+
+
+def value_has_type(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` already is of type ``annotation``, checked as DSPy checks a predictor's inputs.
+
+    Nothing is converted: ``"3"`` is not an ``int`` and ``["1"]`` is not a ``list[int]``, though
+    validation would convert both. Containers are checked item by item (``list``, ``dict``,
+    ``tuple`` with a fixed length or ``tuple[T, ...]``, ``set``); ``Literal`` by its values;
+    unions by any member; a list of texts counts as a ``str`` (numbered passages), an ``int`` as
+    a ``float``. A form this cannot check (a generic class, ``Annotated``'s metadata) counts as a match.
+    """
+    if annotation is Any or annotation is None:
+        return True
+    if annotation is type(None):
+        return value is None
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        if not isinstance(annotation, type):
+            return True
+        if annotation is str and isinstance(value, list):
+            return all(isinstance(item, str) for item in value)
+        if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        return isinstance(value, annotation)
+    args = typing.get_args(annotation)
+    if origin is Union or origin is types.UnionType:
+        return any(value_has_type(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if origin is typing.Annotated:
+        return value_has_type(value, args[0])
+    if origin in (list, set, frozenset):
+        return isinstance(value, origin) and (not args or all(value_has_type(item, args[0]) for item in value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False
+        return len(args) != 2 or all(
+            value_has_type(key, args[0]) and value_has_type(item, args[1]) for key, item in value.items()
+        )
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(value_has_type(item, args[0]) for item in value)
+        return not args or (len(value) == len(args) and all(value_has_type(v, a) for v, a in zip(value, args)))
+    return isinstance(value, origin) if isinstance(origin, type) else True
 
 
 def literal_values(tp: Any) -> tuple[Any, ...] | None:

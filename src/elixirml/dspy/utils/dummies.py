@@ -51,6 +51,8 @@ class DummyLM(DSPyLMMixin, _EmDummyLM):
         adapter: accepted for DSPy's signature; answers are written in the format of the
             adapter that sent the request (the markers of its prompt, or JSON when it asked).
         **kwargs: passed to :class:`elixirml.DummyLM`.
+
+    As DSPy's, ``n > 1`` completions take the next ``n`` answers of a list.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class DummyLM(DSPyLMMixin, _EmDummyLM):
         kwargs.setdefault(
             "default", NO_MORE_RESPONSES if isinstance(answers, Mapping) else {"answer": NO_MORE_RESPONSES}
         )
+        kwargs.setdefault("advance_per_completion", True)
         super().__init__(answers, **kwargs)
         self.follow_examples = follow_examples
         self.adapter = adapter
