@@ -734,3 +734,39 @@ def test_bootstrap_stopped_by_its_call_budget_reports_the_calls_it_made():
     assert len(calls) == 5
     assert boot.last_result.stopped == "max_lm_calls"
     assert boot.last_result.lm_calls == 5
+
+
+def test_a_resumed_mipro_run_keeps_its_trials_proposals_and_final_comparison(store_url):
+    pytest.importorskip("optuna")
+
+    def answer(messages, settings):
+        system, user = messages[0]["content"], messages[-1]["content"]
+        if "Summarize what these examples" in system:
+            return {"summary": "Questions that ask to echo a word."}
+        if "Propose a better instruction" in system:
+            return {"proposed_instruction": f"Echo the word of the question in capitals {settings.get('rollout_id')}."}
+        word = re.search(r"echo (w\d+)", user).group(1)
+        return {"answer": word.upper() if "capitals" in system else word}
+
+    em.configure(lm=em.FunctionLM(answer))
+
+    def run(metric, run_id):
+        mipro = em.optimizers.MIPRO(metric, num_trials=6, num_candidates=3, display_progress=False)
+        mipro.compile(em.Predict("question -> answer"), trainset=data(8), valset=data(8, offset=20), resume=run_id)
+        return mipro.last_result
+
+    whole = run(Counting(), "mipro-whole")
+    with pytest.raises(KeyboardInterrupt):  # stopped in its search, after the proposals and a few trials
+        run(Counting(stop_at=60), "mipro-resumed")
+    resumed = run(Counting(), "mipro-resumed")
+
+    def listed(result):
+        return [(t.number, t.configuration, t.score, t.full) for t in result.trials]
+
+    # the earlier leg's trials (its baseline first), numbered as the store numbered them
+    assert listed(resumed) == listed(whole)
+    assert resumed.trials[0].configuration == {} and len({t.number for t in resumed.trials}) == len(resumed.trials)
+    assert [e["instruction"] for e in resumed.details["proposals"]] == [
+        e["instruction"] for e in whole.details["proposals"]
+    ]
+    assert resumed.details["instruction_choice"] == whole.details["instruction_choice"]

@@ -301,11 +301,12 @@ def test_mipro_resume_numbers_trials_uniquely_sums_calls_and_is_idempotent(tmp_p
     store = em.Store(url)
     run = store.run("legs")
     numbers = [t["number"] for t in run["trial_list"]]
-    # leg 1: the baseline, the structures scored first, then search trials; leg 2 restores the search trials
-    structure_trials = first.last_result.details.get("structures_scored", 1) - 1
-    restored = len(first.last_result.trials) - 1 - structure_trials
-    new_in_leg_two = len(second.last_result.trials) - restored
-    assert len(numbers) == len(set(numbers)) == len(first.last_result.trials) + new_in_leg_two  # nothing overwritten
+    # leg 1: the baseline, the structures scored first, then search trials; leg 2 lists every one of them
+    assert [t.number for t in second.last_result.trials[: len(first.last_result.trials)]] == [
+        t.number for t in first.last_result.trials
+    ]
+    assert len(numbers) == len(set(numbers)) == len(second.last_result.trials)  # nothing overwritten
+    assert [t.number for t in second.last_result.trials] == numbers
     assert run["lm_calls"] == len(calls) == second.last_result.lm_calls  # both legs, summed
     assert run["status"] == "finished"
     versions = len(store.versions("Task"))

@@ -961,8 +961,9 @@ class Optimizer:
         """Put back what an earlier leg kept: its spend, its trials, its best configuration and its search state."""
         spent = payload.get("spent") or {}
         self.run.spent_before = {key: spent.get(key, value) for key, value in NOTHING_SPENT.items()}
-        if not self.keeps_run_state or payload.get("search") is None:
+        if self.keeps_run_state and payload.get("search") is None:
             return  # only its spend was kept (stopped before its first step): the search starts again
+        # MIPRO keeps its search in its study, but its trials, rows and proposals here as the others do
         state.trials = [Trial.from_row(t) for t in before.get("trial_list", [])]
         best = payload.get("best")
         if best is not None:
@@ -971,8 +972,9 @@ class Optimizer:
             state.best_program = state.program.with_configuration(state.best_configuration)
         state.row_scores.update({int(number): list(rows) for number, rows in payload.get("row_scores", {}).items()})
         state.proposal_log[:] = payload.get("proposals", [])
-        state.resumed = payload["search"]
-        state.kept = payload["search"]
+        if self.keeps_run_state:
+            state.resumed = payload["search"]
+            state.kept = payload["search"]
 
     def _finished(
         self, store: Any, state: OptimizationState, before: dict[str, Any], name: str, cls: type[Module]

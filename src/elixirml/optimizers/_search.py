@@ -557,8 +557,9 @@ class MIPRO(Optimizer):
             space=space,
             others=others,
         )
+        restored = bool(state.trials)  # from the store's trial rows (every trial, numbered as the run numbered them)
         for trial in study.trials:  # trials finished before a resume still count
-            if trial.state == optuna.trial.TrialState.COMPLETE:
+            if not restored and trial.state == optuna.trial.TrialState.COMPLETE:
                 state.trials.append(
                     Trial(
                         number=trial.number,
