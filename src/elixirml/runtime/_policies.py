@@ -228,6 +228,10 @@ class ConcurrencyLimiter:
             return last[1]
         sem = self._semaphores.get(loop)
         if sem is None:
+            # A semaphore that was waited on holds its loop, so a weak key alone never lets a
+            # closed loop go: drop the closed loops' entries whenever a new loop comes.
+            for closed in [other for other in self._semaphores if other.is_closed()]:
+                del self._semaphores[closed]
             sem = asyncio.Semaphore(self.limit)
             self._semaphores[loop] = sem
         self._last = (weakref.ref(loop), sem)
