@@ -146,3 +146,47 @@ def test_gepa_drops_code_and_off_topic_reflections_before_they_cost_a_trial():
     # every trial ran the original instruction: no evaluation was spent on code
     original = program.signature.instructions
     assert result.trials and all(t.configuration["instructions"] == original for t in result.trials)
+
+
+class TryInstructions(em.optimizers.Optimizer):
+    """The docs' own optimizer (docs/optimizers.md), proposing texts: it scores no baseline."""
+
+    def __init__(self, metric, candidates, **budget):
+        super().__init__(metric, **budget)
+        self.candidates = list(candidates)
+
+    def text_originals(self, state):
+        return {"instructions": state.program.signature.instructions}
+
+    def initialize(self, state):
+        state.search = list(self.candidates)
+        for text in self.candidates:
+            state.proposal_log.append({"predictor": "self", "instruction": text, "kept": True, "reason": "given"})
+
+    def optimize_step(self, state):
+        if not state.search:
+            return False
+        configuration = {"instructions": state.search.pop(0)}
+        candidate = state.program.with_configuration(configuration)
+        self.record_trial(state, configuration, self.evaluate(candidate, state.valset), candidate)
+        return True
+
+
+def test_an_original_kept_unscored_does_not_report_the_proposals_score():
+    em.configure(
+        lm=em.FunctionLM(lambda messages, settings: task_answer(messages[0]["content"], messages[-1]["content"]))
+    )
+    program = em.Predict("question -> answer")
+    optimizer = TryInstructions(exact, ["Echo it in capitals."], display_progress=False)
+    # the budget pays for the one candidate, not for scoring the original afterwards
+    compiled = optimizer.compile(program, trainset=data(6), max_lm_calls=6)
+    result = optimizer.last_result
+    assert result.trials[0].score == 100.0
+    assert (
+        result.details["instruction_choice"]["kept"] == "original"
+        and "budget" in result.details["instruction_choice"]["reason"]
+    )
+    assert compiled.signature.instructions == program.signature.instructions
+    assert result.best_configuration == {"instructions": program.signature.instructions}
+    assert result.best_score == 0.0  # nothing scored the returned program: not the proposal's 100
+    assert result.details["proposals"][0]["chosen"] is False

@@ -135,12 +135,15 @@ def choose_texts(optimizer: Optimizer, state: OptimizationState) -> dict[str, An
 
 
 def _choose(state: OptimizationState, config: dict[str, Any], trial: Trial | None) -> None:
-    """Make ``config`` the run's result (with ``trial``'s score when it was scored)."""
-    if config != state.best_configuration or state.best_program is None:
+    """Make ``config`` the run's result (with ``trial``'s score; none when it was never scored)."""
+    changed = config != state.best_configuration
+    if changed or state.best_program is None:
         state.best_program = state.program.with_configuration(config)
     state.best_configuration = dict(config)
     if trial is not None:
         state.best_score = trial.score
+    elif changed:  # the best score was the proposal's: the returned program has none
+        state.best_score = -math.inf
 
 
 def _lines(text: Any) -> list[str]:
