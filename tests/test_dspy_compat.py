@@ -765,3 +765,35 @@ def test_dspy_pretty_print_history_shows_tool_calls_and_a_response_only_with_tex
     out = io.StringIO()
     pretty_print_history([{**entry, "outputs": [{"text": " Paris "}]}], file=out)
     assert "Response:\nParis" in out.getvalue() and "Tool calls" not in out.getvalue()
+
+
+# ---------------------------------------------------------------------- elixirml.dspy's LM state
+def test_dspy_lm_state_has_dspys_layout_without_secrets(tmp_path):
+    import elixirml.dspy as dspy
+    from elixirml.dspy.clients.base_lm import LM_CLASS_STATE_KEY
+
+    lm = dspy.LM("openai/gpt-4o-mini", temperature=1, max_tokens=100, num_retries=10, api_key="sk-secret-key")
+    state = lm.dump_state()
+    assert state == {
+        LM_CLASS_STATE_KEY: "elixirml.dspy.clients.lm.LM",
+        "model": "openai/gpt-4o-mini",
+        "model_type": "chat",
+        "cache": True,
+        "num_retries": 10,
+        "temperature": 1,
+        "max_tokens": 100,
+        "finetuning_model": None,
+        "launch_kwargs": {},
+        "train_kwargs": {},
+    }
+    assert "sk-secret" not in json.dumps(state)
+
+    class Custom(dspy.BaseLM):
+        pass
+
+    forged = Custom("m", **{LM_CLASS_STATE_KEY: "somewhere.Else"})  # a state's marker is not taken as given
+    assert forged.dump_state()[LM_CLASS_STATE_KEY].endswith("Custom")
+    with dspy.context(lm=lm):
+        dspy.settings.save(tmp_path / "settings.json")
+    loaded = dspy.load_settings(tmp_path / "settings.json")["lm"]
+    assert loaded.dump_state() == state and loaded.model == "openai/gpt-4o-mini"

@@ -255,6 +255,7 @@ def load_settings(path: str | os.PathLike[str], allow_pickle: bool = False) -> d
     """
     del allow_pickle
     from ..errors import LoadError
+    from ..lm import PROVIDER_SETTINGS
     from .adapters import adapter_from_name
     from .clients import LM
 
@@ -270,7 +271,11 @@ def load_settings(path: str | os.PathLike[str], allow_pickle: bool = False) -> d
     values = dict(document["settings"])
     if values.get("lm") is not None:
         state = values["lm"]
-        values["lm"] = LM(state["model"], **state.get("defaults", {}))
+        if "defaults" in state:  # written before the LM state took DSPy's layout
+            values["lm"] = LM(state["model"], **state["defaults"])
+        else:  # only the model and request settings: never an endpoint, a key or a class
+            kept = {k: v for k, v in state.items() if k in PROVIDER_SETTINGS or k in ("model_type", "num_retries")}
+            values["lm"] = LM(state["model"], **kept)
     if values.get("adapter") is not None:
         values["adapter"] = adapter_from_name(values["adapter"])
     return values

@@ -74,6 +74,7 @@ class DSPyLMMixin:
     model: str
     defaults: dict[str, Any]
     model_type: str = "chat"
+    retry: Any
 
     @property
     def default_adapter(self) -> Any:
@@ -180,6 +181,31 @@ class DSPyLMMixin:
         if len(GLOBAL_HISTORY) > MAX_HISTORY_SIZE:
             del GLOBAL_HISTORY[: len(GLOBAL_HISTORY) - MAX_HISTORY_SIZE]
 
+    def dump_state(self) -> dict[str, Any]:
+        """DSPy's LM state: class path (``lm_class``), model, model type, cache, retries and default settings.
+
+        Never a key, a base URL or headers (those are not request settings here). ElixirML's
+        loaders do not build an LM from it (see docs/dspy.md); ``dspy.load_settings`` builds
+        ``dspy.LM(model, **settings)`` again.
+        """
+        defaults = {k: v for k, v in self.defaults.items() if k not in ("api_key", LM_CLASS_STATE_KEY)}
+        extra = defaults.pop("extra", None) or {}
+        cache = getattr(self, "cache", True)
+        return {
+            LM_CLASS_STATE_KEY: f"{type(self).__module__}.{type(self).__qualname__}",
+            "model": self.model,
+            "model_type": self.model_type,
+            "cache": cache if cache is None or isinstance(cache, (bool, str)) else True,
+            "num_retries": self.retry.retries if hasattr(self, "retry") else 0,
+            **defaults,
+            **{k: v for k, v in extra.items() if k not in ("api_key", LM_CLASS_STATE_KEY)},
+            **self._dspy_state_extras(),
+        }
+
+    def _dspy_state_extras(self) -> dict[str, Any]:
+        """More of DSPy's state keys of this LM class (``dspy.LM``: its fine-tuning keywords)."""
+        return {}
+
     def copy(self, **changes: Any) -> Any:
         """A copy with some default request settings changed (DSPy's ``lm.copy(temperature=...)``)."""
         import copy as _copy
@@ -216,6 +242,7 @@ class BaseLM(DSPyLMMixin, _lm.LM):
         cache: Any = True,
         **kwargs: Any,
     ) -> None:
+        kwargs.pop(LM_CLASS_STATE_KEY, None)  # a saved state's class marker is never a setting
         settings = {k: v for k, v in kwargs.items() if k in PROVIDER_SETTINGS}
         options = {k: kwargs.pop(k) for k in ("num_retries", "timeout", "history_size") if k in kwargs}
         self.extra_kwargs = {k: v for k, v in kwargs.items() if k not in settings}

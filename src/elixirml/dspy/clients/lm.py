@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...lm import PROVIDER_SETTINGS, LiteLLMLM
-from .base_lm import DSPyLMMixin
+from .base_lm import LM_CLASS_STATE_KEY, DSPyLMMixin
 
 __all__ = ["LM"]
 
@@ -44,6 +44,7 @@ class LM(DSPyLMMixin, LiteLLMLM):
         num_retries: int = 3,
         **kwargs: Any,
     ) -> None:
+        kwargs.pop(LM_CLASS_STATE_KEY, None)  # a saved state's class marker is never a setting
         kept = {name: kwargs.pop(name, None) for name in _KEPT}
         extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in PROVIDER_SETTINGS and k not in _LM_OPTIONS}
         if extra:
@@ -65,6 +66,13 @@ class LM(DSPyLMMixin, LiteLLMLM):
 
     def __repr__(self) -> str:
         return f"LM(model={self.model!r})"
+
+    def _dspy_state_extras(self) -> dict[str, Any]:
+        return {
+            "finetuning_model": getattr(self, "finetuning_model", None),
+            "launch_kwargs": dict(getattr(self, "launch_kwargs", None) or {}),
+            "train_kwargs": dict(getattr(self, "train_kwargs", None) or {}),
+        }
 
 
 _LM_OPTIONS = frozenset(
