@@ -261,3 +261,13 @@ def test_a_dspy_lm_that_overrides_call_is_called_and_may_call_super() -> None:
     slow = Slow([{"answer": "Rome"}])
     assert em.Predict(QA, adapter=DSPyChatAdapter())(question="Capital?", lm=slow).answer == "Rome"
     assert slow.wrapped
+
+
+def test_a_dspy_format_fallback_counts_the_answer_it_replaced():
+    """DSPy's chat format falls back to its JSON format; the usage is both answers', as for ElixirML's adapters."""
+    lm = em.DummyLM(["no fields at all", '{"answer": "Paris"}'])
+    adapter = em.adapters.DSPyChatAdapter(use_json_adapter_fallback=True)
+    pred = em.Predict("question -> answer", lm=lm, adapter=adapter)(question="q")
+    assert pred.answer == "Paris" and len(lm.requests) == 2
+    assert pred.usage["calls"] == 2
+    assert pred.usage["total_tokens"] == sum(e["usage"]["total_tokens"] for e in lm.history)

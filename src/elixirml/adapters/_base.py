@@ -11,7 +11,7 @@ import dataclasses
 import json
 import re
 import typing
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import pydantic
@@ -602,16 +602,9 @@ class Adapter:
         except OutputError as failed:
             if self.fallback is None:
                 raise
-            try:  # what the fallback returns or raises also counts the usage of the answer that failed
-                outputs, response, messages = await self.fallback.acall(
-                    lm, signature, demos, inputs, settings, feedback=feedback
-                )
-            except OutputError as exc:
-                exc.usage = _summed(failed.usage, exc.usage)
-                raise
-            total = _summed(failed.usage, response.usage)
-            if failed.usage is not None and total is not None:  # a copy: the cache may hold this response
-                response = dataclasses.replace(response, usage=total)
+            return await after_failed_answer(
+                failed, self.fallback.acall(lm, signature, demos, inputs, settings, feedback=feedback)
+            )
         return outputs, response, messages
 
     async def _send_and_parse(
@@ -697,6 +690,21 @@ class _Parse:
         except ValidationError as exc:  # keep the answer that broke the rule, for feedback
             exc.completion = response.text
             raise
+
+
+async def after_failed_answer(
+    failed: OutputError, fallback: Awaitable[tuple[list[dict[str, Any]], LMResponse, list[Message]]]
+) -> tuple[list[dict[str, Any]], LMResponse, list[Message]]:
+    """A fallback adapter's answer (or error) in place of one that failed, with that answer's usage counted too."""
+    try:
+        outputs, response, messages = await fallback
+    except OutputError as exc:
+        exc.usage = _summed(failed.usage, exc.usage)
+        raise
+    total = _summed(failed.usage, response.usage)
+    if failed.usage is not None and total is not None:  # a copy: the cache may hold this response
+        response = dataclasses.replace(response, usage=total)
+    return outputs, response, messages
 
 
 def _summed(*usages: Usage | None) -> Usage | None:

@@ -38,7 +38,7 @@ import pydantic_core
 from ..errors import AdapterParseError
 from ..lm import LM, LMResponse, Message
 from ..schema import Code, FieldSpec, History, Image, Signature, ToolCalls, allows_none
-from ._base import Adapter, is_tools_field
+from ._base import Adapter, after_failed_answer, is_tools_field
 from ._chat import ChatAdapter
 
 __all__ = ["DSPyChatAdapter", "DSPyJSONAdapter", "DSPyXMLAdapter"]
@@ -963,11 +963,13 @@ class DSPyChatAdapter(ChatAdapter):
         merged = type(settings)(request) if type(settings) is not dict else request
         try:
             response = await lm.arequest(messages, validate=validate, settings=merged)
-        except AdapterParseError:
+        except AdapterParseError as failed:
             fallback = self._fallback_adapter()
             if fallback is None:
                 raise
-            return await fallback._em_acall(lm, signature, demos, inputs, settings, feedback=feedback)
+            return await after_failed_answer(
+                failed, fallback._em_acall(lm, signature, demos, inputs, settings, feedback=feedback)
+            )
         return parsed[-1], response, messages
 
 
