@@ -127,7 +127,14 @@ def _redact_named(match: re.Match[str]) -> str:
 
 
 def _url_has_secret(text: str) -> bool:
-    return "://" in text and redact_url(text) != text
+    """Whether a URL in ``text`` (a URL, or free text such as an error message) carries a password or a key.
+
+    Each URL in it is judged by what :func:`redact_url` hides, not by whether the text changes:
+    free text is no URL (``"Error: ... https://host/v1"`` would read as scheme ``error``).
+    """
+    if "://" not in text:
+        return False
+    return any(redact_url(url).count(REDACTED) > url.count(REDACTED) for url in _URL.findall(text))
 
 
 def find_secrets(value: Any, path: str = "") -> list[str]:

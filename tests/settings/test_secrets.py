@@ -70,3 +70,19 @@ def test_user_data_named_like_a_credential_is_stored(tmp_path):
     store.add_execution(program_name="checker", inputs={"password": "x"}, outputs={"token": "y"}, trace=[])
     assert find_secrets({"demos": [{"api_key": "not ours to judge"}]}) == []
     store.close()
+
+
+def test_an_error_message_that_names_a_url_is_stored_and_a_url_with_a_password_in_it_is_not(tmp_path):
+    # what a run without OPENAI_API_KEY records as its error: `elixirml run` showed a credentials refusal instead
+    message = (
+        "ConfigurationError: LM('openai/gpt-4o') has no API key for https://api.openai.com/v1: pass api_key=... "
+        "to em.LM or set the OPENAI_API_KEY environment variable before the first request."
+    )
+    assert find_secrets({"error": message}) == []
+    assert find_secrets({"error": "HTTPS://API.EXAMPLE.COM/v1 refused the request"}) == []
+    assert find_secrets({"error": "Error: cannot reach http://u:pw@host/v1 (timed out)"}) == ["error"]
+    assert find_secrets({"error": "see https://host/v1?api_key=k1234 for details"}) == ["error"]
+    store = em.Store(f"sqlite:///{tmp_path / 's.db'}")
+    store.add_execution(program_name="p", inputs={}, outputs={}, trace=[{"error": message}])
+    assert store.last_execution()["trace"][0]["error"] == message
+    store.close()
