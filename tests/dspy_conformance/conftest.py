@@ -16,6 +16,7 @@ Each file runs in its own process (``run.py``), as DSPy's README asks.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -130,6 +131,20 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
         reason = xfails.get(_test_id(item))
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
+    """Collect garbage before a failure is formatted.
+
+    A test that fails leaves garbage behind (LiteLLM's coroutines that were never awaited, for
+    one); when the collector happens to run inside pytest's ``ast`` parsing of the failing
+    source, their finalizers' warnings break CPython 3.11's AST constructor ("recursion depth
+    mismatch", an INTERNALERROR that ends the file's run). Collecting here runs them first.
+    """
+    if call.excinfo is not None:
+        gc.collect()
+    yield
 
 
 def pytest_runtest_logreport(report: Any) -> None:

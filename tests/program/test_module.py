@@ -184,3 +184,49 @@ def test_a_module_is_not_compiled_until_marked_and_then_hides_its_predictors():
     assert [n for n, _ in program.named_parameters()] == ["extra[0]", "extra[1]['k']"]
     assert "self.inner.step" not in [n for n, _ in program.named_sub_modules(skip_compiled=True)]
     assert "self.inner.step" in [n for n, _ in program.named_sub_modules()]
+
+
+class Add(em.Module):
+    def forward(self, a, b=0):
+        if a == 42:
+            raise ValueError("no 42")
+        return a + b
+
+
+def test_parallel_takes_dspy_inputs_nested_pairs_and_failure_options(caplog):
+    add = Add()
+    parallel = em.Parallel(num_threads=2)
+    nested = [(add, (1, 2)), (add, {"a": 3}), (parallel, [(add, (4,)), (add, em.Example(a=5).with_inputs("a"))])]
+    assert parallel(nested) == [3, 3, [4, 5]]  # a tuple is positional, a dict keywords, a list a nested Parallel
+    assert parallel.timeout == 120 and parallel.straggler_limit == 3 and parallel.num_threads == 2
+    with pytest.raises(ValueError, match="no 42"):  # by default the first failure is raised
+        parallel([(add, (1,)), (add, (42,))])
+    tolerant = em.Parallel(return_failed_examples=True, provide_traceback=True)
+    with caplog.at_level("ERROR", logger="elixirml"):
+        results, failed, errors = tolerant([(add, (1,)), (add, (42,))])
+    assert results == [1, None] and failed == [(42,)] and str(errors[0]) == "no 42"
+    assert "Parallel: input 1 failed: ValueError: no 42" in caplog.text and "Traceback" in caplog.text
+    whole = em.Parallel(access_examples=False)
+    with pytest.raises(TypeError):  # the Example itself is the one positional argument: Add gets no 'a' keyword
+        whole([(Add(), em.Example(b=1).with_inputs("b"))])
+    with pytest.raises(em.errors.ConfigurationError, match="must be an Example, a dict, a tuple"):
+        parallel([(add, 7)])
+
+
+def test_batch_straggler_limit_starts_a_slow_input_again_and_keeps_the_first_to_finish():
+    attempts = {}
+
+    class Sometimes(em.Module):
+        async def aforward(self, n):
+            attempts[n] = attempts.get(n, 0) + 1
+            if n == 2 and attempts[n] == 1:
+                await asyncio.sleep(30)  # the first attempt hangs: its second attempt answers
+            return n * 10
+
+    examples = [em.Example(n=i).with_inputs("n") for i in range(4)]
+    assert Sometimes().batch(examples, timeout=0.2, straggler_limit=3) == [0, 10, 20, 30]
+    assert attempts == {0: 1, 1: 1, 2: 2, 3: 1}  # only the straggler ran twice; its hanging attempt was cancelled
+    attempts.clear()
+    results, failed, errors = Sometimes().batch(examples, timeout=0.2, return_failed_examples=True)
+    assert results == [0, 10, None, 30] and failed == [examples[2]]
+    assert isinstance(errors[0], TimeoutError)  # alone, timeout is a hard limit

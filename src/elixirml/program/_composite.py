@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError, UserError
-from ..runtime import gather_bounded
 from ..schema import Example, InputField, OutputField, Prediction, ensure_signature, make_signature
 from . import _assertions, _trace
 from ._module import Module
@@ -221,26 +220,101 @@ class MultiChainComparison(Module):
 
 
 class Parallel(Module):
-    """Run many (module, inputs) pairs concurrently; results keep the input order.
+    """Run many ``(module, inputs)`` pairs concurrently; results keep the input order.
+
+    The inputs of a pair, as in DSPy: an :class:`~elixirml.Example` gives its inputs as keywords
+    (the example itself, positionally, with ``access_examples=False``); a dict gives keywords;
+    a tuple gives positional arguments; a list is the pairs of a nested ``Parallel``. Callbacks
+    see each pair's call as a child of the module that called the ``Parallel`` (which is a
+    runner, not a step of its own, as in DSPy).
 
     Args:
         concurrency: pairs in flight at once (``num_threads`` is accepted as an alias).
+        num_threads: DSPy's name for ``concurrency``.
+        max_errors: tolerate up to this many failures (their results are ``None``); one more
+            raises :class:`~elixirml.errors.BatchError`. By default the first failure is raised.
+        access_examples: pass an Example's inputs as keywords (True) or the Example itself.
+        return_failed_examples: return ``(results, failed_inputs, exceptions)`` as DSPy does.
+        provide_traceback: log each tolerated failure with its traceback.
+        disable_progress_bar: accepted for DSPy's code; no progress bar is shown.
+        timeout: with ``straggler_limit``, DSPy's straggler rule: once at most
+            ``straggler_limit`` pairs are unfinished, one running for ``timeout`` seconds (0:
+            never) is started once more and the first attempt to finish counts.
+        straggler_limit: see ``timeout``.
         return_exceptions: put a failure's exception in its place instead of raising.
     """
 
     def __init__(
-        self, concurrency: int = 8, *, num_threads: int | None = None, return_exceptions: bool = False
+        self,
+        concurrency: int = 8,
+        *,
+        num_threads: int | None = None,
+        max_errors: int | None = None,
+        access_examples: bool = True,
+        return_failed_examples: bool = False,
+        provide_traceback: bool | None = None,
+        disable_progress_bar: bool = False,
+        timeout: float = 120,
+        straggler_limit: int = 3,
+        return_exceptions: bool = False,
     ) -> None:
         self.concurrency = num_threads or concurrency
+        self.max_errors = max_errors
+        self.access_examples = access_examples
+        self.return_failed_examples = return_failed_examples
+        self.provide_traceback = provide_traceback
+        self.disable_progress_bar = disable_progress_bar
+        self.timeout = timeout
+        self.straggler_limit = straggler_limit
         self.return_exceptions = return_exceptions
 
-    async def aforward(self, exec_pairs: Sequence[tuple[Module, Any]]) -> list[Any]:
-        def job(module: Module, inputs: Any) -> Callable[[], Any]:
-            if isinstance(inputs, Example):
-                values = dict((inputs.inputs() if inputs.input_keys is not None else inputs).items())
-            else:
-                values = dict(inputs)
-            return lambda: module.acall(**values)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the pairs. Callbacks see each pair's module, not this runner (DSPy's ``Parallel`` is no module)."""
+        return self._call_with_usage(args, kwargs)
 
-        jobs = [job(module, inputs) for module, inputs in exec_pairs]
-        return await gather_bounded(jobs, self.concurrency, return_exceptions=self.return_exceptions)
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the pairs asynchronously (callbacks see each pair's module, as with calling it)."""
+        return await self._acall_with_usage(args, kwargs)
+
+    @property
+    def num_threads(self) -> int:
+        """DSPy's name for :attr:`concurrency`."""
+        return self.concurrency
+
+    @num_threads.setter
+    def num_threads(self, value: int) -> None:
+        self.concurrency = value
+
+    def _pair_call(self, module: Any, inputs: Any) -> Callable[[], Any]:
+        if isinstance(inputs, Example):
+            if not self.access_examples:
+                return lambda: module.acall(inputs)
+            values = dict((inputs.inputs() if inputs.input_keys is not None else inputs).items())
+            return lambda: module.acall(**values)
+        if isinstance(inputs, dict):
+            return lambda: module.acall(**inputs)
+        if isinstance(inputs, list) and isinstance(module, Parallel):
+            return lambda: module.acall(inputs)
+        if isinstance(inputs, tuple):
+            return lambda: module.acall(*inputs)
+        raise ConfigurationError(
+            f"Parallel: the inputs of a pair must be an Example, a dict, a tuple, or a list of pairs for a nested "
+            f"Parallel; got {type(inputs).__name__}"
+        )
+
+    async def aforward(self, exec_pairs: Sequence[tuple[Any, Any]], num_threads: int | None = None) -> Any:
+        from ._batch import run_batch
+
+        pairs = list(exec_pairs)
+        return await run_batch(
+            "Parallel",
+            [self._pair_call(module, inputs) for module, inputs in pairs],
+            [inputs for _, inputs in pairs],
+            concurrency=num_threads or self.concurrency,
+            return_exceptions=self.return_exceptions,
+            max_errors=self.max_errors,
+            return_failed_examples=self.return_failed_examples,
+            timeout=self.timeout,
+            straggler_limit=self.straggler_limit,
+            provide_traceback=self.provide_traceback,
+        )

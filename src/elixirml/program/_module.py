@@ -7,7 +7,7 @@ file each: ``_tree.py``, ``_state.py``, ``_rebuild.py``, ``_persist.py``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from .. import settings as _settings
@@ -172,6 +172,9 @@ class Module(ModulePersistence):
         max_errors: int | None = None,
         return_failed_examples: bool = False,
         timeout: float | None = None,
+        straggler_limit: int | None = None,
+        provide_traceback: bool | None = None,
+        disable_progress_bar: bool = False,
     ) -> Any:
         """Run on many inputs at once (Examples use their inputs; dicts are keyword arguments).
 
@@ -187,8 +190,13 @@ class Module(ModulePersistence):
                 more raises :class:`~elixirml.errors.BatchError` naming the count and the first error.
             return_failed_examples: return ``(results, failed_examples, exceptions)`` as DSPy does;
                 failures are tolerated (up to ``max_errors`` when it is given).
-            timeout: seconds one input may take; a slower one fails with ``TimeoutError``.
-                (DSPy re-submits such stragglers instead; here it counts as a failure.)
+            timeout: seconds one input may take (None or 0: no limit); a slower one fails with
+                ``TimeoutError``, unless ``straggler_limit`` is given.
+            straggler_limit: DSPy's straggler rule instead of the hard limit: once at most this
+                many inputs are unfinished, one running for ``timeout`` seconds is started once
+                more, and the first attempt to finish counts.
+            provide_traceback: log each tolerated failure with its traceback (else one line).
+            disable_progress_bar: accepted for DSPy's code; a batch shows no progress bar.
 
         Returns:
             The results, or ``(results, failed_examples, exceptions)`` with ``return_failed_examples``.
@@ -202,6 +210,8 @@ class Module(ModulePersistence):
                 max_errors=max_errors,
                 return_failed_examples=return_failed_examples,
                 timeout=timeout,
+                straggler_limit=straggler_limit,
+                provide_traceback=provide_traceback,
             )
         )
 
@@ -215,48 +225,34 @@ class Module(ModulePersistence):
         max_errors: int | None = None,
         return_failed_examples: bool = False,
         timeout: float | None = None,
+        straggler_limit: int | None = None,
+        provide_traceback: bool | None = None,
+        disable_progress_bar: bool = False,
     ) -> Any:
         """Async :meth:`batch` (same options)."""
-        from ..runtime import gather_bounded
         from ..schema import Example
-
-        concurrency = num_threads if num_threads is not None else concurrency
-        if max_errors is not None and (isinstance(max_errors, bool) or max_errors < 0):
-            raise ConfigurationError(f"batch(max_errors=...) takes an int >= 0 or None, got {max_errors!r}")
-        if timeout is not None and timeout <= 0:
-            timeout = None  # DSPy's timeout=0 turns the limit off
+        from ._batch import run_batch
 
         def inputs(item: Any) -> dict[str, Any]:
             if isinstance(item, Example):
                 return dict((item.inputs() if item.input_keys is not None else item).items())
             return dict(item)
 
-        async def run_one(item: Any) -> Any:
-            if timeout is None:
-                return await self.acall(**inputs(item))
-            import asyncio
+        def call(item: Any) -> Callable[[], Awaitable[Any]]:
+            return lambda: self.acall(**inputs(item))
 
-            return await asyncio.wait_for(self.acall(**inputs(item)), timeout)
-
-        tolerate = max_errors is not None or return_failed_examples
-        jobs = [(lambda item=item: run_one(item)) for item in examples]
-        outcomes = await gather_bounded(jobs, concurrency, return_exceptions=return_exceptions or tolerate)
-        if not tolerate:
-            return outcomes
-        failed = [(item, out) for item, out in zip(examples, outcomes) if isinstance(out, Exception)]
-        if max_errors is not None and len(failed) > max_errors:
-            from ..errors import BatchError
-
-            first = failed[0][1]
-            raise BatchError(
-                f"{type(self).__name__}.batch: {len(failed)} of {len(outcomes)} inputs failed, more than "
-                f"max_errors={max_errors}; the first: {type(first).__name__}: {first}. Fix the failing inputs "
-                "or raise max_errors."
-            ) from first
-        results = [None if isinstance(out, Exception) and not return_exceptions else out for out in outcomes]
-        if return_failed_examples:
-            return results, [item for item, _ in failed], [exc for _, exc in failed]
-        return results
+        return await run_batch(
+            f"{type(self).__name__}.batch",
+            [call(item) for item in examples],
+            examples,
+            concurrency=num_threads if num_threads is not None else concurrency,
+            return_exceptions=return_exceptions,
+            max_errors=max_errors,
+            return_failed_examples=return_failed_examples,
+            timeout=timeout,
+            straggler_limit=straggler_limit,
+            provide_traceback=provide_traceback,
+        )
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The sync body. Default: runs :meth:`aforward` to completion."""

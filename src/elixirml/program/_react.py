@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, Literal
 
 from .. import settings as _settings
+from .._log import logger
 from ..adapters import adapter_for
 from ..errors import ConfigurationError, ContextWindowExceededError, OutputError
 from ..runtime import run_sync
@@ -25,8 +25,6 @@ FINISHED = "Completed."
 #: How often a step is asked again, each time without the oldest tool call, when the prompt is
 #: longer than the model's context window (DSPy's number).
 TRUNCATION_ATTEMPTS = 3
-
-_log = logging.getLogger("elixirml.program")
 
 
 def observation_text(value: Any) -> str:
@@ -212,10 +210,10 @@ class ReAct(Module):
             try:
                 step = yield from self._truncating(self.react, trajectory, inputs)
             except ContextWindowExceededError as exc:
-                _log.warning("ReAct: ending the trajectory: %s", exc)
+                logger().warning("ReAct: ending the trajectory: %s", exc)
                 break
             except OutputError as exc:
-                _log.warning("ReAct: ending the trajectory: the agent's step could not be used: %s", exc)
+                logger().warning("ReAct: ending the trajectory: the agent's step could not be used: %s", exc)
                 break
             name, args = step.next_tool_name, step.next_tool_args
             if name == "finish":
@@ -239,7 +237,7 @@ class ReAct(Module):
             try:
                 return (yield _Call(module, {**inputs, "trajectory": format_trajectory(trajectory)}))
             except ContextWindowExceededError as exc:
-                _log.warning("ReAct: the trajectory exceeded the context window; dropping its oldest tool call")
+                logger().warning("ReAct: the trajectory exceeded the context window; dropping its oldest tool call")
                 last = exc
                 trajectory = self.truncate_trajectory(trajectory)
         raise ContextWindowExceededError(

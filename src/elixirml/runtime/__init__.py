@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_getattr
-from ._batch import gather_bounded, stream_bounded
+from ._batch import gather_bounded, gather_resubmitting, stream_bounded
 from ._callbacks import (
     ACTIVE_CALL_ID,
     Callback,
@@ -77,6 +77,7 @@ __all__ = [
     "end_callback",
     "extract_trace_context",
     "gather_bounded",
+    "gather_resubmitting",
     "instrument",
     "instrument_async",
     "notify_callbacks",

@@ -47,6 +47,64 @@ async def gather_bounded(
         raise
 
 
+async def gather_resubmitting(
+    jobs: Sequence[Callable[[], Awaitable[T]]],
+    concurrency: int,
+    *,
+    timeout: float,
+    straggler_limit: int,
+    return_exceptions: bool = False,
+) -> list[T | BaseException]:
+    """:func:`gather_bounded` with DSPy's rule for stragglers: a slow job is started once more.
+
+    Once at most ``straggler_limit`` jobs are unfinished, a job that has been running for
+    ``timeout`` seconds gets a second attempt (once; it does not wait for a slot); whichever
+    attempt finishes first is the job's result, and the other is cancelled. Each job is a
+    factory, called again for the second attempt.
+    """
+    import asyncio
+
+    _check(concurrency)
+    loop = asyncio.get_running_loop()
+    sem = asyncio.Semaphore(concurrency)
+    started: dict[int, float] = {}
+    outcomes: dict[int, tuple[Any, BaseException | None]] = {}
+
+    async def first(index: int) -> T:
+        async with sem:
+            started[index] = loop.time()
+            return await jobs[index]()
+
+    tries: dict[asyncio.Future[T], int] = {asyncio.ensure_future(first(i)): i for i in range(len(jobs))}
+    again: set[int] = set()
+    try:
+        while len(outcomes) < len(jobs):
+            done, _ = await asyncio.wait(tries, timeout=min(1.0, timeout / 4), return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                index = tries.pop(task)
+                if index in outcomes or task.cancelled():
+                    continue
+                error = task.exception()
+                if error is not None and not return_exceptions:
+                    raise error
+                outcomes[index] = (None if error is not None else task.result(), error)
+                for other, other_index in list(tries.items()):  # the slower attempt of the same job
+                    if other_index == index:
+                        other.cancel()
+            unfinished = [i for i in range(len(jobs)) if i not in outcomes]
+            if len(unfinished) <= straggler_limit:
+                now = loop.time()
+                for index in unfinished:
+                    if index in started and index not in again and now - started[index] >= timeout:
+                        again.add(index)
+                        tries[asyncio.ensure_future(jobs[index]())] = index
+        return [error if error is not None else value for value, error in (outcomes[i] for i in range(len(jobs)))]
+    finally:
+        for task in tries:
+            task.cancel()
+        await asyncio.gather(*tries, return_exceptions=True)
+
+
 async def stream_bounded(
     jobs: Sequence[Callable[[], Awaitable[T]]], concurrency: int, *, return_exceptions: bool = False
 ) -> AsyncGenerator[tuple[int, T | BaseException], None]:
