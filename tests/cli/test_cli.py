@@ -326,7 +326,9 @@ def test_lm_option_takes_a_factory_so_a_stored_program_runs_on_a_test_double(wor
     (workspace / "newcomer_lms.py").write_text(
         "import elixirml as em\n\n"
         "def make_lm():\n"
-        "    return em.FunctionLM(lambda messages, settings: {'answer': 'from factory'})\n"
+        "    return em.FunctionLM(lambda messages, settings: {'answer': 'from factory'})\n\n"
+        "def forgot_return():\n"
+        "    em.FunctionLM(lambda messages, settings: {'answer': 'never used'})\n"
     )
     monkeypatch.syspath_prepend(str(workspace))
     em.Store().save(em.Predict("question -> answer"), "qa")
@@ -338,6 +340,9 @@ def test_lm_option_takes_a_factory_so_a_stored_program_runs_on_a_test_double(wor
     assert "cannot import 'no_such_lms_module'" in missing.output and "Traceback" not in missing.output
     not_callable = runner.invoke(app, ["--lm", "newcomer_lms:nothing", "run", "qa", "-i", "question=hi"])
     assert not_callable.exit_code == 2 and "has no callable 'nothing'" in not_callable.output
+    # a factory that returns nothing is said, not replaced by the default LM
+    nothing = runner.invoke(app, ["--lm", "newcomer_lms:forgot_return", "run", "qa", "-i", "question=hi"])
+    assert nothing.exit_code == 2 and "forgot_return() returned None" in nothing.output, nothing.output
 
 
 def test_lm_option_finds_a_factory_in_the_folder_the_command_runs_in(workspace, monkeypatch):

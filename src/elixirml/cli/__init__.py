@@ -135,7 +135,13 @@ def _lm_from_option(spec: str) -> Any:
             raise errors.ConfigurationError(
                 f"--lm {spec!r}: {module} has no callable {attribute!r}; name a function that returns an LM"
             )
-        return factory()
+        made = factory()
+        if made is None:  # configure(lm=None) would fall back to the default LM without a word
+            raise errors.ConfigurationError(
+                f"--lm {spec!r}: {module}.{attribute}() returned None; make it return an LM (an em.LM, or a "
+                "model name such as 'openai/<model>')"
+            )
+        return made
     from ..lm import LM
 
     return LM(spec)
