@@ -51,7 +51,8 @@ class Settings:
         store: the store URL or object used by optimizers and evaluation (store issue).
         max_tokens: default cap on generated tokens when neither the LM nor the call sets one.
         trace: whether predictor calls are recorded in the current trace.
-        history_size: how many recent calls each LM keeps in ``lm.history``.
+        history_size: how many recent calls each LM keeps in ``lm.history`` (read when the LM
+            is built) and each predictor in ``predict.history`` (read at each call).
         track_usage: attach each module call's token usage, by model, to the Prediction it
             returns (read it with ``prediction.get_lm_usage()``), as DSPy's setting does.
         max_trace_size: the most predictor calls one open trace keeps (the oldest are dropped).

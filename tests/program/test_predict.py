@@ -265,3 +265,18 @@ def test_load_state_takes_the_saved_signatures_name_and_texts():
     loaded = em.Predict(Other).load_state(original.dump_state())
     assert loaded.signature.dump_state() == original.signature.dump_state()
     assert Other.__name__ == "Other"  # the class given is not changed
+
+
+def test_a_predictor_keeps_its_recent_calls_in_its_history():
+    lm = em.DummyLM([{"answer": str(i)} for i in range(6)])
+    predict = em.Predict("question -> answer", lm=lm)
+    with em.context(history_size=3):
+        for i in range(4):
+            predict(question=f"q{i}")
+    assert len(predict.history) == 3
+    assert predict.history[-1]["outputs"] and "q3" in predict.history[-1]["messages"][-1]["content"]
+    assert predict.history[-1]["model"] == "dummy"
+    assert len(predict.deepcopy().history) == 0  # a copy starts with none
+    with em.context(history_size=0):
+        predict(question="q4")
+    assert len(predict.history) == 0

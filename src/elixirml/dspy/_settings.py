@@ -59,6 +59,11 @@ def _split(changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     shared: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for name, value in changes.items():
+        if name == "max_history_size" or (name == "disable_history" and value):
+            # DSPy's bound of the LMs' and modules' histories is ElixirML's history_size (0: none kept)
+            shared["history_size"] = 0 if name == "disable_history" else value
+            extra[name] = value
+            continue
         if name in _SHARED:
             if name == "callbacks":
                 value = list(value or [])

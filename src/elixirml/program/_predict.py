@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..lm import (
     LM,
+    History,
     LMResponse,
     Usage,
     check_settings,
@@ -77,7 +78,23 @@ _UNSET = object()
 # Request settings only code may give a predictor: a saved file that sets them is refused.
 _CODE_ONLY_SETTINGS = frozenset({"cache", "rollout_id", "tools", "tool_choice"})
 # Attributes whose changes a rebuild carries over one by one (see Predict._changes_since_construction).
-_PREDICTOR_STATE = frozenset({"signature", "demos", "config", "lm", "decoding", "adapter"})
+_PREDICTOR_STATE = frozenset({"signature", "demos", "config", "lm", "decoding", "adapter", "history"})
+#: The most characters (prompts and answers) a predictor's ``history`` keeps.
+PREDICTOR_HISTORY_BYTES = 1024 * 1024
+
+
+class PredictorHistory(History):
+    """A predictor's recent LM calls (DSPy's per-module ``history``), newest last.
+
+    At most the setting ``history_size`` entries (read at each call; 0 keeps none) and
+    :data:`PREDICTOR_HISTORY_BYTES` characters. A copy of the predictor starts with an empty one.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PredictorHistory:
+        return PredictorHistory(maxlen=self.maxlen, max_bytes=self.max_bytes)
+
+    def __copy__(self) -> PredictorHistory:
+        return PredictorHistory(maxlen=self.maxlen, max_bytes=self.max_bytes)
 
 
 def _names_adapters(variable: Variable) -> bool:
@@ -206,6 +223,7 @@ class Predict(Module):
                     "each demo is an em.Example or a dict of field values"
                 )
         self.demos: list[Any] = list(demos or [])
+        self.history = PredictorHistory(maxlen=_settings.current().history_size, max_bytes=PREDICTOR_HISTORY_BYTES)
         if isinstance(lm, str):
             lm = LM(lm)  # a model name: built now, so a name that names no LM fails here, not at the first call
         elif lm is not None and not isinstance(lm, LM):
@@ -421,6 +439,8 @@ class Predict(Module):
                 model, adapter, use_demos, values, settings, feedback, current.output_retries
             )
             text, cached = response.text, response.cached
+        if current.history_size or self.__dict__.get("history"):
+            self._remember(current.history_size, model, messages, settings, text, usage, cached)
         prediction = Prediction.from_completions(outputs, usage)
         if run is not None:
             run.last_call = _assertions.LastCall(self, text, prediction)
@@ -444,6 +464,33 @@ class Predict(Module):
             if len(entries) > current.max_trace_size:
                 del entries[: len(entries) - current.max_trace_size]
         return prediction
+
+    def _remember(
+        self,
+        size: int,
+        model: LM,
+        messages: list[dict[str, Any]],
+        settings: dict[str, Any],
+        text: str,
+        usage: dict[str, Any],
+        cached: bool,
+    ) -> None:
+        """Add this call to the predictor's ``history`` (bounded by the setting ``history_size``)."""
+        history = self.__dict__.get("history")
+        if not isinstance(history, PredictorHistory) or history.maxlen != size:
+            history = self.history = PredictorHistory(history or (), maxlen=size, max_bytes=PREDICTOR_HISTORY_BYTES)
+        if size:
+            history.append(
+                {
+                    "model": model.model,
+                    "messages": messages,
+                    "settings": dict(settings),
+                    "outputs": [text],
+                    "usage": usage,
+                    "cached": cached,
+                    "timestamp": time.time(),
+                }
+            )
 
     def _report_inputs(self, inputs: dict[str, Any], mismatches: bool) -> None:
         """Log, as DSPy does, inputs the signature does not have and (when asked) inputs of the wrong type."""
