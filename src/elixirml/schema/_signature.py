@@ -586,7 +586,7 @@ class Signature(metaclass=SignatureMeta):
         found = []
         for name, spec in cls.input_fields.items():
             value = values.get(name)
-            if value is None or not spec.typed or (spec.annotation is str and type(value) is str):
+            if value is None or not spec.typed or type(value) is spec.annotation:  # the common case, at once
                 continue
             if not value_has_type(value, spec.annotation):
                 found.append(name)

@@ -267,7 +267,7 @@ def value_has_type(value: Any, annotation: Any) -> bool:
     unions by any member; a list of texts counts as a ``str`` (numbered passages), an ``int`` as
     a ``float``. A form this cannot check (a generic class, ``Annotated``'s metadata) counts as a match.
     """
-    if annotation is Any or annotation is None:
+    if type(value) is annotation or annotation is Any or annotation is None:
         return True
     if annotation is type(None):
         return value is None
