@@ -169,7 +169,7 @@ class TryInstructions(em.optimizers.Optimizer):
         configuration = {"instructions": state.search.pop(0)}
         candidate = state.program.with_configuration(configuration)
         self.record_trial(state, configuration, self.evaluate(candidate, state.valset), candidate)
-        return True
+        return bool(state.search)  # done with the last candidate: the run ends without another budget check
 
 
 def test_an_original_kept_unscored_does_not_report_the_proposals_score():
@@ -190,3 +190,21 @@ def test_an_original_kept_unscored_does_not_report_the_proposals_score():
     assert result.best_configuration == {"instructions": program.signature.instructions}
     assert result.best_score == 0.0  # nothing scored the returned program: not the proposal's 100
     assert result.details["proposals"][0]["chosen"] is False
+
+
+def test_a_budget_that_cuts_the_final_comparison_short_is_why_the_run_stopped():
+    em.configure(
+        lm=em.FunctionLM(lambda messages, settings: task_answer(messages[0]["content"], messages[-1]["content"]))
+    )
+    optimizer = TryInstructions(exact, ["Echo it in capitals."], display_progress=False)
+    optimizer.compile(em.Predict("question -> answer"), trainset=data(6), max_lm_calls=9)
+    result = optimizer.last_result
+    # the search finished; scoring the original on the validation set ran out of LM calls half way
+    assert [t.status for t in result.trials] == ["complete", "budget"]
+    assert "budget" in result.details["instruction_choice"]["reason"]
+    assert result.stopped == "max_lm_calls"
+    store = em.Store()
+    try:
+        assert store.run(result.run_id)["status"] == "stopped"
+    finally:
+        store.close()

@@ -346,9 +346,12 @@ class Optimizer:
     def score_on_valset(self, state: OptimizationState, configuration: Mapping[str, Any]) -> Trial | None:
         """Score ``configuration`` on the whole validation set as a trial; None when a budget stops it.
 
-        Nothing is started once a budget is spent.
+        Nothing is started once a budget is spent; the budget that stops it is the run's
+        ``last_result.stopped`` (the run did not finish what it set out to do).
         """
-        if self.budget_spent(state) is not None:
+        spent = self.budget_spent(state)
+        if spent is not None:
+            self.run.stopped = spent
             return None
         started = time.perf_counter()
         try:
@@ -358,7 +361,8 @@ class Optimizer:
             return self.record_trial(
                 state, configuration, result, candidate, usage=usage, wall_time=time.perf_counter() - started
             )
-        except (_StopOptimization, BudgetExceededError):
+        except (_StopOptimization, BudgetExceededError) as stop:
+            self.run.stopped = stop.reason if isinstance(stop, _StopOptimization) else "max_lm_calls"
             return None
 
     # ------------------------------------------------------------------ helpers for subclasses
@@ -689,6 +693,7 @@ class Optimizer:
                         stopped = stop.reason if isinstance(stop, _StopOptimization) else "max_lm_calls"
                         progress.note(f"stopped at budget limit {stopped}; keeping the best so far")
                     final = self.finalize(state)
+                    stopped = stopped or run.stopped  # a budget that cut the final comparison short
                     choice = state.text_choice
                     if choice is not None and "changed" in choice:
                         verdict = "kept" if choice["kept"] == "proposed" else "not kept"

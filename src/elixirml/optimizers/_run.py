@@ -32,6 +32,7 @@ class OptimizerRun:
         started: when this leg started (``time.perf_counter()``).
         metric_calls: examples scored, earlier legs included.
         kept: the run state kept last, but for its spend.
+        stopped: the budget that stopped a scoring outside a step (the final comparison of texts), or None.
     """
 
     budget: dict[str, Any]
@@ -42,6 +43,7 @@ class OptimizerRun:
     started: float = 0.0
     metric_calls: int = 0
     kept: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stopped: str | None = None
 
 
 class CallLedger(CallBudget):
