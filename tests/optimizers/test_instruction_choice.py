@@ -156,7 +156,7 @@ class TryInstructions(em.optimizers.Optimizer):
         self.candidates = list(candidates)
 
     def text_originals(self, state):
-        return {"instructions": state.program.signature.instructions}
+        return em.optimizers.instruction_originals(state.program)
 
     def initialize(self, state):
         state.search = list(self.candidates)
@@ -190,6 +190,7 @@ def test_an_original_kept_unscored_does_not_report_the_proposals_score():
     assert result.best_configuration == {"instructions": program.signature.instructions}
     assert result.best_score == 0.0  # nothing scored the returned program: not the proposal's 100
     assert result.details["proposals"][0]["chosen"] is False
+    assert result.optimizer == "TryInstructions"  # its class name: no `name = ...` needed
 
 
 def test_a_budget_that_cuts_the_final_comparison_short_is_why_the_run_stopped():

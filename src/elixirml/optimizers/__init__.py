@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import settings as _settings
 from ._base import OptimizationResult, OptimizationState, Optimizer, Trial
+from ._choice import instruction_originals
 from ._copro import COPRO
 from ._ensemble import Ensemble, EnsembledProgram, majority
 from ._fewshot import BootstrapFewShot, LabeledFewShot, bootstrap_demos
@@ -94,6 +95,7 @@ __all__ = [
     "Trial",
     "VariableSearch",
     "bootstrap_demos",
+    "instruction_originals",
     "majority",
     "optimizer_by_name",
 ]

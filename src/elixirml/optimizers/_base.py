@@ -193,7 +193,7 @@ class OptimizationState:
         proposal_log: the fate of every proposed text; text_choice: the final choice between
             proposed and original texts (see ``optimizers._choice``).
         search: the optimizer's own typed search state (each built-in optimizer has a dataclass
-            for it: ``COPROSearch``, ``MIPROSearch``, ...), set by its ``initialize``.
+            for it: ``COPROState``, ``MIPROState``, ...), set by its ``initialize``.
         store: the store the run is recorded in (None without one).
         fingerprint: the SHA-256 of the program, trainset and valset (a resumed run must match).
         resumed: the search state an earlier leg kept (:meth:`Optimizer.resumed_state`).
@@ -259,6 +259,7 @@ class Optimizer:
             program's class must be importable on the workers.
     """
 
+    #: The name runs, progress lines and the store know it by (a subclass that sets none: its class name).
     name = "Optimizer"
     #: Attributes that ``compile(...)`` may override for one run (DSPy passes some there).
     run_options: tuple[str, ...] = ()
@@ -305,6 +306,11 @@ class Optimizer:
         self.last_result: OptimizationResult | None = None
         # the run in progress (an idle one outside compile): budgets, spend, executor; compile makes a new one
         self.run = OptimizerRun(budget=dict(self.budget))
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in vars(cls) and cls.name == Optimizer.name:  # not "Optimizer" for every optimizer users write
+            cls.name = cls.__name__
 
     # ------------------------------------------------------------------ protocol
     def initialize(self, state: OptimizationState) -> None:
