@@ -415,7 +415,12 @@ def test_predictor_logs_inputs_of_the_wrong_type_and_unknown_inputs(caplog):
 
 def test_an_optional_input_may_be_left_out():
     sig = em.Signature("question: str, context: str | None -> answer")
-    assert sig.validate_inputs({"question": "q"}) == {"question": "q", "context": None}
+    assert sig.validate_inputs({"question": "q"}) == {"question": "q"}
+    assert sig.validate_inputs({"question": "q", "context": None}) == {"question": "q", "context": None}
+    for adapter in ("chat", "json", "plain"):
+        lm = em.DummyLM([{"answer": "a"}])
+        assert em.Predict(sig, lm=lm, adapter=adapter)(question="q").answer == "a"
+        assert "context" not in lm.requests[0]["messages"][-1]["content"]
     with pytest.raises(ValidationError, match="question"):
         sig.validate_inputs({"context": "c"})
 

@@ -557,22 +557,18 @@ class Signature(metaclass=SignatureMeta):
           ``UserWarning`` naming the field, as DSPy does; ``em.configure(warn_on_type_mismatch=False)``
           silences the warning, and ``em.configure(strict_inputs=True)`` raises instead.
         - An input whose type allows ``None`` (``context: str | None``) and that has no default
-          may be left out: it is ``None``.
+          may be left out: it stays out of the result (and of the prompt), as in DSPy.
 
         Raises:
             ValidationError: a required input is missing (or ``None``), a value breaks a rule of
                 its field, or a value has the wrong type under ``strict_inputs=True``.
         """
-        try:
-            return _validate(cls, "input", values)
-        except ValidationError:
-            converted = _convert_lossless(cls, values)
-            if converted is None:
-                return _lenient_inputs(cls, values)
-        try:
-            return _validate(cls, "input", converted)
-        except ValidationError:
-            return _lenient_inputs(cls, converted)
+        validated = _checked_inputs(cls, values)
+        optional = cls.memo("optional_inputs", _optional_inputs, cls)
+        for name in optional:  # left out, it stays out (DSPy's prompt has no section for it)
+            if name not in values:
+                validated.pop(name, None)
+        return validated
 
     @classmethod
     def input_type_mismatches(cls, values: Mapping[str, Any]) -> list[str]:
@@ -664,6 +660,24 @@ def format_sequence(items: list[Any] | tuple[Any, ...]) -> str:
         text = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False, default=str)
         lines.append(f"[{i}] «{text}»")
     return "\n".join(lines)
+
+
+def _checked_inputs(sig: type[Signature], values: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _validate(sig, "input", values)
+    except ValidationError:
+        converted = _convert_lossless(sig, values)
+        if converted is None:
+            return _lenient_inputs(sig, values)
+    try:
+        return _validate(sig, "input", converted)
+    except ValidationError:
+        return _lenient_inputs(sig, converted)
+
+
+def _optional_inputs(sig: type[Signature]) -> tuple[str, ...]:
+    """The inputs that may be left out without a default: their type allows ``None``."""
+    return tuple(n for n, f in sig.input_fields.items() if f.required and allows_none(f.annotation))
 
 
 def _convert_lossless(sig: type[Signature], values: dict[str, Any]) -> dict[str, Any] | None:
