@@ -770,3 +770,53 @@ def test_a_resumed_mipro_run_keeps_its_trials_proposals_and_final_comparison(sto
         e["instruction"] for e in whole.details["proposals"]
     ]
     assert resumed.details["instruction_choice"] == whole.details["instruction_choice"]
+
+
+def test_a_leg_stopped_by_a_budget_keeps_the_searchs_best_not_the_final_choice(store_url):
+    # round 0 proposes "lucky" (right on 2 rows of 6: the best by mean, but noise) and "plain" (no row);
+    # round 1 proposes "faint" (a tenth of a point on every row: 10%, worse than lucky by mean)
+    def lm():
+        basic = {"n": 0}
+
+        def answer(messages, settings):
+            system, user = messages[0]["content"], messages[-1]["content"]
+            if "I will give you instructions I tried" in system:
+                return {"proposed_instruction": "Echo the word, faint."}
+            if "Write a better instruction" in system:
+                basic["n"] += 1
+                return {"proposed_instruction": "Echo the word, lucky." if basic["n"] == 1 else "Echo the word, plain."}
+            word = re.search(r"echo (w\d+)", user).group(1)
+            if "lucky" in system and word in ("w0", "w1"):
+                return {"answer": word.upper()}
+            return {"answer": word + "." if "faint" in system else "nope"}
+
+        return em.FunctionLM(answer)
+
+    def partial(example, prediction, trace=None):
+        return (
+            1.0
+            if prediction.answer == example.answer
+            else 0.1
+            if prediction.answer == example.answer.lower() + "."
+            else 0.0
+        )
+
+    def run(run_id, **budget):
+        optimizer = copro(partial, display_progress=False)
+        compiled = optimizer.compile(em.Predict("question -> answer"), trainset=data(6), resume=run_id, **budget)
+        return compiled, optimizer.last_result
+
+    em.configure(lm=lm())
+    expected, whole = run("copro-whole-choice")
+    assert whole.details["instruction_choice"]["kept"] == "original"  # lucky is the best, and noise
+
+    em.configure(lm=lm())
+    _, first = run("copro-choice-legs", max_trials=3)  # the original, lucky and plain: round 0 only
+    assert first.stopped == "max_trials" and first.details["instruction_choice"]["kept"] == "original"
+    _, state = kept(store_url, "copro-choice-legs")
+    assert "lucky" in state["state"]["best"]["configuration"]["instructions"]  # the search's best, not the choice
+    compiled, second = run("copro-choice-legs")
+    # faint does not beat lucky, so the search's best stays lucky and the original is kept, as in the whole run
+    assert compiled.signature.instructions == expected.signature.instructions
+    assert second.details["instruction_choice"]["kept"] == "original"
+    assert [t.score for t in second.trials] == [t.score for t in whole.trials]

@@ -191,7 +191,9 @@ class OptimizationState:
         row_scores: each full trial's per-row scores (trial number -> scores in validation
             order), for paired comparisons.
         proposal_log: the fate of every proposed text; text_choice: the final choice between
-            proposed and original texts (see ``optimizers._choice``).
+            proposed and original texts (see ``optimizers._choice``); searched_best: the best
+            score and configuration the search found before that choice (what a resumed leg
+            searches on from), once it is made.
         search: the optimizer's own typed search state (each built-in optimizer has a dataclass
             for it: ``COPROState``, ``MIPROState``, ...), set by its ``initialize``.
         store: the store the run is recorded in (None without one).
@@ -220,6 +222,7 @@ class OptimizationState:
     row_scores: dict[int, list[float]] = dataclasses.field(default_factory=dict)
     proposal_log: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     text_choice: dict[str, Any] | None = None
+    searched_best: tuple[float, dict[str, Any]] | None = None
     search: Any = None
     store: Any = None
     fingerprint: str = ""
@@ -346,7 +349,9 @@ class Optimizer:
     def choose_texts(self, state: OptimizationState) -> dict[str, Any] | None:
         """The final choice between proposed and original texts, made once per run (see :meth:`text_originals`)."""
         if state.text_choice is None:
+            searched = (state.best_score, dict(state.best_configuration))
             state.text_choice = choose_texts(self, state)
+            state.searched_best = searched  # kept for a resumed leg: it searches on from the search's best
         return state.text_choice
 
     def score_on_valset(self, state: OptimizationState, configuration: Mapping[str, Any]) -> Trial | None:
@@ -899,8 +904,10 @@ class Optimizer:
         The search state is None before a first step, and for MIPRO, whose study is elsewhere.
         """
         best = None
-        if state.best_score > -math.inf:
-            best = {"score": state.best_score, "configuration": configuration_to_json(state.best_configuration)}
+        # a leg stopped by a budget made its final choice: the next leg searches on from what the search found
+        score, configuration = state.searched_best or (state.best_score, state.best_configuration)
+        if score > -math.inf:
+            best = {"score": score, "configuration": configuration_to_json(configuration)}
             try:
                 json.dumps(best, allow_nan=False)
             except (TypeError, ValueError):

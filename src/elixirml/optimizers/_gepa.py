@@ -616,6 +616,7 @@ class GEPA(Optimizer):
             search.phase = "variables"
             self._evolve_texts(state)
             self.choose_texts(state)  # the texts the other variables are tuned with: proposed ones only if they won
+            state.searched_best = None  # the choice is part of the search here: the tuning's best is kept from now on
             return self._prepare_variables(state)
         return self._variable_trial(state)
 
