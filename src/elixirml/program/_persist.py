@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, cast
 
+from .._log import logger
 from .._version import __version__
 from ..errors import ConfigurationError, LoadError, VariableError
 from ._code import resolve_class
@@ -23,8 +23,6 @@ FORMAT_VERSION = 1
 #: The files ``save(directory, save_program=True)`` writes: the program document and the versions.
 PROGRAM_FILE = "program.json"
 METADATA_FILE = "metadata.json"
-
-logger = logging.getLogger("elixirml.program")
 
 
 def dependency_versions() -> dict[str, str]:
@@ -285,7 +283,7 @@ def load(path: str | os.PathLike[str], cls: type[Module] | None = None, *, allow
     """
     document, saved_versions = read_saved_program(path)
     for message in version_mismatches(saved_versions, dependency_versions()):
-        logger.warning(message)
+        logger("program").warning(message)
     return build_program(document, cls, allow_import=allow_import)
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import contextvars
 import copy
 import functools
-import logging
 from collections.abc import Mapping
 from typing import Any, Self
 
+from .._log import logger
 from ..variables import Variable
 from ._state import ModuleState
 
 _MISSING = object()
-_logger = logging.getLogger("elixirml.program")
 _MISSING_READ: Any = object()
 
 
@@ -176,7 +175,7 @@ class ModuleRebuild(ModuleState):
             if isinstance(value, ModuleRebuild):
                 new.__dict__[name] = value._copy_attributes(memo)
                 continue
-            _logger.warning(
+            logger("program").warning(
                 "Cannot deep-copy attribute %r of %s; the copy gets a shallow copy of it, or the same object",
                 name,
                 type(self).__name__,
