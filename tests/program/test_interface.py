@@ -86,7 +86,11 @@ def test_outputs_the_source_does_not_say_are_unknown_not_guessed():
         def forward(self, q):
             return {"_debug": q, "answer": q}
 
-    for program in (Spread(), TwoShapes(), Loop(), Private()):
+    class PydanticName(em.Module):  # a name pydantic keeps for itself: pydantic raised ValueError
+        def forward(self, q):
+            return {"model_dump": q, "answer": q}
+
+    for program in (Spread(), TwoShapes(), Loop(), Private(), PydanticName()):
         interface = interface_of("p", program)
         assert interface.output_names == () and interface.output_model is None
         assert interface.output_schema() == {"type": "object", "title": "Outputs"}

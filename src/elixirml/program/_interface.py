@@ -446,8 +446,15 @@ def interface_of(name: str, program: Module) -> Interface:
         else:
             try:
                 output_model = _model(f"{title}Outputs", outputs, strict=False)
-            except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError, NameError, TypeError):
-                output_model = None  # names or types no model can hold (`_private`): described as any object
+            except (
+                pydantic.PydanticUserError,
+                pydantic.PydanticSchemaGenerationError,
+                NameError,
+                TypeError,
+                ValueError,
+            ):
+                # names or types no model can hold (`_private`, `model_dump`): described as any object
+                output_model = None
 
     fields = input_model.model_fields
     return Interface(
