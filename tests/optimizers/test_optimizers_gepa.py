@@ -266,3 +266,14 @@ def test_gepa_projects_its_full_evals_budget_before_its_first_call(monkeypatch):
     projected = re.search(r"GEPA: projected (\d+) LM calls", seen[0])
     assert projected is not None, seen[0]
     assert int(projected.group(1)) >= 10  # one pass over the 6 + 4 rows, the budget max_full_evals=1 sets
+
+
+def test_a_metric_budget_below_one_validation_pass_is_why_gepa_stopped():
+    # 5 metric calls cannot score the program as given on 8 validation rows: nothing runs, and the run says why
+    em.configure(lm=scripted_lm())
+    gepa = GEPA(feedback_metric, max_metric_calls=5, reflection_lm=scripted_lm(), seed=0, display_progress=False)
+    compiled = gepa.compile(em.Predict("question -> answer"), trainset=data(8), valset=data(8, offset=10))
+    result = gepa.last_result
+    assert result.trials == [] and result.details["metric_calls"] == 0
+    assert result.stopped == "max_metric_calls"
+    assert compiled.signature.instructions == em.Predict("question -> answer").signature.instructions

@@ -663,6 +663,7 @@ class GEPA(Optimizer):
 
         tracker.keep = keep
         stop: list[str] = []
+        unscored = False
 
         def spent(_: Any) -> bool:
             reason = self.budget_spent(state)
@@ -690,11 +691,13 @@ class GEPA(Optimizer):
                 raise_on_exception=True,
             )
         except _TextBudgetSpent:
-            pass
+            unscored = not adapter.full_trials  # not even the program as given was scored
         except _Carried as carried:
             raise carried.error from carried.error.__cause__
         finally:
             self._summarize(state)
+        if unscored:  # the budget stopped the run before it began, not at the text search's own end
+            raise _StopOptimization("max_metric_calls")
         if stop and stop[0] != "max_metric_calls":
             raise _StopOptimization(stop[0])
 
