@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from typing import Literal
 
 import pytest
@@ -158,3 +159,14 @@ def test_promotion_follows_the_score_differences():
     # far apart, with many minibatches behind them: only the best is promoted
     far = [("a", 90.0)] * 4 + [("b", 20.0)] * 4 + [("c", 10.0)] * 4
     assert run(far, best_full=85.0) == ["a"]
+
+
+def test_random_search_projection_counts_its_structure_phase(capsys):
+    """The projection printed first counts the structure trials and the teacher's batches (was 36 for 64 made)."""
+    em.configure(lm=structural_lm())
+    for rows in (8, 40):
+        search = RandomSearch(metric, num_candidates=4, max_bootstrapped_demos=1, max_labeled_demos=2)
+        search.compile(Classifier(), trainset=data(10), valset=data(rows, offset=100))
+        projected = int(re.search(r"projected (\d+) LM calls", capsys.readouterr().err).group(1))
+        actual = search.last_result.lm_calls
+        assert 0.8 * actual <= projected <= 1.3 * actual, (rows, projected, actual)

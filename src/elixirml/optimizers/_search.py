@@ -232,9 +232,27 @@ class RandomSearch(Optimizer):
         ]
 
     def projected_calls(self, state: OptimizationState) -> int:
+        """The structures first (on a sample, the program as given too), then the candidates on the whole valset.
+
+        Structure trials stand for the first candidates; each bootstrapped candidate runs the
+        teacher in whole batches of ``concurrency`` until about 3 x its demos (an estimate: few
+        passing rows mean more runs).
+        """
         per_run = max(1, len(state.program.named_predictors()))
-        bootstrap = max(0, self.num_candidates - 2) * self.max_bootstrapped_demos * 2 * per_run
-        return self.num_candidates * len(state.valset) * per_run + bootstrap
+        val = len(state.valset)
+        structures = 0
+        if self.search_variables:
+            with warnings.catch_warnings():  # initialize warns about the variables it leaves out, once
+                warnings.simplefilter("ignore")
+                space, names = self.searchable(state, other_variables(state.program.variable_space()))
+            structures = len(distinct_structures(state, space, structural_names(space, names), self.seed)) - 1
+        structures = min(structures, self.num_candidates)
+        sample = min(max(50, val // 2), val)
+        evaluations = (sample if structures else 0) + structures * sample + (self.num_candidates - structures) * val
+        batch = max(1, self.concurrency)
+        teacher_runs = min(len(state.trainset), math.ceil(self.max_bootstrapped_demos * 3 / batch) * batch)
+        bootstrapped = max(0, self.num_candidates - max(2, structures))
+        return (evaluations + bootstrapped * teacher_runs) * per_run
 
     def _candidate_demos(self, state: OptimizationState, index: int) -> dict[str, list[Example]]:
         program = state.program
