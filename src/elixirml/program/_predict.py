@@ -48,7 +48,7 @@ from . import _assertions, _events, _trace
 from ._module import ANY_PREDICTOR, Module
 from ._persist import refuse_unsafe_lm_state
 from ._rebuild import constructing, variable_read_in_construction
-from ._serialize import demo_from_json, demo_to_json
+from ._serialize import demos_from_state, demos_to_state
 
 DECODING_MODES = ("auto", "generate", "score", "calibrated")
 #: Prompt formats an implicit ``adapter`` variable chooses from ("auto": configured, else the LM's choice).
@@ -711,7 +711,7 @@ class Predict(Module):
         return {
             "type": type(self).__name__,
             "signature": self.signature.dump_state(),
-            "demos": [demo_to_json(d) for d in self.demos],
+            **demos_to_state(self.demos),
             "config": to_jsonable(self.config),
             "decoding": self.decoding,
             **({"adapter": self.adapter} if isinstance(self.adapter, str) else {}),
@@ -744,7 +744,7 @@ class Predict(Module):
                 self.signature = Signature.from_state(saved_sig)
             except SignatureError as exc:
                 raise LoadError(f"Cannot rebuild the saved signature: {exc}") from None
-        self.demos = [demo_from_json(d) for d in state.get("demos", [])]
+        self.demos = demos_from_state(state, list(self.signature.input_fields))
         self.config = self._loaded_config(state)
         decoding = state.get("decoding", "auto")
         if decoding not in DECODING_MODES:
@@ -792,7 +792,7 @@ class Predict(Module):
         predictor = cls.__new__(cls)
         Predict.__init__(predictor, signature)
         predictor.signature = signature  # already includes any prepended fields
-        predictor.demos = [demo_from_json(d) for d in mine.get("demos", [])]
+        predictor.demos = demos_from_state(mine, list(signature.input_fields))
         predictor.config = predictor._loaded_config(mine)
         predictor.decoding = mine.get("decoding", "auto") if mine.get("decoding") in DECODING_MODES else "auto"
         predictor._load_adapter(mine)

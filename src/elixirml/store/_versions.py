@@ -46,6 +46,22 @@ def content_hash(state: Any, configuration: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _demos_of(predictor: Mapping[str, Any]) -> list[Any]:
+    """A saved predictor's demos as (values, input marks), whichever layout wrote them.
+
+    Predict.dump_state writes flat demos with ``demo_inputs`` beside them (DSPy's layout); earlier
+    states held ``{"data": ..., "inputs": [...]}`` per demo. The same demos compare equal in both.
+    """
+    demos = predictor.get("demos") or []
+    if not isinstance(demos, list):
+        return [demos]
+    if "demo_inputs" in predictor or "type" not in predictor:
+        marks = predictor.get("demo_inputs")
+        marks = marks if isinstance(marks, list) and len(marks) == len(demos) else [None] * len(demos)
+        return [(d, m) for d, m in zip(demos, marks)]
+    return [(d.get("data"), d.get("inputs")) if isinstance(d, Mapping) else (d, None) for d in demos]
+
+
 def state_hash(state: Any) -> str:
     """SHA-256 of a program state alone: the key under which the store keeps it once."""
     text = json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -340,7 +356,7 @@ class Versions(StoreCore):
             a_instr = (after.get("signature") or {}).get("instructions")
             if b_instr != a_instr:
                 entry["instructions"] = {"from": b_instr, "to": a_instr}
-            if len(before.get("demos", [])) != len(after.get("demos", [])) or before.get("demos") != after.get("demos"):
+            if _demos_of(before) != _demos_of(after):
                 entry["demos"] = {"from": len(before.get("demos", [])), "to": len(after.get("demos", []))}
             if before.get("decoding") != after.get("decoding"):
                 entry["decoding"] = {"from": before.get("decoding"), "to": after.get("decoding")}
