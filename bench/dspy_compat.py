@@ -367,10 +367,10 @@ def n_completions(m: Any, side: Side) -> Any:
     return [pred.answer, len(c), c.answer, c["answer"], c[1].answer]
 
 
-@snippet("positional inputs", "both refuse; ElixirML raises TypeError, DSPy ValueError")
+@snippet("positional inputs (a ValueError, as DSPy's)")
 def positional_inputs(m: Any, side: Side) -> Any:
     m.configure(lm=side.lm([{"answer": "a"}]))
-    return raises(lambda: m.Predict("question -> answer")("hi"), TypeError, ValueError)
+    return raises(lambda: m.Predict("question -> answer")("hi"), ValueError, TypeError)
 
 
 class Color(enum.Enum):

@@ -10,6 +10,7 @@ ElixirMLError
 │   │   └── OptionError        an option's value is out of its range; also a ValueError, as DSPy raises
 │   ├── SignatureError         a signature that cannot be built (syntax, unknown type); also a ValueError
 │   │   └── SignatureFieldError a signature class's typed attribute is no InputField()/OutputField(); also a TypeError
+│   ├── PositionalInputsError  a predictor was called with positional inputs; also a ValueError and a TypeError
 │   ├── MissingDependencyError an optional extra is not installed
 │   ├── LoadError              a saved program or state cannot be loaded
 │   │   ├── ProgramImportError the module of a saved program's class cannot be imported; also a ModuleNotFoundError
@@ -56,6 +57,7 @@ __all__ = [
     "MissingDependencyError",
     "OptionError",
     "OutputError",
+    "PositionalInputsError",
     "ProgramImportError",
     "ProviderError",
     "ProviderResponseError",
@@ -120,6 +122,14 @@ class SignatureFieldError(SignatureError, TypeError):
     """A signature class has a typed attribute that is no ``InputField()``/``OutputField()``.
 
     A ``TypeError`` too, as DSPy raises.
+    """
+
+
+class PositionalInputsError(UserError, ValueError, TypeError):
+    """A predictor was called with positional arguments; its inputs are keywords named after the signature's fields.
+
+    A ``ValueError`` too (DSPy raises one) and a ``TypeError`` (Python's error for a call's arguments),
+    so either ``except`` catches it.
     """
 
 

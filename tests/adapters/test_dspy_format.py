@@ -263,6 +263,32 @@ def test_a_dspy_lm_that_overrides_call_is_called_and_may_call_super() -> None:
     assert slow.wrapped
 
 
+@pytest.mark.parametrize("adapter", [DSPyChatAdapter(), DSPyXMLAdapter()], ids=["chat", "xml"])
+def test_dspy_formats_do_not_re_ask_and_fall_back_to_json_once(adapter: DSPyChatAdapter) -> None:
+    """As DSPy: one JSON fallback after a parse failure, then the error (no output_retries re-asks)."""
+    assert adapter.use_json_adapter_fallback and adapter.output_retries == 0
+    lm = em.DummyLM(["no fields at all"] * 5)
+    with pytest.raises(AdapterParseError):
+        em.Predict(QA, lm=lm, adapter=adapter)(question="q")
+    assert len(lm.requests) == 2  # the format's answer, then the JSON fallback's
+    json_lm = em.DummyLM(["not json"] * 5)
+    with pytest.raises(AdapterParseError):
+        em.Predict(QA, lm=json_lm, adapter=DSPyJSONAdapter())(question="q")
+    assert len(json_lm.requests) == 1
+
+
+def test_an_explicit_output_retries_wins_over_the_dspy_formats_none() -> None:
+    lm = em.DummyLM(["no fields at all"] * 2 + ["[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]"])
+    adapter = DSPyChatAdapter(use_json_adapter_fallback=False)
+    with em.context(output_retries=2):
+        assert em.Predict(QA, lm=lm, adapter=adapter)(question="q").answer == "Paris"
+    assert len(lm.requests) == 3
+    ours = em.DummyLM(["[[ ## answer ## ]]\nmany"] * 5)
+    with pytest.raises(em.errors.ValidationError):  # ElixirML's own adapters keep the setting's default (2 re-asks)
+        em.Predict("question -> answer: int", lm=ours, adapter=em.ChatAdapter())(question="q")
+    assert len(ours.requests) == 3
+
+
 def test_a_dspy_format_fallback_counts_the_answer_it_replaced():
     """DSPy's chat format falls back to its JSON format; the usage is both answers', as for ElixirML's adapters."""
     lm = em.DummyLM(["no fields at all", '{"answer": "Paris"}'])

@@ -117,6 +117,10 @@ def test_missing_input_is_a_validation_error():
 def test_positional_inputs_are_refused():
     with pytest.raises(TypeError, match="question="):
         em.Predict("question -> answer", lm=em.DummyLM([]))("q")
+    with pytest.raises(ValueError, match="keyword arguments") as info:  # DSPy raises a ValueError
+        em.Predict("question, context -> answer", lm=em.DummyLM([]))("q", "c")
+    assert isinstance(info.value, em.errors.PositionalInputsError)
+    assert "'question, context'" in str(info.value) and "`predict(question=input_value, ...)`" in str(info.value)
 
 
 def test_async_function_lm_is_awaited_and_sync_runs_off_loop():

@@ -264,6 +264,13 @@ class Adapter:
 
     name = "Adapter"
 
+    #: How many times a predictor re-asks the LM, with the error as feedback, when an answer read
+    #: by this adapter fails the signature's schema. ``None`` (ElixirML's adapters): the setting
+    #: ``output_retries`` (2 by default). DSPy's formats (``DSPyChatAdapter`` and its siblings) set
+    #: 0, as DSPy never re-asks. An ``output_retries`` set explicitly (``configure``, ``context``,
+    #: a settings file or ``ELIXIRML_OUTPUT_RETRIES``) wins over this attribute.
+    output_retries: int | None = None
+
     def __init__(
         self,
         fallback: Adapter | None = None,

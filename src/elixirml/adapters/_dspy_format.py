@@ -504,7 +504,9 @@ class DSPyChatAdapter(ChatAdapter):
 
     ``em.ChatAdapter`` is ElixirML's own variant of the format (stop sequences, tolerant reading);
     this one sends the messages DSPy sends, so a program optimized in DSPy sees the same prompt.
-    It is ``elixirml.dspy.ChatAdapter``.
+    It is ``elixirml.dspy.ChatAdapter``. As in DSPy, a predictor using it does not re-ask the LM
+    when an answer fails to parse or validate (``output_retries = 0``; the JSON fallback is DSPy's
+    one retry); set ``output_retries`` explicitly (``em.configure(output_retries=2)``) for re-asks.
 
     Args:
         callbacks: callbacks kept for DSPy's constructor (ElixirML's callbacks are configured
@@ -513,20 +515,21 @@ class DSPyChatAdapter(ChatAdapter):
             request's ``tools`` and the LM's native tool calls (when the LM supports them).
         native_response_types: output types an LM may fill natively (types with the
             ``adapt_to_native_lm_feature`` / ``parse_lm_response`` hooks).
-        use_json_adapter_fallback: on a parse failure, ask again with the JSON format (a second
-            LM call; DSPy turns it on by default, here it is asked for).
+        use_json_adapter_fallback: on a parse failure, ask again with the JSON format (one second
+            LM call, counted in usage), on by default as in DSPy; ``False`` raises the parse error at once.
         parallel_tool_calls: sent as the request's ``parallel_tool_calls`` with native tool
             calls (``None``: not sent).
     """
 
     name = "ChatAdapter"
+    output_retries = 0
 
     def __init__(
         self,
         callbacks: list[Any] | None = None,
         use_native_function_calling: bool = False,
         native_response_types: list[type] | None = None,
-        use_json_adapter_fallback: bool = False,
+        use_json_adapter_fallback: bool = True,
         parallel_tool_calls: bool | None = None,
     ) -> None:
         Adapter.__init__(self)

@@ -18,6 +18,7 @@ from ..errors import (
     AdapterParseError,
     ConfigurationError,
     LoadError,
+    PositionalInputsError,
     SignatureError,
     ValidationError,
     VariableError,
@@ -372,18 +373,14 @@ class Predict(Module):
         """Run the LM step.
 
         Args:
-            *args: not accepted; inputs are keywords (a clear TypeError says so).
+            *args: not accepted; inputs are keywords (``PositionalInputsError``, a ValueError and a TypeError, says so).
             config: request settings for this call only (merged over the predictor's).
             lm: an LM for this call only.
             demos: demos for this call only.
             **inputs: the signature's input fields.
         """
         if args:
-            raise TypeError(
-                f"{type(self).__name__} takes its inputs as keywords, e.g. predict("
-                + ", ".join(f"{n}=..." for n in self.signature.input_fields)
-                + ")"
-            )
+            raise self._positional_error()
         current = _settings.current()
         context = current_context()
         bindings = context.bindings
@@ -435,8 +432,11 @@ class Predict(Module):
             usage = Usage(estimate_message_tokens(messages), estimate_tokens(text), calls=1).as_dict()
             cached = False
         else:
+            retries = adapter.output_retries
+            if retries is None or "output_retries" in current.layers:  # a setting given explicitly wins
+                retries = current.output_retries
             outputs, response, messages, usage = await self._generate(
-                model, adapter, use_demos, values, settings, feedback, current.output_retries
+                model, adapter, use_demos, values, settings, feedback, retries
             )
             text, cached = response.text, response.cached
         if current.history_size or self.__dict__.get("history"):
@@ -464,6 +464,18 @@ class Predict(Module):
             if len(entries) > current.max_trace_size:
                 del entries[: len(entries) - current.max_trace_size]
         return prediction
+
+    def _positional_error(self) -> PositionalInputsError:
+        """DSPy's error for positional arguments (its exact words): what to call instead."""
+        names = list(self.signature.input_fields)
+        example = f"{names[0]}=input_value, ..." if names else "..."
+        cls = type(self)
+        shown = f"dspy.{cls.__name__}" if cls.__module__.startswith("elixirml.") else cls.__name__
+        return PositionalInputsError(
+            f"Positional arguments are not allowed when calling `{shown}`, must use keyword "
+            f"arguments that match your signature input fields: '{', '.join(names)}'. For example: "
+            f"`predict({example})`."
+        )
 
     def _remember(
         self,
@@ -528,7 +540,7 @@ class Predict(Module):
     ) -> tuple[list[dict[str, Any]], LMResponse, list[dict[str, Any]], dict[str, Any]]:
         """Ask the LM; an answer that fails the schema is asked again with the error as feedback.
 
-        At most ``retries`` (the setting ``output_retries``, default 2) re-asks, as Instructor
+        At most ``retries`` (the adapter's ``output_retries``, else the setting, default 2) re-asks, as Instructor
         re-asks on Pydantic errors; each is an LM call, so it counts in usage and call budgets.
         The returned usage is the sum over the attempts: the answer returned and every answer
         re-asked before it (each error carries its answer's usage, so a call answered at once

@@ -51,7 +51,7 @@ class _DSPyHooks(_em.DSPyChatAdapter):
         callbacks: list[Any] | None = None,
         use_native_function_calling: bool = False,
         native_response_types: list[type] | None = None,
-        use_json_adapter_fallback: bool = False,
+        use_json_adapter_fallback: bool = True,
         parallel_tool_calls: bool | None = None,
     ) -> None:
         super().__init__(
@@ -81,7 +81,8 @@ class _DSPyHooks(_em.DSPyChatAdapter):
 class ChatAdapter(_DSPyHooks):
     """DSPy 3.4's ``ChatAdapter`` (:class:`elixirml.adapters.DSPyChatAdapter`), with DSPy's native response types.
 
-    ``use_json_adapter_fallback`` is off unless asked for: a second LM call is never hidden.
+    As in DSPy, ``use_json_adapter_fallback`` is on (one JSON call after a parse failure) and a
+    failed answer is not re-asked (``output_retries = 0`` unless the setting is given).
     """
 
 
