@@ -594,8 +594,10 @@ def test_parallel_runs_examples_with_their_inputs_and_refuses_positional_inputs(
     example = em.Example(question="hi", answer="gold").with_inputs("question")
     results = em.Parallel(num_threads=2)([(predict, example), (predict, {"question": "yo"})])
     assert [r.answer for r in results] == ["ok", "ok"]
-    with pytest.raises(TypeError, match=r"keywords, e\.g\. predict\(question=\.\.\.\)"):
-        predict("hi")  # DSPy refuses too (with a ValueError)
+    with pytest.raises(TypeError, match=r"keyword arguments .*`predict\(question=input_value, \.\.\.\)`"):
+        predict("hi")
+    with pytest.raises(ValueError, match="Positional arguments are not allowed"):  # DSPy's error and message
+        predict("hi")
 
 
 # ---------------------------------------------------------------- files written by dspy.Module.save
