@@ -804,3 +804,19 @@ def test_dspy_lm_state_has_dspys_layout_without_secrets(tmp_path):
         dspy.settings.save(tmp_path / "settings.json")
     loaded = dspy.load_settings(tmp_path / "settings.json")["lm"]
     assert loaded.dump_state() == state and loaded.model == "openai/gpt-4o-mini"
+
+
+def test_dspy_parallel_gives_each_worker_its_own_copy_of_the_usage_tracker():
+    import elixirml.dspy as dspy
+
+    parent = dspy.utils.UsageTracker()
+    parent.add_usage("m", {"prompt_tokens": 1})
+
+    def work(tokens):
+        dspy.settings.usage_tracker.add_usage("m", {"prompt_tokens": tokens})
+        return dspy.settings.usage_tracker.get_total_tokens()["m"]["prompt_tokens"]
+
+    with dspy.context(usage_tracker=parent):
+        assert dspy.Parallel(num_threads=2)([(work, (10,)), (work, (20,))]) == [11, 21]
+    assert parent.get_total_tokens()["m"]["prompt_tokens"] == 1  # the caller's tracker is unchanged
+    assert dspy.settings.usage_tracker is None and dspy.Parallel()([(lambda: 4, {})]) == [4]  # no tracker: no copy

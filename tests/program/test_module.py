@@ -230,3 +230,25 @@ def test_batch_straggler_limit_starts_a_slow_input_again_and_keeps_the_first_to_
     results, failed, errors = Sometimes().batch(examples, timeout=0.2, return_failed_examples=True)
     assert results == [0, 10, None, 30] and failed == [examples[2]]
     assert isinstance(errors[0], TimeoutError)  # alone, timeout is a hard limit
+
+
+def test_parallel_runs_plain_functions_as_dspy_does():
+    import threading
+
+    seen = []
+
+    def add(a, b=0):
+        seen.append(threading.current_thread())
+        return a + b
+
+    async def double(a):
+        return 2 * a
+
+    with em.context(max_tokens=77):  # a worker thread sees the caller's settings
+        results = em.Parallel(num_threads=2)(
+            [(add, (1, 2)), (add, {"a": 3}), (double, {"a": 4}), (lambda: em.settings.current().max_tokens, {})]
+        )
+    assert results == [3, 3, 8, 77]
+    assert threading.main_thread() not in seen  # a sync function runs in a worker thread, not on the loop
+    with pytest.raises(em.errors.ConfigurationError, match="must be a module or a function, got int"):
+        em.Parallel()([(7, {})])

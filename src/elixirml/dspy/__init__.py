@@ -25,7 +25,6 @@ from .. import (
     InputField,
     MultiChainComparison,
     OutputField,
-    Parallel,
     Predict,
     Prediction,
     ReAct,
@@ -40,6 +39,7 @@ from ._settings import configure, context, load_settings, reset_for_tests, setti
 from .adapters import Adapter, ChatAdapter, JSONAdapter, TwoStepAdapter, XMLAdapter
 from .adapters.types import Audio, File, Reasoning, ToolCallResults, Type
 from .clients import LM, BaseLM, inspect_history
+from .predict import Parallel
 from .primitives import Module
 from .signatures import infer_prefix
 from .teleprompt import (

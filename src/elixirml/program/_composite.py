@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
 
 from ..errors import ConfigurationError, UserError
 from ..schema import Example, InputField, OutputField, Prediction, ensure_signature, make_signature
@@ -219,8 +220,29 @@ class MultiChainComparison(Module):
         return result
 
 
+def _starter(module: Any) -> Callable[..., Awaitable[Any]]:
+    """How a pair's "module" is started: a module (or anything with ``acall``) by ``acall``.
+
+    A plain function, as DSPy's ``Parallel`` takes too: an ``async def`` one is awaited, any
+    other callable runs in a worker thread (it sees this task's settings and context).
+    """
+    acall = getattr(module, "acall", None)
+    if callable(acall):
+        return cast("Callable[..., Awaitable[Any]]", acall)
+    if inspect.iscoroutinefunction(module):
+        return cast("Callable[..., Awaitable[Any]]", module)
+    if callable(module):
+        return lambda *args, **kwargs: asyncio.to_thread(module, *args, **kwargs)
+    raise ConfigurationError(
+        f"Parallel: the first item of a pair must be a module or a function, got {type(module).__name__}"
+    )
+
+
 class Parallel(Module):
     """Run many ``(module, inputs)`` pairs concurrently; results keep the input order.
+
+    A pair's module may be a plain function too (as in DSPy): an ``async def`` one is awaited,
+    any other runs in a worker thread.
 
     The inputs of a pair, as in DSPy: an :class:`~elixirml.Example` gives its inputs as keywords
     (the example itself, positionally, with ``access_examples=False``); a dict gives keywords;
@@ -286,17 +308,18 @@ class Parallel(Module):
         self.concurrency = value
 
     def _pair_call(self, module: Any, inputs: Any) -> Callable[[], Any]:
+        start = _starter(module)
         if isinstance(inputs, Example):
             if not self.access_examples:
-                return lambda: module.acall(inputs)
+                return lambda: start(inputs)
             values = dict((inputs.inputs() if inputs.input_keys is not None else inputs).items())
-            return lambda: module.acall(**values)
+            return lambda: start(**values)
         if isinstance(inputs, dict):
-            return lambda: module.acall(**inputs)
+            return lambda: start(**inputs)
         if isinstance(inputs, list) and isinstance(module, Parallel):
-            return lambda: module.acall(inputs)
+            return lambda: start(inputs)
         if isinstance(inputs, tuple):
-            return lambda: module.acall(*inputs)
+            return lambda: start(*inputs)
         raise ConfigurationError(
             f"Parallel: the inputs of a pair must be an Example, a dict, a tuple, or a list of pairs for a nested "
             f"Parallel; got {type(inputs).__name__}"
