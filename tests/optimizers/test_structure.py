@@ -170,3 +170,16 @@ def test_random_search_projection_counts_its_structure_phase(capsys):
         projected = int(re.search(r"projected (\d+) LM calls", capsys.readouterr().err).group(1))
         actual = search.last_result.lm_calls
         assert 0.8 * actual <= projected <= 1.3 * actual, (rows, projected, actual)
+
+
+def test_mipro_cut_short_after_its_structure_phase_returns_the_structure_that_won():
+    """The structure is scored on a sample; scored on the whole set at once, it is the result of a run cut short."""
+    em.configure(lm=structural_lm())
+    optimizer = MIPRO(metric, auto="light", seed=0, storage="sqlite:///:memory:", num_trials=6)
+    # 60 validation rows, structures scored on 50; the metric budget stops the run before its first search trial
+    compiled = optimizer.compile(Classifier(), trainset=data(20), valset=data(60, offset=100), max_metric_calls=260)
+    result = optimizer.last_result
+    assert result.stopped == "max_metric_calls"
+    assert any(t.full and t.configuration.get("classify.adapter") == "plain" for t in result.trials)
+    assert result.details["structure"] == {"classify.adapter": "plain"}
+    assert compiled.classify.adapter == "plain" and result.best_score == 100.0, result.summary()

@@ -490,6 +490,7 @@ class MIPRO(Optimizer):
             + probe
             + self.num_trials * mini
             + (fulls + promotions + 1) * val  # full evaluations, promotions, the final paired comparison
+            + (val if structures and val > self.structure_sample else 0)  # the chosen structure on the whole set
         )
         return evaluations * predictors + bootstrap + proposals
 
@@ -548,6 +549,9 @@ class MIPRO(Optimizer):
             state.structure = choose_structure(
                 self, state, space, structural, sample_size=self.structure_sample, baseline=baseline
             )
+            if state.structure and len(state.valset) > self.structure_sample:
+                # it won on a sample: scored on the whole set now, it is the result even if the search is cut short
+                self.score_on_valset(state, state.structure)
             demo_sets = self._demo_sets(state)
             lm = self.proposer_lm or state.program.get_lm()
             proposed = propose_instructions(
