@@ -1,4 +1,5 @@
 import asyncio
+import inspect
 import json
 import time
 
@@ -252,3 +253,27 @@ def test_parallel_runs_plain_functions_as_dspy_does():
     assert threading.main_thread() not in seen  # a sync function runs in a worker thread, not on the loop
     with pytest.raises(em.errors.ConfigurationError, match="must be a module or a function, got int"):
         em.Parallel()([(7, {})])
+
+
+def test_forward_called_directly_warns_only_outside_a_module_call(caplog):
+    class Inner(em.Module):
+        def forward(self, x):
+            return x + 1
+
+    class Outer(em.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Inner()
+
+        def forward(self, x):
+            return self.inner.forward(x) * 2  # inside Outer's call: not reported
+
+    outer = Outer()
+    with caplog.at_level("WARNING", logger="elixirml.program"):
+        assert outer(x=1) == 4
+        assert asyncio.run(outer.acall(x=1)) == 4
+        assert not [r for r in caplog.records if "directly is discouraged" in r.getMessage()]
+        assert outer.inner.forward(1) == 2
+    warned = [r.getMessage() for r in caplog.records if "directly is discouraged" in r.getMessage()]
+    assert warned == ["Calling module.forward(...) on Inner directly is discouraged. Please use module(...) instead."]
+    assert Inner.forward.__name__ == "forward" and "x" in inspect.signature(Inner.forward).parameters

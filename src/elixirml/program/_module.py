@@ -7,10 +7,13 @@ file each: ``_tree.py``, ``_state.py``, ``_rebuild.py``, ``_persist.py``.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from .. import settings as _settings
+from .._log import logger
 from ..errors import ConfigurationError
 from ..lm import UsageTracker, track_usage
 from ..runtime import aobserve_callbacks, current_context, observe_callbacks, run_scope, run_sync
@@ -31,7 +34,18 @@ class Module(ModulePersistence):
 
     Variables declared as class attributes (``em.Variable.float(...)``) are discovered by
     :meth:`variable_space`; :meth:`with_variables` builds a configured copy.
+
+    Calling ``module.forward(...)`` directly, outside any module call, logs DSPy's warning
+    ("Calling module.forward(...) on X directly is discouraged"): it skips callbacks, usage,
+    bound variables, assertion retries and the trace. A ``forward`` reached from another module's
+    ``forward`` is not reported (it runs inside that call).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        forward = cls.__dict__.get("forward")
+        if inspect.isfunction(forward) and forward not in _CHECKED:
+            cls.forward = _checked_forward(forward)  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -267,6 +281,29 @@ class Module(ModulePersistence):
         import asyncio  # loaded by the first call, not by `import elixirml`
 
         return await asyncio.to_thread(self.forward, *args, **kwargs)
+
+
+_CHECKED: set[Callable[..., Any]] = set()
+
+
+def _checked_forward(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward`` that warns, as DSPy does, when it is called outside any module call.
+
+    A module call (``module(...)``, ``acall``) always runs ``forward`` inside a run (the context's
+    ``run``, set by the assertion scope every call opens), so the check is one context read.
+    """
+
+    @functools.wraps(forward)
+    def checked(self: Module, *args: Any, **kwargs: Any) -> Any:
+        if current_context().run is None:
+            logger("program").warning(
+                "Calling module.forward(...) on %s directly is discouraged. Please use module(...) instead.",
+                type(self).__name__,
+            )
+        return forward(self, *args, **kwargs)
+
+    _CHECKED.add(checked)
+    return checked
 
 
 def _attach_usage(result: Any, usage: UsageTracker) -> Any:
