@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
@@ -220,6 +219,13 @@ class MultiChainComparison(Module):
         return result
 
 
+async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn`` in a worker thread, with the caller's context (asyncio is loaded on first use, not at import)."""
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
 def _starter(module: Any) -> Callable[..., Awaitable[Any]]:
     """How a pair's "module" is started: a module (or anything with ``acall``) by ``acall``.
 
@@ -232,7 +238,7 @@ def _starter(module: Any) -> Callable[..., Awaitable[Any]]:
     if inspect.iscoroutinefunction(module):
         return cast("Callable[..., Awaitable[Any]]", module)
     if callable(module):
-        return lambda *args, **kwargs: asyncio.to_thread(module, *args, **kwargs)
+        return lambda *args, **kwargs: _in_thread(module, *args, **kwargs)
     raise ConfigurationError(
         f"Parallel: the first item of a pair must be a module or a function, got {type(module).__name__}"
     )
