@@ -501,3 +501,14 @@ def test_bootstrap_projection_counts_whole_batches_of_teacher_runs(capsys):
     optimizer.compile(program, trainset=trainset(8))
     projected = int(re.search(r"projected (\d+) LM calls", capsys.readouterr().err).group(1))
     assert projected >= optimizer.last_result.lm_calls, (projected, optimizer.last_result.lm_calls)
+
+
+def test_mipro_prints_progress_while_it_prepares_its_search(capsys):
+    """Without a terminal, lines come during initialize too (baseline, structures, probe), not only after trials."""
+    em.configure(lm=task_lm())
+    optimizer = MIPRO(metric, auto="light", seed=0, storage="sqlite:///:memory:")
+    optimizer.compile(Task(), trainset=trainset(), valset=trainset(24, offset=30))
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if line.startswith("MIPRO: ") and "LM calls (" in line]
+    assert any(line.endswith("preparing the search") for line in lines), lines
+    assert lines.index(next(line for line in lines if "trials" in line)) > 0  # the first line is not after a trial

@@ -468,10 +468,14 @@ class Optimizer:
             return list(await asyncio.gather(*(one(program, data) for program, data in jobs)))
 
         try:
-            return run_sync(together())
+            outcomes = run_sync(together())
         except BaseException:
             self.run.metric_calls -= max(0, needed - scored)  # cut short: only the examples scored were spent
             raise
+        run = self.run
+        if run.progress is not None and run.ledger is not None:  # inside a step, initialize too: a line when due
+            run.progress.update(run.ledger.used, run.status)
+        return outcomes
 
     def budget_spent(self, state: OptimizationState) -> str | None:
         """The budget that is spent (``"max_lm_calls"``, ``"max_metric_calls"``, ...), or None.
@@ -690,6 +694,7 @@ class Optimizer:
                 run.ledger, run.usage, run.started, run.runner = ledger, usage, started, runner
                 run.metric_calls = int(run.spent_before["metric_calls"])
                 progress = ProgressDisplay(self.name, self.display_progress, unit="LM calls")
+                run.progress, run.status = progress, "preparing the search"
                 try:
                     try:
                         self._announce(state, progress)  # first: initialize may spend most of the run
@@ -697,7 +702,8 @@ class Optimizer:
                         while True:
                             self.check_budget(state, usage, started)
                             more = self.optimize_step(state)
-                            progress.update(ledger.used, f"trials {len(state.trials)}, best {_best(state.best_score)}")
+                            run.status = f"trials {len(state.trials)}, best {_best(state.best_score)}"
+                            progress.update(ledger.used, run.status)
                             if not more:
                                 break
                     except (_StopOptimization, BudgetExceededError) as stop:

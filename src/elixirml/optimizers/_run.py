@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import BudgetExceededError, StoreError
 from ..lm import CallBudget, Usage
-from ..runtime import Executor
+from ..runtime import Executor, ProgressDisplay
 
 #: What a run has spent, as a store's run row and a run state count it.
 NOTHING_SPENT: dict[str, Any] = {"lm_calls": 0, "tokens": 0, "cost": 0.0, "metric_calls": 0}
@@ -33,6 +33,8 @@ class OptimizerRun:
         metric_calls: examples scored, earlier legs included.
         kept: the run state kept last, but for its spend.
         stopped: the budget that stopped a scoring outside a step (the final comparison of texts), or None.
+        progress: the run's progress display (lines also come from evaluations inside a step, such as
+            initialize's baseline and structures); status: what its next line says after the count.
     """
 
     budget: dict[str, Any]
@@ -44,6 +46,8 @@ class OptimizerRun:
     metric_calls: int = 0
     kept: dict[str, Any] = dataclasses.field(default_factory=dict)
     stopped: str | None = None
+    progress: ProgressDisplay | None = None
+    status: str = ""
 
 
 class CallLedger(CallBudget):
