@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,6 +96,10 @@ def run_file(file: str, timeout: float = 600) -> FileResult:
     return FileResult("tests/" + rel, outcomes, dspy, output)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _pytest_outcomes(rel: str, targets: list[str], timeout: float) -> tuple[dict[str, str], str, bool]:
     """Run ``targets`` (a file or test ids) in one pytest process: outcomes, output, whether it was interrupted."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +113,9 @@ def _pytest_outcomes(rel: str, targets: list[str], timeout: float) -> tuple[dict
             capture_output=True,
             text=True,
             timeout=timeout,
+            # Ctrl-C as a fresh process has it: a parent that ignores SIGINT (as the full suite's process may,
+            # after Ray or a server) would pass that on, and DSPy's SIGINT test would see no KeyboardInterrupt
+            preexec_fn=_default_sigint,
         )
         outcomes: dict[str, str] = {}
         if os.path.exists(report):
